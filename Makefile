@@ -1,0 +1,119 @@
+# Veranda build.  `make` builds build/veranda; see README.md for the rest.
+
+CC        ?= gcc
+PKG_LIBS  := libmicrohttpd jansson sqlite3 libcrypto libargon2 liboath libpq
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null)
+PKG_LDLIBS := $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -lmicrohttpd -ljansson -lsqlite3 -lcrypto -largon2 -loath -lpq)
+
+WARN      := -std=c17 -Wall -Wextra -Werror -Wshadow -Wvla -Wstrict-prototypes \
+             -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
+DEFS      := -D_GNU_SOURCE -Isrc -Ibuild/gen -include core/banned.h
+HARDEN    := -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fPIE
+CFLAGS    ?= -O2 -g
+ALL_CFLAGS = $(WARN) $(DEFS) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_H := -pie -Wl,-z,relro,-z,now
+LDLIBS    := $(PKG_LDLIBS) -lpthread -lm
+
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+SRC       := $(shell find src -name '*.c' | sort)
+LIB_SRC   := $(filter-out src/main.c,$(SRC))
+EMBED_IN  := $(shell find src/store/schema web -type f 2>/dev/null | sort)
+OBJ       := $(patsubst src/%.c,build/obj/%.o,$(SRC)) build/obj/gen/embedded.o
+LIB_OBJ   := $(patsubst src/%.c,build/obj/%.o,$(LIB_SRC)) build/obj/gen/embedded.o
+SAN_OBJ   := $(patsubst src/%.c,build/san/%.o,$(LIB_SRC)) build/san/gen/embedded.o
+
+UNIT_SRC  := $(shell find tests/unit -name '*.c' 2>/dev/null | sort)
+UNIT_BIN  := $(patsubst tests/unit/%.c,build/unit/%,$(UNIT_SRC))
+FUZZ_SRC  := $(shell find tests/fuzz -maxdepth 1 -name '*.c' 2>/dev/null | sort)
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+
+.PHONY: all check run bench fuzz deps unit e2e lint clean format docs
+all: build/veranda
+
+build/gen/embedded.c: scripts/embed $(EMBED_IN)
+	@mkdir -p $(dir $@)
+	scripts/embed $(EMBED_IN) > $@.tmp && mv $@.tmp $@
+
+build/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+build/obj/gen/embedded.o: build/gen/embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+build/veranda: $(OBJ)
+	$(CC) $(LDFLAGS_H) -o $@ $(OBJ) $(LDLIBS)
+
+# Sanitizer build of the library for unit tests (no _FORTIFY_SOURCE: it hides overflows from ASan).
+build/san/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(DEFS) $(PKG_CFLAGS) $(SAN_FLAGS) -MMD -MP -c $< -o $@
+
+build/san/gen/embedded.o: build/gen/embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(DEFS) $(PKG_CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+build/unit/%: tests/unit/%.c $(SAN_OBJ) tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -Wno-missing-prototypes $(DEFS) -Itests/unit $(PKG_CFLAGS) $(SAN_FLAGS) -o $@ $< $(SAN_OBJ) $(LDLIBS) -lcmocka
+
+# libFuzzer targets: clang, ASan + UBSan + fuzzer instrumentation.
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_LIB_SRC := $(LIB_SRC)
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) build/gen/embedded.c
+	@mkdir -p $(dir $@)
+	clang -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen -include core/banned.h $(PKG_CFLAGS) $(FUZZ_FLAGS) \
+		-o $@ $< $(FUZZ_LIB_SRC) build/gen/embedded.c $(LDLIBS)
+
+deps:
+	scripts/install-deps
+
+lint: build/veranda
+	scripts/lint
+
+unit: $(UNIT_BIN)
+	scripts/run-unit $(UNIT_BIN)
+
+e2e: build/veranda
+	node --test --test-concurrency=1 tests/e2e/
+
+check: deps
+	$(MAKE) all
+	$(MAKE) lint
+	$(MAKE) unit
+	$(MAKE) fuzz-smoke
+	$(MAKE) e2e
+
+fuzz-build: $(FUZZ_BIN)
+
+# A short run of each fuzz target over its corpus (part of `make check`).
+fuzz-smoke: $(FUZZ_BIN)
+	scripts/run-fuzz 10 $(FUZZ_BIN)
+
+# Each fuzz target for FUZZ_SECONDS (default 60).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	$(MAKE) fuzz-build
+	scripts/run-fuzz $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+run: deps
+	$(MAKE) all
+	scripts/run-demo
+
+bench: deps
+	$(MAKE) all
+	bench/run
+
+docs: build/veranda
+	build/veranda config-doc > docs/configuration.md
+	build/veranda config-example > etc/veranda.conf.example
+
+format:
+	clang-format -i $(SRC) $(shell find src -name '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find build/obj build/san -name '*.d' 2>/dev/null)

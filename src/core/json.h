@@ -1,0 +1,35 @@
+/*
+ * json.h - helpers around jansson: bounded parsing (size, nesting depth,
+ * UTF-8, duplicate keys) and small accessors.  Returned json_t references
+ * belong to the caller (json_decref).
+ */
+#ifndef VERANDA_CORE_JSON_H
+#define VERANDA_CORE_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+/*
+ * Nesting depth of the JSON text (arrays and objects), scanning bytes only.
+ * Returns -1 when brackets do not balance (the parser will say why).
+ */
+int json_text_depth(const char *s, size_t n);
+
+/*
+ * Parse one JSON value from s[0..n): well-formed UTF-8, no duplicate
+ * object keys, at most 'max_depth' levels.  On failure returns NULL with
+ * ERR_INVALID (or ERR_TOOBIG for depth) and a message naming the line and
+ * column on 'c'.
+ */
+json_t *json_parse_bounded(const char *s, size_t n, int max_depth, struct ctx *c);
+
+/* Serialize compactly into 'b' (appends). */
+enum err json_dump_buf(const json_t *v, struct buf *b);
+
+/* Convenience getters: NULL or 0 when missing or of another type. */
+const char *json_get_str(const json_t *obj, const char *key);
+
+#endif

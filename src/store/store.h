@@ -1,0 +1,171 @@
+/*
+ * store.h - the storage interface.  Domain modules see only this header;
+ * backends (sqlite.c, later postgres.c) implement struct store_ops and
+ * nothing backend-specific crosses this line.
+ *
+ * Data model: every version of every resource is kept as its JSON bytes
+ * (meta already set by the caller) with (type, id, version, last_updated,
+ * deleted).  The current version of each resource also has index rows
+ * (token, string, date, reference, quantity, number, uri) and compartment
+ * rows (the patients whose record it belongs to), written in the same
+ * transaction as the resource.
+ *
+ * Threading: a struct store is shared by all threads; each thread gets its
+ * own backend connection on first use (one connection per worker), with its
+ * own cached prepared statements.  A transaction belongs to the thread that
+ * began it.
+ *
+ * Every function returns enum err and leaves a message on 'c'.
+ */
+#ifndef VERANDA_STORE_STORE_H
+#define VERANDA_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+struct store;
+
+/* Schema version this build reads and writes. */
+int store_schema_supported(void);
+
+/*
+ * Open the store described by 'url' ("sqlite:PATH" or "postgresql://...").
+ * Does not migrate.  busy_ms: how long to wait for locks.
+ * ERR_IO when the database cannot be opened.
+ */
+enum err store_open(struct store **out, const char *url, int busy_ms, struct ctx *c);
+void store_close(struct store *s);
+/* Close the calling thread's connection (call before a worker thread exits). */
+void store_thread_done(struct store *s);
+
+/*
+ * Bring the schema to store_schema_supported() with numbered forward
+ * migrations, each in one transaction.  A database from a newer schema
+ * gives ERR_UNSUPPORTED ("database schema version N is newer than this
+ * build's M").
+ */
+enum err store_migrate(struct store *s, struct ctx *c);
+/* The schema version in the database (0 for an empty one). */
+enum err store_schema_version(struct store *s, int *version, struct ctx *c);
+/* Is the store reachable and its schema current?  (readiness) */
+enum err store_ping(struct store *s, struct ctx *c);
+
+/* ---- transactions (per thread; not nestable) ---- */
+enum err store_begin(struct store *s, struct ctx *c);
+enum err store_commit(struct store *s, struct ctx *c);
+void store_rollback(struct store *s);
+/*
+ * Savepoint inside the current transaction (import: one bad resource must
+ * not undo the others).  store_savepoint_end(s, false) rolls back to it.
+ */
+enum err store_savepoint(struct store *s, struct ctx *c);
+enum err store_savepoint_end(struct store *s, bool keep, struct ctx *c);
+
+/* ---- index rows ---- */
+enum store_ix {
+	STORE_IX_TOKEN,     /* a = system, b = code, c = display/text (for :text) */
+	STORE_IX_STRING,    /* a = normalized (lowercase, no accents), b = exact */
+	STORE_IX_DATE,      /* lo..hi, milliseconds since epoch, inclusive */
+	STORE_IX_REFERENCE, /* a = target type, b = target id, c = url as written */
+	STORE_IX_QUANTITY,  /* num = value, lo..hi precision range; a = system, b = code/unit */
+	STORE_IX_NUMBER,    /* num = value; lo..hi precision range */
+	STORE_IX_URI,       /* a = uri */
+};
+#define STORE_IX_KINDS 7
+
+struct store_ix_row {
+	enum store_ix kind;
+	const char *param;   /* search parameter code, e.g. "code" */
+	const char *a, *b, *c;
+	double num;          /* number / quantity value */
+	double nlo, nhi;     /* number / quantity implicit precision range */
+	int64_t lo, hi;      /* date range in ms since epoch, inclusive */
+};
+
+/* ---- writes ---- */
+enum store_op { STORE_PUT, STORE_DELETE };
+
+struct store_put {
+	enum store_op op;
+	const char *type;
+	const char *id;
+	/*
+	 * Optimistic concurrency: the version the caller read.  0 means "must
+	 * not exist yet" (create); -1 means "any" (not checked).  A mismatch
+	 * gives ERR_CONFLICT and writes nothing.
+	 */
+	int64_t expect_version;
+	int64_t version;          /* the new version number (expected + 1) */
+	int64_t last_updated;     /* ms since epoch */
+	const char *json;         /* full resource JSON with meta; NULL on delete */
+	size_t json_len;
+	const struct store_ix_row *ix; /* current index rows (ignored on delete) */
+	size_t nix;
+	const char *const *patients;   /* compartment: patient ids */
+	size_t npatients;
+};
+
+/*
+ * Write one resource version.  Runs in the caller's transaction when one is
+ * open, else in its own.  On success the version row, the current pointer,
+ * the index rows and the compartment rows all change together.
+ */
+enum err store_put(struct store *s, const struct store_put *p, struct ctx *c);
+
+/* ---- reads ---- */
+struct store_resource {
+	char type[64];
+	char id[72];
+	int64_t version;
+	int64_t last_updated;
+	bool deleted;
+	int64_t seq;              /* global write sequence number */
+	struct buf json;          /* stored bytes (empty for a delete) */
+};
+
+void store_resource_init(struct store_resource *r);
+void store_resource_release(struct store_resource *r);
+
+/*
+ * Read a resource: version 0 means current.  ERR_NOTFOUND when it never
+ * existed (or that version did not); a deleted current version is returned
+ * with deleted = true and ERR_OK.
+ */
+enum err store_get(struct store *s, const char *type, const char *id, int64_t version,
+		   struct store_resource *out, struct ctx *c);
+
+/* Current version number of a resource; 0 when it never existed. */
+enum err store_current_version(struct store *s, const char *type, const char *id,
+			       int64_t *version, bool *deleted, struct ctx *c);
+
+/*
+ * History, newest first.  type and id may be NULL (system or type level).
+ * since: only versions with last_updated >= since (0: all).
+ * before_seq: keyset cursor, only versions with seq < before_seq (0: none).
+ * Calls fn for at most 'limit' versions; *more is set when another exists.
+ * A non-zero return from fn stops the walk and is returned.
+ */
+struct store_history_q {
+	const char *type;
+	const char *id;
+	int64_t since;
+	int64_t at_most;          /* last_updated <= at_most (0: no bound): _at / snapshot */
+	int64_t before_seq;
+	int64_t limit;
+};
+typedef int (*store_resource_fn)(void *arg, const struct store_resource *r);
+enum err store_history(struct store *s, const struct store_history_q *q,
+		       store_resource_fn fn, void *arg, bool *more, int64_t *total,
+		       struct ctx *c);
+
+/* Number of current (not deleted) resources of 'type' (NULL: all). */
+enum err store_count(struct store *s, const char *type, int64_t *n, struct ctx *c);
+
+/* Largest write sequence number so far (0 for an empty store). */
+enum err store_last_seq(struct store *s, int64_t *seq, struct ctx *c);
+
+#endif
