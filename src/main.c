@@ -1,13 +1,626 @@
-/* main.c - the veranda command line. */
+/*
+ * main.c - the veranda command line: init, serve, seed, import, version.
+ *
+ * Configuration, lowest precedence first: built-in defaults, the
+ * configuration file (--config FILE, else DATA/veranda.conf when present),
+ * VERANDA_* environment variables, command-line flags.  Errors are one line
+ * on stderr ("veranda: ...") and a non-zero exit status:
+ *   1  runtime failure (store, port in use, bad data directory)
+ *   2  usage error (unknown command or flag, bad value)
+ */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/str.h"
+#include "fhir/fhir.h"
+#include "http/http.h"
+#include "ops/ops.h"
+#include "seed/seed.h"
+#include "store/store.h"
+
+#define VERANDA_VERSION "0.1.0"
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+struct command {
+	const char *name;
+	int (*run)(struct config *cfg, int argc, char **argv);
+	const char *summary;
+	const char *usage;
+	const char *const *options;   /* configuration options it takes as flags */
+	const char *extra_help;       /* command-specific flags */
+};
+
+static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("veranda: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see 'veranda --help')\n", stderr);
+	exit(EXIT_USAGE);
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("veranda: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_RUNTIME;
+}
+
+/* ---- configuration from file, environment and flags ---- */
+
+/*
+ * Split argv into configuration flags (applied to cfg in precedence order)
+ * and the rest (returned in place in argv, count in *rest).  Command-
+ * specific flags listed in 'own' (e.g. "patients") are left in the rest
+ * with their values.
+ */
+static void load_config(struct config *cfg, const char *const *allowed, const char *const *own,
+			int argc, char **argv, int *rest)
+{
+	struct ctx c = CTX_INIT;
+	const char *config_file = NULL;
+	char path[CONFIG_PATH_MAX + 32];
+	int i, n = 0;
+	struct {
+		const char *name, *value;
+	} flags[64];
+	size_t nflags = 0;
+
+	config_defaults(cfg);
+	for (i = 0; i < argc; i++) {
+		const char *a = argv[i], *eq, *val;
+		char name[64];
+		bool is_own = false;
+
+		if (strncmp(a, "--", 2) || !a[2]) {
+			argv[n++] = argv[i];
+			continue;
+		}
+		eq = strchr(a + 2, '=');
+		snprintf(name, sizeof(name), "%.*s", (int)(eq ? (size_t)(eq - a - 2) : strlen(a + 2)), a + 2);
+		for (const char *const *o = own; o && *o; o++)
+			if (!strcmp(*o, name))
+				is_own = true;
+		if (is_own) {
+			argv[n++] = argv[i];
+			if (!eq && i + 1 < argc && strncmp(argv[i + 1], "--", 2))
+				argv[n++] = argv[++i];
+			continue;
+		}
+		if (!strcmp(name, "config")) {
+			if (!eq && i + 1 >= argc)
+				die_usage("--config needs a file");
+			config_file = eq ? eq + 1 : argv[++i];
+			continue;
+		}
+		{
+			const struct config_option *o = config_find(name);
+			bool ok = false;
+
+			if (o)
+				for (const char *const *al = allowed; al && *al; al++)
+					if (!strcmp(*al, o->name))
+						ok = true;
+			if (!o || !ok)
+				die_usage("unknown flag '--%s'", name);
+			if (eq)
+				val = eq + 1;
+			else if (o->type == CONFIG_BOOL &&
+				 (i + 1 >= argc || (strcmp(argv[i + 1], "true") && strcmp(argv[i + 1], "false"))))
+				val = "true";
+			else if (i + 1 < argc)
+				val = argv[++i];
+			else
+				die_usage("flag '--%s' needs a value", name);
+			if (nflags == sizeof(flags) / sizeof(flags[0]))
+				die_usage("too many flags");
+			flags[nflags].name = o->name;
+			flags[nflags].value = val;
+			nflags++;
+		}
+	}
+	*rest = n;
+
+	/* the data directory decides where the default configuration file is */
+	if (!config_file) {
+		const char *data = getenv("VERANDA_DATA");
+		for (size_t k = 0; k < nflags; k++)
+			if (!strcmp(flags[k].name, "data"))
+				data = flags[k].value;
+		snprintf(path, sizeof(path), "%s/veranda.conf", data ? data : cfg->data);
+		if (access(path, F_OK) == 0)
+			config_file = path;
+	}
+	if (config_file && config_load_file(cfg, config_file, &c)) {
+		fprintf(stderr, "veranda: %s\n", c.msg);
+		exit(EXIT_USAGE);
+	}
+	if (config_load_env(cfg, &c)) {
+		fprintf(stderr, "veranda: %s\n", c.msg);
+		exit(EXIT_USAGE);
+	}
+	for (size_t k = 0; k < nflags; k++) {
+		if (config_set(cfg, flags[k].name, flags[k].value, &c)) {
+			fprintf(stderr, "veranda: %s\n", c.msg);
+			exit(EXIT_USAGE);
+		}
+	}
+	if (log_level_parse(cfg->log_level) < 0)
+		die_usage("log level must be debug, info, warn, error or off, not '%s'", cfg->log_level);
+	log_set_level((enum log_level)log_level_parse(cfg->log_level));
+}
+
+/* ---- data directory and store ---- */
+
+static void db_url(const struct config *cfg, char *out, size_t size)
+{
+	if (!strcmp(cfg->store, "sqlite"))
+		snprintf(out, size, "sqlite:%s/veranda.db", cfg->data);
+	else
+		snprintf(out, size, "%s", cfg->store);
+}
+
+/* Check that the data directory exists, is a directory and is writable. */
+static int check_data_dir(const struct config *cfg, bool create)
+{
+	struct stat st;
+
+	if (stat(cfg->data, &st) != 0) {
+		if (errno == ENOENT && create) {
+			if (mkdir(cfg->data, 0700) != 0)
+				return fail("cannot create data directory '%s': %s", cfg->data, strerror(errno));
+			return 0;
+		}
+		if (errno == ENOENT)
+			return fail("data directory '%s' does not exist; run 'veranda init --data %s' first",
+				    cfg->data, cfg->data);
+		return fail("cannot use data directory '%s': %s", cfg->data, strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return fail("data directory '%s' is not a directory", cfg->data);
+	if (access(cfg->data, W_OK | X_OK) != 0)
+		return fail("data directory '%s' is not writable: %s", cfg->data, strerror(errno));
+	return 0;
+}
+
+/* Open the store and bring its schema up to date. */
+static int open_store(const struct config *cfg, bool must_exist, struct store **out)
+{
+	char url[CONFIG_PATH_MAX + 32];
+	struct ctx c = CTX_INIT;
+	int version = 0;
+
+	db_url(cfg, url, sizeof(url));
+	if (must_exist && !strcmp(cfg->store, "sqlite")) {
+		char path[CONFIG_PATH_MAX + 16];
+		snprintf(path, sizeof(path), "%s/veranda.db", cfg->data);
+		if (access(path, F_OK) != 0)
+			return fail("'%s' has no database; run 'veranda init --data %s' first", cfg->data,
+				    cfg->data);
+	}
+	if (store_open(out, url, (int)cfg->sqlite_busy_timeout, &c))
+		return fail("%s", c.msg);
+	if (store_schema_version(*out, &version, &c) || store_migrate(*out, &c)) {
+		store_close(*out);
+		*out = NULL;
+		return fail("%s", c.msg);
+	}
+	return 0;
+}
+
+static struct fhir *make_fhir(const struct config *cfg, struct store *s)
+{
+	struct fhir_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.base_url = cfg->base_url;
+	o.page_size = cfg->page_size;
+	o.page_max = cfg->page_max;
+	o.json_depth_max = (int)cfg->json_depth_max;
+	o.body_max = cfg->fhir_body_max;
+	o.software_version = VERANDA_VERSION;
+	return fhir_new(s, &o);
+}
+
+/* ---- commands ---- */
+
+static const char *const opts_common[] = {"data", "store", "log_level", "sqlite_busy_timeout", NULL};
+
+static int cmd_init(struct config *cfg, int argc, char **argv)
+{
+	struct store *s = NULL;
+	int rc;
+
+	if (argc > 0)
+		die_usage("init takes no arguments, got '%s'", argv[0]);
+	if ((rc = check_data_dir(cfg, true)))
+		return rc;
+	if ((rc = open_store(cfg, false, &s)))
+		return rc;
+	store_close(s);
+	printf("initialized '%s' (schema version %d)\n", cfg->data, store_schema_supported());
+	return 0;
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static bool is_loopback(const char *listen)
+{
+	return str_starts(listen, "127.") || str_starts(listen, "[::1]") ||
+	       str_starts(listen, "localhost:");
+}
+
+static const char *const opts_serve[] = {"data", "store", "log_level", "sqlite_busy_timeout",
+					 "listen", "base_url", "workers", "max_connections",
+					 "connection_timeout", "header_max", "fhir_body_max",
+					 "form_body_max", "json_depth_max", "page_size", "page_max",
+					 "tls_cert", "tls_key", "trust_proxy", "allow_remote", NULL};
+
+static int cmd_serve(struct config *cfg, int argc, char **argv)
+{
+	struct store *s = NULL;
+	struct fhir *f = NULL;
+	struct http_router *r = NULL;
+	struct http_server *srv = NULL;
+	struct ctx c = CTX_INIT;
+	struct sigaction sa;
+	int rc;
+
+	if (argc > 0)
+		die_usage("serve takes no arguments, got '%s'", argv[0]);
+	if (!is_loopback(cfg->listen) && !cfg->allow_remote)
+		return fail("refusing to listen on '%s': until sign-in and authorization are enabled "
+			    "Veranda serves loopback addresses only", cfg->listen);
+	if (!cfg->base_url[0])
+		snprintf(cfg->base_url, sizeof(cfg->base_url), "%s://%s",
+			 cfg->tls_cert[0] ? "https" : "http", cfg->listen);
+	while (str_ends(cfg->base_url, "/"))
+		cfg->base_url[strlen(cfg->base_url) - 1] = '\0';
+	if ((rc = check_data_dir(cfg, false)) || (rc = open_store(cfg, true, &s)))
+		return rc;
+
+	f = make_fhir(cfg, s);
+	r = http_router_new();
+	ops_routes_register(r, s);
+	fhir_rest_register(f, r);
+	srv = http_server_new(cfg, r);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (http_server_start(srv, &c)) {
+		rc = fail("%s", c.msg);
+		goto out;
+	}
+	log_info("veranda %s listening on %s (%s), FHIR base %s/fhir", VERANDA_VERSION, cfg->listen,
+		 is_loopback(cfg->listen) ? "loopback only" : "remote allowed", cfg->base_url);
+	while (!stop_signal)
+		pause();
+	log_info("received signal %d: finishing in-flight requests", (int)stop_signal);
+	http_server_stop(srv, 10000);
+	log_info("stopped");
+	rc = 0;
+out:
+	http_server_free(srv);
+	http_router_free(r);
+	fhir_free(f);
+	store_close(s);
+	return rc;
+}
+
+/* ---- seed ---- */
+
+struct seed_state {
+	struct fhir *f;
+	struct store *s;
+	int64_t n, pending;
+	struct ctx *c;
+};
+
+static enum err seed_emit(void *arg, json_t *res)
+{
+	struct seed_state *st = arg;
+	struct fhir_result out;
+	enum err e;
+	json_t *copy = json_deep_copy(res);
+
+	if (st->pending == 0 && (e = store_begin(st->s, st->c)))
+		return e;
+	fhir_result_init(&out);
+	e = fhir_put_json(st->f, copy, &out, st->c);
+	fhir_result_release(&out);
+	json_decref(copy);
+	if (e)
+		return e;
+	st->n++;
+	if (++st->pending >= 2000) {
+		st->pending = 0;
+		return store_commit(st->s, st->c);
+	}
+	return ERR_OK;
+}
+
+static int cmd_seed(struct config *cfg, int argc, char **argv)
+{
+	struct seed_opts o = {0, 1, 0};
+	struct store *s = NULL;
+	struct fhir *f = NULL;
+	struct ctx c = CTX_INIT;
+	struct seed_state st;
+	int64_t v, t0;
+	const char *password = "veranda-demo";
+	int rc, i;
+
+	for (i = 0; i < argc; i++) {
+		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+		const char *eq = strchr(a, '=');
+		char name[32];
+
+		snprintf(name, sizeof(name), "%.*s", (int)(eq ? (size_t)(eq - a) : strlen(a)), a);
+		if (eq)
+			val = eq + 1;
+		else
+			i++;
+		if (!val)
+			die_usage("flag '%s' needs a value", name);
+		if (!strcmp(name, "--patients")) {
+			if (str_to_i64(val, 0, 1000000, &v))
+				die_usage("--patients must be an integer from 0 to 1000000, not '%s'", val);
+			o.patients = (unsigned)v;
+		} else if (!strcmp(name, "--seed")) {
+			if (str_to_i64(val, 0, INT64_MAX, &v))
+				die_usage("--seed must be a non-negative integer, not '%s'", val);
+			o.seed = (uint64_t)v;
+		} else if (!strcmp(name, "--demo-password")) {
+			if (strlen(val) < 8)
+				die_usage("--demo-password must have at least 8 characters");
+			password = val;
+		} else {
+			die_usage("unknown argument '%s' for seed", a);
+		}
+	}
+	(void)password; /* demo accounts are created once sign-in exists */
+	o.today_ms = clock_now_ms();
+	if ((rc = check_data_dir(cfg, false)) || (rc = open_store(cfg, true, &s)))
+		return rc;
+	f = make_fhir(cfg, s);
+	memset(&st, 0, sizeof(st));
+	st.f = f;
+	st.s = s;
+	st.c = &c;
+	t0 = clock_mono_us();
+	if (seed_generate(&o, seed_emit, &st, &c) || (st.pending && store_commit(s, &c))) {
+		store_rollback(s);
+		rc = fail("seeding failed: %s", c.msg);
+	} else {
+		double secs = (double)(clock_mono_us() - t0) / 1e6;
+		printf("seeded %lld resources (%u generated patients plus the demo people) in %.1f s (%.0f resources/s)\n",
+		       (long long)st.n, o.patients, secs, secs > 0 ? (double)st.n / secs : 0.0);
+		rc = 0;
+	}
+	fhir_free(f);
+	store_close(s);
+	return rc;
+}
+
+/* ---- import ---- */
+
+struct import_ui {
+	bool tty;
+	int64_t files_done, files_total;
+	int64_t t0;
+};
+
+static void import_reject(void *arg, const char *file, int64_t line, const char *reason)
+{
+	struct import_ui *ui = arg;
+
+	if (ui->tty)
+		fputs("\r\033[K", stderr);
+	fprintf(stderr, "rejected %s:%lld: %s\n", file, (long long)line, reason);
+}
+
+static void import_progress(void *arg, const char *file, int64_t done, int64_t total,
+			    const struct fhir_import_stats *st)
+{
+	struct import_ui *ui = arg;
+	double secs = (double)(clock_mono_us() - ui->t0) / 1e6;
+	int width = 30, fill;
+	char bar[64];
+	const char *base = strrchr(file, '/');
+
+	if (!ui->tty)
+		return;
+	fill = total > 0 ? (int)((double)done / (double)total * width) : width;
+	if (fill > width)
+		fill = width;
+	memset(bar, '#', (size_t)fill);
+	memset(bar + fill, '.', (size_t)(width - fill));
+	bar[width] = '\0';
+	fprintf(stderr, "\r\033[K[%s] file %lld/%lld %s  %lld resources  %.0f/s", bar,
+		(long long)ui->files_done + 1, (long long)ui->files_total, base ? base + 1 : file,
+		(long long)st->imported, secs > 0 ? (double)st->imported / secs : 0.0);
+}
+
+static int cmd_import(struct config *cfg, int argc, char **argv)
+{
+	struct store *s = NULL;
+	struct fhir *f = NULL;
+	struct fhir_import_stats st;
+	struct import_ui ui;
+	int rc, i;
+	double secs;
+
+	if (argc == 0)
+		die_usage("import needs one or more FHIR NDJSON or Bundle files");
+	for (i = 0; i < argc; i++)
+		if (!strncmp(argv[i], "--", 2))
+			die_usage("unknown flag '%s' for import", argv[i]);
+	if ((rc = check_data_dir(cfg, false)) || (rc = open_store(cfg, true, &s)))
+		return rc;
+	f = make_fhir(cfg, s);
+	memset(&st, 0, sizeof(st));
+	memset(&ui, 0, sizeof(ui));
+	ui.tty = isatty(STDERR_FILENO);
+	ui.files_total = argc;
+	ui.t0 = clock_mono_us();
+	for (i = 0; i < argc; i++) {
+		struct ctx c = CTX_INIT;
+
+		if (fhir_import_file(f, argv[i], 1000, import_reject, import_progress, &ui, &st, &c)) {
+			if (ui.tty)
+				fputs("\n", stderr);
+			rc = fail("import of '%s' stopped: %s", argv[i], c.msg);
+			break;
+		}
+		ui.files_done++;
+	}
+	if (ui.tty)
+		fputs("\n", stderr);
+	secs = (double)(clock_mono_us() - ui.t0) / 1e6;
+	printf("imported %lld of %lld resources from %lld file(s) in %.2f s (%.0f resources/s); %lld rejected\n",
+	       (long long)st.imported, (long long)st.lines, (long long)ui.files_done, secs,
+	       secs > 0 ? (double)st.imported / secs : 0.0, (long long)st.rejected);
+	for (int64_t k = 0; k < st.per_type_n; k++)
+		printf("  %-24s %lld\n", st.per_type[k].type, (long long)st.per_type[k].n);
+	fhir_free(f);
+	store_close(s);
+	if (!rc && st.rejected)
+		rc = 3;
+	return rc;
+}
+
+static int cmd_version(struct config *cfg, int argc, char **argv)
+{
+	(void)cfg;
+	(void)argv;
+	if (argc > 0)
+		die_usage("version takes no arguments");
+	printf("veranda %s (FHIR R4 4.0.1, schema %d)\n", VERANDA_VERSION, store_schema_supported());
+	return 0;
+}
+
+static int cmd_config_doc(struct config *cfg, int argc, char **argv)
+{
+	struct buf b = BUF_INIT(1 << 20);
+
+	(void)cfg, (void)argc, (void)argv;
+	config_write_markdown(&b);
+	fwrite(b.data, 1, b.len, stdout);
+	buf_release(&b);
+	return 0;
+}
+
+static int cmd_config_example(struct config *cfg, int argc, char **argv)
+{
+	struct buf b = BUF_INIT(1 << 20);
+
+	(void)cfg, (void)argc, (void)argv;
+	config_write_example(&b);
+	fwrite(b.data, 1, b.len, stdout);
+	buf_release(&b);
+	return 0;
+}
+
+static const struct command commands[] = {
+	{"init", cmd_init, "create a data directory and its database (or migrate it)",
+	 "veranda init --data DIR", opts_common, NULL},
+	{"serve", cmd_serve, "serve the FHIR API over HTTP",
+	 "veranda serve --data DIR --listen ADDR:PORT --base-url URL", opts_serve, NULL},
+	{"seed", cmd_seed, "add a deterministic synthetic population with demo people",
+	 "veranda seed --data DIR --patients N [--seed S] [--demo-password P]", opts_common,
+	 "  --patients N                 generated patients besides the demo people (default: 0)\n"
+	 "  --seed S                     random seed; the same seed gives the same data (default: 1)\n"
+	 "  --demo-password P            password of the demo accounts (default: veranda-demo)\n"},
+	{"import", cmd_import, "import FHIR NDJSON files or Bundles, keeping ids",
+	 "veranda import --data DIR FILE...", opts_common,
+	 "  exit status 3 when some resources were rejected (each is listed on stderr)\n"},
+	{"version", cmd_version, "print the version", "veranda version", NULL, NULL},
+	{"config-doc", cmd_config_doc, NULL, "veranda config-doc", NULL, NULL},
+	{"config-example", cmd_config_example, NULL, "veranda config-example", NULL, NULL},
+	{NULL, NULL, NULL, NULL, NULL, NULL},
+};
+
+static void main_help(FILE *out)
+{
+	fputs("usage: veranda COMMAND [FLAGS]\n\n"
+	      "Veranda: patient-centric access to health records (FHIR R4).\n\ncommands:\n", out);
+	for (const struct command *cmd = commands; cmd->name; cmd++)
+		if (cmd->summary)
+			fprintf(out, "  %-10s %s\n", cmd->name, cmd->summary);
+	fputs("\nRun 'veranda COMMAND --help' for a command's flags.  Every flag can also be set\n"
+	      "in DATA/veranda.conf (or --config FILE) and as VERANDA_<NAME> in the environment;\n"
+	      "flags win over the environment, which wins over the file.\n", out);
+}
+
+static void command_help(const struct command *cmd)
+{
+	printf("usage: %s\n\n%s\n\nflags:\n", cmd->usage, cmd->summary ? cmd->summary : "");
+	if (cmd->options) {
+		printf("  --config FILE                configuration file (default: DATA/veranda.conf)\n");
+		config_print_help(stdout, cmd->options);
+	}
+	if (cmd->extra_help)
+		fputs(cmd->extra_help, stdout);
+}
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && strcmp(argv[1], "version") == 0) {
-		printf("veranda 0.1.0\n");
+	static const char *const seed_own[] = {"patients", "seed", "demo-password", NULL};
+	struct config cfg;
+	const struct command *cmd;
+	int rest = 0;
+
+	if (argc < 2) {
+		main_help(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		main_help(stdout);
 		return 0;
 	}
-	fprintf(stderr, "usage: veranda COMMAND\n");
-	return 2;
+	if (!strcmp(argv[1], "--version"))
+		return cmd_version(&cfg, 0, NULL);
+	for (cmd = commands; cmd->name; cmd++)
+		if (!strcmp(cmd->name, argv[1]))
+			break;
+	if (!cmd->name)
+		die_usage("unknown command '%s'", argv[1]);
+	for (int i = 2; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			command_help(cmd);
+			return 0;
+		}
+	load_config(&cfg, cmd->options, cmd->run == cmd_seed ? seed_own : NULL, argc - 2, argv + 2,
+		    &rest);
+	return cmd->run(&cfg, rest, argv + 2);
 }

@@ -1,0 +1,158 @@
+/*
+ * fhir.h - the FHIR R4 service: reads, writes, history, the capability
+ * statement, OperationOutcomes and import.  Every surface (REST, portal,
+ * staff console, import) goes through these functions; none of them knows
+ * about HTTP.  The REST edge is rest.c.
+ *
+ * Threading: one struct fhir is shared by all threads; every function is
+ * thread-safe (the store gives each thread its own connection).
+ * Results that hold bytes (struct fhir_result, struct buf) belong to the
+ * caller.
+ */
+#ifndef VERANDA_FHIR_FHIR_H
+#define VERANDA_FHIR_FHIR_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "store/store.h"
+
+struct fhir;
+struct http_router;
+
+struct fhir_opts {
+	const char *base_url;     /* public base URL without /fhir and without trailing slash */
+	int64_t page_size;        /* default _count */
+	int64_t page_max;         /* maximum _count */
+	int json_depth_max;
+	int64_t body_max;         /* bytes of one resource */
+	const char *software_version;
+};
+
+struct fhir *fhir_new(struct store *s, const struct fhir_opts *o);
+void fhir_free(struct fhir *f);
+/* "{base}/fhir" */
+const char *fhir_base(const struct fhir *f);
+
+/* The outcome of a write. */
+struct fhir_result {
+	char type[64];
+	char id[72];
+	int64_t version;
+	int64_t last_updated;
+	bool created;           /* a new resource (201) rather than a new version */
+	bool unchanged;         /* a delete of something already deleted or absent */
+	struct buf json;        /* the stored representation (empty for deletes) */
+};
+
+void fhir_result_init(struct fhir_result *r);
+void fhir_result_release(struct fhir_result *r);
+
+/*
+ * Read the current version (version 0) or a given version.
+ * ERR_NOTFOUND for an unknown type, id or version; ERR_GONE when that
+ * version is a deletion (out still describes it: version, last_updated).
+ */
+enum err fhir_read(struct fhir *f, const char *type, const char *id, int64_t version,
+		   struct store_resource *out, struct ctx *c);
+
+/*
+ * Create a resource of 'type' from the JSON text body[0..n) with a
+ * server-assigned id.  ERR_INVALID / ERR_UNPROCESSABLE / ERR_TOOBIG for a
+ * rejected body (nothing is written); ERR_NOTFOUND for an unknown type;
+ * ERR_FORBIDDEN for a type clients may not write.
+ */
+enum err fhir_create(struct fhir *f, const char *type, const char *body, size_t n,
+		     struct fhir_result *res, struct ctx *c);
+
+/*
+ * Update (or create, if absent) 'type'/'id' from body[0..n).  if_match:
+ * the version the client saw (-1: no If-Match).  ERR_PRECONDITION when
+ * it is not the current version; of two concurrent updates with the same
+ * if_match exactly one succeeds.
+ */
+enum err fhir_update(struct fhir *f, const char *type, const char *id, const char *body,
+		     size_t n, int64_t if_match, struct fhir_result *res, struct ctx *c);
+
+/* Logical delete (a new, deleted version).  Deleting an absent or deleted
+ * resource succeeds with res->unchanged. */
+enum err fhir_delete(struct fhir *f, const char *type, const char *id, int64_t if_match,
+		     struct fhir_result *res, struct ctx *c);
+
+/*
+ * History as a Bundle of type "history", newest first.  type/id may be
+ * NULL (system/type level).  since/at_most in ms (0: unbounded); count
+ * entries per page; cursor: the seq to continue before (0: first page).
+ * Links self/next carry _count/_since and the cursor.
+ */
+struct fhir_history_q {
+	const char *type;
+	const char *id;
+	int64_t since;
+	int64_t at_most;
+	int64_t count;
+	int64_t cursor;
+};
+enum err fhir_history(struct fhir *f, const struct fhir_history_q *q, struct buf *out,
+		      struct ctx *c);
+
+/* The CapabilityStatement (JSON bytes, built once). */
+const struct buf *fhir_capability(const struct fhir *f);
+
+/*
+ * An OperationOutcome for an error: severity "error", the FHIR issue code
+ * that matches 'code', diagnostics 'msg', expression 'expr' (may be empty).
+ */
+enum err fhir_outcome(struct buf *out, const char *severity, const char *issue_code,
+		      const char *msg, const char *expr);
+/* The FHIR issue type code for an error ("invalid", "not-found", ...). */
+const char *fhir_issue_code(enum err e);
+
+/* ---- import ---- */
+
+struct fhir_import_stats {
+	int64_t lines;      /* resources seen */
+	int64_t imported;
+	int64_t rejected;
+	int64_t per_type_n; /* number of entries used in per_type */
+	struct {
+		char type[64];
+		int64_t n;
+	} per_type[64];
+};
+
+/*
+ * Called for each rejected line with its file, 1-based line (or Bundle
+ * entry index) and the reason.
+ */
+typedef void (*fhir_import_reject_fn)(void *arg, const char *file, int64_t line,
+				      const char *reason);
+/* Called after each committed batch with bytes read so far of the file. */
+typedef void (*fhir_import_progress_fn)(void *arg, const char *file, int64_t done,
+					int64_t total, const struct fhir_import_stats *st);
+
+/*
+ * Import one file: FHIR NDJSON (one resource per line) or one JSON Bundle
+ * (its entries' resources).  Keeps ids (a resource that exists gets a new
+ * version).  Each resource is written atomically; batches are committed
+ * every 'batch' resources, so an interrupted import leaves whole resources
+ * only.  A bad line is reported through 'reject' and does not stop the
+ * rest.  ERR_IO when the file cannot be read or the store fails.
+ */
+enum err fhir_import_file(struct fhir *f, const char *path, int batch,
+			  fhir_import_reject_fn reject, fhir_import_progress_fn progress,
+			  void *arg, struct fhir_import_stats *st, struct ctx *c);
+
+/*
+ * Write one parsed resource keeping its id (update semantics, no
+ * If-Match), as import and seed do.  The caller may hold a transaction.
+ */
+enum err fhir_put_json(struct fhir *f, json_t *res, struct fhir_result *out, struct ctx *c);
+
+/* ---- REST edge (rest.c) ---- */
+void fhir_rest_register(struct fhir *f, struct http_router *r);
+
+#endif

@@ -1,0 +1,14 @@
+/*
+ * ops.h - operations endpoints: /healthz (the process answers), /readyz
+ * (the store is reachable and its schema current).  Metrics come later.
+ */
+#ifndef VERANDA_OPS_OPS_H
+#define VERANDA_OPS_OPS_H
+
+struct http_router;
+struct store;
+
+/* Register /healthz and /readyz; the store is borrowed. */
+void ops_routes_register(struct http_router *r, struct store *s);
+
+#endif

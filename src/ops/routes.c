@@ -1,0 +1,43 @@
+/* routes.c - /healthz and /readyz.  See ops.h. */
+#include "ops/ops.h"
+
+#include <string.h>
+
+#include "core/buf.h"
+#include "http/http.h"
+#include "store/store.h"
+
+#define JSON_TYPE "application/json"
+
+static void handle_healthz(struct http_req *q, void *arg)
+{
+	static const char body[] = "{\"status\":\"ok\"}";
+
+	(void)arg;
+	http_resp_bytes(q, 200, JSON_TYPE, body, sizeof(body) - 1);
+}
+
+static void handle_readyz(struct http_req *q, void *arg)
+{
+	struct store *s = arg;
+	struct ctx c = CTX_INIT;
+	struct buf b = BUF_INIT(4096);
+
+	if (store_ping(s, &c)) {
+		buf_adds(&b, "{\"status\":\"unavailable\",\"reason\":\"");
+		buf_add_json_str(&b, c.msg, strlen(c.msg));
+		buf_adds(&b, "\"}");
+		http_resp_header(q, "Retry-After", "5");
+		http_resp_buf(q, 503, JSON_TYPE, &b);
+	} else {
+		buf_adds(&b, "{\"status\":\"ready\"}");
+		http_resp_buf(q, 200, JSON_TYPE, &b);
+	}
+	buf_release(&b);
+}
+
+void ops_routes_register(struct http_router *r, struct store *s)
+{
+	http_route(r, HTTP_GET, "/healthz", HTTP_BODY_NONE, handle_healthz, NULL);
+	http_route(r, HTTP_GET, "/readyz", HTTP_BODY_NONE, handle_readyz, s);
+}

@@ -1,0 +1,360 @@
+/*
+ * store.c - the storage front: picks a backend by URL scheme, checks
+ * arguments, keeps the sticky "storage failed" state and dispatches to the
+ * backend's vtable (store_int.h).  Nothing backend-specific lives here.
+ *
+ * Ownership: store_open() returns a struct store that store_close() frees.
+ * Threading: every function may be called from any thread; per-thread
+ * state (connections, transactions) lives in the backend.
+ */
+#include "store/store_int.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/str.h"
+
+int store_schema_supported(void)
+{
+	return STORE_SCHEMA_VERSION;
+}
+
+/* ---- sticky failure and fault injection ---- */
+
+void store_mark_failed(struct store *s, const char *why)
+{
+	pthread_mutex_lock(&s->failed_mu);
+	if (!atomic_load(&s->failed)) {
+		str_copy(s->failed_why, why && *why ? why : "unknown error",
+			 sizeof(s->failed_why));
+		atomic_store(&s->failed, true);
+	}
+	pthread_mutex_unlock(&s->failed_mu);
+}
+
+enum err store_check_healthy(struct store *s, struct ctx *c)
+{
+	char why[sizeof(s->failed_why)];
+
+	if (!atomic_load_explicit(&s->failed, memory_order_acquire))
+		return ERR_OK;
+	pthread_mutex_lock(&s->failed_mu);
+	str_copy(why, s->failed_why, sizeof(why));
+	pthread_mutex_unlock(&s->failed_mu);
+	return ctx_errorf(c, ERR_IO,
+			  "storage failed earlier (%s); writes are refused until restart", why);
+}
+
+void store_test_fault(struct store *s, long n, enum store_fault kind)
+{
+	if (n <= 0 || kind == STORE_FAULT_NONE) {
+		atomic_store(&s->fault_countdown, 0);
+		atomic_store(&s->fault_kind, STORE_FAULT_NONE);
+		return;
+	}
+	atomic_store(&s->fault_kind, (int)kind);
+	atomic_store(&s->fault_countdown, n);
+}
+
+enum store_fault store_fault_next(struct store *s)
+{
+	long n = atomic_load_explicit(&s->fault_countdown, memory_order_relaxed);
+
+	while (n > 0) {
+		if (atomic_compare_exchange_weak(&s->fault_countdown, &n, n - 1))
+			return n == 1 ? (enum store_fault)atomic_load(&s->fault_kind)
+				      : STORE_FAULT_NONE;
+	}
+	return STORE_FAULT_NONE;
+}
+
+/* ---- lifecycle ---- */
+
+/*
+ * Open the store named by 'url'.  "sqlite:PATH" opens (creating if needed)
+ * the SQLite database at PATH; "postgresql://" and "postgres://" are not
+ * available yet (ERR_UNSUPPORTED); anything else is ERR_INVALID.  On
+ * success *out owns the store (store_close()); on failure *out is NULL.
+ */
+enum err store_open(struct store **out, const char *url, int busy_ms, struct ctx *c)
+{
+	const struct store_ops *ops = NULL;
+	const char *target = NULL;
+	struct store *s = NULL;
+	enum err e;
+
+	*out = NULL;
+	if (!url || !*url)
+		return ctx_errorf(c, ERR_INVALID, "no store url given");
+	if (busy_ms < 0)
+		return ctx_errorf(c, ERR_INVALID, "busy timeout %d is negative", busy_ms);
+	if (str_starts(url, "sqlite:")) {
+		ops = &store_sqlite_ops;
+		target = url + strlen("sqlite:");
+		if (!*target)
+			return ctx_errorf(c, ERR_INVALID, "store url 'sqlite:' names no file");
+	} else if (str_starts(url, "postgresql://") || str_starts(url, "postgres://")) {
+		/* The URL may hold a password: do not echo it. */
+		return ctx_errorf(c, ERR_UNSUPPORTED,
+				  "postgresql storage is not available in this build");
+	} else {
+		size_t n = strcspn(url, ":");
+		return ctx_errorf(c, ERR_INVALID, "unknown store url scheme '%.*s'",
+				  (int)(n > 32 ? 32 : n), url);
+	}
+
+	s = xcalloc(1, sizeof(*s));
+	s->ops = ops;
+	atomic_init(&s->failed, false);
+	atomic_init(&s->fault_countdown, 0);
+	atomic_init(&s->fault_kind, STORE_FAULT_NONE);
+	pthread_mutex_init(&s->failed_mu, NULL);
+	e = ops->open(s, target, busy_ms, c);
+	if (e) {
+		pthread_mutex_destroy(&s->failed_mu);
+		free(s);
+		return e;
+	}
+	*out = s;
+	return ERR_OK;
+}
+
+/*
+ * Close the store and every thread's connection.  Other threads must have
+ * stopped using it (and should have called store_thread_done()).  NULL is
+ * fine.
+ */
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	if (s->be)
+		s->ops->close(s);
+	pthread_mutex_destroy(&s->failed_mu);
+	free(s);
+}
+
+void store_thread_done(struct store *s)
+{
+	if (s)
+		s->ops->thread_done(s);
+}
+
+enum err store_migrate(struct store *s, struct ctx *c)
+{
+	enum err e = store_check_healthy(s, c);
+
+	return e ? e : s->ops->migrate(s, c);
+}
+
+enum err store_schema_version(struct store *s, int *version, struct ctx *c)
+{
+	*version = 0;
+	return s->ops->schema_version(s, version, c);
+}
+
+enum err store_ping(struct store *s, struct ctx *c)
+{
+	enum err e = store_check_healthy(s, c);
+
+	return e ? e : s->ops->ping(s, c);
+}
+
+/* ---- transactions ---- */
+
+enum err store_begin(struct store *s, struct ctx *c)
+{
+	enum err e = store_check_healthy(s, c);
+
+	return e ? e : s->ops->begin(s, c);
+}
+
+enum err store_commit(struct store *s, struct ctx *c)
+{
+	enum err e = store_check_healthy(s, c);
+
+	if (e) {
+		s->ops->rollback(s);
+		return e;
+	}
+	return s->ops->commit(s, c);
+}
+
+void store_rollback(struct store *s)
+{
+	s->ops->rollback(s);
+}
+
+enum err store_savepoint(struct store *s, struct ctx *c)
+{
+	enum err e = store_check_healthy(s, c);
+
+	return e ? e : s->ops->savepoint(s, c);
+}
+
+enum err store_savepoint_end(struct store *s, bool keep, struct ctx *c)
+{
+	if (keep) {
+		enum err e = store_check_healthy(s, c);
+		if (e)
+			return e;
+	}
+	return s->ops->savepoint_end(s, keep, c);
+}
+
+/* ---- writes ---- */
+
+/* Is 's' a non-empty string shorter than 'size' bytes? */
+static bool name_ok(const char *s, size_t size)
+{
+	return s && *s && strnlen(s, size) < size;
+}
+
+static enum err check_put(const struct store_put *p, struct ctx *c)
+{
+	struct store_resource *r = NULL; /* for the field sizes only */
+
+	if (p->op != STORE_PUT && p->op != STORE_DELETE)
+		return ctx_errorf(c, ERR_INVALID, "unknown store operation %d", (int)p->op);
+	if (!name_ok(p->type, sizeof(r->type)))
+		return ctx_errorf(c, ERR_INVALID, "resource type is missing or too long");
+	if (!name_ok(p->id, sizeof(r->id)))
+		return ctx_errorf(c, ERR_INVALID, "resource id is missing or too long");
+	if (p->expect_version < -1)
+		return ctx_errorf(c, ERR_INVALID, "expected version %lld is invalid",
+				  (long long)p->expect_version);
+	if (p->version < 1 || (p->expect_version >= 0 && p->version != p->expect_version + 1))
+		return ctx_errorf(c, ERR_INVALID, "new version %lld does not follow %lld",
+				  (long long)p->version, (long long)p->expect_version);
+	if (p->op == STORE_PUT && !p->json)
+		return ctx_errorf(c, ERR_INVALID, "no resource content to store");
+	if (p->op == STORE_DELETE)
+		return ERR_OK;
+	if (p->nix && !p->ix)
+		return ctx_errorf(c, ERR_INVALID, "index rows missing");
+	for (size_t i = 0; i < p->nix; i++) {
+		const struct store_ix_row *x = &p->ix[i];
+		if ((unsigned)x->kind >= STORE_IX_KINDS)
+			return ctx_errorf(c, ERR_INVALID, "index row %zu has unknown kind %d", i,
+					  (int)x->kind);
+		if (!x->param || !*x->param)
+			return ctx_errorf(c, ERR_INVALID, "index row %zu names no parameter", i);
+		if ((x->kind == STORE_IX_NUMBER || x->kind == STORE_IX_QUANTITY) && isnan(x->num))
+			return ctx_errorf(c, ERR_INVALID, "index row %zu ('%s') is not a number", i,
+					  x->param);
+	}
+	if (p->npatients && !p->patients)
+		return ctx_errorf(c, ERR_INVALID, "compartment patients missing");
+	for (size_t i = 0; i < p->npatients; i++)
+		if (!p->patients[i] || !*p->patients[i])
+			return ctx_errorf(c, ERR_INVALID, "compartment patient %zu is empty", i);
+	return ERR_OK;
+}
+
+enum err store_put(struct store *s, const struct store_put *p, struct ctx *c)
+{
+	enum err e = check_put(p, c);
+
+	if (e)
+		return e;
+	e = store_check_healthy(s, c);
+	return e ? e : s->ops->put(s, p, c);
+}
+
+/* ---- reads ---- */
+
+void store_resource_init(struct store_resource *r)
+{
+	r->type[0] = '\0';
+	r->id[0] = '\0';
+	r->version = 0;
+	r->last_updated = 0;
+	r->deleted = false;
+	r->seq = 0;
+	buf_init(&r->json, STORE_JSON_MAX);
+}
+
+void store_resource_release(struct store_resource *r)
+{
+	buf_release(&r->json);
+}
+
+static enum err check_ref(const char *type, const char *id, struct ctx *c)
+{
+	struct store_resource *r = NULL;
+
+	if (!name_ok(type, sizeof(r->type)))
+		return ctx_errorf(c, ERR_INVALID, "resource type is missing or too long");
+	if (!name_ok(id, sizeof(r->id)))
+		return ctx_errorf(c, ERR_INVALID, "resource id is missing or too long");
+	return ERR_OK;
+}
+
+enum err store_get(struct store *s, const char *type, const char *id, int64_t version,
+		   struct store_resource *out, struct ctx *c)
+{
+	enum err e = check_ref(type, id, c);
+
+	if (e)
+		return e;
+	if (version < 0)
+		return ctx_errorf(c, ERR_INVALID, "version %lld is invalid", (long long)version);
+	return s->ops->get(s, type, id, version, out, c);
+}
+
+enum err store_current_version(struct store *s, const char *type, const char *id,
+			       int64_t *version, bool *deleted, struct ctx *c)
+{
+	enum err e;
+
+	*version = 0;
+	if (deleted)
+		*deleted = false;
+	e = check_ref(type, id, c);
+	return e ? e : s->ops->current_version(s, type, id, version, deleted, c);
+}
+
+/* Largest page store_history() serves. */
+#define HISTORY_LIMIT_MAX 100000
+
+enum err store_history(struct store *s, const struct store_history_q *q,
+		       store_resource_fn fn, void *arg, bool *more, int64_t *total,
+		       struct ctx *c)
+{
+	struct store_resource *r = NULL;
+
+	if (more)
+		*more = false;
+	if (total)
+		*total = 0;
+	if (q->id && !q->type)
+		return ctx_errorf(c, ERR_INVALID, "history of an id needs a type");
+	if (q->type && !name_ok(q->type, sizeof(r->type)))
+		return ctx_errorf(c, ERR_INVALID, "resource type is too long");
+	if (q->id && !name_ok(q->id, sizeof(r->id)))
+		return ctx_errorf(c, ERR_INVALID, "resource id is too long");
+	if (q->limit < 0 || q->limit > HISTORY_LIMIT_MAX)
+		return ctx_errorf(c, ERR_INVALID, "history page size %lld is out of range",
+				  (long long)q->limit);
+	if (q->before_seq < 0)
+		return ctx_errorf(c, ERR_INVALID, "history cursor %lld is invalid",
+				  (long long)q->before_seq);
+	return s->ops->history(s, q, fn, arg, more, total, c);
+}
+
+enum err store_count(struct store *s, const char *type, int64_t *n, struct ctx *c)
+{
+	struct store_resource *r = NULL;
+
+	*n = 0;
+	if (type && !name_ok(type, sizeof(r->type)))
+		return ctx_errorf(c, ERR_INVALID, "resource type is too long");
+	return s->ops->count(s, type, n, c);
+}
+
+enum err store_last_seq(struct store *s, int64_t *seq, struct ctx *c)
+{
+	*seq = 0;
+	return s->ops->last_seq(s, seq, c);
+}

@@ -1,0 +1,117 @@
+/*
+ * store_int.h - inside the store module only: the backend vtable, the
+ * shared part of struct store, and the helpers backends use for the
+ * sticky failure state and for test fault injection.
+ *
+ * store.c validates arguments, enforces the sticky "storage failed" state
+ * and dispatches to s->ops; a backend (sqlite.c, later postgres.c) owns
+ * everything behind s->be: connections, statements, transactions.
+ *
+ * Threading: struct store is shared by every thread.  The sticky state and
+ * the fault counter are safe to touch from any thread; backend state is the
+ * backend's business (one connection per thread for SQLite).
+ */
+#ifndef VERANDA_STORE_STORE_INT_H
+#define VERANDA_STORE_STORE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "store/store.h"
+
+/*
+ * Schema version of this build.  Every backend ships migrations numbered
+ * 1..STORE_SCHEMA_VERSION (src/store/schema/<backend>/NNNN_name.sql).
+ */
+#define STORE_SCHEMA_VERSION 1
+
+/* Largest stored resource a read will return (ERR_TOOBIG beyond). */
+#define STORE_JSON_MAX ((size_t)512 << 20)
+
+/*
+ * The backend vtable.  Each entry has the contract of the store_* function
+ * of the same name in store.h; store.c has already checked the arguments
+ * (non-NULL, lengths, ranges) and the sticky failure state.
+ *
+ * open: 'target' is the URL without its scheme ("PATH" of "sqlite:PATH").
+ * Sets s->be; on failure leaves s->be NULL and close is not called.
+ * close: releases everything behind s->be (s->be may be NULL).
+ */
+struct store_ops {
+	const char *name;
+	enum err (*open)(struct store *s, const char *target, int busy_ms, struct ctx *c);
+	void (*close)(struct store *s);
+	void (*thread_done)(struct store *s);
+	enum err (*migrate)(struct store *s, struct ctx *c);
+	enum err (*schema_version)(struct store *s, int *version, struct ctx *c);
+	enum err (*ping)(struct store *s, struct ctx *c);
+	enum err (*begin)(struct store *s, struct ctx *c);
+	enum err (*commit)(struct store *s, struct ctx *c);
+	void (*rollback)(struct store *s);
+	enum err (*savepoint)(struct store *s, struct ctx *c);
+	enum err (*savepoint_end)(struct store *s, bool keep, struct ctx *c);
+	enum err (*put)(struct store *s, const struct store_put *p, struct ctx *c);
+	enum err (*get)(struct store *s, const char *type, const char *id, int64_t version,
+			struct store_resource *out, struct ctx *c);
+	enum err (*current_version)(struct store *s, const char *type, const char *id,
+				    int64_t *version, bool *deleted, struct ctx *c);
+	enum err (*history)(struct store *s, const struct store_history_q *q,
+			    store_resource_fn fn, void *arg, bool *more, int64_t *total,
+			    struct ctx *c);
+	enum err (*count)(struct store *s, const char *type, int64_t *n, struct ctx *c);
+	enum err (*last_seq)(struct store *s, int64_t *seq, struct ctx *c);
+};
+
+extern const struct store_ops store_sqlite_ops;
+
+/* Test fault kinds (see store_test_fault()). */
+enum store_fault {
+	STORE_FAULT_NONE = 0,
+	STORE_FAULT_BUSY,   /* a transient failure: lock not granted */
+	STORE_FAULT_IO,     /* a storage failure: sets the sticky state */
+};
+
+struct store {
+	const struct store_ops *ops;
+	void *be;                    /* backend state, owned by ops */
+
+	/* Sticky failure: set once, never cleared while the process lives. */
+	atomic_bool failed;
+	pthread_mutex_t failed_mu;   /* guards failed_why while it is written */
+	char failed_why[256];
+
+	/* Test fault injection: the fault_countdown-th statement fails. */
+	atomic_long fault_countdown;
+	atomic_int fault_kind;
+};
+
+/*
+ * Record that storage failed ("disk I/O error" or a longer reason): from
+ * now on every write and store_ping() fail with ERR_IO.  The first reason
+ * is kept.  Thread-safe.
+ */
+void store_mark_failed(struct store *s, const char *why);
+
+/*
+ * ERR_OK while storage has not failed; else ERR_IO with "storage failed
+ * earlier (WHY); writes are refused until restart" on 'c'.  Thread-safe.
+ */
+enum err store_check_healthy(struct store *s, struct ctx *c);
+
+/*
+ * Test hook: the n-th backend statement executed from now on (counted over
+ * all threads; n >= 1) fails as 'kind' says, once.  n = 0 or kind =
+ * STORE_FAULT_NONE disarms.  Statements that undo work (rollback) are
+ * never failed, so every injected failure must end in a clean state.
+ */
+void store_test_fault(struct store *s, long n, enum store_fault kind);
+
+/*
+ * Called by a backend before each statement: STORE_FAULT_NONE normally, the
+ * armed fault kind when this is the statement chosen by store_test_fault().
+ * Costs one relaxed atomic load when no fault is armed.
+ */
+enum store_fault store_fault_next(struct store *s);
+
+#endif
