@@ -1,0 +1,210 @@
+// The HTTP layer: security headers, request ids, trace context, the access
+// log (and what must never be in it), health endpoints, graceful shutdown.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { startServer, sleep } from './lib/server.mjs';
+
+const FHIR_JSON = 'application/fhir+json';
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
+
+describe('HTTP layer', () => {
+  let srv;
+  before(async () => {
+    srv = await startServer();
+  });
+  after(async () => {
+    if (srv) await srv.stop();
+  });
+
+  function assertSecurityHeaders(r, what) {
+    const h = r.headers;
+    assert.ok(h.get('content-security-policy'), `${what}: Content-Security-Policy`);
+    assert.equal(h.get('x-content-type-options'), 'nosniff', `${what}: X-Content-Type-Options`);
+    assert.ok(h.get('referrer-policy'), `${what}: Referrer-Policy`);
+    assert.match(h.get('x-frame-options') || '', /^(DENY|SAMEORIGIN)$/i, `${what}: X-Frame-Options`);
+    assert.equal(h.get('strict-transport-security'), null, `${what}: no HSTS over plain http`);
+  }
+
+  it('security headers are on every kind of response, without HSTS over http', async () => {
+    assertSecurityHeaders(await srv.fetch('/healthz'), '/healthz');
+    assertSecurityHeaders(await srv.fetch('/readyz'), '/readyz');
+    assertSecurityHeaders(await srv.fetch('/fhir/metadata'), 'metadata');
+    const c = await srv.fetch('/fhir/Patient', {
+      method: 'POST',
+      headers: { 'content-type': FHIR_JSON },
+      body: JSON.stringify({ resourceType: 'Patient' }),
+    });
+    assert.equal(c.status, 201);
+    assertSecurityHeaders(c, 'create');
+    assertSecurityHeaders(await srv.fetch('/fhir/Patient/does-not-exist'), 'FHIR 404');
+    assertSecurityHeaders(await srv.fetch('/no/such/path'), 'plain 404');
+    assertSecurityHeaders(await srv.fetch('/fhir/Patient', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' }), '415');
+    const etag = c.headers.get('etag');
+    const nm = await srv.fetch(`/fhir/Patient/${c.json.id}`, { headers: { 'if-none-match': etag } });
+    assert.equal(nm.status, 304);
+    assertSecurityHeaders(nm, '304');
+  });
+
+  it('/healthz and /readyz answer 200', async () => {
+    const h = await srv.fetch('/healthz');
+    assert.equal(h.status, 200);
+    assert.equal(h.json.status, 'ok');
+    const r = await srv.fetch('/readyz');
+    assert.equal(r.status, 200);
+    assert.ok(r.json && r.json.status, r.text);
+  });
+
+  it('a well-formed X-Request-Id is kept and echoed', async () => {
+    const id = `e2e-req.${process.pid}:1`;
+    const r = await srv.fetch('/healthz', { headers: { 'x-request-id': id } });
+    assert.equal(r.headers.get('x-request-id'), id);
+    const line = await srv.waitForLog((l) => l.request_id === id);
+    assert.ok(line, `a log line carries request_id ${id}`);
+  });
+
+  it('a malformed or missing X-Request-Id is replaced by a generated one', async () => {
+    const seen = new Set();
+    for (const sent of [undefined, 'has spaces in it', 'x'.repeat(65), 'semi;colon', '']) {
+      const headers = sent === undefined ? {} : { 'x-request-id': sent };
+      const r = await srv.fetch('/fhir/metadata', { headers });
+      const got = r.headers.get('x-request-id');
+      assert.ok(got, `a request id is returned for ${JSON.stringify(sent)}`);
+      assert.match(got, REQUEST_ID_RE);
+      assert.notEqual(got, sent);
+      seen.add(got);
+      assert.ok(await srv.waitForLog((l) => l.request_id === got), `log line with generated id ${got}`);
+    }
+    assert.equal(seen.size, 5, 'generated ids are unique');
+  });
+
+  it('the traceparent trace id appears in the log line; a bad one starts a new trace', async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const rid = `trace-${process.pid}`;
+    await srv.fetch('/fhir/metadata', {
+      headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01`, 'x-request-id': rid },
+    });
+    const line = await srv.waitForLog((l) => l.request_id === rid);
+    assert.ok(line, 'access log line');
+    assert.equal(line.trace_id, traceId);
+
+    const rid2 = `trace-bad-${process.pid}`;
+    await srv.fetch('/fhir/metadata', {
+      headers: { traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01', 'x-request-id': rid2 },
+    });
+    const line2 = await srv.waitForLog((l) => l.request_id === rid2);
+    assert.ok(line2);
+    assert.match(line2.trace_id || '', /^[0-9a-f]{32}$/);
+    assert.notEqual(line2.trace_id, '0'.repeat(32));
+  });
+
+  it('the access log line has route template, status, duration and request id', async () => {
+    const c = await srv.fetch('/fhir/Patient', {
+      method: 'POST',
+      headers: { 'content-type': FHIR_JSON },
+      body: JSON.stringify({ resourceType: 'Patient' }),
+    });
+    const rid = `access-${process.pid}`;
+    const r = await srv.fetch(`/fhir/Patient/${c.json.id}`, { headers: { 'x-request-id': rid } });
+    assert.equal(r.status, 200);
+    const line = await srv.waitForLog((l) => l.request_id === rid && 'status' in l);
+    assert.ok(line, `access log line for ${rid}: ${srv.logText().slice(-2000)}`);
+    assert.equal(line.route, '/fhir/{type}/{id}');
+    assert.equal(line.status, 200);
+    const dur = Object.keys(line).find((k) => /^duration/.test(k));
+    assert.ok(dur, `a duration field: ${JSON.stringify(line)}`);
+    assert.equal(typeof line[dur], 'number');
+    assert.ok(line[dur] >= 0);
+
+    const rid404 = `access404-${process.pid}`;
+    await srv.fetch('/fhir/Patient/nope-nope', { headers: { 'x-request-id': rid404 } });
+    const l404 = await srv.waitForLog((l) => l.request_id === rid404 && 'status' in l);
+    assert.ok(l404);
+    assert.equal(l404.status, 404);
+    assert.equal(l404.route, '/fhir/{type}/{id}');
+  });
+
+  it('logs never hold query values, bodies or credentials', async () => {
+    const M = `SECRETMARK${process.pid}X`;
+    const reqs = [
+      ['/fhir/Patient?name=' + M + 'q1', { method: 'POST', headers: { 'content-type': FHIR_JSON }, body: JSON.stringify({ resourceType: 'Patient', name: [{ family: M + 'b1' }] }) }],
+      ['/fhir/_history?_count=1&tag=' + M + 'q2', {}],
+      ['/fhir/metadata?' + M + 'q3=' + M + 'q4', { headers: { authorization: `Bearer ${M}auth`, cookie: `session=${M}cookie` } }],
+      ['/fhir/Patient', { method: 'POST', headers: { 'content-type': FHIR_JSON }, body: `{"resourceType":"Patient","name":"${M}bad` }],
+      ['/fhir/Observation', { method: 'POST', headers: { 'content-type': FHIR_JSON }, body: JSON.stringify({ resourceType: 'Observation', status: 'final', code: { text: M + 'b2' }, effectiveDateTime: `${M}date` }) }],
+      ['/fhir/Patient', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: `${M}plain` }],
+      ['/fhir/Patient/x?_format=' + M + 'fmt', {}],
+      ['/healthz?probe=' + M + 'q5', {}],
+    ];
+    const rids = [];
+    for (const [p, init] of reqs) {
+      const rid = `nomark-${rids.length}-${process.pid}`;
+      rids.push(rid);
+      await srv.fetch(p, { ...init, headers: { ...(init.headers || {}), 'x-request-id': rid } });
+    }
+    for (const rid of rids) assert.ok(await srv.waitForLog((l) => l.request_id === rid), `log line for ${rid}`);
+    await sleep(100);
+    const all = srv.logText();
+    assert.ok(!all.includes(M), `a marker leaked into the log: ${all.split('\n').filter((l) => l.includes(M)).join('\n')}`);
+  });
+
+  it('every log line is one JSON object', async () => {
+    const bad = srv.logs.filter((l) => l.trim() && !(() => { try { return typeof JSON.parse(l) === 'object'; } catch { return false; } })());
+    assert.deepEqual(bad, []);
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('SIGTERM lets an in-flight request complete, then exits 0; the write is kept', async () => {
+    const srv = await startServer();
+    try {
+      const id = `inflight-${process.pid}`;
+      const body = Buffer.from(JSON.stringify({ resourceType: 'Patient', id, name: [{ family: 'Slowpoke', given: ['In', 'Flight'] }] }));
+      const half = Math.floor(body.length / 2);
+      const sock = net.connect(srv.port, '127.0.0.1');
+      await new Promise((res, rej) => {
+        sock.once('connect', res);
+        sock.once('error', rej);
+      });
+      let response = '';
+      sock.setEncoding('utf8');
+      sock.on('data', (d) => (response += d));
+      const closed = new Promise((res) => sock.on('close', res));
+      sock.on('error', () => {});
+      sock.write(
+        `PUT /fhir/Patient/${id} HTTP/1.1\r\nHost: 127.0.0.1:${srv.port}\r\nContent-Type: ${FHIR_JSON}\r\n` +
+          `Accept: ${FHIR_JSON}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+      );
+      sock.write(body.subarray(0, half));
+      await sleep(300);
+      srv.child.kill('SIGTERM');
+      await sleep(500);
+      const early = await Promise.race([srv.exited, sleep(1).then(() => null)]);
+      assert.equal(early, null, 'the server waits for the request in flight');
+      sock.end(body.subarray(half));
+      await Promise.race([closed, sleep(10000, undefined, { ref: false })]);
+      assert.match(response, /^HTTP\/1\.1 201 /, `response: ${response.slice(0, 300)}`);
+      assert.ok(response.includes('Slowpoke'));
+      const exit = await Promise.race([srv.exited, sleep(15000, undefined, { ref: false }).then(() => ({ code: 'timeout' }))]);
+      assert.equal(exit.code, 0, `exit status after SIGTERM: ${JSON.stringify(exit)}; log: ${srv.logText().slice(-1500)}`);
+      const again = await startServer({ dataDir: srv.dataDir });
+      try {
+        const r = await again.fetch(`/fhir/Patient/${id}`);
+        assert.equal(r.status, 200);
+        assert.equal(r.json.name[0].family, 'Slowpoke');
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  it('SIGTERM on an idle server exits 0 promptly', async () => {
+    const srv = await startServer();
+    const t0 = Date.now();
+    const exit = await srv.stop();
+    assert.equal(exit.code, 0, JSON.stringify(exit));
+    assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+  });
+});

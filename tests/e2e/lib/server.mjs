@@ -1,0 +1,317 @@
+// Test harness: runs the real build/veranda binary in temporary data
+// directories, starts `veranda serve` on a free loopback port, captures its
+// JSON log lines and stops it with SIGTERM.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+// VERANDA_BIN runs the suite against another build (e.g. a sanitizer build).
+export const BIN = process.env.VERANDA_BIN ? path.resolve(process.env.VERANDA_BIN) : path.join(ROOT, 'build', 'veranda');
+export const TESTDATA = path.resolve(ROOT, '..', 'shared', 'testdata');
+
+const live = new Set();
+process.on('exit', () => {
+  for (const child of live) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+export function requireBinary() {
+  if (!fs.existsSync(BIN)) throw new Error(`${BIN} not found: run 'make' first`);
+}
+
+// The environment for a child: ours without any VERANDA_* variable, plus 'extra'.
+export function childEnv(extra = {}) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('VERANDA_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+export async function makeTempDir(prefix = 'veranda-e2e-') {
+  return fsp.mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+export async function removeDir(dir) {
+  if (dir) await fsp.rm(dir, { recursive: true, force: true });
+}
+
+/*
+ * Run the binary to completion.  Resolves { code, signal, stdout, stderr }.
+ * A run that outlives 'timeout' ms is killed and reported with code null
+ * and timedOut true.
+ */
+export function runCli(args, { env = {}, timeout = 60000, input, cwd = ROOT } = {}) {
+  requireBinary();
+  return new Promise((resolve, reject) => {
+    const child = spawn(BIN, args, { env: childEnv(env), cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    live.add(child);
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeout);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      live.delete(child);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      live.delete(child);
+      resolve({ code, signal, stdout, stderr, timedOut });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(input ?? '');
+  });
+}
+
+// A port that was free a moment ago: bind 127.0.0.1:0, read the port, close.
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function initDataDir(dir) {
+  const r = await runCli(['init', '--data', dir]);
+  if (r.code !== 0) throw new Error(`veranda init failed (${r.code}): ${r.stderr}`);
+  return r;
+}
+
+export async function seedDataDir(dir, { patients = 0, seed = 1 } = {}) {
+  const r = await runCli(['seed', '--data', dir, '--patients', String(patients), '--seed', String(seed)], {
+    timeout: 120000,
+  });
+  if (r.code !== 0) throw new Error(`veranda seed failed (${r.code}): ${r.stderr}`);
+  return r;
+}
+
+/*
+ * Fetch relative to the server root; resolves a plain object with status,
+ * headers, the body text and, when it parses, its JSON.
+ */
+export async function fetchRaw(url, init = {}) {
+  const res = await fetch(url, init);
+  const buf = Buffer.from(await res.arrayBuffer());
+  const text = buf.toString('utf8');
+  let json;
+  if (text) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+  }
+  return { status: res.status, headers: res.headers, text, json, bytes: buf };
+}
+
+function parseJsonLine(line) {
+  try {
+    const v = JSON.parse(line);
+    return v && typeof v === 'object' ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/*
+ * Start a server.
+ *   dataDir   reuse this directory (not removed by stop() unless 'own' is true)
+ *   init      run `veranda init` first (default: true for a new directory)
+ *   seed      run `veranda seed` first: true or the seed number
+ *   patients  generated patients for the seed (implies seeding)
+ *   env       extra environment variables
+ *   args      extra `serve` flags
+ * Resolves an object: port, baseUrl, fhirBase, dataDir, logs (stderr lines),
+ * jsonLogs(), fetch(path, init), fhirFetch(path, init), waitForLog(pred),
+ * stop(), kill(), exited (a promise of { code, signal }).
+ */
+export async function startServer({ dataDir, init, seed, patients, env = {}, args = [], startTimeout = 15000 } = {}) {
+  requireBinary();
+  let own = false;
+  if (!dataDir) {
+    dataDir = await makeTempDir();
+    own = true;
+    if (init === undefined) init = true;
+  }
+  if (init) await initDataDir(dataDir);
+  if (seed !== undefined || patients !== undefined) {
+    await seedDataDir(dataDir, { patients: patients ?? 0, seed: typeof seed === 'number' ? seed : 1 });
+  }
+  const port = await freePort();
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const child = spawn(
+    BIN,
+    ['serve', '--data', dataDir, '--listen', `127.0.0.1:${port}`, '--base-url', baseUrl, ...args],
+    { env: childEnv(env), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  live.add(child);
+  const logs = [];
+  let stdout = '';
+  let partial = '';
+  child.stderr.setEncoding('utf8');
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => {
+    partial += d;
+    let i;
+    while ((i = partial.indexOf('\n')) >= 0) {
+      logs.push(partial.slice(0, i));
+      partial = partial.slice(i + 1);
+    }
+  });
+  const exited = new Promise((resolve) => {
+    child.on('close', (code, signal) => {
+      live.delete(child);
+      if (partial) logs.push(partial), (partial = '');
+      resolve({ code, signal });
+    });
+  });
+  let exitInfo = null;
+  exited.then((x) => (exitInfo = x));
+
+  const srv = {
+    port,
+    baseUrl,
+    fhirBase: `${baseUrl}/fhir`,
+    dataDir,
+    child,
+    pid: child.pid,
+    logs,
+    exited,
+    get stdout() {
+      return stdout;
+    },
+    logText: () => logs.join('\n') + (partial ? '\n' + partial : ''),
+    jsonLogs: () => logs.map(parseJsonLine).filter(Boolean),
+    fetch: (p, init) => fetchRaw(baseUrl + p, init),
+    fhirFetch: (p, init) => fetchRaw(`${baseUrl}/fhir${p.startsWith('/') ? '' : '/'}${p}`, init),
+    async waitForLog(pred, timeout = 5000) {
+      const end = Date.now() + timeout;
+      for (;;) {
+        const hit = srv.jsonLogs().find(pred);
+        if (hit) return hit;
+        if (Date.now() > end) return undefined;
+        await sleep(25);
+      }
+    },
+    // SIGTERM, wait for exit (SIGKILL after 'timeout'), remove an own data dir.
+    async stop({ timeout = 15000, keepData = false } = {}) {
+      if (!exitInfo) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), timeout);
+        await exited;
+        clearTimeout(t);
+      }
+      if (own && !keepData) await removeDir(dataDir);
+      return exitInfo;
+    },
+    async kill() {
+      if (!exitInfo) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      return exitInfo;
+    },
+  };
+
+  // Wait for /healthz.
+  const end = Date.now() + startTimeout;
+  for (;;) {
+    if (exitInfo) {
+      if (own) await removeDir(dataDir);
+      throw new Error(`veranda serve exited early (${exitInfo.code ?? exitInfo.signal}): ${srv.logText()}`);
+    }
+    try {
+      const r = await fetch(`${baseUrl}/healthz`);
+      await r.arrayBuffer();
+      if (r.status === 200) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > end) {
+      await srv.stop();
+      throw new Error(`veranda serve did not answer /healthz within ${startTimeout} ms: ${srv.logText()}`);
+    }
+    await sleep(30);
+  }
+  return srv;
+}
+
+// Collect every page of a history Bundle by following 'next' links.
+export async function allPages(srv, firstPath, { between } = {}) {
+  const pages = [];
+  let url = srv.fhirBase + firstPath;
+  for (let i = 0; url; i++) {
+    const r = await fetchRaw(url, { headers: { accept: 'application/fhir+json' } });
+    if (r.status !== 200) throw new Error(`GET ${url} -> ${r.status}: ${r.text}`);
+    pages.push(r.json);
+    const next = (r.json.link || []).find((l) => l.relation === 'next');
+    url = next ? next.url : null;
+    if (url && between) await between(i, r.json);
+    if (i > 100000) throw new Error('history paging does not end');
+  }
+  return pages;
+}
+
+// "W/\"3\"" -> 3
+export function etagVersion(etag) {
+  const m = /^(?:W\/)?"(\d+)"$/.exec(etag || '');
+  return m ? Number(m[1]) : NaN;
+}
+
+// Identify a history entry: "Type/id/_history/N".
+export function entryKey(e) {
+  const m = /\/([A-Za-z]+)\/([A-Za-z0-9\-.]+)$/.exec(e.fullUrl || '');
+  const v = etagVersion(e.response && e.response.etag);
+  return m ? `${m[1]}/${m[2]}/_history/${v}` : `?${e.fullUrl}/${v}`;
+}
+
+// A deep copy without meta.versionId / meta.lastUpdated (and without an empty meta).
+export function withoutServerMeta(res) {
+  const c = structuredClone(res);
+  if (c && c.meta) {
+    delete c.meta.versionId;
+    delete c.meta.lastUpdated;
+    if (Object.keys(c.meta).length === 0) delete c.meta;
+  }
+  return c;
+}
+
+// Run fn over items with at most 'n' in flight.
+export async function pool(items, n, fn) {
+  const out = new Array(items.length);
+  let next = 0;
+  async function worker() {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i], i);
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  return out;
+}
+
+export { sleep };
