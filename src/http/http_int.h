@@ -94,8 +94,17 @@ struct http_req {
 	char trace_id[33];
 	char client[64];
 
+	/* server.c's bookkeeping before the handler runs */
+	int64_t start_us;
+	size_t cap;                 /* body bytes the route accepts */
+	int pending;                /* an error status decided before the body ended */
+	const char *pending_msg;
+	size_t discarded, discard_max; /* body bytes dropped after 'pending' */
+	bool close;                 /* send Connection: close */
+
 	/* response, set once by http_resp_*() */
 	bool resp_done;
+	bool resp_broken;           /* the handler's response is unusable: send 500 */
 	int status;
 	const char *content_type;
 	char *resp_body;            /* malloc'ed; handed to libmicrohttpd */
