@@ -77,7 +77,12 @@ struct fhir_param {
 	 * Where the values are, as simple paths from the resource root separated
 	 * by " | " ("subject | patient"); "[x]" names a choice element
 	 * ("effective[x]" matches effectiveDateTime, effectivePeriod, ...).
-	 * Arrays are walked at every step.
+	 * Arrays are walked at every step.  A step may be followed by a filter
+	 * ".where(key='value')" that keeps only the elements whose primitive
+	 * 'key' equals 'value' ("telecom.where(system='phone')").  A choice
+	 * "[x]" only matches the choices that fit the kind (a date parameter
+	 * on "occurrence[x]" reads occurrenceDateTime and occurrencePeriod,
+	 * not occurrenceString).
 	 */
 	const char *path;
 	/* The R4 FHIRPath expression of the parameter (docs, differential tests). */
@@ -87,12 +92,33 @@ struct fhir_param {
 	const char *description;
 };
 
-/* Every parameter, NULL-code terminated. */
+/* Every parameter, NULL-code terminated, sorted by (type, code), common ones first. */
 extern const struct fhir_param fhir_params[];
 /* The parameter 'code' of 'type' (or a common one); NULL when unknown. */
 const struct fhir_param *fhir_param_find(const char *type, const char *code);
+/*
+ * The parameters of 'type' alone (NULL: the common ones), a contiguous run
+ * of fhir_params[] of length *n (0 for an unknown type).
+ */
+const struct fhir_param *fhir_params_of(const char *type, size_t *n);
+/*
+ * The reference parameters of 'type' that put a resource into a patient's
+ * compartment (R4 CompartmentDefinition "patient"), NULL-terminated; empty
+ * for types outside the compartment.
+ */
+const char *const *fhir_compartment_params(const char *type);
 
 /* ---- indexing ---- */
+
+/* The derived data category rows (see index.c for the mapping). */
+#define FHIR_CATEGORY_PARAM "_category-veranda"
+#define FHIR_CATEGORY_SYSTEM "urn:veranda:data-category"
+/*
+ * Identifier token parameters also get rows for the :of-type modifier:
+ * param "<code>:of-type" (e.g. "identifier:of-type"), a = Identifier.type
+ * coding system, b = its code, c = Identifier.value.
+ */
+#define FHIR_OF_TYPE_SUFFIX ":of-type"
 
 struct fhir_index {
 	struct store_ix_row *rows;
@@ -109,6 +135,8 @@ struct fhir_index {
  * from 'a'.  Fails with ERR_UNPROCESSABLE (expression names the element)
  * when an indexed element has a malformed primitive (a bad date, a
  * reference that is not a string, a code with whitespace).
+ * 'out' is reset first; rows are distinct.  Row contents per kind are
+ * described at the top of index.c.  ERR_INVALID for an unknown 'type'.
  */
 enum err fhir_index_resource(struct arena *a, const char *type, const char *id,
 			     const json_t *res, struct fhir_index *out, struct ctx *c);
@@ -123,6 +151,10 @@ enum err fhir_index_resource(struct arena *a, const char *type, const char *id,
  * on update; meta, if present, an object; text.div, if present, a string.
  * Primitive formats of indexed elements are checked by fhir_index_resource().
  * ERR_INVALID (400) or ERR_UNPROCESSABLE (422) with expression set.
+ * Also 422: meta.profile/tag/security, text, extension, modifierExtension
+ * and contained of the wrong shape, and a missing element that R4 requires
+ * (minimum cardinality 1, e.g. Observation.status).  The split between 400
+ * and 422 is described at the top of validate.c.
  */
 enum err fhir_validate(const char *url_type, const char *url_id, const json_t *res,
 		       struct ctx *c);

@@ -1,0 +1,137 @@
+/* Tests for fhir_validate(): 400 for structure, 422 for rules, with expressions. */
+#include "unit.h"
+
+#include <string.h>
+
+#include "core/json.h"
+#include "fhir/model.h"
+
+struct vcase {
+	const char *url_type, *url_id, *json;
+	enum err want;
+	const char *expr;     /* expected ctx expr (NULL: not checked) */
+	const char *msg;      /* a part of the message (NULL: not checked) */
+};
+
+static const struct vcase cases[] = {
+	/* fine */
+	{"Patient", NULL, "{\"resourceType\":\"Patient\"}", ERR_OK, NULL, NULL},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"id\":\"bad id!\"}", ERR_OK, NULL, NULL},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"id\":17}", ERR_OK, NULL, NULL},
+	{"Patient", "p1", "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"meta\":{\"profile\":[\"http://x\"],"
+			  "\"security\":[{\"code\":\"R\"}]},\"text\":{\"status\":\"generated\","
+			  "\"div\":\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">Hi</div>\"},"
+			  "\"extension\":[{\"url\":\"http://e\",\"valueString\":\"x\"}],"
+			  "\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o1\"}]}", ERR_OK, NULL, NULL},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"}}",
+	 ERR_OK, NULL, NULL},
+	{"MedicationRequest", NULL, "{\"resourceType\":\"MedicationRequest\",\"status\":\"active\",\"intent\":\"order\","
+				    "\"medicationCodeableConcept\":{\"text\":\"x\"},\"subject\":{\"reference\":\"Patient/p\"}}",
+	 ERR_OK, NULL, NULL},
+	{"AuditEvent", NULL, "{\"resourceType\":\"AuditEvent\",\"type\":{\"code\":\"rest\"},\"recorded\":\"2024\","
+			     "\"agent\":[{\"requestor\":true}],\"source\":{\"observer\":{\"display\":\"x\"}}}",
+	 ERR_OK, NULL, NULL},
+	/* 400: structure */
+	{"Patient", NULL, "[]", ERR_INVALID, "Patient", "JSON object"},
+	{"Patient", NULL, "{}", ERR_INVALID, "resourceType", "no resourceType"},
+	{"Patient", NULL, "{\"resourceType\":7}", ERR_INVALID, "resourceType", "must be a string"},
+	{"Patient", NULL, "{\"resourceType\":\"Patientx\"}", ERR_INVALID, "resourceType", "unknown resourceType 'Patientx'"},
+	{"Patient", NULL, "{\"resourceType\":\"Observation\"}", ERR_INVALID, "resourceType",
+	 "resourceType 'Observation' does not match the type in the URL ('Patient')"},
+	{"Nope", NULL, "{\"resourceType\":\"Nope\"}", ERR_INVALID, NULL, "not supported"},
+	{"Patient", "p1", "{\"resourceType\":\"Patient\"}", ERR_INVALID, "Patient.id", "must carry the id"},
+	{"Patient", "p1", "{\"resourceType\":\"Patient\",\"id\":null}", ERR_INVALID, "Patient.id", "must carry the id"},
+	{"Patient", "p1", "{\"resourceType\":\"Patient\",\"id\":\"p2\"}", ERR_INVALID, "Patient.id",
+	 "the body id 'p2' differs from the id in the URL ('p1')"},
+	{"Patient", "p1", "{\"resourceType\":\"Patient\",\"id\":\"p 1\"}", ERR_INVALID, "Patient.id", "1-64"},
+	{"Patient", "p1", "{\"resourceType\":\"Patient\",\"id\":1}", ERR_INVALID, "Patient.id", "1-64"},
+	/* 422: rules */
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"meta\":[]}", ERR_UNPROCESSABLE, "Patient.meta", "must be an object"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"meta\":{\"profile\":\"http://x\"}}", ERR_UNPROCESSABLE,
+	 "Patient.meta.profile", "array of canonical"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"meta\":{\"profile\":[1]}}", ERR_UNPROCESSABLE,
+	 "Patient.meta.profile", "item 0"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"meta\":{\"security\":{\"code\":\"R\"}}}", ERR_UNPROCESSABLE,
+	 "Patient.meta.security", "array of Coding"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"meta\":{\"tag\":[\"x\"]}}", ERR_UNPROCESSABLE,
+	 "Patient.meta.tag[0]", "Coding object"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"text\":\"hi\"}", ERR_UNPROCESSABLE, "Patient.text", "Narrative"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"text\":{\"div\":5}}", ERR_UNPROCESSABLE, "Patient.text.div", "string"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"text\":{\"div\":\"<p>x</p>\"}}", ERR_UNPROCESSABLE,
+	 "Patient.text.div", "<div>"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"text\":{\"status\":1,\"div\":\"<div/>\"}}", ERR_UNPROCESSABLE,
+	 "Patient.text.status", "code"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"extension\":{}}", ERR_UNPROCESSABLE, "Patient.extension", "array"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"extension\":[{\"valueString\":\"x\"}]}", ERR_UNPROCESSABLE,
+	 "Patient.extension[0]", "url"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"modifierExtension\":[1]}", ERR_UNPROCESSABLE,
+	 "Patient.modifierExtension[0]", "url"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"contained\":{}}", ERR_UNPROCESSABLE, "Patient.contained", "array"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"contained\":[{\"id\":\"a\"}]}", ERR_UNPROCESSABLE,
+	 "Patient.contained[0]", "resourceType"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\"}]}",
+	 ERR_UNPROCESSABLE, "Patient.contained[0]", "needs an id"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
+			  "\"contained\":[]}]}", ERR_UNPROCESSABLE, "Patient.contained[0]", "dom-2"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
+			  "\"meta\":{\"versionId\":\"1\"}}]}", ERR_UNPROCESSABLE, "Patient.contained[0]", "dom-4"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"code\":{\"text\":\"x\"}}", ERR_UNPROCESSABLE,
+	 "Observation.status", "Observation.status is required"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final\"}", ERR_UNPROCESSABLE,
+	 "Observation.code", "required"},
+	{"MedicationRequest", NULL, "{\"resourceType\":\"MedicationRequest\",\"status\":\"active\",\"intent\":\"order\","
+				    "\"subject\":{\"reference\":\"Patient/p\"}}",
+	 ERR_UNPROCESSABLE, "MedicationRequest.medication[x]", "required"},
+	{"DocumentReference", NULL, "{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"content\":[]}",
+	 ERR_UNPROCESSABLE, "DocumentReference.content", "required"},
+	{"Binary", NULL, "{\"resourceType\":\"Binary\",\"data\":\"aGk=\"}", ERR_UNPROCESSABLE, "Binary.contentType", "required"},
+	{NULL, NULL, NULL, ERR_OK, NULL, NULL},
+};
+
+static void test_cases(void **state)
+{
+	(void)state;
+
+	for (const struct vcase *k = cases; k->json; k++) {
+		struct ctx c = CTX_INIT, pc = CTX_INIT;
+		json_t *res = json_parse_bounded(k->json, strlen(k->json), 64, &pc);
+		enum err e;
+
+		if (!res)
+			fail_msg("case JSON does not parse: %s", k->json);
+		e = fhir_validate(k->url_type, k->url_id, res, &c);
+		json_decref(res);
+		if (e != k->want)
+			fail_msg("%s %s: got %d (%s), want %d", k->url_type, k->json, e, c.msg, k->want);
+		if (e == ERR_OK)
+			continue;
+		if (k->expr && strcmp(c.expr, k->expr))
+			fail_msg("%s: expression '%s', want '%s'", k->json, c.expr, k->expr);
+		if (k->msg && !strstr(c.msg, k->msg))
+			fail_msg("%s: message '%s' lacks '%s'", k->json, c.msg, k->msg);
+		if (!c.msg[0])
+			fail_msg("%s: no message", k->json);
+	}
+}
+
+static void test_null_ctx(void **state)
+{
+	json_t *res = json_object();
+	(void)state;
+
+	assert_int_equal(fhir_validate("Patient", NULL, res, NULL), ERR_INVALID);
+	assert_int_equal(fhir_validate("Patient", NULL, NULL, NULL), ERR_INVALID);
+	json_decref(res);
+	res = json_string("Patient");
+	assert_int_equal(fhir_validate("Patient", NULL, res, NULL), ERR_INVALID);
+	json_decref(res);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cases),
+		cmocka_unit_test(test_null_ctx),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
