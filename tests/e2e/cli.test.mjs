@@ -79,6 +79,42 @@ describe('usage errors', () => {
     }
   });
 
+  it('missing or extra arguments exit 2 with a one-line error', async () => {
+    const dir = await makeTempDir();
+    try {
+      for (const args of [
+        ['import', '--data', dir],
+        ['init', '--data', dir, 'extra'],
+        ['seed', '--data', dir, '--patients'],
+        ['seed', '--data', dir, '--demo-password', 'short'],
+      ]) {
+        const r = await runCli(args);
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+        assert.ok(oneLine(r.stderr), JSON.stringify(r.stderr));
+      }
+    } finally {
+      await removeDir(dir);
+    }
+  });
+
+  it('a malformed --listen exits 2 with a message about the address', async () => {
+    const dir = await makeTempDir();
+    try {
+      await initDataDir(dir);
+      const problems = [];
+      for (const listen of ['nonsense', '127.0.0.1:99999', '127.0.0.1:', 'localhost:abc']) {
+        const r = await runCli(['serve', '--data', dir, '--listen', listen], { timeout: 10000 });
+        assert.equal(r.timedOut, false, `${listen}: serve must exit`);
+        assert.ok(oneLine(r.stderr), JSON.stringify(r.stderr));
+        if (!/malformed|invalid|not a valid/i.test(r.stderr)) problems.push(`${listen}: message does not say the address is malformed: ${r.stderr.trim()}`);
+        if (r.code !== 2) problems.push(`${listen}: exit ${r.code}, want 2 (a bad flag value is a usage error)`);
+      }
+      assert.deepEqual(problems, []);
+    } finally {
+      await removeDir(dir);
+    }
+  });
+
   it('a bad flag value exits 2 with a one-line error', async () => {
     const dir = await makeTempDir();
     try {
@@ -211,6 +247,28 @@ describe('serve start-up refusals', () => {
     assert.ok(oneLine(r.stderr), JSON.stringify(r.stderr));
     assert.match(r.stderr, /0\.0\.0\.0/);
     assert.match(r.stderr, /loopback|allow-remote|allow_remote/);
+  });
+});
+
+describe('--base-url', () => {
+  it('is the base of Location, history links and the CapabilityStatement; a trailing slash is dropped', async () => {
+    const srv = await startServer({ args: ['--base-url', 'https://ehr.example.test/'] });
+    try {
+      const c = await srv.fetch('/fhir/Patient', {
+        method: 'POST',
+        headers: { 'content-type': 'application/fhir+json' },
+        body: JSON.stringify({ resourceType: 'Patient' }),
+      });
+      assert.equal(c.status, 201);
+      assert.equal(c.headers.get('location'), `https://ehr.example.test/fhir/Patient/${c.json.id}/_history/1`);
+      const m = await srv.fetch('/fhir/metadata');
+      assert.equal(m.json.implementation.url, 'https://ehr.example.test/fhir');
+      const h = await srv.fetch('/fhir/_history');
+      for (const l of h.json.link) assert.match(l.url, /^https:\/\/ehr\.example\.test\/fhir\/_history\?/);
+      assert.equal(h.json.entry[0].fullUrl, `https://ehr.example.test/fhir/Patient/${c.json.id}`);
+    } finally {
+      await srv.stop();
+    }
   });
 });
 

@@ -116,7 +116,7 @@ describe('create, read, vread, update, delete', () => {
       resourceType: 'Patient',
       id: 'client-chosen-id',
       meta: { versionId: '42', lastUpdated: '2001-01-01T00:00:00Z', tag: [{ system: 'urn:test', code: 'e2e' }] },
-      name: [{ family: 'Createson', given: ['Ada'] }],
+      name: [{ family: 'Createson', given: ['Ada', 'Zoë', '李', '😀'] }],
       gender: 'female',
       birthDate: '1990-05-17',
     };
@@ -198,6 +198,7 @@ describe('create, read, vread, update, delete', () => {
     assertOutcome(raw, 410);
     const v2 = await client.vread({ resourceType: 'Patient', id, version: '2' });
     assert.equal(v2.active, false);
+    assertOutcome(await get(`/Patient/${id}/_history/3`), 410);
     const h = await client.resourceHistory({ resourceType: 'Patient', id });
     assert.equal(h.resourceType, 'Bundle');
     assert.equal(h.type, 'history');
@@ -230,15 +231,16 @@ describe('history and paging', () => {
   async function writeSeries(type, n) {
     const keys = [];
     const ids = [];
+    const subj = type === 'ServiceRequest' ? { subject: { reference: 'Patient/paging-subject' } } : {};
     for (let i = 0; i < n; i++) {
       if (i % 3 === 2) {
         // update the previous one
         const id = ids[ids.length - 1];
-        const r = await put(`/${type}/${id}`, { resourceType: type, id, status: 'completed', intent: 'order' });
+        const r = await put(`/${type}/${id}`, { resourceType: type, id, status: 'completed', intent: 'order', ...subj });
         assert.equal(r.status, 200, r.text);
         keys.push(`${type}/${id}/_history/${r.json.meta.versionId}`);
       } else {
-        const r = await post(`/${type}`, { resourceType: type, status: 'requested', intent: 'order' });
+        const r = await post(`/${type}`, { resourceType: type, status: type === 'Task' ? 'requested' : 'active', intent: 'order', ...subj });
         assert.equal(r.status, 201, r.text);
         ids.push(r.json.id);
         keys.push(`${type}/${r.json.id}/_history/1`);
@@ -322,9 +324,9 @@ describe('history and paging', () => {
     const pages = await allPages(srv, '/ServiceRequest/_history?_count=2', {
       async between() {
         // a new resource and a new version of an old one, between every page
-        const c = await post('/ServiceRequest', { resourceType: 'ServiceRequest', status: 'draft', intent: 'plan' });
+        const c = await post('/ServiceRequest', { resourceType: 'ServiceRequest', status: 'draft', intent: 'plan', subject: { reference: 'Patient/paging-subject' } });
         assert.equal(c.status, 201);
-        const u = await put(`/ServiceRequest/${ids[0]}`, { resourceType: 'ServiceRequest', id: ids[0], status: 'revoked', intent: 'order' });
+        const u = await put(`/ServiceRequest/${ids[0]}`, { resourceType: 'ServiceRequest', id: ids[0], status: 'revoked', intent: 'order', subject: { reference: 'Patient/paging-subject' } });
         assert.equal(u.status, 200);
         extra += 2;
       },
@@ -345,6 +347,9 @@ describe('history and paging', () => {
     const z = await get('/_history?_count=0');
     assert.equal(z.status, 200);
     assert.equal((z.json.entry || []).length, 0);
+    const huge = await get('/_history?_count=100000');
+    assert.equal(huge.status, 200, 'a _count over page_max is clamped, not refused');
+    assert.ok(huge.json.entry.length <= 1000);
     assertOutcome(await get('/_history?_count=abc'), 400);
     assertOutcome(await get('/_history?_since=yesterday'), 400);
     const future = await get('/_history?_since=2999-01-01T00:00:00Z');
@@ -415,6 +420,36 @@ describe('conditional requests', () => {
     assert.equal(cur.json.code.text, wins[0].json.code.text, 'the winner is what is stored');
     const h = await get(`/Observation/${rid}/_history`);
     assert.equal(h.json.entry.length, 2, 'losers left no versions');
+  });
+
+  it('10 concurrent updates without If-Match all succeed, each making its own version', async () => {
+    const rid = newId('lww');
+    await put(`/Patient/${rid}`, { resourceType: 'Patient', id: rid });
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => put(`/Patient/${rid}`, { resourceType: 'Patient', id: rid, name: [{ family: `w${i}` }] })),
+    );
+    assert.deepEqual(results.map((r) => r.status), Array(10).fill(200), results.map((r) => r.text).join('\n').slice(0, 500));
+    const versions = results.map((r) => Number(r.json.meta.versionId)).sort((a, b) => a - b);
+    assert.deepEqual(versions, [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    const cur = await get(`/Patient/${rid}`);
+    assert.equal(cur.json.meta.versionId, '11');
+    const last = results.find((r) => r.json.meta.versionId === '11');
+    assert.deepEqual(cur.json, last.json, 'the last version written is the current one');
+  });
+
+  it('20 concurrent creates get 20 distinct ids, all readable', async () => {
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => post('/Patient', { resourceType: 'Patient', name: [{ family: `c${i}` }] })));
+    assert.deepEqual(results.map((r) => r.status), Array(20).fill(201));
+    const ids = new Set(results.map((r) => r.json.id));
+    assert.equal(ids.size, 20);
+    for (const r of results) assert.equal((await get(`/Patient/${r.json.id}`)).json.name[0].family, r.json.name[0].family);
+  });
+
+  it('HEAD on a read answers like GET without a body', async () => {
+    const r = await srv.fhirFetch(`/Patient/${id}`, { method: 'HEAD' });
+    assert.equal(r.status, 200);
+    assert.equal(r.text, '');
+    assert.match(r.headers.get('etag') || '', /^W\/"\d+"$/);
   });
 
   it('If-None-Match with the current ETag is 304; with another is 200', async () => {
@@ -544,6 +579,22 @@ describe('errors are OperationOutcomes with the right status', () => {
     assertOutcome(await put(`/Patient/${id}`, { resourceType: 'Patient', id: `${id}-other` }), 400);
     assertOutcome(await get(`/Patient/${id}`), 404);
     assertOutcome(await get(`/Patient/${id}-other`), 404);
+  });
+
+  it('400/422: null values and empty objects or arrays are not valid FHIR JSON', async () => {
+    // FHIR R4 JSON representation: elements never have null values, objects and arrays are never empty
+    const accepted = [];
+    for (const body of [
+      '{"resourceType":"Patient","gender":null}',
+      '{"resourceType":"Patient","name":[]}',
+      '{"resourceType":"Patient","name":[{}]}',
+      '{"resourceType":"Patient","maritalStatus":{}}',
+    ]) {
+      const r = await post('/Patient', body);
+      if ([400, 422].includes(r.status)) assertOutcome(r, r.status);
+      else accepted.push(`${body} -> ${r.status}`);
+    }
+    assert.deepEqual(accepted, [], 'invalid FHIR JSON must be refused');
   });
 
   it('400: duplicate keys in the body', async () => {

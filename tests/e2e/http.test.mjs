@@ -148,6 +148,47 @@ describe('HTTP layer', () => {
     assert.ok(!all.includes(M), `a marker leaked into the log: ${all.split('\n').filter((l) => l.includes(M)).join('\n')}`);
   });
 
+  it('HTTP/1.1 connections are kept alive across requests', async () => {
+    const sock = net.connect(srv.port, '127.0.0.1');
+    await new Promise((res, rej) => {
+      sock.once('connect', res);
+      sock.once('error', rej);
+    });
+    let buf = '';
+    let closed = false;
+    sock.setEncoding('utf8');
+    sock.on('data', (d) => (buf += d));
+    sock.on('close', () => (closed = true));
+    sock.on('error', () => {});
+    const statuses = [];
+    try {
+      for (let i = 0; i < 3 && !closed; i++) {
+        buf = '';
+        sock.write(`GET /fhir/metadata HTTP/1.1\r\nHost: 127.0.0.1:${srv.port}\r\nAccept: ${FHIR_JSON}\r\n\r\n`);
+        const t0 = Date.now();
+        for (;;) {
+          const end = buf.indexOf('\r\n\r\n');
+          const len = /\r\ncontent-length:\s*(\d+)/i.exec(buf);
+          if (end >= 0 && len && buf.length >= end + 4 + Number(len[1])) break;
+          if (closed || Date.now() - t0 > 5000) break;
+          await sleep(2);
+        }
+        statuses.push(Number(buf.slice(9, 12)));
+        assert.doesNotMatch(buf.slice(0, buf.indexOf('\r\n\r\n')), /\r\nconnection:\s*close/i, `response ${i + 1} closes the connection`);
+      }
+    } finally {
+      sock.destroy();
+    }
+    assert.deepEqual(statuses, [200, 200, 200]);
+  });
+
+  it('request headers over header_max get 431 and the server carries on', async () => {
+    const r = await srv.fetch('/fhir/metadata', { headers: { 'x-filler': 'a'.repeat(40000) } });
+    assert.equal(r.status, 431);
+    assert.equal(r.json && r.json.resourceType, 'OperationOutcome');
+    assert.equal((await srv.fetch('/healthz')).status, 200);
+  });
+
   it('every log line is one JSON object', async () => {
     const bad = srv.logs.filter((l) => l.trim() && !(() => { try { return typeof JSON.parse(l) === 'object'; } catch { return false; } })());
     assert.deepEqual(bad, []);

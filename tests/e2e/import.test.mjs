@@ -75,7 +75,7 @@ describe('import of the Synthea sample', { skip: noSynthea }, () => {
     srv = await startServer({ dataDir: dir });
     const mismatches = [];
     await pool(sources, 8, async (src) => {
-      const r = await srv.fetch(`/fhir/${src.resourceType}/${src.id}`, { headers: { accept: 'application/fhir+json' } });
+      const r = await srv.get(`/fhir/${src.resourceType}/${src.id}`);
       if (r.status !== 200) {
         mismatches.push(`${src.resourceType}/${src.id}: ${r.status}`);
         return;
@@ -166,6 +166,14 @@ describe('import with bad lines', () => {
     } finally {
       await srv.stop();
     }
+  });
+
+  it('CRLF line ends, empty lines and a last line without a newline are fine', async () => {
+    const f = path.join(dir, 'crlf.ndjson');
+    await fsp.writeFile(f, '{"resourceType":"Patient","id":"crlf-1"}\r\n\r\n{"resourceType":"Patient","id":"crlf-2"}\r\n\n{"resourceType":"Patient","id":"crlf-3"}');
+    const r = await runCli(['import', '--data', dir, f]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /imported 3 of 3\b/);
   });
 
   it('a missing file is a fatal error (exit 1) naming the file', async () => {
@@ -291,12 +299,13 @@ describe('import killed with SIGKILL', () => {
     const exited = new Promise((res) => child.on('close', (code, signal) => res({ code, signal })));
     let done = null;
     exited.then((x) => (done = x));
-    // Kill once a few batches have been committed (the WAL has grown), well before the end.
-    const wal = path.join(dir, 'veranda.db-wal');
+    // Kill once several batches have been committed (the database and its
+    // WAL have grown to roughly a fifth of the full import), well before the end.
+    const size = (f) => (fs.existsSync(f) ? fs.statSync(f).size : 0);
+    const db = path.join(dir, 'veranda.db');
     const t0 = Date.now();
     while (!done && Date.now() - t0 < 60000) {
-      const size = fs.existsSync(wal) ? fs.statSync(wal).size : 0;
-      if (size > 3 * 1024 * 1024) break;
+      if (size(db) + size(`${db}-wal`) > 20 * 1024 * 1024) break;
       await sleep(5);
     }
     child.kill('SIGKILL');
@@ -323,7 +332,7 @@ describe('import killed with SIGKILL', () => {
       const idList = [...ids];
       const bad = [];
       await pool(idList, 16, async (id) => {
-        const r = await srv.fetch(`/fhir/Observation/${id}`);
+        const r = await srv.get(`/fhir/Observation/${id}`);
         if (r.status !== 200 || !r.json || r.json.id !== id) bad.push(`${id}: ${r.status}`);
         else {
           const i = Number(id.replace('kill-obs-', ''));
