@@ -1,6 +1,9 @@
 /* json.c - bounded JSON parsing on jansson.  See json.h. */
 #include "core/json.h"
 
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int json_text_depth(const char *s, size_t n)
@@ -54,16 +57,87 @@ json_t *json_parse_bounded(const char *s, size_t n, int max_depth, struct ctx *c
 	return v;
 }
 
-static int dump_cb(const char *p, size_t n, void *arg)
+/*
+ * The shortest decimal form that reads back as the same double: FHIR
+ * decimals such as 36.9 stay 36.9 (jansson's fixed 17 digits would give
+ * 36.899999999999999), and 17-digit values keep every digit.
+ */
+static void add_real(struct buf *b, double v)
 {
-	return buf_add(arg, p, n) == ERR_OK ? 0 : -1;
+	char tmp[40];
+
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+		if (strtod(tmp, NULL) == v)
+			break;
+	}
+	/* keep it a JSON number that still reads as a real */
+	buf_adds(b, tmp);
+	if (!strpbrk(tmp, ".eEn"))
+		buf_adds(b, ".0");
+}
+
+static void dump(const json_t *v, struct buf *b, int depth)
+{
+	const char *key;
+	json_t *val;
+	size_t i;
+	bool first = true;
+
+	if (depth > 10000) {
+		b->err = ERR_TOOBIG;
+		return;
+	}
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		buf_addch(b, '{');
+		json_object_foreach((json_t *)v, key, val) {
+			if (!first)
+				buf_addch(b, ',');
+			first = false;
+			buf_addch(b, '"');
+			buf_add_json_str(b, key, strlen(key));
+			buf_adds(b, "\":");
+			dump(val, b, depth + 1);
+		}
+		buf_addch(b, '}');
+		break;
+	case JSON_ARRAY:
+		buf_addch(b, '[');
+		json_array_foreach(v, i, val) {
+			if (i)
+				buf_addch(b, ',');
+			dump(val, b, depth + 1);
+		}
+		buf_addch(b, ']');
+		break;
+	case JSON_STRING:
+		buf_addch(b, '"');
+		buf_add_json_str(b, json_string_value(v), json_string_length(v));
+		buf_addch(b, '"');
+		break;
+	case JSON_INTEGER:
+		buf_addf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		break;
+	case JSON_REAL:
+		add_real(b, json_real_value(v));
+		break;
+	case JSON_TRUE:
+		buf_adds(b, "true");
+		break;
+	case JSON_FALSE:
+		buf_adds(b, "false");
+		break;
+	case JSON_NULL:
+		buf_adds(b, "null");
+		break;
+	}
 }
 
 enum err json_dump_buf(const json_t *v, struct buf *b)
 {
-	if (json_dump_callback(v, dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-		return b->err ? b->err : ERR_INVALID;
-	return ERR_OK;
+	dump(v, b, 0);
+	return b->err;
 }
 
 const char *json_get_str(const json_t *obj, const char *key)

@@ -99,6 +99,34 @@ struct fhir_history_q {
 enum err fhir_history(struct fhir *f, const struct fhir_history_q *q, struct buf *out,
 		      struct ctx *c);
 
+/* ---- search (search.c) ---- */
+
+/* A decoded query parameter. */
+struct fhir_kv {
+	const char *name;
+	const char *value;
+};
+
+struct fhir_search_req {
+	const char *type;          /* resource type searched; NULL for $everything */
+	const char *patient;       /* compartment: Patient/{patient}/{type} or $everything */
+	bool everything;           /* Patient/{patient}/$everything */
+	const struct fhir_kv *params;
+	size_t nparams;
+	bool strict;               /* Prefer: handling=strict: unknown parameters are errors */
+};
+
+/*
+ * Run a search and write a Bundle of type "searchset" to 'out': matches
+ * (search.mode "match"), _include/_revinclude resources ("include"), and an
+ * OperationOutcome entry ("outcome") listing ignored parameters.  Links
+ * self (only the parameters applied), next and previous (keyset cursors in
+ * _page).  ERR_INVALID naming the parameter (ctx expression) for a bad
+ * value, an unknown parameter under strict handling, or a bad _page.
+ */
+enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf *out,
+		     struct ctx *c);
+
 /* The CapabilityStatement (JSON bytes, built once). */
 const struct buf *fhir_capability(const struct fhir *f);
 
