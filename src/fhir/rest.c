@@ -401,6 +401,8 @@ static void handle_history(struct http_req *q, void *arg)
 	memset(&hq, 0, sizeof(hq));
 	hq.type = http_req_param(q, "type");
 	hq.id = http_req_param(q, "id");
+	if (!hq.type && http_req_param(q, "ctype"))
+		hq.type = "Patient"; /* /fhir/Patient/{id}/_history via the compartment route */
 	hq.count = f->opts.page_size;
 	if (count && str_to_i64(count, 0, INT64_MAX, &hq.count)) {
 		send_outcome(q, 400, "_count must be a non-negative integer", "_count");
@@ -423,6 +425,73 @@ out:
 	buf_release(&out);
 }
 
+/* ---- search ---- */
+
+static void run_search(struct http_req *q, struct fhir *f, const char *type, const char *patient,
+		       bool everything, bool form)
+{
+	struct fhir_search_req sr;
+	struct buf out = BUF_INIT(PAGE_BUF_MAX);
+	struct ctx c = CTX_INIT;
+	const char *prefer = http_req_header(q, "Prefer");
+	size_t n = http_req_query_count(q) + (form ? http_req_form_count(q) : 0), k = 0;
+	struct fhir_kv *kv = arena_zalloc(http_req_arena(q), sizeof(*kv) * (n + 1));
+
+	if (!accept_ok(q))
+		goto out;
+	for (size_t i = 0; i < http_req_query_count(q); i++, k++)
+		http_req_query_at(q, i, &kv[k].name, &kv[k].value);
+	for (size_t i = 0; form && i < http_req_form_count(q); i++, k++)
+		http_req_form_at(q, i, &kv[k].name, &kv[k].value);
+	memset(&sr, 0, sizeof(sr));
+	sr.type = type;
+	sr.patient = patient;
+	sr.everything = everything;
+	sr.params = kv;
+	sr.nparams = k;
+	sr.strict = prefer && strstr(prefer, "handling=strict");
+	if (fhir_search(f, &sr, &out, &c)) {
+		send_error(q, &c);
+		goto out;
+	}
+	http_resp_buf(q, 200, FHIR_JSON, &out);
+out:
+	buf_release(&out);
+}
+
+static void handle_search(struct http_req *q, void *arg)
+{
+	run_search(q, arg, http_req_param(q, "type"), NULL, false, false);
+}
+
+static void handle_search_post(struct http_req *q, void *arg)
+{
+	const char *ct = http_req_header(q, "Content-Type");
+
+	if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33)) {
+		send_outcome(q, 415, "POST _search takes an application/x-www-form-urlencoded body", NULL);
+		return;
+	}
+	run_search(q, arg, http_req_param(q, "type"), NULL, false, true);
+}
+
+static void handle_history(struct http_req *q, void *arg);
+
+static void handle_compartment(struct http_req *q, void *arg)
+{
+	/* "/fhir/Patient/{id}/_history" lands here: the literal Patient wins */
+	if (!strcmp(http_req_param(q, "ctype"), "_history")) {
+		handle_history(q, arg);
+		return;
+	}
+	run_search(q, arg, http_req_param(q, "ctype"), http_req_param(q, "id"), false, false);
+}
+
+static void handle_everything(struct http_req *q, void *arg)
+{
+	run_search(q, arg, NULL, http_req_param(q, "id"), true, false);
+}
+
 static void handle_metadata(struct http_req *q, void *arg)
 {
 	struct fhir *f = arg;
@@ -440,6 +509,10 @@ void fhir_rest_register(struct fhir *f, struct http_router *r)
 	http_route(r, HTTP_GET, "/fhir/metadata", HTTP_BODY_NONE, handle_metadata, f);
 	http_route(r, HTTP_GET, "/fhir/_history", HTTP_BODY_NONE, handle_history, f);
 	http_route(r, HTTP_POST, "/fhir/{type}", HTTP_BODY_FHIR, handle_create, f);
+	http_route(r, HTTP_GET, "/fhir/{type}", HTTP_BODY_NONE, handle_search, f);
+	http_route(r, HTTP_POST, "/fhir/{type}/_search", HTTP_BODY_FORM, handle_search_post, f);
+	http_route(r, HTTP_GET, "/fhir/Patient/{id}/$everything", HTTP_BODY_NONE, handle_everything, f);
+	http_route(r, HTTP_GET, "/fhir/Patient/{id}/{ctype}", HTTP_BODY_NONE, handle_compartment, f);
 	http_route(r, HTTP_GET, "/fhir/{type}/_history", HTTP_BODY_NONE, handle_history, f);
 	http_route(r, HTTP_GET, "/fhir/{type}/{id}", HTTP_BODY_NONE, handle_read, f);
 	http_route(r, HTTP_PUT, "/fhir/{type}/{id}", HTTP_BODY_FHIR, handle_update, f);

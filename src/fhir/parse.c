@@ -1,0 +1,847 @@
+/*
+ * parse.c - FHIR search parameters to a struct store_query.
+ *
+ * Handles every parameter kind with its modifiers and prefixes, the
+ * escapes \, \| \$ and \\, comma (OR) and repetition (AND), one level of
+ * chaining and of reverse chaining (_has), and the result parameters
+ * (_count, _sort, _total, _summary, _elements, _include, _revinclude,
+ * _page).  Errors are ERR_INVALID with the parameter's name as the
+ * expression and a message that says what a valid value looks like.
+ * All memory comes from the caller's arena.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/base64.h"
+#include "core/json.h"
+#include "core/str.h"
+#include "fhir/fhir_int.h"
+#include "fhir/model.h"
+#include "fhir/search_int.h"
+
+#define MAX_ALTERNATIVES 64
+#define MAX_VALUE_LEN 2048
+
+void search_parsed_init(struct search_parsed *p)
+{
+	memset(p, 0, sizeof(*p));
+	buf_init(&p->applied, 64 << 10);
+	buf_init(&p->ignored, 16 << 10);
+}
+
+void search_parsed_release(struct search_parsed *p)
+{
+	buf_release(&p->applied);
+	buf_release(&p->ignored);
+}
+
+/* ---- splitting and unescaping ---- */
+
+/*
+ * Split 's' on unescaped 'sep'; pieces keep their escapes.  Returns the
+ * number of pieces (at most max), or -1 when there are more.
+ */
+static int split_escaped(struct arena *a, const char *s, char sep, const char **out, int max)
+{
+	int n = 0;
+	const char *start = s;
+
+	for (const char *p = s;; p++) {
+		if (*p == '\\' && p[1]) {
+			p++;
+			continue;
+		}
+		if (*p == sep || *p == '\0') {
+			if (n == max)
+				return -1;
+			out[n++] = arena_strndup(a, start, (size_t)(p - start));
+			if (*p == '\0')
+				break;
+			start = p + 1;
+		}
+	}
+	return n;
+}
+
+/* Remove FHIR search escapes (\, \| \$ \\). */
+static const char *unescape(struct arena *a, const char *s)
+{
+	char *out = arena_alloc(a, strlen(s) + 1), *o = out;
+
+	for (; *s; s++) {
+		if (*s == '\\' && (s[1] == ',' || s[1] == '|' || s[1] == '$' || s[1] == '\\'))
+			s++;
+		*o++ = *s;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* ---- prefixes and numbers ---- */
+
+static enum store_cmp take_prefix(const char **v)
+{
+	static const struct {
+		const char *p;
+		enum store_cmp cmp;
+	} prefixes[] = {
+		{"eq", STORE_CMP_EQ}, {"ne", STORE_CMP_NE}, {"lt", STORE_CMP_LT},
+		{"gt", STORE_CMP_GT}, {"le", STORE_CMP_LE}, {"ge", STORE_CMP_GE},
+		{"sa", STORE_CMP_SA}, {"eb", STORE_CMP_EB}, {"ap", STORE_CMP_AP},
+	};
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+		if (!strncmp(*v, prefixes[i].p, 2) &&
+		    (isdigit((unsigned char)(*v)[2]) || (*v)[2] == '-' || (*v)[2] == '.')) {
+			*v += 2;
+			return prefixes[i].cmp;
+		}
+	}
+	return STORE_CMP_EQ;
+}
+
+/*
+ * Parse a FHIR decimal search value; [lo, hi) is its implicit precision
+ * range ("5.4" is [5.35, 5.45)); exponent forms are exact-ish ranges too.
+ */
+static bool parse_decimal(const char *s, double *v, double *lo, double *hi)
+{
+	const char *p = s;
+	int decimals = 0, exponent = 0;
+	bool dot = false, digits = false;
+	char *end;
+	double half;
+
+	if (*p == '-' || *p == '+')
+		p++;
+	for (; *p; p++) {
+		if (isdigit((unsigned char)*p)) {
+			digits = true;
+			if (dot)
+				decimals++;
+		} else if (*p == '.' && !dot) {
+			dot = true;
+		} else {
+			break;
+		}
+	}
+	if (!digits)
+		return false;
+	if (*p == 'e' || *p == 'E') {
+		int64_t e;
+		if (str_to_i64(p + 1, -300, 300, &e))
+			return false;
+		exponent = (int)e;
+	} else if (*p) {
+		return false;
+	}
+	*v = strtod(s, &end);
+	if (!isfinite(*v))
+		return false;
+	half = 0.5 * pow(10.0, (double)(exponent - decimals));
+	*lo = *v - half;
+	*hi = *v + half;
+	return true;
+}
+
+/* ---- one parameter value to matches ---- */
+
+struct pctx {
+	struct fhir *f;
+	struct arena *a;
+	struct ctx *c;
+};
+
+static enum err bad(struct pctx *x, const char *name, const char *fmt, const char *val)
+{
+	char msg[400];
+
+	snprintf(msg, sizeof(msg), fmt, val);
+	return ctx_errorx(x->c, ERR_INVALID, name, "parameter '%s': %s", name, msg);
+}
+
+static enum err parse_token(struct pctx *x, const char *name, enum store_mod mod, const char *alt,
+			    struct store_match *m)
+{
+	const char *parts[3];
+	int n;
+
+	if (mod == STORE_MOD_TEXT) {
+		struct buf nb = BUF_INIT(MAX_VALUE_LEN * 4);
+		fhir_str_normalize(unescape(x->a, alt), &nb);
+		m->a = arena_strndup(x->a, nb.data, nb.len);
+		buf_release(&nb);
+		return ERR_OK;
+	}
+	n = split_escaped(x->a, alt, '|', parts, 3);
+	if (mod == STORE_MOD_OF_TYPE) {
+		if (n != 3)
+			return bad(x, name, "':of-type' takes system|code|value, not '%s'", alt);
+		m->a = unescape(x->a, parts[0]);
+		m->b = unescape(x->a, parts[1]);
+		m->c = unescape(x->a, parts[2]);
+		return ERR_OK;
+	}
+	if (n == 1) {
+		m->a = NULL;
+		m->b = unescape(x->a, parts[0]);
+	} else if (n == 2) {
+		m->a = unescape(x->a, parts[0]);
+		m->b = *parts[1] ? unescape(x->a, parts[1]) : NULL;
+		if (!*m->a && !m->b)
+			return bad(x, name, "'%s' names neither a system nor a code", alt);
+	} else {
+		return bad(x, name, "a token is [system|]code, not '%s'", alt);
+	}
+	if (m->b && !*m->b)
+		return bad(x, name, "empty code in '%s'", alt);
+	return ERR_OK;
+}
+
+static enum err parse_string(struct pctx *x, enum store_mod mod, const char *alt,
+			     struct store_match *m)
+{
+	const char *raw = unescape(x->a, alt);
+	struct buf nb = BUF_INIT(MAX_VALUE_LEN * 4);
+
+	if (mod == STORE_MOD_EXACT) {
+		m->b = raw;
+		return ERR_OK;
+	}
+	fhir_str_normalize(raw, &nb);
+	m->a = arena_strndup(x->a, nb.data, nb.len);
+	buf_release(&nb);
+	return ERR_OK;
+}
+
+static enum err parse_date(struct pctx *x, const char *name, const char *alt, struct store_match *m)
+{
+	const char *v = alt;
+
+	m->cmp = take_prefix(&v);
+	v = unescape(x->a, v);
+	if (fhir_date_parse(v, &m->lo, &m->hi))
+		return bad(x, name, "'%s' is not a FHIR date or dateTime (e.g. 2024, 2024-03-01, 2024-03-01T10:00:00Z)", alt);
+	return ERR_OK;
+}
+
+static enum err parse_number(struct pctx *x, const char *name, const char *alt, struct store_match *m)
+{
+	const char *v = alt;
+
+	m->cmp = take_prefix(&v);
+	if (!parse_decimal(v, &m->num, &m->nlo, &m->nhi))
+		return bad(x, name, "'%s' is not a number (e.g. 5.4, gt100)", alt);
+	return ERR_OK;
+}
+
+static enum err parse_quantity(struct pctx *x, const char *name, const char *alt,
+			       struct store_match *m)
+{
+	const char *parts[3];
+	const char *v;
+	int n = split_escaped(x->a, alt, '|', parts, 3);
+
+	if (n != 1 && n != 3)
+		return bad(x, name, "a quantity is [prefix]number[|system|code], not '%s'", alt);
+	v = parts[0];
+	m->cmp = take_prefix(&v);
+	if (!parse_decimal(v, &m->num, &m->nlo, &m->nhi))
+		return bad(x, name, "'%s' does not start with a number", alt);
+	if (n == 3) {
+		m->a = *parts[1] ? unescape(x->a, parts[1]) : NULL;
+		m->b = *parts[2] ? unescape(x->a, parts[2]) : NULL;
+	}
+	return ERR_OK;
+}
+
+static bool is_type_name(const char *s, size_t n)
+{
+	char t[64];
+
+	if (n == 0 || n >= sizeof(t))
+		return false;
+	memcpy(t, s, n);
+	t[n] = '\0';
+	return fhir_type_find(t) != NULL;
+}
+
+static enum err parse_reference(struct pctx *x, const char *name, const char *type_mod,
+				const char *alt, struct store_match *m)
+{
+	const char *v = unescape(x->a, alt);
+	const char *base = fhir_base(x->f);
+	size_t bl = strlen(base);
+	const char *slash;
+
+	if (!strncmp(v, base, bl) && v[bl] == '/')
+		v += bl + 1;
+	if (str_starts(v, "http://") || str_starts(v, "https://") || str_starts(v, "urn:")) {
+		m->c = v;
+		return ERR_OK;
+	}
+	slash = strchr(v, '/');
+	if (slash) {
+		const char *hist = strstr(slash + 1, "/_history/");
+		size_t idlen = hist ? (size_t)(hist - slash - 1) : strlen(slash + 1);
+
+		if (!is_type_name(v, (size_t)(slash - v)))
+			return bad(x, name, "'%s' is not Type/id with a supported type", alt);
+		m->a = arena_strndup(x->a, v, (size_t)(slash - v));
+		m->b = arena_strndup(x->a, slash + 1, idlen);
+		if (type_mod && strcmp(type_mod, m->a))
+			return bad(x, name, "'%s' contradicts the type modifier", alt);
+	} else {
+		m->a = type_mod;
+		m->b = v;
+	}
+	if (!fhir_id_valid(m->b))
+		return bad(x, name, "'%s' does not hold a valid resource id", alt);
+	return ERR_OK;
+}
+
+/* ---- one parameter ---- */
+
+static enum store_ix ix_of(enum fhir_param_kind k)
+{
+	switch (k) {
+	case FHIR_PARAM_TOKEN: return STORE_IX_TOKEN;
+	case FHIR_PARAM_STRING: return STORE_IX_STRING;
+	case FHIR_PARAM_DATE: return STORE_IX_DATE;
+	case FHIR_PARAM_REFERENCE: return STORE_IX_REFERENCE;
+	case FHIR_PARAM_QUANTITY: return STORE_IX_QUANTITY;
+	case FHIR_PARAM_NUMBER: return STORE_IX_NUMBER;
+	case FHIR_PARAM_URI: return STORE_IX_URI;
+	}
+	return STORE_IX_TOKEN;
+}
+
+static enum store_mod mod_of(const char *mod, enum fhir_param_kind k, bool *ok)
+{
+	*ok = true;
+	if (!mod)
+		return STORE_MOD_NONE;
+	if (!strcmp(mod, "missing"))
+		return STORE_MOD_MISSING;
+	switch (k) {
+	case FHIR_PARAM_TOKEN:
+		if (!strcmp(mod, "not"))
+			return STORE_MOD_NOT;
+		if (!strcmp(mod, "text"))
+			return STORE_MOD_TEXT;
+		if (!strcmp(mod, "of-type"))
+			return STORE_MOD_OF_TYPE;
+		break;
+	case FHIR_PARAM_STRING:
+		if (!strcmp(mod, "exact"))
+			return STORE_MOD_EXACT;
+		if (!strcmp(mod, "contains"))
+			return STORE_MOD_CONTAINS;
+		break;
+	case FHIR_PARAM_URI:
+		if (!strcmp(mod, "below"))
+			return STORE_MOD_BELOW;
+		if (!strcmp(mod, "above"))
+			return STORE_MOD_ABOVE;
+		break;
+	case FHIR_PARAM_REFERENCE:
+		/* a type modifier (subject:Patient) is handled by the caller */
+		break;
+	default:
+		break;
+	}
+	*ok = false;
+	return STORE_MOD_NONE;
+}
+
+/*
+ * Fill 'cond' for parameter 'pd' (of 'type') with modifier 'mod' and value
+ * 'value' (comma list).  'name' is the parameter as written, for messages.
+ */
+static enum err build_cond(struct pctx *x, const char *name, const struct fhir_param *pd,
+			   const char *mod, const char *value, struct store_cond *cond)
+{
+	const char *alts[MAX_ALTERNATIVES];
+	const char *type_mod = NULL;
+	struct store_match *m;
+	enum store_mod smod;
+	bool ok;
+	int n, i;
+	enum err e;
+
+	if (strlen(value) > MAX_VALUE_LEN)
+		return bad(x, name, "value is longer than %s bytes", "2048");
+	cond->kind = ix_of(pd->kind);
+	cond->param = pd->code;
+	if (pd->kind == FHIR_PARAM_REFERENCE && mod && strcmp(mod, "missing")) {
+		if (!fhir_type_find(mod))
+			return bad(x, name, "unknown modifier ':%s' for a reference", mod);
+		type_mod = mod;
+		smod = STORE_MOD_NONE;
+	} else {
+		smod = mod_of(mod, pd->kind, &ok);
+		if (!ok)
+			return bad(x, name, "modifier ':%s' does not apply to this parameter", mod);
+	}
+	if (smod == STORE_MOD_OF_TYPE) {
+		cond->param = arena_printf(x->a, "%s:of-type", pd->code);
+	}
+	cond->mod = smod;
+	if (smod == STORE_MOD_MISSING) {
+		if (!strcmp(value, "true"))
+			cond->mod = STORE_MOD_MISSING;
+		else if (!strcmp(value, "false"))
+			cond->mod = STORE_MOD_PRESENT;
+		else
+			return bad(x, name, ":missing takes true or false, not '%s'", value);
+		return ERR_OK;
+	}
+	n = split_escaped(x->a, value, ',', alts, MAX_ALTERNATIVES);
+	if (n < 0)
+		return bad(x, name, "more than %s alternatives", "64");
+	m = arena_zalloc(x->a, sizeof(*m) * (size_t)n);
+	for (i = 0; i < n; i++) {
+		if (!*alts[i])
+			return bad(x, name, "empty value in '%s'", value);
+		switch (pd->kind) {
+		case FHIR_PARAM_TOKEN: e = parse_token(x, name, smod, alts[i], &m[i]); break;
+		case FHIR_PARAM_STRING: e = parse_string(x, smod, alts[i], &m[i]); break;
+		case FHIR_PARAM_DATE: e = parse_date(x, name, alts[i], &m[i]); break;
+		case FHIR_PARAM_NUMBER: e = parse_number(x, name, alts[i], &m[i]); break;
+		case FHIR_PARAM_QUANTITY: e = parse_quantity(x, name, alts[i], &m[i]); break;
+		case FHIR_PARAM_REFERENCE: e = parse_reference(x, name, type_mod, alts[i], &m[i]); break;
+		case FHIR_PARAM_URI: m[i].a = unescape(x->a, alts[i]); e = ERR_OK; break;
+		default: e = bad(x, name, "unsupported parameter kind%s", "");
+		}
+		if (e)
+			return e;
+	}
+	cond->m = m;
+	cond->nm = (size_t)n;
+	return ERR_OK;
+}
+
+/* Split "code:mod" (mod may be NULL). */
+static void split_mod(struct arena *a, const char *name, const char **code, const char **mod)
+{
+	const char *colon = strchr(name, ':');
+
+	if (colon) {
+		*code = arena_strndup(a, name, (size_t)(colon - name));
+		*mod = arena_strdup(a, colon + 1);
+	} else {
+		*code = name;
+		*mod = NULL;
+	}
+}
+
+/* The single target type of a reference parameter that has 'sub' (for chains). */
+static const char *chain_target(const struct fhir_param *pd, const char *type_mod, const char *sub)
+{
+	const char *found = NULL;
+	int hits = 0;
+
+	if (type_mod)
+		return type_mod;
+	if (pd->targets) {
+		for (const char *const *t = pd->targets; *t; t++) {
+			if (fhir_param_find(*t, sub)) {
+				found = *t;
+				hits++;
+			}
+		}
+		return hits == 1 ? found : NULL;
+	}
+	for (const struct fhir_type *t = fhir_types; t->name; t++) {
+		if (fhir_param_find(t->name, sub)) {
+			found = t->name;
+			hits++;
+		}
+	}
+	return hits == 1 ? found : NULL;
+}
+
+/*
+ * Parse one search parameter 'name=value' for 'type' into 'cond'.
+ * Returns ERR_NOTFOUND (no message) for an unknown parameter.
+ */
+static enum err parse_param(struct pctx *x, const char *type, const char *name, const char *value,
+			    struct store_cond *cond)
+{
+	const char *dot, *code, *mod;
+	const struct fhir_param *pd;
+
+	if (str_starts(name, "_has:")) {
+		/* _has:Type:refparam:param[:mod] */
+		const char *parts[4];
+		int n = split_escaped(x->a, name + 5, ':', parts, 4);
+		const struct fhir_param *ref, *sub;
+		struct store_cond *hc;
+
+		if (n < 3)
+			return bad(x, name, "_has takes _has:Type:reference:parameter, not '%s'", name);
+		if (!fhir_type_find(parts[0]))
+			return bad(x, name, "unknown resource type '%s' in _has", parts[0]);
+		ref = fhir_param_find(parts[0], parts[1]);
+		if (!ref || ref->kind != FHIR_PARAM_REFERENCE)
+			return bad(x, name, "'%s' is not a reference parameter of that type", parts[1]);
+		sub = fhir_param_find(parts[0], parts[2]);
+		if (!sub)
+			return bad(x, name, "unknown parameter '%s' in _has", parts[2]);
+		hc = arena_zalloc(x->a, sizeof(*hc));
+		if (build_cond(x, name, sub, n == 4 ? parts[3] : NULL, value, hc))
+			return x->c->code;
+		cond->has_type = parts[0];
+		cond->has_param = ref->code;
+		cond->has = hc;
+		cond->kind = STORE_IX_REFERENCE;
+		cond->param = ref->code;
+		return ERR_OK;
+	}
+	dot = strchr(name, '.');
+	if (dot) {
+		/* chain: ref[:Type].param[:mod] */
+		const char *head = arena_strndup(x->a, name, (size_t)(dot - name));
+		const char *subcode, *submod, *target;
+		const struct fhir_param *sub;
+		struct store_cond *cc;
+
+		split_mod(x->a, head, &code, &mod);
+		pd = fhir_param_find(type, code);
+		if (!pd)
+			return ERR_NOTFOUND;
+		if (pd->kind != FHIR_PARAM_REFERENCE)
+			return bad(x, name, "'%s' is not a reference parameter and cannot be chained", code);
+		if (mod && !fhir_type_find(mod))
+			return bad(x, name, "unknown type modifier ':%s'", mod);
+		if (strchr(dot + 1, '.'))
+			return bad(x, name, "only one level of chaining is supported (%s)", name);
+		split_mod(x->a, dot + 1, &subcode, &submod);
+		target = chain_target(pd, mod, subcode);
+		if (!target)
+			return bad(x, name, "cannot tell which resource type '%s' chains to; add a type, e.g. subject:Patient.name",
+				   name);
+		sub = fhir_param_find(target, subcode);
+		if (!sub)
+			return bad(x, name, "'%s' is not a search parameter of the chained type", subcode);
+		cc = arena_zalloc(x->a, sizeof(*cc));
+		if (build_cond(x, name, sub, submod, value, cc))
+			return x->c->code;
+		cond->kind = STORE_IX_REFERENCE;
+		cond->param = pd->code;
+		cond->chain_type = target;
+		cond->chain = cc;
+		return ERR_OK;
+	}
+	split_mod(x->a, name, &code, &mod);
+	pd = fhir_param_find(type, code);
+	if (!pd)
+		return ERR_NOTFOUND;
+	return build_cond(x, name, pd, mod, value, cond);
+}
+
+/* ---- result parameters ---- */
+
+static enum err parse_sort(struct pctx *x, const char *type, const char *value,
+			   struct search_parsed *p)
+{
+	const char *keys[STORE_SORT_MAX + 1];
+	int n = split_escaped(x->a, value, ',', keys, STORE_SORT_MAX);
+
+	if (n < 0)
+		return bad(x, "_sort", "at most %s sort keys", "4");
+	for (int i = 0; i < n; i++) {
+		const char *k = keys[i];
+		struct store_sort *s = &p->sort[i];
+		const struct fhir_param *pd;
+
+		s->desc = *k == '-';
+		if (s->desc)
+			k++;
+		if (!strcmp(k, "_id")) {
+			s->by = STORE_SORT_ID;
+		} else if (!strcmp(k, "_lastUpdated")) {
+			s->by = STORE_SORT_LAST_UPDATED;
+		} else {
+			pd = type ? fhir_param_find(type, k) : NULL;
+			if (!pd)
+				return bad(x, "_sort", "cannot sort by '%s': not a search parameter of this type", k);
+			if (pd->kind == FHIR_PARAM_REFERENCE)
+				return bad(x, "_sort", "cannot sort by the reference parameter '%s'", k);
+			s->by = STORE_SORT_PARAM;
+			s->kind = ix_of(pd->kind);
+			s->param = pd->code;
+		}
+	}
+	p->q.sort = p->sort;
+	p->q.nsort = (size_t)n;
+	return ERR_OK;
+}
+
+static enum err parse_include(struct pctx *x, const char *name, const char *value,
+			      struct search_parsed *p)
+{
+	const char *parts[4];
+	struct search_include *inc;
+	bool reverse = str_starts(name, "_revinclude");
+	const char *mod = strchr(name, ':');
+	int n;
+
+	if (mod && strcmp(mod, ":iterate") && strcmp(mod, ":recurse"))
+		return bad(x, name, "unknown modifier on %s", name);
+	if (p->ninc == SEARCH_MAX_INCLUDES)
+		return bad(x, name, "at most %s _include/_revinclude parameters", "16");
+	inc = &p->inc[p->ninc];
+	memset(inc, 0, sizeof(*inc));
+	inc->iterate = mod != NULL;
+	inc->reverse = reverse;
+	if (!strcmp(value, "*")) {
+		if (reverse)
+			return bad(x, name, "'%s' needs Type:parameter", value);
+		inc->src_type = NULL;
+		p->ninc++;
+		return ERR_OK;
+	}
+	n = split_escaped(x->a, value, ':', parts, 3);
+	if (n < 2 || !fhir_type_find(parts[0]))
+		return bad(x, name, "'%s' is not Type:parameter[:TargetType]", value);
+	inc->src_type = parts[0];
+	if (!strcmp(parts[1], "*")) {
+		inc->param = NULL;
+	} else {
+		const struct fhir_param *pd = fhir_param_find(parts[0], parts[1]);
+		if (!pd || pd->kind != FHIR_PARAM_REFERENCE)
+			return bad(x, name, "'%s' is not a reference parameter", value);
+		inc->param = pd->code;
+	}
+	if (n == 3) {
+		if (!fhir_type_find(parts[2]))
+			return bad(x, name, "unknown target type in '%s'", value);
+		inc->target_type = parts[2];
+	}
+	p->ninc++;
+	return ERR_OK;
+}
+
+/* Percent-encode for a query string: unreserved characters (and ':') stay. */
+static void qs_encode(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == ':') {
+			buf_addch(b, (char)ch);
+		} else {
+			char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+			buf_add(b, e, 3);
+		}
+	}
+}
+
+static void add_applied(struct search_parsed *p, const char *name, const char *value)
+{
+	if (p->applied.len)
+		buf_addch(&p->applied, '&');
+	qs_encode(&p->applied, name);
+	buf_addch(&p->applied, '=');
+	qs_encode(&p->applied, value);
+}
+
+static bool is_ignored_result_param(const char *name)
+{
+	return !strcmp(name, "_format") || !strcmp(name, "_pretty");
+}
+
+enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_search_req *r,
+			   struct search_parsed *p, struct ctx *c)
+{
+	struct pctx x = {f, a, c};
+	size_t i;
+	enum err e;
+
+	p->count = f->opts.page_size;
+	p->q.type = r->type;
+	p->q.patient = r->patient;
+	p->q.total = STORE_TOTAL_ACCURATE;
+	for (i = 0; i < r->nparams; i++) {
+		const char *name = r->params[i].name, *value = r->params[i].value;
+
+		if (!value)
+			value = "";
+		if (is_ignored_result_param(name))
+			continue;
+		if (!strcmp(name, "_count")) {
+			if (str_to_i64(value, 0, INT64_MAX, &p->count))
+				return bad(&x, name, "'%s' is not a non-negative integer", value);
+			if (p->count > f->opts.page_max)
+				p->count = f->opts.page_max;
+			p->count_given = true;
+			continue;
+		}
+		if (!strcmp(name, "_page")) {
+			bool back;
+			if (search_cursor_decode(value, &p->q.cursor, &back))
+				return bad(&x, name, "'%s' is not a page cursor of this server", value);
+			p->q.backward = back;
+			p->has_cursor = true;
+			continue;
+		}
+		if (!strcmp(name, "_sort")) {
+			if ((e = parse_sort(&x, r->type, value, p)))
+				return e;
+			add_applied(p, name, value);
+			continue;
+		}
+		if (!strcmp(name, "_total")) {
+			if (!strcmp(value, "none"))
+				p->q.total = STORE_TOTAL_NONE;
+			else if (!strcmp(value, "estimate"))
+				p->q.total = STORE_TOTAL_ESTIMATE;
+			else if (!strcmp(value, "accurate"))
+				p->q.total = STORE_TOTAL_ACCURATE;
+			else
+				return bad(&x, name, "'%s' is not none, estimate or accurate", value);
+			add_applied(p, name, value);
+			continue;
+		}
+		if (!strcmp(name, "_summary")) {
+			if (!strcmp(value, "true"))
+				p->summary = SUMMARY_TRUE;
+			else if (!strcmp(value, "false"))
+				p->summary = SUMMARY_NONE;
+			else if (!strcmp(value, "text"))
+				p->summary = SUMMARY_TEXT;
+			else if (!strcmp(value, "data"))
+				p->summary = SUMMARY_DATA;
+			else if (!strcmp(value, "count"))
+				p->summary = SUMMARY_COUNT;
+			else
+				return bad(&x, name, "'%s' is not true, false, text, data or count", value);
+			add_applied(p, name, value);
+			continue;
+		}
+		if (!strcmp(name, "_elements")) {
+			const char *els[SEARCH_MAX_ELEMENTS];
+			int n = split_escaped(a, value, ',', els, SEARCH_MAX_ELEMENTS);
+			if (n < 0)
+				return bad(&x, name, "at most %s elements", "64");
+			for (int k = 0; k < n; k++) {
+				const char *el = els[k];
+				if (strchr(el, '.'))
+					el = strchr(el, '.') + 1; /* "Patient.name" means "name" */
+				if (*el)
+					p->elements[p->nelements++] = el;
+			}
+			add_applied(p, name, value);
+			continue;
+		}
+		if (str_starts(name, "_include") || str_starts(name, "_revinclude")) {
+			if ((e = parse_include(&x, name, value, p)))
+				return e;
+			add_applied(p, name, value);
+			continue;
+		}
+		if (p->nconds == SEARCH_MAX_CONDS)
+			return bad(&x, name, "more than %s search parameters", "64");
+		if (!r->type) {
+			/* $everything takes only _since, _type, _count (handled by the caller) */
+			goto unknown;
+		}
+		memset(&p->conds[p->nconds], 0, sizeof(p->conds[0]));
+		e = parse_param(&x, r->type, name, value, &p->conds[p->nconds]);
+		if (e == ERR_NOTFOUND)
+			goto unknown;
+		if (e)
+			return e;
+		p->nconds++;
+		add_applied(p, name, value);
+		continue;
+unknown:
+		if (r->strict)
+			return ctx_errorx(c, ERR_INVALID, name,
+					  "unknown search parameter '%s' for %s (Prefer: handling=strict)",
+					  name, r->type ? r->type : "$everything");
+		if (p->ignored.len)
+			buf_adds(&p->ignored, ", ");
+		buf_adds(&p->ignored, name);
+	}
+	p->q.conds = p->conds;
+	p->q.nconds = p->nconds;
+	p->q.limit = p->summary == SUMMARY_COUNT ? 0 : p->count;
+	if (p->summary == SUMMARY_COUNT && p->q.total == STORE_TOTAL_NONE)
+		p->q.total = STORE_TOTAL_ACCURATE;
+	return ERR_OK;
+}
+
+/* ---- cursors ---- */
+
+enum err search_cursor_encode(const struct store_cursor *cur, bool backward, struct buf *out)
+{
+	json_t *keys = json_array(), *doc;
+	struct buf tmp = BUF_INIT(4096);
+	enum err e;
+
+	for (int i = 0; i < STORE_SORT_MAX; i++) {
+		json_t *k;
+		if (cur->key[i].null)
+			k = json_null();
+		else if (cur->key[i].s[0])
+			k = json_string(cur->key[i].s);
+		else
+			k = json_pack("[I,f]", (json_int_t)cur->key[i].i, cur->key[i].r);
+		json_array_append_new(keys, k ? k : json_null());
+	}
+	doc = json_pack("{s:I,s:I,s:b,s:o}", "s", (json_int_t)cur->snapshot_rid, "r",
+			(json_int_t)cur->rid, "b", backward, "k", keys);
+	e = json_dump_buf(doc, &tmp);
+	json_decref(doc);
+	if (!e)
+		e = base64url_encode(tmp.data, tmp.len, out);
+	buf_release(&tmp);
+	return e;
+}
+
+enum err search_cursor_decode(const char *token, struct store_cursor *cur, bool *backward)
+{
+	struct buf tmp = BUF_INIT(4096);
+	json_t *doc = NULL, *keys, *k;
+	json_int_t snap, rid;
+	int back = 0;
+	size_t i;
+	enum err e = ERR_INVALID;
+
+	memset(cur, 0, sizeof(*cur));
+	if (strlen(token) > 2048 || base64url_decode(token, strlen(token), &tmp))
+		goto out;
+	doc = json_loadb(tmp.data, tmp.len, 0, NULL);
+	if (!doc || json_unpack(doc, "{s:I,s:I,s:b,s:o}", "s", &snap, "r", &rid, "b", &back, "k", &keys))
+		goto out;
+	if (!json_is_array(keys) || json_array_size(keys) != STORE_SORT_MAX || snap < 0 || rid < 0)
+		goto out;
+	json_array_foreach(keys, i, k) {
+		if (json_is_null(k)) {
+			cur->key[i].null = true;
+		} else if (json_is_string(k)) {
+			if (json_string_length(k) >= sizeof(cur->key[i].s) || json_string_length(k) == 0)
+				goto out;
+			str_copy(cur->key[i].s, json_string_value(k), sizeof(cur->key[i].s));
+		} else if (json_is_array(k) && json_array_size(k) == 2 &&
+			   json_is_integer(json_array_get(k, 0)) && json_is_number(json_array_get(k, 1))) {
+			cur->key[i].i = json_integer_value(json_array_get(k, 0));
+			cur->key[i].r = json_number_value(json_array_get(k, 1));
+		} else {
+			goto out;
+		}
+	}
+	cur->set = true;
+	cur->snapshot_rid = snap;
+	cur->rid = rid;
+	*backward = back != 0;
+	e = ERR_OK;
+out:
+	json_decref(doc);
+	buf_release(&tmp);
+	return e;
+}

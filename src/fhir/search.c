@@ -1,0 +1,434 @@
+/*
+ * search.c - runs a parsed FHIR search against the store and writes the
+ * searchset Bundle: matches, _include/_revinclude resources, an outcome
+ * entry for ignored parameters, and self/next/previous links built from
+ * keyset cursors.  Matches are copied as stored bytes unless _summary or
+ * _elements asks for a subset, which re-serializes that resource only.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/mem.h"
+#include "core/str.h"
+#include "fhir/fhir_int.h"
+#include "fhir/model.h"
+#include "fhir/search_int.h"
+
+#define BUNDLE_MAX ((size_t)256 << 20)
+#define INCLUDE_MAX 1000
+
+struct hit_copy {
+	int64_t rid;
+	char type[64];
+	char id[72];
+	struct buf json;
+	struct store_cursor pos;
+};
+
+struct collect {
+	struct hit_copy *hits;
+	size_t n, cap;
+	json_t *seen;             /* "Type/id" set, to keep each resource once */
+};
+
+static void collect_release(struct collect *k)
+{
+	for (size_t i = 0; i < k->n; i++)
+		buf_release(&k->hits[i].json);
+	free(k->hits);
+	json_decref(k->seen);
+}
+
+static int collect_hit(void *arg, const struct store_hit *h)
+{
+	struct collect *k = arg;
+	struct hit_copy *hc;
+	char key[140];
+
+	snprintf(key, sizeof(key), "%s/%s", h->res->type, h->res->id);
+	if (json_object_get(k->seen, key))
+		return 0;
+	json_object_set_new(k->seen, key, json_true());
+	if (k->n == k->cap) {
+		k->cap = k->cap ? k->cap * 2 : 32;
+		k->hits = xrealloc(k->hits, k->cap * sizeof(*k->hits));
+	}
+	hc = &k->hits[k->n++];
+	hc->rid = h->rid;
+	str_copy(hc->type, h->res->type, sizeof(hc->type));
+	str_copy(hc->id, h->res->id, sizeof(hc->id));
+	buf_init(&hc->json, BUNDLE_MAX);
+	buf_add(&hc->json, h->res->json.data, h->res->json.len);
+	hc->pos = h->pos;
+	return 0;
+}
+
+/* ---- subsetting (_summary, _elements) ---- */
+
+struct summary_def {
+	const char *type;
+	const char *const *elements;
+};
+
+#define E(...) (const char *const[]){__VA_ARGS__, NULL}
+static const struct summary_def summaries[] = {
+	{"Patient", E("identifier", "active", "name", "telecom", "gender", "birthDate", "deceased[x]",
+		      "address", "managingOrganization", "link")},
+	{"Observation", E("identifier", "basedOn", "partOf", "status", "category", "code", "subject",
+			  "focus", "encounter", "effective[x]", "issued", "performer", "value[x]",
+			  "hasMember", "derivedFrom", "component")},
+	{"Condition", E("identifier", "clinicalStatus", "verificationStatus", "category", "severity",
+			"code", "bodySite", "subject", "encounter", "onset[x]", "abatement[x]",
+			"recordedDate")},
+	{"Encounter", E("identifier", "status", "class", "type", "serviceType", "priority", "subject",
+			"episodeOfCare", "basedOn", "participant", "appointment", "period", "length",
+			"reasonCode", "reasonReference", "diagnosis", "account", "location",
+			"serviceProvider", "partOf")},
+	{"MedicationRequest", E("identifier", "status", "statusReason", "intent", "category",
+				"priority", "doNotPerform", "reported[x]", "medication[x]", "subject",
+				"encounter", "authoredOn", "requester", "reasonCode", "reasonReference",
+				"basedOn", "groupIdentifier", "dosageInstruction")},
+	{"DiagnosticReport", E("identifier", "basedOn", "status", "category", "code", "subject",
+			       "encounter", "effective[x]", "issued", "performer", "resultsInterpreter",
+			       "specimen", "result")},
+	{"Appointment", E("identifier", "status", "cancelationReason", "serviceCategory",
+			  "serviceType", "specialty", "appointmentType", "priority", "description",
+			  "start", "end", "basedOn", "participant")},
+	{"DocumentReference", E("masterIdentifier", "identifier", "status", "docStatus", "type",
+				"category", "subject", "date", "author", "authenticator", "custodian",
+				"relatesTo", "securityLabel", "content", "context")},
+	{"Practitioner", E("identifier", "active", "name", "telecom", "address", "gender",
+			   "birthDate")},
+	{"Organization", E("identifier", "active", "type", "name", "alias", "address", "partOf",
+			   "endpoint")},
+};
+#undef E
+
+static bool element_listed(const char *key, const char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n && list[i]; i++) {
+		size_t l = strlen(list[i]);
+		if (l > 3 && !strcmp(list[i] + l - 3, "[x]")) {
+			if (!strncmp(key, list[i], l - 3) && key[l - 3] >= 'A' && key[l - 3] <= 'Z')
+				return true;
+		} else if (!strcmp(key, list[i])) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static void mark_subsetted(json_t *res)
+{
+	json_t *meta = json_object_get(res, "meta"), *tags;
+
+	if (!json_is_object(meta)) {
+		meta = json_object();
+		json_object_set_new(res, "meta", meta);
+	}
+	tags = json_object_get(meta, "tag");
+	if (!json_is_array(tags)) {
+		tags = json_array();
+		json_object_set_new(meta, "tag", tags);
+	}
+	json_array_append_new(tags, json_pack("{s:s,s:s,s:s}", "system",
+					      "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+					      "code", "SUBSETTED", "display", "Resource encoded in summary mode"));
+}
+
+/* Rewrite hc->json per _summary/_elements (no change when neither applies). */
+static void subset(const struct search_parsed *p, struct buf *json)
+{
+	json_t *res, *out;
+	const char *key;
+	json_t *val;
+	const char *const *list = NULL;
+	size_t nlist = (size_t)-1;
+
+	if (p->nelements == 0 && (p->summary == SUMMARY_NONE || p->summary == SUMMARY_COUNT))
+		return;
+	res = json_loadb(json->data, json->len, 0, NULL);
+	if (!res)
+		return;
+	out = json_object();
+	if (p->nelements) {
+		list = p->elements;
+		nlist = p->nelements;
+	} else if (p->summary == SUMMARY_TRUE) {
+		const char *type = json_get_str(res, "resourceType");
+		for (size_t i = 0; i < sizeof(summaries) / sizeof(summaries[0]); i++)
+			if (type && !strcmp(summaries[i].type, type))
+				list = summaries[i].elements;
+	}
+	json_object_foreach(res, key, val) {
+		bool keep;
+
+		if (!strcmp(key, "resourceType") || !strcmp(key, "id") || !strcmp(key, "meta"))
+			keep = true;
+		else if (p->summary == SUMMARY_TEXT && !p->nelements)
+			keep = !strcmp(key, "text") || !strcmp(key, "status");
+		else if (p->summary == SUMMARY_DATA && !p->nelements)
+			keep = strcmp(key, "text") != 0;
+		else if (list)
+			keep = element_listed(key, list, nlist);
+		else /* _summary=true on a type without a table: drop narrative and extensions */
+			keep = strcmp(key, "text") && strcmp(key, "contained") && strcmp(key, "extension") &&
+			       strcmp(key, "modifierExtension");
+		if (keep)
+			json_object_set(out, key, val);
+	}
+	if (json_object_get(out, "meta"))
+		json_object_set_new(out, "meta", json_deep_copy(json_object_get(out, "meta")));
+	mark_subsetted(out);
+	buf_reset(json);
+	json_dump_buf(out, json);
+	json_decref(out);
+	json_decref(res);
+}
+
+/* ---- includes ---- */
+
+static enum err run_includes(struct fhir *f, const struct search_parsed *p, const char *type,
+			     struct collect *matches, struct collect *incs, struct ctx *c)
+{
+	size_t pass, i;
+	enum err e;
+
+	for (pass = 0; pass < 2; pass++) {
+		/* pass 0: from the matches; pass 1 (:iterate): from what pass 0 included */
+		struct collect *from = pass == 0 ? matches : incs;
+		size_t from_n = from->n;
+
+		for (i = 0; i < p->ninc; i++) {
+			const struct search_include *inc = &p->inc[i];
+			int64_t *rids;
+			const char **ids;
+			size_t n = 0;
+
+			if (pass == 1 && (!inc->iterate || inc->reverse))
+				continue;
+			rids = xcalloc(from_n ? from_n : 1, sizeof(*rids));
+			ids = xcalloc(from_n ? from_n : 1, sizeof(*ids));
+			for (size_t k = 0; k < from_n; k++) {
+				const struct hit_copy *h = &from->hits[k];
+				if (!inc->reverse && inc->src_type && strcmp(inc->src_type, h->type))
+					continue;
+				if (inc->reverse && (!type || strcmp(h->type, type)))
+					continue;
+				rids[n] = h->rid;
+				ids[n] = h->id;
+				n++;
+			}
+			e = ERR_OK;
+			if (n && !inc->reverse)
+				e = store_include(f->store, rids, n, inc->src_type, inc->param,
+						  inc->target_type, collect_hit, incs, c);
+			else if (n && inc->reverse)
+				e = store_revinclude(f->store, type, ids, n,
+						     inc->src_type, inc->param, INCLUDE_MAX, collect_hit,
+						     incs, c);
+			free(rids);
+			free(ids);
+			if (e)
+				return e;
+			if (incs->n > INCLUDE_MAX)
+				return ctx_errorf(c, ERR_TOOBIG,
+						  "_include/_revinclude would add more than %d resources; use a smaller _count",
+						  INCLUDE_MAX);
+		}
+	}
+	return ERR_OK;
+}
+
+/* ---- the Bundle ---- */
+
+static void add_link(struct buf *b, struct fhir *f, const struct fhir_search_req *r,
+		     const struct search_parsed *p, const char *rel, const struct store_cursor *cur,
+		     bool backward, bool *first)
+{
+	buf_addf(b, "%s{\"relation\":\"%s\",\"url\":\"%s/", *first ? "" : ",", rel, f->base);
+	*first = false;
+	if (r->everything)
+		buf_addf(b, "Patient/%s/$everything?", r->patient);
+	else if (r->patient)
+		buf_addf(b, "Patient/%s/%s?", r->patient, r->type);
+	else
+		buf_addf(b, "%s?", r->type);
+	if (p->applied.len) {
+		/* applied parameters are already percent-encoded: only JSON-escape */
+		buf_add_json_str(b, p->applied.data, p->applied.len);
+		buf_addch(b, '&');
+	}
+	buf_addf(b, "_count=%lld", (long long)p->count);
+	if (cur) {
+		buf_adds(b, "&_page=");
+		search_cursor_encode(cur, backward, b);
+	}
+	buf_adds(b, "\"}");
+}
+
+static void add_entry(struct buf *b, struct fhir *f, const struct hit_copy *h, const char *mode,
+		      bool *first)
+{
+	buf_addf(b, "%s{\"fullUrl\":\"%s/%s/%s\",\"resource\":", *first ? "" : ",", f->base, h->type, h->id);
+	*first = false;
+	buf_add(b, h->json.data, h->json.len);
+	buf_addf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
+}
+
+enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf *out,
+		     struct ctx *c)
+{
+	struct arena a = ARENA_INIT;
+	struct search_parsed p;
+	struct collect matches = {NULL, 0, 0, json_object()};
+	struct collect incs = {NULL, 0, 0, json_object()};
+	struct fhir_search_req req = *r;
+	struct fhir_kv *rest = NULL;
+	const char *types[64];
+	size_t ntypes = 0;
+	int64_t since = 0, total = -1;
+	bool more = false, first;
+	char now[32];
+	enum err e;
+
+	search_parsed_init(&p);
+	if (r->type && !fhir_type_find(r->type)) {
+		e = ctx_errorf(c, ERR_NOTFOUND, "resource type '%s' is not supported by this server", r->type);
+		goto out;
+	}
+	if (r->patient && !fhir_id_valid(r->patient)) {
+		e = ctx_errorf(c, ERR_NOTFOUND, "Patient/%s is not known", r->patient);
+		goto out;
+	}
+	if (r->everything) {
+		int64_t v = 0;
+		bool del = false;
+		size_t n = 0;
+
+		if ((e = store_current_version(f->store, "Patient", r->patient, &v, &del, c)))
+			goto out;
+		if (v == 0 || del) {
+			e = ctx_errorf(c, v ? ERR_GONE : ERR_NOTFOUND, "Patient/%s is not known", r->patient);
+			goto out;
+		}
+		/* take _since and _type here; the rest goes to the parser */
+		rest = arena_zalloc(&a, sizeof(*rest) * (r->nparams + 1));
+		for (size_t i = 0; i < r->nparams; i++) {
+			const struct fhir_kv *kv = &r->params[i];
+			int64_t lo, hi;
+
+			if (!strcmp(kv->name, "_since")) {
+				if (!kv->value || fhir_date_parse(kv->value, &lo, &hi)) {
+					e = ctx_errorx(c, ERR_INVALID, "_since", "parameter '_since': '%s' is not a FHIR instant",
+						       kv->value ? kv->value : "");
+					goto out;
+				}
+				since = lo;
+			} else if (!strcmp(kv->name, "_type")) {
+				const char *tv = kv->value ? kv->value : "";
+				while (*tv) {
+					size_t l = strcspn(tv, ",");
+					char *t = arena_strndup(&a, tv, l);
+					if (!fhir_type_find(t)) {
+						e = ctx_errorx(c, ERR_INVALID, "_type",
+							       "parameter '_type': unknown resource type '%s'", t);
+						goto out;
+					}
+					if (ntypes < sizeof(types) / sizeof(types[0]))
+						types[ntypes++] = t;
+					tv += l;
+					if (*tv == ',')
+						tv++;
+				}
+			} else {
+				rest[n++] = *kv;
+			}
+		}
+		req.params = rest;
+		req.nparams = n;
+		req.type = NULL;
+	}
+	if ((e = fhir_search_parse(f, &a, &req, &p, c)))
+		goto out;
+	if (r->everything) {
+		p.q.types = ntypes ? types : NULL;
+		p.q.ntypes = ntypes;
+		p.q.since = since;
+		if (since) {
+			buf_addf(&p.applied, "%s_since=", p.applied.len ? "&" : "");
+			for (size_t i = 0; i < r->nparams; i++)
+				if (!strcmp(r->params[i].name, "_since"))
+					buf_adds(&p.applied, r->params[i].value);
+		}
+		for (size_t i = 0; i < ntypes; i++)
+			buf_addf(&p.applied, "%s%s%s", p.applied.len && i == 0 ? "&" : "",
+				 i == 0 ? "_type=" : ",", types[i]);
+	}
+	if (p.has_cursor && p.q.total != STORE_TOTAL_NONE)
+		p.q.total = STORE_TOTAL_NONE; /* total is given on the first page */
+	if ((e = store_search(f->store, &p.q, collect_hit, &matches, &more, &total, c)))
+		goto out;
+	if (p.q.backward) {
+		/* rows came nearest-first: put them back in order */
+		for (size_t i = 0; i < matches.n / 2; i++) {
+			struct hit_copy t = matches.hits[i];
+			matches.hits[i] = matches.hits[matches.n - 1 - i];
+			matches.hits[matches.n - 1 - i] = t;
+		}
+	}
+	if (p.ninc) {
+		json_decref(incs.seen);
+		incs.seen = json_deep_copy(matches.seen);
+		if ((e = run_includes(f, &p, r->type, &matches, &incs, c)))
+			goto out;
+	}
+
+	clock_format_instant(clock_now_ms(), now);
+	buf_addf(out, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"timestamp\":\"%s\"", now);
+	if (total >= 0)
+		buf_addf(out, ",\"total\":%lld", (long long)total);
+	buf_adds(out, ",\"link\":[");
+	first = true;
+	add_link(out, f, r, &p, "self", p.has_cursor ? &p.q.cursor : NULL, p.q.backward, &first);
+	if (matches.n) {
+		bool has_next = p.q.backward ? true : more;
+		bool has_prev = p.q.backward ? more : p.has_cursor;
+		if (has_next)
+			add_link(out, f, r, &p, "next", &matches.hits[matches.n - 1].pos, false, &first);
+		if (has_prev)
+			add_link(out, f, r, &p, "previous", &matches.hits[0].pos, true, &first);
+	} else if (p.has_cursor && p.q.backward) {
+		add_link(out, f, r, &p, "next", &p.q.cursor, false, &first);
+	}
+	buf_adds(out, "],\"entry\":[");
+	first = true;
+	for (size_t i = 0; i < matches.n; i++) {
+		subset(&p, &matches.hits[i].json);
+		add_entry(out, f, &matches.hits[i], "match", &first);
+	}
+	for (size_t i = 0; i < incs.n; i++)
+		add_entry(out, f, &incs.hits[i], "include", &first);
+	if (p.ignored.len) {
+		struct buf oo = BUF_INIT(64 << 10), msg = BUF_INIT(32 << 10);
+		buf_addf(&msg, "ignored unknown search parameter(s): %s", p.ignored.data);
+		fhir_outcome(&oo, "warning", "not-supported", msg.data, NULL);
+		buf_addf(out, "%s{\"resource\":", first ? "" : ",");
+		buf_add(out, oo.data, oo.len);
+		buf_adds(out, ",\"search\":{\"mode\":\"outcome\"}}");
+		buf_release(&oo);
+		buf_release(&msg);
+	}
+	buf_adds(out, "]}");
+	if (out->err)
+		e = ctx_errorf(c, ERR_TOOBIG, "search result page is too large; use a smaller _count");
+out:
+	collect_release(&matches);
+	collect_release(&incs);
+	search_parsed_release(&p);
+	arena_release(&a);
+	return e;
+}
