@@ -189,6 +189,53 @@ describe('HTTP layer', () => {
     assert.equal((await srv.fetch('/healthz')).status, 200);
   });
 
+  // Send raw bytes, collect what comes back until the server closes or 'wait' ms pass.
+  async function rawExchange(bytes, wait = 3000) {
+    const sock = net.connect(srv.port, '127.0.0.1');
+    await new Promise((res, rej) => {
+      sock.once('connect', res);
+      sock.once('error', rej);
+    });
+    let resp = '';
+    sock.setEncoding('utf8');
+    sock.on('data', (d) => (resp += d));
+    sock.on('error', () => {});
+    let closed = false;
+    sock.on('close', () => (closed = true));
+    sock.write(bytes);
+    const t0 = Date.now();
+    while (!closed && Date.now() - t0 < wait && !/\r\n\r\n/.test(resp)) await sleep(10);
+    await sleep(50);
+    const state = closed ? 'closed by the server' : 'left open';
+    sock.destroy();
+    return { text: resp, state };
+  }
+
+  it('a request line with very many query parameters gets an answer (200 or a 4xx OperationOutcome), never silence', async () => {
+    const problems = [];
+    for (const n of [1100, 1500, 3000]) {
+      const q = Array.from({ length: n }, (_, i) => `p${i}=1`).join('&');
+      // ~8-27 KB: under header_max (32 KB)
+      const resp = await rawExchange(`GET /fhir/_history?${q} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: ${FHIR_JSON}\r\n\r\n`, 1500);
+      const m = /^HTTP\/1\.1 (\d{3}) /.exec(resp.text);
+      if (!m) problems.push(`${n} parameters (${q.length} bytes): no HTTP response within 1.5 s, connection ${resp.state}`);
+      else if (!['200', '400', '414', '431'].includes(m[1])) problems.push(`${n} parameters: status ${m[1]}`);
+      else if (m[1] !== '200' && !resp.text.includes('OperationOutcome')) problems.push(`${n} parameters: ${m[1]} without an OperationOutcome`);
+    }
+    assert.deepEqual(problems, []);
+    assert.equal((await srv.fetch('/healthz')).status, 200);
+  });
+
+  it('a body announced over the limit gets 413 before it is sent (Content-Length, Expect: 100-continue)', async () => {
+    for (const expect of ['', 'Expect: 100-continue\r\n']) {
+      const { text: resp } = await rawExchange(
+        `POST /fhir/Patient HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${FHIR_JSON}\r\nContent-Length: 20000000\r\n${expect}\r\n`,
+      );
+      assert.match(resp, /^HTTP\/1\.1 413 /, `${expect || 'plain'}: ${JSON.stringify(resp.slice(0, 100))}`);
+      assert.ok(resp.includes('OperationOutcome'));
+    }
+  });
+
   it('every log line is one JSON object', async () => {
     const bad = srv.logs.filter((l) => l.trim() && !(() => { try { return typeof JSON.parse(l) === 'object'; } catch { return false; } })());
     assert.deepEqual(bad, []);
@@ -233,6 +280,71 @@ describe('graceful shutdown', () => {
         const r = await again.fetch(`/fhir/Patient/${id}`);
         assert.equal(r.status, 200);
         assert.equal(r.json.name[0].family, 'Slowpoke');
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  it('after SIGTERM no new connection is served while an in-flight request finishes', async () => {
+    const srv = await startServer();
+    try {
+      const sock = net.connect(srv.port, '127.0.0.1');
+      await new Promise((res) => sock.once('connect', res));
+      let response = '';
+      sock.setEncoding('utf8');
+      sock.on('data', (d) => (response += d));
+      sock.on('error', () => {});
+      const closed = new Promise((res) => sock.on('close', res));
+      const body = JSON.stringify({ resourceType: 'Patient', id: 'drain' });
+      sock.write(`PUT /fhir/Patient/drain HTTP/1.1\r\nHost: x\r\nContent-Type: ${FHIR_JSON}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 10)}`);
+      await sleep(200);
+      srv.child.kill('SIGTERM');
+      await sleep(300);
+      let served = null;
+      try {
+        const r = await fetch(`${srv.baseUrl}/healthz`, { signal: AbortSignal.timeout(1500) });
+        served = r.status;
+      } catch {
+        served = null; // refused, reset or never answered: not accepted
+      }
+      sock.end(body.slice(10));
+      await Promise.race([closed, sleep(10000, undefined, { ref: false })]);
+      assert.match(response, /^HTTP\/1\.1 201 /, 'the in-flight request completes');
+      assert.equal(served, null, `a connection opened after SIGTERM was served (status ${served}); the server should stop accepting`);
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  it('kill -9 loses no acknowledged write', async () => {
+    const srv = await startServer();
+    const acked = new Map();
+    try {
+      await Promise.all(
+        Array.from({ length: 4 }, async (_, w) => {
+          for (let i = 0; i < 25; i++) {
+            const id = `durable-${w}-${i % 5}`;
+            const r = await srv.fetch(`/fhir/Observation/${id}`, {
+              method: 'PUT',
+              headers: { 'content-type': FHIR_JSON },
+              body: JSON.stringify({ resourceType: 'Observation', id, status: 'final', code: { text: `n${i}` } }),
+            });
+            assert.ok(r.status === 200 || r.status === 201, r.text);
+            acked.set(id, r.json);
+          }
+        }),
+      );
+      await srv.kill();
+      const again = await startServer({ dataDir: srv.dataDir });
+      try {
+        for (const [id, res] of acked) {
+          const r = await again.fetch(`/fhir/Observation/${id}`);
+          assert.equal(r.status, 200, id);
+          assert.deepEqual(r.json, res, `${id} is the acknowledged version`);
+        }
       } finally {
         await again.stop();
       }
