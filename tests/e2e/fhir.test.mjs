@@ -159,6 +159,20 @@ describe('create, read, vread, update, delete', () => {
     assert.equal(Date.parse(res.headers.get('last-modified')) / 1000 | 0, Date.parse(created.meta.lastUpdated) / 1000 | 0);
   });
 
+  it('decimals keep their precision and digits (FHIR: 0.010 is not 0.01)', async () => {
+    // FHIR R4 decimal: "the precision of the decimal value has significance ... the original
+    // precision should be preserved"; JSON numbers are decimals, not binary doubles.
+    const values = ['1.50', '0.010', '100.0', '123456789.123456789', '3.14159265358979323846'];
+    const body = `{"resourceType":"Observation","status":"final","code":{"text":"precision"},"component":[${values
+      .map((v, i) => `{"code":{"text":"c${i}"},"valueQuantity":{"value":${v}}}`)
+      .join(',')}]}`;
+    const c = await post('/Observation', body);
+    assert.equal(c.status, 201, c.text);
+    const r = await get(`/Observation/${c.json.id}`);
+    const lost = values.filter((v) => !r.text.includes(`"value":${v}}`));
+    assert.deepEqual(lost, [], `decimals changed on the way through: ${r.text}`);
+  });
+
   it('two creates get two different ids', async () => {
     const a = await client.create({ resourceType: 'Patient', body: { resourceType: 'Patient' } });
     const b = await client.create({ resourceType: 'Patient', body: { resourceType: 'Patient' } });
