@@ -3,6 +3,9 @@
  * arguments, keeps the sticky "storage failed" state and dispatches to the
  * backend's vtable (store_int.h).  Nothing backend-specific lives here.
  *
+ * The public contracts are in store.h; the comments here say what this
+ * layer adds (argument checks, the sticky state).
+ *
  * Ownership: store_open() returns a struct store that store_close() frees.
  * Threading: every function may be called from any thread; per-thread
  * state (connections, transactions) lives in the backend.
@@ -15,6 +18,11 @@
 #include "core/mem.h"
 #include "core/str.h"
 
+/* Sizes of the name fields of struct store_resource (with their NUL). */
+#define TYPE_SIZE sizeof(((struct store_resource *)0)->type)
+#define ID_SIZE sizeof(((struct store_resource *)0)->id)
+
+/* STORE_SCHEMA_VERSION: every backend ships migrations up to it. */
 int store_schema_supported(void)
 {
 	return STORE_SCHEMA_VERSION;
@@ -22,6 +30,7 @@ int store_schema_supported(void)
 
 /* ---- sticky failure and fault injection ---- */
 
+/* See store_int.h. */
 void store_mark_failed(struct store *s, const char *why)
 {
 	pthread_mutex_lock(&s->failed_mu);
@@ -135,12 +144,14 @@ void store_close(struct store *s)
 	free(s);
 }
 
+/* Close the calling thread's connection; NULL is fine. */
 void store_thread_done(struct store *s)
 {
 	if (s)
 		s->ops->thread_done(s);
 }
 
+/* Migrating is a write: refused after a storage failure. */
 enum err store_migrate(struct store *s, struct ctx *c)
 {
 	enum err e = store_check_healthy(s, c);
@@ -154,6 +165,7 @@ enum err store_schema_version(struct store *s, int *version, struct ctx *c)
 	return s->ops->schema_version(s, version, c);
 }
 
+/* Not ready after a storage failure (ERR_IO with the cause), else the backend's check. */
 enum err store_ping(struct store *s, struct ctx *c)
 {
 	enum err e = store_check_healthy(s, c);
@@ -163,6 +175,7 @@ enum err store_ping(struct store *s, struct ctx *c)
 
 /* ---- transactions ---- */
 
+/* Writes (begin, commit, savepoint, put) are refused after a storage failure. */
 enum err store_begin(struct store *s, struct ctx *c)
 {
 	enum err e = store_check_healthy(s, c);
@@ -170,6 +183,7 @@ enum err store_begin(struct store *s, struct ctx *c)
 	return e ? e : s->ops->begin(s, c);
 }
 
+/* After a storage failure the transaction is rolled back, not committed. */
 enum err store_commit(struct store *s, struct ctx *c)
 {
 	enum err e = store_check_healthy(s, c);
@@ -193,6 +207,7 @@ enum err store_savepoint(struct store *s, struct ctx *c)
 	return e ? e : s->ops->savepoint(s, c);
 }
 
+/* Undoing to a savepoint is always allowed; keeping it is a write. */
 enum err store_savepoint_end(struct store *s, bool keep, struct ctx *c)
 {
 	if (keep) {
@@ -211,15 +226,14 @@ static bool name_ok(const char *s, size_t size)
 	return s && *s && strnlen(s, size) < size;
 }
 
+/* ERR_INVALID unless 'p' is a well-formed write; nothing is touched. */
 static enum err check_put(const struct store_put *p, struct ctx *c)
 {
-	struct store_resource *r = NULL; /* for the field sizes only */
-
 	if (p->op != STORE_PUT && p->op != STORE_DELETE)
 		return ctx_errorf(c, ERR_INVALID, "unknown store operation %d", (int)p->op);
-	if (!name_ok(p->type, sizeof(r->type)))
+	if (!name_ok(p->type, TYPE_SIZE))
 		return ctx_errorf(c, ERR_INVALID, "resource type is missing or too long");
-	if (!name_ok(p->id, sizeof(r->id)))
+	if (!name_ok(p->id, ID_SIZE))
 		return ctx_errorf(c, ERR_INVALID, "resource id is missing or too long");
 	if (p->expect_version < -1)
 		return ctx_errorf(c, ERR_INVALID, "expected version %lld is invalid",
@@ -240,6 +254,9 @@ static enum err check_put(const struct store_put *p, struct ctx *c)
 					  (int)x->kind);
 		if (!x->param || !*x->param)
 			return ctx_errorf(c, ERR_INVALID, "index row %zu names no parameter", i);
+		if ((x->kind == STORE_IX_STRING || x->kind == STORE_IX_URI) && !x->a)
+			return ctx_errorf(c, ERR_INVALID, "index row %zu ('%s') has no value", i,
+					  x->param);
 		if ((x->kind == STORE_IX_NUMBER || x->kind == STORE_IX_QUANTITY) && isnan(x->num))
 			return ctx_errorf(c, ERR_INVALID, "index row %zu ('%s') is not a number", i,
 					  x->param);
@@ -252,6 +269,7 @@ static enum err check_put(const struct store_put *p, struct ctx *c)
 	return ERR_OK;
 }
 
+/* Checks the put (ERR_INVALID), then the sticky state, then writes. */
 enum err store_put(struct store *s, const struct store_put *p, struct ctx *c)
 {
 	enum err e = check_put(p, c);
@@ -264,6 +282,7 @@ enum err store_put(struct store *s, const struct store_put *p, struct ctx *c)
 
 /* ---- reads ---- */
 
+/* An empty resource whose json buffer holds up to STORE_JSON_MAX bytes. */
 void store_resource_init(struct store_resource *r)
 {
 	r->type[0] = '\0';
@@ -275,18 +294,18 @@ void store_resource_init(struct store_resource *r)
 	buf_init(&r->json, STORE_JSON_MAX);
 }
 
+/* Free the json bytes; 'r' stays usable. */
 void store_resource_release(struct store_resource *r)
 {
 	buf_release(&r->json);
 }
 
+/* ERR_INVALID unless type and id are non-empty and fit struct store_resource. */
 static enum err check_ref(const char *type, const char *id, struct ctx *c)
 {
-	struct store_resource *r = NULL;
-
-	if (!name_ok(type, sizeof(r->type)))
+	if (!name_ok(type, TYPE_SIZE))
 		return ctx_errorf(c, ERR_INVALID, "resource type is missing or too long");
-	if (!name_ok(id, sizeof(r->id)))
+	if (!name_ok(id, ID_SIZE))
 		return ctx_errorf(c, ERR_INVALID, "resource id is missing or too long");
 	return ERR_OK;
 }
@@ -322,17 +341,15 @@ enum err store_history(struct store *s, const struct store_history_q *q,
 		       store_resource_fn fn, void *arg, bool *more, int64_t *total,
 		       struct ctx *c)
 {
-	struct store_resource *r = NULL;
-
 	if (more)
 		*more = false;
 	if (total)
 		*total = 0;
 	if (q->id && !q->type)
 		return ctx_errorf(c, ERR_INVALID, "history of an id needs a type");
-	if (q->type && !name_ok(q->type, sizeof(r->type)))
+	if (q->type && !name_ok(q->type, TYPE_SIZE))
 		return ctx_errorf(c, ERR_INVALID, "resource type is too long");
-	if (q->id && !name_ok(q->id, sizeof(r->id)))
+	if (q->id && !name_ok(q->id, ID_SIZE))
 		return ctx_errorf(c, ERR_INVALID, "resource id is too long");
 	if (q->limit < 0 || q->limit > HISTORY_LIMIT_MAX)
 		return ctx_errorf(c, ERR_INVALID, "history page size %lld is out of range",
@@ -345,10 +362,8 @@ enum err store_history(struct store *s, const struct store_history_q *q,
 
 enum err store_count(struct store *s, const char *type, int64_t *n, struct ctx *c)
 {
-	struct store_resource *r = NULL;
-
 	*n = 0;
-	if (type && !name_ok(type, sizeof(r->type)))
+	if (type && !name_ok(type, TYPE_SIZE))
 		return ctx_errorf(c, ERR_INVALID, "resource type is too long");
 	return s->ops->count(s, type, n, c);
 }

@@ -46,7 +46,7 @@ void store_thread_done(struct store *s);
  * Bring the schema to store_schema_supported() with numbered forward
  * migrations, each in one transaction.  A database from a newer schema
  * gives ERR_UNSUPPORTED ("database schema version N is newer than this
- * build's M").
+ * build supports (M)").
  */
 enum err store_migrate(struct store *s, struct ctx *c);
 /* The schema version in the database (0 for an empty one). */
@@ -113,6 +113,16 @@ struct store_put {
  * Write one resource version.  Runs in the caller's transaction when one is
  * open, else in its own.  On success the version row, the current pointer,
  * the index rows and the compartment rows all change together.
+ *
+ * Failures: ERR_INVALID (bad arguments) and ERR_CONFLICT (expect_version
+ * mismatch, or a version not newer than the current one) write nothing and
+ * leave the caller's transaction usable.  A failure after writing started
+ * (in practice: storage failed, ERR_IO) leaves nothing outside a
+ * transaction; inside one it marks the transaction broken: further writes
+ * and store_commit() fail with ERR_IO until store_rollback(), or
+ * store_savepoint_end(s, false) of a savepoint taken before the put.
+ * So a caller need not wrap each put in a savepoint to keep a refused
+ * write out of its transaction.
  */
 enum err store_put(struct store *s, const struct store_put *p, struct ctx *c);
 
@@ -147,7 +157,9 @@ enum err store_current_version(struct store *s, const char *type, const char *id
  * since: only versions with last_updated >= since (0: all).
  * before_seq: keyset cursor, only versions with seq < before_seq (0: none).
  * Calls fn for at most 'limit' versions; *more is set when another exists.
- * A non-zero return from fn stops the walk and is returned.
+ * A non-zero return from fn stops the walk and is returned.  The resource
+ * passed to fn is reused for the next one (copy what you keep); fn may read
+ * with store_get() but not write or walk history (ERR_INVALID).
  */
 struct store_history_q {
 	const char *type;
