@@ -270,6 +270,19 @@ static void on_signal(int sig)
 	stop_signal = sig;
 }
 
+/* Is 'listen' of the form HOST:PORT ([v6]:PORT) with a port from 0 to 65535? */
+static bool listen_valid(const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+	int64_t port;
+
+	if (!colon || colon == listen || str_to_i64(colon + 1, 0, 65535, &port))
+		return false;
+	if (listen[0] == '[')
+		return colon[-1] == ']' && colon - listen > 2;
+	return memchr(listen, ':', (size_t)(colon - listen)) == NULL;
+}
+
 static bool is_loopback(const char *listen)
 {
 	return str_starts(listen, "127.") || str_starts(listen, "[::1]") ||
@@ -294,6 +307,9 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 
 	if (argc > 0)
 		die_usage("serve takes no arguments, got '%s'", argv[0]);
+	if (!listen_valid(cfg->listen))
+		die_usage("invalid --listen '%s': use ADDRESS:PORT such as 127.0.0.1:8080 or [::1]:8080",
+			  cfg->listen);
 	if (!is_loopback(cfg->listen) && !cfg->allow_remote)
 		return fail("refusing to listen on '%s': until sign-in and authorization are enabled "
 			    "Veranda serves loopback addresses only", cfg->listen);
@@ -356,7 +372,7 @@ static enum err seed_emit(void *arg, json_t *res)
 	if (st->pending == 0 && (e = store_begin(st->s, st->c)))
 		return e;
 	fhir_result_init(&out);
-	e = fhir_put_json(st->f, copy, &out, st->c);
+	e = fhir_put_json(st->f, copy, NULL, 0, &out, st->c);
 	fhir_result_release(&out);
 	json_decref(copy);
 	if (e)

@@ -1,6 +1,8 @@
 /* json.c - bounded JSON parsing on jansson.  See json.h. */
 #include "core/json.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,29 @@ int json_text_depth(const char *s, size_t n)
 	return depth == 0 ? max : -1;
 }
 
+/*
+ * A raw NUL byte is never valid JSON text (inside a string it must be
+ * written \u0000), but jansson loses a NUL that ends a number or literal
+ * ("[1\0,2]" loads as [1,2]), so reject it before parsing.
+ */
+static bool find_nul(const char *s, size_t n, struct ctx *c)
+{
+	const char *nul = n ? memchr(s, '\0', n) : NULL;
+	int line = 1, col = 0;
+
+	if (!nul)
+		return false;
+	for (const char *p = s; p <= nul; p++) {
+		col++;
+		if (*p == '\n') {
+			line++;
+			col = 0;
+		}
+	}
+	ctx_errorf(c, ERR_INVALID, "invalid JSON at line %d column %d: NUL byte", line, col);
+	return true;
+}
+
 json_t *json_parse_bounded(const char *s, size_t n, int max_depth, struct ctx *c)
 {
 	json_error_t je;
@@ -48,7 +73,10 @@ json_t *json_parse_bounded(const char *s, size_t n, int max_depth, struct ctx *c
 		ctx_errorf(c, ERR_TOOBIG, "JSON nesting depth %d exceeds the limit of %d", d, max_depth);
 		return NULL;
 	}
-	v = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
+	if (find_nul(s, n, c))
+		return NULL;
+	/* any value, as the contract says: RFC 8259 allows a scalar at the top */
+	v = json_loadb(s, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (!v) {
 		ctx_errorf(c, ERR_INVALID, "invalid JSON at line %d column %d: %s",
 			   je.line, je.column, je.text);
@@ -66,7 +94,11 @@ static void add_real(struct buf *b, double v)
 {
 	char tmp[40];
 
-	for (int prec = 15; prec <= 17; prec++) {
+	/*
+	 * For a normal double, a form of 15 digits or fewer that reads back is
+	 * what %.15g prints; subnormals carry fewer digits, so start lower.
+	 */
+	for (int prec = fabs(v) < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
 		snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
 		if (strtod(tmp, NULL) == v)
 			break;
@@ -77,7 +109,72 @@ static void add_real(struct buf *b, double v)
 		buf_adds(b, ".0");
 }
 
-static void dump(const json_t *v, struct buf *b, int depth)
+/*
+ * Number tokens of the source text, in order, for json_dump_buf_src(): a
+ * parsed tree visits its numbers in source order (jansson keeps object key
+ * order), so the dumper can take each number's text as the client wrote
+ * it ("1.50" stays "1.50") after checking it denotes the same value.
+ */
+struct numsrc {
+	const char *s;
+	size_t n, pos;
+};
+
+/* The next number token at or after src->pos, or false. */
+static bool next_number(struct numsrc *src, const char **tok, size_t *len)
+{
+	bool in_str = false;
+
+	for (size_t i = src->pos; i < src->n; i++) {
+		char ch = src->s[i];
+		if (in_str) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_str = false;
+			continue;
+		}
+		if (ch == '"') {
+			in_str = true;
+		} else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+			size_t j = i;
+			while (j < src->n && strchr("+-.eE0123456789", src->s[j]) && src->s[j])
+				j++;
+			*tok = src->s + i;
+			*len = j - i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Print the number as the source wrote it when the next token denotes it. */
+static bool add_source_number(struct buf *b, const json_t *v, struct numsrc *src)
+{
+	const char *tok;
+	size_t len;
+	char tmp[64];
+	char *end;
+
+	if (!src || !next_number(src, &tok, &len) || len >= sizeof(tmp))
+		return false;
+	memcpy(tmp, tok, len);
+	tmp[len] = '\0';
+	if (json_is_integer(v)) {
+		long long x = strtoll(tmp, &end, 10);
+		if (*end || x != json_integer_value(v))
+			return false;
+	} else {
+		double x = strtod(tmp, &end);
+		if (*end || x != json_real_value(v) || !strpbrk(tmp, ".eE"))
+			return false;
+	}
+	buf_add(b, tok, len);
+	src->pos = (size_t)(tok - src->s) + len;
+	return true;
+}
+
+static void dump(const json_t *v, struct buf *b, int depth, struct numsrc *src)
 {
 	const char *key;
 	json_t *val;
@@ -98,7 +195,7 @@ static void dump(const json_t *v, struct buf *b, int depth)
 			buf_addch(b, '"');
 			buf_add_json_str(b, key, strlen(key));
 			buf_adds(b, "\":");
-			dump(val, b, depth + 1);
+			dump(val, b, depth + 1, src);
 		}
 		buf_addch(b, '}');
 		break;
@@ -107,7 +204,7 @@ static void dump(const json_t *v, struct buf *b, int depth)
 		json_array_foreach(v, i, val) {
 			if (i)
 				buf_addch(b, ',');
-			dump(val, b, depth + 1);
+			dump(val, b, depth + 1, src);
 		}
 		buf_addch(b, ']');
 		break;
@@ -117,10 +214,12 @@ static void dump(const json_t *v, struct buf *b, int depth)
 		buf_addch(b, '"');
 		break;
 	case JSON_INTEGER:
-		buf_addf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		if (!add_source_number(b, v, src))
+			buf_addf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		break;
 	case JSON_REAL:
-		add_real(b, json_real_value(v));
+		if (!add_source_number(b, v, src))
+			add_real(b, json_real_value(v));
 		break;
 	case JSON_TRUE:
 		buf_adds(b, "true");
@@ -136,7 +235,15 @@ static void dump(const json_t *v, struct buf *b, int depth)
 
 enum err json_dump_buf(const json_t *v, struct buf *b)
 {
-	dump(v, b, 0);
+	dump(v, b, 0, NULL);
+	return b->err;
+}
+
+enum err json_dump_buf_src(const json_t *v, struct buf *b, const char *src, size_t n)
+{
+	struct numsrc ns = {src, n, 0};
+
+	dump(v, b, 0, src ? &ns : NULL);
 	return b->err;
 }
 

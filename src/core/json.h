@@ -26,8 +26,19 @@ int json_text_depth(const char *s, size_t n);
  */
 json_t *json_parse_bounded(const char *s, size_t n, int max_depth, struct ctx *c);
 
-/* Serialize compactly into 'b' (appends). */
+/*
+ * Serialize compactly into 'b' (appends).  Decimals are written in the
+ * shortest form that reads back as the same double.
+ */
 enum err json_dump_buf(const json_t *v, struct buf *b);
+/*
+ * Like json_dump_buf(), but numbers are written exactly as in the source
+ * text src[0..n) that 'v' was parsed from ("1.50" stays "1.50"; FHIR
+ * decimals keep their precision), as long as the tree's numbers still
+ * match the source's in order; other numbers fall back to the shortest
+ * form.  src may be NULL.
+ */
+enum err json_dump_buf_src(const json_t *v, struct buf *b, const char *src, size_t n);
 
 /* Convenience getters: NULL or 0 when missing or of another type. */
 const char *json_get_str(const json_t *obj, const char *key);

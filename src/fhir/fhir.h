@@ -176,9 +176,12 @@ enum err fhir_import_file(struct fhir *f, const char *path, int batch,
 
 /*
  * Write one parsed resource keeping its id (update semantics, no
- * If-Match), as import and seed do.  The caller may hold a transaction.
+ * If-Match), as import and seed do.  src[0..srclen) is the text it was
+ * parsed from, so numbers keep their written precision (NULL: none).
+ * The caller may hold a transaction.
  */
-enum err fhir_put_json(struct fhir *f, json_t *res, struct fhir_result *out, struct ctx *c);
+enum err fhir_put_json(struct fhir *f, json_t *res, const char *src, size_t srclen,
+		       struct fhir_result *out, struct ctx *c);
 
 /* ---- REST edge (rest.c) ---- */
 void fhir_rest_register(struct fhir *f, struct http_router *r);

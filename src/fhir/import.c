@@ -56,8 +56,8 @@ static enum err batch_flush(struct batch *b, struct ctx *c)
  * Import one parsed resource.  Returns ERR_OK, a rejection (any error
  * except ERR_IO/ERR_BUSY, with the reason on 'rc'), or a fatal store error.
  */
-static enum err import_one(struct batch *b, json_t *res, struct fhir_import_stats *st,
-			   struct ctx *rc, struct ctx *c)
+static enum err import_one(struct batch *b, json_t *res, const char *src, size_t srclen,
+			   struct fhir_import_stats *st, struct ctx *rc, struct ctx *c)
 {
 	struct fhir_result out;
 	enum err e;
@@ -70,7 +70,7 @@ static enum err import_one(struct batch *b, json_t *res, struct fhir_import_stat
 	if ((e = store_savepoint(b->f->store, c)))
 		return e;
 	fhir_result_init(&out);
-	e = fhir_put_json(b->f, res, &out, rc);
+	e = fhir_put_json(b->f, res, src, srclen, &out, rc);
 	fhir_result_release(&out);
 	if (e == ERR_IO || e == ERR_BUSY) {
 		*c = *rc;
@@ -106,7 +106,7 @@ static enum err import_entries(struct batch *b, const char *path, int64_t line, 
 			ctx_errorf(&rc, ERR_INVALID, "Bundle entry has no resource");
 			e = ERR_INVALID;
 		} else {
-			e = import_one(b, res, st, &rc, c);
+			e = import_one(b, res, NULL, 0, st, &rc, c);
 			if (e == ERR_IO || e == ERR_BUSY)
 				return e;
 		}
@@ -178,7 +178,7 @@ enum err fhir_import_file(struct fhir *f, const char *path, int batch_size,
 		} else {
 			struct ctx rc = CTX_INIT;
 			st->lines++;
-			e = import_one(&b, doc, st, &rc, c);
+			e = import_one(&b, doc, NULL, 0, st, &rc, c);
 			if (e && e != ERR_IO && e != ERR_BUSY) {
 				st->rejected++;
 				if (reject)
@@ -195,9 +195,15 @@ enum err fhir_import_file(struct fhir *f, const char *path, int batch_size,
 
 		lineno++;
 		done += n;
-		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+			     line[n - 1] == '\t'))
 			line[--n] = '\0';
-		if (n == 0)
+		if (lineno == 1 && n >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) {
+			/* a UTF-8 byte order mark is not part of the JSON */
+			memmove(line, line + 3, (size_t)n - 2);
+			n -= 3;
+		}
+		if (strspn(line, " \t") == (size_t)n)
 			continue;
 		st->lines++;
 		if (n > f->opts.body_max) {
@@ -225,7 +231,7 @@ enum err fhir_import_file(struct fhir *f, const char *path, int batch_size,
 				goto out;
 			continue;
 		}
-		e = import_one(&b, res, st, &rc, c);
+		e = import_one(&b, res, line, (size_t)n, st, &rc, c);
 		json_decref(res);
 		if (e == ERR_IO || e == ERR_BUSY)
 			goto out;

@@ -114,8 +114,8 @@ static void set_meta(json_t *res, const char *id, int64_t version, int64_t now)
  * if_match >= 0 turns a version mismatch into ERR_PRECONDITION.
  */
 static enum err write_resource(struct fhir *f, const char *type, const char *id, json_t *res,
-			       int64_t expect, int64_t if_match, struct fhir_result *out,
-			       struct ctx *c)
+			       const char *src, size_t srclen, int64_t expect, int64_t if_match,
+			       struct fhir_result *out, struct ctx *c)
 {
 	struct arena a = ARENA_INIT;
 	struct fhir_index ix;
@@ -145,7 +145,7 @@ static enum err write_resource(struct fhir *f, const char *type, const char *id,
 		if ((e = fhir_index_resource(&a, type, id, res, &ix, c)))
 			goto out;
 		buf_reset(&bytes);
-		if ((e = json_dump_buf(res, &bytes))) {
+		if ((e = json_dump_buf_src(res, &bytes, src, srclen))) {
 			e = ctx_errorf(c, ERR_TOOBIG, "resource is too large to store");
 			goto out;
 		}
@@ -232,7 +232,7 @@ enum err fhir_create(struct fhir *f, const char *type, const char *body, size_t 
 	if ((e = fhir_validate(type, NULL, doc, c)))
 		goto out;
 	rand_uuid(id);
-	e = write_resource(f, type, id, doc, 0, -1, res, c);
+	e = write_resource(f, type, id, doc, body, n, 0, -1, res, c);
 out:
 	json_decref(doc);
 	return e;
@@ -252,13 +252,14 @@ enum err fhir_update(struct fhir *f, const char *type, const char *id, const cha
 		return c->code;
 	if ((e = fhir_validate(type, id, doc, c)))
 		goto out;
-	e = write_resource(f, type, id, doc, -1, if_match, res, c);
+	e = write_resource(f, type, id, doc, body, n, -1, if_match, res, c);
 out:
 	json_decref(doc);
 	return e;
 }
 
-enum err fhir_put_json(struct fhir *f, json_t *res, struct fhir_result *out, struct ctx *c)
+enum err fhir_put_json(struct fhir *f, json_t *res, const char *src, size_t srclen,
+		       struct fhir_result *out, struct ctx *c)
 {
 	const char *type = json_get_str(res, "resourceType");
 	const char *id = json_get_str(res, "id");
@@ -279,7 +280,7 @@ enum err fhir_put_json(struct fhir *f, json_t *res, struct fhir_result *out, str
 	/* both point into 'res', which write_resource() rewrites */
 	str_copy(tcopy, type, sizeof(tcopy));
 	str_copy(idcopy, id, sizeof(idcopy));
-	return write_resource(f, tcopy, idcopy, res, -1, -1, out, c);
+	return write_resource(f, tcopy, idcopy, res, src, srclen, -1, -1, out, c);
 }
 
 enum err fhir_delete(struct fhir *f, const char *type, const char *id, int64_t if_match,

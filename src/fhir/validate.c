@@ -235,6 +235,58 @@ static enum err check_contained(const char *type, const json_t *res, struct ctx 
 	return ERR_OK;
 }
 
+/*
+ * FHIR JSON rules for every element: no null values (except as
+ * placeholders inside arrays, paired with an "_element" array), no empty
+ * objects, arrays or strings.  'path' names the element for the message.
+ */
+static enum err check_values(const json_t *v, char *path, size_t len, size_t size, bool in_array,
+			     struct ctx *c)
+{
+	const char *key;
+	json_t *val;
+	size_t i;
+	enum err e;
+
+	switch (json_typeof(v)) {
+	case JSON_NULL:
+		if (in_array)
+			return ERR_OK;
+		return ctx_errorx(c, ERR_UNPROCESSABLE, path,
+				  "%s is null: FHIR JSON leaves out elements that have no value", path);
+	case JSON_STRING:
+		if (json_string_length(v) == 0)
+			return ctx_errorx(c, ERR_UNPROCESSABLE, path,
+					  "%s is an empty string: leave the element out instead", path);
+		return ERR_OK;
+	case JSON_ARRAY:
+		if (json_array_size(v) == 0)
+			return ctx_errorx(c, ERR_UNPROCESSABLE, path,
+					  "%s is an empty array: leave the element out instead", path);
+		json_array_foreach(v, i, val) {
+			if ((e = check_values(val, path, len, size, true, c)))
+				return e;
+		}
+		return ERR_OK;
+	case JSON_OBJECT:
+		if (json_object_size(v) == 0)
+			return ctx_errorx(c, ERR_UNPROCESSABLE, path,
+					  "%s is an empty object: leave the element out instead", path);
+		json_object_foreach((json_t *)v, key, val) {
+			int n = snprintf(path + len, size - len, ".%s", key);
+			size_t nl = n > 0 && (size_t)n < size - len ? len + (size_t)n : len;
+
+			e = check_values(val, path, nl, size, false, c);
+			path[len] = '\0';
+			if (e)
+				return e;
+		}
+		return ERR_OK;
+	default:
+		return ERR_OK;
+	}
+}
+
 enum err fhir_validate(const char *url_type, const char *url_id, const json_t *res,
 		       struct ctx *c)
 {
@@ -286,5 +338,6 @@ enum err fhir_validate(const char *url_type, const char *url_id, const json_t *r
 	    (e = check_extensions(type, res, "modifierExtension", c)) ||
 	    (e = check_contained(type, res, c)) || (e = check_required(type, res, c)))
 		return e;
-	return ERR_OK;
+	str_copy(expr, type, sizeof(expr));
+	return check_values(res, expr, strlen(expr), sizeof(expr), false, c);
 }

@@ -849,13 +849,14 @@ enum err http_server_start(struct http_server *s, struct ctx *c)
 	/*
 	 * The pool holds the request line and headers (in the read buffer, plus
 	 * libmicrohttpd's bookkeeping per header) and the response headers.
-	 * Headers over header_max get 431 from on_request(); the extra room
-	 * (header_max again, at most 64 KiB) lets such requests be received and
-	 * answered.  Past the pool, libmicrohttpd answers 431 itself when it
-	 * can, or closes the connection.
+	 * Headers over header_max get 431 from on_request().  libmicrohttpd
+	 * keeps a record of about 48 bytes per header and per query argument,
+	 * so a request line of header_max bytes made of "a=&" pieces needs
+	 * about 16 times its size in records: the pool allows for that, so
+	 * every request within header_max is parsed and answered.  The pool is
+	 * mapped lazily; untouched pages cost nothing.
 	 */
-	mem = (size_t)cfg->header_max +
-	      ((size_t)cfg->header_max < 65536 ? (size_t)cfg->header_max : 65536) + 16384;
+	mem = (size_t)cfg->header_max * 17 + 65536;
 	if (workers > 1)
 		opts[nopt++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, workers, NULL};
 	opts[nopt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};

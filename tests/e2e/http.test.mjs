@@ -2,6 +2,7 @@
 // log (and what must never be in it), health endpoints, graceful shutdown.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import { startServer, sleep } from './lib/server.mjs';
 
@@ -303,13 +304,13 @@ describe('graceful shutdown', () => {
       await sleep(200);
       srv.child.kill('SIGTERM');
       await sleep(300);
-      let served = null;
-      try {
-        const r = await fetch(`${srv.baseUrl}/healthz`, { signal: AbortSignal.timeout(1500) });
-        served = r.status;
-      } catch {
-        served = null; // refused, reset or never answered: not accepted
-      }
+      // a brand-new connection (fetch would reuse the harness's idle keep-alive one)
+      const served = await new Promise((resolve) => {
+        const req = http.get({ host: '127.0.0.1', port: srv.port, path: '/healthz', agent: false, timeout: 1500 },
+          (res) => { res.resume(); resolve(res.statusCode); });
+        req.on('timeout', () => { req.destroy(); resolve(null); });
+        req.on('error', () => resolve(null)); // refused, reset or never answered: not accepted
+      });
       sock.end(body.slice(10));
       await Promise.race([closed, sleep(10000, undefined, { ref: false })]);
       assert.match(response, /^HTTP\/1\.1 201 /, 'the in-flight request completes');

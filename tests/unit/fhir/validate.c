@@ -85,6 +85,13 @@ static const struct vcase cases[] = {
 	{"DocumentReference", NULL, "{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"content\":[]}",
 	 ERR_UNPROCESSABLE, "DocumentReference.content", "required"},
 	{"Binary", NULL, "{\"resourceType\":\"Binary\",\"data\":\"aGk=\"}", ERR_UNPROCESSABLE, "Binary.contentType", "required"},
+	/* FHIR JSON: no nulls (but array placeholders), no empty objects, arrays or strings */
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"gender\":null}", ERR_UNPROCESSABLE, "Patient.gender", "null"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"name\":[]}", ERR_UNPROCESSABLE, "Patient.name", "empty array"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"name\":[{}]}", ERR_UNPROCESSABLE, "Patient.name", "empty object"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"maritalStatus\":{}}", ERR_UNPROCESSABLE, "Patient.maritalStatus", "empty object"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\"}]}", ERR_UNPROCESSABLE, "Patient.name.family", "empty string"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"A\",null],\"_given\":[null,{\"id\":\"x\"}]}]}", ERR_OK, NULL, NULL},
 	{NULL, NULL, NULL, ERR_OK, NULL, NULL},
 };
 
