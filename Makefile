@@ -59,13 +59,20 @@ build/unit/%: tests/unit/%.c $(SAN_OBJ) tests/unit/unit.h
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -Wno-missing-prototypes $(DEFS) -Itests/unit $(PKG_CFLAGS) $(SAN_FLAGS) -o $@ $< $(SAN_OBJ) $(LDLIBS) -lcmocka
 
-# libFuzzer targets: clang, ASan + UBSan + fuzzer instrumentation.
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_LIB_SRC := $(LIB_SRC)
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) build/gen/embedded.c
+# libFuzzer targets: the library built once with clang (ASan + UBSan + coverage),
+# each target linked with -fsanitize=fuzzer.
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen -include core/banned.h $(PKG_CFLAGS) \
+               -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+FUZZ_OBJ  := $(patsubst src/%.c,build/fuzzobj/%.o,$(LIB_SRC)) build/fuzzobj/gen/embedded.o
+build/fuzzobj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	clang -std=c17 -D_GNU_SOURCE -Isrc -Ibuild/gen -include core/banned.h $(PKG_CFLAGS) $(FUZZ_FLAGS) \
-		-o $@ $< $(FUZZ_LIB_SRC) build/gen/embedded.c $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+build/fuzzobj/gen/embedded.o: build/gen/embedded.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
 
 deps:
 	scripts/install-deps
@@ -116,4 +123,4 @@ format:
 clean:
 	rm -rf build
 
--include $(shell find build/obj build/san -name '*.d' 2>/dev/null)
+-include $(shell find build/obj build/san build/fuzzobj -name '*.d' 2>/dev/null)
