@@ -129,8 +129,10 @@ static bool parse_decimal(const char *s, double *v, double *lo, double *hi)
 	if (!digits)
 		return false;
 	if (*p == 'e' || *p == 'E') {
+		/* FHIR decimals allow an explicit sign on the exponent: 1e+2, 1e-2 */
+		const char *ex = p[1] == '+' && isdigit((unsigned char)p[2]) ? p + 2 : p + 1;
 		int64_t e;
-		if (str_to_i64(p + 1, -300, 300, &e))
+		if (str_to_i64(ex, -300, 300, &e))
 			return false;
 		exponent = (int)e;
 	} else if (*p) {
@@ -267,6 +269,50 @@ static bool is_type_name(const char *s, size_t n)
 	return fhir_type_find(t) != NULL;
 }
 
+/* Can reference parameter 'pd' point at a 'type' (a parameter without a target list: any)? */
+static bool is_target(const struct fhir_param *pd, const char *type)
+{
+	if (!pd->targets)
+		return true;
+	for (const char *const *t = pd->targets; *t; t++)
+		if (!strcmp(*t, type))
+			return true;
+	return false;
+}
+
+/*
+ * Does token parameter 'pd' search Identifiers, the only values that get
+ * "<code>:of-type" rows (index.c)?  True when an alternative of its path
+ * ends in an Identifier element (a trailing .where() filter aside).
+ */
+static bool is_identifier_param(const struct fhir_param *pd)
+{
+	static const char *const keys[] = {"identifier", "masterIdentifier", "groupIdentifier",
+					   "requisition"};
+	const char *s = pd->path;
+
+	while (*s) {
+		size_t len = strcspn(s, "|"), step;
+		const char *end = s + len, *where, *dot;
+
+		while (end > s && end[-1] == ' ')
+			end--;
+		where = memmem(s, (size_t)(end - s), ".where(", 7);
+		if (where)
+			end = where;
+		for (dot = end; dot > s && dot[-1] != '.'; dot--)
+			;
+		step = (size_t)(end - dot);
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			if (strlen(keys[i]) == step && !memcmp(dot, keys[i], step))
+				return true;
+		s += len;
+		while (*s == '|' || *s == ' ')
+			s++;
+	}
+	return false;
+}
+
 static enum err parse_reference(struct pctx *x, const char *name, const char *type_mod,
 				const char *alt, struct store_match *m)
 {
@@ -288,6 +334,8 @@ static enum err parse_reference(struct pctx *x, const char *name, const char *ty
 
 		if (!is_type_name(v, (size_t)(slash - v)))
 			return bad(x, name, "'%s' is not Type/id with a supported type", alt);
+		if (hist && !fhir_id_valid(hist + strlen("/_history/")))
+			return bad(x, name, "'%s' has no valid version after _history", alt);
 		m->a = arena_strndup(x->a, v, (size_t)(slash - v));
 		m->b = arena_strndup(x->a, slash + 1, idlen);
 		if (type_mod && strcmp(type_mod, m->a))
@@ -377,6 +425,8 @@ static enum err build_cond(struct pctx *x, const char *name, const struct fhir_p
 	if (pd->kind == FHIR_PARAM_REFERENCE && mod && strcmp(mod, "missing")) {
 		if (!fhir_type_find(mod))
 			return bad(x, name, "unknown modifier ':%s' for a reference", mod);
+		if (!is_target(pd, mod))
+			return bad(x, name, "this parameter never refers to a %s", mod);
 		type_mod = mod;
 		smod = STORE_MOD_NONE;
 	} else {
@@ -385,7 +435,9 @@ static enum err build_cond(struct pctx *x, const char *name, const struct fhir_p
 			return bad(x, name, "modifier ':%s' does not apply to this parameter", mod);
 	}
 	if (smod == STORE_MOD_OF_TYPE) {
-		cond->param = arena_printf(x->a, "%s:of-type", pd->code);
+		if (!is_identifier_param(pd))
+			return bad(x, name, "':of-type' applies to identifier parameters only%s", "");
+		cond->param = arena_printf(x->a, "%s%s", pd->code, FHIR_OF_TYPE_SUFFIX);
 	}
 	cond->mod = smod;
 	if (smod == STORE_MOD_MISSING) {
@@ -436,30 +488,36 @@ static void split_mod(struct arena *a, const char *name, const char **code, cons
 	}
 }
 
-/* The single target type of a reference parameter that has 'sub' (for chains). */
-static const char *chain_target(const struct fhir_param *pd, const char *type_mod, const char *sub)
+/*
+ * The single target type of a reference parameter that has 'sub' (for
+ * chains); *hits says how many target types have it.
+ */
+static const char *chain_target(const struct fhir_param *pd, const char *type_mod, const char *sub,
+				int *hits)
 {
 	const char *found = NULL;
-	int hits = 0;
 
-	if (type_mod)
+	*hits = 0;
+	if (type_mod) {
+		*hits = 1;
 		return type_mod;
+	}
 	if (pd->targets) {
 		for (const char *const *t = pd->targets; *t; t++) {
 			if (fhir_param_find(*t, sub)) {
 				found = *t;
-				hits++;
+				(*hits)++;
 			}
 		}
-		return hits == 1 ? found : NULL;
+		return *hits == 1 ? found : NULL;
 	}
 	for (const struct fhir_type *t = fhir_types; t->name; t++) {
 		if (fhir_param_find(t->name, sub)) {
 			found = t->name;
-			hits++;
+			(*hits)++;
 		}
 	}
-	return hits == 1 ? found : NULL;
+	return *hits == 1 ? found : NULL;
 }
 
 /*
@@ -471,6 +529,7 @@ static enum err parse_param(struct pctx *x, const char *type, const char *name, 
 {
 	const char *dot, *code, *mod;
 	const struct fhir_param *pd;
+	enum err e;
 
 	if (str_starts(name, "_has:")) {
 		/* _has:Type:refparam:param[:mod] */
@@ -486,12 +545,14 @@ static enum err parse_param(struct pctx *x, const char *type, const char *name, 
 		ref = fhir_param_find(parts[0], parts[1]);
 		if (!ref || ref->kind != FHIR_PARAM_REFERENCE)
 			return bad(x, name, "'%s' is not a reference parameter of that type", parts[1]);
+		if (!is_target(ref, type))
+			return bad(x, name, "'%s' never refers to the resource type searched", parts[1]);
 		sub = fhir_param_find(parts[0], parts[2]);
 		if (!sub)
 			return bad(x, name, "unknown parameter '%s' in _has", parts[2]);
 		hc = arena_zalloc(x->a, sizeof(*hc));
-		if (build_cond(x, name, sub, n == 4 ? parts[3] : NULL, value, hc))
-			return x->c->code;
+		if ((e = build_cond(x, name, sub, n == 4 ? parts[3] : NULL, value, hc)))
+			return e;
 		cond->has_type = parts[0];
 		cond->has_param = ref->code;
 		cond->has = hc;
@@ -506,6 +567,7 @@ static enum err parse_param(struct pctx *x, const char *type, const char *name, 
 		const char *subcode, *submod, *target;
 		const struct fhir_param *sub;
 		struct store_cond *cc;
+		int hits;
 
 		split_mod(x->a, head, &code, &mod);
 		pd = fhir_param_find(type, code);
@@ -515,10 +577,15 @@ static enum err parse_param(struct pctx *x, const char *type, const char *name, 
 			return bad(x, name, "'%s' is not a reference parameter and cannot be chained", code);
 		if (mod && !fhir_type_find(mod))
 			return bad(x, name, "unknown type modifier ':%s'", mod);
+		if (mod && !is_target(pd, mod))
+			return bad(x, name, "this reference parameter never refers to a %s", mod);
 		if (strchr(dot + 1, '.'))
 			return bad(x, name, "only one level of chaining is supported (%s)", name);
 		split_mod(x->a, dot + 1, &subcode, &submod);
-		target = chain_target(pd, mod, subcode);
+		target = chain_target(pd, mod, subcode, &hits);
+		if (!target && hits == 0)
+			return bad(x, name, "'%s' is not a search parameter of a type this reference points at",
+				   subcode);
 		if (!target)
 			return bad(x, name, "cannot tell which resource type '%s' chains to; add a type, e.g. subject:Patient.name",
 				   name);
@@ -526,8 +593,8 @@ static enum err parse_param(struct pctx *x, const char *type, const char *name, 
 		if (!sub)
 			return bad(x, name, "'%s' is not a search parameter of the chained type", subcode);
 		cc = arena_zalloc(x->a, sizeof(*cc));
-		if (build_cond(x, name, sub, submod, value, cc))
-			return x->c->code;
+		if ((e = build_cond(x, name, sub, submod, value, cc)))
+			return e;
 		cond->kind = STORE_IX_REFERENCE;
 		cond->param = pd->code;
 		cond->chain_type = target;
@@ -658,6 +725,7 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 			   struct search_parsed *p, struct ctx *c)
 {
 	struct pctx x = {f, a, c};
+	struct store_cond cond;
 	size_t i;
 	enum err e;
 
@@ -731,31 +799,35 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 				const char *el = els[k];
 				if (strchr(el, '.'))
 					el = strchr(el, '.') + 1; /* "Patient.name" means "name" */
-				if (*el)
-					p->elements[p->nelements++] = el;
+				if (!*el)
+					continue;
+				if (p->nelements == SEARCH_MAX_ELEMENTS)
+					return bad(&x, name, "at most %s elements", "64");
+				p->elements[p->nelements++] = el;
 			}
 			add_applied(p, name, value);
 			continue;
 		}
-		if (str_starts(name, "_include") || str_starts(name, "_revinclude")) {
+		if (!strcmp(name, "_include") || str_starts(name, "_include:") ||
+		    !strcmp(name, "_revinclude") || str_starts(name, "_revinclude:")) {
 			if ((e = parse_include(&x, name, value, p)))
 				return e;
 			add_applied(p, name, value);
 			continue;
 		}
-		if (p->nconds == SEARCH_MAX_CONDS)
-			return bad(&x, name, "more than %s search parameters", "64");
 		if (!r->type) {
 			/* $everything takes only _since, _type, _count (handled by the caller) */
 			goto unknown;
 		}
-		memset(&p->conds[p->nconds], 0, sizeof(p->conds[0]));
-		e = parse_param(&x, r->type, name, value, &p->conds[p->nconds]);
+		memset(&cond, 0, sizeof(cond));
+		e = parse_param(&x, r->type, name, value, &cond);
 		if (e == ERR_NOTFOUND)
 			goto unknown;
 		if (e)
 			return e;
-		p->nconds++;
+		if (p->nconds == SEARCH_MAX_CONDS)
+			return bad(&x, name, "more than %s search parameters", "64");
+		p->conds[p->nconds++] = cond;
 		add_applied(p, name, value);
 		continue;
 unknown:
