@@ -38,16 +38,20 @@ static int value_of(const char *alpha, char ch)
 	return -1;
 }
 
+/*
+ * On failure nothing is appended: 'out' is cut back to its length on entry
+ * (when the cap was hit, its ERR_TOOBIG stays set).
+ */
 static enum err decode(const char *alpha, bool allow_pad, const char *s, size_t n, struct buf *out)
 {
 	uint32_t acc = 0;
 	int bits = 0;
-	size_t i;
+	size_t i, start = out->len;
 
-	if (allow_pad) {
-		if (n % 4 == 0 && n >= 1 && s[n - 1] == '=')
-			n--;
-		if (n % 4 == 3 && n >= 1 && s[n - 1] == '=')
+	/* padding is optional, but when present it completes the last quantum */
+	if (allow_pad && n % 4 == 0 && n >= 1 && s[n - 1] == '=') {
+		n--;
+		if (s[n - 1] == '=')
 			n--;
 	}
 	if (n % 4 == 1)
@@ -55,7 +59,7 @@ static enum err decode(const char *alpha, bool allow_pad, const char *s, size_t 
 	for (i = 0; i < n; i++) {
 		int v = value_of(alpha, s[i]);
 		if (v < 0)
-			return ERR_INVALID;
+			goto bad;
 		acc = acc << 6 | (uint32_t)v;
 		bits += 6;
 		if (bits >= 8) {
@@ -65,8 +69,13 @@ static enum err decode(const char *alpha, bool allow_pad, const char *s, size_t 
 	}
 	/* leftover bits must be zero (canonical encoding) */
 	if (bits && (acc & ((1u << bits) - 1)))
-		return ERR_INVALID;
+		goto bad;
+	if (out->err)
+		buf_truncate(out, start);
 	return out->err;
+bad:
+	buf_truncate(out, start);
+	return ERR_INVALID;
 }
 
 enum err base64url_encode(const void *data, size_t n, struct buf *out)

@@ -118,15 +118,63 @@ enum err buf_addf(struct buf *b, const char *fmt, ...)
 	return e;
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence starting at s[0] (at most n
+ * bytes available), or 0 when it is not one: a stray continuation byte, an
+ * overlong form, a surrogate, a code point above U+10FFFF or a truncated
+ * sequence (RFC 3629 table 3-7).
+ */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+	size_t k;
+
+	if (c >= 0xC2 && c <= 0xDF)
+		k = 2;
+	else if (c >= 0xE0 && c <= 0xEF)
+		k = 3;
+	else if (c >= 0xF0 && c <= 0xF4)
+		k = 4;
+	else
+		return 0;
+	if (c == 0xE0)
+		lo = 0xA0;
+	else if (c == 0xED)
+		hi = 0x9F;
+	else if (c == 0xF0)
+		lo = 0x90;
+	else if (c == 0xF4)
+		hi = 0x8F;
+	if (n < k || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t j = 2; j < k; j++)
+		if ((s[j] & 0xC0) != 0x80)
+			return 0;
+	return k;
+}
+
+/*
+ * Valid UTF-8 passes through; each byte that does not start a well-formed
+ * sequence becomes \ufffd, so the output is always valid JSON even when
+ * the input was cut in the middle of a character (a truncated message).
+ */
 enum err buf_add_json_str(struct buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
 	size_t i, run = 0;
 
 	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c != '"' && c != '\\')
+		unsigned char c = u[i];
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')
 			continue;
+		if (c >= 0x80) {
+			size_t k = utf8_seq(u + i, n - i);
+			if (k) {
+				i += k - 1;
+				continue;
+			}
+		}
 		buf_add(b, s + run, i - run);
 		run = i + 1;
 		switch (c) {
@@ -135,10 +183,13 @@ enum err buf_add_json_str(struct buf *b, const char *s, size_t n)
 		case '\n': buf_add(b, "\\n", 2); break;
 		case '\r': buf_add(b, "\\r", 2); break;
 		case '\t': buf_add(b, "\\t", 2); break;
-		default: {
-			char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-			buf_add(b, e, 6);
-		}
+		default:
+			if (c >= 0x80) {
+				buf_add(b, "\\ufffd", 6);
+			} else {
+				char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+				buf_add(b, e, 6);
+			}
 		}
 	}
 	buf_add(b, s + run, n - run);

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,12 +121,34 @@ static char *trim(char *s)
 	return s;
 }
 
+/*
+ * Put "where: " in front of the message set_opt() or config_set() just
+ * recorded on 'c'; an earlier failure already on 'c' ('had_error') is left
+ * as it was, since the first error wins.
+ */
+static void prefix_msg(struct ctx *c, bool had_error, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void prefix_msg(struct ctx *c, bool had_error, const char *fmt, ...)
+{
+	char where[CONFIG_PATH_MAX + 32], msg[sizeof(c->msg)];
+	va_list ap;
+
+	if (!c || had_error)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(where, sizeof(where), fmt, ap);
+	va_end(ap);
+	snprintf(msg, sizeof(msg), "%s: %s", where, c->msg);
+	str_copy(c->msg, msg, sizeof(c->msg));
+}
+
 enum err config_load_file(struct config *cfg, const char *path, struct ctx *c)
 {
 	FILE *f = fopen(path, "r");
 	char line[4096];
 	int lineno = 0;
 	enum err e = ERR_OK;
+	bool had_error = c && c->code != ERR_OK;
 
 	if (!f) {
 		if (errno == ENOENT)
@@ -134,8 +157,18 @@ enum err config_load_file(struct config *cfg, const char *path, struct ctx *c)
 	}
 	while (fgets(line, sizeof(line), f)) {
 		char *hash, *eq, *key, *val;
+		size_t len = strlen(line);
 
 		lineno++;
+		/* a longer line would be read as two: its tail as the next line */
+		if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+			int next = getc(f);
+			if (next != EOF) {
+				e = ctx_errorf(c, ERR_INVALID, "%s:%d: line longer than %zu bytes", path,
+					       lineno, sizeof(line) - 2);
+				break;
+			}
+		}
 		hash = strchr(line, '#');
 		if (hash)
 			*hash = '\0';
@@ -155,32 +188,36 @@ enum err config_load_file(struct config *cfg, const char *path, struct ctx *c)
 			break;
 		}
 		if ((e = config_set(cfg, key, val, c)) != ERR_OK) {
-			/* prefix the location onto the message */
-			char msg[sizeof(c->msg)];
-			if (c) {
-				snprintf(msg, sizeof(msg), "%s:%d: %s", path, lineno, c->msg);
-				str_copy(c->msg, msg, sizeof(c->msg));
-			}
+			prefix_msg(c, had_error, "%s:%d", path, lineno);
 			break;
 		}
 	}
+	/* a read error (a directory gives EISDIR) is not an empty file */
+	if (e == ERR_OK && ferror(f))
+		e = ctx_errorf(c, ERR_IO, "cannot read '%s': %s", path, strerror(errno));
 	fclose(f);
 	return e;
 }
 
 enum err config_load_env(struct config *cfg, struct ctx *c)
 {
+	bool had_error = c && c->code != ERR_OK;
+
 	for (const struct config_option *o = config_options; o->name; o++) {
 		char var[80];
 		const char *v;
+		enum err e;
 		size_t i;
 
 		snprintf(var, sizeof(var), "VERANDA_%s", o->name);
 		for (i = 8; var[i]; i++)
 			var[i] = (char)toupper((unsigned char)var[i]);
 		v = getenv(var);
-		if (v && set_opt(cfg, o, v, c))
-			return ctx_errorf(c, ERR_INVALID, "in %s", var);
+		if (v && (e = set_opt(cfg, o, v, c)) != ERR_OK) {
+			/* the message names the variable, not only the option */
+			prefix_msg(c, had_error, "%s", var);
+			return e;
+		}
 	}
 	return ERR_OK;
 }

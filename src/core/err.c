@@ -25,15 +25,38 @@ const char *err_str(enum err e)
 	return "unknown error";
 }
 
+/*
+ * After a truncating snprintf into s[size]: when the output was cut
+ * ('full' is the length it wanted), drop a UTF-8 character left incomplete
+ * at the end, so a message put on the wire stays valid UTF-8.
+ */
+static void cut_clean(char *s, size_t size, int full)
+{
+	size_t len, i, tail = 0, need;
+	unsigned char lead;
+
+	if (full < 0 || (size_t)full < size)
+		return;
+	len = strlen(s);
+	for (i = len; i > 0 && tail < 3 && ((unsigned char)s[i - 1] & 0xC0) == 0x80; i--)
+		tail++;
+	if (i == 0)
+		return;
+	lead = (unsigned char)s[i - 1];
+	need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+	if (tail + 1 < need)
+		s[i - 1] = '\0';
+}
+
 static enum err vset(struct ctx *c, enum err code, const char *expr,
 		     const char *fmt, va_list ap)
 {
 	if (!c || c->code != ERR_OK)
 		return code;
 	c->code = code;
-	vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+	cut_clean(c->msg, sizeof(c->msg), vsnprintf(c->msg, sizeof(c->msg), fmt, ap));
 	if (expr)
-		snprintf(c->expr, sizeof(c->expr), "%s", expr);
+		cut_clean(c->expr, sizeof(c->expr), snprintf(c->expr, sizeof(c->expr), "%s", expr));
 	else
 		c->expr[0] = '\0';
 	return code;

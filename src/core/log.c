@@ -49,6 +49,7 @@ void log_set_request(const char *request_id, const char *trace_id)
 static void emit(enum log_level l, const char *msg, size_t msglen,
 		 const char *fields)
 {
+	static const char too_long[] = "{\"level\":\"error\",\"msg\":\"log line too long\"}\n";
 	struct buf b = BUF_INIT(16384);
 	char ts[32];
 	ssize_t unused;
@@ -62,15 +63,18 @@ static void emit(enum log_level l, const char *msg, size_t msglen,
 		buf_add_json_str(&b, t_request_id, strlen(t_request_id));
 		buf_addch(&b, '"');
 	}
-	if (t_trace_id[0])
-		buf_addf(&b, ",\"trace_id\":\"%s\"", t_trace_id);
+	if (t_trace_id[0]) {
+		buf_adds(&b, ",\"trace_id\":\"");
+		buf_add_json_str(&b, t_trace_id, strlen(t_trace_id));
+		buf_addch(&b, '"');
+	}
 	if (fields && *fields)
 		buf_addf(&b, ",%s", fields);
 	buf_adds(&b, "}\n");
 	if (b.err == ERR_OK)
 		unused = write(STDERR_FILENO, b.data, b.len);
 	else
-		unused = write(STDERR_FILENO, "{\"level\":\"error\",\"msg\":\"log line too long\"}\n", 45);
+		unused = write(STDERR_FILENO, too_long, sizeof(too_long) - 1);
 	(void)unused;
 	buf_release(&b);
 }
