@@ -512,7 +512,7 @@ static int cmd_import(struct config *cfg, int argc, char **argv)
 	for (i = 0; i < argc; i++) {
 		struct ctx c = CTX_INIT;
 
-		if (fhir_import_file(f, argv[i], 1000, import_reject, import_progress, &ui, &st, &c)) {
+		if (fhir_import_file(f, argv[i], 5000, import_reject, import_progress, &ui, &st, &c)) {
 			if (ui.tty)
 				fputs("\n", stderr);
 			rc = fail("import of '%s' stopped: %s", argv[i], c.msg);

@@ -1,10 +1,12 @@
 /*
  * import.c - `veranda import`: FHIR NDJSON files and Bundles into the store.
  *
- * Each resource is written inside a savepoint of a batch transaction, so a
- * rejected resource leaves nothing behind and the others stay; a batch is
- * committed every 'batch' resources, so a kill -9 loses at most the
- * uncommitted batch and never leaves half a resource.  Lines are read with
+ * Resources are written in batch transactions committed every 'batch'
+ * resources, so a kill -9 loses at most the uncommitted batch and never
+ * leaves half a resource.  A rejected resource writes nothing (validation
+ * and indexing happen before the store is touched, and store_put checks
+ * everything before it writes), so no savepoint per resource is needed; a
+ * store failure in the middle of a put is fatal for the import.  Lines are read with
  * getline(), bounded by the resource size limit.
  */
 #include <errno.h>
@@ -67,8 +69,6 @@ static enum err import_one(struct batch *b, json_t *res, const char *src, size_t
 			return e;
 		b->open = true;
 	}
-	if ((e = store_savepoint(b->f->store, c)))
-		return e;
 	fhir_result_init(&out);
 	e = fhir_put_json(b->f, res, src, srclen, &out, rc);
 	fhir_result_release(&out);
@@ -76,8 +76,6 @@ static enum err import_one(struct batch *b, json_t *res, const char *src, size_t
 		*c = *rc;
 		return e;
 	}
-	if (store_savepoint_end(b->f->store, e == ERR_OK, c))
-		return c->code;
 	if (e == ERR_OK) {
 		count_type(st, json_get_str(res, "resourceType"));
 		st->imported++;

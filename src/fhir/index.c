@@ -1229,11 +1229,16 @@ static void collect_compartment(struct walker *w, const char *id)
 		const struct store_ix_row *r = &o->rows[i];
 		if (r->kind != STORE_IX_REFERENCE || !r->a || !r->b || strcmp(r->a, "Patient"))
 			continue;
-		for (const char *const *p = params; *p; p++)
-			if (!strcmp(*p, r->param)) {
+		for (const char *const *p = params; *p; p++) {
+			/* an alias's values are in its base's rows ("patient" in "subject") */
+			const struct fhir_param *pd = fhir_param_find(w->type, *p);
+			const char *rows_of = pd ? fhir_param_base(pd, NULL)->code : *p;
+
+			if (!strcmp(rows_of, r->param)) {
 				add_patient(w, r->b);
 				break;
 			}
+		}
 	}
 }
 
@@ -1262,11 +1267,13 @@ enum err fhir_index_resource(struct arena *a, const char *type, const char *id,
 	for (size_t k = 0; k < ncommon + nown; k++) {
 		w.p = k < ncommon ? &common[k] : &own[k - ncommon];
 		w.plen = (size_t)snprintf(w.path, sizeof(w.path), "%s", type);
-		if (!strcmp(w.p->code, "_id")) {
-			if (id)
-				add_token(&w, w.p->code, NULL, id, NULL);
+		/*
+		 * _id and _lastUpdated are searched on the resource's own columns;
+		 * an alias is searched on its base parameter's rows.
+		 */
+		if (!strcmp(w.p->code, "_id") || !strcmp(w.p->code, "_lastUpdated") ||
+		    fhir_param_base(w.p, NULL) != w.p)
 			continue;
-		}
 		if ((e = index_param(&w, res)))
 			goto out;
 	}

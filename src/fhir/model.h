@@ -101,6 +101,14 @@ const struct fhir_param *fhir_param_find(const char *type, const char *code);
  * of fhir_params[] of length *n (0 for an unknown type).
  */
 const struct fhir_param *fhir_params_of(const char *type, size_t *n);
+
+/*
+ * The parameter whose index rows serve 'p': 'p' itself, or for an alias
+ * (Observation "patient" = "subject" narrowed to Patient) the base
+ * parameter, with *target_type set to the one allowed target type (NULL
+ * when 'p' is not an alias).  Aliases have no index rows of their own.
+ */
+const struct fhir_param *fhir_param_base(const struct fhir_param *p, const char **target_type);
 /*
  * The reference parameters of 'type' that put a resource into a patient's
  * compartment (R4 CompartmentDefinition "patient"), NULL-terminated; empty

@@ -339,7 +339,7 @@ static enum err parse_reference(struct pctx *x, const char *name, const char *ty
 		m->a = arena_strndup(x->a, v, (size_t)(slash - v));
 		m->b = arena_strndup(x->a, slash + 1, idlen);
 		if (type_mod && strcmp(type_mod, m->a))
-			return bad(x, name, "'%s' contradicts the type modifier", alt);
+			return bad(x, name, "'%s' does not refer to a resource type this parameter allows", alt);
 	} else {
 		m->a = type_mod;
 		m->b = v;
@@ -433,6 +433,13 @@ static enum err build_cond(struct pctx *x, const char *name, const struct fhir_p
 		smod = mod_of(mod, pd->kind, &ok);
 		if (!ok)
 			return bad(x, name, "modifier ':%s' does not apply to this parameter", mod);
+	}
+	if (pd->kind == FHIR_PARAM_REFERENCE) {
+		/* an alias ("patient") searches its base's rows ("subject") narrowed to its type */
+		const char *tt;
+		cond->param = fhir_param_base(pd, &tt)->code;
+		if (tt && !type_mod)
+			type_mod = tt;
 	}
 	if (smod == STORE_MOD_OF_TYPE) {
 		if (!is_identifier_param(pd))
@@ -554,7 +561,7 @@ static enum err parse_param(struct pctx *x, const char *type, const char *name, 
 		if ((e = build_cond(x, name, sub, n == 4 ? parts[3] : NULL, value, hc)))
 			return e;
 		cond->has_type = parts[0];
-		cond->has_param = ref->code;
+		cond->has_param = fhir_param_base(ref, NULL)->code;
 		cond->has = hc;
 		cond->kind = STORE_IX_REFERENCE;
 		cond->param = ref->code;
@@ -596,7 +603,7 @@ static enum err parse_param(struct pctx *x, const char *type, const char *name, 
 		if ((e = build_cond(x, name, sub, submod, value, cc)))
 			return e;
 		cond->kind = STORE_IX_REFERENCE;
-		cond->param = pd->code;
+		cond->param = fhir_param_base(pd, NULL)->code;
 		cond->chain_type = target;
 		cond->chain = cc;
 		return ERR_OK;
@@ -680,11 +687,13 @@ static enum err parse_include(struct pctx *x, const char *name, const char *valu
 		const struct fhir_param *pd = fhir_param_find(parts[0], parts[1]);
 		if (!pd || pd->kind != FHIR_PARAM_REFERENCE)
 			return bad(x, name, "'%s' is not a reference parameter", value);
-		inc->param = pd->code;
+		inc->param = fhir_param_base(pd, &inc->target_type)->code;
 	}
 	if (n == 3) {
 		if (!fhir_type_find(parts[2]))
 			return bad(x, name, "unknown target type in '%s'", value);
+		if (inc->target_type && strcmp(inc->target_type, parts[2]))
+			return bad(x, name, "'%s' names a target type the parameter never refers to", value);
 		inc->target_type = parts[2];
 	}
 	p->ninc++;

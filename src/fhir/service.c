@@ -110,7 +110,8 @@ static void set_meta(json_t *res, const char *id, int64_t version, int64_t now)
 
 /*
  * Write 'res' (already validated) as 'id': expect is the version to replace
- * (0: must not exist; -1: whatever is current, retried on races).
+ * (0: must not exist; -1: whatever is current, retried on races; -2: like
+ * -1, but first tried as a create without looking the resource up).
  * if_match >= 0 turns a version mismatch into ERR_PRECONDITION.
  */
 static enum err write_resource(struct fhir *f, const char *type, const char *id, json_t *res,
@@ -128,7 +129,11 @@ static enum err write_resource(struct fhir *f, const char *type, const char *id,
 		int64_t cur = 0, now = clock_now_ms();
 		bool deleted = false;
 
-		if (expect < 0 || if_match >= 0) {
+		/*
+		 * expect -2 (import): most resources are new, so first try to
+		 * create without a lookup; a conflict means it exists: look it up.
+		 */
+		if (expect == -1 || (expect == -2 && attempt > 0) || if_match >= 0) {
 			if ((e = store_current_version(f->store, type, id, &cur, &deleted, c)))
 				goto out;
 		}
@@ -280,7 +285,7 @@ enum err fhir_put_json(struct fhir *f, json_t *res, const char *src, size_t srcl
 	/* both point into 'res', which write_resource() rewrites */
 	str_copy(tcopy, type, sizeof(tcopy));
 	str_copy(idcopy, id, sizeof(idcopy));
-	return write_resource(f, tcopy, idcopy, res, src, srclen, -1, -1, out, c);
+	return write_resource(f, tcopy, idcopy, res, src, srclen, -2, -1, out, c);
 }
 
 enum err fhir_delete(struct fhir *f, const char *type, const char *id, int64_t if_match,

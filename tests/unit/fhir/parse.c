@@ -621,7 +621,8 @@ static void test_reference_forms(void **state)
 
 	c = only_cond(ok(r, "Observation", "patient=Patient/123"), 1);
 	assert_int_equal(c->kind, STORE_IX_REFERENCE);
-	assert_string_equal(c->param, "patient");
+	/* "patient" is an alias: the rows of "subject", narrowed to Patient */
+	assert_string_equal(c->param, "subject");
 	assert_string_equal(c->m[0].a, "Patient");
 	assert_string_equal(c->m[0].b, "123");
 	assert_null(c->m[0].c);
@@ -661,10 +662,13 @@ static void test_reference_forms(void **state)
 	/* OR */
 	c = only_cond(ok(r, "Observation", "patient=Patient/1,2,Patient/3/_history/1"), 3);
 	assert_string_equal(c->m[1].b, "2");
-	assert_null(c->m[1].a);
+	assert_string_equal(c->m[1].a, "Patient"); /* a bare id of an alias takes its one type */
 	assert_string_equal(c->m[2].b, "3");
+	c = only_cond(ok(r, "Observation", "subject=2"), 1);
+	assert_null(c->m[0].a);
 
 	bad_param(r, "Observation", "patient=Foo/1", "patient");
+	bad_param(r, "Observation", "patient=Practitioner/1", "patient");
 	bad_param(r, "Observation", "patient=patient/1", "patient");
 	bad_param(r, "Observation", "patient=Patient/", "patient");
 	bad_param(r, "Observation", "patient=Patient/1/2", "patient");
@@ -698,7 +702,6 @@ static void test_missing_everywhere(void **state)
 		{"Patient", "identifier", STORE_IX_TOKEN},
 		{"Patient", "name", STORE_IX_STRING},
 		{"Observation", "date", STORE_IX_DATE},
-		{"Observation", "patient", STORE_IX_REFERENCE},
 		{"Observation", "subject", STORE_IX_REFERENCE},
 		{"Observation", "value-quantity", STORE_IX_QUANTITY},
 		{"Questionnaire", "url", STORE_IX_URI},
@@ -811,7 +814,7 @@ static void test_chaining(void **state)
 
 	c = only_cond(ok(r, "Observation", "patient.name=Smith,Jones"), 0);
 	assert_int_equal(c->kind, STORE_IX_REFERENCE);
-	assert_string_equal(c->param, "patient");
+	assert_string_equal(c->param, "subject");
 	assert_string_equal(c->chain_type, "Patient");
 	assert_non_null(c->chain);
 	assert_int_equal(c->chain->kind, STORE_IX_STRING);
@@ -870,7 +873,7 @@ static void test_has(void **state)
 
 	c = only_cond(ok(r, "Patient", "_has:Observation:patient:code=http://loinc.org|8302-2"), 0);
 	assert_string_equal(c->has_type, "Observation");
-	assert_string_equal(c->has_param, "patient");
+	assert_string_equal(c->has_param, "subject");
 	assert_non_null(c->has);
 	assert_int_equal(c->has->kind, STORE_IX_TOKEN);
 	assert_string_equal(c->has->param, "code");
@@ -1035,8 +1038,8 @@ static void test_include(void **state)
 				 "&_include=Observation:*&_include:recurse=Observation:has-member");
 	assert_int_equal(p->ninc, 8);
 	assert_string_equal(p->inc[0].src_type, "Observation");
-	assert_string_equal(p->inc[0].param, "patient");
-	assert_null(p->inc[0].target_type);
+	assert_string_equal(p->inc[0].param, "subject");
+	assert_string_equal(p->inc[0].target_type, "Patient");
 	assert_false(p->inc[0].iterate);
 	assert_false(p->inc[0].reverse);
 	assert_string_equal(p->inc[1].target_type, "Patient");
