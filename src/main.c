@@ -23,6 +23,7 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "fhir/fhir.h"
+#include "fhir/model.h"
 #include "http/http.h"
 #include "ops/ops.h"
 #include "seed/seed.h"
@@ -545,6 +546,39 @@ static int cmd_version(struct config *cfg, int argc, char **argv)
 	return 0;
 }
 
+/* The search parameter table as JSON (documentation and test oracles). */
+static int cmd_params(struct config *cfg, int argc, char **argv)
+{
+	static const char *const kinds[] = {"token", "string", "date", "reference", "quantity",
+					    "number", "uri"};
+	json_t *out = json_array();
+	struct buf b = BUF_INIT(16 << 20);
+
+	(void)cfg, (void)argv;
+	if (argc > 0)
+		die_usage("params takes no arguments");
+	for (const struct fhir_param *p = fhir_params; p->code; p++) {
+		const char *tt = NULL;
+		const struct fhir_param *base = fhir_param_base(p, &tt);
+		json_t *targets = json_array();
+
+		for (const char *const *t = p->targets; t && *t; t++)
+			json_array_append_new(targets, json_string(*t));
+		json_array_append_new(out, json_pack("{s:s?,s:s,s:s,s:s,s:s,s:o,s:s?,s:s?}",
+						     "type", p->type, "code", p->code,
+						     "kind", kinds[p->kind], "expression", p->expression,
+						     "path", p->path, "targets", targets,
+						     "description", p->description,
+						     "rowsOf", base != p ? base->code : NULL));
+	}
+	json_dump_buf(out, &b);
+	json_decref(out);
+	fwrite(b.data, 1, b.len, stdout);
+	fputc('\n', stdout);
+	buf_release(&b);
+	return 0;
+}
+
 static int cmd_config_doc(struct config *cfg, int argc, char **argv)
 {
 	struct buf b = BUF_INIT(1 << 20);
@@ -581,6 +615,7 @@ static const struct command commands[] = {
 	 "veranda import --data DIR FILE...", opts_common,
 	 "  exit status 3 when some resources were rejected (each is listed on stderr)\n"},
 	{"version", cmd_version, "print the version", "veranda version", NULL, NULL},
+	{"params", cmd_params, "print the FHIR search parameters as JSON", "veranda params", NULL, NULL},
 	{"config-doc", cmd_config_doc, NULL, "veranda config-doc", NULL, NULL},
 	{"config-example", cmd_config_example, NULL, "veranda config-example", NULL, NULL},
 	{NULL, NULL, NULL, NULL, NULL, NULL},
