@@ -114,8 +114,7 @@ bench: deps
 	bench/run
 
 docs: build/veranda
-	build/veranda config-doc > docs/configuration.md
-	build/veranda config-example > etc/veranda.conf.example
+	scripts/gen-docs
 
 format:
 	clang-format -i $(SRC) $(shell find src -name '*.h')
