@@ -22,7 +22,7 @@ const struct config_option config_options[] = {
 	STR(data, "var", "data directory (database, keys, audit log)"),
 	STR(listen, "127.0.0.1:8080", "address and port to listen on"),
 	STR(base_url, "", "public base URL (default: http://LISTEN)"),
-	STR(store, "sqlite", "storage backend: 'sqlite' (DATA/veranda.db) or a postgresql:// URL"),
+	STR(store, "sqlite", "storage backend: 'sqlite' (DATA/veranda.db); a PostgreSQL backend is planned"),
 	STR(log_level, "info", "log level: debug, info, warn, error or off"),
 	INT(workers, "0", 0, 256, "HTTP worker threads (0: one per core)"),
 	INT(max_connections, "1024", 1, 65536, "maximum simultaneous connections"),
