@@ -27,7 +27,7 @@ const struct config_option config_options[] = {
 	INT(workers, "0", 0, 256, "HTTP worker threads (0: one per core)"),
 	INT(max_connections, "1024", 1, 65536, "maximum simultaneous connections"),
 	INT(connection_timeout, "30", 1, 3600, "seconds a connection may stay idle or slow before it is closed"),
-	INT(header_max, "32768", 4096, 1048576, "maximum bytes of request line and headers"),
+	INT(header_max, "16384", 4096, 1048576, "maximum bytes of request line and headers"),
 	INT(fhir_body_max, "16777216", 1024, 268435456, "maximum bytes of a FHIR request body"),
 	INT(form_body_max, "65536", 1024, 16777216, "maximum bytes of a form request body"),
 	INT(json_depth_max, "64", 4, 1024, "maximum nesting depth of a JSON body"),

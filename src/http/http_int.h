@@ -22,7 +22,8 @@
 struct MHD_Connection;
 
 /* Most query or form pairs a request may carry (more: 400 or 413). */
-#define HTTP_PAIRS_MAX 1000
+#define HTTP_PAIRS_MAX 256
+#define HTTP_PAIRS_MAX_STR "256"
 
 /* ---- router (router.c) ---- */
 

@@ -477,6 +477,39 @@ static void dispatch(struct http_server *s, struct http_req *q)
 }
 
 /* The libmicrohttpd access handler; see the file comment for the three calls. */
+/*
+ * A request line with more query parameters than HTTP_PAIRS_MAX:
+ * libmicrohttpd keeps one record per argument in the connection's memory
+ * pool, which is kept small because it is cleared on every request, and
+ * would run out and close the connection without an answer.  on_uri() runs
+ * before the arguments are parsed: it cuts the query off (the URI lies in
+ * the connection's own read buffer) and leaves this marker, so the request
+ * is answered 400 instead.
+ */
+static char too_many_params;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	char *qm = strchr(uri, '?');
+	size_t pairs = 1;
+
+	(void)cls, (void)conn;
+	if (!qm)
+		return NULL;
+	for (const char *p = qm + 1; *p; p++)
+		if (*p == '&')
+			pairs++;
+	if (pairs <= HTTP_PAIRS_MAX)
+		return NULL;
+	/*
+	 * libmicrohttpd has already found the '?' and will parse from the byte
+	 * after it: empty both (older versions look for the '?' afterwards).
+	 */
+	qm[1] = '\0';
+	qm[0] = '\0';
+	return &too_many_params;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version,
 				  const char *upload_data, size_t *upload_data_size,
@@ -486,11 +519,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct http_req *q = *con_cls;
 
 	(void)version;
-	if (!q) {
+	if (!q || q == (void *)&too_many_params) {
+		bool flood = q != NULL;
 		int64_t cl;
 
 		q = req_new(s, conn, url, method);
 		*con_cls = q;
+		if (flood && !q->pending) {
+			q->pending = 400;
+			q->pending_msg = "too many query parameters (at most " HTTP_PAIRS_MAX_STR ")";
+		}
 		cl = content_length(conn);
 		if (q->pending && cl > (int64_t)DISCARD_MIN) {
 			render_error(s, q, q->pending, q->pending_msg);
@@ -575,8 +613,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct http_req *q = *con_cls;
 
 	(void)conn;
-	if (!q)
+	if (!q || q == (void *)&too_many_params) {
+		*con_cls = NULL;
 		return;
+	}
 	*con_cls = NULL;
 	if (log_enabled(LOG_INFO))
 		access_log(q, toe);
@@ -848,15 +888,13 @@ enum err http_server_start(struct http_server *s, struct ctx *c)
 	timeout = (unsigned)cfg->connection_timeout;
 	/*
 	 * The pool holds the request line and headers (in the read buffer, plus
-	 * libmicrohttpd's bookkeeping per header) and the response headers.
-	 * Headers over header_max get 431 from on_request().  libmicrohttpd
-	 * keeps a record of about 48 bytes per header and per query argument,
-	 * so a request line of header_max bytes made of "a=&" pieces needs
-	 * about 16 times its size in records: the pool allows for that, so
-	 * every request within header_max is parsed and answered.  The pool is
-	 * mapped lazily; untouched pages cost nothing.
+	 * libmicrohttpd's record of about 56 bytes per header and per query
+	 * argument, at most HTTP_PAIRS_MAX of them, see on_uri()) and the
+	 * response headers.  Headers over header_max get 431 from on_request().
+	 * libmicrohttpd clears the whole pool between requests of a keep-alive
+	 * connection, so its size is a cost on every request: keep it tight.
 	 */
-	mem = (size_t)cfg->header_max * 17 + 65536;
+	mem = (size_t)cfg->header_max * 2 + HTTP_PAIRS_MAX * 56 + 8192;
 	if (workers > 1)
 		opts[nopt++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, workers, NULL};
 	opts[nopt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
@@ -882,6 +920,7 @@ enum err http_server_start(struct http_server *s, struct ctx *c)
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
 		MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
 		MHD_OPTION_CONNECTION_LIMIT, max_conn,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
