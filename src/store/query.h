@@ -16,6 +16,19 @@
  *    cursor holds the last row's key values and rid, and a snapshot rid
  *    bound (resources created after the first page are not added to later
  *    pages, so pages never shift).
+ *  - Sorting: ascending by a parameter uses the lowest of the resource's
+ *    values (dates: the earliest start), descending the highest (dates:
+ *    the latest end); resources without a value come last either way.
+ *    The final tie-breaker is rid, ascending, or descending when the last
+ *    sort key is descending.  No sort keys: rid ascending.  A resource
+ *    whose key values change between pages moves (it may then be seen
+ *    twice or not at all); updates that keep them keep its place.
+ *  - Text sort keys longer than 255 bytes are cut at a UTF-8 boundary (so
+ *    that they fit the cursor); sorting and paging both use the cut value,
+ *    so values that agree on their first ~255 bytes are ordered by rid.
+ *  - "ne" on dates, numbers and quantities is per row: some value of the
+ *    resource is not equal (unlike token :not, which needs every value to
+ *    differ and also matches resources without one).
  * All strings are borrowed from the caller for the duration of the call.
  */
 #ifndef VERANDA_STORE_QUERY_H
@@ -60,17 +73,24 @@ enum store_mod {
  *  TOKEN:     system (NULL: any system; "": no system) and code (NULL: any code).
  *             :text — a = normalized text prefix.
  *  STRING:    a = normalized value: prefix match (default), exact (:exact
- *             compares b with the raw value), contains (:contains).
+ *             compares b with the raw value), contains (:contains).  With
+ *             :exact, a may also carry the normalized value: the backend
+ *             then narrows by the normalized index first (a is optional).
  *  DATE:      lo..hi inclusive range of the search value, compared with the
  *             row's range by cmp as FHIR defines (eq: row within value; ne;
  *             lt/gt/le/ge: row range intersects the open/closed half-line;
  *             sa: row starts after value ends; eb: row ends before value
- *             starts; ap: within 10% of the gap to now, see search.c).
+ *             starts; ap: the row overlaps the value widened on each side
+ *             by a tenth of the gap between the value and now, at least a
+ *             day).
  *  REFERENCE: a = target type (NULL: any), b = target id, or c = full URL
  *             when b is NULL.
  *  QUANTITY:  num with nlo..nhi (precision range), cmp; a = system (NULL any),
  *             b = code/unit (NULL any).
- *  NUMBER:    num with nlo..nhi, cmp.
+ *  NUMBER:    num with nlo..nhi, cmp.  NUMBER and QUANTITY compare the row's
+ *             value (not its own precision range): eq nlo <= value < nhi;
+ *             lt/le/gt/ge/sa/eb against num; ap within 10% of num or
+ *             within nlo..nhi, whichever is wider.
  *  URI:       a = uri (exact, or :below / :above).
  */
 struct store_match {
@@ -87,9 +107,10 @@ struct store_cond {
 	const struct store_match *m;
 	size_t nm;
 	/*
-	 * Special columns instead of index rows: "_id" (matches a->id values, a
-	 * = id), "_lastUpdated" (DATE on resource.last_updated).
-	 * These are recognised by param name.
+	 * Special columns instead of index rows: "_id" (TOKEN, b = the id;
+	 * with no modifier, :not or :missing it tests the resource's id) and
+	 * "_lastUpdated" (DATE on the resource's last_updated).  These are
+	 * recognised by param name.
 	 */
 
 	/*
@@ -157,12 +178,16 @@ struct store_query {
 	 * it, nearest first; the caller reverses them.  *more then says whether
 	 * rows exist before those.
 	 */
-	bool backward;
+	bool backward;                   /* needs cursor.set */
 	enum store_total total;
 	int64_t since;                   /* $everything _since: last_updated >= since (0: none) */
 };
 
-/* One match: the resource with its current stored bytes and its keyset position. */
+/*
+ * One match: the resource with its current stored bytes and its keyset
+ * position.  Valid during the callback only (the resource is reused).
+ * Hits of store_include() and store_revinclude() have pos.set = false.
+ */
 struct store_hit {
 	const struct store_resource *res;
 	int64_t rid;
@@ -174,7 +199,11 @@ typedef int (*store_hit_fn)(void *arg, const struct store_hit *hit);
  * Run a search: calls fn for each hit of the page in order (at most
  * q->limit), sets *more when another page exists and *total when
  * q->total asks for it (-1 otherwise).  ERR_INVALID for a query the backend
- * cannot express (message says why), ERR_IO / ERR_BUSY from storage.
+ * cannot express (message says why; "search too complex" past the size
+ * caps), ERR_IO / ERR_BUSY from storage.  limit 0 calls fn for nothing
+ * (*more says whether anything matches).  A non-zero return of fn stops
+ * the walk and is returned.  fn may read (store_get) but not write or
+ * search again (ERR_INVALID).  more and total may be NULL.
  */
 enum err store_search(struct store *s, const struct store_query *q, store_hit_fn fn,
 		      void *arg, bool *more, int64_t *total, struct ctx *c);
@@ -191,15 +220,17 @@ enum err store_search_explain(struct store *s, const struct store_query *q, stru
  * Targets of reference parameter 'param' (NULL: every reference
  * parameter) of the resources 'rids' (for _include): calls fn with each
  * distinct current, not deleted target resource of type 'target_type'
- * (NULL: any).
+ * (NULL: any), in rid order.  src_type (NULL: any) restricts the rows
+ * followed to those of resources of that type.
  */
 enum err store_include(struct store *s, const int64_t *rids, size_t n, const char *src_type,
 		       const char *param, const char *target_type, store_hit_fn fn, void *arg,
 		       struct ctx *c);
 
 /*
- * Resources of 'src_type' whose reference parameter 'param' points at one
- * of the resources (type 'target_type', ids 'ids') (for _revinclude).
+ * Resources of 'src_type' whose reference parameter 'param' (NULL: any)
+ * points at one of the resources (type 'target_type', ids 'ids') (for
+ * _revinclude): at most 'limit' of them, in rid order, each once.
  */
 enum err store_revinclude(struct store *s, const char *target_type, const char *const *ids,
 			  size_t n, const char *src_type, const char *param, int64_t limit,

@@ -21,23 +21,35 @@
  * checks before it writes, and if it fails after writing started the
  * transaction is marked broken (see sqlite_put()).
  *
+ * Writers inside the process queue on the store's write lock (a mutex and
+ * condition variable, see write_lock()) taken before BEGIN IMMEDIATE and
+ * released when the transaction ends, so they never meet SQLite's busy
+ * handler, whose sleeping back-off made write latency jump to seconds
+ * under concurrency.  The busy timeout still applies to other processes
+ * and bounds the wait for the write lock.
+ *
+ * Search statements are built per query in sqlite_search.c, which reaches
+ * connections through sqlite_int.h.
+ *
  * Errors: SQLITE_BUSY/LOCKED -> ERR_BUSY, constraint -> ERR_CONFLICT,
  * SQLITE_TOOBIG -> ERR_TOOBIG, everything else -> ERR_IO.  I/O-class
  * failures (SQLITE_IOERR*, SQLITE_FULL, SQLITE_CORRUPT, SQLITE_NOTADB) also
  * set the store's sticky failure state (store_mark_failed()): after them
  * nothing that SQLite later reports as success is trusted.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/embedded.h"
 #include "core/mem.h"
 #include "core/str.h"
-#include "store/store_int.h"
+#include "store/sqlite_int.h"
 
 #define MIGRATION_DIR "src/store/schema/sqlite/"
 
@@ -211,6 +223,10 @@ struct sq_store {
 	pthread_key_t key;      /* the calling thread's struct conn */
 	pthread_mutex_t mu;     /* guards 'conns' */
 	struct conn *conns;     /* every open connection */
+	/* The write lock: 'writer' is set while a connection holds it. */
+	pthread_mutex_t wmu;
+	pthread_cond_t wcv;
+	bool writer;
 };
 
 struct conn {
@@ -228,7 +244,9 @@ struct conn {
 	int broken_depth;
 	char broken_why[448];
 	char fail_msg[448];     /* the last message fail() made */
-	int walking;            /* inside a history callback */
+	int walking;            /* inside a history or search callback */
+	bool write_locked;      /* this connection holds the store's write lock */
+	struct sq_search *search; /* search statements (sqlite_search.c) */
 	int err_rc;             /* the last failure noted on this connection */
 	char err_msg[256];      /* ... and SQLite's message for it */
 	sqlite3_stmt *stmt[ST_COUNT];
@@ -304,16 +322,12 @@ static enum err fail(struct conn *cn, int rc, struct ctx *c, const char *fmt, ..
 /* ---- statements ---- */
 
 /*
- * One use of a cached statement: q_start() prepares (once per connection)
- * and the q_* binders keep the first failure in q->rc, so a sequence of
- * binds and a step is checked once.  q_end() resets the statement; every
- * q_start() must be paired with a q_end().
+ * One use of a cached statement (struct q, sqlite_int.h): q_start()
+ * prepares (once per connection) and the q_* binders keep the first
+ * failure in q->rc, so a sequence of binds and a step is checked once.
+ * q_end() resets the statement; every q_start() must be paired with a
+ * q_end().
  */
-struct q {
-	struct conn *cn;
-	sqlite3_stmt *st;
-	int rc;
-};
 
 /* Start a use of statement 'id', preparing it on the connection's first use. */
 static struct q q_start(struct conn *cn, enum stmt_id id)
@@ -481,15 +495,75 @@ static void undo(struct conn *cn, enum stmt_id id)
 
 /* ---- connections ---- */
 
-/* Finalize the statements and close the connection (not unlinked here). */
+static void write_unlock(struct conn *cn);
+
+/*
+ * Finalize the statements and close the connection (not unlinked here).
+ * A write lock it still holds (a thread that ended inside a transaction)
+ * is released.
+ */
 static void conn_free(struct conn *cn)
 {
 	if (!cn)
 		return;
+	sq_search_free(cn->search);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(cn->stmt[i]);
 	sqlite3_close_v2(cn->db);   /* rolls back an open transaction */
+	write_unlock(cn);
 	free(cn);
+}
+
+/* ---- the in-process write lock ---- */
+
+/*
+ * Take the store's write lock for 'cn', waiting at most the busy timeout
+ * (ERR_BUSY "database is busy" after it).  Not owner-bound: write_unlock()
+ * may run on any thread (conn_free() at close).  A connection that holds
+ * it already gets ERR_OK at once.
+ */
+static enum err write_lock(struct conn *cn, struct ctx *c)
+{
+	struct sq_store *st = cn->st;
+	struct timespec until;
+	enum err e = ERR_OK;
+	int rc = 0;
+
+	if (cn->write_locked)
+		return ERR_OK;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += st->busy_ms / 1000;
+	until.tv_nsec += (long)(st->busy_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&st->wmu);
+	while (st->writer && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&st->wcv, &st->wmu, &until);
+	if (st->writer) {
+		e = ctx_errorf(c, ERR_BUSY, "database is busy: another write did not finish in %d ms",
+			       st->busy_ms);
+	} else {
+		st->writer = true;
+		cn->write_locked = true;
+	}
+	pthread_mutex_unlock(&st->wmu);
+	return e;
+}
+
+/* Release the write lock if 'cn' holds it, waking one waiting writer. */
+static void write_unlock(struct conn *cn)
+{
+	struct sq_store *st = cn->st;
+
+	if (!cn->write_locked)
+		return;
+	pthread_mutex_lock(&st->wmu);
+	st->writer = false;
+	cn->write_locked = false;
+	pthread_cond_signal(&st->wcv);
+	pthread_mutex_unlock(&st->wmu);
 }
 
 /* Remove 'cn' from the store's list of connections. */
@@ -665,9 +739,14 @@ static enum err tx_writable(struct conn *cn, struct ctx *c)
 	return ERR_OK;
 }
 
-/* Start (begin) or finish (commit, rollback) a transaction's bookkeeping. */
+/*
+ * Start (begin) or finish (commit, rollback) a transaction's bookkeeping;
+ * finishing releases the write lock.
+ */
 static void tx_reset(struct conn *cn, bool in_tx)
 {
+	if (!in_tx)
+		write_unlock(cn);
 	cn->in_tx = in_tx;
 	cn->nsp = 0;
 	cn->broken = false;
@@ -693,7 +772,18 @@ static enum err sqlite_open(struct store *s, const char *target, int busy_ms, st
 	st->path = xstrdup(target);
 	st->busy_ms = busy_ms;
 	pthread_mutex_init(&st->mu, NULL);
+	pthread_mutex_init(&st->wmu, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&st->wcv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	if (pthread_key_create(&st->key, conn_thread_exit) != 0) {
+		pthread_cond_destroy(&st->wcv);
+		pthread_mutex_destroy(&st->wmu);
 		pthread_mutex_destroy(&st->mu);
 		free(st->path);
 		free(st);
@@ -730,6 +820,8 @@ static void sqlite_close(struct store *s)
 		next = cn->next;
 		conn_free(cn);
 	}
+	pthread_cond_destroy(&st->wcv);
+	pthread_mutex_destroy(&st->wmu);
 	pthread_mutex_destroy(&st->mu);
 	free(st->path);
 	free(st);
@@ -820,6 +912,9 @@ static enum err apply_migration(struct conn *cn, int n, struct ctx *c)
 	e = find_migration(n, &f, c);
 	if (e)
 		goto out;
+	e = write_lock(cn, c);
+	if (e)
+		goto out;
 	rc = run(cn, ST_BEGIN);
 	if (rc != SQLITE_OK) {
 		e = fail(cn, rc, c, "cannot start schema migration %04d", n);
@@ -860,6 +955,7 @@ static enum err apply_migration(struct conn *cn, int n, struct ctx *c)
 out:
 	if (open)
 		undo(cn, ST_ROLLBACK);
+	write_unlock(cn);
 	sqlite3_free(errmsg);
 	return e;
 }
@@ -947,10 +1043,15 @@ static enum err sqlite_begin(struct store *s, struct ctx *c)
 	if (cn->in_tx)
 		return ctx_errorf(c, ERR_INVALID, "a transaction is already open on this thread");
 	if (cn->walking)
-		return ctx_errorf(c, ERR_INVALID, "cannot write from inside a history walk");
+		return ctx_errorf(c, ERR_INVALID, "cannot write from inside a history or search walk");
+	e = write_lock(cn, c);
+	if (e)
+		return e;
 	rc = run(cn, ST_BEGIN);
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK) {
+		write_unlock(cn);
 		return fail(cn, rc, c, "cannot begin a transaction");
+	}
 	tx_reset(cn, true);
 	return ERR_OK;
 }
@@ -1287,15 +1388,20 @@ static enum err sqlite_put(struct store *s, const struct store_put *p, struct ct
 	if (e)
 		return e;
 	if (cn->walking)
-		return ctx_errorf(c, ERR_INVALID, "cannot write from inside a history walk");
+		return ctx_errorf(c, ERR_INVALID, "cannot write from inside a history or search walk");
 	e = tx_writable(cn, c);
 	if (e)
 		return e;
 	own = !cn->in_tx;
 	if (own) {
+		e = write_lock(cn, c);
+		if (e)
+			return e;
 		rc = run(cn, ST_BEGIN);
-		if (rc != SQLITE_OK)
+		if (rc != SQLITE_OK) {
+			write_unlock(cn);
 			return fail(cn, rc, c, "cannot write '%s/%s'", p->type, p->id);
+		}
 	}
 
 	rc = lookup(cn, p->type, p->id, &rid, &cur, &deleted);
@@ -1319,11 +1425,15 @@ static enum err sqlite_put(struct store *s, const struct store_put *p, struct ct
 		e = fail(cn, rc, c, "cannot write '%s/%s'", p->type, p->id);
 		goto out;
 	}
-	if (own)
-		return commit_tx(cn, c);   /* rolls back itself on failure */
+	if (own) {
+		e = commit_tx(cn, c);      /* rolls back itself on failure */
+		write_unlock(cn);
+		return e;
+	}
 out:
 	if (own) {
 		undo(cn, ST_ROLLBACK);
+		write_unlock(cn);
 	} else if (e && wrote) {
 		cn->broken = true;
 		cn->broken_depth = cn->nsp;
@@ -1553,6 +1663,93 @@ static enum err sqlite_last_seq(struct store *s, int64_t *seq, struct ctx *c)
 	return rc == SQLITE_OK ? ERR_OK : fail(cn, rc, c, "cannot read the write sequence");
 }
 
+/* ---- shared with sqlite_search.c (sqlite_int.h) ---- */
+
+enum err sq_conn_get(struct store *s, struct conn **out, struct ctx *c)
+{
+	return conn_get(s, out, c);
+}
+
+sqlite3 *sq_conn_db(struct conn *cn)
+{
+	return cn->db;
+}
+
+int sq_conn_walk(struct conn *cn, int delta)
+{
+	int before = cn->walking;
+
+	cn->walking += delta;
+	return before;
+}
+
+struct sq_search **sq_conn_search(struct conn *cn)
+{
+	return &cn->search;
+}
+
+void sq_note_error(struct conn *cn, int rc)
+{
+	note_error(cn, rc);
+}
+
+enum err sq_fail(struct conn *cn, int rc, struct ctx *c, const char *what)
+{
+	return fail(cn, rc, c, "%s", what);
+}
+
+void sq_bind_text(struct q *q, int i, const char *s)
+{
+	q_text(q, i, s);
+}
+
+void sq_bind_int(struct q *q, int i, int64_t v)
+{
+	q_int(q, i, v);
+}
+
+void sq_bind_real(struct q *q, int i, double v)
+{
+	q_real(q, i, v);
+}
+
+int sq_step(struct q *q)
+{
+	return q_step(q);
+}
+
+void sq_end(struct q *q)
+{
+	q_end(q);
+}
+
+enum err sq_read_row(sqlite3_stmt *st, struct store_resource *r, struct ctx *c)
+{
+	return read_row(st, r, c);
+}
+
+/* A deferred BEGIN unless the caller's transaction is open. */
+enum err sq_read_begin(struct conn *cn, bool *began, struct ctx *c)
+{
+	int rc;
+
+	*began = false;
+	if (cn->in_tx)
+		return ERR_OK;
+	rc = run(cn, ST_BEGIN_READ);
+	if (rc != SQLITE_OK)
+		return fail(cn, rc, c, "cannot start a read transaction");
+	*began = true;
+	return ERR_OK;
+}
+
+/* A read transaction has nothing to keep: roll it back. */
+void sq_read_end(struct conn *cn, bool began)
+{
+	if (began)
+		undo(cn, ST_ROLLBACK);
+}
+
 const struct store_ops store_sqlite_ops = {
 	.name = "sqlite",
 	.open = sqlite_open,
@@ -1572,4 +1769,8 @@ const struct store_ops store_sqlite_ops = {
 	.history = sqlite_history,
 	.count = sqlite_count,
 	.last_seq = sqlite_last_seq,
+	.search = sqlite_search,
+	.search_explain = sqlite_search_explain,
+	.include = sqlite_include,
+	.revinclude = sqlite_revinclude,
 };

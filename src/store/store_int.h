@@ -18,13 +18,14 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "store/query.h"
 #include "store/store.h"
 
 /*
  * Schema version of this build.  Every backend ships migrations numbered
  * 1..STORE_SCHEMA_VERSION (src/store/schema/<backend>/NNNN_name.sql).
  */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* Largest stored resource a read will return (ERR_TOOBIG beyond). */
 #define STORE_JSON_MAX ((size_t)512 << 20)
@@ -61,6 +62,16 @@ struct store_ops {
 			    struct ctx *c);
 	enum err (*count)(struct store *s, const char *type, int64_t *n, struct ctx *c);
 	enum err (*last_seq)(struct store *s, int64_t *seq, struct ctx *c);
+	enum err (*search)(struct store *s, const struct store_query *q, store_hit_fn fn,
+			   void *arg, bool *more, int64_t *total, struct ctx *c);
+	enum err (*search_explain)(struct store *s, const struct store_query *q,
+				   struct buf *out, struct buf *sql, struct ctx *c);
+	enum err (*include)(struct store *s, const int64_t *rids, size_t n, const char *src_type,
+			    const char *param, const char *target_type, store_hit_fn fn,
+			    void *arg, struct ctx *c);
+	enum err (*revinclude)(struct store *s, const char *target_type, const char *const *ids,
+			       size_t n, const char *src_type, const char *param, int64_t limit,
+			       store_hit_fn fn, void *arg, struct ctx *c);
 };
 
 extern const struct store_ops store_sqlite_ops;

@@ -1,0 +1,98 @@
+/*
+ * sqlite_int.h - inside the SQLite backend only: what sqlite.c (connections,
+ * cached fixed statements, transactions, writes) shares with
+ * sqlite_search.c (search statements built per query).
+ *
+ * A struct conn is one thread's connection; it stays opaque here and is
+ * reached through the sq_conn_*() accessors.  Every function below must be
+ * called on the thread that owns the connection.
+ *
+ * Statements: a struct q is one use of a prepared statement.  The sq_bind_*
+ * helpers keep the first failure in q->rc, sq_step() runs the store's fault
+ * hook before SQLite (so injected failures reach search statements too) and
+ * sq_end() resets the statement and drops its bindings.
+ */
+#ifndef VERANDA_STORE_SQLITE_INT_H
+#define VERANDA_STORE_SQLITE_INT_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/query.h"
+#include "store/store_int.h"
+
+struct conn;
+struct sq_search;
+
+/* One use of a prepared statement (see the file comment). */
+struct q {
+	struct conn *cn;
+	sqlite3_stmt *st;
+	int rc;
+};
+
+/*
+ * The calling thread's connection, opened on first use; the store keeps
+ * ownership.  ERR_IO when a new connection cannot be opened.
+ */
+enum err sq_conn_get(struct store *s, struct conn **out, struct ctx *c);
+sqlite3 *sq_conn_db(struct conn *cn);
+/*
+ * Enter (+1) or leave (-1) a callback walk (history, search, include):
+ * writes and nested walks are refused while one is running.  Returns the
+ * depth before the change.
+ */
+int sq_conn_walk(struct conn *cn, int delta);
+/* The connection's search state slot (sqlite_search.c owns what it holds). */
+struct sq_search **sq_conn_search(struct conn *cn);
+
+/* Remember SQLite's message for failure 'rc' before a reset replaces it. */
+void sq_note_error(struct conn *cn, int rc);
+/*
+ * Turn failure 'rc' into an enum err with "WHAT: reason" on 'c' (ERR_BUSY,
+ * ERR_CONFLICT, ERR_TOOBIG or ERR_IO; a storage failure also sets the
+ * store's sticky state).
+ */
+enum err sq_fail(struct conn *cn, int rc, struct ctx *c, const char *what);
+
+void sq_bind_text(struct q *q, int i, const char *s);   /* NULL binds NULL */
+void sq_bind_int(struct q *q, int i, int64_t v);
+void sq_bind_real(struct q *q, int i, double v);
+/* SQLITE_ROW, SQLITE_DONE or a failure (noted on the connection, kept in q->rc). */
+int sq_step(struct q *q);
+void sq_end(struct q *q);
+
+/*
+ * Copy a row whose first seven columns are type, id, version,
+ * last_updated, deleted, seq, json into 'r' (its json buffer is reused).
+ * ERR_TOOBIG past STORE_JSON_MAX.
+ */
+enum err sq_read_row(sqlite3_stmt *st, struct store_resource *r, struct ctx *c);
+
+/*
+ * A read transaction around several statements that must agree (a count
+ * and its page): *began says whether one was started (not inside the
+ * caller's transaction); sq_read_end() finishes it.
+ */
+enum err sq_read_begin(struct conn *cn, bool *began, struct ctx *c);
+void sq_read_end(struct conn *cn, bool began);
+
+/* ---- sqlite_search.c ---- */
+
+/* Free a connection's search state (cached statements); NULL is fine. */
+void sq_search_free(struct sq_search *ss);
+
+/* store_ops entries: the contracts of store_search() etc. in query.h. */
+enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_fn fn, void *arg,
+		       bool *more, int64_t *total, struct ctx *c);
+enum err sqlite_search_explain(struct store *s, const struct store_query *q, struct buf *out,
+			       struct buf *sql, struct ctx *c);
+enum err sqlite_include(struct store *s, const int64_t *rids, size_t n, const char *src_type,
+			const char *param, const char *target_type, store_hit_fn fn, void *arg,
+			struct ctx *c);
+enum err sqlite_revinclude(struct store *s, const char *target_type, const char *const *ids,
+			   size_t n, const char *src_type, const char *param, int64_t limit,
+			   store_hit_fn fn, void *arg, struct ctx *c);
+
+#endif
