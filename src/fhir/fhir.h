@@ -127,6 +127,19 @@ struct fhir_search_req {
 enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf *out,
 		     struct ctx *c);
 
+/*
+ * POST [base]: a Bundle of type "batch" or "transaction" (body[0..len)).
+ * Writes the batch-response / transaction-response Bundle to 'out'.
+ * A transaction is all or nothing: on any entry's failure nothing is
+ * kept and the error (naming the entry) is returned.  'representation':
+ * include the written resources in the response entries.
+ */
+enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool representation,
+		     struct buf *out, struct ctx *c);
+
+/* The HTTP status for an error code (the FHIR edge's mapping). */
+int fhir_status_of(enum err e);
+
 /* The CapabilityStatement (JSON bytes, built once). */
 const struct buf *fhir_capability(const struct fhir *f);
 

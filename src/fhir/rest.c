@@ -19,27 +19,6 @@
 #define FHIR_JSON "application/fhir+json; charset=utf-8"
 #define PAGE_BUF_MAX ((size_t)256 << 20)
 
-static int status_of(enum err e)
-{
-	switch (e) {
-	case ERR_OK: return 200;
-	case ERR_INVALID: return 400;
-	case ERR_UNAUTHORIZED: return 401;
-	case ERR_FORBIDDEN: return 403;
-	case ERR_NOTFOUND: return 404;
-	case ERR_CONFLICT: return 409;
-	case ERR_GONE: return 410;
-	case ERR_PRECONDITION: return 412;
-	case ERR_TOOBIG: return 413;
-	case ERR_UNPROCESSABLE: return 422;
-	case ERR_BUSY: return 503;
-	case ERR_UNSUPPORTED: return 400;
-	case ERR_IO:
-	case ERR_NOMEM: return 500;
-	}
-	return 500;
-}
-
 static const char *issue_for_status(int status)
 {
 	switch (status) {
@@ -74,7 +53,7 @@ static void send_outcome(struct http_req *q, int status, const char *msg, const 
 
 static void send_error(struct http_req *q, const struct ctx *c)
 {
-	send_outcome(q, status_of(c->code), c->msg[0] ? c->msg : err_str(c->code), c->expr);
+	send_outcome(q, fhir_status_of(c->code), c->msg[0] ? c->msg : err_str(c->code), c->expr);
 }
 
 /* The HTTP layer's own errors (no route, 405, 413, ...) under /fhir. */
@@ -492,6 +471,25 @@ static void handle_everything(struct http_req *q, void *arg)
 	run_search(q, arg, NULL, http_req_param(q, "id"), true, false);
 }
 
+static void handle_bundle(struct http_req *q, void *arg)
+{
+	struct fhir *f = arg;
+	const struct buf *body = http_req_body(q);
+	struct buf out = BUF_INIT(PAGE_BUF_MAX);
+	struct ctx c = CTX_INIT;
+
+	if (!accept_ok(q) || !content_type_ok(q))
+		goto out;
+	if (fhir_bundle(f, body->data, body->len, get_prefer(q) == PREFER_REPRESENTATION &&
+			http_req_header(q, "Prefer") != NULL, &out, &c)) {
+		send_error(q, &c);
+		goto out;
+	}
+	http_resp_buf(q, 200, FHIR_JSON, &out);
+out:
+	buf_release(&out);
+}
+
 static void handle_metadata(struct http_req *q, void *arg)
 {
 	struct fhir *f = arg;
@@ -507,6 +505,7 @@ void fhir_rest_register(struct fhir *f, struct http_router *r)
 {
 	http_router_on_error(r, "/fhir", render_http_error);
 	http_route(r, HTTP_GET, "/fhir/metadata", HTTP_BODY_NONE, handle_metadata, f);
+	http_route(r, HTTP_POST, "/fhir", HTTP_BODY_FHIR, handle_bundle, f);
 	http_route(r, HTTP_GET, "/fhir/_history", HTTP_BODY_NONE, handle_history, f);
 	http_route(r, HTTP_POST, "/fhir/{type}", HTTP_BODY_FHIR, handle_create, f);
 	http_route(r, HTTP_GET, "/fhir/{type}", HTTP_BODY_NONE, handle_search, f);

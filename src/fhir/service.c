@@ -263,6 +263,26 @@ out:
 	return e;
 }
 
+enum err fhir_write_json(struct fhir *f, const char *type, const char *id, json_t *res,
+			int64_t if_match, struct fhir_result *out, struct ctx *c)
+{
+	char gen[37], idcopy[72];
+	enum err e;
+
+	if ((e = check_writable(type, c)))
+		return e;
+	if (id && !fhir_id_valid(id))
+		return ctx_errorx(c, ERR_INVALID, "id", "'%s' is not a valid resource id (1-64 of A-Z a-z 0-9 - .)", id);
+	if ((e = fhir_validate(type, id, res, c)))
+		return e;
+	if (!id) {
+		rand_uuid(gen);
+		return write_resource(f, type, gen, res, NULL, 0, 0, -1, out, c);
+	}
+	str_copy(idcopy, id, sizeof(idcopy));
+	return write_resource(f, type, idcopy, res, NULL, 0, -1, if_match, out, c);
+}
+
 enum err fhir_put_json(struct fhir *f, json_t *res, const char *src, size_t srclen,
 		       struct fhir_result *out, struct ctx *c)
 {

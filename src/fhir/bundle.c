@@ -1,0 +1,625 @@
+/*
+ * bundle.c - the batch and transaction interactions (POST [base] with a
+ * Bundle of type "batch" or "transaction").
+ *
+ * A transaction runs in one store transaction: all of it or nothing.  Its
+ * entries are processed in the order FHIR R4 gives (DELETE, POST, PUT,
+ * GET), after "urn:uuid:" full URLs of created resources are given server
+ * ids and every reference to them in the Bundle is rewritten.  Conditional
+ * create (request.ifNoneExist), conditional update (PUT Type?query) and
+ * conditional delete (DELETE Type?query) are resolved by searching inside
+ * the transaction.  A failing entry rolls everything back and the answer is
+ * that entry's error.  A batch runs each entry on its own and reports each
+ * entry's status.  Responses list entries in request order.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/mem.h"
+#include "core/rand.h"
+#include "core/str.h"
+#include "core/url.h"
+#include "fhir/fhir.h"
+#include "fhir/fhir_int.h"
+#include "fhir/model.h"
+#include "fhir/search_int.h"
+
+#define BUNDLE_ENTRIES_MAX 5000
+#define RESP_MAX ((size_t)256 << 20)
+
+enum method { M_GET, M_POST, M_PUT, M_DELETE, M_BAD };
+
+struct entry {
+	json_t *e;              /* the Bundle entry (borrowed) */
+	json_t *res;            /* its resource (borrowed), may be NULL */
+	enum method method;
+	const char *type;       /* from the URL */
+	const char *id;         /* from the URL, NULL for type-level */
+	int64_t vid;            /* _history/N in a GET url, 0 none */
+	const char *query;      /* after '?', NULL none */
+	const char *assigned;   /* id assigned to a POST (urn:uuid mapping or conditional match) */
+	bool exists;            /* conditional create matched an existing resource */
+	int status;             /* response status */
+	struct buf out;         /* the response entry JSON */
+};
+
+/* ---- URL of an entry: [base/]Type[/id[/_history/vid]][?query] ---- */
+
+static enum err parse_url(struct fhir *f, struct arena *a, const char *url, struct entry *en,
+			  struct ctx *c)
+{
+	const char *base = fhir_base(f);
+	size_t bl = strlen(base);
+	const char *q, *p;
+	char *path;
+
+	if (!strncmp(url, base, bl) && url[bl] == '/')
+		url += bl + 1;
+	q = strchr(url, '?');
+	path = arena_strndup(a, url, q ? (size_t)(q - url) : strlen(url));
+	en->query = q ? arena_strdup(a, q + 1) : NULL;
+	p = strchr(path, '/');
+	if (p) {
+		char *rest;
+		path[p - path] = '\0';
+		rest = path + (p - path) + 1;
+		p = strchr(rest, '/');
+		if (p) {
+			int64_t v;
+			rest[p - rest] = '\0';
+			if (strncmp(p + 1, "_history/", 9) || str_to_i64(p + 10, 1, INT64_MAX, &v))
+				return ctx_errorf(c, ERR_INVALID, "entry request url '%s' is not Type, Type/id or Type/id/_history/n", url);
+			en->vid = v;
+		}
+		en->id = rest;
+	}
+	en->type = path;
+	if (!fhir_type_find(en->type))
+		return ctx_errorf(c, ERR_NOTFOUND, "resource type '%s' is not supported by this server", en->type);
+	if (en->id && !fhir_id_valid(en->id))
+		return ctx_errorf(c, ERR_INVALID, "'%s' is not a valid resource id", en->id);
+	return ERR_OK;
+}
+
+/* Split and decode a query string into fhir_kv pairs (arena memory). */
+static enum err split_query(struct arena *a, const char *qs, struct fhir_kv **kv, size_t *n,
+			    struct ctx *c)
+{
+	size_t cap = 1, k = 0;
+
+	for (const char *p = qs; *p; p++)
+		cap += *p == '&';
+	*kv = arena_zalloc(a, cap * sizeof(**kv));
+	while (*qs) {
+		size_t len = strcspn(qs, "&");
+		const char *eq = memchr(qs, '=', len);
+		size_t nl = eq ? (size_t)(eq - qs) : len;
+		char *name = arena_alloc(a, nl + 1), *value = arena_alloc(a, len + 1);
+		long dn = url_pct_decode_mem(qs, nl, true, name);
+		long dv = eq ? url_pct_decode_mem(eq + 1, len - nl - 1, true, value) : 0;
+
+		if (dn < 0 || dv < 0)
+			return ctx_errorf(c, ERR_INVALID, "malformed query in an entry url");
+		name[dn] = '\0';
+		value[dv] = '\0';
+		if (dn) {
+			(*kv)[k].name = name;
+			(*kv)[k].value = value;
+			k++;
+		}
+		qs += len;
+		if (*qs == '&')
+			qs++;
+	}
+	*n = k;
+	return ERR_OK;
+}
+
+struct found {
+	char ids[2][72];
+	int64_t versions[2];
+	int n;
+};
+
+static int found_hit(void *arg, const struct store_hit *h)
+{
+	struct found *fd = arg;
+
+	if (fd->n < 2) {
+		str_copy(fd->ids[fd->n], h->res->id, sizeof(fd->ids[0]));
+		fd->versions[fd->n] = h->res->version;
+	}
+	fd->n++;
+	return 0;
+}
+
+/* Resources of 'type' matching the search 'qs' (at most two are reported). */
+static enum err find_matches(struct fhir *f, struct arena *a, const char *type, const char *qs,
+			     struct found *fd, struct ctx *c)
+{
+	struct fhir_search_req sr;
+	struct search_parsed p;
+	struct fhir_kv *kv;
+	size_t n;
+	bool more = false;
+	int64_t total = -1;
+	enum err e;
+
+	memset(fd, 0, sizeof(*fd));
+	if ((e = split_query(a, qs, &kv, &n, c)))
+		return e;
+	if (n == 0)
+		return ctx_errorf(c, ERR_INVALID, "a conditional request needs search parameters");
+	memset(&sr, 0, sizeof(sr));
+	sr.type = type;
+	sr.params = kv;
+	sr.nparams = n;
+	sr.strict = true; /* an ignored parameter would widen the match */
+	search_parsed_init(&p);
+	if (!(e = fhir_search_parse(f, a, &sr, &p, c))) {
+		p.q.limit = 2;
+		p.q.total = STORE_TOTAL_NONE;
+		e = store_search(f->store, &p.q, found_hit, fd, &more, &total, c);
+	}
+	search_parsed_release(&p);
+	return e;
+}
+
+/* ---- references ---- */
+
+/* Replace every "reference" that is a key of 'map' by its value. */
+static void rewrite_refs(json_t *v, json_t *map)
+{
+	const char *key;
+	json_t *val;
+	size_t i;
+
+	if (json_is_object(v)) {
+		json_object_foreach(v, key, val) {
+			if (!strcmp(key, "reference") && json_is_string(val)) {
+				json_t *to = json_object_get(map, json_string_value(val));
+				if (to)
+					json_string_set(val, json_string_value(to));
+			} else {
+				rewrite_refs(val, map);
+			}
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, val)
+			rewrite_refs(val, map);
+	}
+}
+
+/* ---- one entry ---- */
+
+static const char *reason(int status)
+{
+	switch (status) {
+	case 200: return "200 OK";
+	case 201: return "201 Created";
+	case 204: return "204 No Content";
+	case 304: return "304 Not Modified";
+	case 400: return "400 Bad Request";
+	case 403: return "403 Forbidden";
+	case 404: return "404 Not Found";
+	case 405: return "405 Method Not Allowed";
+	case 409: return "409 Conflict";
+	case 410: return "410 Gone";
+	case 412: return "412 Precondition Failed";
+	case 413: return "413 Payload Too Large";
+	case 422: return "422 Unprocessable Entity";
+	case 503: return "503 Service Unavailable";
+	}
+	return "500 Internal Server Error";
+}
+
+int fhir_status_of(enum err e)
+{
+	switch (e) {
+	case ERR_OK: return 200;
+	case ERR_INVALID: return 400;
+	case ERR_UNAUTHORIZED: return 401;
+	case ERR_FORBIDDEN: return 403;
+	case ERR_NOTFOUND: return 404;
+	case ERR_CONFLICT: return 409;
+	case ERR_GONE: return 410;
+	case ERR_PRECONDITION: return 412;
+	case ERR_TOOBIG: return 413;
+	case ERR_UNPROCESSABLE: return 422;
+	case ERR_BUSY: return 503;
+	case ERR_UNSUPPORTED: return 400;
+	case ERR_IO:
+	case ERR_NOMEM: return 500;
+	}
+	return 500;
+}
+
+static void respond_write(struct entry *en, const struct fhir_result *r, int status, bool repr)
+{
+	char ts[32];
+
+	en->status = status;
+	clock_format_instant(r->last_updated, ts);
+	buf_addf(&en->out, "{\"response\":{\"status\":\"%s\"", reason(status));
+	if (r->version)
+		buf_addf(&en->out, ",\"location\":\"%s/%s/_history/%lld\",\"etag\":\"W/\\\"%lld\\\"\",\"lastModified\":\"%s\"",
+			 r->type, r->id, (long long)r->version, (long long)r->version, ts);
+	buf_addch(&en->out, '}');
+	if (repr && r->json.len) {
+		buf_adds(&en->out, ",\"resource\":");
+		buf_add(&en->out, r->json.data, r->json.len);
+	}
+	buf_addch(&en->out, '}');
+}
+
+static void respond_error(struct entry *en, const struct ctx *c)
+{
+	struct buf oo = BUF_INIT(1 << 16);
+
+	en->status = fhir_status_of(c->code);
+	fhir_outcome(&oo, "error", fhir_issue_code(c->code), c->msg, c->expr);
+	buf_reset(&en->out);
+	buf_addf(&en->out, "{\"response\":{\"status\":\"%s\",\"outcome\":", reason(en->status));
+	buf_add(&en->out, oo.data, oo.len);
+	buf_adds(&en->out, "}}");
+	buf_release(&oo);
+}
+
+static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, bool repr,
+			  struct ctx *c)
+{
+	struct fhir_result r;
+	struct found fd;
+	enum err e = ERR_OK;
+	const char *im = json_string_value(json_object_get(json_object_get(en->e, "request"), "ifMatch"));
+	int64_t if_match = -1;
+
+	if (im) {
+		const char *p = im;
+		char num[24];
+		size_t k = 0;
+		if (!strncmp(p, "W/", 2))
+			p += 2;
+		if (*p == '"')
+			p++;
+		while (*p >= '0' && *p <= '9' && k + 1 < sizeof(num))
+			num[k++] = *p++;
+		num[k] = '\0';
+		if (str_to_i64(num, 1, INT64_MAX, &if_match))
+			return ctx_errorf(c, ERR_INVALID, "request.ifMatch must be a version ETag such as W/\"3\"");
+	}
+	fhir_result_init(&r);
+	switch (en->method) {
+	case M_POST:
+		if (en->exists) {
+			/* conditional create matched: report the existing resource */
+			struct store_resource sr;
+			store_resource_init(&sr);
+			e = fhir_read(f, en->type, en->assigned, 0, &sr, c);
+			if (!e) {
+				str_copy(r.type, sr.type, sizeof(r.type));
+				str_copy(r.id, sr.id, sizeof(r.id));
+				r.version = sr.version;
+				r.last_updated = sr.last_updated;
+				buf_add(&r.json, sr.json.data, sr.json.len);
+				respond_write(en, &r, 200, repr);
+			}
+			store_resource_release(&sr);
+			break;
+		}
+		if (!json_is_object(en->res)) {
+			e = ctx_errorf(c, ERR_INVALID, "a POST entry needs a resource");
+			break;
+		}
+		if (en->assigned)
+			json_object_set_new(en->res, "id", json_string(en->assigned));
+		e = en->assigned ? fhir_write_json(f, en->type, en->assigned, en->res, -1, &r, c)
+				 : fhir_write_json(f, en->type, NULL, en->res, -1, &r, c);
+		if (!e)
+			respond_write(en, &r, 201, repr);
+		break;
+	case M_PUT: {
+		const char *id = en->id;
+		if (!json_is_object(en->res)) {
+			e = ctx_errorf(c, ERR_INVALID, "a PUT entry needs a resource");
+			break;
+		}
+		if (!id && en->query) {
+			if ((e = find_matches(f, a, en->type, en->query, &fd, c)))
+				break;
+			if (fd.n > 1) {
+				e = ctx_errorf(c, ERR_PRECONDITION, "conditional update of %s?%s matches more than one resource",
+					       en->type, en->query);
+				break;
+			}
+			if (fd.n == 1) {
+				id = arena_strdup(a, fd.ids[0]);
+				json_object_set_new(en->res, "id", json_string(id));
+			}
+		}
+		if (!id && !en->query) {
+			e = ctx_errorf(c, ERR_INVALID, "a PUT entry url must name Type/id or Type?search");
+			break;
+		}
+		e = fhir_write_json(f, en->type, id, en->res, if_match, &r, c);
+		if (!e)
+			respond_write(en, &r, r.created ? 201 : 200, repr);
+		break;
+	}
+	case M_DELETE: {
+		const char *id = en->id;
+		if (!id && en->query) {
+			if ((e = find_matches(f, a, en->type, en->query, &fd, c)))
+				break;
+			if (fd.n > 1) {
+				e = ctx_errorf(c, ERR_PRECONDITION, "conditional delete of %s?%s matches more than one resource",
+					       en->type, en->query);
+				break;
+			}
+			id = fd.n ? arena_strdup(a, fd.ids[0]) : NULL;
+		}
+		if (!id && !en->query) {
+			e = ctx_errorf(c, ERR_INVALID, "a DELETE entry url must name Type/id or Type?search");
+			break;
+		}
+		if (id)
+			e = fhir_delete(f, en->type, id, if_match, &r, c);
+		if (!e) {
+			r.version = r.unchanged ? 0 : r.version;
+			respond_write(en, &r, 204, false);
+		}
+		break;
+	}
+	case M_GET:
+		if (en->id) {
+			struct store_resource sr;
+			store_resource_init(&sr);
+			e = fhir_read(f, en->type, en->id, en->vid, &sr, c);
+			if (!e) {
+				en->status = 200;
+				buf_addf(&en->out, "{\"response\":{\"status\":\"200 OK\",\"etag\":\"W/\\\"%lld\\\"\"},\"resource\":",
+					 (long long)sr.version);
+				buf_add(&en->out, sr.json.data, sr.json.len);
+				buf_addch(&en->out, '}');
+			}
+			store_resource_release(&sr);
+		} else {
+			struct fhir_search_req sq;
+			struct fhir_kv *kv = NULL;
+			size_t n = 0;
+			struct buf sb = BUF_INIT(RESP_MAX);
+
+			if (en->query && (e = split_query(a, en->query, &kv, &n, c)))
+				break;
+			memset(&sq, 0, sizeof(sq));
+			sq.type = en->type;
+			sq.params = kv;
+			sq.nparams = n;
+			e = fhir_search(f, &sq, &sb, c);
+			if (!e) {
+				en->status = 200;
+				buf_adds(&en->out, "{\"response\":{\"status\":\"200 OK\"},\"resource\":");
+				buf_add(&en->out, sb.data, sb.len);
+				buf_addch(&en->out, '}');
+			}
+			buf_release(&sb);
+		}
+		break;
+	case M_BAD:
+		e = ctx_errorf(c, ERR_INVALID, "entry request.method must be GET, POST, PUT or DELETE");
+		break;
+	}
+	fhir_result_release(&r);
+	return e;
+}
+
+/* ---- the Bundle ---- */
+
+static enum method method_of(const char *m)
+{
+	if (!m)
+		return M_BAD;
+	if (!strcmp(m, "GET") || !strcmp(m, "HEAD"))
+		return M_GET;
+	if (!strcmp(m, "POST"))
+		return M_POST;
+	if (!strcmp(m, "PUT"))
+		return M_PUT;
+	if (!strcmp(m, "DELETE"))
+		return M_DELETE;
+	return M_BAD;
+}
+
+/* Read the entries' request elements; for a transaction, stop at the first bad one. */
+static enum err read_entries(struct fhir *f, struct arena *a, json_t *entries, struct entry *ens,
+			     size_t n, bool transaction, struct ctx *c)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct entry *en = &ens[i];
+		json_t *req;
+		const char *url;
+		struct ctx ec = CTX_INIT;
+
+		en->e = json_array_get(entries, i);
+		buf_init(&en->out, RESP_MAX);
+		req = json_object_get(en->e, "request");
+		en->res = json_object_get(en->e, "resource");
+		en->method = method_of(json_string_value(json_object_get(req, "method")));
+		url = json_string_value(json_object_get(req, "url"));
+		if (!json_is_object(en->e) || !url || en->method == M_BAD) {
+			ctx_errorx(&ec, ERR_INVALID, "Bundle.entry.request",
+				   "entry %zu: request.method (GET, POST, PUT, DELETE) and request.url are required", i + 1);
+		} else if (!parse_url(f, a, url, en, &ec) && en->res && json_is_object(en->res) &&
+			   (en->method == M_POST || en->method == M_PUT)) {
+			const char *rt = json_string_value(json_object_get(en->res, "resourceType"));
+			if (!rt || strcmp(rt, en->type))
+				ctx_errorx(&ec, ERR_INVALID, "Bundle.entry.resource.resourceType",
+					   "entry %zu: the resource is not a %s as its request url says", i + 1, en->type);
+		}
+		if (ec.code) {
+			if (transaction) {
+				*c = ec;
+				return ec.code;
+			}
+			respond_error(en, &ec);
+		}
+	}
+	return ERR_OK;
+}
+
+/* request.ifNoneExist of a POST entry: note an existing match, or fail on several. */
+static enum err conditional_create(struct fhir *f, struct arena *a, struct entry *en, size_t i,
+				   struct ctx *c)
+{
+	const char *ine = json_string_value(json_object_get(json_object_get(en->e, "request"), "ifNoneExist"));
+	struct found fd;
+	enum err e;
+
+	if (!ine)
+		return ERR_OK;
+	if ((e = find_matches(f, a, en->type, ine, &fd, c)))
+		return e;
+	if (fd.n > 1)
+		return ctx_errorf(c, ERR_PRECONDITION, "entry %zu: ifNoneExist '%s' matches more than one resource",
+				  i + 1, ine);
+	if (fd.n == 1) {
+		en->assigned = arena_strdup(a, fd.ids[0]);
+		en->exists = true;
+	}
+	return ERR_OK;
+}
+
+/* Transaction pre-pass: ids for urn:uuid POSTs and conditional creates. */
+static enum err assign_ids(struct fhir *f, struct arena *a, struct entry *ens, size_t n,
+			   json_t *map, struct ctx *c)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct entry *en = &ens[i];
+		const char *full = json_string_value(json_object_get(en->e, "fullUrl"));
+		char uuid[37];
+
+		if (en->method == M_POST) {
+			enum err e = conditional_create(f, a, en, i, c);
+			if (e)
+				return e;
+			if (!en->assigned) {
+				rand_uuid(uuid);
+				en->assigned = arena_strdup(a, uuid);
+			}
+			if (full)
+				json_object_set_new(map, full, json_string(arena_printf(a, "%s/%s", en->type, en->assigned)));
+		} else if (en->method == M_PUT && en->id && full && str_starts(full, "urn:")) {
+			json_object_set_new(map, full, json_string(arena_printf(a, "%s/%s", en->type, en->id)));
+		}
+	}
+	return ERR_OK;
+}
+
+enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool representation,
+		     struct buf *out, struct ctx *c)
+{
+	static const enum method order[] = {M_DELETE, M_POST, M_PUT, M_GET};
+	struct arena a = ARENA_INIT;
+	struct entry *ens = NULL;
+	json_t *doc = NULL, *entries, *map = json_object();
+	const char *type;
+	bool transaction, began = false;
+	size_t n = 0;
+	enum err e = ERR_OK;
+
+	if ((int64_t)len > f->opts.body_max) {
+		e = ctx_errorf(c, ERR_TOOBIG, "Bundle of %zu bytes exceeds the limit of %lld", len,
+			       (long long)f->opts.body_max);
+		goto out;
+	}
+	if (!(doc = json_parse_bounded(body, len, f->opts.json_depth_max, c))) {
+		e = c->code;
+		goto out;
+	}
+	type = json_string_value(json_object_get(doc, "type"));
+	if (!json_is_object(doc) || !json_get_str(doc, "resourceType") ||
+	    strcmp(json_get_str(doc, "resourceType"), "Bundle")) {
+		e = ctx_errorx(c, ERR_INVALID, "resourceType", "POST to the base takes a Bundle of type batch or transaction");
+		goto out;
+	}
+	if (!type || (strcmp(type, "batch") && strcmp(type, "transaction"))) {
+		e = ctx_errorx(c, ERR_INVALID, "Bundle.type", "Bundle.type must be batch or transaction, not '%s'",
+			       type ? type : "");
+		goto out;
+	}
+	transaction = !strcmp(type, "transaction");
+	entries = json_object_get(doc, "entry");
+	if (entries && !json_is_array(entries)) {
+		e = ctx_errorx(c, ERR_INVALID, "Bundle.entry", "Bundle.entry must be an array");
+		goto out;
+	}
+	n = json_array_size(entries);
+	if (n > BUNDLE_ENTRIES_MAX) {
+		e = ctx_errorf(c, ERR_TOOBIG, "a Bundle may hold at most %d entries", BUNDLE_ENTRIES_MAX);
+		goto out;
+	}
+	ens = xcalloc(n ? n : 1, sizeof(*ens));
+	if ((e = read_entries(f, &a, entries, ens, n, transaction, c)))
+		goto out;
+
+	if (transaction) {
+		if ((e = store_begin(f->store, c)))
+			goto out;
+		began = true;
+		if ((e = assign_ids(f, &a, ens, n, map, c)))
+			goto out;
+		for (size_t i = 0; i < n; i++)
+			if (ens[i].res)
+				rewrite_refs(ens[i].res, map);
+		for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+			for (size_t i = 0; i < n; i++) {
+				struct ctx ec = CTX_INIT;
+				if (ens[i].method != order[k])
+					continue;
+				if (run_entry(f, &a, &ens[i], representation, &ec)) {
+					e = ctx_errorx(c, ec.code, ec.expr, "transaction failed at entry %zu (%s %s): %s", i + 1,
+						       json_string_value(json_object_get(json_object_get(ens[i].e, "request"), "method")),
+						       json_string_value(json_object_get(json_object_get(ens[i].e, "request"), "url")),
+						       ec.msg);
+					goto out;
+				}
+			}
+		}
+		if ((e = store_commit(f->store, c)))
+			goto out;
+		began = false;
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			struct ctx ec = CTX_INIT;
+			if (ens[i].status)
+				continue; /* already answered with an error */
+			if ((ens[i].method == M_POST && conditional_create(f, &a, &ens[i], i, &ec)) ||
+			    run_entry(f, &a, &ens[i], representation, &ec))
+				respond_error(&ens[i], &ec);
+		}
+	}
+
+	buf_addf(out, "{\"resourceType\":\"Bundle\",\"type\":\"%s-response\",\"entry\":[",
+		 transaction ? "transaction" : "batch");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_addch(out, ',');
+		buf_add(out, ens[i].out.data, ens[i].out.len);
+	}
+	buf_adds(out, "]}");
+	if (out->err)
+		e = ctx_errorf(c, ERR_TOOBIG, "the response Bundle is too large");
+out:
+	if (began)
+		store_rollback(f->store);
+	for (size_t i = 0; ens && i < n; i++)
+		buf_release(&ens[i].out);
+	free(ens);
+	json_decref(map);
+	json_decref(doc);
+	arena_release(&a);
+	return e;
+}
