@@ -2,6 +2,7 @@
  * capability.c - the CapabilityStatement at /fhir/metadata, generated from
  * the type table so that it states exactly what is implemented.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,9 +23,12 @@ static json_t *interactions(const char *const *codes)
 void fhir_capability_build(struct fhir *f)
 {
 	static const char *const rw[] = {"read", "vread", "update", "delete", "history-instance",
-					 "history-type", "create", NULL};
-	static const char *const ro[] = {"read", "vread", "history-instance", "history-type", NULL};
-	static const char *const sys[] = {"history-system", NULL};
+					 "history-type", "create", "search-type", NULL};
+	static const char *const ro[] = {"read", "vread", "history-instance", "history-type",
+					 "search-type", NULL};
+	static const char *const sys[] = {"transaction", "batch", "history-system", NULL};
+	static const char *const kinds[] = {"token", "string", "date", "reference", "quantity",
+					    "number", "uri"};
 	json_t *cs, *rest, *resources;
 	char date[32];
 
@@ -33,19 +37,63 @@ void fhir_capability_build(struct fhir *f)
 	resources = json_array();
 	for (const struct fhir_type *t = fhir_types; t->name; t++) {
 		bool server_only = t->flags & FHIR_TYPE_SERVER_WRITES_ONLY;
-		json_t *r = json_pack("{s:s,s:o,s:s,s:b,s:b,s:b,s:s,s:[s]}",
-				      "type", t->name,
-				      "interaction", interactions(server_only ? ro : rw),
-				      "versioning", "versioned-update",
-				      "readHistory", 1,
-				      "updateCreate", !server_only,
-				      "conditionalCreate", 0,
-				      "conditionalDelete", "not-supported",
-				      "referencePolicy", "literal");
+		json_t *params = json_array(), *incs = json_array(), *revs = json_array();
+		const struct fhir_param *own;
+		size_t n, ncommon;
+		json_t *r;
+
+		/* the common parameters, then the type's own */
+		own = fhir_params_of(NULL, &ncommon);
+		for (size_t k = 0; k < ncommon; k++)
+			json_array_append_new(params, json_pack("{s:s,s:s,s:s}", "name", own[k].code,
+								"type", kinds[own[k].kind],
+								"documentation", own[k].description ? own[k].description : ""));
+		own = fhir_params_of(t->name, &n);
+		for (size_t k = 0; k < n; k++) {
+			json_array_append_new(params, json_pack("{s:s,s:s,s:s}", "name", own[k].code,
+								"type", kinds[own[k].kind],
+								"documentation", own[k].description ? own[k].description : ""));
+			if (own[k].kind == FHIR_PARAM_REFERENCE) {
+				char inc[160];
+				snprintf(inc, sizeof(inc), "%s:%s", t->name, own[k].code);
+				json_array_append_new(incs, json_string(inc));
+			}
+		}
+		/* revinclude: every reference parameter of another type that may point here */
+		for (const struct fhir_param *p = fhir_params; p->code; p++) {
+			bool target = p->kind == FHIR_PARAM_REFERENCE && p->type;
+			if (target && p->targets) {
+				target = false;
+				for (const char *const *tt = p->targets; *tt; tt++)
+					if (!strcmp(*tt, t->name))
+						target = true;
+			}
+			if (target) {
+				char inc[160];
+				snprintf(inc, sizeof(inc), "%s:%s", p->type, p->code);
+				json_array_append_new(revs, json_string(inc));
+			}
+		}
+		json_array_append_new(incs, json_string("*"));
+		r = json_pack("{s:s,s:o,s:s,s:b,s:b,s:b,s:b,s:s,s:s,s:[s],s:o,s:o,s:o}",
+			      "type", t->name,
+			      "interaction", interactions(server_only ? ro : rw),
+			      "versioning", "versioned-update",
+			      "readHistory", 1,
+			      "updateCreate", !server_only,
+			      "conditionalCreate", !server_only,
+			      "conditionalUpdate", !server_only,
+			      "conditionalRead", "not-supported",
+			      "conditionalDelete", server_only ? "not-supported" : "single",
+			      "referencePolicy", "literal",
+			      "searchInclude", incs,
+			      "searchRevInclude", revs,
+			      "searchParam", params);
 		json_array_append_new(resources, r);
 	}
-	rest = json_pack("{s:s,s:o,s:o}", "mode", "server", "resource", resources,
-			 "interaction", interactions(sys));
+	rest = json_pack("{s:s,s:o,s:o,s:[{s:s,s:s}]}", "mode", "server", "resource", resources,
+			 "interaction", interactions(sys), "operation", "name", "everything",
+			 "definition", "http://hl7.org/fhir/OperationDefinition/Patient-everything");
 	cs = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s,s:s},s:s,s:[s,s],s:[o]}",
 		       "resourceType", "CapabilityStatement",
 		       "status", "active",

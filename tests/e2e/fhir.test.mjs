@@ -108,7 +108,18 @@ describe('capabilities', () => {
     }
     const sys = (rest.interaction || []).map((i) => i.code);
     assert.ok(sys.includes('history-system'), `system interactions: ${sys}`);
-    assert.ok(!sys.includes('transaction') && !sys.includes('batch') && !sys.includes('search-system'), `system: ${sys}`);
+    assert.ok(!sys.includes('search-system'), `system: ${sys}`);
+    for (const kind of ['transaction', 'batch']) {
+      // claimed only if it works
+      if (!sys.includes(kind)) continue;
+      const r = await fetch(`${srv.fhirBase}`, {
+        method: 'POST',
+        headers: { 'content-type': FHIR_JSON, accept: FHIR_JSON },
+        body: JSON.stringify({ resourceType: 'Bundle', type: kind, entry: [] }),
+      });
+      assert.equal(r.status, 200, `${kind} is claimed but POST [base] answers ${r.status}`);
+      assert.equal((await r.json()).type, `${kind}-response`);
+    }
   });
 
   it('metadata answers with FHIR JSON and security headers', async () => {
