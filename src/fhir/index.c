@@ -183,7 +183,15 @@ static void add_token(struct walker *w, const char *param, const char *a, const 
 
 	r.a = dup(w, a);
 	r.b = dup(w, b);
-	r.c = dup(w, c);
+	if (c && !str_ends(param, FHIR_OF_TYPE_SUFFIX)) {
+		/* the text is searched by :text, case- and accent-insensitively */
+		struct buf nb = BUF_INIT(1 << 16);
+		fhir_str_normalize(c, &nb);
+		r.c = nb.err ? dup(w, c) : arena_strndup(w->a, nb.data, nb.len);
+		buf_release(&nb);
+	} else {
+		r.c = dup(w, c); /* :of-type rows hold the identifier value, matched exactly */
+	}
 	add_row(w, &r);
 }
 
@@ -832,6 +840,9 @@ static enum err emit_quantity(struct walker *w, const json_t *v)
 		return bad(w, "value", "a quantity value must be a JSON number such as 5.4 but found %s",
 			   json_kind(value));
 	add_number(w, STORE_IX_QUANTITY, value, system, code ? code : unit);
+	/* "5.4||mmHg" matches the code or the unit (FHIR R4 quantity search) */
+	if (code && unit && strcmp(code, unit))
+		add_number(w, STORE_IX_QUANTITY, value, NULL, unit);
 	return ERR_OK;
 }
 

@@ -207,13 +207,11 @@ static enum err parse_string(struct pctx *x, enum store_mod mod, const char *alt
 	const char *raw = unescape(x->a, alt);
 	struct buf nb = BUF_INIT(MAX_VALUE_LEN * 4);
 
-	if (mod == STORE_MOD_EXACT) {
-		m->b = raw;
-		return ERR_OK;
-	}
 	fhir_str_normalize(raw, &nb);
 	m->a = arena_strndup(x->a, nb.data, nb.len);
 	buf_release(&nb);
+	if (mod == STORE_MOD_EXACT)
+		m->b = raw; /* a narrows through the normalized index, b decides */
 	return ERR_OK;
 }
 

@@ -228,7 +228,7 @@ static enum err run_includes(struct fhir *f, const struct search_parsed *p, cons
 						  inc->target_type, collect_hit, incs, c);
 			else if (n && inc->reverse)
 				e = store_revinclude(f->store, type, ids, n,
-						     inc->src_type, inc->param, INCLUDE_MAX, collect_hit,
+						     inc->src_type, inc->param, INCLUDE_MAX + 1, collect_hit,
 						     incs, c);
 			free(rids);
 			free(ids);

@@ -157,15 +157,15 @@ static void test_observation(void **state)
 	EXPECT(f, 1, STORE_IX_URI, "_profile", "http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab", NULL, NULL);
 	assert_null(find(f, STORE_IX_DATE, "_lastUpdated"));
 	/* tokens: each coding once (duplicates dropped), text as its own row */
-	EXPECT(f, 1, STORE_IX_TOKEN, "code", "http://loinc.org", "2345-7", "Glucose");
+	EXPECT(f, 1, STORE_IX_TOKEN, "code", "http://loinc.org", "2345-7", "glucose"); /* text is stored normalized for :text */
 	EXPECT(f, 1, STORE_IX_TOKEN, "code", "http://snomed.info/sct", "33747003", NULL);
-	EXPECT(f, 1, STORE_IX_TOKEN, "code", NULL, NULL, "Glucose [Mass/volume] in Serum");
+	EXPECT(f, 1, STORE_IX_TOKEN, "code", NULL, NULL, "glucose [mass/volume] in serum");
 	EXPECT(f, 3, STORE_IX_TOKEN, "code", ANY, ANY, ANY);
 	EXPECT(f, 1, STORE_IX_TOKEN, "combo-code", "http://loinc.org", "8480-6", NULL);
-	EXPECT(f, 1, STORE_IX_TOKEN, "combo-code", "http://loinc.org", "2345-7", "Glucose");
+	EXPECT(f, 1, STORE_IX_TOKEN, "combo-code", "http://loinc.org", "2345-7", "glucose");
 	EXPECT(f, 1, STORE_IX_TOKEN, "status", NULL, "final", NULL);
-	EXPECT(f, 1, STORE_IX_TOKEN, "category", "http://terminology.hl7.org/CodeSystem/observation-category", "laboratory", "Laboratory");
-	EXPECT(f, 1, STORE_IX_TOKEN, "identifier", "urn:lab", "A-1", "Filler");
+	EXPECT(f, 1, STORE_IX_TOKEN, "category", "http://terminology.hl7.org/CodeSystem/observation-category", "laboratory", "laboratory");
+	EXPECT(f, 1, STORE_IX_TOKEN, "identifier", "urn:lab", "A-1", "filler");
 	EXPECT(f, 1, STORE_IX_TOKEN, "identifier:of-type", "http://terminology.hl7.org/CodeSystem/v2-0203", "FILL", "A-1");
 	/* quantity with its implicit precision */
 	r = find(f, STORE_IX_QUANTITY, "value-quantity");
