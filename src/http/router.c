@@ -232,6 +232,9 @@ void http_router_match(const struct http_router *r, struct arena *a, const char 
 		m->msg = "no such endpoint";
 		return;
 	}
+	/* one trailing slash is ignored: "/fhir/" is the FHIR base "/fhir" */
+	if (rawlen > 1 && raw_path[rawlen - 1] == '/')
+		rawlen--;
 	dec = arena_alloc(a, rawlen + 1);
 	dlen = http_pct_decode_mem(raw_path, rawlen, false, dec);
 	if (dlen < 0) {
