@@ -670,6 +670,14 @@ static bool split_type_id(const char *s, size_t n, const char **t, size_t *tn, c
 	return type_name_valid(*t, *tn) && id_valid_n(*id, *idn);
 }
 
+/* This server's FHIR base URL (fhir_index_set_base); empty: none known. */
+static char local_base[600];
+
+void fhir_index_set_base(const char *base)
+{
+	str_copy(local_base, base ? base : "", sizeof(local_base));
+}
+
 struct ref {
 	char *type, *id;     /* NULL when not known */
 	bool typed;          /* the target type is known (type may be set without id) */
@@ -687,8 +695,22 @@ static enum err parse_ref(struct walker *w, const char *s, struct ref *r)
 	if (s[0] == '#' || str_starts(s, "urn:"))
 		return ERR_OK;
 	q = strchr(s, '?');
+	if (local_base[0] && !strncmp(s, local_base, strlen(local_base)) &&
+	    s[strlen(local_base)] == '/' && split_type_id(s + strlen(local_base) + 1,
+							    n - strlen(local_base) - 1, &t, &tn, &id, &idn)) {
+		/* an absolute URL on this server is the local Type/id */
+		r->type = arena_strndup(w->a, t, tn);
+		r->id = arena_strndup(w->a, id, idn);
+		r->typed = true;
+		return ERR_OK;
+	}
 	if (memmem(s, q ? (size_t)(q - s) : n, "://", 3)) {
-		/* absolute URL: look at its trailing Type/id[/_history/v] */
+		/*
+		 * Another server's resource: its type still counts for parameters
+		 * that restrict targets, but its id is not one of ours, so the row
+		 * keeps only the URL (never "Patient/x" of this server, and never
+		 * this server's patient compartment).
+		 */
 		size_t end = strcspn(s, "|#?");
 		const char *segs[4] = {NULL, NULL, NULL, NULL};
 		size_t k = 0;
@@ -700,7 +722,6 @@ static enum err parse_ref(struct walker *w, const char *s, struct ref *r)
 			const char *start = segs[j];
 			if (split_type_id(start, (size_t)(s + end - start), &t, &tn, &id, &idn)) {
 				r->type = arena_strndup(w->a, t, tn);
-				r->id = arena_strndup(w->a, id, idn);
 				r->typed = true;
 				break;
 			}

@@ -149,6 +149,14 @@ struct fhir_index {
 enum err fhir_index_resource(struct arena *a, const char *type, const char *id,
 			     const json_t *res, struct fhir_index *out, struct ctx *c);
 
+/*
+ * Tell the indexer this server's FHIR base URL ("https://h/fhir"), so that
+ * absolute references to it index as local Type/id.  References to other
+ * servers keep only their URL.  Call once at start-up, before any thread
+ * indexes (not thread-safe against concurrent indexing).
+ */
+void fhir_index_set_base(const char *base);
+
 /* ---- validation ---- */
 
 /*

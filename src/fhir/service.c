@@ -31,6 +31,7 @@ struct fhir *fhir_new(struct store *s, const struct fhir_opts *o)
 	f->store = s;
 	f->opts = *o;
 	snprintf(f->base, sizeof(f->base), "%s/fhir", o->base_url);
+	fhir_index_set_base(f->base);
 	buf_init(&f->capability, 4 << 20);
 	fhir_capability_build(f);
 	return f;

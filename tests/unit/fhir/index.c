@@ -143,6 +143,22 @@ static const char OBS[] =
 	"\"component\":[{\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"8480-6\"}]},"
 	"  \"valueQuantity\":{\"value\":120,\"unit\":\"mmHg\"}}]}";
 
+/* An absolute URL on this server's own base is the local Type/id. */
+static void test_local_base(void **state)
+{
+	struct fx *f = *state;
+
+	fhir_index_set_base("https://other.example/fhir");
+	assert_int_equal(run(f, "Observation", "ob",
+			     "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+			     "\"subject\":{\"reference\":\"https://other.example/fhir/Patient/p9\"}}"),
+			 ERR_OK);
+	fhir_index_set_base(NULL);
+	EXPECT(f, 1, STORE_IX_REFERENCE, "subject", "Patient", "p9", ANY);
+	assert_int_equal(f->ix.npatients, 1);
+	assert_string_equal(f->ix.patients[0], "p9");
+}
+
 static void test_observation(void **state)
 {
 	struct fx *f = *state;
@@ -274,12 +290,12 @@ static void test_reference_forms(void **state)
 			     "\"serviceProvider\":{\"identifier\":{\"system\":\"urn:x\",\"value\":\"1\"}},"
 			     "\"period\":{\"start\":\"2023-04-05\"}}"),
 			 ERR_OK);
-	EXPECT(f, 1, STORE_IX_REFERENCE, "subject", "Patient", "p9",
+	/* another server's Patient/p9 is not our p9: only the URL is kept, no compartment */
+	EXPECT(f, 1, STORE_IX_REFERENCE, "subject", NULL, NULL,
 	       "https://other.example/fhir/Patient/p9/_history/3");
 	/* "patient" is an alias of "subject" narrowed to Patient: no rows of its own */
 	EXPECT(f, 0, STORE_IX_REFERENCE, "patient", ANY, ANY, ANY);
-	assert_int_equal(f->ix.npatients, 1);
-	assert_string_equal(f->ix.patients[0], "p9");
+	assert_int_equal(f->ix.npatients, 0);
 	/* participant (typed targets): the conditional one (type known) and the role;
 	 * '#pr1' and 'urn:' have no knowable type and are left out */
 	EXPECT(f, 1, STORE_IX_REFERENCE, "participant", NULL, NULL,
@@ -322,7 +338,7 @@ static void test_canonical(void **state)
 			     "\"subject\":{\"reference\":\"Patient/p1\"},\"author\":{\"reference\":\"Patient/p1\"},"
 			     "\"authored\":\"2023\"}"),
 			 ERR_OK);
-	EXPECT(f, 1, STORE_IX_REFERENCE, "questionnaire", "Questionnaire", "phq9",
+	EXPECT(f, 1, STORE_IX_REFERENCE, "questionnaire", NULL, NULL,
 	       "http://example.org/fhir/Questionnaire/phq9|1.0");
 	assert_int_equal(f->ix.npatients, 1);
 	assert_int_equal(run(f, "QuestionnaireResponse", "qr1",
@@ -565,6 +581,7 @@ int main(void)
 		T(test_observation),
 		T(test_patient),
 		T(test_reference_forms),
+		T(test_local_base),
 		T(test_canonical),
 		T(test_choices_and_timing),
 		T(test_numbers),
