@@ -28,7 +28,7 @@ UNIT_BIN  := $(patsubst tests/unit/%.c,build/unit/%,$(UNIT_SRC))
 FUZZ_SRC  := $(shell find tests/fuzz -maxdepth 1 -name '*.c' 2>/dev/null | sort)
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all check run bench fuzz deps unit e2e lint clean format docs
+.PHONY: all check run bench fuzz deps unit e2e lint clean format docs valgrind
 all: build/veranda
 
 build/gen/embedded.c: scripts/embed $(EMBED_IN)
@@ -73,6 +73,14 @@ build/fuzzobj/gen/embedded.o: build/gen/embedded.c
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+# The unit tests without sanitizers, under valgrind (leaks and memory errors).
+VG_BIN    := $(patsubst tests/unit/%.c,build/vg/%,$(UNIT_SRC))
+build/vg/%: tests/unit/%.c $(LIB_OBJ) tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -Wno-missing-prototypes $(DEFS) -Itests/unit $(PKG_CFLAGS) -O1 -g -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcmocka
+valgrind: $(VG_BIN)
+	scripts/run-valgrind $(VG_BIN)
 
 deps:
 	scripts/install-deps

@@ -1,6 +1,7 @@
 /* base64.c - base64 and base64url.  See base64.h. */
 #include "core/base64.h"
 
+#include <pthread.h>
 #include <stdint.h>
 
 static const char std_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -30,12 +31,25 @@ static enum err encode(const char *alpha, bool pad, const void *data, size_t n, 
 	return out->err;
 }
 
+/*
+ * Decoding tables (value + 1; 0 = not in the alphabet), so a character
+ * costs one load: tokens are decoded on every authorized request.
+ */
+static signed char std_tab[256], url_tab[256];
+static pthread_once_t tab_once = PTHREAD_ONCE_INIT;
+
+static void tab_init(void)
+{
+	for (int i = 0; i < 64; i++) {
+		std_tab[(unsigned char)std_alpha[i]] = (signed char)(i + 1);
+		url_tab[(unsigned char)url_alpha[i]] = (signed char)(i + 1);
+	}
+}
+
+/* tab_init() must have run (decode() makes sure). */
 static int value_of(const char *alpha, char ch)
 {
-	for (int i = 0; i < 64; i++)
-		if (alpha[i] == ch)
-			return i;
-	return -1;
+	return (alpha == url_alpha ? url_tab : std_tab)[(unsigned char)ch] - 1;
 }
 
 /*
@@ -48,6 +62,7 @@ static enum err decode(const char *alpha, bool allow_pad, const char *s, size_t 
 	int bits = 0;
 	size_t i, start = out->len;
 
+	pthread_once(&tab_once, tab_init);
 	/* padding is optional, but when present it completes the last quantum */
 	if (allow_pad && n % 4 == 0 && n >= 1 && s[n - 1] == '=') {
 		n--;
