@@ -7,6 +7,7 @@
 // 3. Keep-alive check: N keep-alive connections must carry M requests
 //    (idle and under load); exits non-zero when they do not.
 // 4. Import throughput: `veranda import` of ~50,000 resources.
+// 5. Search: bench/search.mjs (BENCH_SEARCH=0 skips it; --search-only runs it alone).
 //
 // Everything runs on 127.0.0.1, in a temporary directory that is removed at
 // the end; every process started here is stopped by its PID.  Goals that are
@@ -39,6 +40,7 @@ const THREADS = Number(process.env.BENCH_THREADS || 2);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS || 3));
 const IMPORT_N = Number(process.env.BENCH_IMPORT || 50000);
 const NGINX_ONLY = process.argv.includes('--nginx-only');
+const SEARCH_ONLY = process.argv.includes('--search-only');
 const GOAL_READ = 0.5, GOAL_HEALTHZ = 0.8, GOAL_IMPORT = 5000;
 const KA_SOCKETS = 8, KA_REQUESTS = 400;
 
@@ -372,6 +374,8 @@ async function main() {
 	const m = machine();
 	const load0 = os.loadavg();
 	tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'veranda-bench-'));
+	if (SEARCH_ONLY)
+		return searchPart();
 	log(`Veranda benchmark: ${m.cores} cores (${m.model}), wrk ${m.wrk}, nginx ${m.nginx}, node ${m.node}`);
 	log(`wrk: ${THREADS} threads, ${CONNS.join(' and ')} connections, ${DURATION} s per test in ${ROUNDS} interleaved rounds; load average ${load0.map((x) => x.toFixed(2)).join(' ')}`);
 	for (const tool of ['wrk', 'nginx'])
@@ -565,7 +569,17 @@ async function main() {
 	fs.writeFileSync(path.join(HERE, 'results', 'latest.txt'), text + '\n');
 	fs.writeFileSync(path.join(HERE, 'results', 'latest.json'),
 		JSON.stringify(results, (k, v) => (k === 'raw' ? undefined : v), 2) + '\n');
-	return keepAliveFailed ? 1 : 0;
+	const searchStatus = await searchPart();
+	return keepAliveFailed ? 1 : searchStatus;
+}
+
+/* The search benchmark (bench/search.mjs), with this file's helpers; BENCH_SEARCH=0 skips it. */
+async function searchPart() {
+	if (NGINX_ONLY || process.env.BENCH_SEARCH === '0')
+		return 0;
+	const { searchBench } = await import('./search.mjs');
+	return searchBench({ VERANDA, tmp, log, runCapture, request, stop, wrk, startNginx, startVeranda, veranda,
+		machine, fmtMs, fmtInt, fmtRatio });
 }
 
 function summary(res, kaFailed) {
