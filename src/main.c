@@ -1,5 +1,5 @@
 /*
- * main.c - the veranda command line: init, serve, seed, import, version.
+ * main.c - the veranda command line: init, serve, seed, import, user, version.
  *
  * Configuration, lowest precedence first: built-in defaults, the
  * configuration file (--config FILE, else DATA/veranda.conf when present),
@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
+
+#include "auth/users.h"
 
 #include "core/buf.h"
 #include "core/clock.h"
@@ -386,6 +389,61 @@ static enum err seed_emit(void *arg, json_t *res)
 	return ERR_OK;
 }
 
+/* The demo accounts (DESIGN.md, "Fixed interfaces"); their FHIR people come from seed.h. */
+static const struct store_user_patient demo_links_bob[] = {
+	{SEED_PATIENT_BOB_CHILD, "proxy", SEED_RELATED_BOB_CHILD},
+	{SEED_PATIENT_BOB_MOTHER, "proxy", SEED_RELATED_BOB_MOTHER},
+};
+static const struct store_user_patient demo_links_frank[] = {
+	{SEED_PATIENT_ERIN, "proxy", SEED_RELATED_FRANK},
+};
+static const struct {
+	const char *username;
+	enum user_role role;
+	const char *fhir_user;
+	const struct store_user_patient *links;
+	size_t nlinks;
+} demo_accounts[] = {
+	{"alice", USER_PATIENT, "Patient/" SEED_PATIENT_ALICE, NULL, 0},
+	{"bob", USER_CAREGIVER, "Patient/" SEED_PATIENT_BOB, demo_links_bob, 2},
+	{"erin", USER_PATIENT, "Patient/" SEED_PATIENT_ERIN, NULL, 0},
+	{"frank", USER_CAREGIVER, "Patient/" SEED_PATIENT_FRANK, demo_links_frank, 1},
+	{"drsmith", USER_CLINICIAN, "Practitioner/" SEED_PRACTITIONER_DRSMITH, NULL, 0},
+	{"sam", USER_SUPPORT, NULL, NULL, 0},
+	{"carol", USER_COMPLIANCE, NULL, NULL, 0},
+	{"admin", USER_ADMIN, NULL, NULL, 0},
+};
+
+/*
+ * Create the demo accounts, or bring existing ones back to their demo
+ * state (role, links, 'password', enabled): seeding twice is harmless.
+ */
+static int seed_accounts(struct store *s, const char *password)
+{
+	struct users *us = NULL;
+	struct ctx c = CTX_INIT;
+	int created = 0, updated = 0;
+
+	if (users_new(&us, s, NULL, &c))
+		return fail("cannot create the demo accounts: %s", c.msg);
+	for (size_t i = 0; i < sizeof(demo_accounts) / sizeof(demo_accounts[0]); i++) {
+		struct user_spec spec = {demo_accounts[i].username, demo_accounts[i].role,
+					 demo_accounts[i].fhir_user, password, strlen(password),
+					 demo_accounts[i].links, demo_accounts[i].nlinks};
+		bool made = false;
+
+		if (user_put(us, &spec, NULL, &made, &c)) {
+			users_free(us);
+			return fail("cannot create demo account '%s': %s", spec.username, c.msg);
+		}
+		made ? created++ : updated++;
+	}
+	users_free(us);
+	printf("demo accounts: %d created, %d updated (alice, bob, erin, frank, drsmith, sam, carol, admin)\n",
+	       created, updated);
+	return 0;
+}
+
 static int cmd_seed(struct config *cfg, int argc, char **argv)
 {
 	struct seed_opts o = {0, 1, 0};
@@ -418,14 +476,15 @@ static int cmd_seed(struct config *cfg, int argc, char **argv)
 				die_usage("--seed must be a non-negative integer, not '%s'", val);
 			o.seed = (uint64_t)v;
 		} else if (!strcmp(name, "--demo-password")) {
-			if (strlen(val) < 8)
-				die_usage("--demo-password must have at least 8 characters");
+			struct ctx pc = CTX_INIT;
+
+			if (user_password_check(val, strlen(val), &pc))
+				die_usage("--demo-password: %s", pc.msg);
 			password = val;
 		} else {
 			die_usage("unknown argument '%s' for seed", a);
 		}
 	}
-	(void)password; /* demo accounts are created once sign-in exists */
 	o.today_ms = clock_now_ms();
 	if ((rc = check_data_dir(cfg, false)) || (rc = open_store(cfg, true, &s)))
 		return rc;
@@ -442,7 +501,7 @@ static int cmd_seed(struct config *cfg, int argc, char **argv)
 		double secs = (double)(clock_mono_us() - t0) / 1e6;
 		printf("seeded %lld resources (%u generated patients plus the demo people) in %.1f s (%.0f resources/s)\n",
 		       (long long)st.n, o.patients, secs, secs > 0 ? (double)st.n / secs : 0.0);
-		rc = 0;
+		rc = seed_accounts(s, password);
 	}
 	fhir_free(f);
 	store_close(s);
@@ -536,6 +595,237 @@ static int cmd_import(struct config *cfg, int argc, char **argv)
 	return rc;
 }
 
+/* ---- user ---- */
+
+/* Where a user command's password comes from. */
+struct pw_source {
+	const char *arg;     /* --password P (argv memory, wiped after use) */
+	bool from_stdin;     /* --password-stdin */
+};
+
+/*
+ * Read one line (without its end of line) from standard input into
+ * out[size]; with a terminal, prompt on stderr without echo.  Returns the
+ * length, or -1 with a message when the line is missing or too long.
+ */
+static ssize_t read_password_line(char *out, size_t size, const char *prompt)
+{
+	struct termios old, quiet;
+	bool tty = isatty(STDIN_FILENO), echo_off = false;
+	size_t n;
+	char *got;
+
+	if (tty) {
+		fputs(prompt, stderr);
+		if (tcgetattr(STDIN_FILENO, &old) == 0) {
+			quiet = old;
+			quiet.c_lflag &= ~(tcflag_t)ECHO;
+			echo_off = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
+		}
+	}
+	got = fgets(out, (int)size, stdin);
+	if (echo_off) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fputc('\n', stderr);
+	}
+	if (!got) {
+		out[0] = '\0';
+		fail("no password on standard input");
+		return -1;
+	}
+	n = strlen(out);
+	if (n && out[n - 1] == '\n')
+		out[--n] = '\0';
+	else if (!feof(stdin)) {
+		int ch;
+
+		while ((ch = getchar()) != EOF && ch != '\n')
+			;
+		mem_wipe(out, size);
+		fail("the password on standard input is too long");
+		return -1;
+	}
+	if (n && out[n - 1] == '\r')
+		out[--n] = '\0';
+	return (ssize_t)n;
+}
+
+/*
+ * Fill pw[size] from the source (standard input when neither flag was
+ * given).  Returns the length or -1 (message printed).
+ */
+static ssize_t get_password(struct pw_source *src, char *pw, size_t size, const char *prompt)
+{
+	size_t n;
+
+	if (src->arg) {
+		n = strlen(src->arg);
+		if (n >= size) {
+			fail("the password is too long");
+			return -1;
+		}
+		memcpy(pw, src->arg, n + 1);
+		mem_wipe((char *)src->arg, n);   /* off the process's argument list */
+		return (ssize_t)n;
+	}
+	return read_password_line(pw, size, prompt);
+}
+
+/* Exit status for a failed service call: 2 for a bad value, else 1. */
+static int user_fail(const struct ctx *c)
+{
+	fprintf(stderr, "veranda: %s\n", c->msg);
+	return c->code == ERR_INVALID ? EXIT_USAGE : EXIT_RUNTIME;
+}
+
+static int print_user(void *arg, const struct user *u)
+{
+	(void)arg;
+	printf("%-24s %-11s %-36s %s\n", u->username, user_role_name(u->role),
+	       u->fhir_user[0] ? u->fhir_user : "-", u->disabled ? "yes" : "no");
+	return 0;
+}
+
+static const char *const opts_user[] = {"data", "store", "log_level", "sqlite_busy_timeout", NULL};
+static const char *const user_own[] = {"username", "role", "fhir-user", "password",
+				       "password-stdin", NULL};
+
+/*
+ * veranda user add|list|disable|enable|reset-password|check-password.
+ * Values are checked before the store is opened (exit 2); passwords are
+ * never printed.
+ */
+static int cmd_user(struct config *cfg, int argc, char **argv)
+{
+	const char *sub, *username = NULL, *role_s = NULL, *fhir_user = NULL;
+	char name[USER_NAME_MAX + 1], pw[PASSWORD_MAX + 2];
+	struct pw_source src = {NULL, false};
+	enum user_role role = USER_PATIENT;
+	struct users *us = NULL;
+	struct store *s = NULL;
+	struct ctx c = CTX_INIT;
+	ssize_t n = -1;
+	int rc, i;
+
+	pw[0] = '\0';
+	if (argc < 1 || !strncmp(argv[0], "--", 2))
+		die_usage("user needs a subcommand: add, list, disable, enable, reset-password or check-password");
+	sub = argv[0];
+	if (strcmp(sub, "add") && strcmp(sub, "list") && strcmp(sub, "disable") &&
+	    strcmp(sub, "enable") && strcmp(sub, "reset-password") && strcmp(sub, "check-password"))
+		die_usage("unknown user subcommand '%s'", sub);
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i], *eq = strchr(a, '='), *val = NULL;
+		char flag[32];
+
+		snprintf(flag, sizeof(flag), "%.*s", (int)(eq ? (size_t)(eq - a) : strlen(a)), a);
+		if (!strcmp(flag, "--password-stdin")) {
+			if (eq)
+				die_usage("--password-stdin takes no value");
+			src.from_stdin = true;
+			continue;
+		}
+		if (strncmp(a, "--", 2))
+			die_usage("unexpected argument '%s' for user %s", a, sub);
+		val = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+		if (!val)
+			die_usage("flag '%s' needs a value", flag);
+		if (!strcmp(flag, "--username"))
+			username = val;
+		else if (!strcmp(flag, "--role") && !strcmp(sub, "add"))
+			role_s = val;
+		else if (!strcmp(flag, "--fhir-user") && !strcmp(sub, "add"))
+			fhir_user = val;
+		else if (!strcmp(flag, "--password") && strcmp(sub, "list") &&
+			 strcmp(sub, "disable") && strcmp(sub, "enable"))
+			src.arg = val;
+		else
+			die_usage("unknown flag '%s' for user %s", flag, sub);
+	}
+	if (src.arg && src.from_stdin)
+		die_usage("give --password or --password-stdin, not both");
+	if (src.from_stdin && (!strcmp(sub, "list") || !strcmp(sub, "disable") || !strcmp(sub, "enable")))
+		die_usage("user %s takes no password", sub);
+	if (strcmp(sub, "list")) {
+		if (!username)
+			die_usage("user %s needs --username", sub);
+		if (user_name_normalize(username, name, &c))
+			die_usage("%s", c.msg);
+	} else if (username) {
+		die_usage("user list takes no --username");
+	}
+	if (!strcmp(sub, "add")) {
+		if (!role_s)
+			die_usage("user add needs --role (patient, caregiver, clinician, support, compliance or admin)");
+		if (user_role_parse(role_s, &role, &c))
+			die_usage("%s", c.msg);
+		if (!src.arg && !src.from_stdin)
+			die_usage("user add needs --password-stdin (or --password)");
+	}
+	if (!strcmp(sub, "add") || !strcmp(sub, "reset-password") ||
+	    !strcmp(sub, "check-password")) {
+		n = get_password(&src, pw, sizeof(pw), "password: ");
+		if (n < 0)
+			return EXIT_RUNTIME;
+		/* a sign-in check takes any input; a new password must be acceptable */
+		if (strcmp(sub, "check-password") && user_password_check(pw, (size_t)n, &c)) {
+			mem_wipe(pw, sizeof(pw));
+			die_usage("%s", c.msg);
+		}
+	}
+
+	if ((rc = check_data_dir(cfg, false)) || (rc = open_store(cfg, true, &s)))
+		goto out;
+	if (users_new(&us, s, NULL, &c)) {
+		rc = fail("%s", c.msg);
+		goto out;
+	}
+	if (!strcmp(sub, "add")) {
+		struct user_spec spec = {name, role, fhir_user, pw, (size_t)n, NULL, 0};
+		int64_t uid = 0;
+
+		if (user_add(us, &spec, &uid, &c)) {
+			rc = user_fail(&c);
+			goto out;
+		}
+		printf("added user '%s' (%s)\n", name, user_role_name(role));
+	} else if (!strcmp(sub, "list")) {
+		printf("%-24s %-11s %-36s %s\n", "USERNAME", "ROLE", "FHIR USER", "DISABLED");
+		if (user_list(us, print_user, NULL, &c)) {
+			rc = user_fail(&c);
+			goto out;
+		}
+	} else if (!strcmp(sub, "disable") || !strcmp(sub, "enable")) {
+		bool dis = !strcmp(sub, "disable");
+
+		if ((dis ? user_disable : user_enable)(us, name, &c)) {
+			rc = user_fail(&c);
+			goto out;
+		}
+		printf("%s user '%s'\n", dis ? "disabled" : "enabled", name);
+	} else if (!strcmp(sub, "reset-password")) {
+		if (user_set_password(us, name, pw, (size_t)n, &c)) {
+			rc = user_fail(&c);
+			goto out;
+		}
+		printf("password of user '%s' changed\n", name);
+	} else {
+		struct user u;
+
+		if (user_verify_password(us, name, pw, (size_t)n, &u, &c)) {
+			rc = fail("%s", c.msg);
+			goto out;
+		}
+		printf("password of user '%s' is correct\n", name);
+	}
+	rc = 0;
+out:
+	mem_wipe(pw, sizeof(pw));
+	users_free(us);
+	store_close(s);
+	return rc;
+}
+
 static int cmd_version(struct config *cfg, int argc, char **argv)
 {
 	(void)cfg;
@@ -614,6 +904,23 @@ static const struct command commands[] = {
 	{"import", cmd_import, "import FHIR NDJSON files or Bundles, keeping ids",
 	 "veranda import --data DIR FILE...", opts_common,
 	 "  exit status 3 when some resources were rejected (each is listed on stderr)\n"},
+	{"user", cmd_user, "manage sign-in accounts: add, list, disable, enable, reset-password",
+	 "veranda user add --data DIR --username U --role R [--fhir-user Type/id] [--password-stdin | --password P]\n"
+	 "       veranda user list --data DIR\n"
+	 "       veranda user disable|enable --data DIR --username U\n"
+	 "       veranda user reset-password --data DIR --username U [--password-stdin | --password P]\n"
+	 "       veranda user check-password --data DIR --username U [--password-stdin | --password P]",
+	 opts_user,
+	 "  --username U                 account name: letters a-z, digits, '.', '_', '-' (any case)\n"
+	 "  --role R                     patient, caregiver, clinician, support, compliance or admin\n"
+	 "  --fhir-user Type/id          the account's FHIR person: Patient/ID (patient, caregiver),\n"
+	 "                               RelatedPerson/ID (caregiver), Practitioner/ID (staff)\n"
+	 "  --password-stdin             read the password as one line from standard input\n"
+	 "                               (the default; prompts without echo on a terminal)\n"
+	 "  --password P                 the password on the command line (visible to other users\n"
+	 "                               of this machine while it runs: prefer --password-stdin)\n"
+	 "  passwords: 8 to 256 characters, no other rules; they are never printed\n"
+	 "  check-password exits 0 when the password is right, 1 when it is not\n"},
 	{"version", cmd_version, "print the version", "veranda version", NULL, NULL},
 	{"params", cmd_params, "print the FHIR search parameters as JSON", "veranda params", NULL, NULL},
 	{"config-doc", cmd_config_doc, NULL, "veranda config-doc", NULL, NULL},
@@ -682,7 +989,7 @@ int main(int argc, char **argv)
 			command_help(cmd);
 			return 0;
 		}
-	load_config(&cfg, cmd->options, cmd->run == cmd_seed ? seed_own : NULL, argc - 2, argv + 2,
+	load_config(&cfg, cmd->options, cmd->run == cmd_seed ? seed_own : cmd->run == cmd_user ? user_own : NULL, argc - 2, argv + 2,
 		    &rest);
 	return cmd->run(&cfg, rest, argv + 2);
 }

@@ -1773,4 +1773,10 @@ const struct store_ops store_sqlite_ops = {
 	.search_explain = sqlite_search_explain,
 	.include = sqlite_include,
 	.revinclude = sqlite_revinclude,
+	.user_insert = sqlite_user_insert,
+	.user_update = sqlite_user_update,
+	.user_get = sqlite_user_get,
+	.user_list = sqlite_user_list,
+	.user_patients_set = sqlite_user_patients_set,
+	.user_patients = sqlite_user_patients,
 };

@@ -95,4 +95,19 @@ enum err sqlite_revinclude(struct store *s, const char *target_type, const char 
 			   size_t n, const char *src_type, const char *param, int64_t limit,
 			   store_hit_fn fn, void *arg, struct ctx *c);
 
+/* ---- sqlite_users.c ---- */
+
+/* store_ops entries: the contracts of store_user_*() in store.h. */
+enum err sqlite_user_insert(struct store *s, const struct store_user *u, int64_t *uid,
+			    struct ctx *c);
+enum err sqlite_user_update(struct store *s, const struct store_user *u, struct ctx *c);
+enum err sqlite_user_get(struct store *s, const char *username, int64_t uid,
+			 struct store_user *out, struct ctx *c);
+enum err sqlite_user_list(struct store *s, store_user_fn fn, void *arg, struct ctx *c);
+enum err sqlite_user_patients_set(struct store *s, int64_t uid,
+				  const struct store_user_patient *links, size_t n,
+				  struct ctx *c);
+enum err sqlite_user_patients(struct store *s, int64_t uid, struct store_user_patient *out,
+			      size_t max, size_t *n, struct ctx *c);
+
 #endif

@@ -180,4 +180,96 @@ enum err store_count(struct store *s, const char *type, int64_t *n, struct ctx *
 /* Largest write sequence number so far (0 for an empty store). */
 enum err store_last_seq(struct store *s, int64_t *seq, struct ctx *c);
 
+/* ---- user accounts (src/store/users.c, backends: sqlite_users.c) ---- */
+
+/* Field sizes of struct store_user, with their NUL. */
+#define STORE_USERNAME_SIZE 65
+#define STORE_ROLE_SIZE 16
+#define STORE_FHIR_USER_SIZE 160
+#define STORE_PHC_SIZE 256
+#define STORE_MFA_SECRET_MAX 64
+
+/*
+ * One account row.  The store checks sizes and that username and role are
+ * non-empty; what a valid username, role or fhir user is, the accounts
+ * service (auth/users.h) decides.  username is stored as given: the
+ * service lowercases it first.  fhir_user "" is stored as NULL.
+ * password_hash and mfa_secret are sensitive: callers wipe the struct
+ * (store_user_wipe()) when done with it.
+ */
+struct store_user {
+	int64_t uid;
+	char username[STORE_USERNAME_SIZE];
+	char role[STORE_ROLE_SIZE];
+	char fhir_user[STORE_FHIR_USER_SIZE];   /* "" when none */
+	char password_hash[STORE_PHC_SIZE];
+	bool disabled;
+	int64_t created, updated;                /* ms since epoch */
+	int64_t failed_logins;
+	int64_t locked_until;                    /* ms since epoch; 0: not locked */
+	unsigned char mfa_secret[STORE_MFA_SECRET_MAX];
+	size_t mfa_secret_len;                   /* 0: no MFA enrolled */
+	int64_t last_strong_auth;                /* ms since epoch; 0: never */
+};
+
+/* A patient a user may act for (table user_patient). */
+struct store_user_patient {
+	char patient_id[72];                     /* Patient id */
+	char relationship[32];                   /* "self", "proxy" */
+	char related_person[72];                 /* RelatedPerson id; "" for self */
+};
+
+/* Zero 'u' in a way the compiler keeps (it holds a hash and maybe a secret). */
+void store_user_wipe(struct store_user *u);
+
+/*
+ * Insert account 'u' (its uid is ignored) and set *uid to the new one.
+ * Runs in the caller's transaction when one is open.  ERR_CONFLICT when
+ * the username is taken, ERR_INVALID for empty or oversized fields (or a
+ * role the backend refuses).
+ */
+enum err store_user_insert(struct store *s, const struct store_user *u, int64_t *uid,
+			   struct ctx *c);
+
+/*
+ * Overwrite every column but uid, username and created of the account
+ * u->uid.  ERR_NOTFOUND when there is no such account.
+ */
+enum err store_user_update(struct store *s, const struct store_user *u, struct ctx *c);
+
+/*
+ * Read the account named 'username' (compared as stored: exact bytes) or
+ * with uid 'uid' into 'out'.  ERR_NOTFOUND when there is none.
+ */
+enum err store_user_get(struct store *s, const char *username, struct store_user *out,
+			struct ctx *c);
+enum err store_user_get_uid(struct store *s, int64_t uid, struct store_user *out,
+			    struct ctx *c);
+
+/*
+ * Every account in username order.  'fn' gets a struct reused for the
+ * next row (password_hash and mfa_secret are left empty: listing never
+ * reads them); a non-zero return stops the walk and is returned.  fn must
+ * not call the store.
+ */
+typedef int (*store_user_fn)(void *arg, const struct store_user *u);
+enum err store_user_list(struct store *s, store_user_fn fn, void *arg, struct ctx *c);
+
+/*
+ * Replace the patients account 'uid' may act for with links[0..n), in one
+ * transaction (the caller's when open).  ERR_INVALID for an empty patient
+ * id, ERR_CONFLICT when a patient appears twice.
+ */
+enum err store_user_patients_set(struct store *s, int64_t uid,
+				 const struct store_user_patient *links, size_t n,
+				 struct ctx *c);
+
+/*
+ * The patients account 'uid' may act for, ordered by patient id, into
+ * out[0..max); *n is set to how many exist (may exceed max: the rest is
+ * not written).
+ */
+enum err store_user_patients(struct store *s, int64_t uid, struct store_user_patient *out,
+			     size_t max, size_t *n, struct ctx *c);
+
 #endif

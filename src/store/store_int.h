@@ -25,7 +25,7 @@
  * Schema version of this build.  Every backend ships migrations numbered
  * 1..STORE_SCHEMA_VERSION (src/store/schema/<backend>/NNNN_name.sql).
  */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* Largest stored resource a read will return (ERR_TOOBIG beyond). */
 #define STORE_JSON_MAX ((size_t)512 << 20)
@@ -72,6 +72,21 @@ struct store_ops {
 	enum err (*revinclude)(struct store *s, const char *target_type, const char *const *ids,
 			       size_t n, const char *src_type, const char *param, int64_t limit,
 			       store_hit_fn fn, void *arg, struct ctx *c);
+	/*
+	 * Accounts (store.h).  user_get reads by username when it is non-NULL,
+	 * else by uid.  A backend may leave these NULL (ERR_UNSUPPORTED).
+	 */
+	enum err (*user_insert)(struct store *s, const struct store_user *u, int64_t *uid,
+				struct ctx *c);
+	enum err (*user_update)(struct store *s, const struct store_user *u, struct ctx *c);
+	enum err (*user_get)(struct store *s, const char *username, int64_t uid,
+			     struct store_user *out, struct ctx *c);
+	enum err (*user_list)(struct store *s, store_user_fn fn, void *arg, struct ctx *c);
+	enum err (*user_patients_set)(struct store *s, int64_t uid,
+				      const struct store_user_patient *links, size_t n,
+				      struct ctx *c);
+	enum err (*user_patients)(struct store *s, int64_t uid, struct store_user_patient *out,
+				  size_t max, size_t *n, struct ctx *c);
 };
 
 extern const struct store_ops store_sqlite_ops;

@@ -1,0 +1,563 @@
+/*
+ * users.c - the accounts service (see users.h): validation, Argon2id
+ * hashing through auth/password.h, and the account rows of the store.
+ *
+ * Hashing happens before any store write, so the store's write lock is
+ * never held across the ~20 ms of a hash unless the caller holds a
+ * transaction open itself.  A user_add() or user_put() writes the account
+ * and its patient links in one transaction (a savepoint in the caller's).
+ *
+ * Secrets: passwords are only read in place; every struct store_user (it
+ * holds the hash and maybe the MFA secret) is wiped before it goes out of
+ * scope.
+ */
+#include "auth/users.h"
+
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/mem.h"
+#include "core/str.h"
+
+struct users {
+	struct store *s;
+	struct password_params params;
+};
+
+static const char *const role_names[USER_ROLES] = {
+	[USER_PATIENT] = "patient",     [USER_CAREGIVER] = "caregiver",
+	[USER_CLINICIAN] = "clinician", [USER_SUPPORT] = "support",
+	[USER_COMPLIANCE] = "compliance", [USER_ADMIN] = "admin",
+};
+
+/* The message of every failed sign-in, whatever the cause. */
+#define BAD_SIGNIN "wrong username or password"
+
+const char *user_role_name(enum user_role r)
+{
+	return (unsigned)r < USER_ROLES ? role_names[r] : NULL;
+}
+
+enum err user_role_parse(const char *s, enum user_role *out, struct ctx *c)
+{
+	for (int i = 0; i < USER_ROLES; i++)
+		if (s && !strcmp(s, role_names[i])) {
+			*out = (enum user_role)i;
+			return ERR_OK;
+		}
+	return ctx_errorf(c, ERR_INVALID,
+			  "unknown role '%.32s': use patient, caregiver, clinician, support,"
+			  " compliance or admin", s ? s : "");
+}
+
+enum err user_name_normalize(const char *in, char out[USER_NAME_MAX + 1], struct ctx *c)
+{
+	size_t n = in ? strnlen(in, USER_NAME_MAX + 1) : 0;
+
+	out[0] = '\0';
+	if (n == 0)
+		return ctx_errorf(c, ERR_INVALID, "username is empty");
+	if (n > USER_NAME_MAX)
+		return ctx_errorf(c, ERR_INVALID, "username is longer than %d characters",
+				  USER_NAME_MAX);
+	for (size_t i = 0; i < n; i++) {
+		char ch = in[i];
+
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (char)(ch - 'A' + 'a');
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+		      ch == '_' || ch == '-')) {
+			out[0] = '\0';
+			return ctx_errorf(c, ERR_INVALID,
+					  "username may only hold letters a-z, digits, '.', '_'"
+					  " and '-'");
+		}
+		out[i] = ch;
+	}
+	out[n] = '\0';
+	return ERR_OK;
+}
+
+enum err user_password_check(const char *pw, size_t n, struct ctx *c)
+{
+	size_t chars = 0;
+
+	if (!pw)
+		return ctx_errorf(c, ERR_INVALID, "no password given");
+	if (n > PASSWORD_MAX)
+		return ctx_errorf(c, ERR_INVALID, "password is longer than %d characters",
+				  USER_PASSWORD_MAX);
+	if (memchr(pw, '\0', n) || !str_utf8_valid(pw, n))
+		return ctx_errorf(c, ERR_INVALID, "password is not valid UTF-8 text");
+	for (size_t i = 0; i < n; i++)
+		if (((unsigned char)pw[i] & 0xc0) != 0x80)
+			chars++;
+	if (chars < USER_PASSWORD_MIN)
+		return ctx_errorf(c, ERR_INVALID, "password must have at least %d characters",
+				  USER_PASSWORD_MIN);
+	if (chars > USER_PASSWORD_MAX)
+		return ctx_errorf(c, ERR_INVALID, "password is longer than %d characters",
+				  USER_PASSWORD_MAX);
+	return ERR_OK;
+}
+
+enum err users_new(struct users **out, struct store *s, const struct password_params *params,
+		   struct ctx *c)
+{
+	struct password_params p = PASSWORD_PARAMS_DEFAULT;
+	enum err e;
+
+	*out = NULL;
+	if (params)
+		p = *params;
+	if ((e = password_params_check(&p, c)))
+		return e;
+	*out = xcalloc(1, sizeof(**out));
+	(*out)->s = s;
+	(*out)->params = p;
+	return ERR_OK;
+}
+
+void users_free(struct users *us)
+{
+	free(us);
+}
+
+/* Copy the public part of a row into 'out'. */
+static void to_user(const struct store_user *su, struct user *out)
+{
+	enum user_role r = USER_PATIENT;
+
+	memset(out, 0, sizeof(*out));
+	out->uid = su->uid;
+	str_copy(out->username, su->username, sizeof(out->username));
+	if (user_role_parse(su->role, &r, NULL))
+		r = USER_PATIENT;   /* cannot happen: the table's CHECK constraint */
+	out->role = r;
+	str_copy(out->fhir_user, su->fhir_user, sizeof(out->fhir_user));
+	out->disabled = su->disabled;
+	out->mfa_enrolled = su->mfa_secret_len > 0;
+	out->created = su->created;
+	out->updated = su->updated;
+	out->failed_logins = su->failed_logins;
+	out->locked_until = su->locked_until;
+	out->last_strong_auth = su->last_strong_auth;
+}
+
+/* Is id[0..n) a FHIR id ([A-Za-z0-9.-]{1,64})? */
+static bool fhir_id_ok(const char *id, size_t n)
+{
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = id[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* ERR_NOTFOUND unless resource type/id exists (and is not deleted). */
+static enum err must_exist(struct users *us, const char *type, const char *id, struct ctx *c)
+{
+	int64_t v = 0;
+	bool deleted = false;
+	enum err e = store_current_version(us->s, type, id, &v, &deleted, c);
+
+	if (e)
+		return e;
+	if (v == 0 || deleted)
+		return ctx_errorf(c, ERR_NOTFOUND, "%s/%s does not exist", type, id);
+	return ERR_OK;
+}
+
+/*
+ * Check 'fhir' against the role and the store; on success *self_patient
+ * (size 72) holds the Patient id when fhir is Patient/…, else "".
+ */
+static enum err check_fhir_user(struct users *us, enum user_role role, const char *fhir,
+				char *self_patient, struct ctx *c)
+{
+	static const char *const types[] = {"Patient", "RelatedPerson", "Practitioner"};
+	const char *slash = fhir ? strchr(fhir, '/') : NULL;
+	const char *type = NULL;
+	char tbuf[16];
+	bool ok;
+
+	self_patient[0] = '\0';
+	if (!fhir || !*fhir) {
+		if (role == USER_PATIENT || role == USER_CAREGIVER || role == USER_CLINICIAN)
+			return ctx_errorf(c, ERR_INVALID, "a %s account needs a fhir user (%s)",
+					  role_names[role],
+					  role == USER_CLINICIAN ? "Practitioner/ID"
+					  : role == USER_PATIENT ? "Patient/ID"
+								 : "Patient/ID or RelatedPerson/ID");
+		return ERR_OK;
+	}
+	for (size_t i = 0; slash && i < sizeof(types) / sizeof(types[0]); i++)
+		if ((size_t)(slash - fhir) == strlen(types[i]) &&
+		    !strncmp(fhir, types[i], (size_t)(slash - fhir)))
+			type = types[i];
+	if (!type || !fhir_id_ok(slash + 1, strlen(slash + 1)))
+		return ctx_errorf(c, ERR_INVALID,
+				  "fhir user '%.80s' is not Patient/ID, RelatedPerson/ID or"
+				  " Practitioner/ID", fhir);
+	switch (role) {
+	case USER_PATIENT:
+		ok = !strcmp(type, "Patient");
+		break;
+	case USER_CAREGIVER:
+		ok = strcmp(type, "Practitioner") != 0;
+		break;
+	default:
+		ok = !strcmp(type, "Practitioner");
+		break;
+	}
+	if (!ok)
+		return ctx_errorf(c, ERR_INVALID, "a %s account cannot be %s", role_names[role], fhir);
+	str_copy(tbuf, type, sizeof(tbuf));
+	if (!strcmp(type, "Patient"))
+		str_copy(self_patient, slash + 1, 72);
+	return must_exist(us, tbuf, slash + 1, c);
+}
+
+/* Everything user_add()/user_put() check before hashing. */
+static enum err check_spec(struct users *us, const struct user_spec *spec,
+			   char name[USER_NAME_MAX + 1], char *self_patient, struct ctx *c)
+{
+	enum err e;
+
+	if ((e = user_name_normalize(spec->username, name, c)))
+		return e;
+	if (!user_role_name(spec->role))
+		return ctx_errorf(c, ERR_INVALID, "unknown role %d", (int)spec->role);
+	if ((e = user_password_check(spec->password, spec->password_len, c)))
+		return e;
+	if (spec->fhir_user && strlen(spec->fhir_user) >= STORE_FHIR_USER_SIZE)
+		return ctx_errorf(c, ERR_INVALID, "fhir user is too long");
+	if ((e = check_fhir_user(us, spec->role, spec->fhir_user, self_patient, c)))
+		return e;
+	if (spec->nlinks + 1 > USER_PATIENTS_MAX || (spec->nlinks && !spec->links))
+		return ctx_errorf(c, ERR_INVALID, "too many patient links");
+	for (size_t i = 0; i < spec->nlinks; i++) {
+		const struct store_user_patient *l = &spec->links[i];
+
+		if (!fhir_id_ok(l->patient_id, strnlen(l->patient_id, sizeof(l->patient_id))))
+			return ctx_errorf(c, ERR_INVALID, "patient link %zu has a bad patient id", i);
+		if ((e = must_exist(us, "Patient", l->patient_id, c)))
+			return e;
+		if (l->related_person[0] && (e = must_exist(us, "RelatedPerson",
+							    l->related_person, c)))
+			return e;
+	}
+	return ERR_OK;
+}
+
+/*
+ * The full link list: "self" for self_patient (when set) then spec's,
+ * into out[USER_PATIENTS_MAX]; returns the count.
+ */
+static size_t all_links(const struct user_spec *spec, const char *self_patient,
+			struct store_user_patient *out)
+{
+	size_t n = 0;
+
+	if (self_patient[0]) {
+		memset(&out[n], 0, sizeof(out[n]));
+		str_copy(out[n].patient_id, self_patient, sizeof(out[n].patient_id));
+		str_copy(out[n].relationship, "self", sizeof(out[n].relationship));
+		n++;
+	}
+	for (size_t i = 0; i < spec->nlinks; i++) {
+		if (self_patient[0] && !strcmp(spec->links[i].patient_id, self_patient))
+			continue;
+		out[n++] = spec->links[i];
+	}
+	return n;
+}
+
+/* Shared body of user_add() and user_put(). */
+static enum err add_or_put(struct users *us, const struct user_spec *spec, bool replace,
+			   int64_t *uid, bool *created, struct ctx *c)
+{
+	struct store_user_patient links[USER_PATIENTS_MAX];
+	char name[USER_NAME_MAX + 1], self_patient[72];
+	struct store_user su, old;
+	bool began = false, exists = false;
+	int64_t id = 0, now = clock_now_ms();
+	size_t nlinks;
+	enum err e;
+
+	memset(&su, 0, sizeof(su));
+	memset(&old, 0, sizeof(old));
+	if (uid)
+		*uid = 0;
+	if (created)
+		*created = false;
+	if ((e = check_spec(us, spec, name, self_patient, c)))
+		goto out;
+	nlinks = all_links(spec, self_patient, links);
+	str_copy(su.username, name, sizeof(su.username));
+	str_copy(su.role, role_names[spec->role], sizeof(su.role));
+	str_copy(su.fhir_user, spec->fhir_user ? spec->fhir_user : "", sizeof(su.fhir_user));
+	su.created = su.updated = now;
+	if ((e = password_hash(spec->password, spec->password_len, &us->params, su.password_hash,
+			       c)))
+		goto out;
+
+	if ((e = store_savepoint(us->s, NULL)) == ERR_OK) {
+		began = false;          /* inside the caller's transaction */
+	} else {
+		if ((e = store_begin(us->s, c)))
+			goto out;
+		began = true;
+	}
+	if (replace) {
+		e = store_user_get(us->s, name, &old, c);
+		if (e == ERR_OK)
+			exists = true;
+		else if (e == ERR_NOTFOUND)
+			ctx_clear(c);
+		else
+			goto undo;
+	}
+	if (exists) {
+		id = su.uid = old.uid;
+		su.created = old.created;
+		su.last_strong_auth = old.last_strong_auth;
+		memcpy(su.mfa_secret, old.mfa_secret, old.mfa_secret_len);
+		su.mfa_secret_len = old.mfa_secret_len;
+		e = store_user_update(us->s, &su, c);
+	} else {
+		e = store_user_insert(us->s, &su, &id, c);
+	}
+	if (e || (e = store_user_patients_set(us->s, id, links, nlinks, c)))
+		goto undo;
+	if (began)
+		e = store_commit(us->s, c);
+	else
+		e = store_savepoint_end(us->s, true, c);
+	if (e)
+		goto out;
+	if (uid)
+		*uid = id;
+	if (created)
+		*created = !exists;
+	goto out;
+undo:
+	if (began)
+		store_rollback(us->s);
+	else
+		store_savepoint_end(us->s, false, NULL);
+out:
+	store_user_wipe(&su);
+	store_user_wipe(&old);
+	return e;
+}
+
+enum err user_add(struct users *us, const struct user_spec *spec, int64_t *uid, struct ctx *c)
+{
+	return add_or_put(us, spec, false, uid, NULL, c);
+}
+
+enum err user_put(struct users *us, const struct user_spec *spec, int64_t *uid, bool *created,
+		  struct ctx *c)
+{
+	return add_or_put(us, spec, true, uid, created, c);
+}
+
+enum err user_get_by_name(struct users *us, const char *username, struct user *out,
+			  struct ctx *c)
+{
+	char name[USER_NAME_MAX + 1];
+	struct store_user su;
+	enum err e;
+
+	memset(&su, 0, sizeof(su));
+	if ((e = user_name_normalize(username, name, c)))
+		return e;
+	e = store_user_get(us->s, name, &su, c);
+	if (!e)
+		to_user(&su, out);
+	store_user_wipe(&su);
+	return e;
+}
+
+struct list_walk {
+	user_fn fn;
+	void *arg;
+	struct user u;
+};
+
+static int list_one(void *arg, const struct store_user *su)
+{
+	struct list_walk *w = arg;
+
+	to_user(su, &w->u);
+	return w->fn(w->arg, &w->u);
+}
+
+enum err user_list(struct users *us, user_fn fn, void *arg, struct ctx *c)
+{
+	struct list_walk w = {fn, arg, {0}};
+
+	if (!fn)
+		return ctx_errorf(c, ERR_INVALID, "no callback for the user list");
+	return store_user_list(us->s, list_one, &w, c);
+}
+
+/*
+ * Read account 'username', let 'change' edit the row, write it back with
+ * 'updated' set to now.
+ */
+static enum err modify(struct users *us, const char *username,
+		       void (*change)(struct store_user *su, void *arg), void *arg, struct ctx *c)
+{
+	char name[USER_NAME_MAX + 1];
+	struct store_user su;
+	enum err e;
+
+	memset(&su, 0, sizeof(su));
+	if ((e = user_name_normalize(username, name, c)))
+		return e;
+	if ((e = store_user_get(us->s, name, &su, c)))
+		goto out;
+	change(&su, arg);
+	su.updated = clock_now_ms();
+	e = store_user_update(us->s, &su, c);
+out:
+	store_user_wipe(&su);
+	return e;
+}
+
+static void set_disabled(struct store_user *su, void *arg)
+{
+	su->disabled = *(const bool *)arg;
+}
+
+enum err user_disable(struct users *us, const char *username, struct ctx *c)
+{
+	bool v = true;
+
+	return modify(us, username, set_disabled, &v, c);
+}
+
+enum err user_enable(struct users *us, const char *username, struct ctx *c)
+{
+	bool v = false;
+
+	return modify(us, username, set_disabled, &v, c);
+}
+
+/* Install the new hash in 'arg'; a new password clears failures and locks. */
+static void set_hash(struct store_user *su, void *arg)
+{
+	str_copy(su->password_hash, arg, sizeof(su->password_hash));
+	su->failed_logins = 0;
+	su->locked_until = 0;
+}
+
+enum err user_set_password(struct users *us, const char *username, const char *pw, size_t n,
+			   struct ctx *c)
+{
+	char name[USER_NAME_MAX + 1], phc[PASSWORD_PHC_MAX];
+	struct user u;
+	enum err e;
+
+	if ((e = user_name_normalize(username, name, c)) || (e = user_password_check(pw, n, c)))
+		return e;
+	/* an unknown name fails before the hash is paid for */
+	if ((e = user_get_by_name(us, name, &u, c)))
+		return e;
+	if ((e = password_hash(pw, n, &us->params, phc, c)))
+		goto out;
+	e = modify(us, name, set_hash, phc, c);
+out:
+	mem_wipe(phc, sizeof(phc));
+	return e;
+}
+
+static void count_failure(struct store_user *su, void *arg)
+{
+	(void)arg;
+	su->failed_logins++;
+}
+
+static void signin_ok(struct store_user *su, void *arg)
+{
+	const char *phc = arg;
+
+	su->failed_logins = 0;
+	if (phc)
+		str_copy(su->password_hash, phc, sizeof(su->password_hash));
+}
+
+enum err user_verify_password(struct users *us, const char *username, const char *pw, size_t n,
+			      struct user *out, struct ctx *c)
+{
+	char name[USER_NAME_MAX + 1], phc[PASSWORD_PHC_MAX];
+	struct store_user su;
+	struct ctx ignore = CTX_INIT;
+	bool found = false;
+	enum err e;
+
+	memset(&su, 0, sizeof(su));
+	phc[0] = '\0';
+	if (out)
+		memset(out, 0, sizeof(*out));
+	if (user_name_normalize(username, name, NULL) == ERR_OK) {
+		e = store_user_get(us->s, name, &su, c);
+		if (e == ERR_OK)
+			found = true;
+		else if (e != ERR_NOTFOUND)
+			goto out;
+		ctx_clear(c);
+	}
+	if (!found) {
+		/* the same Argon2id work as for a real account */
+		e = password_dummy_verify(pw, n, &us->params, c);
+		if (e == ERR_UNAUTHORIZED || e == ERR_TOOBIG || e == ERR_INVALID) {
+			ctx_clear(c);
+			e = ctx_errorf(c, ERR_UNAUTHORIZED, BAD_SIGNIN);
+		}
+		goto out;
+	}
+	e = password_verify(su.password_hash, pw, n, c);
+	if (e == ERR_UNAUTHORIZED || e == ERR_TOOBIG) {
+		ctx_clear(c);
+		modify(us, name, count_failure, NULL, &ignore);
+		e = ctx_errorf(c, ERR_UNAUTHORIZED, BAD_SIGNIN);
+		goto out;
+	}
+	if (e)
+		goto out;
+	if (su.disabled) {
+		e = ctx_errorf(c, ERR_FORBIDDEN, "account '%s' is disabled", name);
+		goto out;
+	}
+	if (su.locked_until > clock_now_ms()) {
+		e = ctx_errorf(c, ERR_FORBIDDEN, "account '%s' is locked", name);
+		goto out;
+	}
+	/* a hash made with older parameters is replaced while we hold the password */
+	if (password_needs_rehash(su.password_hash, &us->params) &&
+	    password_hash(pw, n, &us->params, phc, &ignore))
+		phc[0] = '\0';
+	if (su.failed_logins || phc[0])
+		modify(us, name, signin_ok, phc[0] ? phc : NULL, &ignore);
+	if (out) {
+		to_user(&su, out);
+		out->failed_logins = 0;
+	}
+out:
+	store_user_wipe(&su);
+	mem_wipe(phc, sizeof(phc));
+	return e;
+}
+
+enum err user_patients(struct users *us, int64_t uid, struct store_user_patient *out,
+		       size_t max, size_t *n, struct ctx *c)
+{
+	return store_user_patients(us->s, uid, out, max, n, c);
+}
