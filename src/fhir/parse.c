@@ -739,7 +739,12 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 	p->count = f->opts.page_size;
 	p->q.type = r->type;
 	p->q.patient = r->patient;
-	p->q.total = STORE_TOTAL_ACCURATE;
+	/*
+	 * Without _total, the total is given only when it costs nothing: when
+	 * the first page holds every match (search.c).  _total=accurate or
+	 * estimate asks for a count of every match.
+	 */
+	p->q.total = STORE_TOTAL_NONE;
 	for (i = 0; i < r->nparams; i++) {
 		const char *name = r->params[i].name, *value = r->params[i].value;
 
@@ -770,6 +775,7 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 			continue;
 		}
 		if (!strcmp(name, "_total")) {
+			p->total_given = true;
 			if (!strcmp(value, "none"))
 				p->q.total = STORE_TOTAL_NONE;
 			else if (!strcmp(value, "estimate"))

@@ -372,6 +372,8 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 		p.q.total = STORE_TOTAL_NONE; /* total is given on the first page */
 	if ((e = store_search(f->store, &p.q, collect_hit, &matches, &more, &total, c)))
 		goto out;
+	if (total < 0 && !p.total_given && !p.has_cursor && !more)
+		total = (int64_t)matches.n; /* the first page holds every match: the total is free */
 	if (p.q.backward) {
 		/* rows came nearest-first: put them back in order */
 		for (size_t i = 0; i < matches.n / 2; i++) {

@@ -50,6 +50,7 @@ struct search_parsed {
 	struct buf applied;       /* query string of the parameters applied (no _page, no _count) */
 	struct buf ignored;       /* names of ignored parameters, comma separated */
 	bool has_cursor;
+	bool total_given;         /* _total was in the request */
 };
 
 /*
