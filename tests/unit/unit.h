@@ -12,4 +12,46 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/*
+ * Find shared test data: 'rel' ("../shared/testdata/...") from the
+ * repository root (the usual working directory) or, failing that, from the
+ * test binary's location (build/unit/<module>/<name>: the root is four
+ * levels up).  Writes the directory to out[0..size); false when absent.
+ */
+static inline bool unit_data_dir(const char *rel, char *out, size_t size)
+{
+	char exe[PATH_MAX];
+	ssize_t n;
+	DIR *d;
+
+	snprintf(out, size, "%s", rel);
+	if ((d = opendir(out))) {
+		closedir(d);
+		return true;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	for (int up = 0; up < 4; up++) {
+		char *slash = strrchr(exe, '/');
+		if (!slash)
+			return false;
+		*slash = '\0';
+	}
+	snprintf(out, size, "%s/%s", exe, rel);
+	if ((d = opendir(out))) {
+		closedir(d);
+		return true;
+	}
+	return false;
+}
+
 #endif

@@ -99,36 +99,6 @@ static void synth_leaves(uint8_t *out, size_t n)
 
 /* ---------------------------------------------------------------- vectors */
 
-static bool vectors_dir(char *out, size_t size)
-{
-	char exe[PATH_MAX];
-	ssize_t n;
-	DIR *d;
-
-	snprintf(out, size, "%s", VECTORS_DIR);
-	if ((d = opendir(out))) {
-		closedir(d);
-		return true;
-	}
-	/* build/unit/audit/merkle -> repository root four levels up */
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return false;
-	exe[n] = '\0';
-	for (int up = 0; up < 4; up++) {
-		char *slash = strrchr(exe, '/');
-		if (!slash)
-			return false;
-		*slash = '\0';
-	}
-	snprintf(out, size, "%s/%s", exe, VECTORS_DIR);
-	if ((d = opendir(out))) {
-		closedir(d);
-		return true;
-	}
-	return false;
-}
-
 static char *read_all(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
@@ -392,7 +362,7 @@ static void test_vectors(void **state)
 	struct tally t = {0};
 
 	(void)state;
-	if (!vectors_dir(dir, sizeof(dir) - 64)) {
+	if (!unit_data_dir(VECTORS_DIR, dir, sizeof(dir) - 64)) {
 		print_message("skipping: %s not found (run from the repository root inside the "
 			      "workplace; see ../shared/testdata/README.md)\n",
 			      VECTORS_DIR);

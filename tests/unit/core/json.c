@@ -545,37 +545,6 @@ static const char *policy_reason(const char *name)
 	return NULL;
 }
 
-/* The suite's directory: from the repository root (the usual working directory) or from the binary. */
-static bool suite_dir(char *out, size_t size)
-{
-	char exe[PATH_MAX];
-	ssize_t n;
-	DIR *d;
-
-	snprintf(out, size, "%s", SUITE_DIR);
-	if ((d = opendir(out))) {
-		closedir(d);
-		return true;
-	}
-	/* build/unit/core/json -> repository root three levels up */
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return false;
-	exe[n] = '\0';
-	for (int up = 0; up < 4; up++) {
-		char *slash = strrchr(exe, '/');
-		if (!slash)
-			return false;
-		*slash = '\0';
-	}
-	snprintf(out, size, "%s/%s", exe, SUITE_DIR);
-	if ((d = opendir(out))) {
-		closedir(d);
-		return true;
-	}
-	return false;
-}
-
 static char *read_all(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
@@ -600,7 +569,7 @@ static void test_suite(void **state)
 	int y = 0, n = 0, i = 0, policy = 0, i_accepted = 0;
 
 	(void)state;
-	if (!suite_dir(dir, sizeof(dir))) {
+	if (!unit_data_dir(SUITE_DIR, dir, sizeof(dir))) {
 		print_message("skipping: %s not found (run from the repository root inside the "
 			      "workplace; see ../shared/testdata/README.md)\n", SUITE_DIR);
 		skip();
