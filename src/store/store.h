@@ -272,4 +272,98 @@ enum err store_user_patients_set(struct store *s, int64_t uid,
 enum err store_user_patients(struct store *s, int64_t uid, struct store_user_patient *out,
 			     size_t max, size_t *n, struct ctx *c);
 
+/* ---- auth items (src/store/items.c, backends: sqlite_items.c) ---- */
+
+/*
+ * The authorization server's state (schema 0004_auth_items.sql): items
+ * keyed by (namespace, key) with an owner uid, a group, a JSON payload,
+ * an expiry and a state.  The store reads only the columns; what the
+ * payload holds is the auth service's business.
+ */
+#define STORE_ITEM_NS_SIZE 16
+#define STORE_ITEM_KEY_SIZE 200
+#define STORE_ITEM_DATA_MAX ((size_t)64 << 10)
+
+enum store_item_state {
+	STORE_ITEM_LIVE = 0,
+	STORE_ITEM_USED = 1,     /* a consumed code or launch, a rotated refresh token */
+	STORE_ITEM_REVOKED = 2,
+};
+
+struct store_item {
+	char ns[STORE_ITEM_NS_SIZE];
+	char key[STORE_ITEM_KEY_SIZE];
+	int64_t uid;                      /* 0: none */
+	char grp[STORE_ITEM_KEY_SIZE];    /* "": none */
+	struct buf data;                  /* JSON text; empty is stored as {} */
+	int64_t created;                  /* ms since epoch */
+	int64_t expires;                  /* ms since epoch; 0: never */
+	int state;                        /* enum store_item_state */
+};
+
+/* Initialise (data empty, 'data' capped at STORE_ITEM_DATA_MAX) / release. */
+void store_item_init(struct store_item *it);
+void store_item_release(struct store_item *it);
+
+/*
+ * Insert 'it'.  ERR_CONFLICT when (ns, key) exists and 'replace' is
+ * false; with 'replace' an existing item is overwritten.  ERR_INVALID for
+ * an empty ns or key, or fields too long.  Runs in the caller's
+ * transaction when one is open.
+ */
+enum err store_item_put(struct store *s, const struct store_item *it, bool replace,
+			struct ctx *c);
+
+/*
+ * Read (ns, key) into 'out' whatever its state or expiry (the caller
+ * decides).  ERR_NOTFOUND when absent.
+ */
+enum err store_item_get(struct store *s, const char *ns, const char *key,
+			struct store_item *out, struct ctx *c);
+
+/*
+ * Atomically move (ns, key) from state 'from' to state 'to' and read it
+ * into 'out' (may be NULL) as it was before.  ERR_NOTFOUND when absent;
+ * ERR_CONFLICT when its state was not 'from' (nothing changes; 'out'
+ * still gets the item): of two concurrent takes exactly one succeeds.
+ */
+enum err store_item_take(struct store *s, const char *ns, const char *key, int from, int to,
+			 struct store_item *out, struct ctx *c);
+
+/*
+ * Replace the payload and expiry of (ns, key) (data NULL: keep it;
+ * expires < 0: keep it).  ERR_NOTFOUND when absent.
+ */
+enum err store_item_update(struct store *s, const char *ns, const char *key,
+			   const char *data, int64_t expires, struct ctx *c);
+
+/*
+ * Set the state of every item of namespace 'ns' (NULL: every namespace)
+ * owned by 'uid' / in group 'grp'.  *n (may be NULL) gets how many
+ * changed.  Items already in state 'to' are left alone.
+ */
+enum err store_item_set_state_uid(struct store *s, const char *ns, int64_t uid, int to,
+				  int64_t *n, struct ctx *c);
+enum err store_item_set_state_grp(struct store *s, const char *ns, const char *grp, int to,
+				  int64_t *n, struct ctx *c);
+
+/* Delete (ns, key); deleting an absent item succeeds. */
+enum err store_item_delete(struct store *s, const char *ns, const char *key, struct ctx *c);
+/* Delete every item of namespace 'ns' owned by 'uid'; *n (may be NULL) gets the count. */
+enum err store_item_delete_uid(struct store *s, const char *ns, int64_t uid, int64_t *n,
+			       struct ctx *c);
+
+/*
+ * Walk the items of namespace 'ns' in key order; uid > 0 keeps those
+ * owned by uid, grp non-NULL those in group grp.  'fn' gets an item
+ * reused for the next one and must not call the store; a non-zero return
+ * stops the walk and is returned.
+ */
+typedef int (*store_item_fn)(void *arg, const struct store_item *it);
+enum err store_item_list(struct store *s, const char *ns, int64_t uid, const char *grp,
+			 store_item_fn fn, void *arg, struct ctx *c);
+
+/* Delete every item whose expiry is set and before 'now' (ms); *n gets the count. */
+enum err store_item_purge(struct store *s, int64_t now, int64_t *n, struct ctx *c);
+
 #endif
