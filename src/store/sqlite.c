@@ -1779,4 +1779,12 @@ const struct store_ops store_sqlite_ops = {
 	.user_list = sqlite_user_list,
 	.user_patients_set = sqlite_user_patients_set,
 	.user_patients = sqlite_user_patients,
+	.item_put = sqlite_item_put,
+	.item_get = sqlite_item_get,
+	.item_take = sqlite_item_take,
+	.item_update = sqlite_item_update,
+	.item_set_state = sqlite_item_set_state,
+	.item_delete = sqlite_item_delete,
+	.item_list = sqlite_item_list,
+	.item_purge = sqlite_item_purge,
 };

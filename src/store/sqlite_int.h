@@ -95,6 +95,24 @@ enum err sqlite_revinclude(struct store *s, const char *target_type, const char 
 			   size_t n, const char *src_type, const char *param, int64_t limit,
 			   store_hit_fn fn, void *arg, struct ctx *c);
 
+/* ---- sqlite_users.c: helpers for statements prepared per call ---- */
+
+/* Prepare 'sql' for one use; a failure is kept in q.rc (and noted). */
+struct q sq_once(struct conn *cn, const char *sql);
+/* Finalize the statement of 'q' (NULL is fine). */
+void sq_once_end(struct q *q);
+/* Step a statement that returns no row: SQLITE_OK or the failure. */
+int sq_run(struct q *q);
+/* Copy text column 'i' into dst[size] ("" for NULL). */
+void sq_col_text(sqlite3_stmt *st, int i, char *dst, size_t size);
+/*
+ * Start a write: its own transaction when none is open (*own = true),
+ * else a savepoint in the caller's.  Refused inside a walk.
+ */
+enum err sq_write_begin(struct store *s, struct conn *cn, bool *own, struct ctx *c);
+/* Finish a write begun by sq_write_begin(): keep it when e is ERR_OK. */
+enum err sq_write_end(struct store *s, bool own, enum err e, struct ctx *c);
+
 /* ---- sqlite_users.c ---- */
 
 /* store_ops entries: the contracts of store_user_*() in store.h. */
@@ -109,5 +127,23 @@ enum err sqlite_user_patients_set(struct store *s, int64_t uid,
 				  struct ctx *c);
 enum err sqlite_user_patients(struct store *s, int64_t uid, struct store_user_patient *out,
 			      size_t max, size_t *n, struct ctx *c);
+
+/* ---- sqlite_items.c: the item_* entries of store_ops (contracts in store_int.h) ---- */
+
+enum err sqlite_item_put(struct store *s, const struct store_item *it, bool replace,
+			 struct ctx *c);
+enum err sqlite_item_get(struct store *s, const char *ns, const char *key,
+			 struct store_item *out, struct ctx *c);
+enum err sqlite_item_take(struct store *s, const char *ns, const char *key, int from, int to,
+			  struct store_item *out, struct ctx *c);
+enum err sqlite_item_update(struct store *s, const char *ns, const char *key, const char *data,
+			    int64_t expires, struct ctx *c);
+enum err sqlite_item_set_state(struct store *s, const char *ns, int64_t uid, const char *grp,
+			       int to, int64_t *n, struct ctx *c);
+enum err sqlite_item_delete(struct store *s, const char *ns, const char *key, int64_t uid,
+			    int64_t *n, struct ctx *c);
+enum err sqlite_item_list(struct store *s, const char *ns, int64_t uid, const char *grp,
+			  store_item_fn fn, void *arg, struct ctx *c);
+enum err sqlite_item_purge(struct store *s, int64_t now, int64_t *n, struct ctx *c);
 
 #endif

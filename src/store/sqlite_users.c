@@ -26,8 +26,8 @@
 	"uid, username, role, fhir_user, password_hash, disabled, created, updated,"     \
 	" failed_logins, locked_until, mfa_secret, last_strong_auth"
 
-/* Prepare 'sql' for one use; a failure is kept in q.rc (and noted). */
-static struct q uq_start(struct conn *cn, const char *sql)
+/* sqlite_int.h */
+struct q sq_once(struct conn *cn, const char *sql)
 {
 	struct q q = {cn, NULL, SQLITE_OK};
 
@@ -40,8 +40,8 @@ static struct q uq_start(struct conn *cn, const char *sql)
 	return q;
 }
 
-/* Finalize the statement of 'q' (NULL is fine). */
-static void uq_end(struct q *q)
+/* sqlite_int.h */
+void sq_once_end(struct q *q)
 {
 	sqlite3_finalize(q->st);
 	q->st = NULL;
@@ -61,16 +61,16 @@ static void uq_blob(struct q *q, int i, const void *p, size_t n)
 	}
 }
 
-/* Step a statement that returns no row: SQLITE_OK or the failure. */
-static int uq_run(struct q *q)
+/* sqlite_int.h */
+int sq_run(struct q *q)
 {
 	int rc = sq_step(q);
 
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-/* Copy text column 'i' into dst[size] ("" for NULL). */
-static void col_text(sqlite3_stmt *st, int i, char *dst, size_t size)
+/* sqlite_int.h */
+void sq_col_text(sqlite3_stmt *st, int i, char *dst, size_t size)
 {
 	const unsigned char *t = sqlite3_column_text(st, i);
 
@@ -85,11 +85,11 @@ static void read_user(sqlite3_stmt *st, struct store_user *u, bool secrets)
 
 	store_user_wipe(u);
 	u->uid = sqlite3_column_int64(st, 0);
-	col_text(st, 1, u->username, sizeof(u->username));
-	col_text(st, 2, u->role, sizeof(u->role));
-	col_text(st, 3, u->fhir_user, sizeof(u->fhir_user));
+	sq_col_text(st, 1, u->username, sizeof(u->username));
+	sq_col_text(st, 2, u->role, sizeof(u->role));
+	sq_col_text(st, 3, u->fhir_user, sizeof(u->fhir_user));
 	if (secrets)
-		col_text(st, 4, u->password_hash, sizeof(u->password_hash));
+		sq_col_text(st, 4, u->password_hash, sizeof(u->password_hash));
 	u->disabled = sqlite3_column_int(st, 5) != 0;
 	u->created = sqlite3_column_int64(st, 6);
 	u->updated = sqlite3_column_int64(st, 7);
@@ -106,11 +106,8 @@ static void read_user(sqlite3_stmt *st, struct store_user *u, bool secrets)
 	u->last_strong_auth = sqlite3_column_int64(st, 11);
 }
 
-/*
- * Start a write: its own transaction when none is open (*own = true),
- * else a savepoint in the caller's.  Refused inside a walk.
- */
-static enum err write_begin(struct store *s, struct conn *cn, bool *own, struct ctx *c)
+/* sqlite_int.h */
+enum err sq_write_begin(struct store *s, struct conn *cn, bool *own, struct ctx *c)
 {
 	if (sq_conn_walk(cn, 0) > 0)
 		return ctx_errorf(c, ERR_INVALID, "cannot write from inside a walk");
@@ -118,8 +115,8 @@ static enum err write_begin(struct store *s, struct conn *cn, bool *own, struct 
 	return *own ? s->ops->begin(s, c) : s->ops->savepoint(s, c);
 }
 
-/* Finish a write begun by write_begin(): keep it when e is ERR_OK. */
-static enum err write_end(struct store *s, bool own, enum err e, struct ctx *c)
+/* sqlite_int.h */
+enum err sq_write_end(struct store *s, bool own, enum err e, struct ctx *c)
 {
 	if (own) {
 		if (e) {
@@ -163,13 +160,13 @@ enum err sqlite_user_insert(struct store *s, const struct store_user *u, int64_t
 	enum err e;
 	int rc;
 
-	if ((e = sq_conn_get(s, &cn, c)) || (e = write_begin(s, cn, &own, c)))
+	if ((e = sq_conn_get(s, &cn, c)) || (e = sq_write_begin(s, cn, &own, c)))
 		return e;
-	q = uq_start(cn, "INSERT INTO users (" USER_COLS ")"
+	q = sq_once(cn, "INSERT INTO users (" USER_COLS ")"
 			 " VALUES (NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
 	sq_bind_text(&q, 2, u->username);
 	bind_user(&q, u);
-	rc = uq_run(&q);
+	rc = sq_run(&q);
 	if (rc == SQLITE_OK)
 		*uid = sqlite3_last_insert_rowid(sq_conn_db(cn));
 	else if (rc == SQLITE_CONSTRAINT_UNIQUE)
@@ -178,8 +175,8 @@ enum err sqlite_user_insert(struct store *s, const struct store_user *u, int64_t
 		e = ctx_errorf(c, ERR_INVALID, "role '%s' is not a valid role", u->role);
 	else
 		e = sq_fail(cn, rc, c, "cannot add a user");
-	uq_end(&q);
-	e = write_end(s, own, e, c);
+	sq_once_end(&q);
+	e = sq_write_end(s, own, e, c);
 	if (e)
 		*uid = 0;
 	return e;
@@ -194,24 +191,24 @@ enum err sqlite_user_update(struct store *s, const struct store_user *u, struct 
 	enum err e;
 	int rc;
 
-	if ((e = sq_conn_get(s, &cn, c)) || (e = write_begin(s, cn, &own, c)))
+	if ((e = sq_conn_get(s, &cn, c)) || (e = sq_write_begin(s, cn, &own, c)))
 		return e;
 	/* ?2 (username) and ?7 (created) are bound but not used: they do not change */
-	q = uq_start(cn, "UPDATE users SET role = ?3, fhir_user = ?4, password_hash = ?5,"
+	q = sq_once(cn, "UPDATE users SET role = ?3, fhir_user = ?4, password_hash = ?5,"
 			 " disabled = ?6, updated = ?8, failed_logins = ?9, locked_until = ?10,"
 			 " mfa_secret = ?11, last_strong_auth = ?12"
 			 " WHERE uid = ?1");
 	sq_bind_int(&q, 1, u->uid);
 	bind_user(&q, u);
-	rc = uq_run(&q);
+	rc = sq_run(&q);
 	if (rc == SQLITE_CONSTRAINT_CHECK)
 		e = ctx_errorf(c, ERR_INVALID, "role '%s' is not a valid role", u->role);
 	else if (rc != SQLITE_OK)
 		e = sq_fail(cn, rc, c, "cannot update a user");
 	else if (sqlite3_changes(sq_conn_db(cn)) == 0)
 		e = ctx_errorf(c, ERR_NOTFOUND, "user %lld not found", (long long)u->uid);
-	uq_end(&q);
-	return write_end(s, own, e, c);
+	sq_once_end(&q);
+	return sq_write_end(s, own, e, c);
 }
 
 /* store_ops.user_get: by username when non-NULL, else by uid. */
@@ -226,10 +223,10 @@ enum err sqlite_user_get(struct store *s, const char *username, int64_t uid,
 	if ((e = sq_conn_get(s, &cn, c)))
 		return e;
 	if (username) {
-		q = uq_start(cn, "SELECT " USER_COLS " FROM users WHERE username = ?1");
+		q = sq_once(cn, "SELECT " USER_COLS " FROM users WHERE username = ?1");
 		sq_bind_text(&q, 1, username);
 	} else {
-		q = uq_start(cn, "SELECT " USER_COLS " FROM users WHERE uid = ?1");
+		q = sq_once(cn, "SELECT " USER_COLS " FROM users WHERE uid = ?1");
 		sq_bind_int(&q, 1, uid);
 	}
 	rc = sq_step(&q);
@@ -241,7 +238,7 @@ enum err sqlite_user_get(struct store *s, const char *username, int64_t uid,
 		e = ctx_errorf(c, ERR_NOTFOUND, "user %lld not found", (long long)uid);
 	else
 		e = sq_fail(cn, rc, c, "cannot read a user");
-	uq_end(&q);
+	sq_once_end(&q);
 	return e;
 }
 
@@ -258,7 +255,7 @@ enum err sqlite_user_list(struct store *s, store_user_fn fn, void *arg, struct c
 		return e;
 	if (sq_conn_walk(cn, 0) > 0)
 		return ctx_errorf(c, ERR_INVALID, "cannot list users from inside a walk");
-	q = uq_start(cn, "SELECT " USER_COLS " FROM users ORDER BY username");
+	q = sq_once(cn, "SELECT " USER_COLS " FROM users ORDER BY username");
 	sq_conn_walk(cn, 1);
 	while ((rc = sq_step(&q)) == SQLITE_ROW) {
 		int stop;
@@ -272,7 +269,7 @@ enum err sqlite_user_list(struct store *s, store_user_fn fn, void *arg, struct c
 	sq_conn_walk(cn, -1);
 	if (!e && rc != SQLITE_ROW && rc != SQLITE_DONE)
 		e = sq_fail(cn, rc, c, "cannot list users");
-	uq_end(&q);
+	sq_once_end(&q);
 	store_user_wipe(&u);
 	return e;
 }
@@ -288,25 +285,25 @@ enum err sqlite_user_patients_set(struct store *s, int64_t uid,
 	enum err e;
 	int rc;
 
-	if ((e = sq_conn_get(s, &cn, c)) || (e = write_begin(s, cn, &own, c)))
+	if ((e = sq_conn_get(s, &cn, c)) || (e = sq_write_begin(s, cn, &own, c)))
 		return e;
-	q = uq_start(cn, "DELETE FROM user_patient WHERE uid = ?1");
+	q = sq_once(cn, "DELETE FROM user_patient WHERE uid = ?1");
 	sq_bind_int(&q, 1, uid);
-	rc = uq_run(&q);
-	uq_end(&q);
+	rc = sq_run(&q);
+	sq_once_end(&q);
 	if (rc != SQLITE_OK) {
 		e = sq_fail(cn, rc, c, "cannot update a user's patients");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		q = uq_start(cn, "INSERT INTO user_patient (uid, patient_id, relationship,"
+		q = sq_once(cn, "INSERT INTO user_patient (uid, patient_id, relationship,"
 				 " related_person) VALUES (?1, ?2, ?3, ?4)");
 		sq_bind_int(&q, 1, uid);
 		sq_bind_text(&q, 2, links[i].patient_id);
 		sq_bind_text(&q, 3, links[i].relationship);
 		sq_bind_text(&q, 4, links[i].related_person[0] ? links[i].related_person : NULL);
-		rc = uq_run(&q);
-		uq_end(&q);
+		rc = sq_run(&q);
+		sq_once_end(&q);
 		if ((rc & 0xff) == SQLITE_CONSTRAINT) {
 			e = ctx_errorf(c, ERR_CONFLICT, "patient '%s' is linked twice",
 				       links[i].patient_id);
@@ -318,7 +315,7 @@ enum err sqlite_user_patients_set(struct store *s, int64_t uid,
 		}
 	}
 out:
-	return write_end(s, own, e, c);
+	return sq_write_end(s, own, e, c);
 }
 
 /* store_ops.user_patients: by patient id; *n counts every link. */
@@ -332,21 +329,21 @@ enum err sqlite_user_patients(struct store *s, int64_t uid, struct store_user_pa
 
 	if ((e = sq_conn_get(s, &cn, c)))
 		return e;
-	q = uq_start(cn, "SELECT patient_id, relationship, related_person FROM user_patient"
+	q = sq_once(cn, "SELECT patient_id, relationship, related_person FROM user_patient"
 			 " WHERE uid = ?1 ORDER BY patient_id");
 	sq_bind_int(&q, 1, uid);
 	while ((rc = sq_step(&q)) == SQLITE_ROW) {
 		if (*n < max) {
 			struct store_user_patient *l = &out[*n];
 
-			col_text(q.st, 0, l->patient_id, sizeof(l->patient_id));
-			col_text(q.st, 1, l->relationship, sizeof(l->relationship));
-			col_text(q.st, 2, l->related_person, sizeof(l->related_person));
+			sq_col_text(q.st, 0, l->patient_id, sizeof(l->patient_id));
+			sq_col_text(q.st, 1, l->relationship, sizeof(l->relationship));
+			sq_col_text(q.st, 2, l->related_person, sizeof(l->related_person));
 		}
 		(*n)++;
 	}
 	if (rc != SQLITE_DONE)
 		e = sq_fail(cn, rc, c, "cannot read a user's patients");
-	uq_end(&q);
+	sq_once_end(&q);
 	return e;
 }

@@ -87,6 +87,26 @@ struct store_ops {
 				      struct ctx *c);
 	enum err (*user_patients)(struct store *s, int64_t uid, struct store_user_patient *out,
 				  size_t max, size_t *n, struct ctx *c);
+	/*
+	 * Auth items (store.h).  item_set_state: by grp when non-NULL, else
+	 * by uid; ns NULL means every namespace.  item_delete: by key when
+	 * non-NULL, else every item of ns owned by uid.
+	 */
+	enum err (*item_put)(struct store *s, const struct store_item *it, bool replace,
+			     struct ctx *c);
+	enum err (*item_get)(struct store *s, const char *ns, const char *key,
+			     struct store_item *out, struct ctx *c);
+	enum err (*item_take)(struct store *s, const char *ns, const char *key, int from, int to,
+			      struct store_item *out, struct ctx *c);
+	enum err (*item_update)(struct store *s, const char *ns, const char *key,
+				const char *data, int64_t expires, struct ctx *c);
+	enum err (*item_set_state)(struct store *s, const char *ns, int64_t uid, const char *grp,
+				   int to, int64_t *n, struct ctx *c);
+	enum err (*item_delete)(struct store *s, const char *ns, const char *key, int64_t uid,
+				int64_t *n, struct ctx *c);
+	enum err (*item_list)(struct store *s, const char *ns, int64_t uid, const char *grp,
+			      store_item_fn fn, void *arg, struct ctx *c);
+	enum err (*item_purge)(struct store *s, int64_t now, int64_t *n, struct ctx *c);
 };
 
 extern const struct store_ops store_sqlite_ops;
