@@ -12,7 +12,7 @@ HARDEN    := -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fPIE
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS = $(WARN) $(DEFS) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_H := -pie -Wl,-z,relro,-z,now
-LDLIBS    := $(PKG_LDLIBS) -lpthread -lm
+LDLIBS    := $(PKG_LDLIBS) -lcurl -lpthread -lm
 
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
