@@ -149,8 +149,9 @@ enum err client_set_disabled(struct clients *cs, const char *client_id, bool dis
 			     struct ctx *c);
 
 /*
- * Read a client into 'out' (which the caller releases with
- * client_release(), also after a failure).  ERR_NOTFOUND when there is
+ * Read a client into 'out', which the call initialises first (release
+ * any earlier contents before) and the caller releases with
+ * client_release(), also after a failure.  ERR_NOTFOUND when there is
  * none (or the id is not a valid client_id); ERR_IO when the stored
  * record is unreadable.
  */
@@ -196,7 +197,8 @@ struct client_auth_err {
 
 /*
  * Authenticate the client of a token, introspection or revocation request
- * and read it into 'out' (release it with client_release() in any case).
+ * and read it into 'out' (initialised by the call; release it with
+ * client_release() in any case).
  *
  * Exactly one method per request: HTTP Basic (RFC 6749 section 2.3.1,
  * id and secret form-url-decoded), client_secret in the body
