@@ -1,0 +1,1001 @@
+/*
+ * writer.c - the audit writer: a bounded queue that any thread feeds
+ * (audit_record) and one thread that drains it in group commits, appends
+ * leaves to this node's Merkle tree, caches block roots, signs
+ * checkpoints and applies retention.
+ *
+ * Threads and ownership.  struct audit's queue, counters and failure
+ * state are guarded by 'mu'; everything else (the connection, statements,
+ * the compact range, tiers, prune progress) belongs to the writer thread
+ * after audit_open() returns.  Producers serialize their record before
+ * taking the lock, so the lock is held only to push a pointer.  The
+ * writer takes up to BATCH_MAX records at a time: one transaction, one
+ * fsync at COMMIT (WAL, synchronous=FULL), then wakes every waiter whose
+ * ticket is now durable.
+ *
+ * Failure.  Any storage error stops the writer for good: queued records
+ * are dropped, waiters get ERR_IO, audit_record() answers ERR_IO.  The
+ * caller's response is 503 (fail closed); an operator looks at the disk
+ * and the log (DESIGN.md: after an fsync error we do not trust a retry).
+ */
+#include "audit/audit.h"
+#include "audit/audit_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth/jose.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/str.h"
+
+#define HL MERKLE_HASH_LEN
+#define BATCH_MAX 4096
+#define PRUNE_CHUNK 2000
+#define DAY_MS 86400000LL
+
+/* One queued record: the canonical tail and the indexed columns. */
+struct pending {
+	int64_t time_ms;
+	enum audit_type type;
+	int outcome;
+	const char *patient, *agent, *username, *client, *request, *trace; /* into mem or NULL */
+	size_t tail_len;
+	char mem[]; /* the tail, NUL, then the column strings */
+};
+
+struct audit {
+	/* fixed after audit_open() */
+	char *dir;
+	char node[AUDIT_NODE_MAX + 1];
+	enum audit_durability durability;
+	size_t queue_max;
+	uint32_t ckpt_records, ckpt_ms;
+	uint32_t retention_days;
+	uint32_t prune_interval_ms;
+	char *archive_dir; /* NULL: no archive */
+	const struct jose_key *key;
+	char *sign_header;
+	uint8_t pepper[AUDIT_PEPPER_LEN];
+
+	/* the writer thread's */
+	sqlite3 *db;
+	sqlite3_stmt *ins_record, *ins_subtree, *ins_ckpt;
+	struct tree_src *tree;
+	struct merkle_compact mc;
+	struct tiers tiers;
+	uint64_t signed_size;     /* size of this stream's last checkpoint */
+	bool last_final;          /* ... and it was a closing one */
+	int64_t unsigned_since;   /* monotonic us when the tree first outgrew it */
+	int64_t next_prune;       /* monotonic us */
+	uint64_t prune_below, prune_cleared;
+	bool prune_active;
+	struct buf body;
+
+	/* shared, under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv;   /* the writer waits for records */
+	pthread_cond_t done_cv;   /* producers wait for durability */
+	struct pending **q;
+	size_t qhead, qcount;
+	uint64_t enq, taken, durable;
+	uint64_t rejected, rejected_unreported;
+	uint64_t commits, checkpoints, size_pub;
+	uint64_t checkpoints_local; /* the writer's count, published as 'checkpoints' */
+	bool stopping;
+	enum err failed;
+	char failmsg[256];
+	uint64_t prune_req, prune_done, prune_count;
+	enum err prune_err;
+	char prune_msg[256];
+
+	pthread_t thread;
+	bool started;
+};
+
+const uint8_t *audit_pepper(const struct audit *a)
+{
+	return a->pepper;
+}
+
+const char *audit_node(const struct audit *a)
+{
+	return a->node;
+}
+
+/* ---- producers ------------------------------------------------------------- */
+
+static char *put(char **p, const char *s)
+{
+	char *at;
+	size_t n;
+
+	if (!s || !*s)
+		return NULL;
+	n = strlen(s) + 1;
+	at = *p;
+	memcpy(at, s, n);
+	*p += n;
+	return at;
+}
+
+static size_t slen(const char *s)
+{
+	return s && *s ? strlen(s) + 1 : 0;
+}
+
+static struct pending *pending_new(const struct audit_event *ev, int64_t time_ms,
+				   const struct buf *tail)
+{
+	size_t extra = slen(ev->patient) + slen(ev->agent.user_id) + slen(ev->agent.username) +
+		       slen(ev->agent.client_id) + slen(ev->correlation.request_id) +
+		       slen(ev->correlation.trace_id);
+	struct pending *p = xmalloc(sizeof(*p) + tail->len + 1 + extra);
+	char *w = p->mem + tail->len + 1;
+
+	memcpy(p->mem, tail->data, tail->len + 1);
+	p->tail_len = tail->len;
+	p->time_ms = time_ms;
+	p->type = ev->type;
+	p->outcome = ev->outcome;
+	p->patient = put(&w, ev->patient);
+	p->agent = put(&w, ev->agent.user_id);
+	p->username = put(&w, ev->agent.username);
+	p->client = put(&w, ev->agent.client_id);
+	p->request = put(&w, ev->correlation.request_id);
+	p->trace = put(&w, ev->correlation.trace_id);
+	return p;
+}
+
+enum err audit_record(struct audit *a, const struct audit_event *ev, uint64_t *ticket,
+		      struct ctx *c)
+{
+	struct buf tail = BUF_INIT(AUDIT_RECORD_MAX);
+	struct pending *p = NULL;
+	int64_t t;
+	enum err e;
+
+	if (ticket)
+		*ticket = 0;
+	if (!a)
+		return ctx_errorf(c, ERR_IO, "audit log is not open");
+	if (ev && (ev->type == AUDIT_SYSTEM_BACKLOG || ev->type == AUDIT_SYSTEM_PRUNE))
+		return ctx_errorf(c, ERR_INVALID, "'%s' events are written by the audit log itself",
+				  audit_type_name(ev->type));
+	t = ev && ev->time_ms ? ev->time_ms : clock_now_ms();
+	if ((e = event_serialize_tail(ev, a->node, t, &tail, c)))
+		goto out;
+	p = pending_new(ev, t, &tail);
+	pthread_mutex_lock(&a->mu);
+	if (a->failed || a->stopping) {
+		e = ctx_errorf(c, ERR_IO, "audit log unavailable: %s",
+			       a->failed ? a->failmsg : "closing");
+	} else if (a->qcount >= a->queue_max) {
+		a->rejected++;
+		a->rejected_unreported++;
+		e = ctx_errorf(c, ERR_BUSY, "audit queue is full (%zu records waiting)", a->qcount);
+	} else {
+		a->q[(a->qhead + a->qcount) % a->queue_max] = p;
+		a->qcount++;
+		p = NULL;
+		a->enq++;
+		if (ticket)
+			*ticket = a->enq;
+		pthread_cond_signal(&a->work_cv);
+	}
+	pthread_mutex_unlock(&a->mu);
+out:
+	free(p);
+	buf_release(&tail);
+	return e;
+}
+
+enum err audit_wait(struct audit *a, uint64_t ticket, struct ctx *c)
+{
+	enum err e = ERR_OK;
+
+	if (!a)
+		return ctx_errorf(c, ERR_IO, "audit log is not open");
+	pthread_mutex_lock(&a->mu);
+	if (a->durability == AUDIT_SYNC)
+		while (a->durable < ticket && !a->failed)
+			pthread_cond_wait(&a->done_cv, &a->mu);
+	if ((a->durability == AUDIT_SYNC && a->durable < ticket) ||
+	    (a->durability == AUDIT_ASYNC && a->failed))
+		e = ctx_errorf(c, ERR_IO, "audit record not written: %s", a->failmsg);
+	pthread_mutex_unlock(&a->mu);
+	return e;
+}
+
+enum err audit_record_sync(struct audit *a, const struct audit_event *ev, struct ctx *c)
+{
+	uint64_t ticket;
+	enum err e = audit_record(a, ev, &ticket, c);
+
+	return e ? e : audit_wait(a, ticket, c);
+}
+
+void audit_stats(struct audit *a, struct audit_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->mu);
+	out->records = a->size_pub;
+	out->checkpoints = a->checkpoints;
+	out->commits = a->commits;
+	out->rejected = a->rejected;
+	out->queued = a->qcount;
+	out->failed = a->failed != ERR_OK;
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* ---- the writer thread: appending ------------------------------------------- */
+
+static enum err emit_subtree(void *arg, int level, uint64_t idx, const uint8_t hash[HL])
+{
+	struct audit *a = arg;
+	sqlite3_stmt *st = a->ins_subtree;
+	int rc;
+
+	sqlite3_bind_text(st, 1, a->node, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, level);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)idx);
+	sqlite3_bind_blob(st, 4, hash, HL, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? ERR_OK : ERR_IO;
+}
+
+/* Append one record (inside the writer's transaction). */
+static enum err append(struct audit *a, const struct pending *p, struct ctx *c)
+{
+	uint64_t seq = a->mc.size;
+	sqlite3_stmt *st = a->ins_record;
+	uint8_t leaf[HL];
+	enum err e;
+	int rc;
+
+	buf_reset(&a->body);
+	buf_addf(&a->body, "{\"v\":%d,\"seq\":%llu,", AUDIT_RECORD_VERSION, (unsigned long long)seq);
+	buf_add(&a->body, p->mem, p->tail_len);
+	if (a->body.err)
+		return ctx_errorf(c, ERR_TOOBIG, "audit record too large");
+	merkle_leaf_hash(a->body.data, a->body.len, leaf);
+	sqlite3_bind_text(st, 1, a->node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+	sqlite3_bind_int64(st, 3, p->time_ms);
+	sqlite3_bind_text(st, 4, audit_type_name(p->type), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, p->outcome);
+	adb_bind_text(st, 6, p->patient);
+	adb_bind_text(st, 7, p->agent);
+	adb_bind_text(st, 8, p->username);
+	adb_bind_text(st, 9, p->client);
+	adb_bind_text(st, 10, p->request);
+	adb_bind_text(st, 11, p->trace);
+	sqlite3_bind_blob(st, 12, leaf, HL, SQLITE_STATIC);
+	sqlite3_bind_text(st, 13, a->body.data, (int)a->body.len, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return adb_fail(c, ERR_IO, a->db, "cannot append to the audit log");
+	if ((e = merkle_compact_append(&a->mc, leaf)))
+		return ctx_errorf(c, e, "audit log is full");
+	if ((e = tiers_append(&a->tiers, seq, leaf, emit_subtree, a)))
+		return adb_fail(c, ERR_IO, a->db, "cannot append to the audit log");
+	if (a->signed_size + 1 == a->mc.size)
+		a->unsigned_since = clock_mono_us();
+	return ERR_OK;
+}
+
+/* Append an event the log writes itself (backlog, prune). */
+static enum err append_internal(struct audit *a, enum audit_type type, int outcome,
+				const char *code, const char *query, struct ctx *c)
+{
+	struct audit_entity en = {.type = "AuditEvent", .query = query};
+	struct audit_event ev = {.type = type, .outcome = outcome, .outcome_code = code,
+				 .entities = &en, .n_entities = 1};
+	struct buf tail = BUF_INIT(AUDIT_RECORD_MAX);
+	struct pending *p;
+	int64_t t = clock_now_ms();
+	enum err e = event_serialize_tail(&ev, a->node, t, &tail, c);
+
+	if (e) {
+		buf_release(&tail);
+		return e;
+	}
+	p = pending_new(&ev, t, &tail);
+	e = append(a, p, c);
+	free(p);
+	buf_release(&tail);
+	return e;
+}
+
+/*
+ * Sign and store a checkpoint of the current tree (inside a transaction).
+ * 'final' marks the one written at close; it replaces a plain checkpoint
+ * of the same size.
+ */
+static enum err checkpoint(struct audit *a, bool final, struct ctx *c)
+{
+	struct buf payload = BUF_INIT(1024), jws = BUF_INIT(4096), compact = BUF_INIT(4096);
+	uint8_t root[HL];
+	int64_t now = clock_now_ms();
+	sqlite3_stmt *st = a->ins_ckpt;
+	enum err e = ERR_OK;
+	int rc;
+
+	if (a->mc.size == 0 || a->mc.size < a->signed_size ||
+	    (a->mc.size == a->signed_size && (!final || a->last_final)))
+		return ERR_OK;
+	merkle_compact_root(&a->mc, root);
+	ckpt_payload(a->node, a->mc.size, root, now, final, &payload);
+	merkle_compact_serialize(&a->mc, &compact);
+	if (payload.err || compact.err) {
+		e = ctx_errorf(c, ERR_TOOBIG, "checkpoint too large");
+		goto out;
+	}
+	if (a->key &&
+	    (e = jose_jws_sign_raw(a->key, a->sign_header, strlen(a->sign_header), payload.data,
+				   payload.len, &jws, c)))
+		goto out;
+	sqlite3_bind_text(st, 1, a->node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)a->mc.size);
+	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_blob(st, 4, root, HL, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 5, compact.data, (int)compact.len, SQLITE_STATIC);
+	adb_bind_text(st, 6, a->key ? jose_key_kid(a->key) : NULL);
+	if (a->key)
+		sqlite3_bind_text(st, 7, jws.data, (int)jws.len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 7);
+	sqlite3_bind_int(st, 8, final);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		e = adb_fail(c, ERR_IO, a->db, "cannot write an audit checkpoint");
+		goto out;
+	}
+	a->signed_size = a->mc.size;
+	a->last_final = final;
+	a->checkpoints_local++;
+out:
+	buf_release(&payload);
+	buf_release(&jws);
+	buf_release(&compact);
+	return e;
+}
+
+static bool checkpoint_due(const struct audit *a, bool stopping)
+{
+	if (a->mc.size <= a->signed_size)
+		return false;
+	return stopping || a->mc.size - a->signed_size >= a->ckpt_records ||
+	       clock_mono_us() - a->unsigned_since >= (int64_t)a->ckpt_ms * 1000;
+}
+
+static enum err begin(struct audit *a, struct ctx *c)
+{
+	return adb_exec(a->db, "BEGIN IMMEDIATE", c);
+}
+
+static enum err commit(struct audit *a, enum err e, struct ctx *c)
+{
+	if (!e)
+		e = adb_exec(a->db, "COMMIT", c);
+	if (e)
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+	return e;
+}
+
+/* One group commit: the batch, a backlog record if needed, a checkpoint if due. */
+static enum err write_batch(struct audit *a, struct pending **batch, size_t n, uint64_t rejected,
+			    bool stopping, struct ctx *c)
+{
+	enum err e = begin(a, c);
+
+	if (e)
+		return e;
+	if (rejected) {
+		char q[64];
+		snprintf(q, sizeof(q), "rejected=%llu", (unsigned long long)rejected);
+		e = append_internal(a, AUDIT_SYSTEM_BACKLOG, AUDIT_SERIOUS, "queue_full", q, c);
+	}
+	for (size_t i = 0; i < n && !e; i++)
+		e = append(a, batch[i], c);
+	if (!e && checkpoint_due(a, stopping))
+		e = checkpoint(a, stopping, c);
+	return commit(a, e, c);
+}
+
+/* ---- retention ---------------------------------------------------------------- */
+
+static enum err fsync_path(const char *path, int flags, struct ctx *c)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	enum err e = ERR_OK;
+
+	if (fd < 0)
+		return ctx_errorf(c, ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+	if (fsync(fd) != 0)
+		e = ctx_errorf(c, ERR_IO, "cannot sync '%s': %s", path, strerror(errno));
+	close(fd);
+	return e;
+}
+
+/* Write records [lo, hi) to DATA/audit-archive/NODE-LO-HI.ndjson, synced. */
+static enum err archive(struct audit *a, uint64_t lo, uint64_t hi, struct ctx *c)
+{
+	struct buf path = BUF_INIT(4096);
+	struct audit_filter f = AUDIT_FILTER_INIT;
+	enum err e = ERR_OK;
+	int fd = -1;
+
+	if (mkdir(a->archive_dir, 0700) != 0 && errno != EEXIST) {
+		e = ctx_errorf(c, ERR_IO, "cannot create '%s': %s", a->archive_dir, strerror(errno));
+		goto out;
+	}
+	buf_addf(&path, "%s/%s-%llu-%llu.ndjson", a->archive_dir, a->node, (unsigned long long)lo,
+		 (unsigned long long)(hi - 1));
+	if (path.err) {
+		e = ctx_errorf(c, ERR_TOOBIG, "archive path too long");
+		goto out;
+	}
+	fd = open(path.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		e = ctx_errorf(c, ERR_IO, "cannot create '%s': %s", path.data, strerror(errno));
+		goto out;
+	}
+	f.node = a->node;
+	if ((e = adb_export(a->db, a->tree, &f, lo, hi, fd, NULL, c)))
+		goto out;
+	if (fsync(fd) != 0) {
+		e = ctx_errorf(c, ERR_IO, "cannot sync '%s': %s", path.data, strerror(errno));
+		goto out;
+	}
+	e = fsync_path(a->archive_dir, O_RDONLY | O_DIRECTORY, c);
+out:
+	if (fd >= 0)
+		close(fd);
+	buf_release(&path);
+	return e;
+}
+
+static enum err save_prune(struct audit *a, struct ctx *c)
+{
+	sqlite3_stmt *st = NULL;
+	enum err e = adb_prepare(a->db,
+				 "INSERT INTO prune(node, below, cleared) VALUES (?1, ?2, ?3)"
+				 " ON CONFLICT(node) DO UPDATE SET below = ?2, cleared = ?3",
+				 &st, c);
+
+	if (e)
+		return e;
+	sqlite3_bind_text(st, 1, a->node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)a->prune_below);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)a->prune_cleared);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		e = adb_fail(c, ERR_IO, a->db, "cannot record pruning");
+	sqlite3_finalize(st);
+	return e;
+}
+
+/*
+ * Decide what retention removes: the longest prefix of signed records
+ * older than the cutoff.  Archive it, then append a signed
+ * system.audit-prune record that allows it, and start clearing.
+ */
+static enum err prune_start(struct audit *a, struct ctx *c)
+{
+	int64_t cutoff;
+	uint64_t below = a->signed_size;
+	sqlite3_stmt *st = NULL;
+	enum err e;
+	char q[64];
+
+	if (a->retention_days == AUDIT_RETAIN_FOREVER)
+		return ERR_OK;
+	cutoff = clock_now_ms() - (int64_t)a->retention_days * DAY_MS;
+	e = adb_prepare(a->db,
+			"SELECT seq FROM record WHERE node = ?1 AND seq >= ?2 AND seq < ?3"
+			" AND time_ms >= ?4 ORDER BY seq LIMIT 1",
+			&st, c);
+	if (e)
+		return e;
+	sqlite3_bind_text(st, 1, a->node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)a->prune_below);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)a->signed_size);
+	sqlite3_bind_int64(st, 4, cutoff);
+	switch (sqlite3_step(st)) {
+	case SQLITE_ROW:
+		below = (uint64_t)sqlite3_column_int64(st, 0);
+		break;
+	case SQLITE_DONE:
+		break;
+	default:
+		e = adb_fail(c, ERR_IO, a->db, "audit retention");
+	}
+	sqlite3_finalize(st);
+	if (e || below <= a->prune_below)
+		return e;
+	if (a->archive_dir && (e = archive(a, a->prune_below, below, c)))
+		return e;
+	snprintf(q, sizeof(q), "below=%llu", (unsigned long long)below);
+	if ((e = begin(a, c)))
+		return e;
+	e = append_internal(a, AUDIT_SYSTEM_PRUNE, AUDIT_OK, NULL, q, c);
+	if (!e) {
+		uint64_t old = a->prune_below;
+		a->prune_below = below;
+		if ((e = save_prune(a, c)))
+			a->prune_below = old;
+	}
+	if (!e)
+		e = checkpoint(a, false, c);
+	if ((e = commit(a, e, c)))
+		return e;
+	a->prune_active = a->prune_cleared < a->prune_below;
+	log_info("audit: pruning records %llu to %llu of stream '%s' (older than %u days)",
+		 (unsigned long long)a->prune_cleared, (unsigned long long)below - 1, a->node,
+		 a->retention_days);
+	return ERR_OK;
+}
+
+/* Clear the bodies of up to PRUNE_CHUNK records; returns how many. */
+static enum err prune_chunk(struct audit *a, uint64_t *done, struct ctx *c)
+{
+	uint64_t to = a->prune_cleared + PRUNE_CHUNK;
+	sqlite3_stmt *st = NULL;
+	enum err e;
+
+	*done = 0;
+	if (to > a->prune_below)
+		to = a->prune_below;
+	if ((e = begin(a, c)))
+		return e;
+	e = adb_prepare(a->db,
+			"UPDATE record SET body = NULL, patient = NULL, agent = NULL, username = NULL,"
+			" client = NULL, request_id = NULL, trace_id = NULL"
+			" WHERE node = ?1 AND seq >= ?2 AND seq < ?3 AND body IS NOT NULL",
+			&st, c);
+	if (!e) {
+		sqlite3_bind_text(st, 1, a->node, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)a->prune_cleared);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)to);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			e = adb_fail(c, ERR_IO, a->db, "audit retention");
+		else
+			*done = (uint64_t)sqlite3_changes(a->db);
+		sqlite3_finalize(st);
+	}
+	if (!e) {
+		uint64_t old = a->prune_cleared;
+		a->prune_cleared = to;
+		if ((e = save_prune(a, c)))
+			a->prune_cleared = old;
+	}
+	if ((e = commit(a, e, c)))
+		return e;
+	a->prune_active = a->prune_cleared < a->prune_below;
+	return ERR_OK;
+}
+
+/* ---- the writer thread: the loop ---------------------------------------------- */
+
+static void abs_deadline(struct timespec *ts, int64_t mono_us)
+{
+	ts->tv_sec = (time_t)(mono_us / 1000000);
+	ts->tv_nsec = (long)(mono_us % 1000000) * 1000;
+}
+
+static void fail(struct audit *a, enum err e, const struct ctx *c)
+{
+	a->failed = e ? e : ERR_IO;
+	str_copy(a->failmsg, c->msg[0] ? c->msg : err_str(a->failed), sizeof(a->failmsg));
+	log_error("audit: writer stopped: %s", a->failmsg);
+	while (a->qcount) {
+		free(a->q[a->qhead]);
+		a->q[a->qhead] = NULL;
+		a->qhead = (a->qhead + 1) % a->queue_max;
+		a->qcount--;
+	}
+	pthread_cond_broadcast(&a->done_cv);
+	if (a->prune_req != a->prune_done) {
+		a->prune_err = a->failed;
+		str_copy(a->prune_msg, a->failmsg, sizeof(a->prune_msg));
+		a->prune_done = a->prune_req;
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	struct audit *a = arg;
+	struct pending **batch = xcalloc(BATCH_MAX, sizeof(*batch));
+
+	pthread_mutex_lock(&a->mu);
+	for (;;) {
+		struct ctx c = CTX_INIT;
+		uint64_t rejected, pruned_now = 0, prune_ticket;
+		bool stopping, prune_due;
+		size_t n = 0;
+		enum err e = ERR_OK;
+
+		for (;;) {
+			int64_t now = clock_mono_us(), wake = now + 3600 * 1000000LL;
+			struct timespec ts;
+
+			if (a->qcount || a->stopping || a->rejected_unreported || a->prune_active ||
+			    a->prune_req != a->prune_done || now >= a->next_prune)
+				break;
+			if (a->mc.size > a->signed_size) {
+				int64_t d = a->unsigned_since + (int64_t)a->ckpt_ms * 1000;
+				if (now >= d)
+					break;
+				if (d < wake)
+					wake = d;
+			}
+			if (a->next_prune < wake)
+				wake = a->next_prune;
+			abs_deadline(&ts, wake);
+			pthread_cond_timedwait(&a->work_cv, &a->mu, &ts);
+		}
+		while (n < BATCH_MAX && a->qcount) {
+			batch[n++] = a->q[a->qhead];
+			a->q[a->qhead] = NULL;
+			a->qhead = (a->qhead + 1) % a->queue_max;
+			a->qcount--;
+		}
+		rejected = a->rejected_unreported;
+		a->rejected_unreported = 0;
+		stopping = a->stopping && a->qcount == 0;
+		prune_ticket = a->prune_req;
+		prune_due = !stopping && (prune_ticket != a->prune_done ||
+					  clock_mono_us() >= a->next_prune);
+		pthread_mutex_unlock(&a->mu);
+
+		if (n || rejected)
+			e = write_batch(a, batch, n, rejected, stopping, &c);
+		else if (checkpoint_due(a, stopping) ||
+			 (stopping && a->mc.size && !a->last_final))
+			e = commit(a, begin(a, &c) ? ERR_IO : checkpoint(a, stopping, &c), &c);
+		for (size_t i = 0; i < n; i++)
+			free(batch[i]);
+		if (!e && prune_due && !a->prune_active) {
+			a->next_prune = clock_mono_us() + (int64_t)a->prune_interval_ms * 1000;
+			e = prune_start(a, &c);
+		}
+		/* one chunk per round, or all of them when someone waits */
+		while (!e && a->prune_active) {
+			uint64_t k = 0;
+			e = prune_chunk(a, &k, &c);
+			pruned_now += k;
+			if (prune_ticket == a->prune_done || stopping)
+				break;
+		}
+
+		pthread_mutex_lock(&a->mu);
+		if (e) {
+			fail(a, e, &c);
+			break;
+		}
+		if (n || rejected)
+			a->commits++;
+		a->taken += n;
+		a->durable = a->taken;
+		a->size_pub = a->mc.size;
+		a->prune_count += pruned_now;
+		if (prune_ticket != a->prune_done && !a->prune_active) {
+			a->prune_done = prune_ticket;
+			a->prune_err = ERR_OK;
+		}
+		pthread_cond_broadcast(&a->done_cv);
+		a->checkpoints = a->checkpoints_local;
+		if (stopping && a->mc.size <= a->signed_size)
+			break;
+	}
+	pthread_mutex_unlock(&a->mu);
+	free(batch);
+	return NULL;
+}
+
+enum err audit_prune(struct audit *a, uint64_t *pruned, struct ctx *c)
+{
+	enum err e = ERR_OK;
+	uint64_t want, before;
+
+	if (pruned)
+		*pruned = 0;
+	if (!a)
+		return ctx_errorf(c, ERR_IO, "audit log is not open");
+	pthread_mutex_lock(&a->mu);
+	if (a->failed) {
+		e = ctx_errorf(c, ERR_IO, "audit log unavailable: %s", a->failmsg);
+		goto out;
+	}
+	before = a->prune_count;
+	want = ++a->prune_req;
+	pthread_cond_signal(&a->work_cv);
+	while (a->prune_done < want)
+		pthread_cond_wait(&a->done_cv, &a->mu);
+	if (a->prune_err)
+		e = ctx_errorf(c, a->prune_err, "audit retention failed: %s", a->prune_msg);
+	else if (pruned)
+		*pruned = a->prune_count - before;
+out:
+	pthread_mutex_unlock(&a->mu);
+	return e;
+}
+
+/* ---- open and close ------------------------------------------------------------ */
+
+static enum err query_u64(sqlite3 *db, const char *sql, const char *node, uint64_t *out,
+			  struct ctx *c)
+{
+	sqlite3_stmt *st = NULL;
+	enum err e = adb_prepare(db, sql, &st, c);
+
+	if (e)
+		return e;
+	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*out = (uint64_t)sqlite3_column_int64(st, 0);
+	else
+		e = adb_fail(c, ERR_IO, db, "audit log");
+	sqlite3_finalize(st);
+	return e;
+}
+
+static enum err record_signer(struct audit *a, struct ctx *c)
+{
+	char thumb[JOSE_THUMBPRINT_SIZE];
+	const char *kid = jose_key_kid(a->key);
+	json_t *jwk = NULL;
+	char *text = NULL;
+	sqlite3_stmt *st = NULL;
+	enum err e;
+
+	if ((e = jose_key_to_jwk(a->key, false, &jwk, c)))
+		return e;
+	if (!*kid) {
+		if ((e = jose_key_thumbprint(a->key, thumb, c)))
+			goto out;
+		kid = thumb;
+	}
+	text = json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS);
+	if ((e = adb_prepare(a->db,
+			     "INSERT INTO signer(kid, jwk, first_ms) VALUES (?, ?, ?)"
+			     " ON CONFLICT(kid) DO NOTHING",
+			     &st, c)))
+		goto out;
+	sqlite3_bind_text(st, 1, kid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, clock_now_ms());
+	if (sqlite3_step(st) != SQLITE_DONE)
+		e = adb_fail(c, ERR_IO, a->db, "cannot record the audit signing key");
+out:
+	sqlite3_finalize(st);
+	free(text);
+	json_decref(jwk);
+	return e;
+}
+
+/* The last checkpoint of this stream must match the stored tree. */
+static enum err check_last_checkpoint(struct audit *a, struct ctx *c)
+{
+	sqlite3_stmt *st = NULL;
+	struct merkle_compact mc;
+	uint8_t root[HL];
+	enum err e;
+	uint64_t size = 0;
+	bool have = false;
+
+	if ((e = adb_prepare(a->db,
+			     "SELECT size, root, final FROM checkpoint WHERE node = ?"
+			     " ORDER BY size DESC LIMIT 1",
+			     &st, c)))
+		return e;
+	sqlite3_bind_text(st, 1, a->node, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 1) == HL) {
+		size = (uint64_t)sqlite3_column_int64(st, 0);
+		memcpy(root, sqlite3_column_blob(st, 1), HL);
+		a->last_final = sqlite3_column_int(st, 2) != 0;
+		have = true;
+	}
+	sqlite3_finalize(st);
+	a->signed_size = size;
+	if (!have)
+		return ERR_OK;
+	if (a->last_final && a->mc.size > size)
+		return ctx_errorf(c, ERR_IO,
+				  "audit stream '%s' has %llu records after the checkpoint its writer"
+				  " signed when it closed: run 'veranda audit verify'",
+				  a->node, (unsigned long long)(a->mc.size - size));
+	if (size > a->mc.size)
+		return ctx_errorf(c, ERR_IO,
+				  "audit stream '%s' is shorter (%llu) than its last checkpoint (%llu):"
+				  " run 'veranda audit verify'",
+				  a->node, (unsigned long long)a->mc.size, (unsigned long long)size);
+	if ((e = tree_compact(a->tree, size, &mc, c)))
+		return e;
+	{
+		uint8_t now[HL];
+		merkle_compact_root(&mc, now);
+		if (memcmp(now, root, HL) != 0)
+			return ctx_errorf(c, ERR_IO,
+					  "audit stream '%s' does not match its last checkpoint:"
+					  " run 'veranda audit verify'",
+					  a->node);
+	}
+	return ERR_OK;
+}
+
+static void audit_free(struct audit *a)
+{
+	if (!a)
+		return;
+	sqlite3_finalize(a->ins_record);
+	sqlite3_finalize(a->ins_subtree);
+	sqlite3_finalize(a->ins_ckpt);
+	tree_src_free(a->tree);
+	sqlite3_close(a->db);
+	for (size_t i = 0; a->q && i < a->qcount; i++)
+		free(a->q[(a->qhead + i) % a->queue_max]);
+	free(a->q);
+	pthread_mutex_destroy(&a->mu);
+	pthread_cond_destroy(&a->work_cv);
+	pthread_cond_destroy(&a->done_cv);
+	buf_release(&a->body);
+	mem_wipe(a->pepper, sizeof(a->pepper));
+	free(a->sign_header);
+	free(a->archive_dir);
+	free(a->dir);
+	free(a);
+}
+
+static enum err make_header(struct audit *a, struct ctx *c)
+{
+	struct buf h = BUF_INIT(1024);
+	enum jose_alg alg = jose_key_alg(a->key);
+	const char *kid = jose_key_kid(a->key);
+
+	if (!jose_key_has_private(a->key))
+		return ctx_errorf(c, ERR_INVALID, "the audit signing key has no private part");
+	if (alg == JOSE_ALG_UNSET || alg == JOSE_HS256)
+		return ctx_errorf(c, ERR_INVALID, "the audit signing key needs an asymmetric alg");
+	buf_addf(&h, "{\"alg\":\"%s\"", jose_alg_name(alg));
+	if (*kid) {
+		buf_adds(&h, ",\"kid\":\"");
+		buf_add_json_str(&h, kid, strlen(kid));
+		buf_addch(&h, '"');
+	}
+	buf_adds(&h, ",\"typ\":\"" AUDIT_CHECKPOINT_TYP "\"}");
+	a->sign_header = buf_take(&h, NULL);
+	return ERR_OK;
+}
+
+enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *c)
+{
+	struct audit *a = NULL;
+	pthread_condattr_t ca;
+	enum err e = ERR_OK;
+	uint64_t size = 0;
+
+	*out = NULL;
+	if (!o || !o->data_dir || !*o->data_dir)
+		return ctx_errorf(c, ERR_INVALID, "audit log needs a data directory");
+	if (o->node && !audit_node_valid(o->node))
+		return ctx_errorf(c, ERR_INVALID,
+				  "audit node id must be 1 to %d of [A-Za-z0-9._-], not '%s'",
+				  AUDIT_NODE_MAX, o->node);
+	a = xcalloc(1, sizeof(*a));
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->work_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&a->done_cv, NULL);
+	buf_init(&a->body, AUDIT_RECORD_MAX + 64);
+	a->dir = xstrdup(o->data_dir);
+	str_copy(a->node, o->node ? o->node : "node-1", sizeof(a->node));
+	a->durability = o->durability;
+	a->queue_max = o->queue_max ? o->queue_max : AUDIT_QUEUE_DEFAULT;
+	a->ckpt_records = o->checkpoint_records ? o->checkpoint_records
+						: AUDIT_CHECKPOINT_RECORDS_DEFAULT;
+	a->ckpt_ms = o->checkpoint_ms ? o->checkpoint_ms : AUDIT_CHECKPOINT_MS_DEFAULT;
+	a->retention_days = o->retention_days ? o->retention_days : AUDIT_RETENTION_DAYS_DEFAULT;
+	a->prune_interval_ms = o->prune_interval_ms ? o->prune_interval_ms : (uint32_t)DAY_MS;
+	if (!o->archive_dir) {
+		struct buf p = BUF_INIT(4096);
+		buf_addf(&p, "%s/audit-archive", o->data_dir);
+		a->archive_dir = buf_take(&p, NULL);
+	} else if (*o->archive_dir) {
+		a->archive_dir = xstrdup(o->archive_dir);
+	}
+	a->key = o->key;
+	if (o->durability != AUDIT_SYNC && o->durability != AUDIT_ASYNC) {
+		e = ctx_errorf(c, ERR_INVALID, "unknown audit durability");
+		goto out;
+	}
+	if (a->key && (e = make_header(a, c)))
+		goto out;
+	a->q = xcalloc(a->queue_max, sizeof(*a->q));
+	if ((e = adb_open(o->data_dir, true, &a->db, c)) || (e = adb_pepper(a->db, a->pepper, c)))
+		goto out;
+	if ((e = adb_prepare(a->db,
+			     "INSERT INTO record(node, seq, time_ms, type, outcome, patient, agent,"
+			     " username, client, request_id, trace_id, leaf, body)"
+			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+			     &a->ins_record, c)) ||
+	    (e = adb_prepare(a->db,
+			     "INSERT INTO subtree(node, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
+			     &a->ins_subtree, c)) ||
+	    (e = adb_prepare(a->db,
+			     "INSERT OR REPLACE INTO checkpoint(node, size, time_ms, root, compact,"
+			     " kid, jws, final) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+			     &a->ins_ckpt, c)))
+		goto out;
+	if ((e = query_u64(a->db, "SELECT coalesce(max(seq) + 1, 0) FROM record WHERE node = ?",
+			   a->node, &size, c)) ||
+	    (e = query_u64(a->db, "SELECT coalesce(max(below), 0) FROM prune WHERE node = ?",
+			   a->node, &a->prune_below, c)) ||
+	    (e = query_u64(a->db, "SELECT coalesce(max(cleared), 0) FROM prune WHERE node = ?",
+			   a->node, &a->prune_cleared, c)))
+		goto out;
+	a->prune_active = a->prune_cleared < a->prune_below;
+	a->tree = tree_src_new(a->db, a->node);
+	if ((e = tree_compact(a->tree, size, &a->mc, c)) ||
+	    (e = tiers_load(&a->tiers, a->tree, size, c)) || (e = check_last_checkpoint(a, c)))
+		goto out;
+	a->unsigned_since = clock_mono_us();
+	a->size_pub = size;
+	if (a->key) {
+		if ((e = begin(a, c)))
+			goto out;
+		if ((e = commit(a, record_signer(a, c), c)))
+			goto out;
+	}
+	if (a->mc.size > a->signed_size) {
+		if ((e = begin(a, c)) || (e = commit(a, checkpoint(a, false, c), c)))
+			goto out;
+	}
+	a->next_prune = clock_mono_us();
+	if (pthread_create(&a->thread, NULL, writer_main, a) != 0) {
+		e = ctx_errorf(c, ERR_IO, "cannot start the audit writer");
+		goto out;
+	}
+	a->started = true;
+	*out = a;
+	a = NULL;
+out:
+	audit_free(a);
+	return e;
+}
+
+enum err audit_close(struct audit *a, struct ctx *c)
+{
+	enum err e = ERR_OK;
+
+	if (!a)
+		return ERR_OK;
+	if (a->started) {
+		pthread_mutex_lock(&a->mu);
+		a->stopping = true;
+		pthread_cond_signal(&a->work_cv);
+		pthread_mutex_unlock(&a->mu);
+		pthread_join(a->thread, NULL);
+	}
+	if (a->failed)
+		e = ctx_errorf(c, a->failed, "audit log failed: %s", a->failmsg);
+	audit_free(a);
+	return e;
+}

@@ -1,0 +1,732 @@
+/*
+ * Unit tests of the audit writer (src/audit/writer.c) and verifier
+ * (src/audit/verify.c).
+ *
+ * - The writer: records become durable in order, checkpoints come every
+ *   N records and at close (marked final), many producers at once, async
+ *   mode, reopening, a full queue answers ERR_BUSY and the writer records
+ *   the backlog, a storage failure makes everything answer ERR_IO.
+ * - The verifier, on a log of 45 records with checkpoints every 10: a
+ *   clean log verifies; then each test alters audit.db directly with
+ *   sqlite3 (a body, a body with its leaf hash recomputed, an indexed
+ *   column, a deleted row, an inserted row, swapped rows, removed last
+ *   rows, a row added after close, a checkpoint's signature or columns,
+ *   a missing body) and asserts that verify fails and names the right
+ *   record.
+ */
+#include "audit_test.h"
+
+#include <pthread.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+
+static void expect_ok(const struct fx *f, uint64_t records)
+{
+	struct audit_verify_report r;
+	struct ctx c = CTX_INIT;
+	enum err e = audit_verify(f->dir, f->pub, &r, &c);
+
+	if (e != ERR_OK)
+		fail_msg("verify: %s", c.msg);
+	assert_true(r.ok);
+	assert_int_equal(r.records, records);
+	assert_false(r.keys_from_log);
+}
+
+/* Verify must fail, naming [first, end) (end 0: first + 1) and a reason containing 'why'. */
+static void expect_bad(const struct fx *f, int64_t first, int64_t end, const char *why)
+{
+	struct audit_verify_report r;
+	struct ctx c = CTX_INIT;
+	enum err e = audit_verify(f->dir, f->pub, &r, &c);
+
+	if (e == ERR_OK)
+		fail_msg("verify passed, expected a failure at %lld (%s)", (long long)first, why);
+	assert_int_equal(e, ERR_INVALID);
+	assert_false(r.ok);
+	if (r.first_bad != first || r.bad_end != (end ? end : first + 1) ||
+	    !strstr(r.reason, why))
+		fail_msg("verify named [%lld, %lld) '%s'; expected [%lld, %lld) '%s'",
+			 (long long)r.first_bad, (long long)r.bad_end, r.reason, (long long)first,
+			 (long long)(end ? end : first + 1), why);
+	assert_string_equal(r.node, "node-1");
+	assert_non_null(strstr(c.msg, "does not verify"));
+}
+
+/* A closed log of 45 records, checkpoints at 10, 20, 30, 40 and 45 (final). */
+static int setup45(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct audit_opts o = {.checkpoint_records = 10};
+
+	fx_init(f, "audit-log");
+	fx_open(f, &o);
+	record_n(f->a, 0, 45, true);
+	fx_close(f);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	fx_release(f);
+	free(f);
+	return 0;
+}
+
+static int64_t count(const struct fx *f, const char *sql)
+{
+	sqlite3 *db = raw_db(f);
+	sqlite3_stmt *st = NULL;
+	int64_t n = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/* Replace the body of 'seq' (and, with 'rehash', its leaf hash to match). */
+static void set_body(const struct fx *f, int64_t seq, const char *body, bool rehash)
+{
+	sqlite3 *db = raw_db(f);
+	sqlite3_stmt *st = NULL;
+	uint8_t leaf[MERKLE_HASH_LEN];
+
+	merkle_leaf_hash(body, strlen(body), leaf);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    rehash ? "UPDATE record SET body = ?1, leaf = ?2 WHERE seq = ?3"
+						   : "UPDATE record SET body = ?1 WHERE seq = ?3",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, body, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, leaf, sizeof(leaf), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, seq);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	assert_int_equal(sqlite3_changes(db), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static char *get_body(const struct fx *f, int64_t seq)
+{
+	sqlite3 *db = raw_db(f);
+	sqlite3_stmt *st = NULL;
+	char *s = NULL;
+
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT body FROM record WHERE seq = ?", -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_int64(st, 1, seq);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		s = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	assert_non_null(s);
+	return s;
+}
+
+/* body with the first occurrence of 'from' replaced by 'to'. */
+static char *edit(const char *body, const char *from, const char *to)
+{
+	const char *at = strstr(body, from);
+	struct buf b = BUF_INIT(AUDIT_RECORD_MAX);
+
+	assert_non_null(at);
+	buf_add(&b, body, (size_t)(at - body));
+	buf_adds(&b, to);
+	buf_adds(&b, at + strlen(from));
+	return buf_take(&b, NULL);
+}
+
+/* ---- the writer ----------------------------------------------------------------- */
+
+static void test_clean_log(void **state)
+{
+	struct fx *f = *state;
+	struct audit_verify_report r;
+	struct ctx c = CTX_INIT;
+
+	expect_ok(f, 45);
+	assert_int_equal(count(f, "SELECT count(*) FROM record"), 45);
+	assert_int_equal(count(f, "SELECT group_concat(size) = '10,20,30,40,45' FROM"
+				  " (SELECT size FROM checkpoint ORDER BY size)"),
+			 1);
+	assert_int_equal(count(f, "SELECT final FROM checkpoint WHERE size = 45"), 1);
+	assert_int_equal(count(f, "SELECT count(*) FROM checkpoint WHERE final = 1"), 1);
+	assert_int_equal(count(f, "SELECT count(*) FROM checkpoint WHERE jws IS NULL"), 0);
+	/* without keys: the log's own, and it says so */
+	assert_int_equal(audit_verify(f->dir, NULL, &r, &c), ERR_OK);
+	assert_true(r.keys_from_log);
+	assert_int_equal(r.checkpoints, 5);
+	assert_int_equal(r.unsigned_tail, 0);
+	assert_int_equal(r.streams, 1);
+	/* another key does not verify it */
+	{
+		struct jose_key *other = NULL;
+		struct jose_jwks *set;
+		assert_int_equal(jose_key_generate(JOSE_GEN_P256, &other, &c), ERR_OK);
+		set = public_set(other);
+		assert_int_equal(audit_verify(f->dir, set, &r, &c), ERR_INVALID);
+		assert_non_null(strstr(r.reason, "unknown key"));
+		assert_int_equal(r.first_bad, 0);
+		assert_int_equal(r.bad_end, 10);
+		jose_jwks_free(set);
+		jose_key_free(other);
+	}
+	/* no log at all */
+	assert_int_equal(audit_verify("/nonexistent-veranda", f->pub, &r, &c), ERR_NOTFOUND);
+}
+
+struct producer {
+	struct audit *a;
+	int base, n;
+	int errors;
+};
+
+static void *produce(void *arg)
+{
+	struct producer *p = arg;
+
+	for (int i = 0; i < p->n; i++) {
+		char pat[16];
+		struct audit_entity en;
+		struct audit_event ev = sample_event(p->base + i, pat, sizeof(pat), &en);
+		struct ctx c = CTX_INIT;
+		if (audit_record_sync(p->a, &ev, &c) != ERR_OK)
+			p->errors++;
+	}
+	return NULL;
+}
+
+static void test_concurrent_producers(void **state)
+{
+	struct fx f;
+	struct audit_opts o = {.checkpoint_records = 100, .node = "web-2"};
+	struct producer p[8];
+	pthread_t th[8];
+	struct audit_stats st;
+	struct audit_verify_report r;
+	struct ctx c = CTX_INIT;
+
+	(void)state;
+	fx_init(&f, "audit-conc");
+	fx_open(&f, &o);
+	assert_string_equal(audit_node(f.a), "web-2");
+	for (int i = 0; i < 8; i++) {
+		p[i] = (struct producer){f.a, i * 1000, 150, 0};
+		assert_int_equal(pthread_create(&th[i], NULL, produce, &p[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(p[i].errors, 0);
+	}
+	audit_stats(f.a, &st);
+	assert_int_equal(st.records, 1200);
+	assert_false(st.failed);
+	/* group commit: fewer commits than records */
+	assert_true(st.commits < 1200);
+	assert_true(st.checkpoints >= 1);
+	fx_close(&f);
+	assert_int_equal(audit_verify(f.dir, f.pub, &r, &c), ERR_OK);
+	assert_int_equal(r.records, 1200);
+	assert_string_equal(r.node, "");
+	assert_int_equal(count(&f, "SELECT count(DISTINCT body) FROM record WHERE node = 'web-2'"),
+			 1200);
+	/* 4 complete blocks of 256 leaves: their roots are cached */
+	assert_int_equal(count(&f, "SELECT count(*) FROM subtree WHERE level = 8"), 4);
+	fx_release(&f);
+}
+
+static void test_async_and_reopen(void **state)
+{
+	struct fx f;
+	struct audit_opts o = {.durability = AUDIT_ASYNC, .checkpoint_records = 7};
+	struct ctx c = CTX_INIT;
+	struct audit_stats st;
+
+	(void)state;
+	fx_init(&f, "audit-async");
+	fx_open(&f, &o);
+	record_n(f.a, 0, 20, false);
+	fx_close(&f);
+	/* a second run continues the same stream */
+	o.durability = AUDIT_SYNC;
+	fx_open(&f, &o);
+	audit_stats(f.a, &st);
+	assert_int_equal(st.records, 20);
+	record_n(f.a, 20, 5, true);
+	fx_close(&f);
+	expect_ok(&f, 25);
+	assert_int_equal(count(&f, "SELECT max(seq) FROM record"), 24);
+	/* two closes: two final checkpoints, the last one last */
+	assert_int_equal(count(&f, "SELECT count(*) FROM checkpoint WHERE final = 1"), 2);
+	assert_int_equal(count(&f, "SELECT max(size) FROM checkpoint WHERE final = 1"), 25);
+	/* reopening with nothing new writes nothing */
+	fx_open(&f, &o);
+	fx_close(&f);
+	assert_int_equal(count(&f, "SELECT count(*) FROM checkpoint WHERE final = 1"), 2);
+	/* bad options */
+	{
+		struct audit *a = NULL;
+		struct audit_opts bad = {.data_dir = f.dir, .node = "bad node"};
+		assert_int_equal(audit_open(&bad, &a, &c), ERR_INVALID);
+		assert_null(a);
+		bad.node = NULL;
+		bad.data_dir = NULL;
+		assert_int_equal(audit_open(&bad, &a, &c), ERR_INVALID);
+	}
+	fx_release(&f);
+}
+
+static void test_crash_tail_signed_at_start(void **state)
+{
+	struct fx f;
+	struct audit_opts o = {.checkpoint_records = 1000};
+	struct audit_verify_report r;
+	struct ctx c = CTX_INIT;
+
+	(void)state;
+	fx_init(&f, "audit-crash");
+	fx_open(&f, &o);
+	record_n(f.a, 0, 12, true);
+	fx_close(&f);
+	/* as if the process died before signing: no checkpoint at all */
+	raw_exec(&f, "DELETE FROM checkpoint");
+	assert_int_equal(audit_verify(f.dir, f.pub, &r, &c), ERR_OK);
+	assert_int_equal(r.unsigned_tail, 12);
+	assert_int_equal(r.checkpoints, 0);
+	/* the next start signs what was left */
+	fx_open(&f, &o);
+	assert_int_equal(count(&f, "SELECT count(*) FROM checkpoint WHERE size = 12 AND final = 0"), 1);
+	fx_close(&f);
+	assert_int_equal(audit_verify(f.dir, f.pub, &r, &c), ERR_OK);
+	assert_int_equal(r.unsigned_tail, 0);
+	fx_release(&f);
+}
+
+static void test_unsigned_log_refused(void **state)
+{
+	struct fx f;
+	struct audit_opts o = {0};
+	struct audit_verify_report r;
+	struct ctx c = CTX_INIT;
+
+	(void)state;
+	fx_init(&f, "audit-nokey");
+	o.data_dir = f.dir;
+	o.archive_dir = "";
+	assert_int_equal(audit_open(&o, &f.a, &c), ERR_OK);
+	record_n(f.a, 0, 3, true);
+	fx_close(&f);
+	assert_int_equal(audit_verify(f.dir, f.pub, &r, &c), ERR_INVALID);
+	assert_non_null(strstr(r.reason, "not signed"));
+	assert_int_equal(r.first_bad, 0);
+	assert_int_equal(r.bad_end, 3);
+	fx_release(&f);
+}
+
+/* Hold the write lock so the writer cannot commit, then fill the queue. */
+static void test_queue_full_fails_closed(void **state)
+{
+	struct fx f;
+	struct audit_opts o = {.queue_max = 4, .checkpoint_records = 1000};
+	struct ctx c = CTX_INIT;
+	struct audit_stats st;
+	uint64_t tickets[16];
+	int accepted = 0, busy = 0;
+	sqlite3 *lock;
+
+	(void)state;
+	fx_init(&f, "audit-busy");
+	fx_open(&f, &o);
+	lock = raw_db(&f);
+	assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 16; i++) {
+		char p[16];
+		struct audit_entity en;
+		struct audit_event ev = sample_event(i, p, sizeof(p), &en);
+		enum err e;
+		ctx_clear(&c);
+		e = audit_record(f.a, &ev, &tickets[accepted], &c);
+		if (e == ERR_OK) {
+			accepted++;
+		} else {
+			assert_int_equal(e, ERR_BUSY);
+			assert_non_null(strstr(c.msg, "queue is full"));
+			busy++;
+		}
+		/* let the writer take the first record and block on the lock */
+		if (i == 0)
+			usleep(200 * 1000);
+	}
+	/* one in the writer's hands, four queued, the rest refused */
+	assert_true(accepted >= 4 && accepted <= 5);
+	assert_int_equal(busy, 16 - accepted);
+	audit_stats(f.a, &st);
+	assert_int_equal(st.rejected, (uint64_t)busy);
+	assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(lock);
+	for (int i = 0; i < accepted; i++)
+		assert_int_equal(audit_wait(f.a, tickets[i], &c), ERR_OK);
+	fx_close(&f);
+	expect_ok(&f, (uint64_t)accepted + 1);
+	/* the backlog is on record */
+	{
+		char sql[256];
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM record WHERE type = 'system.audit-backlog' AND outcome = 8"
+			 " AND body LIKE '%%rejected=%d%%'",
+			 busy);
+		assert_int_equal(count(&f, sql), 1);
+	}
+	fx_release(&f);
+}
+
+static void test_storage_failure_fails_closed(void **state)
+{
+	struct fx f;
+	struct audit_opts o = {.checkpoint_records = 1000};
+	struct ctx c = CTX_INIT;
+	char p[16];
+	struct audit_entity en;
+	struct audit_event ev = sample_event(1, p, sizeof(p), &en);
+	uint64_t t;
+	struct audit_stats st;
+
+	(void)state;
+	log_set_level(LOG_OFF); /* the writer says why it stopped */
+	fx_init(&f, "audit-fail");
+	fx_open(&f, &o);
+	record_n(f.a, 0, 2, true);
+	/* the table disappears under the writer */
+	raw_exec(&f, "DROP TABLE record");
+	assert_int_equal(audit_record(f.a, &ev, &t, &c), ERR_OK);
+	assert_int_equal(audit_wait(f.a, t, &c), ERR_IO);
+	assert_non_null(strstr(c.msg, "not written"));
+	ctx_clear(&c);
+	assert_int_equal(audit_record(f.a, &ev, &t, &c), ERR_IO);
+	ctx_clear(&c);
+	assert_int_equal(audit_record_sync(f.a, &ev, &c), ERR_IO);
+	audit_stats(f.a, &st);
+	assert_true(st.failed);
+	ctx_clear(&c);
+	assert_int_equal(audit_close(f.a, &c), ERR_IO);
+	f.a = NULL;
+	log_set_level(LOG_WARN);
+	fx_release(&f);
+}
+
+static void test_record_refuses_bad_events(void **state)
+{
+	struct fx f;
+	struct ctx c = CTX_INIT;
+	struct audit_event ev = {.type = AUDIT_SYSTEM_PRUNE};
+	uint64_t t = 99;
+
+	(void)state;
+	fx_init(&f, "audit-bad");
+	fx_open(&f, NULL);
+	assert_int_equal(audit_record(f.a, &ev, &t, &c), ERR_INVALID);
+	assert_int_equal(t, 0);
+	ev.type = AUDIT_FHIR_READ;
+	ev.outcome = 5;
+	assert_int_equal(audit_record(f.a, &ev, &t, &c), ERR_INVALID);
+	assert_int_equal(audit_record(f.a, NULL, &t, &c), ERR_INVALID);
+	assert_int_equal(audit_record(NULL, &ev, &t, &c), ERR_IO);
+	fx_close(&f);
+	assert_int_equal(count(&f, "SELECT count(*) FROM record"), 0);
+	fx_release(&f);
+}
+
+/* ---- tampering ------------------------------------------------------------------------ */
+
+static void test_alter_body(void **state)
+{
+	struct fx *f = *state;
+	char *b = get_body(f, 17), *b2 = edit(b, "\"patient\":\"p3\"", "\"patient\":\"p4\"");
+
+	set_body(f, 17, b2, false);
+	expect_bad(f, 17, 0, "does not match its leaf hash");
+	free(b);
+	free(b2);
+}
+
+static void test_alter_body_and_leaf(void **state)
+{
+	struct fx *f = *state;
+	char *b = get_body(f, 17), *b2 = edit(b, "\"outcome\":0", "\"outcome\":4");
+
+	/* the leaf hash rewritten too: only the signed root can tell; 20 = 16 + 4 */
+	set_body(f, 17, b2, true);
+	raw_exec(f, "UPDATE record SET outcome = 4 WHERE seq = 17");
+	expect_bad(f, 16, 20, "signed root of checkpoint 20");
+	free(b);
+	free(b2);
+}
+
+static void test_alter_body_and_leaf_fine_checkpoints(void **state)
+{
+	struct fx f;
+	struct audit_opts o = {.checkpoint_records = 1};
+	char *b, *b2;
+
+	(void)state;
+	fx_init(&f, "audit-fine");
+	fx_open(&f, &o);
+	record_n(f.a, 0, 12, true);
+	fx_close(&f);
+	expect_ok(&f, 12);
+	b = get_body(&f, 5);
+	b2 = edit(b, "\"outcome\":0", "\"outcome\":4");
+	set_body(&f, 5, b2, true);
+	raw_exec(&f, "UPDATE record SET outcome = 4 WHERE seq = 5");
+	/* a checkpoint per record: the exact record */
+	expect_bad(&f, 5, 0, "signed root of checkpoint 6");
+	free(b);
+	free(b2);
+	fx_release(&f);
+}
+
+static void test_alter_column(void **state)
+{
+	struct fx *f = *state;
+
+	/* hiding a record from a patient's query */
+	raw_exec(f, "UPDATE record SET patient = 'p6' WHERE seq = 31");
+	expect_bad(f, 31, 0, "patient column");
+}
+
+static void test_alter_other_columns(void **state)
+{
+	struct fx *f = *state;
+
+	raw_exec(f, "UPDATE record SET agent = 'nobody' WHERE seq = 8");
+	expect_bad(f, 8, 0, "agent column");
+	raw_exec(f, "UPDATE record SET agent = 'alice' WHERE seq = 8");
+	raw_exec(f, "UPDATE record SET time_ms = time_ms + 1 WHERE seq = 3");
+	expect_bad(f, 3, 0, "time column");
+}
+
+static void test_delete_record(void **state)
+{
+	struct fx *f = *state;
+
+	raw_exec(f, "DELETE FROM record WHERE seq = 23");
+	expect_bad(f, 23, 0, "record 23 is missing");
+}
+
+static void test_delete_and_renumber(void **state)
+{
+	struct fx *f = *state;
+
+	raw_exec(f, "DELETE FROM record WHERE seq = 23");
+	raw_exec(f, "UPDATE record SET seq = -seq WHERE seq > 23");
+	raw_exec(f, "UPDATE record SET seq = -seq - 1 WHERE seq < 0");
+	expect_bad(f, 23, 0, "says it is record 24");
+}
+
+static void test_insert_record(void **state)
+{
+	struct fx *f = *state;
+	char *b = get_body(f, 30),
+	     *b2 = edit(b, "\"client\":\"growth-chart\"", "\"client\":\"evil-app\"");
+
+	/* make room at 30 and put a forged record there, correct in itself */
+	raw_exec(f, "UPDATE record SET seq = -seq WHERE seq >= 30");
+	raw_exec(f, "UPDATE record SET seq = -seq + 1 WHERE seq < 0");
+	raw_exec(f, "INSERT INTO record SELECT node, 30, time_ms, type, outcome, patient, agent, username,"
+		    " client, request_id, trace_id, leaf, body FROM record WHERE seq = 31");
+	set_body(f, 30, b2, true);
+	raw_exec(f, "UPDATE record SET client = 'evil-app' WHERE seq = 30");
+	/* record 31 (the old 30) says it is 30: something was inserted at 30 */
+	expect_bad(f, 30, 31, "says it is record 30");
+	free(b);
+	free(b2);
+}
+
+static void test_insert_fully_renumbered(void **state)
+{
+	struct fx *f = *state;
+
+	/* an insertion at 30 whose author also rewrote every later record's
+	 * sequence and leaf hash: the checkpoint at 40 catches it; 40 = 32 + 8 */
+	for (int seq = 44; seq >= 30; seq--) {
+		char *b = get_body(f, seq), from[32], to[32], *b2;
+		char sql[128];
+		snprintf(from, sizeof(from), "\"seq\":%d,", seq);
+		snprintf(to, sizeof(to), "\"seq\":%d,", seq + 1);
+		b2 = edit(b, from, to);
+		snprintf(sql, sizeof(sql), "UPDATE record SET seq = %d WHERE seq = %d", seq + 1, seq);
+		raw_exec(f, sql);
+		set_body(f, seq + 1, b2, true);
+		free(b);
+		free(b2);
+	}
+	{
+		char *b = get_body(f, 29), *b2 = edit(b, "\"seq\":29,", "\"seq\":30,");
+		raw_exec(f, "INSERT INTO record SELECT node, 30, time_ms, type, outcome, patient, agent,"
+			    " username, client, request_id, trace_id, leaf, body FROM record WHERE seq = 29");
+		set_body(f, 30, b2, true);
+		free(b);
+		free(b2);
+	}
+	expect_bad(f, 30, 32, "signed root of checkpoint 40");
+}
+
+static void test_reorder(void **state)
+{
+	struct fx *f = *state;
+
+	raw_exec(f, "UPDATE record SET seq = -1 WHERE seq = 12");
+	raw_exec(f, "UPDATE record SET seq = 12 WHERE seq = 13");
+	raw_exec(f, "UPDATE record SET seq = 13 WHERE seq = -1");
+	expect_bad(f, 12, 0, "says it is record 13");
+}
+
+static void test_truncate(void **state)
+{
+	struct fx *f = *state;
+
+	raw_exec(f, "DELETE FROM record WHERE seq >= 42");
+	expect_bad(f, 42, 45, "records 42 to 44 were removed");
+	/* the writer refuses to continue such a stream */
+	{
+		struct ctx c = CTX_INIT;
+		struct audit *a = NULL;
+		struct audit_opts o = {.data_dir = f->dir, .key = f->key, .archive_dir = ""};
+		assert_int_equal(audit_open(&o, &a, &c), ERR_IO);
+		assert_non_null(strstr(c.msg, "shorter"));
+	}
+}
+
+static void test_truncate_with_checkpoints(void **state)
+{
+	struct fx *f = *state;
+	struct audit_reader *r = NULL;
+	struct ctx c = CTX_INIT;
+	json_t *cps = NULL;
+	char *saved;
+
+	/* a witness kept the latest checkpoint */
+	assert_int_equal(audit_reader_open(f->dir, &r, &c), ERR_OK);
+	assert_int_equal(audit_checkpoints(r, NULL, false, 0, &cps, &c), ERR_OK);
+	audit_reader_free(r);
+	saved = strdup(json_string_value(
+		json_object_get(json_array_get(json_object_get(cps, "checkpoints"), 0), "jws")));
+	json_decref(cps);
+	assert_int_equal(audit_verify_extends(f->dir, f->pub, saved, &c), ERR_OK);
+	/* cut back to 40 records with their checkpoints: locally consistent... */
+	raw_exec(f, "DELETE FROM record WHERE seq >= 40");
+	raw_exec(f, "DELETE FROM checkpoint WHERE size > 40");
+	expect_ok(f, 40);
+	/* ...but no longer extends what the witness saw */
+	ctx_clear(&c);
+	assert_int_equal(audit_verify_extends(f->dir, f->pub, saved, &c), ERR_INVALID);
+	assert_non_null(strstr(c.msg, "no longer holds"));
+	/* a forged checkpoint does not count */
+	saved[strlen(saved) - 3] = saved[strlen(saved) - 3] == 'A' ? 'B' : 'A';
+	ctx_clear(&c);
+	assert_int_equal(audit_verify_extends(f->dir, f->pub, saved, &c), ERR_UNAUTHORIZED);
+	free(saved);
+}
+
+static void test_append_after_close(void **state)
+{
+	struct fx *f = *state;
+	char *b = get_body(f, 44), *b2 = edit(b, "\"seq\":44,", "\"seq\":45,");
+	struct ctx c = CTX_INIT;
+	struct audit *a = NULL;
+	struct audit_opts o = {.data_dir = f->dir, .key = f->key, .archive_dir = ""};
+
+	raw_exec(f, "INSERT INTO record SELECT node, 45, time_ms, type, outcome, patient, agent,"
+		    " username, client, request_id, trace_id, leaf, body FROM record WHERE seq = 44");
+	set_body(f, 45, b2, true);
+	expect_bad(f, 45, 0, "follow the checkpoint the writer signed when it closed");
+	assert_int_equal(audit_open(&o, &a, &c), ERR_IO);
+	assert_non_null(strstr(c.msg, "after the checkpoint"));
+	free(b);
+	free(b2);
+}
+
+static void test_forged_checkpoint(void **state)
+{
+	struct fx *f = *state;
+
+	/* one flipped character of the signature of the checkpoint at 30 */
+	raw_exec(f, "UPDATE checkpoint SET jws = substr(jws, 1, length(jws) - 2) ||"
+		    " CASE substr(jws, -2, 1) WHEN 'A' THEN 'B' ELSE 'A' END || substr(jws, -1)"
+		    " WHERE size = 30");
+	expect_bad(f, 20, 30, "checkpoint at 30");
+}
+
+static void test_checkpoint_columns(void **state)
+{
+	struct fx *f = *state;
+	struct audit_verify_report r;
+	struct ctx c = CTX_INIT;
+
+	raw_exec(f, "UPDATE checkpoint SET time_ms = time_ms + 1000 WHERE size = 20");
+	assert_int_equal(audit_verify(f->dir, f->pub, &r, &c), ERR_INVALID);
+	assert_non_null(strstr(r.reason, "differ from what was signed"));
+	assert_int_equal(r.first_bad, -1);
+	raw_exec(f, "UPDATE checkpoint SET time_ms = time_ms - 1000 WHERE size = 20");
+	expect_ok(f, 45);
+	raw_exec(f, "UPDATE checkpoint SET jws = NULL WHERE size = 10");
+	expect_bad(f, 0, 10, "not signed");
+}
+
+static void test_missing_body(void **state)
+{
+	struct fx *f = *state;
+
+	/* a body removed as if by retention, without a signed prune record */
+	raw_exec(f, "UPDATE record SET body = NULL WHERE seq = 2");
+	expect_bad(f, 2, 0, "no signed prune record");
+}
+
+static void test_garbage_body(void **state)
+{
+	struct fx *f = *state;
+
+	set_body(f, 9, "{\"not\":\"a record\"}", true);
+	expect_bad(f, 9, 0, "not a valid audit record");
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup45, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_clean_log),
+		cmocka_unit_test(test_concurrent_producers),
+		cmocka_unit_test(test_async_and_reopen),
+		cmocka_unit_test(test_crash_tail_signed_at_start),
+		cmocka_unit_test(test_unsigned_log_refused),
+		cmocka_unit_test(test_queue_full_fails_closed),
+		cmocka_unit_test(test_storage_failure_fails_closed),
+		cmocka_unit_test(test_record_refuses_bad_events),
+		T(test_alter_body),
+		T(test_alter_body_and_leaf),
+		cmocka_unit_test(test_alter_body_and_leaf_fine_checkpoints),
+		T(test_alter_column),
+		T(test_alter_other_columns),
+		T(test_delete_record),
+		T(test_delete_and_renumber),
+		T(test_insert_record),
+		T(test_insert_fully_renumbered),
+		T(test_reorder),
+		T(test_truncate),
+		T(test_truncate_with_checkpoints),
+		T(test_append_after_close),
+		T(test_forged_checkpoint),
+		T(test_checkpoint_columns),
+		T(test_missing_body),
+		T(test_garbage_body),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
