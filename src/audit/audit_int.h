@@ -32,6 +32,23 @@
 #define AUDIT_TIERS 7
 /* The JWS "typ" of a checkpoint. */
 #define AUDIT_CHECKPOINT_TYP "veranda-audit-checkpoint"
+/*
+ * A record's key: its stream's number << AUDIT_SEQ_BITS | its sequence.
+ * Stream numbers run from 1 to AUDIT_STREAMS_MAX.
+ */
+#define AUDIT_SEQ_BITS 48
+#define AUDIT_SEQ_LIMIT ((uint64_t)1 << AUDIT_SEQ_BITS)
+#define AUDIT_STREAMS_MAX 32767
+static inline int64_t audit_rid(int64_t no, uint64_t seq)
+{
+	return (int64_t)((uint64_t)no << AUDIT_SEQ_BITS | seq);
+}
+static inline uint64_t audit_rid_seq(int64_t id)
+{
+	return (uint64_t)id & (AUDIT_SEQ_LIMIT - 1);
+}
+/* The types that get an index of their own (all but the FHIR REST ones). */
+#define AUDIT_SPECIAL_TYPES "type NOT LIKE 'fhir.%'"
 /* Busy timeout of every audit connection. */
 #define AUDIT_BUSY_MS 10000
 
@@ -51,6 +68,11 @@ extern const struct audit_type_info audit_types[AUDIT_TYPE_COUNT];
 enum err event_serialize_tail(const struct audit_event *ev, const char *node, int64_t time_ms,
 			      struct buf *out, struct ctx *c);
 
+/* Append v in decimal (no printf on the hot path). */
+void audit_add_u64(struct buf *b, uint64_t v);
+/* Append `{"v":1,"seq":SEQ,`: the start of every record. */
+void audit_record_prefix(struct buf *b, uint64_t seq);
+
 /* The writer's secret for audit_query_normalize() (writer.c). */
 const uint8_t *audit_pepper(const struct audit *a);
 
@@ -64,8 +86,7 @@ struct rec_cols {
 	const char *type;
 	int outcome;
 	const char *patient;
-	const char *agent;
-	const char *username;
+	const char *agent;      /* agent.username, else agent.user */
 	const char *client;
 	const char *request_id;
 	const char *trace_id;
@@ -91,6 +112,12 @@ enum err instant_parse_ms(const char *s, int64_t *ms);
  * query-only.  *out is the caller's (sqlite3_close).
  */
 enum err adb_open(const char *data_dir, bool create, sqlite3 **out, struct ctx *c);
+
+/*
+ * The number of stream 'node' into *no; with 'create', registered first
+ * when new.  ERR_NOTFOUND when there is no such stream (and !create).
+ */
+enum err adb_stream_no(sqlite3 *db, const char *node, bool create, int64_t *no, struct ctx *c);
 
 /* The log's secret for hashing identifying query values. */
 enum err adb_pepper(sqlite3 *db, uint8_t out[AUDIT_PEPPER_LEN], struct ctx *c);

@@ -24,32 +24,35 @@
 #include "core/str.h"
 
 /*
- * Version 1.  `record` holds every record of every stream: the canonical
- * body (NULL once pruned), its leaf hash (kept for ever) and copies of
- * the fields queries filter on (checked against the body by the
- * verifier).  `subtree` caches the roots of complete aligned blocks of
- * 2^8, 2^16, ... leaves so proofs need not read the whole tree.
- * `checkpoint` holds each signed tree head and its compact range.
- * `signer` the public JWK of every key that signed, `prune` the writer's
- * progress through retention, `meta` the format name and the secret for
- * hashing search values.
+ * Version 1.  `record` holds every record of every stream, keyed by
+ * id = stream number << 48 | sequence (one b-tree for the table and its
+ * key): the canonical body (NULL once pruned), its leaf hash (kept for
+ * ever) and copies of the fields queries filter on (checked against the
+ * body by the verifier: altering them could hide a record).  Indexes are
+ * the ones the patient view and compliance searches need; every index
+ * costs the writer on each record, so type is indexed only for the rare
+ * non-FHIR events and the trace id not at all (filter it within a time
+ * range).  `stream` numbers the node ids, `subtree` caches the roots of
+ * complete aligned blocks of 2^8, 2^16, ... leaves so proofs need not
+ * read the whole tree, `checkpoint` holds each signed tree head and its
+ * compact range, `signer` the public JWK of every key that signed,
+ * `prune` the writer's progress through retention, `meta` the format name
+ * and the secret for hashing search values.
  */
 static const char schema_v1[] =
 	"CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE stream(no INTEGER PRIMARY KEY, node TEXT NOT NULL UNIQUE);"
 	"CREATE TABLE record("
-	" node TEXT NOT NULL, seq INTEGER NOT NULL,"
+	" id INTEGER PRIMARY KEY,"
 	" time_ms INTEGER NOT NULL, type TEXT NOT NULL, outcome INTEGER NOT NULL,"
-	" patient TEXT, agent TEXT, username TEXT, client TEXT, request_id TEXT, trace_id TEXT,"
-	" leaf BLOB NOT NULL, body TEXT,"
-	" PRIMARY KEY (node, seq));"
+	" patient TEXT, agent TEXT, client TEXT, request_id TEXT, trace_id TEXT,"
+	" leaf BLOB NOT NULL, body TEXT);"
 	"CREATE INDEX record_time ON record(time_ms);"
-	"CREATE INDEX record_type ON record(type, time_ms);"
 	"CREATE INDEX record_patient ON record(patient, time_ms) WHERE patient IS NOT NULL;"
 	"CREATE INDEX record_agent ON record(agent, time_ms) WHERE agent IS NOT NULL;"
-	"CREATE INDEX record_username ON record(username, time_ms) WHERE username IS NOT NULL;"
 	"CREATE INDEX record_client ON record(client, time_ms) WHERE client IS NOT NULL;"
 	"CREATE INDEX record_request ON record(request_id) WHERE request_id IS NOT NULL;"
-	"CREATE INDEX record_trace ON record(trace_id) WHERE trace_id IS NOT NULL;"
+	"CREATE INDEX record_special ON record(type, time_ms) WHERE " AUDIT_SPECIAL_TYPES ";"
 	"CREATE TABLE subtree(node TEXT NOT NULL, level INTEGER NOT NULL, idx INTEGER NOT NULL,"
 	" hash BLOB NOT NULL, PRIMARY KEY (node, level, idx)) WITHOUT ROWID;"
 	"CREATE TABLE checkpoint(node TEXT NOT NULL, size INTEGER NOT NULL,"
@@ -58,6 +61,42 @@ static const char schema_v1[] =
 	"CREATE TABLE signer(kid TEXT PRIMARY KEY, jwk TEXT NOT NULL, first_ms INTEGER NOT NULL);"
 	"CREATE TABLE prune(node TEXT PRIMARY KEY, below INTEGER NOT NULL,"
 	" cleared INTEGER NOT NULL) WITHOUT ROWID;";
+
+enum err adb_stream_no(sqlite3 *db, const char *node, bool create, int64_t *no, struct ctx *c)
+{
+	sqlite3_stmt *st = NULL;
+	enum err e;
+
+	*no = 0;
+	if (create) {
+		if ((e = adb_prepare(db, "INSERT INTO stream(node) VALUES (?) ON CONFLICT(node) DO NOTHING",
+				     &st, c)))
+			return e;
+		sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			e = adb_fail(c, ERR_IO, db, "cannot register the audit stream");
+		sqlite3_finalize(st);
+		if (e)
+			return e;
+	}
+	if ((e = adb_prepare(db, "SELECT no FROM stream WHERE node = ?", &st, c)))
+		return e;
+	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+	switch (sqlite3_step(st)) {
+	case SQLITE_ROW:
+		*no = sqlite3_column_int64(st, 0);
+		if (*no < 1 || *no > AUDIT_STREAMS_MAX)
+			e = ctx_errorf(c, ERR_IO, "audit stream '%s' has an invalid number", node);
+		break;
+	case SQLITE_DONE:
+		e = ctx_errorf(c, ERR_NOTFOUND, "the audit log has no stream '%s'", node);
+		break;
+	default:
+		e = adb_fail(c, ERR_IO, db, "audit log");
+	}
+	sqlite3_finalize(st);
+	return e;
+}
 
 enum err adb_fail(struct ctx *c, enum err code, sqlite3 *db, const char *what)
 {
@@ -234,7 +273,10 @@ enum err adb_open(const char *data_dir, bool create, sqlite3 **out, struct ctx *
 				       path.data);
 			goto out;
 		}
+		/* the writer's connection: 32 MiB of cache keeps the index pages
+		 * it touches on every commit out of pread() */
 		if ((e = adb_exec(db, "PRAGMA synchronous = FULL", c)) ||
+		    (e = adb_exec(db, "PRAGMA cache_size = -32768", c)) ||
 		    (e = adb_exec(db, "PRAGMA journal_size_limit = 67108864", c)) ||
 		    (e = migrate(db, path.data, c)))
 			goto out;

@@ -114,6 +114,28 @@ bool audit_node_valid(const char *node)
 	return true;
 }
 
+void audit_add_u64(struct buf *b, uint64_t v)
+{
+	char d[24];
+	size_t i = sizeof(d);
+
+	do {
+		d[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_add(b, d + i, sizeof(d) - i);
+}
+
+void audit_record_prefix(struct buf *b, uint64_t seq)
+{
+	static const char head[] = "{\"v\":1,\"seq\":";
+
+	_Static_assert(AUDIT_RECORD_VERSION == 1, "the prefix spells the version");
+	buf_add(b, head, sizeof(head) - 1);
+	audit_add_u64(b, seq);
+	buf_addch(b, ',');
+}
+
 /* ---- hashes ------------------------------------------------------------ */
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -380,7 +402,9 @@ static void member(struct buf *b, bool *first, const char *name, const char *val
 	if (!*first)
 		buf_addch(b, ',');
 	*first = false;
-	buf_addf(b, "\"%s\":", name);
+	buf_addch(b, '"');
+	buf_adds(b, name);
+	buf_add(b, "\":", 2);
 	jstr(b, value);
 }
 
@@ -394,7 +418,9 @@ static void object(struct buf *b, const char *name, const char *const names[],
 		any = any || present(values[i]);
 	if (!any)
 		return;
-	buf_addf(b, ",\"%s\":{", name);
+	buf_add(b, ",\"", 2);
+	buf_adds(b, name);
+	buf_add(b, "\":{", 3);
 	for (size_t i = 0; i < n; i++)
 		member(b, &first, names[i], values[i]);
 	buf_addch(b, '}');
@@ -416,8 +442,13 @@ enum err event_serialize_tail(const struct audit_event *ev, const char *node, in
 	member(out, &first, "node", node);
 	member(out, &first, "time", instant);
 	member(out, &first, "type", audit_type_name(ev->type));
-	buf_addf(out, ",\"action\":\"%c\",\"outcome\":%d",
-		 ev->action ? ev->action : audit_type_action(ev->type), ev->outcome);
+	{
+		char tail[40] = ",\"action\":\"X\",\"outcome\":";
+		size_t n = strlen(tail);
+		tail[11] = ev->action ? ev->action : audit_type_action(ev->type);
+		buf_add(out, tail, n);
+		audit_add_u64(out, (uint64_t)ev->outcome);
+	}
 	member(out, &first, "outcomeCode", ev->outcome_code);
 	{
 		const char *const names[] = {"user", "username", "role",
@@ -496,7 +527,7 @@ enum err audit_event_serialize(const struct audit_event *ev, const char *node, u
 	size_t start = out->len;
 	enum err e;
 
-	buf_addf(out, "{\"v\":%d,\"seq\":%llu,", AUDIT_RECORD_VERSION, (unsigned long long)seq);
+	audit_record_prefix(out, seq);
 	e = event_serialize_tail(ev, node, ev && ev->time_ms ? ev->time_ms : clock_now_ms(), out, c);
 	if (!e && out->err)
 		e = ctx_errorf(c, out->err, "audit record too large");
@@ -809,8 +840,7 @@ enum err rec_parse(const char *body, size_t n, json_t **root, uint64_t *seq, con
 	agent = json_object_get(r, "agent");
 	corr = json_object_get(r, "correlation");
 	cols->patient = obj_str(r, "patient");
-	cols->agent = obj_str(agent, "user");
-	cols->username = obj_str(agent, "username");
+	cols->agent = obj_str(agent, "username") ? obj_str(agent, "username") : obj_str(agent, "user");
 	cols->client = obj_str(agent, "client");
 	cols->request_id = obj_str(corr, "request");
 	cols->trace_id = obj_str(corr, "trace");

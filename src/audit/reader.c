@@ -111,33 +111,34 @@ static bool present(const char *s)
 static enum err build_where(const struct audit_filter *f, uint64_t seq_lo, uint64_t seq_hi,
 			    struct sqlb *q, struct ctx *c)
 {
-	buf_adds(&q->sql, " WHERE body IS NOT NULL");
+	buf_adds(&q->sql, " WHERE r.body IS NOT NULL");
 	if (present(f->node)) {
-		buf_adds(&q->sql, " AND node = ?");
+		buf_adds(&q->sql, " AND s.node = ?");
 		bind_s(q, f->node);
 	}
 	if (seq_hi) {
-		buf_adds(&q->sql, " AND seq >= ? AND seq < ?");
+		/* f->node is set: the archiver's range of one stream */
+		buf_adds(&q->sql, " AND r.id >= (s.no << 48) + ? AND r.id < (s.no << 48) + ?");
 		bind_i(q, (int64_t)seq_lo);
 		bind_i(q, (int64_t)seq_hi);
 	}
 	if (present(f->patient)) {
-		buf_adds(&q->sql, " AND patient = ?");
+		buf_adds(&q->sql, " AND r.patient = ?");
 		bind_s(q, f->patient);
 	}
 	if (present(f->agent)) {
-		buf_adds(&q->sql, " AND (agent = ? OR username = ?)");
-		bind_s(q, f->agent);
+		buf_adds(&q->sql, " AND r.agent = ?");
 		bind_s(q, f->agent);
 	}
 	if (present(f->client)) {
-		buf_adds(&q->sql, " AND client = ?");
+		buf_adds(&q->sql, " AND r.client = ?");
 		bind_s(q, f->client);
 	}
 	if (present(f->type)) {
 		size_t cl = strlen(f->type);
 		int found = 0;
-		buf_adds(&q->sql, " AND type IN (");
+		bool fhir = false;
+		buf_adds(&q->sql, " AND r.type IN (");
 		for (int t = 1; t < AUDIT_TYPE_COUNT && q->n < 60; t++) {
 			const char *name = audit_types[t].name;
 			if (strcmp(name, f->type) == 0 ||
@@ -145,42 +146,49 @@ static enum err build_where(const struct audit_filter *f, uint64_t seq_lo, uint6
 				buf_adds(&q->sql, found ? ",?" : "?");
 				bind_s(q, name);
 				found++;
+				fhir = fhir || str_starts(name, "fhir.");
 			}
 		}
 		buf_addch(&q->sql, ')');
+		/* the very condition of the partial index, so the planner may use it */
+		if (!fhir)
+			buf_adds(&q->sql, " AND r." AUDIT_SPECIAL_TYPES);
 		if (!found)
 			return ctx_errorx(c, ERR_INVALID, "type",
 					  "unknown audit event type or category '%s'", f->type);
 	}
 	if (f->outcome >= 0) {
-		buf_adds(&q->sql, " AND outcome = ?");
+		buf_adds(&q->sql, " AND r.outcome = ?");
 		bind_i(q, f->outcome);
 	}
 	if (present(f->request_id)) {
-		buf_adds(&q->sql, " AND request_id = ?");
+		buf_adds(&q->sql, " AND r.request_id = ?");
 		bind_s(q, f->request_id);
 	}
 	if (present(f->trace_id)) {
-		buf_adds(&q->sql, " AND trace_id = ?");
+		buf_adds(&q->sql, " AND r.trace_id = ?");
 		bind_s(q, f->trace_id);
 	}
 	if (f->since_ms) {
-		buf_adds(&q->sql, " AND time_ms >= ?");
+		buf_adds(&q->sql, " AND r.time_ms >= ?");
 		bind_i(q, f->since_ms);
 	}
 	if (f->until_ms) {
-		buf_adds(&q->sql, " AND time_ms < ?");
+		buf_adds(&q->sql, " AND r.time_ms < ?");
 		bind_i(q, f->until_ms);
 	}
 	if (f->after) {
-		buf_adds(&q->sql, f->newest_first ? " AND (time_ms, node, seq) < (?, ?, ?)"
-						  : " AND (time_ms, node, seq) > (?, ?, ?)");
+		buf_adds(&q->sql, f->newest_first
+					  ? " AND (r.time_ms, r.id) < (?, coalesce((SELECT no FROM stream"
+					    " WHERE node = ?), 0) * 281474976710656 + ?)"
+					  : " AND (r.time_ms, r.id) > (?, coalesce((SELECT no FROM stream"
+					    " WHERE node = ?), 0) * 281474976710656 + ?)");
 		bind_i(q, f->after->time_ms);
 		bind_s(q, f->after->node);
 		bind_i(q, (int64_t)f->after->seq);
 	}
-	buf_adds(&q->sql, f->newest_first ? " ORDER BY time_ms DESC, node DESC, seq DESC"
-					  : " ORDER BY time_ms, node, seq");
+	buf_adds(&q->sql, f->newest_first ? " ORDER BY r.time_ms DESC, r.id DESC"
+					  : " ORDER BY r.time_ms, r.id");
 	if (f->limit) {
 		buf_adds(&q->sql, " LIMIT ?");
 		bind_i(q, (int64_t)(f->limit > INT64_MAX ? INT64_MAX : f->limit));
@@ -198,7 +206,8 @@ static enum err run_query(sqlite3 *db, const struct audit_filter *f, uint64_t se
 	enum err e;
 	int rc;
 
-	buf_adds(&q.sql, "SELECT node, seq, time_ms, body FROM record");
+	buf_adds(&q.sql, "SELECT s.node, r.id, r.time_ms, r.body FROM record r"
+			 " JOIN stream s ON s.no = r.id >> 48");
 	if ((e = build_where(f, seq_lo, seq_hi, &q, c)) || (e = adb_prepare(db, q.sql.data, &st, c)))
 		goto out;
 	for (int i = 0; i < q.n; i++) {
@@ -212,7 +221,7 @@ static enum err run_query(sqlite3 *db, const struct audit_filter *f, uint64_t se
 		const char *body = (const char *)sqlite3_column_text(st, 3);
 		if (!node || !body)
 			continue;
-		e = fn(arg, node, (uint64_t)sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+		e = fn(arg, node, audit_rid_seq(sqlite3_column_int64(st, 1)), sqlite3_column_int64(st, 2),
 		       body, (size_t)sqlite3_column_bytes(st, 3));
 		if (e)
 			goto out;
@@ -414,13 +423,17 @@ out:
 static enum err load_body(sqlite3 *db, const char *node, uint64_t seq, char **out, struct ctx *c)
 {
 	sqlite3_stmt *st = NULL;
-	enum err e = adb_prepare(db, "SELECT body FROM record WHERE node = ? AND seq = ?", &st, c);
+	int64_t no = 0;
+	enum err e;
 
 	*out = NULL;
-	if (e)
+	if (seq >= AUDIT_SEQ_LIMIT)
+		return ctx_errorf(c, ERR_NOTFOUND, "stream '%s' has no record %llu", node,
+				  (unsigned long long)seq);
+	if ((e = adb_stream_no(db, node, false, &no, c)) ||
+	    (e = adb_prepare(db, "SELECT body FROM record WHERE id = ?", &st, c)))
 		return e;
-	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+	sqlite3_bind_int64(st, 1, audit_rid(no, seq));
 	switch (sqlite3_step(st)) {
 	case SQLITE_ROW:
 		if (sqlite3_column_type(st, 0) == SQLITE_NULL)

@@ -30,6 +30,7 @@ struct memo {
 struct tree_src {
 	sqlite3 *db;
 	char node[AUDIT_NODE_MAX + 1];
+	int64_t no;       /* the stream's number; 0 until looked up */
 	sqlite3_stmt *leaves;
 	sqlite3_stmt *subs;
 	bool have_block;
@@ -62,6 +63,7 @@ void tree_src_set_node(struct tree_src *t, const char *node)
 	if (strcmp(t->node, node) == 0)
 		return;
 	str_copy(t->node, node, sizeof(t->node));
+	t->no = 0;
 	t->have_block = false;
 	memset(t->memo, 0, sizeof(t->memo));
 }
@@ -74,19 +76,19 @@ static enum err load_block(struct tree_src *t, uint64_t block, size_t need, stru
 
 	if (t->have_block && t->block == block && t->count >= need)
 		return ERR_OK;
+	if (!t->no && (e = adb_stream_no(t->db, t->node, false, &t->no, c)))
+		return e;
 	if (!t->leaves &&
 	    (e = adb_prepare(t->db,
-			     "SELECT seq, leaf FROM record WHERE node = ?1 AND seq >= ?2 AND seq < ?3"
-			     " ORDER BY seq",
+			     "SELECT id, leaf FROM record WHERE id >= ?1 AND id < ?2 ORDER BY id",
 			     &t->leaves, c)))
 		return e;
 	t->have_block = false;
 	t->count = 0;
-	sqlite3_bind_text(t->leaves, 1, t->node, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(t->leaves, 2, (sqlite3_int64)lo);
-	sqlite3_bind_int64(t->leaves, 3, (sqlite3_int64)(lo + AUDIT_TIER_SIZE));
+	sqlite3_bind_int64(t->leaves, 1, audit_rid(t->no, lo));
+	sqlite3_bind_int64(t->leaves, 2, audit_rid(t->no, lo + AUDIT_TIER_SIZE));
 	while ((rc = sqlite3_step(t->leaves)) == SQLITE_ROW) {
-		uint64_t seq = (uint64_t)sqlite3_column_int64(t->leaves, 0);
+		uint64_t seq = audit_rid_seq(sqlite3_column_int64(t->leaves, 0));
 		if (seq != lo + t->count || sqlite3_column_bytes(t->leaves, 1) != HL) {
 			e = ctx_errorf(c, ERR_IO, "stream '%s' is damaged at record %llu", t->node,
 				       (unsigned long long)(lo + t->count));

@@ -39,6 +39,7 @@ struct vstate {
 	const struct jose_jwks *keys;
 	struct audit_verify_report *r;
 	const char *node;
+	int64_t no;          /* the stream's number; 0: it has no records */
 	sqlite3_stmt *sub;   /* cached subtree lookup */
 	uint64_t bad_block_lo, bad_block_hi;
 	bool bad_block;
@@ -87,13 +88,14 @@ static enum err prune_bound(struct vstate *v, uint64_t *below, struct ctx *c)
 
 	*below = 0;
 	e = adb_prepare(v->db,
-			"SELECT seq, body FROM record WHERE node = ? AND type = 'system.audit-prune'"
-			" AND body IS NOT NULL AND seq < (SELECT coalesce(max(size), 0) FROM checkpoint"
-			" WHERE node = ?1 AND jws IS NOT NULL)",
+			"SELECT id, body FROM record WHERE id >= ?2 AND id < ?2 + (SELECT coalesce(max(size),"
+			" 0) FROM checkpoint WHERE node = ?1 AND jws IS NOT NULL)"
+			" AND type = 'system.audit-prune' AND " AUDIT_SPECIAL_TYPES " AND body IS NOT NULL",
 			&st, c);
 	if (e)
 		return e;
 	sqlite3_bind_text(st, 1, v->node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, audit_rid(v->no, 0));
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *body = col_text(st, 1);
 		json_t *rec = NULL;
@@ -197,8 +199,8 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 	if ((e = prune_bound(v, &prune_below, c)))
 		return e;
 	if ((e = adb_prepare(v->db,
-			     "SELECT seq, time_ms, type, outcome, patient, agent, username, client,"
-			     " request_id, trace_id, leaf, body FROM record WHERE node = ? ORDER BY seq",
+			     "SELECT id, time_ms, type, outcome, patient, agent, client, request_id,"
+			     " trace_id, leaf, body FROM record WHERE id >= ?1 AND id < ?2 ORDER BY id",
 			     &rs, c)) ||
 	    (e = adb_prepare(v->db,
 			     "SELECT size, time_ms, root, compact, jws, final FROM checkpoint"
@@ -208,7 +210,9 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 			     "SELECT hash FROM subtree WHERE node = ? AND level = ? AND idx = ?",
 			     &v->sub, c)))
 		goto out;
-	sqlite3_bind_text(rs, 1, v->node, -1, SQLITE_STATIC);
+	/* a stream without a number has no records (ids of stream 0 never exist) */
+	sqlite3_bind_int64(rs, 1, v->no ? audit_rid(v->no, 0) : 1);
+	sqlite3_bind_int64(rs, 2, v->no ? audit_rid(v->no + 1, 0) : 0);
 	sqlite3_bind_text(cs, 1, v->node, -1, SQLITE_STATIC);
 
 #define NEXT_CK()                                                                          \
@@ -229,8 +233,8 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 		goto out;
 	}
 	while ((rc = sqlite3_step(rs)) == SQLITE_ROW) {
-		uint64_t seq = (uint64_t)sqlite3_column_int64(rs, 0);
-		const char *body = col_text(rs, 11);
+		uint64_t seq = audit_rid_seq(sqlite3_column_int64(rs, 0));
+		const char *body = col_text(rs, 10);
 		uint8_t leaf[HL];
 
 		if (seq != expected) {
@@ -243,12 +247,12 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 					  "record %llu is stored twice", (unsigned long long)seq);
 			goto out;
 		}
-		if (sqlite3_column_bytes(rs, 10) != HL) {
+		if (sqlite3_column_bytes(rs, 9) != HL) {
 			e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
 				  "record %llu has no valid leaf hash", (unsigned long long)seq);
 			goto out;
 		}
-		memcpy(leaf, sqlite3_column_blob(rs, 10), HL);
+		memcpy(leaf, sqlite3_column_blob(rs, 9), HL);
 		if (!body) {
 			if (seq >= prune_below) {
 				e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
@@ -264,7 +268,7 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 			uint64_t rseq;
 			const char *rnode, *bad = NULL;
 			struct ctx pc = CTX_INIT;
-			size_t blen = (size_t)sqlite3_column_bytes(rs, 11);
+			size_t blen = (size_t)sqlite3_column_bytes(rs, 10);
 
 			merkle_leaf_hash(body, blen, h);
 			if (memcmp(h, leaf, HL) != 0) {
@@ -294,13 +298,11 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 				bad = "the patient column";
 			else if (!same(cols.agent, col_text(rs, 5)))
 				bad = "the agent column";
-			else if (!same(cols.username, col_text(rs, 6)))
-				bad = "the username column";
-			else if (!same(cols.client, col_text(rs, 7)))
+			else if (!same(cols.client, col_text(rs, 6)))
 				bad = "the client column";
-			else if (!same(cols.request_id, col_text(rs, 8)))
+			else if (!same(cols.request_id, col_text(rs, 7)))
 				bad = "the request id column";
-			else if (!same(cols.trace_id, col_text(rs, 9)))
+			else if (!same(cols.trace_id, col_text(rs, 8)))
 				bad = "the trace id column";
 			if (bad) {
 				/* a record that says it is an earlier one was pushed
@@ -452,8 +454,27 @@ enum err audit_verify(const char *data_dir, const struct jose_jwks *keys,
 	v.r = r;
 	if ((e = adb_exec(v.db, "BEGIN", c)))
 		goto out;
+	{
+		/* rows of no registered stream would escape every check and query */
+		sqlite3_stmt *st = NULL;
+		int64_t orphans = 0;
+		if ((e = adb_prepare(v.db,
+				     "SELECT count(*) FROM record WHERE (id >> 48) NOT IN"
+				     " (SELECT no FROM stream)",
+				     &st, c)))
+			goto out;
+		if (sqlite3_step(st) == SQLITE_ROW)
+			orphans = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+		if (orphans) {
+			e = failf(r, "", -1, -1, "%lld records belong to no stream",
+				  (long long)orphans);
+			ctx_errorf(c, ERR_INVALID, "audit log does not verify: %s", r->reason);
+			goto out;
+		}
+	}
 	if ((e = adb_prepare(v.db,
-			     "SELECT node FROM record UNION SELECT node FROM checkpoint ORDER BY 1",
+			     "SELECT node FROM stream UNION SELECT node FROM checkpoint ORDER BY 1",
 			     &ns, c)))
 		goto out;
 	while ((rc = sqlite3_step(ns)) == SQLITE_ROW) {
@@ -465,6 +486,13 @@ enum err audit_verify(const char *data_dir, const struct jose_jwks *keys,
 		}
 		str_copy(nd, node, sizeof(nd));
 		v.node = nd;
+		if ((e = adb_stream_no(v.db, nd, false, &v.no, c))) {
+			if (e != ERR_NOTFOUND)
+				break;
+			ctx_clear(c);
+			e = ERR_OK;
+			v.no = 0;
+		}
 		r->streams++;
 		if ((e = verify_stream(&v, c)))
 			break;
@@ -498,6 +526,7 @@ enum err audit_verify_extends(const char *data_dir, const struct jose_jwks *keys
 	sqlite3_stmt *st = NULL;
 	sqlite3 *db = NULL;
 	uint8_t root[HL];
+	int64_t no = 0;
 	enum err e;
 	int rc;
 
@@ -517,15 +546,27 @@ enum err audit_verify_extends(const char *data_dir, const struct jose_jwks *keys
 		goto out;
 	}
 	/* from the leaves themselves, not the cached block roots */
-	if ((e = adb_prepare(db,
-			     "SELECT seq, leaf FROM record WHERE node = ? AND seq < ? ORDER BY seq",
+	if (claim.size >= AUDIT_SEQ_LIMIT) {
+		e = ctx_errorf(c, ERR_INVALID, "checkpoint too large");
+		goto out;
+	}
+	if ((e = adb_stream_no(db, claim.node, false, &no, c))) {
+		if (e == ERR_NOTFOUND) {
+			ctx_clear(c);
+			e = ctx_errorf(c, ERR_INVALID,
+				       "stream '%s' no longer holds the %llu records of the checkpoint",
+				       claim.node, (unsigned long long)claim.size);
+		}
+		goto out;
+	}
+	if ((e = adb_prepare(db, "SELECT id, leaf FROM record WHERE id >= ? AND id < ? ORDER BY id",
 			     &st, c)))
 		goto out;
-	sqlite3_bind_text(st, 1, claim.node, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)claim.size);
+	sqlite3_bind_int64(st, 1, audit_rid(no, 0));
+	sqlite3_bind_int64(st, 2, audit_rid(no, claim.size));
 	merkle_compact_init(&mc);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if ((uint64_t)sqlite3_column_int64(st, 0) != mc.size ||
+		if (audit_rid_seq(sqlite3_column_int64(st, 0)) != mc.size ||
 		    sqlite3_column_bytes(st, 1) != HL)
 			break;
 		merkle_compact_append(&mc, sqlite3_column_blob(st, 1));

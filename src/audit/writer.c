@@ -47,7 +47,7 @@ struct pending {
 	int64_t time_ms;
 	enum audit_type type;
 	int outcome;
-	const char *patient, *agent, *username, *client, *request, *trace; /* into mem or NULL */
+	const char *patient, *agent, *client, *request, *trace; /* into mem or NULL */
 	size_t tail_len;
 	char mem[]; /* the tail, NUL, then the column strings */
 };
@@ -56,6 +56,7 @@ struct audit {
 	/* fixed after audit_open() */
 	char *dir;
 	char node[AUDIT_NODE_MAX + 1];
+	int64_t no;               /* the stream's number (record keys) */
 	enum audit_durability durability;
 	size_t queue_max;
 	uint32_t ckpt_records, ckpt_ms;
@@ -83,10 +84,19 @@ struct audit {
 	/* shared, under mu */
 	pthread_mutex_t mu;
 	pthread_cond_t work_cv;   /* the writer waits for records */
-	pthread_cond_t done_cv;   /* producers wait for durability */
+	bool writer_idle;         /* ... and is waiting on work_cv now */
+	/*
+	 * Producers wait for durability on done_cv[g & 1], g the number of the
+	 * batch that will hold their ticket: a commit wakes only the waiters
+	 * it satisfied, not those still queued for the next one.
+	 */
+	pthread_cond_t done_cv[2];
 	struct pending **q;
 	size_t qhead, qcount;
-	uint64_t enq, taken, durable;
+	uint64_t enq;             /* tickets handed out */
+	uint64_t gen;             /* batches taken */
+	uint64_t inflight_end;    /* last ticket of the batch being written */
+	uint64_t durable;         /* last ticket on disk */
 	uint64_t rejected, rejected_unreported;
 	uint64_t commits, checkpoints, size_pub;
 	uint64_t checkpoints_local; /* the writer's count, published as 'checkpoints' */
@@ -135,8 +145,11 @@ static size_t slen(const char *s)
 static struct pending *pending_new(const struct audit_event *ev, int64_t time_ms,
 				   const struct buf *tail)
 {
-	size_t extra = slen(ev->patient) + slen(ev->agent.user_id) + slen(ev->agent.username) +
-		       slen(ev->agent.client_id) + slen(ev->correlation.request_id) +
+	/* the agent column: the username, else the user id */
+	const char *agent = ev->agent.username && *ev->agent.username ? ev->agent.username
+								     : ev->agent.user_id;
+	size_t extra = slen(ev->patient) + slen(agent) + slen(ev->agent.client_id) +
+		       slen(ev->correlation.request_id) +
 		       slen(ev->correlation.trace_id);
 	struct pending *p = xmalloc(sizeof(*p) + tail->len + 1 + extra);
 	char *w = p->mem + tail->len + 1;
@@ -147,8 +160,7 @@ static struct pending *pending_new(const struct audit_event *ev, int64_t time_ms
 	p->type = ev->type;
 	p->outcome = ev->outcome;
 	p->patient = put(&w, ev->patient);
-	p->agent = put(&w, ev->agent.user_id);
-	p->username = put(&w, ev->agent.username);
+	p->agent = put(&w, agent);
 	p->client = put(&w, ev->agent.client_id);
 	p->request = put(&w, ev->correlation.request_id);
 	p->trace = put(&w, ev->correlation.trace_id);
@@ -189,7 +201,8 @@ enum err audit_record(struct audit *a, const struct audit_event *ev, uint64_t *t
 		a->enq++;
 		if (ticket)
 			*ticket = a->enq;
-		pthread_cond_signal(&a->work_cv);
+		if (a->writer_idle)
+			pthread_cond_signal(&a->work_cv);
 	}
 	pthread_mutex_unlock(&a->mu);
 out:
@@ -206,8 +219,10 @@ enum err audit_wait(struct audit *a, uint64_t ticket, struct ctx *c)
 		return ctx_errorf(c, ERR_IO, "audit log is not open");
 	pthread_mutex_lock(&a->mu);
 	if (a->durability == AUDIT_SYNC)
-		while (a->durable < ticket && !a->failed)
-			pthread_cond_wait(&a->done_cv, &a->mu);
+		while (a->durable < ticket && !a->failed) {
+			uint64_t g = ticket <= a->inflight_end ? a->gen : a->gen + 1;
+			pthread_cond_wait(&a->done_cv[g & 1], &a->mu);
+		}
 	if ((a->durability == AUDIT_SYNC && a->durable < ticket) ||
 	    (a->durability == AUDIT_ASYNC && a->failed))
 		e = ctx_errorf(c, ERR_IO, "audit record not written: %s", a->failmsg);
@@ -264,25 +279,25 @@ static enum err append(struct audit *a, const struct pending *p, struct ctx *c)
 	enum err e;
 	int rc;
 
+	if (seq >= AUDIT_SEQ_LIMIT)
+		return ctx_errorf(c, ERR_TOOBIG, "audit stream '%s' is full", a->node);
 	buf_reset(&a->body);
-	buf_addf(&a->body, "{\"v\":%d,\"seq\":%llu,", AUDIT_RECORD_VERSION, (unsigned long long)seq);
+	audit_record_prefix(&a->body, seq);
 	buf_add(&a->body, p->mem, p->tail_len);
 	if (a->body.err)
 		return ctx_errorf(c, ERR_TOOBIG, "audit record too large");
 	merkle_leaf_hash(a->body.data, a->body.len, leaf);
-	sqlite3_bind_text(st, 1, a->node, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-	sqlite3_bind_int64(st, 3, p->time_ms);
-	sqlite3_bind_text(st, 4, audit_type_name(p->type), -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 5, p->outcome);
-	adb_bind_text(st, 6, p->patient);
-	adb_bind_text(st, 7, p->agent);
-	adb_bind_text(st, 8, p->username);
-	adb_bind_text(st, 9, p->client);
-	adb_bind_text(st, 10, p->request);
-	adb_bind_text(st, 11, p->trace);
-	sqlite3_bind_blob(st, 12, leaf, HL, SQLITE_STATIC);
-	sqlite3_bind_text(st, 13, a->body.data, (int)a->body.len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 1, audit_rid(a->no, seq));
+	sqlite3_bind_int64(st, 2, p->time_ms);
+	sqlite3_bind_text(st, 3, audit_type_name(p->type), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, p->outcome);
+	adb_bind_text(st, 5, p->patient);
+	adb_bind_text(st, 6, p->agent);
+	adb_bind_text(st, 7, p->client);
+	adb_bind_text(st, 8, p->request);
+	adb_bind_text(st, 9, p->trace);
+	sqlite3_bind_blob(st, 10, leaf, HL, SQLITE_STATIC);
+	sqlite3_bind_text(st, 11, a->body.data, (int)a->body.len, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
@@ -507,18 +522,17 @@ static enum err prune_start(struct audit *a, struct ctx *c)
 		return ERR_OK;
 	cutoff = clock_now_ms() - (int64_t)a->retention_days * DAY_MS;
 	e = adb_prepare(a->db,
-			"SELECT seq FROM record WHERE node = ?1 AND seq >= ?2 AND seq < ?3"
-			" AND time_ms >= ?4 ORDER BY seq LIMIT 1",
+			"SELECT id FROM record WHERE id >= ?1 AND id < ?2 AND time_ms >= ?3"
+			" ORDER BY id LIMIT 1",
 			&st, c);
 	if (e)
 		return e;
-	sqlite3_bind_text(st, 1, a->node, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)a->prune_below);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)a->signed_size);
-	sqlite3_bind_int64(st, 4, cutoff);
+	sqlite3_bind_int64(st, 1, audit_rid(a->no, a->prune_below));
+	sqlite3_bind_int64(st, 2, audit_rid(a->no, a->signed_size));
+	sqlite3_bind_int64(st, 3, cutoff);
 	switch (sqlite3_step(st)) {
 	case SQLITE_ROW:
-		below = (uint64_t)sqlite3_column_int64(st, 0);
+		below = audit_rid_seq(sqlite3_column_int64(st, 0));
 		break;
 	case SQLITE_DONE:
 		break;
@@ -564,14 +578,13 @@ static enum err prune_chunk(struct audit *a, uint64_t *done, struct ctx *c)
 	if ((e = begin(a, c)))
 		return e;
 	e = adb_prepare(a->db,
-			"UPDATE record SET body = NULL, patient = NULL, agent = NULL, username = NULL,"
-			" client = NULL, request_id = NULL, trace_id = NULL"
-			" WHERE node = ?1 AND seq >= ?2 AND seq < ?3 AND body IS NOT NULL",
+			"UPDATE record SET body = NULL, patient = NULL, agent = NULL, client = NULL,"
+			" request_id = NULL, trace_id = NULL"
+			" WHERE id >= ?1 AND id < ?2 AND body IS NOT NULL",
 			&st, c);
 	if (!e) {
-		sqlite3_bind_text(st, 1, a->node, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, (sqlite3_int64)a->prune_cleared);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)to);
+		sqlite3_bind_int64(st, 1, audit_rid(a->no, a->prune_cleared));
+		sqlite3_bind_int64(st, 2, audit_rid(a->no, to));
 		if (sqlite3_step(st) != SQLITE_DONE)
 			e = adb_fail(c, ERR_IO, a->db, "audit retention");
 		else
@@ -609,7 +622,8 @@ static void fail(struct audit *a, enum err e, const struct ctx *c)
 		a->qhead = (a->qhead + 1) % a->queue_max;
 		a->qcount--;
 	}
-	pthread_cond_broadcast(&a->done_cv);
+	pthread_cond_broadcast(&a->done_cv[0]);
+	pthread_cond_broadcast(&a->done_cv[1]);
 	if (a->prune_req != a->prune_done) {
 		a->prune_err = a->failed;
 		str_copy(a->prune_msg, a->failmsg, sizeof(a->prune_msg));
@@ -622,6 +636,7 @@ static void *writer_main(void *arg)
 	struct audit *a = arg;
 	struct pending **batch = xcalloc(BATCH_MAX, sizeof(*batch));
 
+	pthread_setname_np(pthread_self(), "audit-writer");
 	pthread_mutex_lock(&a->mu);
 	for (;;) {
 		struct ctx c = CTX_INIT;
@@ -647,13 +662,19 @@ static void *writer_main(void *arg)
 			if (a->next_prune < wake)
 				wake = a->next_prune;
 			abs_deadline(&ts, wake);
+			a->writer_idle = true;
 			pthread_cond_timedwait(&a->work_cv, &a->mu, &ts);
+			a->writer_idle = false;
 		}
 		while (n < BATCH_MAX && a->qcount) {
 			batch[n++] = a->q[a->qhead];
 			a->q[a->qhead] = NULL;
 			a->qhead = (a->qhead + 1) % a->queue_max;
 			a->qcount--;
+		}
+		if (n) {
+			a->gen++;
+			a->inflight_end = a->durable + n;
 		}
 		rejected = a->rejected_unreported;
 		a->rejected_unreported = 0;
@@ -690,15 +711,18 @@ static void *writer_main(void *arg)
 		}
 		if (n || rejected)
 			a->commits++;
-		a->taken += n;
-		a->durable = a->taken;
 		a->size_pub = a->mc.size;
 		a->prune_count += pruned_now;
+		if (n) {
+			a->durable += n;
+			pthread_cond_broadcast(&a->done_cv[a->gen & 1]);
+		}
 		if (prune_ticket != a->prune_done && !a->prune_active) {
 			a->prune_done = prune_ticket;
 			a->prune_err = ERR_OK;
+			pthread_cond_broadcast(&a->done_cv[0]);
+			pthread_cond_broadcast(&a->done_cv[1]);
 		}
-		pthread_cond_broadcast(&a->done_cv);
 		a->checkpoints = a->checkpoints_local;
 		if (stopping && a->mc.size <= a->signed_size)
 			break;
@@ -726,7 +750,7 @@ enum err audit_prune(struct audit *a, uint64_t *pruned, struct ctx *c)
 	want = ++a->prune_req;
 	pthread_cond_signal(&a->work_cv);
 	while (a->prune_done < want)
-		pthread_cond_wait(&a->done_cv, &a->mu);
+		pthread_cond_wait(&a->done_cv[0], &a->mu);
 	if (a->prune_err)
 		e = ctx_errorf(c, a->prune_err, "audit retention failed: %s", a->prune_msg);
 	else if (pruned)
@@ -853,7 +877,8 @@ static void audit_free(struct audit *a)
 	free(a->q);
 	pthread_mutex_destroy(&a->mu);
 	pthread_cond_destroy(&a->work_cv);
-	pthread_cond_destroy(&a->done_cv);
+	pthread_cond_destroy(&a->done_cv[0]);
+	pthread_cond_destroy(&a->done_cv[1]);
 	buf_release(&a->body);
 	mem_wipe(a->pepper, sizeof(a->pepper));
 	free(a->sign_header);
@@ -903,7 +928,8 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&a->work_cv, &ca);
 	pthread_condattr_destroy(&ca);
-	pthread_cond_init(&a->done_cv, NULL);
+	pthread_cond_init(&a->done_cv[0], NULL);
+	pthread_cond_init(&a->done_cv[1], NULL);
 	buf_init(&a->body, AUDIT_RECORD_MAX + 64);
 	a->dir = xstrdup(o->data_dir);
 	str_copy(a->node, o->node ? o->node : "node-1", sizeof(a->node));
@@ -932,9 +958,9 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	if ((e = adb_open(o->data_dir, true, &a->db, c)) || (e = adb_pepper(a->db, a->pepper, c)))
 		goto out;
 	if ((e = adb_prepare(a->db,
-			     "INSERT INTO record(node, seq, time_ms, type, outcome, patient, agent,"
-			     " username, client, request_id, trace_id, leaf, body)"
-			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+			     "INSERT INTO record(id, time_ms, type, outcome, patient, agent, client,"
+			     " request_id, trace_id, leaf, body)"
+			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
 			     &a->ins_record, c)) ||
 	    (e = adb_prepare(a->db,
 			     "INSERT INTO subtree(node, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
@@ -944,9 +970,20 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 			     " kid, jws, final) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 			     &a->ins_ckpt, c)))
 		goto out;
-	if ((e = query_u64(a->db, "SELECT coalesce(max(seq) + 1, 0) FROM record WHERE node = ?",
-			   a->node, &size, c)) ||
-	    (e = query_u64(a->db, "SELECT coalesce(max(below), 0) FROM prune WHERE node = ?",
+	if ((e = adb_stream_no(a->db, a->node, true, &a->no, c)))
+		goto out;
+	{
+		sqlite3_stmt *st = NULL;
+		if ((e = adb_prepare(a->db, "SELECT max(id) FROM record WHERE id >= ?1 AND id < ?2",
+				     &st, c)))
+			goto out;
+		sqlite3_bind_int64(st, 1, audit_rid(a->no, 0));
+		sqlite3_bind_int64(st, 2, audit_rid(a->no + 1, 0));
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER)
+			size = audit_rid_seq(sqlite3_column_int64(st, 0)) + 1;
+		sqlite3_finalize(st);
+	}
+	if ((e = query_u64(a->db, "SELECT coalesce(max(below), 0) FROM prune WHERE node = ?",
 			   a->node, &a->prune_below, c)) ||
 	    (e = query_u64(a->db, "SELECT coalesce(max(cleared), 0) FROM prune WHERE node = ?",
 			   a->node, &a->prune_cleared, c)))

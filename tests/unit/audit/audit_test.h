@@ -20,6 +20,15 @@
 #include "core/buf.h"
 #include "core/err.h"
 
+/*
+ * Records are keyed by id = stream number << 48 | sequence; the first
+ * stream of a log is number 1, so its record N has id ID0 + N.
+ */
+#define ID0 "281474976710656"
+#define ID0_N 281474976710656LL
+#define SEQ "(id - " ID0 ")"
+#define COLS "time_ms, type, outcome, patient, agent, client, request_id, trace_id, leaf, body"
+
 struct fx {
 	char dir[256];
 	struct jose_key *key;

@@ -100,13 +100,13 @@ static void set_body(const struct fx *f, int64_t seq, const char *body, bool reh
 
 	merkle_leaf_hash(body, strlen(body), leaf);
 	assert_int_equal(sqlite3_prepare_v2(db,
-					    rehash ? "UPDATE record SET body = ?1, leaf = ?2 WHERE seq = ?3"
-						   : "UPDATE record SET body = ?1 WHERE seq = ?3",
+					    rehash ? "UPDATE record SET body = ?1, leaf = ?2 WHERE id = ?3"
+						   : "UPDATE record SET body = ?1 WHERE id = ?3",
 					    -1, &st, NULL),
 			 SQLITE_OK);
 	sqlite3_bind_text(st, 1, body, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 2, leaf, sizeof(leaf), SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, seq);
+	sqlite3_bind_int64(st, 3, ID0_N + seq);
 	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
 	assert_int_equal(sqlite3_changes(db), 1);
 	sqlite3_finalize(st);
@@ -119,9 +119,9 @@ static char *get_body(const struct fx *f, int64_t seq)
 	sqlite3_stmt *st = NULL;
 	char *s = NULL;
 
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT body FROM record WHERE seq = ?", -1, &st, NULL),
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT body FROM record WHERE id = ?", -1, &st, NULL),
 			 SQLITE_OK);
-	sqlite3_bind_int64(st, 1, seq);
+	sqlite3_bind_int64(st, 1, ID0_N + seq);
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
 		s = strdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
@@ -235,7 +235,7 @@ static void test_concurrent_producers(void **state)
 	assert_int_equal(audit_verify(f.dir, f.pub, &r, &c), ERR_OK);
 	assert_int_equal(r.records, 1200);
 	assert_string_equal(r.node, "");
-	assert_int_equal(count(&f, "SELECT count(DISTINCT body) FROM record WHERE node = 'web-2'"),
+	assert_int_equal(count(&f, "SELECT count(DISTINCT body) FROM record"),
 			 1200);
 	/* 4 complete blocks of 256 leaves: their roots are cached */
 	assert_int_equal(count(&f, "SELECT count(*) FROM subtree WHERE level = 8"), 4);
@@ -262,7 +262,7 @@ static void test_async_and_reopen(void **state)
 	record_n(f.a, 20, 5, true);
 	fx_close(&f);
 	expect_ok(&f, 25);
-	assert_int_equal(count(&f, "SELECT max(seq) FROM record"), 24);
+	assert_int_equal(count(&f, "SELECT max(" SEQ ") FROM record"), 24);
 	/* two closes: two final checkpoints, the last one last */
 	assert_int_equal(count(&f, "SELECT count(*) FROM checkpoint WHERE final = 1"), 2);
 	assert_int_equal(count(&f, "SELECT max(size) FROM checkpoint WHERE final = 1"), 25);
@@ -463,7 +463,7 @@ static void test_alter_body_and_leaf(void **state)
 
 	/* the leaf hash rewritten too: only the signed root can tell; 20 = 16 + 4 */
 	set_body(f, 17, b2, true);
-	raw_exec(f, "UPDATE record SET outcome = 4 WHERE seq = 17");
+	raw_exec(f, "UPDATE record SET outcome = 4 WHERE " SEQ " = 17");
 	expect_bad(f, 16, 20, "signed root of checkpoint 20");
 	free(b);
 	free(b2);
@@ -484,7 +484,7 @@ static void test_alter_body_and_leaf_fine_checkpoints(void **state)
 	b = get_body(&f, 5);
 	b2 = edit(b, "\"outcome\":0", "\"outcome\":4");
 	set_body(&f, 5, b2, true);
-	raw_exec(&f, "UPDATE record SET outcome = 4 WHERE seq = 5");
+	raw_exec(&f, "UPDATE record SET outcome = 4 WHERE " SEQ " = 5");
 	/* a checkpoint per record: the exact record */
 	expect_bad(&f, 5, 0, "signed root of checkpoint 6");
 	free(b);
@@ -497,7 +497,7 @@ static void test_alter_column(void **state)
 	struct fx *f = *state;
 
 	/* hiding a record from a patient's query */
-	raw_exec(f, "UPDATE record SET patient = 'p6' WHERE seq = 31");
+	raw_exec(f, "UPDATE record SET patient = 'p6' WHERE " SEQ " = 31");
 	expect_bad(f, 31, 0, "patient column");
 }
 
@@ -505,10 +505,10 @@ static void test_alter_other_columns(void **state)
 {
 	struct fx *f = *state;
 
-	raw_exec(f, "UPDATE record SET agent = 'nobody' WHERE seq = 8");
+	raw_exec(f, "UPDATE record SET agent = 'nobody' WHERE " SEQ " = 8");
 	expect_bad(f, 8, 0, "agent column");
-	raw_exec(f, "UPDATE record SET agent = 'alice' WHERE seq = 8");
-	raw_exec(f, "UPDATE record SET time_ms = time_ms + 1 WHERE seq = 3");
+	raw_exec(f, "UPDATE record SET agent = 'alice' WHERE " SEQ " = 8");
+	raw_exec(f, "UPDATE record SET time_ms = time_ms + 1 WHERE " SEQ " = 3");
 	expect_bad(f, 3, 0, "time column");
 }
 
@@ -516,7 +516,7 @@ static void test_delete_record(void **state)
 {
 	struct fx *f = *state;
 
-	raw_exec(f, "DELETE FROM record WHERE seq = 23");
+	raw_exec(f, "DELETE FROM record WHERE " SEQ " = 23");
 	expect_bad(f, 23, 0, "record 23 is missing");
 }
 
@@ -524,9 +524,9 @@ static void test_delete_and_renumber(void **state)
 {
 	struct fx *f = *state;
 
-	raw_exec(f, "DELETE FROM record WHERE seq = 23");
-	raw_exec(f, "UPDATE record SET seq = -seq WHERE seq > 23");
-	raw_exec(f, "UPDATE record SET seq = -seq - 1 WHERE seq < 0");
+	raw_exec(f, "DELETE FROM record WHERE " SEQ " = 23");
+	raw_exec(f, "UPDATE record SET id = -id WHERE " SEQ " > 23");
+	raw_exec(f, "UPDATE record SET id = -id - 1 WHERE id < 0");
 	expect_bad(f, 23, 0, "says it is record 24");
 }
 
@@ -537,12 +537,11 @@ static void test_insert_record(void **state)
 	     *b2 = edit(b, "\"client\":\"growth-chart\"", "\"client\":\"evil-app\"");
 
 	/* make room at 30 and put a forged record there, correct in itself */
-	raw_exec(f, "UPDATE record SET seq = -seq WHERE seq >= 30");
-	raw_exec(f, "UPDATE record SET seq = -seq + 1 WHERE seq < 0");
-	raw_exec(f, "INSERT INTO record SELECT node, 30, time_ms, type, outcome, patient, agent, username,"
-		    " client, request_id, trace_id, leaf, body FROM record WHERE seq = 31");
+	raw_exec(f, "UPDATE record SET id = -id WHERE " SEQ " >= 30");
+	raw_exec(f, "UPDATE record SET id = -id + 1 WHERE id < 0");
+	raw_exec(f, "INSERT INTO record SELECT id - 1, " COLS " FROM record WHERE " SEQ " = 31");
 	set_body(f, 30, b2, true);
-	raw_exec(f, "UPDATE record SET client = 'evil-app' WHERE seq = 30");
+	raw_exec(f, "UPDATE record SET client = 'evil-app' WHERE " SEQ " = 30");
 	/* record 31 (the old 30) says it is 30: something was inserted at 30 */
 	expect_bad(f, 30, 31, "says it is record 30");
 	free(b);
@@ -561,7 +560,7 @@ static void test_insert_fully_renumbered(void **state)
 		snprintf(from, sizeof(from), "\"seq\":%d,", seq);
 		snprintf(to, sizeof(to), "\"seq\":%d,", seq + 1);
 		b2 = edit(b, from, to);
-		snprintf(sql, sizeof(sql), "UPDATE record SET seq = %d WHERE seq = %d", seq + 1, seq);
+		snprintf(sql, sizeof(sql), "UPDATE record SET id = id + 1 WHERE " SEQ " = %d", seq);
 		raw_exec(f, sql);
 		set_body(f, seq + 1, b2, true);
 		free(b);
@@ -569,8 +568,7 @@ static void test_insert_fully_renumbered(void **state)
 	}
 	{
 		char *b = get_body(f, 29), *b2 = edit(b, "\"seq\":29,", "\"seq\":30,");
-		raw_exec(f, "INSERT INTO record SELECT node, 30, time_ms, type, outcome, patient, agent,"
-			    " username, client, request_id, trace_id, leaf, body FROM record WHERE seq = 29");
+		raw_exec(f, "INSERT INTO record SELECT id + 1, " COLS " FROM record WHERE " SEQ " = 29");
 		set_body(f, 30, b2, true);
 		free(b);
 		free(b2);
@@ -582,9 +580,9 @@ static void test_reorder(void **state)
 {
 	struct fx *f = *state;
 
-	raw_exec(f, "UPDATE record SET seq = -1 WHERE seq = 12");
-	raw_exec(f, "UPDATE record SET seq = 12 WHERE seq = 13");
-	raw_exec(f, "UPDATE record SET seq = 13 WHERE seq = -1");
+	raw_exec(f, "UPDATE record SET id = -1 WHERE " SEQ " = 12");
+	raw_exec(f, "UPDATE record SET id = id - 1 WHERE " SEQ " = 13");
+	raw_exec(f, "UPDATE record SET id = " ID0 " + 13 WHERE id = -1");
 	expect_bad(f, 12, 0, "says it is record 13");
 }
 
@@ -592,7 +590,7 @@ static void test_truncate(void **state)
 {
 	struct fx *f = *state;
 
-	raw_exec(f, "DELETE FROM record WHERE seq >= 42");
+	raw_exec(f, "DELETE FROM record WHERE " SEQ " >= 42");
 	expect_bad(f, 42, 45, "records 42 to 44 were removed");
 	/* the writer refuses to continue such a stream */
 	{
@@ -621,7 +619,7 @@ static void test_truncate_with_checkpoints(void **state)
 	json_decref(cps);
 	assert_int_equal(audit_verify_extends(f->dir, f->pub, saved, &c), ERR_OK);
 	/* cut back to 40 records with their checkpoints: locally consistent... */
-	raw_exec(f, "DELETE FROM record WHERE seq >= 40");
+	raw_exec(f, "DELETE FROM record WHERE " SEQ " >= 40");
 	raw_exec(f, "DELETE FROM checkpoint WHERE size > 40");
 	expect_ok(f, 40);
 	/* ...but no longer extends what the witness saw */
@@ -643,8 +641,7 @@ static void test_append_after_close(void **state)
 	struct audit *a = NULL;
 	struct audit_opts o = {.data_dir = f->dir, .key = f->key, .archive_dir = ""};
 
-	raw_exec(f, "INSERT INTO record SELECT node, 45, time_ms, type, outcome, patient, agent,"
-		    " username, client, request_id, trace_id, leaf, body FROM record WHERE seq = 44");
+	raw_exec(f, "INSERT INTO record SELECT id + 1, " COLS " FROM record WHERE " SEQ " = 44");
 	set_body(f, 45, b2, true);
 	expect_bad(f, 45, 0, "follow the checkpoint the writer signed when it closed");
 	assert_int_equal(audit_open(&o, &a, &c), ERR_IO);
@@ -685,7 +682,7 @@ static void test_missing_body(void **state)
 	struct fx *f = *state;
 
 	/* a body removed as if by retention, without a signed prune record */
-	raw_exec(f, "UPDATE record SET body = NULL WHERE seq = 2");
+	raw_exec(f, "UPDATE record SET body = NULL WHERE " SEQ " = 2");
 	expect_bad(f, 2, 0, "no signed prune record");
 }
 

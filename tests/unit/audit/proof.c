@@ -32,7 +32,7 @@ static void load_leaves(const struct fx *f, uint64_t n)
 	sqlite3_stmt *st = NULL;
 	uint64_t i = 0;
 
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT leaf FROM record ORDER BY seq", -1, &st, NULL),
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT leaf FROM record ORDER BY id", -1, &st, NULL),
 			 SQLITE_OK);
 	while (sqlite3_step(st) == SQLITE_ROW && i < n) {
 		assert_int_equal(sqlite3_column_bytes(st, 0), HL);
@@ -508,7 +508,7 @@ static void test_retention(void **state)
 	assert_int_equal(pruned, 0);
 	fx_close(&f);
 	/* a body removed beyond the signed bound is tampering */
-	raw_exec(&f, "UPDATE record SET body = NULL WHERE seq = 305");
+	raw_exec(&f, "UPDATE record SET body = NULL WHERE " SEQ " = 305");
 	assert_int_equal(audit_verify(f.dir, f.pub, &r, &c), ERR_INVALID);
 	assert_int_equal(r.first_bad, 305);
 	fx_release(&f);

@@ -219,9 +219,9 @@ static char *record_of(const struct fx *f, uint64_t seq)
 	sqlite3_stmt *st = NULL;
 	char *s = NULL;
 
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT body FROM record WHERE seq = ?", -1, &st, NULL),
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT body FROM record WHERE id = ?", -1, &st, NULL),
 			 SQLITE_OK);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+	sqlite3_bind_int64(st, 1, ID0_N + (sqlite3_int64)seq);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	s = strdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
@@ -517,7 +517,7 @@ static void test_cli(void **state)
 	/* failures */
 	CLI(NULL, "proof --seq 99", 1);
 	/* a tampered log: exit 1 naming the record */
-	raw_exec(f, "UPDATE record SET patient = 'p9' WHERE seq = 3");
+	raw_exec(f, "UPDATE record SET patient = 'p9' WHERE " SEQ " = 3");
 	CLI(f->key, "verify", 1);
 	assert_non_null(strstr(r.out, "does NOT verify"));
 	assert_non_null(strstr(r.out, "first bad record: 3\n"));

@@ -45,10 +45,12 @@ static int setup(void **state)
 	fx_dir(f, "audit-tree");
 	assert_int_equal(adb_open(f->dir, true, &db, &c), ERR_OK);
 	leaves = malloc((size_t)LEAVES * HL);
-	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN; INSERT INTO stream(no, node) VALUES (1, 'n')", NULL,
+				      NULL, NULL),
+			 SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db,
-					    "INSERT INTO record(node, seq, time_ms, type, outcome, leaf)"
-					    " VALUES ('n', ?, 0, 'fhir.read', 0, ?)",
+					    "INSERT INTO record(id, time_ms, type, outcome, leaf)"
+					    " VALUES (" ID0 " + ?, 0, 'fhir.read', 0, ?)",
 					    -1, &ins, NULL),
 			 SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO subtree VALUES (?, ?, ?, ?)", -1, &s.st,
