@@ -40,6 +40,9 @@
 #define HL MERKLE_HASH_LEN
 #define BATCH_MAX 4096
 #define PRUNE_CHUNK 2000
+#define ROWS_PER_INSERT 16
+#define RECORD_COLS "id, time_ms, type, outcome, patient, agent, client, request_id, trace_id, leaf, body"
+#define RECORD_VALUES "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 #define DAY_MS 86400000LL
 
 /* One queued record: the canonical tail and the indexed columns. */
@@ -69,7 +72,17 @@ struct audit {
 
 	/* the writer thread's */
 	sqlite3 *db;
-	sqlite3_stmt *ins_record, *ins_subtree, *ins_ckpt;
+	sqlite3_stmt *ins_record, *ins_rows, *ins_subtree, *ins_ckpt;
+	/* records appended but not yet inserted: ROWS_PER_INSERT go in one
+	 * multi-row INSERT (a third less work per row in SQLite than one
+	 * statement each); the rest at the end of the transaction */
+	struct row {
+		int64_t id;
+		const struct pending *p;
+		uint8_t leaf[MERKLE_HASH_LEN];
+		struct buf body;
+	} rows[ROWS_PER_INSERT];
+	size_t nrows;
 	struct tree_src *tree;
 	struct merkle_compact mc;
 	struct tiers tiers;
@@ -79,7 +92,6 @@ struct audit {
 	int64_t next_prune;       /* monotonic us */
 	uint64_t prune_below, prune_cleared;
 	bool prune_active;
-	struct buf body;
 
 	/* shared, under mu */
 	pthread_mutex_t mu;
@@ -270,42 +282,77 @@ static enum err emit_subtree(void *arg, int level, uint64_t idx, const uint8_t h
 	return rc == SQLITE_DONE ? ERR_OK : ERR_IO;
 }
 
-/* Append one record (inside the writer's transaction). */
+static void bind_row(sqlite3_stmt *st, int at, const struct row *r)
+{
+	const struct pending *p = r->p;
+
+	sqlite3_bind_int64(st, at + 1, r->id);
+	sqlite3_bind_int64(st, at + 2, p->time_ms);
+	sqlite3_bind_text(st, at + 3, audit_type_name(p->type), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, at + 4, p->outcome);
+	adb_bind_text(st, at + 5, p->patient);
+	adb_bind_text(st, at + 6, p->agent);
+	adb_bind_text(st, at + 7, p->client);
+	adb_bind_text(st, at + 8, p->request);
+	adb_bind_text(st, at + 9, p->trace);
+	sqlite3_bind_blob(st, at + 10, r->leaf, MERKLE_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(st, at + 11, r->body.data, (int)r->body.len, SQLITE_STATIC);
+}
+
+/* Insert the appended rows (inside the writer's transaction). */
+static enum err flush_rows(struct audit *a, struct ctx *c)
+{
+	size_t n = a->nrows;
+	int rc = SQLITE_DONE;
+
+	a->nrows = 0;
+	if (n == ROWS_PER_INSERT) {
+		for (size_t i = 0; i < n; i++)
+			bind_row(a->ins_rows, (int)i * 11, &a->rows[i]);
+		rc = sqlite3_step(a->ins_rows);
+		sqlite3_reset(a->ins_rows);
+		sqlite3_clear_bindings(a->ins_rows);
+	} else {
+		for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
+			bind_row(a->ins_record, 0, &a->rows[i]);
+			rc = sqlite3_step(a->ins_record);
+			sqlite3_reset(a->ins_record);
+			sqlite3_clear_bindings(a->ins_record);
+		}
+	}
+	if (rc != SQLITE_DONE)
+		return adb_fail(c, ERR_IO, a->db, "cannot append to the audit log");
+	return ERR_OK;
+}
+
+/*
+ * Append one record (inside the writer's transaction): its body, leaf,
+ * place in the tree and block roots.  The row itself is inserted by
+ * flush_rows(), at the latest before COMMIT; 'p' must live until then.
+ */
 static enum err append(struct audit *a, const struct pending *p, struct ctx *c)
 {
 	uint64_t seq = a->mc.size;
-	sqlite3_stmt *st = a->ins_record;
-	uint8_t leaf[HL];
+	struct row *r;
 	enum err e;
-	int rc;
 
 	if (seq >= AUDIT_SEQ_LIMIT)
 		return ctx_errorf(c, ERR_TOOBIG, "audit stream '%s' is full", a->node);
-	buf_reset(&a->body);
-	audit_record_prefix(&a->body, seq);
-	buf_add(&a->body, p->mem, p->tail_len);
-	if (a->body.err)
+	if (a->nrows == ROWS_PER_INSERT && (e = flush_rows(a, c)))
+		return e;
+	r = &a->rows[a->nrows];
+	buf_reset(&r->body);
+	audit_record_prefix(&r->body, seq);
+	buf_add(&r->body, p->mem, p->tail_len);
+	if (r->body.err)
 		return ctx_errorf(c, ERR_TOOBIG, "audit record too large");
-	merkle_leaf_hash(a->body.data, a->body.len, leaf);
-	sqlite3_bind_int64(st, 1, audit_rid(a->no, seq));
-	sqlite3_bind_int64(st, 2, p->time_ms);
-	sqlite3_bind_text(st, 3, audit_type_name(p->type), -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 4, p->outcome);
-	adb_bind_text(st, 5, p->patient);
-	adb_bind_text(st, 6, p->agent);
-	adb_bind_text(st, 7, p->client);
-	adb_bind_text(st, 8, p->request);
-	adb_bind_text(st, 9, p->trace);
-	sqlite3_bind_blob(st, 10, leaf, HL, SQLITE_STATIC);
-	sqlite3_bind_text(st, 11, a->body.data, (int)a->body.len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_DONE)
-		return adb_fail(c, ERR_IO, a->db, "cannot append to the audit log");
-	if ((e = merkle_compact_append(&a->mc, leaf)))
+	merkle_leaf_hash(r->body.data, r->body.len, r->leaf);
+	r->id = audit_rid(a->no, seq);
+	r->p = p;
+	a->nrows++;
+	if ((e = merkle_compact_append(&a->mc, r->leaf)))
 		return ctx_errorf(c, e, "audit log is full");
-	if ((e = tiers_append(&a->tiers, seq, leaf, emit_subtree, a)))
+	if ((e = tiers_append(&a->tiers, seq, r->leaf, emit_subtree, a)))
 		return adb_fail(c, ERR_IO, a->db, "cannot append to the audit log");
 	if (a->signed_size + 1 == a->mc.size)
 		a->unsigned_since = clock_mono_us();
@@ -330,6 +377,8 @@ static enum err append_internal(struct audit *a, enum audit_type type, int outco
 	}
 	p = pending_new(&ev, t, &tail);
 	e = append(a, p, c);
+	if (!e)
+		e = flush_rows(a, c); /* before 'p' goes */
 	free(p);
 	buf_release(&tail);
 	return e;
@@ -406,6 +455,9 @@ static enum err begin(struct audit *a, struct ctx *c)
 
 static enum err commit(struct audit *a, enum err e, struct ctx *c)
 {
+	if (!e)
+		e = flush_rows(a, c);
+	a->nrows = 0;
 	if (!e)
 		e = adb_exec(a->db, "COMMIT", c);
 	if (e)
@@ -868,6 +920,9 @@ static void audit_free(struct audit *a)
 	if (!a)
 		return;
 	sqlite3_finalize(a->ins_record);
+	sqlite3_finalize(a->ins_rows);
+	for (int i = 0; i < ROWS_PER_INSERT; i++)
+		buf_release(&a->rows[i].body);
 	sqlite3_finalize(a->ins_subtree);
 	sqlite3_finalize(a->ins_ckpt);
 	tree_src_free(a->tree);
@@ -879,7 +934,6 @@ static void audit_free(struct audit *a)
 	pthread_cond_destroy(&a->work_cv);
 	pthread_cond_destroy(&a->done_cv[0]);
 	pthread_cond_destroy(&a->done_cv[1]);
-	buf_release(&a->body);
 	mem_wipe(a->pepper, sizeof(a->pepper));
 	free(a->sign_header);
 	free(a->archive_dir);
@@ -930,7 +984,8 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&a->done_cv[0], NULL);
 	pthread_cond_init(&a->done_cv[1], NULL);
-	buf_init(&a->body, AUDIT_RECORD_MAX + 64);
+	for (int i = 0; i < ROWS_PER_INSERT; i++)
+		buf_init(&a->rows[i].body, AUDIT_RECORD_MAX + 64);
 	a->dir = xstrdup(o->data_dir);
 	str_copy(a->node, o->node ? o->node : "node-1", sizeof(a->node));
 	a->durability = o->durability;
@@ -958,9 +1013,7 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	if ((e = adb_open(o->data_dir, true, &a->db, c)) || (e = adb_pepper(a->db, a->pepper, c)))
 		goto out;
 	if ((e = adb_prepare(a->db,
-			     "INSERT INTO record(id, time_ms, type, outcome, patient, agent, client,"
-			     " request_id, trace_id, leaf, body)"
-			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+			     "INSERT INTO record(" RECORD_COLS ") VALUES " RECORD_VALUES,
 			     &a->ins_record, c)) ||
 	    (e = adb_prepare(a->db,
 			     "INSERT INTO subtree(node, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
@@ -970,6 +1023,16 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 			     " kid, jws, final) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 			     &a->ins_ckpt, c)))
 		goto out;
+	{
+		struct buf sql = BUF_INIT(4096);
+		buf_adds(&sql, "INSERT INTO record(" RECORD_COLS ") VALUES " RECORD_VALUES);
+		for (int i = 1; i < ROWS_PER_INSERT; i++)
+			buf_adds(&sql, ", " RECORD_VALUES);
+		e = adb_prepare(a->db, sql.data, &a->ins_rows, c);
+		buf_release(&sql);
+		if (e)
+			goto out;
+	}
 	if ((e = adb_stream_no(a->db, a->node, true, &a->no, c)))
 		goto out;
 	{
