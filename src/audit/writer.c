@@ -118,6 +118,9 @@ struct audit {
 	uint64_t prune_req, prune_done, prune_count;
 	enum err prune_err;
 	char prune_msg[256];
+	/* the writer's: why the last retention run could not archive */
+	enum err prune_soft;
+	char prune_soft_msg[256];
 
 	pthread_t thread;
 	bool started;
@@ -592,10 +595,22 @@ static enum err prune_start(struct audit *a, struct ctx *c)
 		e = adb_fail(c, ERR_IO, a->db, "audit retention");
 	}
 	sqlite3_finalize(st);
+	a->prune_soft = ERR_OK;
+	a->prune_soft_msg[0] = '\0';
 	if (e || below <= a->prune_below)
 		return e;
-	if (a->archive_dir && (e = archive(a, a->prune_below, below, c)))
-		return e;
+	if (a->archive_dir) {
+		/* no archive, no pruning; but the log itself is fine: keep
+		 * writing, say why, and try again at the next interval */
+		struct ctx ac = CTX_INIT;
+		enum err ae = archive(a, a->prune_below, below, &ac);
+		if (ae) {
+			a->prune_soft = ae;
+			str_copy(a->prune_soft_msg, ac.msg, sizeof(a->prune_soft_msg));
+			log_error("audit: retention postponed: %s", ac.msg);
+			return ERR_OK;
+		}
+	}
 	snprintf(q, sizeof(q), "below=%llu", (unsigned long long)below);
 	if ((e = begin(a, c)))
 		return e;
@@ -743,19 +758,8 @@ static void *writer_main(void *arg)
 			e = commit(a, begin(a, &c) ? ERR_IO : checkpoint(a, stopping, &c), &c);
 		for (size_t i = 0; i < n; i++)
 			free(batch[i]);
-		if (!e && prune_due && !a->prune_active) {
-			a->next_prune = clock_mono_us() + (int64_t)a->prune_interval_ms * 1000;
-			e = prune_start(a, &c);
-		}
-		/* one chunk per round, or all of them when someone waits */
-		while (!e && a->prune_active) {
-			uint64_t k = 0;
-			e = prune_chunk(a, &k, &c);
-			pruned_now += k;
-			if (prune_ticket == a->prune_done || stopping)
-				break;
-		}
 
+		/* tell the producers first: retention work must not delay them */
 		pthread_mutex_lock(&a->mu);
 		if (e) {
 			fail(a, e, &c);
@@ -764,20 +768,45 @@ static void *writer_main(void *arg)
 		if (n || rejected)
 			a->commits++;
 		a->size_pub = a->mc.size;
-		a->prune_count += pruned_now;
+		a->checkpoints = a->checkpoints_local;
 		if (n) {
 			a->durable += n;
 			pthread_cond_broadcast(&a->done_cv[a->gen & 1]);
 		}
+		if (stopping && a->mc.size <= a->signed_size)
+			break;
+		if (!prune_due && !a->prune_active)
+			continue;
+		pthread_mutex_unlock(&a->mu);
+
+		if (prune_due && !a->prune_active) {
+			a->next_prune = clock_mono_us() + (int64_t)a->prune_interval_ms * 1000;
+			e = prune_start(a, &c);
+		}
+		/* one chunk per round, or all of them when someone waits */
+		while (!e && a->prune_active) {
+			uint64_t k = 0;
+			e = prune_chunk(a, &k, &c);
+			pruned_now += k;
+			if (prune_ticket == a->prune_done)
+				break;
+		}
+
+		pthread_mutex_lock(&a->mu);
+		if (e) {
+			fail(a, e, &c);
+			break;
+		}
+		a->prune_count += pruned_now;
+		a->size_pub = a->mc.size;
+		a->checkpoints = a->checkpoints_local;
 		if (prune_ticket != a->prune_done && !a->prune_active) {
 			a->prune_done = prune_ticket;
-			a->prune_err = ERR_OK;
+			a->prune_err = a->prune_soft;
+			str_copy(a->prune_msg, a->prune_soft_msg, sizeof(a->prune_msg));
 			pthread_cond_broadcast(&a->done_cv[0]);
 			pthread_cond_broadcast(&a->done_cv[1]);
 		}
-		a->checkpoints = a->checkpoints_local;
-		if (stopping && a->mc.size <= a->signed_size)
-			break;
 	}
 	pthread_mutex_unlock(&a->mu);
 	free(batch);

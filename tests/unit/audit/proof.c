@@ -20,6 +20,7 @@
 #include "core/base64.h"
 #include "core/clock.h"
 #include "core/json.h"
+#include "core/log.h"
 
 #define HL MERKLE_HASH_LEN
 #define N 700
@@ -514,6 +515,41 @@ static void test_retention(void **state)
 	fx_release(&f);
 }
 
+/* An archive that cannot be written postpones pruning; the log goes on. */
+static void test_retention_archive_failure(void **state)
+{
+	struct fx f;
+	struct audit_opts o = {.retention_days = AUDIT_RETAIN_FOREVER};
+	struct ctx c = CTX_INIT;
+	uint64_t pruned = 99;
+	struct audit_verify_report r;
+
+	(void)state;
+	fx_init(&f, "audit-noarchive");
+	fx_open(&f, &o);
+	for (int i = 0; i < 5; i++) {
+		char p[16];
+		struct audit_entity en;
+		struct audit_event ev = sample_event(i, p, sizeof(p), &en);
+		ev.time_ms = clock_now_ms() - 10 * 86400000LL;
+		assert_int_equal(audit_record_sync(f.a, &ev, &c), ERR_OK);
+	}
+	fx_close(&f);
+	log_set_level(LOG_OFF);
+	o.retention_days = 1;
+	o.archive_dir = "/proc/veranda-no-such-dir/archive";
+	fx_open(&f, &o);
+	assert_int_equal(audit_prune(f.a, &pruned, &c), ERR_IO);
+	assert_non_null(strstr(c.msg, "cannot create"));
+	record_n(f.a, 5, 3, true);
+	fx_close(&f);
+	log_set_level(LOG_WARN);
+	assert_int_equal(audit_verify(f.dir, f.pub, &r, &c), ERR_OK);
+	assert_int_equal(r.records, 8);
+	assert_int_equal(r.pruned, 0);
+	fx_release(&f);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup700, teardown)
 
 int main(void)
@@ -525,6 +561,7 @@ int main(void)
 		T(test_cache_tamper),
 		T(test_export),
 		cmocka_unit_test(test_retention),
+		cmocka_unit_test(test_retention_archive_failure),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
