@@ -20,49 +20,157 @@
 #define BUNDLE_MAX ((size_t)256 << 20)
 #define INCLUDE_MAX 1000
 
-struct hit_copy {
+/*
+ * The entries of one kind (matches or included resources), written as
+ * they arrive: each hit's whole Bundle entry goes into 'entries' at once
+ * (its stored bytes copied as they are, never parsed unless _summary or
+ * _elements asks for a subset), and a small record keeps what the links
+ * and the includes need.  'seen' holds the rids taken so far (shared by the
+ * matches and the includes, so that a resource appears once).
+ */
+struct hit_ref {
 	int64_t rid;
+	size_t off, len;          /* the entry's bytes in entries, without a comma */
 	char type[64];
 	char id[72];
-	struct buf json;
-	struct store_cursor pos;
+};
+
+struct rid_set {
+	int64_t *slot;            /* 0: empty (rids start at 1) */
+	size_t cap, n;
 };
 
 struct collect {
-	struct hit_copy *hits;
+	struct fhir *f;
+	const struct search_parsed *p;
+	const char *mode;         /* search.mode of these entries */
+	struct buf entries;
+	struct buf tmp;           /* a subsetted resource */
+	struct hit_ref *hits;
 	size_t n, cap;
-	json_t *seen;             /* "Type/id" set, to keep each resource once */
+	struct rid_set *seen;
+	bool subset;              /* apply _summary / _elements (matches only) */
+	struct store_cursor first_pos, last_pos;
 };
+
+static void rid_set_release(struct rid_set *s)
+{
+	free(s->slot);
+	s->slot = NULL;
+	s->cap = s->n = 0;
+}
+
+static size_t rid_hash(int64_t rid, size_t cap)
+{
+	return (size_t)(((uint64_t)rid * 0x9E3779B97F4A7C15u) >> 17) & (cap - 1);
+}
+
+/* Add 'rid' to the set; false when it was there already. */
+static bool rid_set_add(struct rid_set *s, int64_t rid)
+{
+	size_t i;
+
+	if (2 * (s->n + 1) > s->cap) {
+		struct rid_set grown = {NULL, s->cap ? s->cap * 2 : 64, 0};
+
+		grown.slot = xcalloc(grown.cap, sizeof(*grown.slot));
+		for (size_t k = 0; k < s->cap; k++)
+			if (s->slot[k])
+				rid_set_add(&grown, s->slot[k]);
+		free(s->slot);
+		*s = grown;
+	}
+	for (i = rid_hash(rid, s->cap); s->slot[i]; i = (i + 1) & (s->cap - 1))
+		if (s->slot[i] == rid)
+			return false;
+	s->slot[i] = rid;
+	s->n++;
+	return true;
+}
+
+static void subset(const struct search_parsed *p, struct buf *json);
+
+/* Is a subset of each resource asked for (_summary other than false/count, _elements)? */
+static bool subsetting(const struct search_parsed *p)
+{
+	return p->nelements || (p->summary != SUMMARY_NONE && p->summary != SUMMARY_COUNT);
+}
+
+static void collect_init(struct collect *k, struct fhir *f, const struct search_parsed *p,
+			 const char *mode, struct rid_set *seen)
+{
+	memset(k, 0, sizeof(*k));
+	k->f = f;
+	k->p = p;
+	k->mode = mode;
+	k->seen = seen;
+	buf_init(&k->entries, BUNDLE_MAX);
+	buf_init(&k->tmp, BUNDLE_MAX);
+}
 
 static void collect_release(struct collect *k)
 {
-	for (size_t i = 0; i < k->n; i++)
-		buf_release(&k->hits[i].json);
+	buf_release(&k->entries);
+	buf_release(&k->tmp);
 	free(k->hits);
-	json_decref(k->seen);
 }
 
+/* Copy a cursor's values (text keys only up to their NUL: a cursor is 1 KiB). */
+static void cursor_copy(struct store_cursor *dst, const struct store_cursor *src)
+{
+	dst->set = src->set;
+	dst->snapshot_rid = src->snapshot_rid;
+	dst->rid = src->rid;
+	for (int i = 0; i < STORE_SORT_MAX; i++) {
+		dst->key[i].null = src->key[i].null;
+		dst->key[i].i = src->key[i].i;
+		dst->key[i].r = src->key[i].r;
+		str_copy(dst->key[i].s, src->key[i].s, sizeof(dst->key[i].s));
+	}
+}
+
+/* store_hit_fn: write the hit's entry, once per resource. */
 static int collect_hit(void *arg, const struct store_hit *h)
 {
 	struct collect *k = arg;
-	struct hit_copy *hc;
-	char key[140];
+	const struct store_resource *r = h->res;
+	struct buf *b = &k->entries;
+	const struct buf *json = &r->json;
+	struct hit_ref *hr;
 
-	snprintf(key, sizeof(key), "%s/%s", h->res->type, h->res->id);
-	if (json_object_get(k->seen, key))
+	if (!rid_set_add(k->seen, h->rid))
 		return 0;
-	json_object_set_new(k->seen, key, json_true());
 	if (k->n == k->cap) {
-		k->cap = k->cap ? k->cap * 2 : 32;
+		k->cap = k->cap ? k->cap * 2 : 64;
 		k->hits = xrealloc(k->hits, k->cap * sizeof(*k->hits));
 	}
-	hc = &k->hits[k->n++];
-	hc->rid = h->rid;
-	str_copy(hc->type, h->res->type, sizeof(hc->type));
-	str_copy(hc->id, h->res->id, sizeof(hc->id));
-	buf_init(&hc->json, BUNDLE_MAX);
-	buf_add(&hc->json, h->res->json.data, h->res->json.len);
-	hc->pos = h->pos;
+	if (k->subset) {
+		buf_reset(&k->tmp);
+		buf_add(&k->tmp, r->json.data, r->json.len);
+		subset(k->p, &k->tmp);
+		json = &k->tmp;
+	}
+	hr = &k->hits[k->n++];
+	hr->rid = h->rid;
+	str_copy(hr->type, r->type, sizeof(hr->type));
+	str_copy(hr->id, r->id, sizeof(hr->id));
+	hr->off = b->len;
+	buf_grow(b, json->len + 256);
+	buf_adds(b, "{\"fullUrl\":\"");
+	buf_adds(b, k->f->base);
+	buf_addch(b, '/');
+	buf_adds(b, r->type);
+	buf_addch(b, '/');
+	buf_adds(b, r->id);
+	buf_adds(b, "\",\"resource\":");
+	buf_add(b, json->data, json->len);
+	buf_adds(b, ",\"search\":{\"mode\":\"");
+	buf_adds(b, k->mode);
+	buf_adds(b, "\"}}");
+	hr->len = b->len - hr->off;
+	if (k->n == 1)
+		cursor_copy(&k->first_pos, &h->pos);
+	cursor_copy(&k->last_pos, &h->pos);
 	return 0;
 }
 
@@ -213,7 +321,7 @@ static enum err run_includes(struct fhir *f, const struct search_parsed *p, cons
 			rids = xcalloc(from_n ? from_n : 1, sizeof(*rids));
 			ids = xcalloc(from_n ? from_n : 1, sizeof(*ids));
 			for (size_t k = 0; k < from_n; k++) {
-				const struct hit_copy *h = &from->hits[k];
+				const struct hit_ref *h = &from->hits[k];
 				if (!inc->reverse && inc->src_type && strcmp(inc->src_type, h->type))
 					continue;
 				if (inc->reverse && (!type || strcmp(h->type, type)))
@@ -249,20 +357,36 @@ static void add_link(struct buf *b, struct fhir *f, const struct fhir_search_req
 		     const struct search_parsed *p, const char *rel, const struct store_cursor *cur,
 		     bool backward, bool *first)
 {
-	buf_addf(b, "%s{\"relation\":\"%s\",\"url\":\"%s/", *first ? "" : ",", rel, f->base);
+	char count[24];
+
+	buf_adds(b, *first ? "{\"relation\":\"" : ",{\"relation\":\"");
 	*first = false;
-	if (r->everything)
-		buf_addf(b, "Patient/%s/$everything?", r->patient);
-	else if (r->patient)
-		buf_addf(b, "Patient/%s/%s?", r->patient, r->type);
-	else
-		buf_addf(b, "%s?", r->type);
+	buf_adds(b, rel);
+	buf_adds(b, "\",\"url\":\"");
+	buf_adds(b, f->base);
+	if (r->everything) {
+		buf_adds(b, "/Patient/");
+		buf_adds(b, r->patient);
+		buf_adds(b, "/$everything?");
+	} else if (r->patient) {
+		buf_adds(b, "/Patient/");
+		buf_adds(b, r->patient);
+		buf_addch(b, '/');
+		buf_adds(b, r->type);
+		buf_addch(b, '?');
+	} else {
+		buf_addch(b, '/');
+		buf_adds(b, r->type);
+		buf_addch(b, '?');
+	}
 	if (p->applied.len) {
 		/* applied parameters are already percent-encoded: only JSON-escape */
 		buf_add_json_str(b, p->applied.data, p->applied.len);
 		buf_addch(b, '&');
 	}
-	buf_addf(b, "_count=%lld", (long long)p->count);
+	snprintf(count, sizeof(count), "%lld", (long long)p->count);
+	buf_adds(b, "_count=");
+	buf_adds(b, count);
 	if (cur) {
 		buf_adds(b, "&_page=");
 		search_cursor_encode(cur, backward, b);
@@ -270,13 +394,17 @@ static void add_link(struct buf *b, struct fhir *f, const struct fhir_search_req
 	buf_adds(b, "\"}");
 }
 
-static void add_entry(struct buf *b, struct fhir *f, const struct hit_copy *h, const char *mode,
-		      bool *first)
+/* Append the entries of 'k' to 'b' (in reverse order when 'reverse'). */
+static void add_entries(struct buf *b, const struct collect *k, bool reverse, bool *first)
 {
-	buf_addf(b, "%s{\"fullUrl\":\"%s/%s/%s\",\"resource\":", *first ? "" : ",", f->base, h->type, h->id);
-	*first = false;
-	buf_add(b, h->json.data, h->json.len);
-	buf_addf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
+	for (size_t i = 0; i < k->n; i++) {
+		const struct hit_ref *h = &k->hits[reverse ? k->n - 1 - i : i];
+
+		if (!*first)
+			buf_addch(b, ',');
+		*first = false;
+		buf_add(b, k->entries.data + h->off, h->len);
+	}
 }
 
 enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf *out,
@@ -284,8 +412,8 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 {
 	struct arena a = ARENA_INIT;
 	struct search_parsed p;
-	struct collect matches = {NULL, 0, 0, json_object()};
-	struct collect incs = {NULL, 0, 0, json_object()};
+	struct collect matches, incs;
+	struct rid_set seen = {NULL, 0, 0};
 	struct fhir_search_req req = *r;
 	struct fhir_kv *rest = NULL;
 	const char *types[64];
@@ -296,6 +424,8 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 	enum err e;
 
 	search_parsed_init(&p);
+	collect_init(&matches, f, &p, "match", &seen);
+	collect_init(&incs, f, &p, "include", &seen);
 	if (r->type && !fhir_type_find(r->type)) {
 		e = ctx_errorf(c, ERR_NOTFOUND, "resource type '%s' is not supported by this server", r->type);
 		goto out;
@@ -354,6 +484,7 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 	}
 	if ((e = fhir_search_parse(f, &a, &req, &p, c)))
 		goto out;
+	matches.subset = subsetting(&p);
 	if (r->everything) {
 		p.q.types = ntypes ? types : NULL;
 		p.q.ntypes = ntypes;
@@ -374,23 +505,15 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 		goto out;
 	if (total < 0 && !p.total_given && !p.has_cursor && !more)
 		total = (int64_t)matches.n; /* the first page holds every match: the total is free */
-	if (p.q.backward) {
-		/* rows came nearest-first: put them back in order */
-		for (size_t i = 0; i < matches.n / 2; i++) {
-			struct hit_copy t = matches.hits[i];
-			matches.hits[i] = matches.hits[matches.n - 1 - i];
-			matches.hits[matches.n - 1 - i] = t;
-		}
-	}
-	if (p.ninc) {
-		json_decref(incs.seen);
-		incs.seen = json_deep_copy(matches.seen);
-		if ((e = run_includes(f, &p, r->type, &matches, &incs, c)))
-			goto out;
-	}
+	if (p.ninc && (e = run_includes(f, &p, r->type, &matches, &incs, c)))
+		goto out;
 
+	/* p.q.backward: rows came nearest-first; they are written in order */
+	buf_grow(out, matches.entries.len + incs.entries.len + matches.n + incs.n + 4096);
 	clock_format_instant(clock_now_ms(), now);
-	buf_addf(out, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"timestamp\":\"%s\"", now);
+	buf_adds(out, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"timestamp\":\"");
+	buf_adds(out, now);
+	buf_addch(out, '"');
 	if (total >= 0)
 		buf_addf(out, ",\"total\":%lld", (long long)total);
 	buf_adds(out, ",\"link\":[");
@@ -399,21 +522,21 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 	if (matches.n) {
 		bool has_next = p.q.backward ? true : more;
 		bool has_prev = p.q.backward ? more : p.has_cursor;
+		/* the page's last and first entries, in the Bundle's order */
+		const struct store_cursor *last = p.q.backward ? &matches.first_pos : &matches.last_pos;
+		const struct store_cursor *head = p.q.backward ? &matches.last_pos : &matches.first_pos;
+
 		if (has_next)
-			add_link(out, f, r, &p, "next", &matches.hits[matches.n - 1].pos, false, &first);
+			add_link(out, f, r, &p, "next", last, false, &first);
 		if (has_prev)
-			add_link(out, f, r, &p, "previous", &matches.hits[0].pos, true, &first);
+			add_link(out, f, r, &p, "previous", head, true, &first);
 	} else if (p.has_cursor && p.q.backward) {
 		add_link(out, f, r, &p, "next", &p.q.cursor, false, &first);
 	}
 	buf_adds(out, "],\"entry\":[");
 	first = true;
-	for (size_t i = 0; i < matches.n; i++) {
-		subset(&p, &matches.hits[i].json);
-		add_entry(out, f, &matches.hits[i], "match", &first);
-	}
-	for (size_t i = 0; i < incs.n; i++)
-		add_entry(out, f, &incs.hits[i], "include", &first);
+	add_entries(out, &matches, p.q.backward, &first);
+	add_entries(out, &incs, false, &first);
 	if (p.ignored.len) {
 		struct buf oo = BUF_INIT(64 << 10), msg = BUF_INIT(32 << 10);
 		buf_addf(&msg, "ignored unknown search parameter(s): %s", p.ignored.data);
@@ -425,11 +548,12 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 		buf_release(&msg);
 	}
 	buf_adds(out, "]}");
-	if (out->err)
+	if (out->err || matches.entries.err || incs.entries.err)
 		e = ctx_errorf(c, ERR_TOOBIG, "search result page is too large; use a smaller _count");
 out:
 	collect_release(&matches);
 	collect_release(&incs);
+	rid_set_release(&seen);
 	search_parsed_release(&p);
 	arena_release(&a);
 	return e;

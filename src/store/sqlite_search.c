@@ -29,6 +29,30 @@
  * walk the type index instead.  The resource JSON is joined only to the
  * rows of the page (the CROSS JOIN keeps the subquery's order).
  *
+ * Lean shape, for pages sorted by parameters (every match is evaluated
+ * before the first row comes out, so a resource row read per match would
+ * be wasted) with a driver that is one index range (or the compartment of
+ * a typed compartment search):
+ *
+ *   SELECT r.type, ..., v.json, p.rid, p.snap, p.k0 ...
+ *   FROM (SELECT DISTINCT x.rid AS rid, <snapshot> AS snap, <key 0> AS k0 ...
+ *         FROM ix_<kind> x WHERE x.type = ? AND x.param = ? AND <match>
+ *           AND <filters on x.rid> AND <keyset>
+ *         ORDER BY <keys> NULLS LAST, x.rid LIMIT ?) p
+ *   CROSS JOIN resource r ON r.rid = p.rid
+ *   CROSS JOIN resource_version v ON v.seq = r.seq
+ *
+ * It relies on index and compartment rows existing for current, not
+ * deleted resources only (store_put() replaces them with each version).
+ * The walk shape is the lean shape for the commonest patient-scoped
+ * search, "newest first by date, for one patient": driven by one reference
+ * to Type/id and sorted by -date only, key 0 is ix_reference.sort_hi (the
+ * newest end of the resource's 'date' values, kept by the triggers of
+ * 0005_sort_key.sql), which the (type, param, target_id, target_type,
+ * sort_hi) index holds in page order: the statement walks that index and
+ * stops after a page of matches, with no sort and no per-match lookups
+ * but the other conds' probes.
+ *
  * Sorting: a key on _id or _lastUpdated is the resource column; a key on a
  * parameter is a correlated subquery over the resource's index rows of that
  * parameter: ascending takes the lowest value (date: min(lo)), descending
@@ -52,6 +76,7 @@
  * the connection closes (sq_search_free()).  Strings in the query are
  * borrowed for the call.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -65,6 +90,12 @@
 /* Caps on one generated statement (ERR_INVALID "search too complex" beyond). */
 #define SQL_MAX ((size_t)64 << 10)
 #define BINDS_MAX 2000
+/* Bytes of the database file each connection maps (1 TiB: all of it). */
+#define MMAP_SIZE_TEXT "1099511627776"
+/* Room for a typical statement's text, so that it is not grown piecemeal. */
+#define SQL_INITIAL 4096
+/* Bound values a statement holds before its list moves to the heap. */
+#define BINDS_INLINE 48
 /* Alternatives of one cond that may drive as a UNION ALL (SQLite allows 500). */
 #define DRIVE_ARMS_MAX 64
 /* Cached search statements per connection. */
@@ -165,6 +196,14 @@ static enum err search_state(struct conn *cn, struct sq_search **out, struct ctx
 			sq_note_error(cn, rc);
 			return sq_fail(cn, rc, c, "cannot set up search");
 		}
+		/*
+		 * Read the database through a memory map: a search touches many
+		 * pages spread over the file, and pread() copies each of them
+		 * into the connection's page cache (SQLite caps the map at its
+		 * SQLITE_MAX_MMAP_SIZE; pages past it are still read).  Failure
+		 * is not an error: reads then go through pread() as before.
+		 */
+		sqlite3_exec(sq_conn_db(cn), "PRAGMA mmap_size = " MMAP_SIZE_TEXT, NULL, NULL, NULL);
 		*slot = xcalloc(1, sizeof(**slot));
 	}
 	*out = *slot;
@@ -232,38 +271,91 @@ struct bindv {
  */
 struct gen {
 	struct buf sql;
-	struct bindv *b;
-	int nb;
+	struct bindv *b;         /* 'inline' until it outgrows it, then the heap */
+	int nb, cap;
+	struct bindv inline_b[BINDS_INLINE];
 	bool complex;
 	int alias;
 	int64_t now;
 	struct arena a;
+	/*
+	 * The page's resources: the SQL expression of their rid ("r.rid" over
+	 * the resource table; the driver's rid in the lean shape), and in the
+	 * walk shape the driver column that holds sort key 0 (else NULL).
+	 */
+	const char *rid;
+	const char *key0_col;
+	const struct store_sort *key0;
 };
 
 static void gen_init(struct gen *g)
 {
-	memset(g, 0, sizeof(*g));
-	buf_init(&g->sql, SQL_MAX);
-	g->b = xcalloc(BINDS_MAX, sizeof(*g->b));
+	g->sql = (struct buf)BUF_INIT(SQL_MAX);
+	g->b = g->inline_b;
+	g->nb = 0;
+	g->cap = BINDS_INLINE;
+	g->complex = false;
+	g->alias = 0;
 	g->now = clock_now_ms();
+	g->a = (struct arena)ARENA_INIT;
+	g->rid = "r.rid";
+	g->key0_col = NULL;
+	g->key0 = NULL;
+	buf_grow(&g->sql, SQL_INITIAL);
 }
 
 static void gen_release(struct gen *g)
 {
 	buf_release(&g->sql);
-	free(g->b);
+	if (g->b != g->inline_b)
+		free(g->b);
 	arena_release(&g->a);
 }
 
+/* Append the decimal digits of 'v'. */
+static void emit_num(struct gen *g, size_t v)
+{
+	char d[24];
+	int n = 0;
+
+	do {
+		d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_add(&g->sql, d + sizeof(d) - n, (size_t)n);
+}
+
+/*
+ * Append 'fmt' with its arguments.  The statement text is built anew for
+ * every search, from a few hundred pieces: the formats used here are only
+ * %s and %zu, which this expands itself (vsnprintf costs more than the
+ * rest of the builder); any other conversion goes to buf_vaddf().
+ */
 static void emit(struct gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void emit(struct gen *g, const char *fmt, ...)
 {
+	const char *p = fmt, *pct;
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (buf_vaddf(&g->sql, fmt, ap))
-		g->complex = true;
+	while ((pct = strchr(p, '%')) != NULL) {
+		buf_add(&g->sql, p, (size_t)(pct - p));
+		if (pct[1] == 's') {
+			buf_adds(&g->sql, va_arg(ap, const char *));
+			p = pct + 2;
+		} else if (pct[1] == 'z' && pct[2] == 'u') {
+			emit_num(g, va_arg(ap, size_t));
+			p = pct + 3;
+		} else {
+			buf_vaddf(&g->sql, pct, ap);
+			p = "";
+			break;
+		}
+	}
+	buf_adds(&g->sql, p);
 	va_end(ap);
+	if (g->sql.err)
+		g->complex = true;
 }
 
 /* Append "?" bound to the next value. */
@@ -273,6 +365,16 @@ static struct bindv *push(struct gen *g)
 		/* the statement is refused: the last slot is scratch from now on */
 		g->complex = true;
 		return &g->b[BINDS_MAX - 1];
+	}
+	if (g->nb == g->cap) {
+		int ncap = g->cap * 4 < BINDS_MAX ? g->cap * 4 : BINDS_MAX;
+		struct bindv *nb = xmalloc((size_t)ncap * sizeof(*nb));
+
+		memcpy(nb, g->b, (size_t)g->nb * sizeof(*nb));
+		if (g->b != g->inline_b)
+			free(g->b);
+		g->b = nb;
+		g->cap = ncap;
 	}
 	if (buf_addch(&g->sql, '?'))
 		g->complex = true;
@@ -306,7 +408,17 @@ static void bind_real(struct gen *g, double r)
 /* A fresh table alias "<prefix><n>" (arena-owned). */
 static const char *alias(struct gen *g, const char *prefix)
 {
-	return arena_printf(&g->a, "%s%d", prefix, ++g->alias);
+	size_t n = strlen(prefix), v = (size_t)++g->alias;
+	char *out = arena_alloc(&g->a, n + 24), *d = out + n + 23;
+
+	memcpy(out, prefix, n);
+	*d = '\0';
+	do {
+		*--d = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	memmove(out + n, d, (size_t)(out + n + 23 - d) + 1);
+	return out;
 }
 
 /* Bind every value of 'g' to 'q' (which starts unbound). */
@@ -932,7 +1044,11 @@ static bool key_nullable(const struct store_sort *k)
 	return k->by == STORE_SORT_PARAM;
 }
 
-/* The value expression of sort key 'k' for the resource 'r'. */
+/*
+ * The value expression of sort key 'k' for the page's resource (g->rid;
+ * keys on _id and _lastUpdated need the resource row 'r').  In the walk
+ * shape, key 0 is the driver's column g->key0_col.
+ */
 static void emit_key(struct gen *g, const struct store_sort *k)
 {
 	static const char *const col_asc[STORE_IX_KINDS] = {
@@ -951,12 +1067,16 @@ static void emit_key(struct gen *g, const struct store_sort *k)
 		emit(g, "r.last_updated");
 		return;
 	}
+	if (g->key0_col && k == g->key0) {
+		emit(g, "%s", g->key0_col);
+		return;
+	}
 	x = alias(g, "x");
 	col = k->kind == STORE_IX_DATE && k->desc ? "hi" : col_asc[k->kind];
 	text = key_type(k) == KEY_TEXT;
-	emit(g, "%s(SELECT %s(%s.%s) FROM %s %s WHERE %s.rid = r.rid AND %s.param = ",
+	emit(g, "%s(SELECT %s(%s.%s) FROM %s %s WHERE %s.rid = %s AND %s.param = ",
 	     text ? "veranda_key(" : "", k->desc ? "max" : "min", x, col, ix_table[k->kind], x, x,
-	     x);
+	     g->rid, x);
 	bind_text(g, k->param);
 	emit(g, ")%s", text ? ")" : "");
 }
@@ -1002,7 +1122,7 @@ static void emit_keyset(struct gen *g, const struct store_query *q, bool rid_des
 			emit_key(g, &q->sort[i]);
 			emit(g, ", ");
 		}
-		emit(g, "r.rid) %s (", rid_desc != back ? "<" : ">");
+		emit(g, "%s) %s (", g->rid, rid_desc != back ? "<" : ">");
 		for (size_t i = 0; i < n; i++) {
 			bind_key(g, &q->sort[i], cur, (int)i);
 			emit(g, ", ");
@@ -1031,7 +1151,7 @@ static void emit_keyset(struct gen *g, const struct store_query *q, bool rid_des
 			}
 		}
 		if (!k) {
-			emit(g, "r.rid %s ", rid_desc != back ? "<" : ">");
+			emit(g, "%s %s ", g->rid, rid_desc != back ? "<" : ">");
 			bind_int(g, cur->rid);
 		} else if (cur->key[i].null) {
 			/* backward from a NULL: every non-NULL value comes before */
@@ -1065,32 +1185,105 @@ static bool rid_desc(const struct store_query *q)
 	return q->nsort > 0 && q->sort[q->nsort - 1].desc;
 }
 
-/* WHERE of a page or count: type, compartment, since, conds (driver first). */
-static void emit_where(struct gen *g, const struct store_query *q, bool page)
+/*
+ * How a statement reads its rows.  'drv' is the driving cond (nconds:
+ * none; the compartment drives when the query has a patient).  In the
+ * lean shape the page query reads the driver's index rows only, and the
+ * resource and its JSON are joined to the rows of the page; the walk shape
+ * is the lean shape in which the driver's index also holds the sort key.
+ */
+struct plan {
+	size_t drv;
+	bool driven;              /* by a cond or the compartment */
+	bool lean;
+	bool walk;
+};
+
+/* Can 'cd' drive from the FROM clause of a lean statement (one index range, no join)? */
+static bool simple_driver(const struct store_cond *cd)
 {
-	const struct lvl top = {q->type, "r.rid", "r"};
+	return !cd->has && !cd->chain && !is_special(cd) &&
+	       (cd->nm == 1 || cd->mod == STORE_MOD_PRESENT);
+}
+
+/*
+ * Is the walk shape possible: sorting by the newest 'date' only, driven by
+ * one reference to Type/id?  ix_reference.sort_hi holds the highest end of
+ * the resource's 'date' values (0005_sort_key.sql), and the (type, param,
+ * target_id, target_type, sort_hi) index then lists the matches in page
+ * order.
+ */
+static bool walk_fits(const struct store_query *q, const struct store_cond *cd)
+{
+	const struct store_sort *k = &q->sort[0];
+
+	return q->nsort == 1 && k->by == STORE_SORT_PARAM && k->kind == STORE_IX_DATE &&
+	       k->desc && !strcmp(k->param, "date") && cd->kind == STORE_IX_REFERENCE &&
+	       cd->mod == STORE_MOD_NONE && cd->nm == 1 && cd->m[0].a && cd->m[0].b;
+}
+
+static struct plan plan_of(const struct store_query *q, enum stmt_kind kind)
+{
+	struct plan pl = {q->nconds, false, false, false};
 	int best = RANK_NONE;
-	size_t drv = q->nconds;
-	bool driven;
+	bool by_params = q->nsort > 0;
 
 	for (size_t i = 0; i < q->nconds; i++) {
 		int r = drive_rank(&q->conds[i]);
 
 		if (r < best) {
 			best = r;
-			drv = i;
+			pl.drv = i;
 		}
 	}
 	if (best > DRIVE_MAX)
-		drv = q->nconds;
+		pl.drv = q->nconds;
 	/* the compartment drives unless _id does */
 	if (q->patient && best > 0)
-		drv = q->nconds;
-	driven = q->patient || drv < q->nconds;
+		pl.drv = q->nconds;
+	pl.driven = q->patient || pl.drv < q->nconds;
+
+	/*
+	 * Lean: a page sorted by parameters evaluates every match before the
+	 * first row comes out, so a resource row read per match is wasted
+	 * unless something needs it (_since, keys on _id or _lastUpdated).
+	 * Unsorted pages stop after limit rows in rid order either way.
+	 */
+	for (size_t i = 0; i < q->nsort; i++)
+		if (q->sort[i].by != STORE_SORT_PARAM)
+			by_params = false;
+	if (kind != S_PAGE || !q->type || !by_params || q->since)
+		return pl;
+	if (pl.drv < q->nconds)
+		pl.lean = simple_driver(&q->conds[pl.drv]);
+	else
+		pl.lean = q->patient != NULL;
+	pl.walk = pl.lean && pl.drv < q->nconds && walk_fits(q, &q->conds[pl.drv]);
+	return pl;
+}
+
+/* Conds other than the driver as filters of the resources at level L. */
+static void emit_filters(struct gen *g, const struct store_query *q, const struct plan *pl,
+			 const struct lvl *L)
+{
+	for (size_t i = 0; i < q->nconds; i++) {
+		if (i == pl->drv)
+			continue;
+		emit(g, " AND ");
+		emit_filter(g, &q->conds[i], L);
+	}
+}
+
+/* WHERE of a page or count: type, compartment, since, conds (driver first). */
+static void emit_where(struct gen *g, const struct store_query *q, const struct plan *pl,
+		       bool page)
+{
+	const struct lvl top = {q->type, "r.rid", "r"};
+	size_t drv = pl->drv;
 
 	emit(g, " WHERE ");
 	if (q->type) {
-		emit(g, "%sr.type = ", driven ? "+" : "");
+		emit(g, "%sr.type = ", pl->driven ? "+" : "");
 		bind_text(g, q->type);
 		emit(g, " AND ");
 	}
@@ -1126,12 +1319,7 @@ static void emit_where(struct gen *g, const struct store_query *q, bool page)
 		emit_driver(g, &q->conds[drv], q->type);
 		emit(g, ")");
 	}
-	for (size_t i = 0; i < q->nconds; i++) {
-		if (i == drv)
-			continue;
-		emit(g, " AND ");
-		emit_filter(g, &q->conds[i], &top);
-	}
+	emit_filters(g, q, pl, &top);
 	if (page && q->cursor.set) {
 		emit(g, " AND r.rid <= ");
 		bind_int(g, q->cursor.snapshot_rid);
@@ -1139,38 +1327,21 @@ static void emit_where(struct gen *g, const struct store_query *q, bool page)
 	}
 }
 
-/*
- * The page statement of 'q' (see the file comment) or its count(*).
- * Columns of a page: 0-6 as sq_read_row() reads them, 7 rid, 8 the
- * snapshot rid, 9.. the sort key values.
- */
-static void emit_statement(struct gen *g, const struct store_query *q, enum stmt_kind kind)
+/* The snapshot column of a page: the cursor's, or the newest rid now. */
+static void emit_snap(struct gen *g, const struct store_query *q)
 {
-	bool rdesc = rid_desc(q), back = q->backward;
-
-	if (kind == S_COUNT) {
-		emit(g, "SELECT count(*) FROM resource r");
-		emit_where(g, q, false);
-		return;
-	}
-	emit(g, "SELECT p.type, p.id, p.version, p.last_updated, p.deleted, p.seq, v.json,"
-		" p.rid, p.snap");
-	for (size_t i = 0; i < q->nsort; i++)
-		emit(g, ", p.k%zu", i);
-	emit(g, " FROM (SELECT r.rid AS rid, r.type AS type, r.id AS id, r.version AS version,"
-		" r.last_updated AS last_updated, r.deleted AS deleted, r.seq AS seq, ");
 	if (q->cursor.set)
 		bind_int(g, q->cursor.snapshot_rid);
 	else
 		emit(g, "(SELECT max(rid) FROM resource)");
 	emit(g, " AS snap");
-	for (size_t i = 0; i < q->nsort; i++) {
-		emit(g, ", ");
-		emit_key(g, &q->sort[i]);
-		emit(g, " AS k%zu", i);
-	}
-	emit(g, " FROM resource r");
-	emit_where(g, q, true);
+}
+
+/* ORDER BY ... LIMIT of a page whose resources' rid is g->rid. */
+static void emit_order(struct gen *g, const struct store_query *q)
+{
+	bool rdesc = rid_desc(q), back = q->backward;
+
 	emit(g, " ORDER BY ");
 	for (size_t i = 0; i < q->nsort; i++) {
 		const struct store_sort *k = &q->sort[i];
@@ -1183,9 +1354,115 @@ static void emit_statement(struct gen *g, const struct store_query *q, enum stmt
 			emit(g, "%s %s, ", k->by == STORE_SORT_ID ? "r.id" : "r.last_updated",
 			     desc ? "DESC" : "ASC");
 	}
-	emit(g, "r.rid %s LIMIT ", rdesc != back ? "DESC" : "ASC");
+	emit(g, "%s %s LIMIT ", g->rid, rdesc != back ? "DESC" : "ASC");
 	/* one more row than the page says whether another page exists */
 	bind_int(g, q->limit + 1);
+}
+
+/*
+ * The lean page statement (struct plan): the driver's rows are the page's
+ * candidates, each once (DISTINCT: a resource may have several rows that
+ * match); the resource and its JSON are joined after the LIMIT.  Index
+ * and compartment rows exist only for current, not deleted resources
+ * (store_put() replaces or removes them with the version), so the
+ * resource row is not needed to tell.
+ *
+ * Aliases are numbered in the same order as in the full shape (sort keys,
+ * then the driver, then the filters; the walk shape keeps key 0's number
+ * unused), so that a query's plan names the same tables either way.
+ */
+static void emit_lean(struct gen *g, const struct store_query *q, const struct plan *pl)
+{
+	const struct store_cond *cd = pl->drv < q->nconds ? &q->conds[pl->drv] : NULL;
+	int keys = 0;
+	const char *x;
+	struct lvl top;
+
+	if (pl->walk)
+		alias(g, "x");
+	for (size_t i = pl->walk ? 1 : 0; i < q->nsort; i++)
+		keys++;
+	x = cd ? arena_printf(&g->a, "x%d", g->alias + keys + 1) : "c";
+	g->rid = arena_printf(&g->a, "%s.rid", x);
+	if (pl->walk) {
+		g->key0 = &q->sort[0];
+		g->key0_col = arena_printf(&g->a, "%s.sort_hi", x);
+	}
+	top = (struct lvl){q->type, g->rid, NULL};
+
+	emit(g, "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.seq, v.json,"
+		" p.rid, p.snap");
+	for (size_t i = 0; i < q->nsort; i++)
+		emit(g, ", p.k%zu", i);
+	emit(g, " FROM (SELECT DISTINCT %s AS rid, ", g->rid);
+	emit_snap(g, q);
+	for (size_t i = 0; i < q->nsort; i++) {
+		emit(g, ", ");
+		emit_key(g, &q->sort[i]);
+		emit(g, " AS k%zu", i);
+	}
+	if (cd) {
+		const char *dx = alias(g, "x");
+
+		assert(!strcmp(dx, x));
+		emit(g, " FROM %s %s WHERE %s.type = ", ix_table[cd->kind], x, x);
+		bind_text(g, q->type);
+		emit(g, " AND %s.param = ", x);
+		bind_text(g, cd->param);
+		if (cd->mod != STORE_MOD_PRESENT) {
+			emit(g, " AND ");
+			emit_match(g, cd, &cd->m[0], x);
+		}
+	} else {
+		emit(g, " FROM compartment c WHERE c.patient = ");
+		bind_text(g, q->patient);
+		emit(g, " AND c.type = ");
+		bind_text(g, q->type);
+	}
+	emit_filters(g, q, pl, &top);
+	if (q->cursor.set) {
+		emit(g, " AND %s <= ", g->rid);
+		bind_int(g, q->cursor.snapshot_rid);
+		emit_keyset(g, q, rid_desc(q));
+	}
+	emit_order(g, q);
+	emit(g, ") p CROSS JOIN resource r ON r.rid = p.rid"
+		" CROSS JOIN resource_version v ON v.seq = r.seq");
+}
+
+/*
+ * The page statement of 'q' (see the file comment) or its count(*).
+ * Columns of a page: 0-6 as sq_read_row() reads them, 7 rid, 8 the
+ * snapshot rid, 9.. the sort key values.
+ */
+static void emit_statement(struct gen *g, const struct store_query *q, enum stmt_kind kind)
+{
+	struct plan pl = plan_of(q, kind);
+
+	if (kind == S_COUNT) {
+		emit(g, "SELECT count(*) FROM resource r");
+		emit_where(g, q, &pl, false);
+		return;
+	}
+	if (pl.lean) {
+		emit_lean(g, q, &pl);
+		return;
+	}
+	emit(g, "SELECT p.type, p.id, p.version, p.last_updated, p.deleted, p.seq, v.json,"
+		" p.rid, p.snap");
+	for (size_t i = 0; i < q->nsort; i++)
+		emit(g, ", p.k%zu", i);
+	emit(g, " FROM (SELECT r.rid AS rid, r.type AS type, r.id AS id, r.version AS version,"
+		" r.last_updated AS last_updated, r.deleted AS deleted, r.seq AS seq, ");
+	emit_snap(g, q);
+	for (size_t i = 0; i < q->nsort; i++) {
+		emit(g, ", ");
+		emit_key(g, &q->sort[i]);
+		emit(g, " AS k%zu", i);
+	}
+	emit(g, " FROM resource r");
+	emit_where(g, q, &pl, true);
+	emit_order(g, q);
 	emit(g, ") p CROSS JOIN resource_version v ON v.seq = p.seq");
 }
 
@@ -1220,13 +1497,23 @@ static enum err start(struct conn *cn, struct sq_search *ss, struct gen *g, stru
 	return ERR_OK;
 }
 
-/* Fill the keyset position of a page row (columns 7.., see emit_statement()). */
+/*
+ * Fill the keyset position of a page row (columns 7.., see
+ * emit_statement()).  Keys past q->nsort are empty (not null, zero, "");
+ * the rest of each key's text array is left as it was: only the part up
+ * to its NUL is meaningful, and clearing 1 KiB per row shows in profiles.
+ */
 static void read_pos(sqlite3_stmt *st, const struct store_query *q, struct store_cursor *pos)
 {
-	memset(pos, 0, sizeof(*pos));
 	pos->set = true;
 	pos->rid = sqlite3_column_int64(st, 7);
 	pos->snapshot_rid = sqlite3_column_int64(st, 8);
+	for (size_t i = 0; i < STORE_SORT_MAX; i++) {
+		pos->key[i].null = false;
+		pos->key[i].i = 0;
+		pos->key[i].r = 0;
+		pos->key[i].s[0] = '\0';
+	}
 	for (size_t i = 0; i < q->nsort; i++) {
 		int col = 9 + (int)i;
 		const unsigned char *t;
@@ -1309,6 +1596,7 @@ enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_f
 	int rc = SQLITE_DONE;
 
 	store_resource_init(&res);
+	memset(&hit, 0, sizeof(hit));
 	gen_init(&g);
 	e = enter(s, &cn, &ss, c);
 	if (e)
@@ -1338,7 +1626,6 @@ enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_f
 		e = sq_read_row(st.st, &res, c);
 		if (e)
 			break;
-		memset(&hit, 0, sizeof(hit));
 		hit.res = &res;
 		read_pos(st.st, q, &hit.pos);
 		hit.rid = hit.pos.rid;
