@@ -338,6 +338,8 @@ struct audit_stats {
 	uint64_t records;      /* this node's stream size */
 	uint64_t checkpoints;  /* signed by this process */
 	uint64_t commits;      /* group commits by this process */
+	uint64_t write_us;     /* time the writer spent appending them (CPU, mostly) */
+	uint64_t sync_us;      /* time it spent in COMMIT (writing the WAL, fsync) */
 	uint64_t rejected;     /* ERR_BUSY answers */
 	size_t queued;         /* waiting now */
 	bool failed;
@@ -422,8 +424,8 @@ struct audit_filter {
 	const char *client;      /* client_id */
 	const char *type;        /* a type name, or a category: "fhir", "session"... */
 	int outcome;             /* -1: any; else exactly this code */
-	const char *request_id;  /* correlation.request */
-	const char *trace_id;    /* correlation.trace */
+	const char *request_id;  /* correlation.request (not indexed: add a time range) */
+	const char *trace_id;    /* correlation.trace (not indexed either) */
 	int64_t since_ms;        /* time >= since (0: no bound) */
 	int64_t until_ms;        /* time < until (0: no bound) */
 	bool newest_first;

@@ -49,7 +49,8 @@ const char audit_cli_help[] =
 	"filters:\n"
 	"  --patient ID  --agent USER  --client ID  --type TYPE|CATEGORY\n"
 	"  --outcome 0|4|8|12  --request-id ID  --trace-id ID  --node NODE\n"
-	"  --since TIME  --until TIME   (2026-11-28, 2026-11-28T10:00:00Z, ...+01:00)\n";
+	"  --since TIME  --until TIME   (2026-11-28, 2026-11-28T10:00:00Z, ...+01:00)\n"
+	"  (request and trace ids are not indexed: give a time range with them)\n";
 
 const char *const audit_cli_flags[] = {
 	"checkpoint", "jwks",	    "format",	  "limit",   "newest-first", "seq",

@@ -30,9 +30,10 @@
  * ever) and copies of the fields queries filter on (checked against the
  * body by the verifier: altering them could hide a record).  Indexes are
  * the ones the patient view and compliance searches need; every index
- * costs the writer on each record, so type is indexed only for the rare
- * non-FHIR events and the trace id not at all (filter it within a time
- * range).  `stream` numbers the node ids, `subtree` caches the roots of
+ * costs the writer on each record, and one whose keys are random (a
+ * request id) costs a page write per record, so type is indexed only for
+ * the rare non-FHIR events and the request and trace ids not at all
+ * (filter them within a time range).  `stream` numbers the node ids, `subtree` caches the roots of
  * complete aligned blocks of 2^8, 2^16, ... leaves so proofs need not
  * read the whole tree, `checkpoint` holds each signed tree head and its
  * compact range, `signer` the public JWK of every key that signed,
@@ -51,7 +52,6 @@ static const char schema_v1[] =
 	"CREATE INDEX record_patient ON record(patient, time_ms) WHERE patient IS NOT NULL;"
 	"CREATE INDEX record_agent ON record(agent, time_ms) WHERE agent IS NOT NULL;"
 	"CREATE INDEX record_client ON record(client, time_ms) WHERE client IS NOT NULL;"
-	"CREATE INDEX record_request ON record(request_id) WHERE request_id IS NOT NULL;"
 	"CREATE INDEX record_special ON record(type, time_ms) WHERE " AUDIT_SPECIAL_TYPES ";"
 	"CREATE TABLE subtree(node TEXT NOT NULL, level INTEGER NOT NULL, idx INTEGER NOT NULL,"
 	" hash BLOB NOT NULL, PRIMARY KEY (node, level, idx)) WITHOUT ROWID;"

@@ -111,6 +111,8 @@ struct audit {
 	uint64_t durable;         /* last ticket on disk */
 	uint64_t rejected, rejected_unreported;
 	uint64_t commits, checkpoints, size_pub;
+	uint64_t write_us, sync_us;       /* published from the writer's own counters */
+	uint64_t write_us_local, sync_us_local;
 	uint64_t checkpoints_local; /* the writer's count, published as 'checkpoints' */
 	bool stopping;
 	enum err failed;
@@ -262,6 +264,8 @@ void audit_stats(struct audit *a, struct audit_stats *out)
 	out->records = a->size_pub;
 	out->checkpoints = a->checkpoints;
 	out->commits = a->commits;
+	out->write_us = a->write_us;
+	out->sync_us = a->sync_us;
 	out->rejected = a->rejected;
 	out->queued = a->qcount;
 	out->failed = a->failed != ERR_OK;
@@ -472,6 +476,7 @@ static enum err commit(struct audit *a, enum err e, struct ctx *c)
 static enum err write_batch(struct audit *a, struct pending **batch, size_t n, uint64_t rejected,
 			    bool stopping, struct ctx *c)
 {
+	int64_t t0 = clock_mono_us(), t1;
 	enum err e = begin(a, c);
 
 	if (e)
@@ -485,7 +490,13 @@ static enum err write_batch(struct audit *a, struct pending **batch, size_t n, u
 		e = append(a, batch[i], c);
 	if (!e && checkpoint_due(a, stopping))
 		e = checkpoint(a, stopping, c);
-	return commit(a, e, c);
+	if (!e)
+		e = flush_rows(a, c);
+	t1 = clock_mono_us();
+	e = commit(a, e, c);
+	a->write_us_local += (uint64_t)(t1 - t0);
+	a->sync_us_local += (uint64_t)(clock_mono_us() - t1);
+	return e;
 }
 
 /* ---- retention ---------------------------------------------------------------- */
@@ -769,6 +780,8 @@ static void *writer_main(void *arg)
 			a->commits++;
 		a->size_pub = a->mc.size;
 		a->checkpoints = a->checkpoints_local;
+		a->write_us = a->write_us_local;
+		a->sync_us = a->sync_us_local;
 		if (n) {
 			a->durable += n;
 			pthread_cond_broadcast(&a->done_cv[a->gen & 1]);
