@@ -344,11 +344,12 @@ async function veranda(args, what) {
 	return r;
 }
 
-async function startVeranda(data) {
+async function startVeranda(data, extra = []) {
 	const port = await freePort();
 	const logFile = path.join(tmp, 'veranda.log');
+	/* the read and search figures are without authorization (see the auth benchmark for its cost) */
 	const child = start('veranda serve', VERANDA, ['serve', '--data', data, '--listen', `127.0.0.1:${port}`,
-		'--log-level', 'warn'], logFile);
+		'--log-level', 'warn', '--fhir-auth=false', ...extra], logFile);
 	child.logFile = logFile;
 	child.port = port;
 	await waitReady(child, port, '/healthz');

@@ -16,6 +16,11 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "auth/cli.h"
+#include "auth/clients.h"
+#include "auth/endpoints.h"
+#include "auth/keys.h"
+#include "auth/oauth.h"
 #include "auth/users.h"
 
 #include "core/buf.h"
@@ -253,6 +258,7 @@ static const char *const opts_common[] = {"data", "store", "log_level", "sqlite_
 
 static int cmd_init(struct config *cfg, int argc, char **argv)
 {
+	struct ctx c = CTX_INIT;
 	struct store *s = NULL;
 	int rc;
 
@@ -263,6 +269,8 @@ static int cmd_init(struct config *cfg, int argc, char **argv)
 	if ((rc = open_store(cfg, false, &s)))
 		return rc;
 	store_close(s);
+	if (keys_init(cfg->data, &c))
+		return fail("%s", c.msg);
 	printf("initialized '%s' (schema version %d)\n", cfg->data, store_schema_supported());
 	return 0;
 }
@@ -297,12 +305,20 @@ static const char *const opts_serve[] = {"data", "store", "log_level", "sqlite_b
 					 "listen", "base_url", "workers", "max_connections",
 					 "connection_timeout", "header_max", "fhir_body_max",
 					 "form_body_max", "json_depth_max", "page_size", "page_max",
-					 "tls_cert", "tls_key", "trust_proxy", "allow_remote", NULL};
+					 "tls_cert", "tls_key", "trust_proxy", "allow_remote",
+					 "fhir_auth", "access_token_ttl", "backend_token_ttl", "code_ttl",
+					 "refresh_token_ttl", "session_idle", "session_max", "launch_ttl",
+					 "signin_lock_after", "signin_lock_time", NULL};
 
 static int cmd_serve(struct config *cfg, int argc, char **argv)
 {
 	struct store *s = NULL;
 	struct fhir *f = NULL;
+	struct users *us = NULL;
+	struct clients *cs = NULL;
+	struct keys *keys = NULL;
+	struct oauth *oa = NULL;
+	struct oauth_opts oo;
 	struct http_router *r = NULL;
 	struct http_server *srv = NULL;
 	struct ctx c = CTX_INIT;
@@ -315,8 +331,11 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 		die_usage("invalid --listen '%s': use ADDRESS:PORT such as 127.0.0.1:8080 or [::1]:8080",
 			  cfg->listen);
 	if (!is_loopback(cfg->listen) && !cfg->allow_remote)
-		return fail("refusing to listen on '%s': until sign-in and authorization are enabled "
-			    "Veranda serves loopback addresses only", cfg->listen);
+		return fail("refusing to listen on '%s': pass --allow-remote to serve other addresses "
+			    "(and put TLS in front: --tls-cert/--tls-key or a reverse proxy)", cfg->listen);
+	if (!cfg->fhir_auth && (!is_loopback(cfg->listen) || cfg->allow_remote))
+		return fail("--fhir-auth=false serves patient data without authorization: "
+			    "allowed on loopback addresses only, for benchmarks");
 	if (!cfg->base_url[0])
 		snprintf(cfg->base_url, sizeof(cfg->base_url), "%s://%s",
 			 cfg->tls_cert[0] ? "https" : "http", cfg->listen);
@@ -325,10 +344,31 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 	if ((rc = check_data_dir(cfg, false)) || (rc = open_store(cfg, true, &s)))
 		return rc;
 
+	if (keys_init(cfg->data, &c) || keys_load(cfg->data, &keys, &c) ||
+	    users_new(&us, s, NULL, &c) || clients_new(&cs, s, &c)) {
+		rc = fail("%s", c.msg);
+		goto out;
+	}
+	memset(&oo, 0, sizeof(oo));
+	oo.base_url = cfg->base_url;
+	oo.access_ttl = cfg->access_token_ttl;
+	oo.backend_ttl = cfg->backend_token_ttl;
+	oo.code_ttl = cfg->code_ttl;
+	oo.refresh_ttl = cfg->refresh_token_ttl;
+	oo.session_idle = cfg->session_idle;
+	oo.session_max = cfg->session_max;
+	oo.launch_ttl = cfg->launch_ttl;
+	oo.lock_after = cfg->signin_lock_after;
+	oo.lock_time = cfg->signin_lock_time;
+	if (oauth_new(&oa, s, us, cs, keys, &oo, &c)) {
+		rc = fail("%s", c.msg);
+		goto out;
+	}
 	f = make_fhir(cfg, s);
 	r = http_router_new();
 	ops_routes_register(r, s);
-	fhir_rest_register(f, r);
+	auth_routes_register(oa, r);
+	fhir_rest_register(f, r, cfg->fhir_auth ? oa : NULL);
 	srv = http_server_new(cfg, r);
 
 	memset(&sa, 0, sizeof(sa));
@@ -352,7 +392,13 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 out:
 	http_server_free(srv);
 	http_router_free(r);
+	if (oa)
+		auth_routes_free();
 	fhir_free(f);
+	oauth_free(oa);
+	clients_free(cs);
+	users_free(us);
+	keys_free(keys);
 	store_close(s);
 	return rc;
 }
@@ -891,6 +937,30 @@ static int cmd_config_example(struct config *cfg, int argc, char **argv)
 	return 0;
 }
 
+static const char *const opts_client[] = {"data", "store", "log_level", "sqlite_busy_timeout",
+					  NULL};
+
+static int cmd_client(struct config *cfg, int argc, char **argv)
+{
+	struct store *s = NULL;
+	int rc;
+
+	if ((rc = check_data_dir(cfg, false)) || (rc = open_store(cfg, true, &s)))
+		return rc;
+	rc = auth_cli_client(s, cfg->data, argc, argv);
+	store_close(s);
+	return rc;
+}
+
+static int cmd_keys(struct config *cfg, int argc, char **argv)
+{
+	int rc;
+
+	if ((rc = check_data_dir(cfg, false)))
+		return rc;
+	return auth_cli_keys(cfg->data, argc, argv);
+}
+
 static const struct command commands[] = {
 	{"init", cmd_init, "create a data directory and its database (or migrate it)",
 	 "veranda init --data DIR", opts_common, NULL},
@@ -921,6 +991,10 @@ static const struct command commands[] = {
 	 "                               of this machine while it runs: prefer --password-stdin)\n"
 	 "  passwords: 8 to 256 characters, no other rules; they are never printed\n"
 	 "  check-password exits 0 when the password is right, 1 when it is not\n"},
+	{"client", cmd_client, "register apps: add, list, remove, disable, enable", auth_cli_client_usage,
+	 opts_client, auth_cli_client_help},
+	{"keys", cmd_keys, "signing keys: list, rotate", auth_cli_keys_usage, opts_common,
+	 auth_cli_keys_help},
 	{"version", cmd_version, "print the version", "veranda version", NULL, NULL},
 	{"params", cmd_params, "print the FHIR search parameters as JSON", "veranda params", NULL, NULL},
 	{"config-doc", cmd_config_doc, NULL, "veranda config-doc", NULL, NULL},
@@ -989,7 +1063,12 @@ int main(int argc, char **argv)
 			command_help(cmd);
 			return 0;
 		}
-	load_config(&cfg, cmd->options, cmd->run == cmd_seed ? seed_own : cmd->run == cmd_user ? user_own : NULL, argc - 2, argv + 2,
-		    &rest);
+	load_config(&cfg, cmd->options,
+		    cmd->run == cmd_seed     ? seed_own
+		    : cmd->run == cmd_user   ? user_own
+		    : cmd->run == cmd_client ? auth_cli_client_flags
+		    : cmd->run == cmd_keys   ? auth_cli_keys_flags
+					     : NULL,
+		    argc - 2, argv + 2, &rest);
 	return cmd->run(&cfg, rest, argv + 2);
 }

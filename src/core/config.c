@@ -38,6 +38,16 @@ const struct config_option config_options[] = {
 	STR(tls_key, "", "PEM private key for built-in TLS"),
 	BOOL(trust_proxy, "false", "trust X-Forwarded-For/-Proto from a reverse proxy"),
 	BOOL(allow_remote, "false", "allow listening on a non-loopback address"),
+	BOOL(fhir_auth, "true", "require an access token on the FHIR API (false: only on loopback, for benchmarks)"),
+	INT(access_token_ttl, "900", 60, 3600, "seconds an access token for an app lasts"),
+	INT(backend_token_ttl, "300", 60, 3600, "seconds an access token for a backend service lasts"),
+	INT(code_ttl, "60", 10, 600, "seconds an authorization code may wait to be redeemed"),
+	INT(refresh_token_ttl, "7776000", 3600, 315360000, "seconds a refresh token lasts unused (each refresh starts a new period; never beyond the grant's end)"),
+	INT(session_idle, "900", 60, 86400, "seconds a sign-in session may stay idle"),
+	INT(session_max, "43200", 300, 604800, "seconds a sign-in session lasts at most"),
+	INT(launch_ttl, "300", 30, 3600, "seconds an EHR launch context may wait to be used"),
+	INT(signin_lock_after, "10", 3, 1000, "failed sign-ins to one account or from one address before a temporary lock"),
+	INT(signin_lock_time, "900", 60, 86400, "seconds of that temporary lock"),
 	{NULL, CONFIG_STR, 0, 0, NULL, 0, 0, NULL},
 };
 

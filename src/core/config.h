@@ -40,6 +40,17 @@ struct config {
 	char tls_key[CONFIG_PATH_MAX];
 	bool trust_proxy;
 	bool allow_remote;              /* listen on non-loopback addresses */
+	bool fhir_auth;                 /* the FHIR API needs access tokens */
+	/* authorization server (seconds) */
+	int64_t access_token_ttl;
+	int64_t backend_token_ttl;
+	int64_t code_ttl;
+	int64_t refresh_token_ttl;
+	int64_t session_idle;
+	int64_t session_max;
+	int64_t launch_ttl;
+	int64_t signin_lock_after;      /* failed sign-ins before a temporary lock */
+	int64_t signin_lock_time;       /* seconds */
 };
 
 enum config_type { CONFIG_STR, CONFIG_INT, CONFIG_BOOL };

@@ -462,7 +462,7 @@ static enum err compile(struct parser *p)
 		const char *o = find(src + pos, p->n - pos, p->open, p->olen);
 		size_t j, after, indent_from = (size_t)-1;
 		bool standalone = false;
-		struct tag g;
+		struct tag g = {0};
 
 		if (!o)
 			break;

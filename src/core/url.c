@@ -1,5 +1,9 @@
-/* url.c - percent-decoding.  See url.h. */
+/* url.c - percent-decoding and -encoding.  See url.h. */
 #include "core/url.h"
+
+#include <string.h>
+
+#include "core/buf.h"
 
 static int hexval(unsigned char c)
 {
@@ -38,4 +42,32 @@ long url_pct_decode_mem(const char *s, size_t n, bool form, char *dst)
 		dst[k++] = (char)c;
 	}
 	return (long)k;
+}
+
+static void pct(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+		    ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+			buf_addch(b, (char)ch);
+		} else {
+			buf_addch(b, '%');
+			buf_addch(b, hex[ch >> 4]);
+			buf_addch(b, hex[ch & 15]);
+		}
+	}
+}
+
+enum err url_add_param(struct buf *b, const char *name, const char *value)
+{
+	const char *q = b->len ? memchr(b->data, '?', b->len) : NULL;
+
+	buf_addch(b, q ? '&' : '?');
+	pct(b, name);
+	buf_addch(b, '=');
+	pct(b, value);
+	return b->err;
 }

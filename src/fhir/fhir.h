@@ -197,6 +197,14 @@ enum err fhir_put_json(struct fhir *f, json_t *res, const char *src, size_t srcl
 		       struct fhir_result *out, struct ctx *c);
 
 /* ---- REST edge (rest.c) ---- */
-void fhir_rest_register(struct fhir *f, struct http_router *r);
+struct oauth;
+/*
+ * Register the FHIR routes.  With 'o', every interaction but
+ * /fhir/metadata needs a bearer access token of that authorization
+ * server and is confined by its scopes and patient context (rest.c
+ * explains the rules); NULL serves without authorization (benchmarks on
+ * loopback only).
+ */
+void fhir_rest_register(struct fhir *f, struct http_router *r, struct oauth *o);
 
 #endif

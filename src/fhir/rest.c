@@ -9,7 +9,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/endpoints.h"
+#include "auth/oauth.h"
+#include "core/arena.h"
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/str.h"
 #include "fhir/fhir.h"
 #include "fhir/fhir_int.h"
@@ -125,6 +129,254 @@ static bool content_type_ok(struct http_req *q)
 	return false;
 }
 
+
+/* ---- authorization ---- */
+
+/*
+ * Every FHIR interaction but the CapabilityStatement needs a bearer
+ * access token (RFC 6750).  The token's scopes decide per type and
+ * interaction (scope_decide); the context decides whose data:
+ *   patient/ scopes confine every interaction to the patient in context;
+ *   user/ scopes act with the user's own rights: patients and caregivers
+ *     are confined to the patient in context (else their own record),
+ *     staff roles are not confined;
+ *   system/ scopes (backend services) are not confined.
+ * Types outside the patient compartment (Practitioner, Organization,
+ * Medication, ...) are shared reference data and never confined.
+ * Granular scopes (patient/Observation.rs?category=...) become search
+ * parameters ANDed to every search and checked on every read.
+ * A read of something outside what the token may see answers the same
+ * 404 as a resource that does not exist.
+ */
+static struct oauth *rest_auth;
+
+struct access {
+	bool on;                     /* a token was checked */
+	struct principal p;
+	const char *patient;         /* confine to this patient's record (NULL: no) */
+	struct scope_decision d;
+	char own[80];                /* the user's own patient id */
+};
+
+static void access_done(struct access *a)
+{
+	if (a->on && rest_auth)
+		oauth_principal_release(rest_auth, &a->p);
+	a->on = false;
+}
+
+/* Is 'type' confined by a patient context (the Patient type or a compartment type)? */
+static bool confinable(const char *type)
+{
+	return type && (!strcmp(type, "Patient") || fhir_compartment_params(type)[0] != NULL);
+}
+
+static void cors_fhir(struct http_req *q)
+{
+	const char *origin = http_req_header(q, "Origin");
+
+	if (origin && auth_cors_origin_ok(origin)) {
+		http_resp_header(q, "Access-Control-Allow-Origin", origin);
+		http_resp_header(q, "Vary", "Origin");
+		http_resp_header(q, "Access-Control-Expose-Headers", "ETag, Location, Content-Location, Last-Modified");
+	}
+}
+
+static void deny(struct http_req *q, int status, const char *www, const char *msg)
+{
+	if (www)
+		http_resp_header(q, "WWW-Authenticate", www);
+	send_outcome(q, status, msg, NULL);
+}
+
+/*
+ * Authorize interaction 'op' on 'type' (NULL: every type the request may
+ * touch is checked by the caller).  Answers 401/403 itself and returns
+ * false; on true the caller must access_done().
+ */
+static bool guard(struct http_req *q, const char *type, enum scope_op op, struct access *a)
+{
+	const char *h = http_req_header(q, "Authorization");
+	struct ctx c = CTX_INIT;
+
+	memset(a, 0, sizeof(*a));
+	cors_fhir(q);
+	if (!rest_auth)
+		return true;
+	if (!h || strncasecmp(h, "Bearer ", 7) || !h[7]) {
+		deny(q, 401, "Bearer realm=\"veranda\"", "an access token is required (Authorization: Bearer)");
+		return false;
+	}
+	h += 7;
+	while (*h == ' ')
+		h++;
+	if (oauth_verify(rest_auth, h, &a->p, &c)) {
+		char www[400];
+		snprintf(www, sizeof(www), "Bearer realm=\"veranda\", error=\"invalid_token\", error_description=\"%s\"",
+			 c.msg);
+		deny(q, 401, www, c.msg);
+		return false;
+	}
+	a->on = true;
+	if (type) {
+		scope_decide(a->p.scopes, type, op, &a->d);
+		if (!a->d.allowed) {
+			char msg[200];
+			snprintf(msg, sizeof(msg), "the access token's scopes do not allow this interaction on %s", type);
+			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", msg);
+			access_done(a);
+			return false;
+		}
+	} else {
+		a->d.allowed = true;
+		a->d.ctx = SCOPE_PATIENT;
+		for (size_t i = 0; i < scope_count(a->p.scopes); i++)
+			if (scope_at(a->p.scopes, i)->ctx > a->d.ctx)
+				a->d.ctx = scope_at(a->p.scopes, i)->ctx;
+	}
+	if (str_starts(a->p.fhir_user, "Patient/"))
+		str_copy(a->own, a->p.fhir_user + 8, sizeof(a->own));
+	if (a->d.ctx == SCOPE_PATIENT ||
+	    (a->d.ctx == SCOPE_USER && (a->p.role == USER_PATIENT || a->p.role == USER_CAREGIVER))) {
+		a->patient = a->p.patient[0] ? a->p.patient : a->own[0] ? a->own : NULL;
+		if (!a->patient) {
+			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+			     "the access token has no patient in context");
+			access_done(a);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Escape a search value's ',' '$' '\' (FHIR search escaping). */
+static const char *esc(struct arena *ar, const char *v)
+{
+	size_t n = strlen(v), k = 0;
+	char *o = arena_alloc(ar, 2 * n + 1);
+
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] == ',' || v[i] == '$' || v[i] == '\\')
+			o[k++] = '\\';
+		o[k++] = v[i];
+	}
+	o[k] = '\0';
+	return o;
+}
+
+/*
+ * Append the granular filters of 'a' to kv[*k..] as search parameters.
+ * False (after answering 403) when they cannot be expressed together.
+ */
+static bool add_filters(struct http_req *q, const struct access *a, struct fhir_kv *kv, size_t *k)
+{
+	const struct scope_decision *d = &a->d;
+	struct arena *ar = http_req_arena(q);
+
+	if (!a->on || d->nfilters == 0)
+		return true;
+	if (d->nfilters == 1) {
+		for (size_t i = 0; i < d->filters[0]->nq; i++) {
+			kv[*k].name = d->filters[0]->q[i].name;
+			kv[*k].value = esc(ar, d->filters[0]->q[i].value);
+			(*k)++;
+		}
+		return true;
+	}
+	for (size_t i = 0; i < d->nfilters; i++)
+		if (d->filters[i]->nq != 1 || strcmp(d->filters[i]->q[0].name, d->filters[0]->q[0].name)) {
+			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+			     "the granted scopes constrain this type by different parameters; ask for one kind of constraint");
+			return false;
+		}
+	{
+		struct buf b = BUF_INIT(1 << 16);
+		for (size_t i = 0; i < d->nfilters; i++) {
+			if (i)
+				buf_addch(&b, ',');
+			buf_adds(&b, esc(ar, d->filters[i]->q[0].value));
+		}
+		kv[*k].name = d->filters[0]->q[0].name;
+		kv[*k].value = arena_strdup(ar, b.data);
+		(*k)++;
+		buf_release(&b);
+	}
+	return true;
+}
+
+/* Does type/id pass the granular filters of 'a' (and its confinement)?  One counting search. */
+static bool filters_match(struct http_req *q, struct fhir *f, const struct access *a,
+			  const char *type, const char *id)
+{
+	struct fhir_kv kv[24];
+	size_t k = 0;
+	struct fhir_search_req sr;
+	struct buf out = BUF_INIT(1 << 16);
+	struct ctx c = CTX_INIT;
+	bool ok;
+
+	kv[k].name = "_id";
+	kv[k++].value = id;
+	if (!add_filters(q, a, kv, &k))
+		return false;
+	kv[k].name = "_summary";
+	kv[k++].value = "count";
+	kv[k].name = "_total";
+	kv[k++].value = "accurate";
+	memset(&sr, 0, sizeof(sr));
+	sr.type = type;
+	sr.params = kv;
+	sr.nparams = k;
+	ok = !fhir_search(f, &sr, &out, &c) && !strstr(out.data, "\"total\":0");
+	buf_release(&out);
+	return ok;
+}
+
+/* May 'a' see type/id?  (Confinement and granular filters; the type itself was checked.) */
+static bool visible(struct http_req *q, struct fhir *f, const struct access *a, const char *type,
+		    const char *id)
+{
+	struct ctx c = CTX_INIT;
+	bool yes = false;
+
+	if (!a->on)
+		return true;
+	if (a->patient && confinable(type)) {
+		if (!(!strcmp(type, "Patient") && !strcmp(id, a->patient)) &&
+		    (store_in_compartment(f->store, a->patient, type, id, &yes, &c) || !yes))
+			return false;
+	}
+	if (a->d.nfilters && !filters_match(q, f, a, type, id)) {
+		if (!http_resp_done(q))
+			return false;
+		return false;
+	}
+	return true;
+}
+
+/* Would the resource body[0..n) of 'type' belong to the confined patient's record? */
+static bool body_in_record(struct http_req *q, struct fhir *f, const struct access *a,
+			   const char *type, const char *id, const char *body, size_t n)
+{
+	struct fhir_index ix;
+	struct ctx c = CTX_INIT;
+	json_t *res;
+	bool ok = false;
+
+	if (!a->on || !a->patient || !confinable(type))
+		return true;
+	if (!strcmp(type, "Patient"))
+		return id && !strcmp(id, a->patient);
+	if (!(res = json_parse_bounded(body, n, f->opts.json_depth_max, &c)))
+		return true; /* the write itself will reject the body */
+	memset(&ix, 0, sizeof(ix));
+	if (!fhir_index_resource(http_req_arena(q), type, id ? id : "new", res, &ix, &c))
+		for (size_t i = 0; i < ix.npatients && !ok; i++)
+			ok = !strcmp(ix.patients[i], a->patient);
+	json_decref(res);
+	return ok;
+}
+
 /* Parse W/"N" or "N" into N; -1 when absent; -2 when malformed. */
 static int64_t parse_etag(const char *s)
 {
@@ -170,16 +422,26 @@ static void handle_read(struct http_req *q, void *arg)
 	const char *vid = http_req_param(q, "vid");
 	struct store_resource r;
 	struct ctx c = CTX_INIT;
+	struct access acc;
 	int64_t version = 0;
 	enum err e;
 
-	if (!accept_ok(q))
+	if (!accept_ok(q) || !guard(q, type, SCOPE_OP_READ, &acc))
 		return;
+	store_resource_init(&r);
 	if (vid && str_to_i64(vid, 1, INT64_MAX, &version)) {
 		send_outcome(q, 404, "version ids are positive integers", NULL);
-		return;
+		goto out;
 	}
-	store_resource_init(&r);
+	if (acc.on && !visible(q, f, &acc, type, id)) {
+		/* the same answer as for a resource that does not exist */
+		if (!http_resp_done(q)) {
+			char msg[200];
+			snprintf(msg, sizeof(msg), "%s/%s is not known", type, id);
+			send_outcome(q, 404, msg, NULL);
+		}
+		goto out;
+	}
 	e = fhir_read(f, type, id, version, &r, &c);
 	if (e == ERR_GONE) {
 		set_version_headers(q, r.version, r.last_updated);
@@ -209,9 +471,54 @@ static void handle_read(struct http_req *q, void *arg)
 	http_resp_buf(q, 200, FHIR_JSON, &r.json);
 out:
 	store_resource_release(&r);
+	access_done(&acc);
 }
 
 /* ---- writes ---- */
+
+/*
+ * May 'acc' write type/id (id NULL: a create) with 'body' (NULL: a
+ * delete)?  Writes under granular scopes are refused; under a patient
+ * context the resource must stay in (and already be in) that patient's
+ * record.  Answers itself when not.
+ */
+static bool write_allowed(struct http_req *q, struct fhir *f, const struct access *acc,
+			  const char *type, const char *id, const struct buf *body)
+{
+	int64_t version = 0;
+	bool deleted = false;
+	struct ctx c = CTX_INIT;
+
+	if (!acc->on)
+		return true;
+	if (acc->d.nfilters) {
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+		     "writes need a scope without search-parameter constraints");
+		return false;
+	}
+	if (!acc->patient || !confinable(type))
+		return true;
+	if (id && !store_current_version(f->store, type, id, &version, &deleted, &c) && version &&
+	    !deleted && !visible(q, f, acc, type, id)) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "%s/%s is not known", type, id);
+		send_outcome(q, 404, msg, NULL);
+		return false;
+	}
+	if (!body) {
+		if (id && version && !deleted && !visible(q, f, acc, type, id)) {
+			http_resp_empty(q, 204);
+			return false;
+		}
+		return true;
+	}
+	if (!body_in_record(q, f, acc, type, id, body->data, body->len)) {
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+		     "the resource must belong to the record of the patient in context");
+		return false;
+	}
+	return true;
+}
 
 enum prefer { PREFER_REPRESENTATION, PREFER_MINIMAL, PREFER_OUTCOME };
 
@@ -270,9 +577,16 @@ static void handle_create(struct http_req *q, void *arg)
 	const struct buf *body = http_req_body(q);
 	struct fhir_result res;
 	struct ctx c = CTX_INIT;
+	struct access acc;
 
-	if (!accept_ok(q) || !content_type_ok(q))
+	if (!accept_ok(q) || !content_type_ok(q) ||
+	    !guard(q, http_req_param(q, "type"), SCOPE_OP_CREATE, &acc))
 		return;
+	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), NULL, body)) {
+		access_done(&acc);
+		return;
+	}
+	access_done(&acc);
 	fhir_result_init(&res);
 	if (fhir_create(f, http_req_param(q, "type"), body->data, body->len, &res, &c)) {
 		if (c.code == ERR_FORBIDDEN) {
@@ -293,10 +607,17 @@ static void handle_update(struct http_req *q, void *arg)
 	const struct buf *body = http_req_body(q);
 	struct fhir_result res;
 	struct ctx c = CTX_INIT;
+	struct access acc;
 	int64_t v;
 
-	if (!accept_ok(q) || !content_type_ok(q) || !if_match(q, &v))
+	if (!accept_ok(q) || !content_type_ok(q) || !if_match(q, &v) ||
+	    !guard(q, http_req_param(q, "type"), SCOPE_OP_UPDATE, &acc))
 		return;
+	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), body)) {
+		access_done(&acc);
+		return;
+	}
+	access_done(&acc);
 	fhir_result_init(&res);
 	if (fhir_update(f, http_req_param(q, "type"), http_req_param(q, "id"), body->data,
 			body->len, v, &res, &c)) {
@@ -317,10 +638,17 @@ static void handle_delete(struct http_req *q, void *arg)
 	struct fhir *f = arg;
 	struct fhir_result res;
 	struct ctx c = CTX_INIT;
+	struct access acc;
 	int64_t v;
 
-	if (!accept_ok(q) || !if_match(q, &v))
+	if (!accept_ok(q) || !if_match(q, &v) ||
+	    !guard(q, http_req_param(q, "type"), SCOPE_OP_DELETE, &acc))
 		return;
+	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), NULL)) {
+		access_done(&acc);
+		return;
+	}
+	access_done(&acc);
 	fhir_result_init(&res);
 	if (fhir_delete(f, http_req_param(q, "type"), http_req_param(q, "id"), v, &res, &c)) {
 		if (c.code == ERR_FORBIDDEN) {
@@ -374,6 +702,7 @@ static void handle_history(struct http_req *q, void *arg)
 	struct buf out = BUF_INIT(PAGE_BUF_MAX);
 	struct ctx c = CTX_INIT;
 	const char *count = http_req_query(q, "_count"), *cursor = http_req_query(q, "_cursor");
+	struct access acc;
 
 	if (!accept_ok(q))
 		return;
@@ -382,6 +711,21 @@ static void handle_history(struct http_req *q, void *arg)
 	hq.id = http_req_param(q, "id");
 	if (!hq.type && http_req_param(q, "ctype"))
 		hq.type = "Patient"; /* /fhir/Patient/{id}/_history via the compartment route */
+	if (!guard(q, hq.type, hq.id ? SCOPE_OP_READ : SCOPE_OP_SEARCH, &acc))
+		goto out;
+	if (acc.on && hq.id && !visible(q, f, &acc, hq.type, hq.id)) {
+		if (!http_resp_done(q)) {
+			char msg[200];
+			snprintf(msg, sizeof(msg), "%s/%s is not known", hq.type, hq.id);
+			send_outcome(q, 404, msg, NULL);
+		}
+		goto out;
+	}
+	if (acc.on && !hq.id && ((acc.patient && (!hq.type || confinable(hq.type))) || acc.d.nfilters)) {
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+		     "history across records is not available with patient-scoped or constrained access");
+		goto out;
+	}
 	hq.count = f->opts.page_size;
 	if (count && str_to_i64(count, 0, INT64_MAX, &hq.count)) {
 		send_outcome(q, 400, "_count must be a non-negative integer", "_count");
@@ -401,10 +745,115 @@ static void handle_history(struct http_req *q, void *arg)
 	}
 	http_resp_buf(q, 200, FHIR_JSON, &out);
 out:
+	access_done(&acc);
 	buf_release(&out);
 }
 
 /* ---- search ---- */
+
+/*
+ * Under a patient context or granular scopes, _include and _revinclude
+ * may only bring in shared reference data (types outside the patient
+ * compartment) that the scopes allow.  Answers 403 and returns false
+ * otherwise.
+ */
+static bool includes_ok(struct http_req *q, const struct access *a, const struct fhir_kv *kv,
+			size_t n)
+{
+	if (!a->on || (!a->patient && !a->d.nfilters))
+		return true;
+	for (size_t i = 0; i < n; i++) {
+		bool rev = str_starts(kv[i].name, "_revinclude");
+		char src[64], code[64], target[64];
+		const char *v = kv[i].value, *t[2] = {NULL, NULL};
+		bool ok = true;
+
+		if (!rev && !str_starts(kv[i].name, "_include"))
+			continue;
+		src[0] = code[0] = target[0] = '\0';
+		sscanf(v, "%63[^:]:%63[^:]:%63s", src, code, target);
+		if (rev) {
+			t[0] = src;
+		} else if (target[0]) {
+			t[0] = target;
+		} else {
+			const struct fhir_param *p = fhir_param_find(src, code);
+			if (!p || !p->targets || !p->targets[0] || p->targets[1])
+				ok = false;
+			else
+				t[0] = p->targets[0];
+		}
+		if (ok && t[0]) {
+			struct scope_decision d;
+			scope_decide(a->p.scopes, t[0], SCOPE_OP_READ, &d);
+			ok = d.allowed && !d.nfilters && !confinable(t[0]);
+		}
+		if (!ok) {
+			char msg[200];
+			snprintf(msg, sizeof(msg), "%s=%s may bring in data outside what this token may see",
+				 kv[i].name, v);
+			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", msg);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * $everything under a token: only the compartment types the scopes allow
+ * without constraints, intersected with the client's own _type.
+ */
+static bool everything_types(struct http_req *q, const struct access *a, struct fhir_kv *kv,
+			     size_t *k)
+{
+	struct buf b = BUF_INIT(1 << 16);
+	const char *asked = NULL;
+	size_t at = *k;
+
+	if (!a->on)
+		return true;
+	for (size_t i = 0; i < *k; i++)
+		if (!strcmp(kv[i].name, "_type")) {
+			asked = kv[i].value;
+			at = i;
+		}
+	for (const struct fhir_type *t = fhir_types; t->name; t++) {
+		struct scope_decision d;
+		if (!confinable(t->name))
+			continue;
+		if (asked) {
+			/* exact member of the comma-separated list */
+			const char *p = asked;
+			size_t tl = strlen(t->name);
+			bool in = false;
+			while (*p && !in) {
+				size_t l = strcspn(p, ",");
+				in = l == tl && !strncmp(p, t->name, l);
+				p += l + (p[l] == ',');
+			}
+			if (!in)
+				continue;
+		}
+		scope_decide(a->p.scopes, t->name, SCOPE_OP_SEARCH, &d);
+		if (!d.allowed || d.nfilters)
+			continue;
+		if (b.len)
+			buf_addch(&b, ',');
+		buf_adds(&b, t->name);
+	}
+	if (!b.len) {
+		buf_release(&b);
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+		     "the access token's scopes allow none of the record's types");
+		return false;
+	}
+	kv[at].name = "_type";
+	kv[at].value = arena_strdup(http_req_arena(q), b.data);
+	if (at == *k)
+		(*k)++;
+	buf_release(&b);
+	return true;
+}
 
 static void run_search(struct http_req *q, struct fhir *f, const char *type, const char *patient,
 		       bool everything, bool form)
@@ -414,14 +863,36 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 	struct ctx c = CTX_INIT;
 	const char *prefer = http_req_header(q, "Prefer");
 	size_t n = http_req_query_count(q) + (form ? http_req_form_count(q) : 0), k = 0;
-	struct fhir_kv *kv = arena_zalloc(http_req_arena(q), sizeof(*kv) * (n + 1));
+	struct fhir_kv *kv = arena_zalloc(http_req_arena(q), sizeof(*kv) * (n + 2 + 2 * SCOPE_KV_MAX + 2));
+	struct access acc;
 
+	memset(&acc, 0, sizeof(acc));
 	if (!accept_ok(q))
 		goto out;
 	for (size_t i = 0; i < http_req_query_count(q); i++, k++)
 		http_req_query_at(q, i, &kv[k].name, &kv[k].value);
 	for (size_t i = 0; form && i < http_req_form_count(q); i++, k++)
 		http_req_form_at(q, i, &kv[k].name, &kv[k].value);
+	if (everything) {
+		if (!guard(q, "Patient", SCOPE_OP_READ, &acc) || !everything_types(q, &acc, kv, &k))
+			goto out;
+	} else if (!guard(q, type, SCOPE_OP_SEARCH, &acc) || !includes_ok(q, &acc, kv, k) ||
+		   !add_filters(q, &acc, kv, &k)) {
+		goto out;
+	}
+	if (acc.on && acc.patient && (everything || confinable(type))) {
+		if (patient && strcmp(patient, acc.patient)) {
+			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+			     "the access token is for another patient's record");
+			goto out;
+		}
+		if (!everything && !strcmp(type, "Patient")) {
+			kv[k].name = "_id";
+			kv[k++].value = acc.patient;
+		} else {
+			patient = acc.patient;
+		}
+	}
 	memset(&sr, 0, sizeof(sr));
 	sr.type = type;
 	sr.patient = patient;
@@ -435,6 +906,7 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 	}
 	http_resp_buf(q, 200, FHIR_JSON, &out);
 out:
+	access_done(&acc);
 	buf_release(&out);
 }
 
@@ -471,14 +943,101 @@ static void handle_everything(struct http_req *q, void *arg)
 	run_search(q, arg, NULL, http_req_param(q, "id"), true, false);
 }
 
+/*
+ * Check every entry of a batch or transaction against the token before
+ * anything runs: the entry's type and interaction against the scopes;
+ * under a patient context reads and deletes must be in the patient's
+ * record, writes must put the resource there, and searches are refused
+ * (run them one by one instead).  One entry out of bounds refuses the
+ * whole Bundle with 403 (nothing runs).
+ */
+static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct access *a,
+			   const struct buf *body)
+{
+	struct ctx c = CTX_INIT;
+	json_t *doc, *entries, *en;
+	size_t i;
+	bool ok = true;
+	char why[300] = "";
+
+	if (!a->on)
+		return true;
+	if (!(doc = json_parse_bounded(body->data, body->len, f->opts.json_depth_max, &c)))
+		return true; /* the Bundle code answers the syntax error */
+	entries = json_object_get(doc, "entry");
+	json_array_foreach(entries, i, en) {
+		json_t *rq = json_object_get(en, "request"), *res = json_object_get(en, "resource");
+		const char *method = json_string_value(json_object_get(rq, "method"));
+		const char *url = json_string_value(json_object_get(rq, "url"));
+		char type[64] = "", id[72] = "";
+		enum scope_op op;
+		struct scope_decision d;
+		struct access ea = *a;
+
+		if (!method || !url)
+			continue; /* malformed: the Bundle code answers */
+		if (str_starts(url, f->base) && url[strlen(f->base)] == '/')
+			url += strlen(f->base) + 1;
+		sscanf(url, "%63[A-Za-z]/%71[A-Za-z0-9.-]", type, id);
+		if (!strchr(url, '/') && strchr(url, '?'))
+			id[0] = '\0';
+		if (!strcmp(method, "GET"))
+			op = id[0] ? SCOPE_OP_READ : SCOPE_OP_SEARCH;
+		else if (!strcmp(method, "POST"))
+			op = SCOPE_OP_CREATE;
+		else if (!strcmp(method, "PUT"))
+			op = SCOPE_OP_UPDATE;
+		else if (!strcmp(method, "DELETE"))
+			op = SCOPE_OP_DELETE;
+		else
+			continue;
+		scope_decide(a->p.scopes, type, op, &d);
+		ea.d = d;
+		if (!d.allowed) {
+			snprintf(why, sizeof(why), "entry %zu: the scopes do not allow %s %s", i, method, type);
+		} else if ((a->patient || d.nfilters) && op == SCOPE_OP_SEARCH) {
+			snprintf(why, sizeof(why), "entry %zu: searches inside a Bundle are not available with patient-scoped or constrained access", i);
+		} else if (op == SCOPE_OP_READ || op == SCOPE_OP_DELETE) {
+			if (!visible(q, f, &ea, type, id) && !http_resp_done(q))
+				snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
+		} else if (d.nfilters) {
+			snprintf(why, sizeof(why), "entry %zu: writes need a scope without search-parameter constraints", i);
+		} else if (a->patient && confinable(type)) {
+			char *txt = json_dumps(res, JSON_COMPACT);
+			bool in = txt && body_in_record(q, f, &ea, type, id[0] ? id : NULL, txt, strlen(txt));
+			free(txt);
+			if (!in)
+				snprintf(why, sizeof(why), "entry %zu: the resource must belong to the record of the patient in context", i);
+			else if (op == SCOPE_OP_UPDATE && id[0]) {
+				int64_t v = 0;
+				bool del = false;
+				if (!store_current_version(f->store, type, id, &v, &del, &c) && v && !del &&
+				    !visible(q, f, &ea, type, id))
+					snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
+			}
+		}
+		if (why[0] || http_resp_done(q)) {
+			ok = false;
+			break;
+		}
+	}
+	json_decref(doc);
+	if (!ok && !http_resp_done(q))
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", why);
+	return ok;
+}
+
 static void handle_bundle(struct http_req *q, void *arg)
 {
 	struct fhir *f = arg;
 	const struct buf *body = http_req_body(q);
 	struct buf out = BUF_INIT(PAGE_BUF_MAX);
 	struct ctx c = CTX_INIT;
+	struct access acc;
 
-	if (!accept_ok(q) || !content_type_ok(q))
+	memset(&acc, 0, sizeof(acc));
+	if (!accept_ok(q) || !content_type_ok(q) || !guard(q, NULL, SCOPE_OP_READ, &acc) ||
+	    !bundle_allowed(q, f, &acc, body))
 		goto out;
 	if (fhir_bundle(f, body->data, body->len, get_prefer(q) == PREFER_REPRESENTATION &&
 			http_req_header(q, "Prefer") != NULL, &out, &c)) {
@@ -487,6 +1046,7 @@ static void handle_bundle(struct http_req *q, void *arg)
 	}
 	http_resp_buf(q, 200, FHIR_JSON, &out);
 out:
+	access_done(&acc);
 	buf_release(&out);
 }
 
@@ -497,12 +1057,39 @@ static void handle_metadata(struct http_req *q, void *arg)
 
 	if (!accept_ok(q))
 		return;
+	if (http_req_header(q, "Origin"))
+		http_resp_header(q, "Access-Control-Allow-Origin", "*");
 	http_resp_header(q, "Cache-Control", "public, max-age=300");
 	http_resp_bytes(q, 200, FHIR_JSON, cs->data, cs->len);
 }
 
-void fhir_rest_register(struct fhir *f, struct http_router *r)
+static void handle_preflight(struct http_req *q, void *arg)
 {
+	const char *origin = http_req_header(q, "Origin");
+
+	(void)arg;
+	if (origin && auth_cors_origin_ok(origin)) {
+		http_resp_header(q, "Access-Control-Allow-Origin", origin);
+		http_resp_header(q, "Vary", "Origin");
+		http_resp_header(q, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+		http_resp_header(q, "Access-Control-Allow-Headers",
+				 "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match");
+		http_resp_header(q, "Access-Control-Max-Age", "600");
+	}
+	http_resp_empty(q, 204);
+}
+
+void fhir_rest_register(struct fhir *f, struct http_router *r, struct oauth *o)
+{
+	static const char *const preflight[] = {
+		"/fhir", "/fhir/metadata", "/fhir/_history", "/fhir/{type}", "/fhir/{type}/_search",
+		"/fhir/{type}/_history", "/fhir/{type}/{id}", "/fhir/{type}/{id}/_history",
+		"/fhir/{type}/{id}/_history/{vid}", "/fhir/Patient/{id}/$everything",
+		"/fhir/Patient/{id}/{ctype}", NULL};
+
+	rest_auth = o;
+	for (const char *const *p = preflight; *p; p++)
+		http_route(r, HTTP_OPTIONS, *p, HTTP_BODY_NONE, handle_preflight, f);
 	http_router_on_error(r, "/fhir", render_http_error);
 	http_route(r, HTTP_GET, "/fhir/metadata", HTTP_BODY_NONE, handle_metadata, f);
 	http_route(r, HTTP_POST, "/fhir", HTTP_BODY_FHIR, handle_bundle, f);

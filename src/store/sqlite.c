@@ -92,6 +92,7 @@ enum stmt_id {
 	ST_COUNT_ALL,
 	ST_COUNT_TYPE,
 	ST_LAST_SEQ,
+	ST_IN_COMPARTMENT,
 	ST_FIXED,
 	/* then, per index kind, multi-row inserts of 1..IX_BATCH rows */
 	ST_COUNT = ST_FIXED + STORE_IX_KINDS * IX_BATCH
@@ -160,6 +161,8 @@ static const char *const stmt_sql[ST_FIXED] = {
 	[ST_COUNT_ALL] = "SELECT count(*) FROM resource WHERE deleted = 0",
 	[ST_COUNT_TYPE] = "SELECT count(*) FROM resource WHERE type = ?1 AND deleted = 0",
 	[ST_LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM resource_version",
+	[ST_IN_COMPARTMENT] = "SELECT count(*) FROM resource r JOIN compartment c ON c.rid = r.rid"
+			      " AND c.patient = ?3 AND c.type = ?1 WHERE r.type = ?1 AND r.id = ?2",
 };
 
 /* Index tables: the INSERT head and the number of columns of a row. */
@@ -1663,6 +1666,27 @@ static enum err sqlite_last_seq(struct store *s, int64_t *seq, struct ctx *c)
 	return rc == SQLITE_OK ? ERR_OK : fail(cn, rc, c, "cannot read the write sequence");
 }
 
+/* store_ops.in_compartment: one probe of the compartment's primary key. */
+static enum err sqlite_in_compartment(struct store *s, const char *patient, const char *type,
+				      const char *id, bool *yes, struct ctx *c)
+{
+	struct conn *cn;
+	struct q q;
+	int64_t n = 0;
+	enum err e;
+	int rc;
+
+	if ((e = conn_get(s, &cn, c)))
+		return e;
+	q = q_start(cn, ST_IN_COMPARTMENT);
+	sq_bind_text(&q, 1, type);
+	sq_bind_text(&q, 2, id);
+	sq_bind_text(&q, 3, patient);
+	rc = count_query(&q, &n);
+	*yes = n > 0;
+	return rc == SQLITE_OK ? ERR_OK : fail(cn, rc, c, "cannot read the patient compartment");
+}
+
 /* ---- shared with sqlite_search.c (sqlite_int.h) ---- */
 
 enum err sq_conn_get(struct store *s, struct conn **out, struct ctx *c)
@@ -1779,6 +1803,7 @@ const struct store_ops store_sqlite_ops = {
 	.user_list = sqlite_user_list,
 	.user_patients_set = sqlite_user_patients_set,
 	.user_patients = sqlite_user_patients,
+	.in_compartment = sqlite_in_compartment,
 	.item_put = sqlite_item_put,
 	.item_get = sqlite_item_get,
 	.item_take = sqlite_item_take,

@@ -373,3 +373,15 @@ enum err store_last_seq(struct store *s, int64_t *seq, struct ctx *c)
 	*seq = 0;
 	return s->ops->last_seq(s, seq, c);
 }
+
+enum err store_in_compartment(struct store *s, const char *patient, const char *type,
+			      const char *id, bool *yes, struct ctx *c)
+{
+	*yes = false;
+	if (!patient || !*patient || !type || !*type || !id || !*id)
+		return ctx_errorf(c, ERR_INVALID, "compartment check needs a patient, a type and an id");
+	if (!s->ops->in_compartment)
+		return ctx_errorf(c, ERR_UNSUPPORTED, "the %s store has no compartment check",
+				  s->ops->name);
+	return s->ops->in_compartment(s, patient, type, id, yes, c);
+}

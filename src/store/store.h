@@ -180,6 +180,14 @@ enum err store_count(struct store *s, const char *type, int64_t *n, struct ctx *
 /* Largest write sequence number so far (0 for an empty store). */
 enum err store_last_seq(struct store *s, int64_t *seq, struct ctx *c);
 
+/*
+ * Is the current version of type/id in patient 'patient''s compartment?
+ * (false, ERR_OK for an unknown or deleted resource.)  One index probe:
+ * the fast path of patient-scoped authorization.
+ */
+enum err store_in_compartment(struct store *s, const char *patient, const char *type,
+			      const char *id, bool *yes, struct ctx *c);
+
 /* ---- user accounts (src/store/users.c, backends: sqlite_users.c) ---- */
 
 /* Field sizes of struct store_user, with their NUL. */

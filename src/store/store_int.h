@@ -87,6 +87,8 @@ struct store_ops {
 				      struct ctx *c);
 	enum err (*user_patients)(struct store *s, int64_t uid, struct store_user_patient *out,
 				  size_t max, size_t *n, struct ctx *c);
+	enum err (*in_compartment)(struct store *s, const char *patient, const char *type,
+				   const char *id, bool *yes, struct ctx *c);
 	/*
 	 * Auth items (store.h).  item_set_state: by grp when non-NULL, else
 	 * by uid; ns NULL means every namespace.  item_delete: by key when

@@ -22,7 +22,7 @@ describe('batch and transaction', () => {
 
   before(async () => {
     srv = await startServer();
-    client = new Client({ baseUrl: srv.fhirBase });
+    client = new Client({ baseUrl: srv.fhirBase, customHeaders: srv.authHeaders });
   });
   after(async () => {
     if (srv) await srv.stop();

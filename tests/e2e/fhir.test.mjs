@@ -23,7 +23,7 @@ let client;
 
 before(async () => {
   srv = await startServer({ args: ['--fhir-body-max', String(BODY_MAX)] });
-  client = new Client({ baseUrl: srv.fhirBase });
+  client = new Client({ baseUrl: srv.fhirBase, customHeaders: srv.authHeaders });
 });
 after(async () => {
   if (srv) await srv.stop();

@@ -18,7 +18,7 @@ let history; // every current resource, read through type history (independent o
 
 before(async () => {
   srv = await startServer({ seed: 3, patients: 5 });
-  client = new Client({ baseUrl: srv.fhirBase });
+  client = new Client({ baseUrl: srv.fhirBase, customHeaders: srv.authHeaders });
   history = new Map();
   for (const page of await allPages(srv, '/_history?_count=1000')) {
     for (const e of page.entry || []) {

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import * as jose from 'jose';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 // VERANDA_BIN runs the suite against another build (e.g. a sanitizer build).
@@ -132,8 +133,9 @@ export async function fetchRaw(url, init = {}) {
 // than fetch, for tests that read thousands of resources.
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 export function httpGet(url, headers = {}) {
+  const a = authOf(url);
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent, headers: { accept: 'application/fhir+json', ...headers } }, (res) => {
+    const req = http.get(url, { agent, headers: { accept: 'application/fhir+json', ...(a ? { authorization: a } : {}), ...headers } }, (res) => {
       const chunks = [];
       res.on('data', (d) => chunks.push(d));
       res.on('end', () => {
@@ -169,11 +171,15 @@ function parseJsonLine(line) {
  *   patients  generated patients for the seed (implies seeding)
  *   env       extra environment variables
  *   args      extra `serve` flags
+ *   auth      'backend' (default): register a backend-service client and get
+ *             a system/*.cruds access token (private_key_jwt, ES384), sent
+ *             on every request to the FHIR base (fetch, httpGet and
+ *             srv.authHeaders for clients); false: no token
  * Resolves an object: port, baseUrl, fhirBase, dataDir, logs (stderr lines),
  * jsonLogs(), fetch(path, init), fhirFetch(path, init), waitForLog(pred),
  * stop(), kill(), exited (a promise of { code, signal }).
  */
-export async function startServer({ dataDir, init, seed, patients, env = {}, args = [], startTimeout = 15000 } = {}) {
+export async function startServer({ dataDir, init, seed, patients, env = {}, args = [], startTimeout = 15000, auth = 'backend' } = {}) {
   requireBinary();
   let own = false;
   if (!dataDir) {
@@ -185,11 +191,14 @@ export async function startServer({ dataDir, init, seed, patients, env = {}, arg
   if (seed !== undefined || patients !== undefined) {
     await seedDataDir(dataDir, { patients: patients ?? 0, seed: typeof seed === 'number' ? seed : 1 });
   }
+  let backend = null;
+  if (auth === 'backend') backend = await registerBackend(dataDir);
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const child = spawn(
     BIN,
-    ['serve', '--data', dataDir, '--listen', `127.0.0.1:${port}`, '--base-url', baseUrl, ...args],
+    ['serve', '--data', dataDir, '--listen', `127.0.0.1:${port}`, '--base-url', baseUrl,
+      ...(backend ? ['--backend-token-ttl', '3600'] : []), ...args],
     { env: childEnv(env), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   live.add(child);
@@ -283,8 +292,85 @@ export async function startServer({ dataDir, init, seed, patients, env = {}, arg
     }
     await sleep(30);
   }
+  srv.authHeaders = {};
+  if (backend) {
+    srv.token = await backendToken(baseUrl, backend);
+    srv.authHeaders = { authorization: `Bearer ${srv.token}` };
+    authFor.set(`${baseUrl}/fhir`, srv.authHeaders.authorization);
+    exited.then(() => authFor.delete(`${baseUrl}/fhir`));
+  }
   return srv;
 }
+
+/*
+ * Backend-service access for the suites that test the FHIR API itself:
+ * one client per data directory, registered with the CLI, and a token per
+ * server got with client_credentials and a signed client assertion.
+ */
+const BACKEND_ID = 'e2e-backend';
+const backends = new Map();
+
+async function registerBackend(dataDir) {
+  if (backends.has(dataDir)) return backends.get(dataDir);
+  const { publicKey, privateKey } = await jose.generateKeyPair('ES384', { extractable: true });
+  const jwk = { ...(await jose.exportJWK(publicKey)), kid: 'e2e-1', alg: 'ES384', use: 'sig' };
+  const file = path.join(dataDir, 'e2e-backend-jwks.json');
+  await fsp.writeFile(file, JSON.stringify({ keys: [jwk] }));
+  const r = await runCli(['client', 'add', '--data', dataDir, '--client-id', BACKEND_ID, '--jwks', file,
+    '--scope', 'system/*.cruds']);
+  if (r.code !== 0 && !/exists|taken/.test(r.stderr)) throw new Error(`client add failed (${r.code}): ${r.stderr}`);
+  const b = { privateKey, kid: 'e2e-1' };
+  backends.set(dataDir, b);
+  return b;
+}
+
+/* A signed client assertion (RFC 7523) for the token endpoint of 'baseUrl'. */
+export async function clientAssertion(baseUrl, clientId, privateKey, kid, alg = 'ES384') {
+  return new jose.SignJWT({})
+    .setProtectedHeader({ alg, kid, typ: 'JWT' })
+    .setIssuer(clientId)
+    .setSubject(clientId)
+    .setAudience(`${baseUrl}/oauth/token`)
+    .setJti(crypto.randomUUID())
+    .setIssuedAt()
+    .setExpirationTime('4m')
+    .sign(privateKey);
+}
+
+async function backendToken(baseUrl, b, scope = 'system/*.cruds') {
+  /* the assertion's audience is the advertised token URL (--base-url may differ from where we connect) */
+  const conf = await (await origFetch(`${baseUrl}/.well-known/openid-configuration`)).json();
+  const body = new URLSearchParams({
+    grant_type: 'client_credentials',
+    scope,
+    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+    client_assertion: await clientAssertion(conf.issuer, BACKEND_ID, b.privateKey, b.kid),
+  });
+  const r = await origFetch(`${baseUrl}/oauth/token`, { method: 'POST', body });
+  const j = await r.json();
+  if (r.status !== 200) throw new Error(`backend token: ${r.status} ${JSON.stringify(j)}`);
+  return j.access_token;
+}
+
+/*
+ * Requests to a started server's FHIR base carry its backend token unless
+ * they set Authorization themselves (an empty string sends none).
+ */
+const authFor = new Map();
+const origFetch = globalThis.fetch;
+function authOf(url) {
+  const u = String(url instanceof Request ? url.url : url);
+  for (const [base, h] of authFor) if (u.startsWith(base)) return h;
+  return null;
+}
+globalThis.fetch = (input, init = {}) => {
+  const h = authOf(input);
+  if (!h) return origFetch(input, init);
+  const headers = new Headers(init.headers || (input instanceof Request ? input.headers : undefined));
+  if (!headers.has('authorization')) headers.set('authorization', h);
+  else if (headers.get('authorization') === '') headers.delete('authorization');
+  return origFetch(input, { ...init, headers });
+};
 
 // Collect every page of a history Bundle by following 'next' links.
 export async function allPages(srv, firstPath, { between } = {}) {

@@ -1,0 +1,1296 @@
+/*
+ * endpoints.c - the authorization server's HTTP edge: discovery, JWKS,
+ * the sign-in, patient-picker and consent pages, the authorization,
+ * token, introspection, revocation and userinfo endpoints, sign-out, the
+ * account page (apps with access, remove access) and the EHR launch form.
+ *
+ * Pages are server-rendered mustache templates (web/templates), work
+ * without JavaScript, and carry a strict CSP (no scripts; forms post to
+ * this server, and the consent form may end in a redirect to the app).
+ * Every state-changing form carries a CSRF token: the session's for
+ * signed-in forms, a double-submit cookie for the sign-in form; a
+ * cross-origin Origin header is refused on them as well.
+ *
+ * Cookies: the session cookie is "__Host-veranda" (Secure, Path=/,
+ * HttpOnly, SameSite=Lax) when the base URL is https; over plain http
+ * (loopback development) it is "veranda" without Secure, since browsers
+ * drop Secure cookies there.
+ *
+ * OAuth errors are RFC 6749 JSON with Cache-Control: no-store.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth/endpoints.h"
+#include "auth/oauth_int.h"
+#include "core/base64.h"
+#include "core/clock.h"
+#include "core/embedded.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/mustache.h"
+#include "core/str.h"
+#include "core/url.h"
+#include "http/http.h"
+
+#define JSON_CT "application/json"
+#define HTML_CT "text/html; charset=utf-8"
+
+struct auth_edge {
+	struct oauth *o;
+	struct mustache_set *tmpl;
+	bool https;                  /* base URL is https: Secure cookies */
+	const char *sid_name;        /* session cookie name */
+	const char *csrf_name;       /* sign-in CSRF cookie name */
+	char origin[512];            /* scheme://host[:port] of the base URL */
+	/* browser origins of registered apps (CORS), refreshed now and then */
+	pthread_mutex_t mu;
+	char **origins;
+	size_t norigins;
+	int64_t origins_at;
+};
+
+static struct auth_edge edge_static;
+
+/* ---- small helpers ---- */
+
+/* The value of cookie 'name' from the Cookie header into out[size] (false when absent). */
+static bool cookie(struct http_req *q, const char *name, char *out, size_t size)
+{
+	const char *h = http_req_header(q, "Cookie");
+	size_t nl = strlen(name);
+
+	for (const char *p = h; p && *p;) {
+		while (*p == ' ' || *p == ';')
+			p++;
+		size_t n = strcspn(p, ";");
+		if (n > nl && !strncmp(p, name, nl) && p[nl] == '=') {
+			size_t vl = n - nl - 1;
+			if (vl >= size)
+				return false;
+			memcpy(out, p + nl + 1, vl);
+			out[vl] = '\0';
+			return true;
+		}
+		p += n;
+	}
+	return false;
+}
+
+static void set_cookie(struct http_req *q, struct auth_edge *ed, const char *name,
+		       const char *value, int64_t max_age)
+{
+	char h[512];
+
+	snprintf(h, sizeof(h), "%s=%s; Path=/; HttpOnly; SameSite=Lax%s%s%lld", name, value,
+		 ed->https ? "; Secure" : "", max_age >= 0 ? "; Max-Age=" : "",
+		 max_age >= 0 ? (long long)max_age : 0LL);
+	if (max_age < 0) /* a session cookie: no Max-Age */
+		snprintf(h, sizeof(h), "%s=%s; Path=/; HttpOnly; SameSite=Lax%s", name, value,
+			 ed->https ? "; Secure" : "");
+	http_resp_header(q, "Set-Cookie", h);
+}
+
+static void no_store(struct http_req *q)
+{
+	http_resp_header(q, "Cache-Control", "no-store");
+	http_resp_header(q, "Pragma", "no-cache");
+}
+
+/* Count how many times form field 'name' appears. */
+static size_t form_count_of(struct http_req *q, const char *name)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < http_req_form_count(q); i++) {
+		const char *n, *v;
+		http_req_form_at(q, i, &n, &v);
+		if (!strcmp(n, name))
+			k++;
+	}
+	return k;
+}
+
+/* RFC 6749 5.2 error body. */
+static void oauth_error(struct http_req *q, const struct oauth_err *err)
+{
+	struct buf b = BUF_INIT(4096);
+	json_t *j = json_pack("{s:s}", "error", err->error ? err->error : "server_error");
+
+	if (err->description[0])
+		json_object_set_new(j, "error_description", json_string(err->description));
+	json_dump_buf(j, &b);
+	json_decref(j);
+	no_store(q);
+	if (err->status == 401)
+		http_resp_header(q, "WWW-Authenticate",
+				 err->www_basic ? "Basic realm=\"veranda\"" : "Bearer realm=\"veranda\"");
+	http_resp_buf(q, err->status ? err->status : 500, JSON_CT, &b);
+	buf_release(&b);
+}
+
+static void server_error(struct http_req *q, const struct ctx *c)
+{
+	struct oauth_err err = {.error = c->code == ERR_BUSY ? "temporarily_unavailable" : "server_error",
+				.status = c->code == ERR_BUSY ? 503 : 500};
+
+	log_msg(LOG_ERROR, "authorization server: %s", c->msg);
+	str_copy(err.description, c->code == ERR_BUSY ? "the server is busy: try again" : "internal error",
+		 sizeof(err.description));
+	if (c->code == ERR_BUSY)
+		http_resp_header(q, "Retry-After", "1");
+	oauth_error(q, &err);
+}
+
+/* The HTTP layer's own errors under /oauth (no route, 405, 413, ...). */
+static void render_http_error(struct http_req *q, int status, const char *msg)
+{
+	struct oauth_err err = {.error = status == 405 ? "invalid_request" : status >= 500 ? "server_error" : "invalid_request",
+				.status = status};
+
+	str_copy(err.description, msg, sizeof(err.description));
+	oauth_error(q, &err);
+}
+
+/* Page headers: no caching, a CSP that allows our stylesheet and forms to us (and 'extra'). */
+static void page_headers(struct http_req *q, struct auth_edge *ed, const char *form_extra)
+{
+	char csp[1400];
+
+	snprintf(csp, sizeof(csp),
+		 "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none';"
+		 " form-action 'self' %s%s; frame-ancestors 'none'",
+		 ed->origin, form_extra ? form_extra : "");
+	http_resp_header(q, "Content-Security-Policy", csp);
+	http_resp_header(q, "Cache-Control", "no-store");
+}
+
+/* Render template 'name' with 'view' (stolen) as the response. */
+static void page(struct http_req *q, struct auth_edge *ed, int status, const char *name,
+		 json_t *view, const char *form_extra)
+{
+	struct buf b = BUF_INIT(1 << 20);
+	struct ctx c = CTX_INIT;
+
+	if (mustache_set_render(ed->tmpl, name, view, &b, &c)) {
+		log_msg(LOG_ERROR, "page %s: %s", name, c.msg);
+		buf_reset(&b);
+		buf_adds(&b, "<!doctype html><title>Error</title><p>Something went wrong. Please try again.</p>");
+		status = 500;
+	}
+	json_decref(view);
+	page_headers(q, ed, form_extra);
+	http_resp_buf(q, status, HTML_CT, &b);
+	buf_release(&b);
+}
+
+static void error_page(struct http_req *q, struct auth_edge *ed, int status, const char *heading,
+		       const char *message, const char *hint)
+{
+	page(q, ed, status, "error",
+	     json_pack("{s:s, s:s, s:s, s:s*}", "title", heading, "heading", heading, "message",
+		       message, "hint", hint),
+	     NULL);
+}
+
+static void redirect(struct http_req *q, const char *url)
+{
+	http_resp_header(q, "Location", url);
+	http_resp_header(q, "Cache-Control", "no-store");
+	http_resp_empty(q, 303);
+}
+
+/* The origin (scheme://host[:port]) of an absolute URL into out[size]. */
+static void origin_of(const char *url, char *out, size_t size)
+{
+	const char *p = strstr(url, "://");
+	size_t n;
+
+	if (!p) {
+		out[0] = '\0';
+		return;
+	}
+	n = (size_t)(p + 3 - url) + strcspn(p + 3, "/?#");
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, url, n);
+	out[n] = '\0';
+}
+
+/* Refuse a cross-origin form post (defence in depth next to CSRF tokens). */
+static bool same_origin(struct http_req *q, struct auth_edge *ed)
+{
+	const char *o = http_req_header(q, "Origin");
+
+	return !o || !strcmp(o, "null") ? true : !strcmp(o, ed->origin);
+}
+
+/* ---- CORS ---- */
+
+static int collect_origin(void *arg, const struct client *cl)
+{
+	struct auth_edge *ed = arg;
+
+	for (size_t i = 0; i < cl->norigins; i++) {
+		ed->origins = xrealloc(ed->origins, (ed->norigins + 1) * sizeof(char *));
+		ed->origins[ed->norigins++] = xstrdup(cl->origins[i]);
+	}
+	return 0;
+}
+
+/* Is 'origin' a registered app's browser origin?  The list is re-read every 10 s. */
+static bool origin_registered(struct auth_edge *ed, const char *origin)
+{
+	int64_t now = clock_now_ms();
+	bool ok = false;
+
+	pthread_mutex_lock(&ed->mu);
+	if (now - ed->origins_at > 10000) {
+		struct ctx c = CTX_INIT;
+		for (size_t i = 0; i < ed->norigins; i++)
+			free(ed->origins[i]);
+		ed->norigins = 0;
+		client_list(oauth_clients(ed->o), collect_origin, ed, &c);
+		ed->origins_at = now;
+	}
+	for (size_t i = 0; i < ed->norigins && !ok; i++)
+		ok = !strcmp(ed->origins[i], origin);
+	pthread_mutex_unlock(&ed->mu);
+	return ok;
+}
+
+/* CORS headers: 'any' for public documents, else registered origins only. */
+static void cors(struct http_req *q, struct auth_edge *ed, bool any)
+{
+	const char *origin = http_req_header(q, "Origin");
+
+	if (!origin)
+		return;
+	if (any) {
+		http_resp_header(q, "Access-Control-Allow-Origin", "*");
+		return;
+	}
+	if (origin_registered(ed, origin)) {
+		http_resp_header(q, "Access-Control-Allow-Origin", origin);
+		http_resp_header(q, "Vary", "Origin");
+	}
+}
+
+bool auth_cors_origin_ok(const char *origin)
+{
+	return origin && edge_static.o && origin_registered(&edge_static, origin);
+}
+
+static void handle_preflight(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	const char *origin = http_req_header(q, "Origin");
+
+	if (origin && origin_registered(ed, origin)) {
+		http_resp_header(q, "Access-Control-Allow-Origin", origin);
+		http_resp_header(q, "Vary", "Origin");
+		http_resp_header(q, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+		http_resp_header(q, "Access-Control-Allow-Headers",
+				 "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match");
+		http_resp_header(q, "Access-Control-Max-Age", "600");
+	}
+	http_resp_empty(q, 204);
+}
+
+/* ---- discovery ---- */
+
+static void send_doc(struct http_req *q, const struct buf *b, bool cache)
+{
+	cors(q, &edge_static, true);
+	http_resp_header(q, "Cache-Control", cache ? "public, max-age=300" : "no-store");
+	http_resp_bytes(q, 200, JSON_CT, b->data, b->len);
+}
+
+static void handle_smart_conf(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+
+	send_doc(q, oauth_smart_configuration(ed->o), true);
+}
+
+static void handle_oidc_conf(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+
+	send_doc(q, oauth_openid_configuration(ed->o), true);
+}
+
+static void handle_as_meta(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+
+	send_doc(q, oauth_as_metadata(ed->o), true);
+}
+
+static void handle_jwks(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+
+	send_doc(q, keys_jwks(oauth_keys(ed->o)), true);
+}
+
+static void handle_style(struct http_req *q, void *arg)
+{
+	static const char style[] =
+		"{\"color_background\":\"#f6f8fa\",\"color_error\":\"#a4262c\",\"color_highlight\":\"#0b5c8e\","
+		"\"color_modal_backdrop\":\"\",\"color_success\":\"#1e7e34\",\"color_text\":\"#1d2733\","
+		"\"dim_border_radius\":\"6px\",\"dim_font_size\":\"16px\",\"dim_spacing_size\":\"16px\","
+		"\"font_family_body\":\"system-ui, sans-serif\",\"font_family_heading\":\"system-ui, sans-serif\"}";
+	(void)arg;
+	cors(q, &edge_static, true);
+	http_resp_header(q, "Cache-Control", "public, max-age=3600");
+	http_resp_bytes(q, 200, JSON_CT, style, sizeof(style) - 1);
+}
+
+static void handle_static(struct http_req *q, void *arg)
+{
+	char path[256];
+	const unsigned char *data;
+	size_t n;
+	const char *name = http_req_param(q, "name");
+
+	(void)arg;
+	if (strchr(name, '/') || strstr(name, "..")) {
+		http_resp_bytes(q, 404, "text/plain; charset=utf-8", "not found\n", 10);
+		return;
+	}
+	snprintf(path, sizeof(path), "web/static/%s", name);
+	if (!(data = embedded_find(path, &n))) {
+		http_resp_bytes(q, 404, "text/plain; charset=utf-8", "not found\n", 10);
+		return;
+	}
+	http_resp_header(q, "Cache-Control", "public, max-age=3600");
+	http_resp_bytes(q, 200, str_ends(name, ".css") ? "text/css; charset=utf-8" : "application/octet-stream",
+			data, n);
+}
+
+/* ---- sessions in requests ---- */
+
+/* The live session of this request (false when none). */
+static bool current_session(struct http_req *q, struct auth_edge *ed, struct session *se)
+{
+	char sid[OAUTH_ID_SIZE];
+	struct ctx c = CTX_INIT;
+
+	return cookie(q, ed->sid_name, sid, sizeof(sid)) && !oauth_session_get(ed->o, sid, se, &c) &&
+	       !se->mfa_pending;
+}
+
+/* Does the form's csrf field match the session's? */
+static bool csrf_ok(struct http_req *q, struct auth_edge *ed, const struct session *se)
+{
+	const char *t = http_req_form(q, "csrf");
+
+	return same_origin(q, ed) && t && str_eq_ct(t, strlen(t), se->csrf, strlen(se->csrf));
+}
+
+/* ---- the sign-in page ---- */
+
+static void login_page(struct http_req *q, struct auth_edge *ed, int status, const char *req,
+		       const char *app, const char *username, const char *error)
+{
+	char tok[OAUTH_ID_SIZE];
+
+	oauth_random(tok);
+	set_cookie(q, ed, ed->csrf_name, tok, 1800);
+	page(q, ed, status, "login",
+	     json_pack("{s:s, s:s, s:s*, s:s*, s:s*, s:s*}", "title", "Sign in", "csrf", tok, "req", req,
+		       "app", app, "username", username, "error", error),
+	     NULL);
+}
+
+static void handle_signin_page(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+
+	if (current_session(q, ed, &se)) {
+		redirect(q, "/account");
+		return;
+	}
+	login_page(q, ed, 200, NULL, NULL, NULL, NULL);
+}
+
+/* ---- authorization ---- */
+
+static void continue_request(struct http_req *q, struct auth_edge *ed, struct oauth_authz *a);
+
+/* Answer an authorization error: to the app when allowed, else a page. */
+static void authz_fail(struct http_req *q, struct auth_edge *ed, const char *redirect_uri,
+		       const char *state, const struct oauth_err *err)
+{
+	if (err->redirect && redirect_uri && *redirect_uri) {
+		char *u = oauth_authz_error_url(ed->o, redirect_uri, state, err->error, err->description);
+		redirect(q, u);
+		free(u);
+		return;
+	}
+	error_page(q, ed, 400, "This app cannot sign you in", err->description,
+		   "Nothing was shared. Go back to the app and try again, or tell its developer.");
+}
+
+static void handle_authorize(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	bool post = http_req_method(q) == HTTP_POST;
+	size_t n = post ? http_req_form_count(q) : http_req_query_count(q);
+	const char **names = arena_zalloc(http_req_arena(q), (n + 1) * sizeof(char *));
+	const char **values = arena_zalloc(http_req_arena(q), (n + 1) * sizeof(char *));
+	struct oauth_authz a;
+	struct oauth_err err;
+	struct ctx c = CTX_INIT;
+
+	for (size_t i = 0; i < n; i++) {
+		if (post)
+			http_req_form_at(q, i, &names[i], &values[i]);
+		else
+			http_req_query_at(q, i, &names[i], &values[i]);
+	}
+	if (oauth_authz_begin(ed->o, names, values, n, &a, &err, &c)) {
+		if (!err.error) {
+			server_error(q, &c);
+			return;
+		}
+		authz_fail(q, ed, a.redirect_uri, a.state, &err);
+		return;
+	}
+	continue_request(q, ed, &a);
+	oauth_authz_release(&a);
+}
+
+/* May the signed-in user act for 'patient' in this request? */
+static bool may_act_for(struct auth_edge *ed, const struct session *se, const char *patient)
+{
+	struct store_user_patient links[USER_PATIENTS_MAX];
+	struct ctx c = CTX_INIT;
+	size_t n = 0;
+
+	if (se->role == USER_CLINICIAN || se->role == USER_ADMIN)
+		return true;
+	if (user_patients(oauth_users(ed->o), se->uid, links, USER_PATIENTS_MAX, &n, &c))
+		return false;
+	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX; i++)
+		if (!strcmp(links[i].patient_id, patient))
+			return true;
+	return false;
+}
+
+static void picker_page(struct http_req *q, struct auth_edge *ed, struct oauth_authz *a,
+			const struct session *se)
+{
+	struct store_user_patient links[USER_PATIENTS_MAX];
+	struct ctx c = CTX_INIT;
+	size_t n = 0;
+	json_t *list = json_array();
+	bool staff = se->role == USER_CLINICIAN || se->role == USER_ADMIN;
+	char form_extra[1100];
+
+	user_patients(oauth_users(ed->o), se->uid, links, USER_PATIENTS_MAX, &n, &c);
+	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX; i++)
+		json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:b}", "id", links[i].patient_id,
+						      "name", links[i].patient_id, "relationship",
+						      !strcmp(links[i].relationship, "self") ? "you" : "you act for them",
+						      "first", i == 0));
+	origin_of(a->redirect_uri, form_extra + 1, sizeof(form_extra) - 1);
+	form_extra[0] = ' ';
+	page(q, ed, 200, "picker",
+	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:b, s:s}", "title", "Whose record?", "app",
+		       a->client.name, "csrf", se->csrf, "req", a->id, "patients", list, "staff",
+		       staff, "signed_in", 1, "username", se->username),
+	     form_extra);
+}
+
+/* The consent screen for request 'a'. */
+static void consent_page(struct http_req *q, struct auth_edge *ed, struct oauth_authz *a,
+			 const struct session *se)
+{
+	struct scope_set *ss = NULL;
+	struct ctx c = CTX_INIT;
+	json_t *items = json_array(), *flags = json_array();
+	bool wildcard = false;
+	char form_extra[1100];
+	static const unsigned flag_list[] = {SCOPE_OPENID, SCOPE_FHIRUSER, SCOPE_PROFILE,
+					     SCOPE_OFFLINE, SCOPE_ONLINE};
+
+	if (scope_parse(a->scope, &ss, &c)) {
+		server_error(q, &c);
+		json_decref(items);
+		json_decref(flags);
+		return;
+	}
+	for (size_t i = 0; i < scope_count(ss); i++) {
+		const struct scope_res *r = scope_at(ss, i);
+		char text[512];
+		size_t ncat = 0;
+		const struct scope_category *cats = r->nq ? NULL : scope_categories(r->type, &ncat);
+		json_t *cl = json_array();
+
+		scope_describe(r, text, sizeof(text));
+		for (size_t k = 0; k < ncat; k++)
+			json_array_append_new(cl, json_pack("{s:s, s:s, s:s}", "type", r->type, "value",
+							    cats[k].value, "label", cats[k].label));
+		if (!strcmp(r->type, "*"))
+			wildcard = true;
+		json_array_append_new(items, json_pack("{s:s, s:s, s:o, s:b}", "type", r->type, "text",
+						       text, "categories", cl, "has_categories", ncat > 0));
+	}
+	for (size_t k = 0; k < sizeof(flag_list) / sizeof(flag_list[0]); k++)
+		if ((scope_flags(ss) & flag_list[k]) && scope_describe_flag(flag_list[k]))
+			json_array_append_new(flags, json_string(scope_describe_flag(flag_list[k])));
+	origin_of(a->redirect_uri, form_extra + 1, sizeof(form_extra) - 1);
+	form_extra[0] = ' ';
+	page(q, ed, 200, "consent",
+	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:b, s:b, s:s*, s:b, s:s}", "title",
+		       "Allow this app?", "app", a->client.name, "csrf", se->csrf, "req", a->id,
+		       "items", items, "flags", flags, "wildcard", wildcard, "offline",
+		       (scope_flags(ss) & (SCOPE_OFFLINE | SCOPE_ONLINE)) != 0, "patient_name",
+		       a->patient[0] && strcmp(a->patient, se->fhir_user + (str_starts(se->fhir_user, "Patient/") ? 8 : 0)) ? a->patient : NULL,
+		       "signed_in", 1, "username", se->username),
+	     form_extra);
+	scope_set_free(ss);
+}
+
+/* Carry a stored request on: sign-in, then patient, then consent. */
+static void continue_request(struct http_req *q, struct auth_edge *ed, struct oauth_authz *a)
+{
+	struct session se;
+	bool have = current_session(q, ed, &se);
+	int64_t now = clock_now_ms();
+	struct oauth_err err = {.redirect = true, .status = 400};
+
+	if (have && a->max_age >= 0 && now - se.strong_auth > a->max_age * 1000)
+		have = false;
+	if (have && a->prompt_login && se.strong_auth < a->created)
+		have = false;
+	if (!have) {
+		if (a->prompt_none) {
+			oauth_seterr(&err, 400, "login_required", "the user is not signed in");
+			err.redirect = true;
+			authz_fail(q, ed, a->redirect_uri, a->state, &err);
+			oauth_authz_drop(ed->o, a->id);
+			return;
+		}
+		login_page(q, ed, 200, a->id, a->client.name, NULL, NULL);
+		return;
+	}
+	if (a->launch_uid && a->launch_uid != se.uid) {
+		oauth_seterr(&err, 400, "invalid_request", "the launch was made for another user");
+		authz_fail(q, ed, a->redirect_uri, a->state, &err);
+		oauth_authz_drop(ed->o, a->id);
+		return;
+	}
+	if (oauth_authz_needs_patient(a)) {
+		struct store_user_patient links[2];
+		struct ctx c = CTX_INIT;
+		size_t n = 0;
+
+		if (se.role == USER_PATIENT && !user_patients(oauth_users(ed->o), se.uid, links, 2, &n, &c) &&
+		    n == 1) {
+			/* one record only: no question to ask */
+			oauth_authz_set_patient(ed->o, a, links[0].patient_id, &c);
+		} else if (a->prompt_none) {
+			oauth_seterr(&err, 400, "interaction_required", "a patient must be chosen");
+			authz_fail(q, ed, a->redirect_uri, a->state, &err);
+			oauth_authz_drop(ed->o, a->id);
+			return;
+		} else {
+			picker_page(q, ed, a, &se);
+			return;
+		}
+	}
+	if (a->prompt_none) {
+		oauth_seterr(&err, 400, "consent_required", "the user has not yet allowed this app");
+		authz_fail(q, ed, a->redirect_uri, a->state, &err);
+		oauth_authz_drop(ed->o, a->id);
+		return;
+	}
+	consent_page(q, ed, a, &se);
+}
+
+static void handle_continue(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct oauth_authz a;
+	struct ctx c = CTX_INIT;
+
+	if (oauth_authz_load(ed->o, http_req_query(q, "req"), &a, &c)) {
+		error_page(q, ed, 400, "This request has expired", c.msg, NULL);
+		return;
+	}
+	continue_request(q, ed, &a);
+	oauth_authz_release(&a);
+}
+
+static void handle_login(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	const char *req = http_req_form(q, "req"), *user = http_req_form(q, "username");
+	const char *pw = http_req_form(q, "password"), *tok = http_req_form(q, "csrf");
+	char want[OAUTH_ID_SIZE], sid[OAUTH_ID_SIZE];
+	struct oauth_authz a;
+	struct session se;
+	struct user u;
+	struct ctx c = CTX_INIT;
+	int64_t retry = 0;
+	const char *app = NULL;
+	enum err e;
+
+	memset(&a, 0, sizeof(a));
+	if (req && *req && !oauth_authz_load(ed->o, req, &a, &c))
+		app = a.client.name;
+	else if (req && *req) {
+		error_page(q, ed, 400, "This sign-in has expired", c.msg,
+			   "Go back to the app and start again.");
+		return;
+	}
+	if (!same_origin(q, ed) || !tok || !cookie(q, ed->csrf_name, want, sizeof(want)) ||
+	    !str_eq_ct(tok, strlen(tok), want, strlen(want))) {
+		login_page(q, ed, 403, req, app, NULL,
+			   "This form has expired or was sent from another site. Please sign in again.");
+		goto out;
+	}
+	ctx_clear(&c);
+	e = oauth_signin(ed->o, user, pw, http_req_client_addr(q), &u, &retry, &c);
+	if (e == ERR_BUSY && retry > 0) {
+		char ra[24];
+		snprintf(ra, sizeof(ra), "%lld", (long long)retry);
+		http_resp_header(q, "Retry-After", ra);
+		login_page(q, ed, 429, req, app, user, c.msg);
+		goto out;
+	}
+	if (e == ERR_UNAUTHORIZED || e == ERR_FORBIDDEN) {
+		login_page(q, ed, 401, req, app, user,
+			   e == ERR_FORBIDDEN ? "This account cannot sign in right now. Contact support."
+					      : "Wrong username or password.");
+		goto out;
+	}
+	if (e) {
+		error_page(q, ed, 503, "Sign-in is not available", "Please try again in a moment.", NULL);
+		goto out;
+	}
+	ctx_clear(&c);
+	if (oauth_session_start(ed->o, &u, false, sid, &se, &c)) {
+		server_error(q, &c);
+		goto out;
+	}
+	set_cookie(q, ed, ed->sid_name, sid, -1);
+	set_cookie(q, ed, ed->csrf_name, "", 0);
+	if (app) {
+		char url[256];
+		snprintf(url, sizeof(url), "/oauth/continue?req=%s", a.id);
+		redirect(q, url);
+	} else {
+		redirect(q, "/account");
+	}
+out:
+	oauth_authz_release(&a);
+}
+
+/* Load the request named by the form and the session that acts on it (answers on failure). */
+static bool form_request(struct http_req *q, struct auth_edge *ed, struct oauth_authz *a,
+			 struct session *se)
+{
+	struct ctx c = CTX_INIT;
+
+	memset(a, 0, sizeof(*a));
+	if (!current_session(q, ed, se)) {
+		error_page(q, ed, 401, "You are signed out", "Your session has ended.",
+			   "Go back to the app and start again.");
+		return false;
+	}
+	if (!csrf_ok(q, ed, se)) {
+		error_page(q, ed, 403, "This form has expired",
+			   "The form was sent from another site or is too old.",
+			   "Go back to the app and start again.");
+		return false;
+	}
+	if (oauth_authz_load(ed->o, http_req_form(q, "req"), a, &c)) {
+		error_page(q, ed, 400, "This request has expired", c.msg, NULL);
+		return false;
+	}
+	return true;
+}
+
+static void handle_patient(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct oauth_authz a;
+	struct session se;
+	struct ctx c = CTX_INIT;
+	const char *p = http_req_form(q, "patient_id");
+
+	if (!form_request(q, ed, &a, &se))
+		return;
+	if (!p || !*p)
+		p = http_req_form(q, "patient");
+	if (!p || !*p || strlen(p) >= OAUTH_REF_SIZE || !may_act_for(ed, &se, p)) {
+		picker_page(q, ed, &a, &se);
+		goto out;
+	}
+	if (oauth_authz_set_patient(ed->o, &a, p, &c)) {
+		server_error(q, &c);
+		goto out;
+	}
+	consent_page(q, ed, &a, &se);
+out:
+	oauth_authz_release(&a);
+}
+
+static void handle_decide(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct oauth_authz a;
+	struct session se;
+	struct ctx c = CTX_INIT;
+	struct scope_set *asked = NULL, *granted = NULL;
+	const char *action = http_req_form(q, "action"), *dur = http_req_form(q, "duration");
+	size_t nf = http_req_form_count(q), nd = 0, nc = 0;
+	const char **denied = arena_zalloc(http_req_arena(q), (nf + 8) * sizeof(char *));
+	struct scope_choice *choices = arena_zalloc(http_req_arena(q), (nf + 8) * sizeof(*choices));
+	const char **catv = arena_zalloc(http_req_arena(q), (nf + 8) * sizeof(char *));
+	int64_t duration = 0;
+	unsigned drop = 0;
+	char *url = NULL;
+	struct oauth_err err = {.redirect = true, .status = 400};
+
+	if (!form_request(q, ed, &a, &se))
+		return;
+	if (a.launch_uid && a.launch_uid != se.uid) {
+		oauth_seterr(&err, 400, "invalid_request", "the launch was made for another user");
+		authz_fail(q, ed, a.redirect_uri, a.state, &err);
+		goto out;
+	}
+	if (!action || strcmp(action, "allow")) {
+		oauth_seterr(&err, 400, "access_denied", "the user denied access");
+		oauth_authz_drop(ed->o, a.id);
+		authz_fail(q, ed, a.redirect_uri, a.state, &err);
+		goto out;
+	}
+	if (oauth_authz_needs_patient(&a) || (a.patient[0] && !a.launch_hash[0] && !may_act_for(ed, &se, a.patient))) {
+		picker_page(q, ed, &a, &se);
+		goto out;
+	}
+	if (scope_parse(a.scope, &asked, &c))
+		goto fail;
+	/* resource types left ticked; the others are denied */
+	for (size_t i = 0; i < scope_count(asked); i++) {
+		const char *t = scope_at(asked, i)->type;
+		bool kept = false, seen = false;
+		for (size_t k = 0; k < nf; k++) {
+			const char *n, *v;
+			http_req_form_at(q, k, &n, &v);
+			if (!strcmp(n, "type") && !strcmp(v, t))
+				kept = true;
+		}
+		for (size_t k = 0; k < nd; k++)
+			seen |= !strcmp(denied[k], t);
+		if (!kept && !seen)
+			denied[nd++] = t;
+	}
+	/* category choices: "Type system|code" */
+	for (size_t k = 0; k < nf; k++) {
+		const char *n, *v, *sp;
+		size_t j;
+		http_req_form_at(q, k, &n, &v);
+		if (strcmp(n, "cat") || !(sp = strchr(v, ' ')))
+			continue;
+		char *type = arena_strndup(http_req_arena(q), v, (size_t)(sp - v));
+		for (j = 0; j < nc; j++)
+			if (!strcmp(choices[j].type, type))
+				break;
+		if (j == nc)
+			choices[nc++].type = type;
+	}
+	{
+		/* gather each chosen type's categories contiguously in catv */
+		size_t off = 0;
+		for (size_t j = 0; j < nc; j++) {
+			choices[j].categories = catv + off;
+			choices[j].n = 0;
+			for (size_t k = 0; k < nf; k++) {
+				const char *n, *v, *sp;
+				http_req_form_at(q, k, &n, &v);
+				if (strcmp(n, "cat") || !(sp = strchr(v, ' ')))
+					continue;
+				if ((size_t)(sp - v) == strlen(choices[j].type) &&
+				    !strncmp(v, choices[j].type, (size_t)(sp - v))) {
+					catv[off++] = sp + 1;
+					choices[j].n++;
+				}
+			}
+		}
+	}
+	if (!http_req_form(q, "offline"))
+		drop |= SCOPE_OFFLINE | SCOPE_ONLINE;
+	if (dur && str_to_i64(dur, 0, 10LL * 366 * 86400, &duration))
+		duration = 31536000;
+	if (!dur)
+		duration = (scope_flags(asked) & (SCOPE_OFFLINE | SCOPE_ONLINE)) ? 31536000 : 0;
+	if (drop)
+		duration = 0;
+	if (!(drop & SCOPE_OFFLINE) && !(scope_flags(asked) & (SCOPE_OFFLINE | SCOPE_ONLINE)))
+		duration = 0;
+	if (scope_restrict(asked, drop, denied, nd, choices, nc, &granted, &c))
+		goto fail;
+	/* a grant without offline access ends with its session's tokens: one day at most */
+	if (!(scope_flags(granted) & (SCOPE_OFFLINE | SCOPE_ONLINE)))
+		duration = 86400;
+	if (oauth_authz_approve(ed->o, &a, &se, granted, duration, &url, &c))
+		goto fail;
+	redirect(q, url);
+	free(url);
+	goto out;
+fail:
+	server_error(q, &c);
+out:
+	scope_set_free(asked);
+	scope_set_free(granted);
+	oauth_authz_release(&a);
+}
+
+/* ---- token, introspection, revocation, userinfo ---- */
+
+/* Authenticate the client of a token-endpoint style request (answers on failure). */
+static bool client_of(struct http_req *q, struct auth_edge *ed, struct client *cl)
+{
+	struct client_auth_in in = {
+		.authorization = http_req_header(q, "Authorization"),
+		.client_id = http_req_form(q, "client_id"),
+		.client_secret = http_req_form(q, "client_secret"),
+		.client_assertion_type = http_req_form(q, "client_assertion_type"),
+		.client_assertion = http_req_form(q, "client_assertion"),
+		.token_url = ed->o->token_url,
+		.now_ms = clock_now_ms(),
+	};
+	struct client_auth_err cerr;
+	struct oauth_err err;
+	struct ctx c = CTX_INIT;
+
+	memset(&cerr, 0, sizeof(cerr));
+	if (client_authenticate(oauth_clients(ed->o), &in, cl, &cerr, &c)) {
+		if (!cerr.error) {
+			server_error(q, &c);
+			return false;
+		}
+		memset(&err, 0, sizeof(err));
+		err.error = cerr.error;
+		err.status = cerr.status;
+		err.www_basic = cerr.www_basic;
+		str_copy(err.description, cerr.description, sizeof(err.description));
+		oauth_error(q, &err);
+		return false;
+	}
+	return true;
+}
+
+/* A token-endpoint style request must be a form POST. */
+static bool form_post(struct http_req *q)
+{
+	const char *ct = http_req_header(q, "Content-Type");
+	struct oauth_err err = {.error = "invalid_request", .status = 400};
+
+	if (ct && !strncasecmp(ct, "application/x-www-form-urlencoded", 33))
+		return true;
+	str_copy(err.description, "send the parameters as an application/x-www-form-urlencoded body",
+		 sizeof(err.description));
+	oauth_error(q, &err);
+	return false;
+}
+
+static void handle_token(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct oauth_token_req r;
+	struct oauth_err err;
+	struct client cl;
+	struct buf out = BUF_INIT(1 << 16);
+	struct ctx c = CTX_INIT;
+	static const char *const once[] = {"grant_type", "code", "redirect_uri", "code_verifier",
+					   "refresh_token", "scope", "client_id", "client_assertion",
+					   NULL};
+
+	cors(q, ed, false);
+	if (!form_post(q))
+		return;
+	client_init(&cl);
+	if (!client_of(q, ed, &cl))
+		goto out;
+	memset(&r, 0, sizeof(r));
+	memset(&err, 0, sizeof(err));
+	r.grant_type = http_req_form(q, "grant_type");
+	r.code = http_req_form(q, "code");
+	r.redirect_uri = http_req_form(q, "redirect_uri");
+	r.code_verifier = http_req_form(q, "code_verifier");
+	r.refresh_token = http_req_form(q, "refresh_token");
+	r.scope = http_req_form(q, "scope");
+	r.client_id = http_req_form(q, "client_id");
+	for (const char *const *p = once; *p; p++)
+		if (form_count_of(q, *p) > 1)
+			r.repeated = true;
+	if (oauth_token(ed->o, &cl, &r, &out, &err, &c)) {
+		if (!err.error)
+			server_error(q, &c);
+		else
+			oauth_error(q, &err);
+		goto out;
+	}
+	no_store(q);
+	http_resp_buf(q, 200, JSON_CT, &out);
+out:
+	client_release(&cl);
+	buf_release(&out);
+}
+
+static void handle_token_get(struct http_req *q, void *arg)
+{
+	struct oauth_err err = {.error = "invalid_request", .status = 400};
+
+	(void)arg;
+	str_copy(err.description, "the token endpoint takes POST", sizeof(err.description));
+	oauth_error(q, &err);
+}
+
+/* The bearer token of the Authorization header, or NULL. */
+static const char *bearer(struct http_req *q)
+{
+	const char *h = http_req_header(q, "Authorization");
+
+	if (!h || strncasecmp(h, "Bearer ", 7))
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return *h ? h : NULL;
+}
+
+static void handle_introspect(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct buf out = BUF_INIT(1 << 16);
+	struct ctx c = CTX_INIT;
+	struct client cl;
+	const char *bt = bearer(q);
+	bool ok = false;
+
+	cors(q, ed, false);
+	if (!form_post(q))
+		goto out;
+	client_init(&cl);
+	if (bt) {
+		/* an active access token of a registered app may introspect */
+		struct principal p;
+		if (!oauth_verify(ed->o, bt, &p, &c)) {
+			ok = true;
+			oauth_principal_release(ed->o, &p);
+		} else {
+			struct oauth_err err = {.error = "invalid_token", .status = 401};
+			str_copy(err.description, "the bearer token is not valid", sizeof(err.description));
+			oauth_error(q, &err);
+			goto out;
+		}
+	} else if (!client_of(q, ed, &cl)) {
+		goto out;
+	} else if (cl.kind == CLIENT_PUBLIC) {
+		struct oauth_err err = {.error = "invalid_client", .status = 401};
+		str_copy(err.description, "introspection needs a confidential client or a bearer token",
+			 sizeof(err.description));
+		oauth_error(q, &err);
+		client_release(&cl);
+		goto out;
+	} else {
+		ok = true;
+	}
+	client_release(&cl);
+	ctx_clear(&c);
+	if (ok && oauth_introspect(ed->o, http_req_form(q, "token"), &out, &c)) {
+		server_error(q, &c);
+		goto out;
+	}
+	no_store(q);
+	http_resp_buf(q, 200, JSON_CT, &out);
+out:
+	buf_release(&out);
+}
+
+static void handle_revoke(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct client cl;
+	struct ctx c = CTX_INIT;
+	enum err e;
+
+	cors(q, ed, false);
+	if (!form_post(q))
+		return;
+	client_init(&cl);
+	if (!client_of(q, ed, &cl))
+		return;
+	e = oauth_revoke(ed->o, &cl, http_req_form(q, "token"), &c);
+	client_release(&cl);
+	if (e == ERR_FORBIDDEN) {
+		struct oauth_err err = {.error = "unauthorized_client", .status = 400};
+		str_copy(err.description, c.msg, sizeof(err.description));
+		oauth_error(q, &err);
+		return;
+	}
+	if (e) {
+		server_error(q, &c);
+		return;
+	}
+	no_store(q);
+	http_resp_bytes(q, 200, JSON_CT, "{}", 2);
+}
+
+static void handle_userinfo(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	const char *bt = bearer(q);
+	struct principal p;
+	struct buf out = BUF_INIT(1 << 14);
+	struct ctx c = CTX_INIT;
+
+	cors(q, ed, false);
+	if (!bt || oauth_verify(ed->o, bt, &p, &c)) {
+		no_store(q);
+		http_resp_header(q, "WWW-Authenticate", bt ? "Bearer error=\"invalid_token\"" : "Bearer");
+		http_resp_empty(q, 401);
+		return;
+	}
+	if (oauth_userinfo(ed->o, &p, &out, &c)) {
+		no_store(q);
+		http_resp_header(q, "WWW-Authenticate", "Bearer error=\"insufficient_scope\", scope=\"openid\"");
+		http_resp_bytes(q, 403, JSON_CT, "{\"error\":\"insufficient_scope\"}", 30);
+	} else {
+		no_store(q);
+		http_resp_buf(q, 200, JSON_CT, &out);
+	}
+	oauth_principal_release(ed->o, &p);
+	buf_release(&out);
+}
+
+/* ---- account, sign-out, launch ---- */
+
+struct grants_view {
+	json_t *list;
+	const char *csrf;
+	struct auth_edge *ed;
+};
+
+static int add_grant(void *arg, const struct store_item *it)
+{
+	struct grants_view *gv = arg;
+	json_t *j = oauth_item_json(it);
+	char until[64], when[32];
+	int64_t now = clock_now_ms();
+
+	if (!j)
+		return 0;
+	if (it->state == STORE_ITEM_LIVE && (it->expires == 0 || it->expires > now)) {
+		if (it->expires) {
+			clock_format_instant(it->expires, when);
+			snprintf(until, sizeof(until), "until %.10s", when);
+		} else {
+			str_copy(until, "until you remove it", sizeof(until));
+		}
+		json_array_append_new(gv->list,
+				      json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:s}", "id", it->key, "client",
+						it->grp, "until", until, "patient",
+						json_object_get(j, "patient"), "scope",
+						json_object_get(j, "scope"), "csrf", gv->csrf));
+	}
+	json_decref(j);
+	return 0;
+}
+
+static int add_app(void *arg, const struct client *cl)
+{
+	json_t *list = arg;
+
+	if (cl->launch_url[0] && !cl->disabled)
+		json_array_append_new(list, json_pack("{s:s, s:s}", "id", cl->client_id, "name", cl->name));
+	return 0;
+}
+
+static void handle_account(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+	struct ctx c = CTX_INIT;
+	struct grants_view gv;
+	json_t *apps = json_array();
+	bool staff;
+
+	if (!current_session(q, ed, &se)) {
+		json_decref(apps);
+		redirect(q, "/signin");
+		return;
+	}
+	staff = se.role == USER_CLINICIAN || se.role == USER_ADMIN;
+	gv.list = json_array();
+	gv.csrf = se.csrf;
+	gv.ed = ed;
+	store_item_list(ed->o->s, NS_GRANT, se.uid, NULL, add_grant, &gv, &c);
+	if (staff)
+		client_list(oauth_clients(ed->o), add_app, apps, &c);
+	page(q, ed, 200, "account",
+	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:b, s:b}", "title", "Your account", "username",
+		       se.username, "role", user_role_name(se.role), "csrf", se.csrf, "grants", gv.list,
+		       "apps", apps, "staff", staff, "signed_in", 1),
+	     NULL);
+}
+
+static void handle_account_revoke(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+	struct store_item it;
+	struct ctx c = CTX_INIT;
+	const char *gid = http_req_form(q, "grant");
+
+	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
+		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
+		return;
+	}
+	store_item_init(&it);
+	/* only the user's own grants */
+	if (gid && !store_item_get(ed->o->s, NS_GRANT, gid, &it, &c) && it.uid == se.uid)
+		oauth_grant_revoke(ed->o, gid, &c);
+	store_item_release(&it);
+	redirect(q, "/account");
+}
+
+static void handle_signout(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+	struct ctx c = CTX_INIT;
+	char sid[OAUTH_ID_SIZE];
+	const char *every = http_req_form(q, "everywhere");
+
+	if (current_session(q, ed, &se)) {
+		if (!csrf_ok(q, ed, &se)) {
+			error_page(q, ed, 403, "This form has expired", "Please try again.", NULL);
+			return;
+		}
+		cookie(q, ed->sid_name, sid, sizeof(sid));
+		if (oauth_session_end(ed->o, sid, every && !strcmp(every, "1"), &c)) {
+			server_error(q, &c);
+			return;
+		}
+	}
+	set_cookie(q, ed, ed->sid_name, "", 0);
+	error_page(q, ed, 200, "Signed out", "You are signed out.",
+		   every && !strcmp(every, "1") ? "Every session and every app's access was ended." : NULL);
+}
+
+static void handle_launch(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+	struct ctx c = CTX_INIT;
+	const char *cid = http_req_form(q, "client_id"), *pat = http_req_form(q, "patient");
+	const char *enc = http_req_form(q, "encounter");
+	char *url = NULL;
+
+	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
+		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
+		return;
+	}
+	if (se.role != USER_CLINICIAN && se.role != USER_ADMIN) {
+		error_page(q, ed, 403, "Not allowed", "Only clinicians can open apps for a patient.", NULL);
+		return;
+	}
+	if (!cid || !pat || !*pat || strlen(pat) >= OAUTH_REF_SIZE ||
+	    (enc && strlen(enc) >= OAUTH_REF_SIZE)) {
+		error_page(q, ed, 400, "Missing details", "Choose an app and a patient.", NULL);
+		return;
+	}
+	if (oauth_launch_create(ed->o, se.uid, cid, pat, enc && *enc ? enc : NULL, &url, &c)) {
+		error_page(q, ed, 400, "Cannot open this app", c.msg, NULL);
+		return;
+	}
+	redirect(q, url);
+	free(url);
+}
+
+/* ---- registration ---- */
+
+static void load_templates(struct auth_edge *ed)
+{
+	static const char prefix[] = "web/templates/";
+
+	ed->tmpl = mustache_set_new();
+	for (const struct embedded_file *f = embedded_files; f->path; f++) {
+		char name[128];
+		struct ctx c = CTX_INIT;
+		size_t n;
+
+		if (strncmp(f->path, prefix, sizeof(prefix) - 1) || !str_ends(f->path, ".mustache"))
+			continue;
+		n = strlen(f->path + sizeof(prefix) - 1) - strlen(".mustache");
+		if (n >= sizeof(name))
+			continue;
+		memcpy(name, f->path + sizeof(prefix) - 1, n);
+		name[n] = '\0';
+		if (mustache_set_add(ed->tmpl, name, (const char *)f->data, f->len, &c))
+			log_msg(LOG_ERROR, "template %s: %s", name, c.msg);
+	}
+}
+
+void auth_routes_register(struct oauth *o, struct http_router *r)
+{
+	struct auth_edge *ed = &edge_static;
+
+	memset(ed, 0, sizeof(*ed));
+	ed->o = o;
+	pthread_mutex_init(&ed->mu, NULL);
+	ed->https = str_starts(oauth_issuer(o), "https://");
+	ed->sid_name = ed->https ? "__Host-veranda" : "veranda";
+	ed->csrf_name = ed->https ? "__Host-veranda-csrf" : "veranda-csrf";
+	origin_of(oauth_issuer(o), ed->origin, sizeof(ed->origin));
+	load_templates(ed);
+
+	http_router_on_error(r, "/oauth", render_http_error);
+	http_route(r, HTTP_GET, "/.well-known/openid-configuration", HTTP_BODY_NONE, handle_oidc_conf, ed);
+	http_route(r, HTTP_GET, "/.well-known/oauth-authorization-server", HTTP_BODY_NONE, handle_as_meta, ed);
+	http_route(r, HTTP_GET, "/fhir/.well-known/smart-configuration", HTTP_BODY_NONE, handle_smart_conf, ed);
+	http_route(r, HTTP_GET, "/oauth/jwks", HTTP_BODY_NONE, handle_jwks, ed);
+	http_route(r, HTTP_GET, "/smart-style.json", HTTP_BODY_NONE, handle_style, ed);
+	http_route(r, HTTP_GET, "/static/{name}", HTTP_BODY_NONE, handle_static, ed);
+	http_route(r, HTTP_GET | HTTP_POST, "/oauth/authorize", HTTP_BODY_FORM, handle_authorize, ed);
+	http_route(r, HTTP_GET, "/oauth/continue", HTTP_BODY_NONE, handle_continue, ed);
+	http_route(r, HTTP_POST, "/oauth/login", HTTP_BODY_FORM, handle_login, ed);
+	http_route(r, HTTP_POST, "/oauth/patient", HTTP_BODY_FORM, handle_patient, ed);
+	http_route(r, HTTP_POST, "/oauth/decide", HTTP_BODY_FORM, handle_decide, ed);
+	http_route(r, HTTP_POST, "/oauth/token", HTTP_BODY_FORM, handle_token, ed);
+	http_route(r, HTTP_GET, "/oauth/token", HTTP_BODY_NONE, handle_token_get, ed);
+	http_route(r, HTTP_OPTIONS, "/oauth/{what}", HTTP_BODY_NONE, handle_preflight, ed);
+	http_route(r, HTTP_POST, "/oauth/introspect", HTTP_BODY_FORM, handle_introspect, ed);
+	http_route(r, HTTP_POST, "/oauth/revoke", HTTP_BODY_FORM, handle_revoke, ed);
+	http_route(r, HTTP_GET | HTTP_POST, "/oauth/userinfo", HTTP_BODY_FORM, handle_userinfo, ed);
+	http_route(r, HTTP_POST, "/oauth/launch", HTTP_BODY_FORM, handle_launch, ed);
+	http_route(r, HTTP_GET, "/signin", HTTP_BODY_NONE, handle_signin_page, ed);
+	http_route(r, HTTP_POST, "/signout", HTTP_BODY_FORM, handle_signout, ed);
+	http_route(r, HTTP_GET, "/account", HTTP_BODY_NONE, handle_account, ed);
+	http_route(r, HTTP_POST, "/account/revoke", HTTP_BODY_FORM, handle_account_revoke, ed);
+}
+
+void auth_routes_free(void)
+{
+	struct auth_edge *ed = &edge_static;
+
+	mustache_set_free(ed->tmpl);
+	for (size_t i = 0; i < ed->norigins; i++)
+		free(ed->origins[i]);
+	free(ed->origins);
+	pthread_mutex_destroy(&ed->mu);
+	memset(ed, 0, sizeof(*ed));
+}

@@ -1,0 +1,227 @@
+/*
+ * session.c - sign-in with throttling, and browser sessions.
+ *
+ * Throttling keeps two counters of failed sign-ins as auth items: one per
+ * account name (known or not, so that the answer never tells whether an
+ * account exists) and one per client address.  From the fourth failure
+ * on, the next attempt must wait 1 s, 2 s, 4 s ... (at most 60 s) after
+ * the last failure; 'lock_after' failures lock for 'lock_time'.  A waiting
+ * attempt is refused before any password hashing, so a flood costs no
+ * Argon2id work.  Counters expire on their own after twice the lock time.
+ *
+ * A session is an auth item keyed by the SHA-256 of the cookie value,
+ * owned by the user; it ends after 'session_idle' without use or
+ * 'session_max' after sign-in, and with sign-out.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "auth/oauth_int.h"
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/mem.h"
+#include "core/str.h"
+
+#define THROTTLE_FREE 3      /* failures without delay */
+#define THROTTLE_DELAY_MAX 60
+
+struct counter {
+	char key[STORE_ITEM_KEY_SIZE];
+	int64_t failures, last;
+};
+
+static void counter_load(struct oauth *o, struct counter *k)
+{
+	struct store_item it;
+	struct ctx c = CTX_INIT;
+	json_t *j;
+
+	k->failures = k->last = 0;
+	store_item_init(&it);
+	if (!store_item_get(o->s, NS_THROTTLE, k->key, &it, &c) && (j = oauth_item_json(&it))) {
+		k->failures = json_integer_value(json_object_get(j, "failures"));
+		k->last = json_integer_value(json_object_get(j, "last"));
+		json_decref(j);
+	}
+	store_item_release(&it);
+}
+
+/* Seconds this counter makes the next attempt wait (0: go ahead). */
+static int64_t counter_wait(const struct oauth *o, const struct counter *k, int64_t now)
+{
+	int64_t until;
+
+	if (k->failures >= o->o.lock_after)
+		until = k->last + o->o.lock_time * MS;
+	else if (k->failures > THROTTLE_FREE) {
+		int64_t d = (int64_t)1 << (k->failures - THROTTLE_FREE - 1 < 6 ? k->failures - THROTTLE_FREE - 1 : 6);
+		until = k->last + (d < THROTTLE_DELAY_MAX ? d : THROTTLE_DELAY_MAX) * MS;
+	} else {
+		return 0;
+	}
+	return until > now ? (until - now + 999) / MS : 0;
+}
+
+static void counter_fail(struct oauth *o, struct counter *k, int64_t now)
+{
+	struct ctx c = CTX_INIT;
+
+	oauth_put(o, NS_THROTTLE, k->key, 0, NULL,
+		  json_pack("{s:I, s:I}", "failures", (json_int_t)(k->failures + 1), "last",
+			    (json_int_t)now),
+		  now + 2 * o->o.lock_time * MS, true, &c);
+}
+
+enum err oauth_signin(struct oauth *o, const char *username, const char *password,
+		      const char *addr, struct user *out, int64_t *retry_after, struct ctx *c)
+{
+	struct counter ku, ka;
+	char name[USER_NAME_MAX + 1];
+	int64_t now = clock_now_ms(), w;
+	struct ctx ig = CTX_INIT;
+	enum err e;
+
+	*retry_after = 0;
+	if (!username || !password)
+		return ctx_errorf(c, ERR_UNAUTHORIZED, "wrong username or password");
+	if (user_name_normalize(username, name, &ig))
+		str_copy(name, "?invalid", sizeof(name));
+	snprintf(ku.key, sizeof(ku.key), "user:%s", name);
+	snprintf(ka.key, sizeof(ka.key), "addr:%.150s", addr ? addr : "-");
+	counter_load(o, &ku);
+	counter_load(o, &ka);
+	w = counter_wait(o, &ku, now);
+	if (counter_wait(o, &ka, now) > w)
+		w = counter_wait(o, &ka, now);
+	if (w > 0) {
+		*retry_after = w;
+		return ctx_errorf(c, ERR_BUSY, "too many failed sign-ins: try again in %lld seconds",
+				  (long long)w);
+	}
+	e = user_verify_password(o->us, username, password, strlen(password), out, c);
+	if (e == ERR_UNAUTHORIZED) {
+		counter_fail(o, &ku, now);
+		counter_fail(o, &ka, now);
+	} else if (e == ERR_OK && ku.failures) {
+		store_item_delete(o->s, NS_THROTTLE, ku.key, &ig);
+	}
+	return e;
+}
+
+static json_t *session_json(const struct session *se)
+{
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:s}", "username", se->username, "role",
+			 user_role_name(se->role), "fhirUser", se->fhir_user, "strong_auth",
+			 (json_int_t)se->strong_auth, "last_seen", (json_int_t)se->last_seen,
+			 "mfa_pending", se->mfa_pending, "csrf", se->csrf);
+}
+
+enum err oauth_session_start(struct oauth *o, const struct user *u, bool mfa_pending,
+			     char cookie[OAUTH_ID_SIZE], struct session *out, struct ctx *c)
+{
+	int64_t now = clock_now_ms();
+	enum err e;
+
+	memset(out, 0, sizeof(*out));
+	oauth_random(cookie);
+	oauth_hash(cookie, out->id_hash);
+	out->uid = u->uid;
+	str_copy(out->username, u->username, sizeof(out->username));
+	out->role = u->role;
+	str_copy(out->fhir_user, u->fhir_user, sizeof(out->fhir_user));
+	out->created = out->last_seen = out->strong_auth = now;
+	out->mfa_pending = mfa_pending;
+	oauth_random(out->csrf);
+	e = oauth_put(o, NS_SESSION, out->id_hash, u->uid, NULL, session_json(out),
+		      now + o->o.session_max * MS, false, c);
+	if (e)
+		mem_wipe(cookie, OAUTH_ID_SIZE);
+	return e;
+}
+
+enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *out,
+			   struct ctx *c)
+{
+	struct store_item it;
+	struct user u;
+	int64_t now = clock_now_ms();
+	struct ctx ig = CTX_INIT;
+	json_t *j = NULL;
+	char role[16];
+	enum err e;
+
+	memset(out, 0, sizeof(*out));
+	if (!cookie || strlen(cookie) != 43)
+		return ctx_errorf(c, ERR_NOTFOUND, "not signed in");
+	store_item_init(&it);
+	oauth_hash(cookie, out->id_hash);
+	if ((e = store_item_get(o->s, NS_SESSION, out->id_hash, &it, c))) {
+		if (e == ERR_NOTFOUND) {
+			ctx_clear(c);
+			e = ctx_errorf(c, ERR_NOTFOUND, "not signed in");
+		}
+		goto out;
+	}
+	if (!(j = oauth_item_json(&it))) {
+		e = ctx_errorf(c, ERR_NOTFOUND, "not signed in");
+		goto out;
+	}
+	out->uid = it.uid;
+	out->created = it.created;
+	oauth_jstr(j, "username", out->username, sizeof(out->username));
+	oauth_jstr(j, "role", role, sizeof(role));
+	oauth_jstr(j, "fhirUser", out->fhir_user, sizeof(out->fhir_user));
+	oauth_jstr(j, "csrf", out->csrf, sizeof(out->csrf));
+	out->strong_auth = json_integer_value(json_object_get(j, "strong_auth"));
+	out->last_seen = json_integer_value(json_object_get(j, "last_seen"));
+	out->mfa_pending = json_is_true(json_object_get(j, "mfa_pending"));
+	if (user_role_parse(role, &out->role, &ig) || it.state != STORE_ITEM_LIVE ||
+	    now - out->created >= o->o.session_max * MS ||
+	    now - out->last_seen >= o->o.session_idle * MS ||
+	    user_get_by_name(o->us, out->username, &u, &ig) || u.disabled) {
+		store_item_delete(o->s, NS_SESSION, out->id_hash, &ig);
+		e = ctx_errorf(c, ERR_NOTFOUND, "your session has ended: please sign in again");
+		goto out;
+	}
+	if (now - out->last_seen > 30 * MS) {
+		out->last_seen = now;
+		json_decref(j);
+		j = session_json(out);
+		{
+			struct buf b = BUF_INIT(STORE_ITEM_DATA_MAX);
+			json_dump_buf(j, &b);
+			store_item_update(o->s, NS_SESSION, out->id_hash, b.data, -1, &ig);
+			buf_release(&b);
+		}
+	}
+out:
+	json_decref(j);
+	store_item_release(&it);
+	if (e)
+		memset(out, 0, sizeof(*out));
+	return e;
+}
+
+enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code, struct ctx *c)
+{
+	(void)o, (void)cookie, (void)code;
+	return ctx_errorf(c, ERR_UNSUPPORTED, "two-step verification is not enrolled");
+}
+
+enum err oauth_session_end(struct oauth *o, const char *cookie, bool everywhere, struct ctx *c)
+{
+	struct session se;
+	struct ctx ig = CTX_INIT;
+	enum err e;
+
+	if ((e = oauth_session_get(o, cookie, &se, &ig)))
+		return ERR_OK; /* nothing to end */
+	if (!everywhere)
+		return store_item_delete(o->s, NS_SESSION, se.id_hash, c);
+	if ((e = store_item_delete_uid(o->s, NS_SESSION, se.uid, NULL, c)) ||
+	    (e = store_item_set_state_uid(o->s, NS_GRANT, se.uid, STORE_ITEM_REVOKED, NULL, c)) ||
+	    (e = store_item_set_state_uid(o->s, NS_REFRESH, se.uid, STORE_ITEM_REVOKED, NULL, c)))
+		return e;
+	oauth_epoch_bump(o);
+	return ERR_OK;
+}
