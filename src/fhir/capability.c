@@ -20,6 +20,36 @@ static json_t *interactions(const char *const *codes)
 	return a;
 }
 
+/*
+ * rest.security: SMART on FHIR (the legacy oauth-uris extension that
+ * SMART 1 clients read; the same URLs as the discovery documents) and CORS.
+ */
+static json_t *security(const struct fhir *f)
+{
+	char base[700], u[6][760];
+	static const char *const names[] = {"authorize", "token", "introspect", "revoke", "manage", "register"};
+	static const char *const paths[] = {"/oauth/authorize", "/oauth/token", "/oauth/introspect",
+					    "/oauth/revoke", "/account", "/oauth/register"};
+	json_t *ext = json_array();
+
+	snprintf(base, sizeof(base), "%s", f->opts.base_url ? f->opts.base_url : "");
+	for (size_t i = 0; i < 6; i++) {
+		snprintf(u[i], sizeof(u[i]), "%s%s", base, paths[i]);
+		json_array_append_new(ext, json_pack("{s:s,s:s}", "url", names[i], "valueUri", u[i]));
+	}
+	return json_pack("{s:b,s:[{s:[{s:s,s:s,s:s}],s:s}],s:s,s:[{s:s,s:o}]}",
+			 "cors", 1,
+			 "service", "coding", "system",
+			 "http://terminology.hl7.org/CodeSystem/restful-security-service", "code",
+			 "SMART-on-FHIR", "display", "SMART-on-FHIR", "text",
+			 "OAuth 2 bearer tokens (SMART App Launch 2)",
+			 "description", "Every interaction but this statement needs an access token from the "
+					"authorization server named in the extension",
+			 "extension", "url",
+			 "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+			 "extension", ext);
+}
+
 void fhir_capability_build(struct fhir *f)
 {
 	static const char *const rw[] = {"read", "vread", "update", "delete", "history-instance",
@@ -94,6 +124,7 @@ void fhir_capability_build(struct fhir *f)
 	rest = json_pack("{s:s,s:o,s:o,s:[{s:s,s:s}]}", "mode", "server", "resource", resources,
 			 "interaction", interactions(sys), "operation", "name", "everything",
 			 "definition", "http://hl7.org/fhir/OperationDefinition/Patient-everything");
+	json_object_set_new(rest, "security", security(f));
 	cs = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s,s:s},s:s,s:[s,s],s:[o]}",
 		       "resourceType", "CapabilityStatement",
 		       "status", "active",
