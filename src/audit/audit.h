@@ -420,7 +420,7 @@ struct audit_cursor {
 struct audit_filter {
 	const char *node;
 	const char *patient;
-	const char *agent;       /* user id or username */
+	const char *agent;       /* the username (the user id for records without one) */
 	const char *client;      /* client_id */
 	const char *type;        /* a type name, or a category: "fhir", "session"... */
 	int outcome;             /* -1: any; else exactly this code */
