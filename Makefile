@@ -31,7 +31,13 @@ FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 .PHONY: all check run bench fuzz deps unit e2e lint clean format docs valgrind
 all: build/veranda
 
-build/gen/embedded.c: scripts/embed $(EMBED_IN)
+# the list of embedded files, rewritten only when it changes, so that a new
+# file older than embedded.c (a checkout, a copy) still regenerates it
+EMBED_LIST := $(shell mkdir -p build/gen && echo '$(EMBED_IN)' > build/gen/embed.list.new && \
+	(cmp -s build/gen/embed.list.new build/gen/embed.list || mv build/gen/embed.list.new build/gen/embed.list); \
+	rm -f build/gen/embed.list.new; echo build/gen/embed.list)
+
+build/gen/embedded.c: scripts/embed $(EMBED_IN) $(EMBED_LIST)
 	@mkdir -p $(dir $@)
 	scripts/embed $(EMBED_IN) > $@.tmp && mv $@.tmp $@
 

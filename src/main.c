@@ -737,7 +737,7 @@ static const char *const user_own[] = {"username", "role", "fhir-user", "passwor
 				       "password-stdin", NULL};
 
 /*
- * veranda user add|list|disable|enable|reset-password|check-password.
+ * veranda user add|list|disable|enable|reset-password|reset-mfa|check-password.
  * Values are checked before the store is opened (exit 2); passwords are
  * never printed.
  */
@@ -755,10 +755,11 @@ static int cmd_user(struct config *cfg, int argc, char **argv)
 
 	pw[0] = '\0';
 	if (argc < 1 || !strncmp(argv[0], "--", 2))
-		die_usage("user needs a subcommand: add, list, disable, enable, reset-password or check-password");
+		die_usage("user needs a subcommand: add, list, disable, enable, reset-password, reset-mfa or check-password");
 	sub = argv[0];
 	if (strcmp(sub, "add") && strcmp(sub, "list") && strcmp(sub, "disable") &&
-	    strcmp(sub, "enable") && strcmp(sub, "reset-password") && strcmp(sub, "check-password"))
+	    strcmp(sub, "enable") && strcmp(sub, "reset-password") && strcmp(sub, "check-password") &&
+	    strcmp(sub, "reset-mfa"))
 		die_usage("unknown user subcommand '%s'", sub);
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i], *eq = strchr(a, '='), *val = NULL;
@@ -783,14 +784,15 @@ static int cmd_user(struct config *cfg, int argc, char **argv)
 		else if (!strcmp(flag, "--fhir-user") && !strcmp(sub, "add"))
 			fhir_user = val;
 		else if (!strcmp(flag, "--password") && strcmp(sub, "list") &&
-			 strcmp(sub, "disable") && strcmp(sub, "enable"))
+			 strcmp(sub, "disable") && strcmp(sub, "enable") && strcmp(sub, "reset-mfa"))
 			src.arg = val;
 		else
 			die_usage("unknown flag '%s' for user %s", flag, sub);
 	}
 	if (src.arg && src.from_stdin)
 		die_usage("give --password or --password-stdin, not both");
-	if (src.from_stdin && (!strcmp(sub, "list") || !strcmp(sub, "disable") || !strcmp(sub, "enable")))
+	if (src.from_stdin && (!strcmp(sub, "list") || !strcmp(sub, "disable") || !strcmp(sub, "enable") ||
+			       !strcmp(sub, "reset-mfa")))
 		die_usage("user %s takes no password", sub);
 	if (strcmp(sub, "list")) {
 		if (!username)
@@ -855,6 +857,13 @@ static int cmd_user(struct config *cfg, int argc, char **argv)
 			goto out;
 		}
 		printf("password of user '%s' changed\n", name);
+	} else if (!strcmp(sub, "reset-mfa")) {
+		/* the authenticator and its recovery codes are forgotten; the next sign-in is password only */
+		if (user_mfa_set(us, name, NULL, 0, &c) || oauth_mfa_reset(s, name, &c)) {
+			rc = user_fail(&c);
+			goto out;
+		}
+		printf("two-step verification of user '%s' removed\n", name);
 	} else {
 		struct user u;
 
@@ -974,11 +983,12 @@ static const struct command commands[] = {
 	{"import", cmd_import, "import FHIR NDJSON files or Bundles, keeping ids",
 	 "veranda import --data DIR FILE...", opts_common,
 	 "  exit status 3 when some resources were rejected (each is listed on stderr)\n"},
-	{"user", cmd_user, "manage sign-in accounts: add, list, disable, enable, reset-password",
+	{"user", cmd_user, "manage sign-in accounts: add, list, disable, enable, reset-password, reset-mfa",
 	 "veranda user add --data DIR --username U --role R [--fhir-user Type/id] [--password-stdin | --password P]\n"
 	 "       veranda user list --data DIR\n"
 	 "       veranda user disable|enable --data DIR --username U\n"
 	 "       veranda user reset-password --data DIR --username U [--password-stdin | --password P]\n"
+	 "       veranda user reset-mfa --data DIR --username U\n"
 	 "       veranda user check-password --data DIR --username U [--password-stdin | --password P]",
 	 opts_user,
 	 "  --username U                 account name: letters a-z, digits, '.', '_', '-' (any case)\n"

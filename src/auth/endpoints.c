@@ -384,6 +384,16 @@ static bool current_session(struct http_req *q, struct auth_edge *ed, struct ses
 	       !se->mfa_pending;
 }
 
+/* A session whose password was checked but which still owes a TOTP code. */
+static bool pending_session(struct http_req *q, struct auth_edge *ed, struct session *se)
+{
+	char sid[OAUTH_ID_SIZE];
+	struct ctx c = CTX_INIT;
+
+	return cookie(q, ed->sid_name, sid, sizeof(sid)) && !oauth_session_get(ed->o, sid, se, &c) &&
+	       se->mfa_pending;
+}
+
 /* Does the form's csrf field match the session's? */
 static bool csrf_ok(struct http_req *q, struct auth_edge *ed, const struct session *se)
 {
@@ -677,13 +687,17 @@ static void handle_login(struct http_req *q, void *arg)
 		goto out;
 	}
 	ctx_clear(&c);
-	if (oauth_session_start(ed->o, &u, false, sid, &se, &c)) {
+	if (oauth_session_start(ed->o, &u, u.mfa_enrolled, sid, &se, &c)) {
 		server_error(q, &c);
 		goto out;
 	}
 	set_cookie(q, ed, ed->sid_name, sid, -1);
 	set_cookie(q, ed, ed->csrf_name, "", 0);
-	if (app) {
+	if (u.mfa_enrolled) {
+		char url[256];
+		snprintf(url, sizeof(url), "/oauth/mfa%s%s", app ? "?req=" : "", app ? a.id : "");
+		redirect(q, url);
+	} else if (app) {
 		char url[256];
 		snprintf(url, sizeof(url), "/oauth/continue?req=%s", a.id);
 		redirect(q, url);
@@ -1126,7 +1140,7 @@ static void handle_account(struct http_req *q, void *arg)
 	struct ctx c = CTX_INIT;
 	struct grants_view gv;
 	json_t *apps = json_array();
-	bool staff;
+	bool staff, mfa = false;
 
 	if (!current_session(q, ed, &se)) {
 		json_decref(apps);
@@ -1134,6 +1148,11 @@ static void handle_account(struct http_req *q, void *arg)
 		return;
 	}
 	staff = se.role == USER_CLINICIAN || se.role == USER_ADMIN;
+	{
+		struct user u;
+		struct ctx ig = CTX_INIT;
+		mfa = !user_get_by_name(oauth_users(ed->o), se.username, &u, &ig) && u.mfa_enrolled;
+	}
 	gv.list = json_array();
 	gv.csrf = se.csrf;
 	gv.ed = ed;
@@ -1141,9 +1160,9 @@ static void handle_account(struct http_req *q, void *arg)
 	if (staff)
 		client_list(oauth_clients(ed->o), add_app, apps, &c);
 	page(q, ed, 200, "account",
-	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:b, s:b}", "title", "Your account", "username",
-		       se.username, "role", user_role_name(se.role), "csrf", se.csrf, "grants", gv.list,
-		       "apps", apps, "staff", staff, "signed_in", 1),
+	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:b, s:b, s:b}", "title", "Your account",
+		       "username", se.username, "role", user_role_name(se.role), "csrf", se.csrf,
+		       "grants", gv.list, "apps", apps, "staff", staff, "signed_in", 1, "mfa", mfa),
 	     NULL);
 }
 
@@ -1221,6 +1240,132 @@ static void handle_launch(struct http_req *q, void *arg)
 	free(url);
 }
 
+/* ---- two-step verification ---- */
+
+static void mfa_page(struct http_req *q, struct auth_edge *ed, int status, const struct session *se,
+		     const char *req, const char *error)
+{
+	page(q, ed, status, "mfa",
+	     json_pack("{s:s, s:s, s:s*, s:s*}", "title", "Two-step verification", "csrf", se->csrf,
+		       "req", req && *req ? req : NULL, "error", error),
+	     NULL);
+}
+
+static void handle_mfa_page(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+
+	if (!pending_session(q, ed, &se)) {
+		redirect(q, "/signin");
+		return;
+	}
+	mfa_page(q, ed, 200, &se, http_req_query(q, "req"), NULL);
+}
+
+static void handle_mfa(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+	struct ctx c = CTX_INIT;
+	const char *req = http_req_form(q, "req"), *code = http_req_form(q, "code");
+	char sid[OAUTH_ID_SIZE];
+	int64_t retry = 0;
+	enum err e;
+
+	if (!pending_session(q, ed, &se)) {
+		redirect(q, "/signin");
+		return;
+	}
+	if (!csrf_ok(q, ed, &se)) {
+		mfa_page(q, ed, 403, &se, req, "This form has expired. Please enter the code again.");
+		return;
+	}
+	cookie(q, ed->sid_name, sid, sizeof(sid));
+	e = oauth_session_mfa(ed->o, sid, code, http_req_client_addr(q), &retry, &c);
+	if (e == ERR_BUSY && retry > 0) {
+		char ra[24];
+		snprintf(ra, sizeof(ra), "%lld", (long long)retry);
+		http_resp_header(q, "Retry-After", ra);
+		mfa_page(q, ed, 429, &se, req, c.msg);
+		return;
+	}
+	if (e == ERR_UNAUTHORIZED) {
+		mfa_page(q, ed, 401, &se, req, "That code is not right.");
+		return;
+	}
+	if (e) {
+		server_error(q, &c);
+		return;
+	}
+	if (req && *req) {
+		char url[256];
+		snprintf(url, sizeof(url), "/oauth/continue?req=%.64s", req);
+		redirect(q, url);
+	} else {
+		redirect(q, "/account");
+	}
+}
+
+static void handle_mfa_setup(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+	struct ctx c = CTX_INIT;
+	struct buf b32 = BUF_INIT(256), uri = BUF_INIT(2048);
+
+	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
+		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
+		return;
+	}
+	if (oauth_mfa_enrol_begin(ed->o, &se, &b32, &uri, &c)) {
+		server_error(q, &c);
+	} else {
+		page(q, ed, 200, "mfa_setup",
+		     json_pack("{s:s, s:s, s:s, s:s, s:b, s:s}", "title", "Set up two-step verification",
+			       "secret", b32.data, "uri", uri.data, "csrf", se.csrf, "signed_in", 1,
+			       "username", se.username),
+		     NULL);
+	}
+	mem_wipe(b32.data, b32.len);
+	mem_wipe(uri.data, uri.len);
+	buf_release(&b32);
+	buf_release(&uri);
+}
+
+static void handle_mfa_confirm(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+	struct ctx c = CTX_INIT;
+	struct totp_recovery codes[OAUTH_RECOVERY_CODES];
+	json_t *list;
+	enum err e;
+
+	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
+		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
+		return;
+	}
+	e = oauth_mfa_enrol_finish(ed->o, &se, http_req_form(q, "code"), codes, &c);
+	if (e == ERR_UNAUTHORIZED || e == ERR_NOTFOUND || e == ERR_INVALID) {
+		error_page(q, ed, 400, "Two-step verification is not on yet", c.msg,
+			   "Go back to your account page and start the set-up again.");
+		return;
+	}
+	if (e) {
+		server_error(q, &c);
+		return;
+	}
+	list = json_array();
+	for (size_t i = 0; i < OAUTH_RECOVERY_CODES; i++)
+		json_array_append_new(list, json_string(codes[i].code));
+	mem_wipe(codes, sizeof(codes));
+	page(q, ed, 200, "recovery",
+	     json_pack("{s:s, s:o, s:b, s:s}", "title", "Recovery codes", "codes", list, "signed_in", 1,
+		       "username", se.username),
+	     NULL);
+}
+
 /* ---- registration ---- */
 
 static void load_templates(struct auth_edge *ed)
@@ -1277,6 +1422,10 @@ void auth_routes_register(struct oauth *o, struct http_router *r)
 	http_route(r, HTTP_POST, "/oauth/revoke", HTTP_BODY_FORM, handle_revoke, ed);
 	http_route(r, HTTP_GET | HTTP_POST, "/oauth/userinfo", HTTP_BODY_FORM, handle_userinfo, ed);
 	http_route(r, HTTP_POST, "/oauth/launch", HTTP_BODY_FORM, handle_launch, ed);
+	http_route(r, HTTP_GET, "/oauth/mfa", HTTP_BODY_NONE, handle_mfa_page, ed);
+	http_route(r, HTTP_POST, "/oauth/mfa", HTTP_BODY_FORM, handle_mfa, ed);
+	http_route(r, HTTP_POST, "/account/mfa", HTTP_BODY_FORM, handle_mfa_setup, ed);
+	http_route(r, HTTP_POST, "/account/mfa/confirm", HTTP_BODY_FORM, handle_mfa_confirm, ed);
 	http_route(r, HTTP_GET, "/signin", HTTP_BODY_NONE, handle_signin_page, ed);
 	http_route(r, HTTP_POST, "/signout", HTTP_BODY_FORM, handle_signout, ed);
 	http_route(r, HTTP_GET, "/account", HTTP_BODY_NONE, handle_account, ed);

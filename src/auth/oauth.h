@@ -28,6 +28,7 @@
 
 #include "auth/clients.h"
 #include "auth/keys.h"
+#include "auth/totp.h"
 #include "auth/users.h"
 #include "core/buf.h"
 #include "core/err.h"
@@ -115,9 +116,37 @@ enum err oauth_session_start(struct oauth *o, const struct user *u, bool mfa_pen
  */
 enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *out,
 			   struct ctx *c);
-/* The TOTP step of a pending session: ERR_UNAUTHORIZED for a wrong code. */
+/*
+ * The TOTP step of a session whose password was checked: a 6-digit code
+ * (each accepted once) or one of the recovery codes (each works once).
+ * Then the session is fully signed in and its strong-authentication time
+ * is now.  ERR_UNAUTHORIZED for a wrong code (counted like a wrong
+ * password, with the same delays), ERR_BUSY with *retry_after.
+ */
 enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code,
-			   struct ctx *c);
+			   const char *addr, int64_t *retry_after, struct ctx *c);
+
+/* ---- enrolling two-step verification (session.c) ---- */
+
+#define OAUTH_RECOVERY_CODES 10
+
+/*
+ * Start enrolling a TOTP authenticator for the signed-in user: a new
+ * secret, kept with the session for ten minutes; b32 gets it in base32
+ * and uri the otpauth:// URI for authenticator apps.
+ */
+enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, struct buf *b32,
+			       struct buf *uri, struct ctx *c);
+/*
+ * Finish with the first code from the app: the secret becomes the
+ * account's and codes[] receives the recovery codes to show once.
+ * ERR_UNAUTHORIZED for a wrong code, ERR_NOTFOUND when no set-up is
+ * pending.
+ */
+enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const char *code,
+				struct totp_recovery codes[OAUTH_RECOVERY_CODES], struct ctx *c);
+/* Forget an account's TOTP state (with user_mfa_set(NULL): "reset-mfa"). */
+enum err oauth_mfa_reset(struct store *s, const char *username, struct ctx *c);
 /* End one session; 'everywhere': every session and every grant of its user. */
 enum err oauth_session_end(struct oauth *o, const char *cookie, bool everywhere, struct ctx *c);
 

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "auth/oauth_int.h"
+#include "auth/totp.h"
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/mem.h"
@@ -202,10 +203,173 @@ out:
 	return e;
 }
 
-enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code, struct ctx *c)
+/* ---- two-step verification (TOTP, RFC 6238) ---- */
+
+#define NS_MFA "mfa"         /* per account: last accepted step, recovery-code hashes */
+#define NS_MFA_NEW "mfanew"  /* per session: a secret being enrolled */
+#define MFA_ENROL_MS (10 * 60 * 1000)
+
+/* Write a session's data back (after changing 'se'). */
+static enum err session_save(struct oauth *o, const struct session *se, struct ctx *c)
 {
-	(void)o, (void)cookie, (void)code;
-	return ctx_errorf(c, ERR_UNSUPPORTED, "two-step verification is not enrolled");
+	struct buf b = BUF_INIT(STORE_ITEM_DATA_MAX);
+	json_t *j = session_json(se);
+	enum err e = json_dump_buf(j, &b);
+
+	json_decref(j);
+	if (!e)
+		e = store_item_update(o->s, NS_SESSION, se->id_hash, b.data, -1, c);
+	buf_release(&b);
+	return e;
+}
+
+enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, struct buf *b32,
+			       struct buf *uri, struct ctx *c)
+{
+	unsigned char secret[TOTP_SECRET_LEN];
+	enum err e;
+
+	totp_secret_generate(secret);
+	if ((e = totp_base32_encode(secret, sizeof(secret), b32)) ||
+	    (e = totp_uri("Veranda", se->username, secret, sizeof(secret), uri, c)))
+		goto out;
+	e = oauth_put(o, NS_MFA_NEW, se->id_hash, se->uid, NULL, json_pack("{s:s}", "secret", b32->data),
+		      clock_now_ms() + MFA_ENROL_MS, true, c);
+out:
+	mem_wipe(secret, sizeof(secret));
+	return e;
+}
+
+enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const char *code,
+				struct totp_recovery codes[OAUTH_RECOVERY_CODES], struct ctx *c)
+{
+	struct store_item it;
+	unsigned char secret[TOTP_SECRET_MAX];
+	char b32[128];
+	size_t n = 0;
+	int64_t step = 0;
+	json_t *j = NULL, *hashes;
+	enum err e;
+
+	store_item_init(&it);
+	if ((e = store_item_get(o->s, NS_MFA_NEW, se->id_hash, &it, c)) || !(j = oauth_item_json(&it)) ||
+	    it.expires <= clock_now_ms()) {
+		ctx_clear(c);
+		e = ctx_errorf(c, ERR_NOTFOUND, "the set-up has expired: start again");
+		goto out;
+	}
+	oauth_jstr(j, "secret", b32, sizeof(b32));
+	if ((e = totp_base32_decode(b32, strlen(b32), secret, sizeof(secret), &n, c)))
+		goto out;
+	if ((e = totp_verify(secret, n, code ? code : "", TOTP_NO_STEP, &step, c))) {
+		ctx_clear(c);
+		e = ctx_errorf(c, ERR_UNAUTHORIZED, "that code is not right: check the time on your phone and try again");
+		goto out;
+	}
+	if ((e = totp_recovery_generate(se->username, codes, OAUTH_RECOVERY_CODES, c)))
+		goto out;
+	hashes = json_array();
+	for (size_t i = 0; i < OAUTH_RECOVERY_CODES; i++)
+		json_array_append_new(hashes, json_string(codes[i].hash));
+	if ((e = store_begin(o->s, c))) {
+		json_decref(hashes);
+		goto out;
+	}
+	if (!(e = user_mfa_set(o->us, se->username, secret, n, c)) &&
+	    !(e = oauth_put(o, NS_MFA, se->username, se->uid, NULL,
+			    json_pack("{s:I, s:o}", "last_step", (json_int_t)step, "recovery", hashes), 0,
+			    true, c)) &&
+	    !(e = store_item_delete(o->s, NS_MFA_NEW, se->id_hash, c)))
+		e = store_commit(o->s, c);
+	else
+		store_rollback(o->s);
+out:
+	json_decref(j);
+	mem_wipe(secret, sizeof(secret));
+	mem_wipe(b32, sizeof(b32));
+	store_item_release(&it);
+	return e;
+}
+
+enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code,
+			   const char *addr, int64_t *retry_after, struct ctx *c)
+{
+	struct session se;
+	struct store_item it;
+	struct counter ku;
+	unsigned char secret[STORE_MFA_SECRET_MAX];
+	size_t n = 0, used = 0;
+	int64_t step = 0, last, now = clock_now_ms(), w;
+	json_t *j = NULL, *hashes;
+	const char *hv[TOTP_RECOVERY_MAX];
+	size_t nh = 0;
+	bool totp;
+	enum err e;
+
+	(void)addr;
+	*retry_after = 0;
+	store_item_init(&it);
+	if ((e = oauth_session_get(o, cookie, &se, c)))
+		goto out;
+	if (!se.mfa_pending) {
+		e = ERR_OK;
+		goto out;
+	}
+	snprintf(ku.key, sizeof(ku.key), "user:%s", se.username);
+	counter_load(o, &ku);
+	if ((w = counter_wait(o, &ku, now)) > 0) {
+		*retry_after = w;
+		e = ctx_errorf(c, ERR_BUSY, "too many wrong codes: try again in %lld seconds", (long long)w);
+		goto out;
+	}
+	if ((e = user_mfa_secret(o->us, se.username, secret, &n, c)) ||
+	    (e = store_item_get(o->s, NS_MFA, se.username, &it, c)) || !(j = oauth_item_json(&it))) {
+		if (!e)
+			e = ctx_errorf(c, ERR_IO, "two-step verification record is damaged");
+		goto out;
+	}
+	last = json_integer_value(json_object_get(j, "last_step"));
+	hashes = json_object_get(j, "recovery");
+	for (size_t i = 0; i < json_array_size(hashes) && nh < TOTP_RECOVERY_MAX; i++)
+		if (json_is_string(json_array_get(hashes, i)))
+			hv[nh++] = json_string_value(json_array_get(hashes, i));
+	totp = code && strlen(code) == TOTP_DIGITS;
+	if (totp)
+		e = totp_verify(secret, n, code, last, &step, c);
+	else
+		e = totp_recovery_verify(se.username, code ? code : "", hv, nh, &used, c);
+	if (e) {
+		ctx_clear(c);
+		counter_fail(o, &ku, now);
+		e = ctx_errorf(c, ERR_UNAUTHORIZED, "that code is not right");
+		goto out;
+	}
+	if (totp) {
+		json_object_set_new(j, "last_step", json_integer(step));
+	} else {
+		json_array_remove(hashes, used); /* each recovery code works once */
+	}
+	{
+		struct buf b = BUF_INIT(STORE_ITEM_DATA_MAX);
+		json_dump_buf(j, &b);
+		e = store_item_update(o->s, NS_MFA, se.username, b.data, -1, c);
+		buf_release(&b);
+	}
+	if (e)
+		goto out;
+	se.mfa_pending = false;
+	se.strong_auth = now;
+	e = session_save(o, &se, c);
+out:
+	json_decref(j);
+	mem_wipe(secret, sizeof(secret));
+	store_item_release(&it);
+	return e;
+}
+
+enum err oauth_mfa_reset(struct store *s, const char *username, struct ctx *c)
+{
+	return store_item_delete(s, NS_MFA, username, c);
 }
 
 enum err oauth_session_end(struct oauth *o, const char *cookie, bool everywhere, struct ctx *c)

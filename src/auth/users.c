@@ -556,6 +556,52 @@ out:
 	return e;
 }
 
+struct secret {
+	const unsigned char *p;
+	size_t n;
+};
+
+static void set_mfa(struct store_user *su, void *arg)
+{
+	const struct secret *sec = arg;
+
+	mem_wipe(su->mfa_secret, sizeof(su->mfa_secret));
+	su->mfa_secret_len = 0;
+	if (sec->p && sec->n && sec->n <= sizeof(su->mfa_secret)) {
+		memcpy(su->mfa_secret, sec->p, sec->n);
+		su->mfa_secret_len = sec->n;
+		su->last_strong_auth = clock_now_ms();
+	}
+}
+
+enum err user_mfa_set(struct users *us, const char *username, const unsigned char *secret,
+		      size_t n, struct ctx *c)
+{
+	struct secret sec = {secret, n};
+
+	if (secret && (n == 0 || n > STORE_MFA_SECRET_MAX))
+		return ctx_errorf(c, ERR_INVALID, "a TOTP secret is 1 to %d bytes", STORE_MFA_SECRET_MAX);
+	return modify(us, username, set_mfa, &sec, c);
+}
+
+enum err user_mfa_secret(struct users *us, const char *username,
+			 unsigned char out[STORE_MFA_SECRET_MAX], size_t *n, struct ctx *c)
+{
+	char name[USER_NAME_MAX + 1];
+	struct store_user su;
+	enum err e;
+
+	*n = 0;
+	memset(&su, 0, sizeof(su));
+	if ((e = user_name_normalize(username, name, c)) || (e = store_user_get(us->s, name, &su, c)))
+		goto out;
+	memcpy(out, su.mfa_secret, su.mfa_secret_len);
+	*n = su.mfa_secret_len;
+out:
+	store_user_wipe(&su);
+	return e;
+}
+
 enum err user_patients(struct users *us, int64_t uid, struct store_user_patient *out,
 		       size_t max, size_t *n, struct ctx *c)
 {

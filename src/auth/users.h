@@ -157,6 +157,16 @@ enum err user_verify_password(struct users *us, const char *username, const char
 			      struct user *out, struct ctx *c);
 
 /*
+ * Enrol the account's TOTP secret (secret[0..n), n <= STORE_MFA_SECRET_MAX)
+ * or remove it (secret NULL: "reset-mfa").  ERR_NOTFOUND for no account.
+ */
+enum err user_mfa_set(struct users *us, const char *username, const unsigned char *secret,
+		      size_t n, struct ctx *c);
+/* The account's TOTP secret into out[]; *n = 0 when none is enrolled.  Wipe it after use. */
+enum err user_mfa_secret(struct users *us, const char *username,
+			 unsigned char out[STORE_MFA_SECRET_MAX], size_t *n, struct ctx *c);
+
+/*
  * The patients account 'uid' may act for, by patient id, into
  * out[0..max); *n is how many exist (may exceed max).
  */
