@@ -1081,7 +1081,8 @@ static void handle_userinfo(struct http_req *q, void *arg)
 	if (oauth_userinfo(ed->o, &p, &out, &c)) {
 		no_store(q);
 		http_resp_header(q, "WWW-Authenticate", "Bearer error=\"insufficient_scope\", scope=\"openid\"");
-		http_resp_bytes(q, 403, JSON_CT, "{\"error\":\"insufficient_scope\"}", 30);
+		static const char b403[] = "{\"error\":\"insufficient_scope\"}";
+		http_resp_bytes(q, 403, JSON_CT, b403, sizeof(b403) - 1);
 	} else {
 		no_store(q);
 		http_resp_buf(q, 200, JSON_CT, &out);
@@ -1238,6 +1239,138 @@ static void handle_launch(struct http_req *q, void *arg)
 	}
 	redirect(q, url);
 	free(url);
+}
+
+/* ---- dynamic client registration (RFC 7591) ---- */
+
+static void reg_error(struct http_req *q, const char *error, const char *desc)
+{
+	struct oauth_err err = {.error = error, .status = 400};
+
+	str_copy(err.description, desc, sizeof(err.description));
+	oauth_error(q, &err);
+}
+
+/* Strings of a JSON array member into an arena array; false when it is not an array of strings. */
+static bool str_array(struct http_req *q, const json_t *a, const char ***out, size_t *n)
+{
+	size_t i;
+	json_t *v;
+
+	*out = NULL;
+	*n = 0;
+	if (!a)
+		return true;
+	if (!json_is_array(a) || json_array_size(a) > 32)
+		return false;
+	*out = arena_zalloc(http_req_arena(q), (json_array_size(a) + 1) * sizeof(char *));
+	json_array_foreach(a, i, v) {
+		if (!json_is_string(v))
+			return false;
+		(*out)[(*n)++] = json_string_value(v);
+	}
+	return true;
+}
+
+/*
+ * POST /oauth/register: an administrator's access token (Authorization:
+ * Bearer, role admin) registers an app from RFC 7591 metadata:
+ * client_name, redirect_uris, token_endpoint_auth_method ("none",
+ * "client_secret_basic" or "client_secret_post" for a generated secret,
+ * "private_key_jwt" with jwks or jwks_uri), scope, launch_uri (SMART's
+ * launch URL) and browser_origins.  The same rules as `veranda client
+ * add` apply.  201 with the client's metadata, its client_id and (for a
+ * symmetric client, once) its client_secret.
+ */
+static void handle_register(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	const char *bt = bearer(q), *method;
+	const struct buf *body = http_req_body(q);
+	struct principal p;
+	struct ctx c = CTX_INIT;
+	struct client_spec spec;
+	char id[OAUTH_ID_SIZE], secret[OAUTH_ID_SIZE];
+	json_t *md = NULL, *jwks, *out;
+	char *jwks_text = NULL;
+	struct buf ob = BUF_INIT(1 << 16);
+	bool verified = false;
+
+	no_store(q);
+	if (!bt || oauth_verify(ed->o, bt, &p, &c)) {
+		http_resp_header(q, "WWW-Authenticate", bt ? "Bearer error=\"invalid_token\"" : "Bearer");
+		static const char body401[] = "{\"error\":\"invalid_token\"}";
+		http_resp_bytes(q, 401, JSON_CT, body401, sizeof(body401) - 1);
+		return;
+	}
+	verified = true;
+	if (!p.uid || p.role != USER_ADMIN) {
+		http_resp_header(q, "WWW-Authenticate", "Bearer error=\"insufficient_scope\"");
+		static const char body403[] = "{\"error\":\"insufficient_scope\",\"error_description\":"
+					      "\"registering apps needs an administrator's token\"}";
+		http_resp_bytes(q, 403, JSON_CT, body403, sizeof(body403) - 1);
+		goto out;
+	}
+	if (!(md = json_parse_bounded(body->data, body->len, 16, &c)) || !json_is_object(md)) {
+		reg_error(q, "invalid_client_metadata", "the body must be a JSON object of client metadata");
+		goto out;
+	}
+	memset(&spec, 0, sizeof(spec));
+	oauth_random(id);
+	id[22] = '\0';
+	spec.client_id = id;
+	spec.name = json_string_value(json_object_get(md, "client_name"));
+	spec.scope = json_string_value(json_object_get(md, "scope"));
+	spec.launch_url = json_string_value(json_object_get(md, "launch_uri"));
+	spec.jwks_url = json_string_value(json_object_get(md, "jwks_uri"));
+	method = json_string_value(json_object_get(md, "token_endpoint_auth_method"));
+	if (!method)
+		method = "client_secret_basic"; /* RFC 7591 2 */
+	if (!str_array(q, json_object_get(md, "redirect_uris"), (const char ***)&spec.redirect_uris, &spec.nredirect) ||
+	    !str_array(q, json_object_get(md, "browser_origins"), (const char ***)&spec.origins, &spec.norigins)) {
+		reg_error(q, "invalid_client_metadata", "redirect_uris and browser_origins are arrays of strings");
+		goto out;
+	}
+	if ((jwks = json_object_get(md, "jwks")))
+		spec.jwks_json = jwks_text = json_dumps(jwks, JSON_COMPACT);
+	if (!strcmp(method, "none")) {
+		spec.kind = CLIENT_PUBLIC;
+	} else if (!strcmp(method, "client_secret_basic") || !strcmp(method, "client_secret_post")) {
+		spec.kind = CLIENT_SYMMETRIC;
+		oauth_random(secret);
+		spec.secret = secret;
+	} else if (!strcmp(method, "private_key_jwt")) {
+		spec.kind = CLIENT_ASYMMETRIC;
+	} else {
+		reg_error(q, "invalid_client_metadata", "token_endpoint_auth_method must be none, client_secret_basic, client_secret_post or private_key_jwt");
+		goto out;
+	}
+	if (client_add(oauth_clients(ed->o), &spec, &c)) {
+		if (c.code == ERR_INVALID)
+			reg_error(q, strstr(c.msg, "redirect") ? "invalid_redirect_uri" : "invalid_client_metadata", c.msg);
+		else
+			server_error(q, &c);
+		goto out;
+	}
+	log_msg(LOG_INFO, "registered app %s (%s) for %s", id, method, p.username);
+	out = json_deep_copy(md);
+	json_object_set_new(out, "client_id", json_string(id));
+	json_object_set_new(out, "client_id_issued_at", json_integer(clock_now_ms() / 1000));
+	json_object_set_new(out, "token_endpoint_auth_method", json_string(method));
+	if (spec.secret) {
+		json_object_set_new(out, "client_secret", json_string(secret));
+		json_object_set_new(out, "client_secret_expires_at", json_integer(0));
+	}
+	json_dump_buf(out, &ob);
+	json_decref(out);
+	http_resp_buf(q, 201, JSON_CT, &ob);
+out:
+	mem_wipe(secret, sizeof(secret));
+	free(jwks_text);
+	json_decref(md);
+	buf_release(&ob);
+	if (verified)
+		oauth_principal_release(ed->o, &p);
 }
 
 /* ---- two-step verification ---- */
@@ -1422,6 +1555,7 @@ void auth_routes_register(struct oauth *o, struct http_router *r)
 	http_route(r, HTTP_POST, "/oauth/revoke", HTTP_BODY_FORM, handle_revoke, ed);
 	http_route(r, HTTP_GET | HTTP_POST, "/oauth/userinfo", HTTP_BODY_FORM, handle_userinfo, ed);
 	http_route(r, HTTP_POST, "/oauth/launch", HTTP_BODY_FORM, handle_launch, ed);
+	http_route(r, HTTP_POST, "/oauth/register", HTTP_BODY_FHIR, handle_register, ed);
 	http_route(r, HTTP_GET, "/oauth/mfa", HTTP_BODY_NONE, handle_mfa_page, ed);
 	http_route(r, HTTP_POST, "/oauth/mfa", HTTP_BODY_FORM, handle_mfa, ed);
 	http_route(r, HTTP_POST, "/account/mfa", HTTP_BODY_FORM, handle_mfa_setup, ed);
