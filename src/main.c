@@ -16,6 +16,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
+#include "audit/cli.h"
+#include "audit/routes.h"
 #include "auth/cli.h"
 #include "auth/clients.h"
 #include "auth/endpoints.h"
@@ -252,12 +255,54 @@ static struct fhir *make_fhir(const struct config *cfg, struct store *s)
 	return fhir_new(s, &o);
 }
 
+/*
+ * Open the audit log of DATA with the options of 'cfg', checkpoints
+ * signed with the server's ES256 key ('keys' NULL: loaded here for the
+ * duration of the call).  Prints the failure.
+ */
+static int open_audit(const struct config *cfg, const struct keys *keys, struct audit **out)
+{
+	struct audit_opts o;
+	struct keys *own = NULL;
+	struct ctx c = CTX_INIT;
+	enum err e;
+
+	*out = NULL;
+	if (!keys && keys_load(cfg->data, &own, &c))
+		return fail("%s", c.msg);
+	memset(&o, 0, sizeof(o));
+	o.data_dir = cfg->data;
+	o.node = cfg->node_id;
+	o.durability = !strcmp(cfg->audit, "async") ? AUDIT_ASYNC : AUDIT_SYNC;
+	o.queue_max = (size_t)cfg->audit_queue;
+	o.checkpoint_records = (uint32_t)cfg->audit_checkpoint_records;
+	o.checkpoint_ms = (uint32_t)(cfg->audit_checkpoint_seconds * 1000);
+	o.key = keys_signing(keys ? keys : own, JOSE_ES256);
+	o.retention_days = (uint32_t)cfg->audit_retention_days;
+	e = audit_open(&o, out, &c);
+	if (own && e) {
+		keys_free(own);
+		return fail("%s", c.msg);
+	}
+	if (own) {
+		/* the writer borrows the key: close before freeing (init only opens to create) */
+		struct ctx c2 = CTX_INIT;
+		audit_close(*out, &c2);
+		*out = NULL;
+		keys_free(own);
+	}
+	return e ? fail("%s", c.msg) : 0;
+}
+
 /* ---- commands ---- */
 
 static const char *const opts_common[] = {"data", "store", "log_level", "sqlite_busy_timeout", NULL};
+static const char *const opts_init[] = {"data", "store", "log_level", "sqlite_busy_timeout",
+					"node_id", NULL};
 
 static int cmd_init(struct config *cfg, int argc, char **argv)
 {
+	struct audit *a = NULL;
 	struct ctx c = CTX_INIT;
 	struct store *s = NULL;
 	int rc;
@@ -269,8 +314,8 @@ static int cmd_init(struct config *cfg, int argc, char **argv)
 	if ((rc = open_store(cfg, false, &s)))
 		return rc;
 	store_close(s);
-	if (keys_init(cfg->data, &c))
-		return fail("%s", c.msg);
+	if (keys_init(cfg->data, &c) || open_audit(cfg, NULL, &a))
+		return fail("%s", c.msg[0] ? c.msg : "cannot create the audit log");
 	printf("initialized '%s' (schema version %d)\n", cfg->data, store_schema_supported());
 	return 0;
 }
@@ -308,7 +353,24 @@ static const char *const opts_serve[] = {"data", "store", "log_level", "sqlite_b
 					 "tls_cert", "tls_key", "trust_proxy", "allow_remote",
 					 "fhir_auth", "access_token_ttl", "backend_token_ttl", "code_ttl",
 					 "refresh_token_ttl", "session_idle", "session_max", "launch_ttl",
-					 "signin_lock_after", "signin_lock_time", NULL};
+					 "signin_lock_after", "signin_lock_time", "audit", "node_id",
+					 "audit_queue", "audit_checkpoint_records",
+					 "audit_checkpoint_seconds", "audit_retention_days", NULL};
+
+/* A system event in the audit log (start, stop), waited for. */
+static void system_event(struct audit *au, enum audit_type t)
+{
+	struct audit_event ev;
+	struct ctx c = CTX_INIT;
+
+	if (!au)
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = t;
+	ev.agent.user_id = "veranda";
+	if (audit_record_sync(au, &ev, &c))
+		log_msg(LOG_ERROR, "audit log: %s", c.msg);
+}
 
 static int cmd_serve(struct config *cfg, int argc, char **argv)
 {
@@ -318,6 +380,7 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 	struct clients *cs = NULL;
 	struct keys *keys = NULL;
 	struct oauth *oa = NULL;
+	struct audit *au = NULL;
 	struct oauth_opts oo;
 	struct http_router *r = NULL;
 	struct http_server *srv = NULL;
@@ -333,6 +396,11 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 	if (!is_loopback(cfg->listen) && !cfg->allow_remote)
 		return fail("refusing to listen on '%s': pass --allow-remote to serve other addresses "
 			    "(and put TLS in front: --tls-cert/--tls-key or a reverse proxy)", cfg->listen);
+	if (strcmp(cfg->audit, "sync") && strcmp(cfg->audit, "async") && strcmp(cfg->audit, "off"))
+		die_usage("--audit must be sync, async or off, not '%s'", cfg->audit);
+	if (!strcmp(cfg->audit, "off") && (!is_loopback(cfg->listen) || cfg->allow_remote))
+		return fail("--audit=off serves patient data without an audit trail: "
+			    "allowed on loopback addresses only, for benchmarks");
 	if (!cfg->fhir_auth && (!is_loopback(cfg->listen) || cfg->allow_remote))
 		return fail("--fhir-auth=false serves patient data without authorization: "
 			    "allowed on loopback addresses only, for benchmarks");
@@ -364,11 +432,16 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 		rc = fail("%s", c.msg);
 		goto out;
 	}
+	if (strcmp(cfg->audit, "off") && (rc = open_audit(cfg, keys, &au)))
+		goto out;
+	oauth_set_audit(oa, au);
 	f = make_fhir(cfg, s);
 	r = http_router_new();
 	ops_routes_register(r, s);
 	auth_routes_register(oa, r);
 	fhir_rest_register(f, r, cfg->fhir_auth ? oa : NULL);
+	fhir_rest_set_audit(au);
+	audit_routes_register(r, cfg->data);
 	srv = http_server_new(cfg, r);
 
 	memset(&sa, 0, sizeof(sa));
@@ -383,10 +456,12 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 	}
 	log_info("veranda %s listening on %s (%s), FHIR base %s/fhir", VERANDA_VERSION, cfg->listen,
 		 is_loopback(cfg->listen) ? "loopback only" : "remote allowed", cfg->base_url);
+	system_event(au, AUDIT_SYSTEM_START);
 	while (!stop_signal)
 		pause();
 	log_info("received signal %d: finishing in-flight requests", (int)stop_signal);
 	http_server_stop(srv, 10000);
+	system_event(au, AUDIT_SYSTEM_STOP);
 	log_info("stopped");
 	rc = 0;
 out:
@@ -394,6 +469,9 @@ out:
 	http_router_free(r);
 	if (oa)
 		auth_routes_free();
+	audit_routes_free();
+	if (au && audit_close(au, &c))
+		log_msg(LOG_ERROR, "audit log: %s", c.msg);
 	fhir_free(f);
 	oauth_free(oa);
 	clients_free(cs);
@@ -961,6 +1039,22 @@ static int cmd_client(struct config *cfg, int argc, char **argv)
 	return rc;
 }
 
+static int cmd_audit(struct config *cfg, int argc, char **argv)
+{
+	struct keys *keys = NULL;
+	struct ctx c = CTX_INIT;
+	int rc;
+
+	if ((rc = check_data_dir(cfg, false)))
+		return rc;
+	/* the server's own key is the trusted one for checkpoint signatures */
+	if (keys_load(cfg->data, &keys, &c))
+		return fail("%s", c.msg);
+	rc = audit_cli(cfg->data, keys_signing(keys, JOSE_ES256), argc, argv);
+	keys_free(keys);
+	return rc;
+}
+
 static int cmd_keys(struct config *cfg, int argc, char **argv)
 {
 	int rc;
@@ -971,8 +1065,8 @@ static int cmd_keys(struct config *cfg, int argc, char **argv)
 }
 
 static const struct command commands[] = {
-	{"init", cmd_init, "create a data directory and its database (or migrate it)",
-	 "veranda init --data DIR", opts_common, NULL},
+	{"init", cmd_init, "create a data directory, its database, signing keys and audit log (or migrate them)",
+	 "veranda init --data DIR", opts_init, NULL},
 	{"serve", cmd_serve, "serve the FHIR API over HTTP",
 	 "veranda serve --data DIR --listen ADDR:PORT --base-url URL", opts_serve, NULL},
 	{"seed", cmd_seed, "add a deterministic synthetic population with demo people",
@@ -1005,6 +1099,8 @@ static const struct command commands[] = {
 	 opts_client, auth_cli_client_help},
 	{"keys", cmd_keys, "signing keys: list, rotate", auth_cli_keys_usage, opts_common,
 	 auth_cli_keys_help},
+	{"audit", cmd_audit, "the audit log: verify, query, export, proofs, receipts", audit_cli_usage,
+	 opts_common, audit_cli_help},
 	{"version", cmd_version, "print the version", "veranda version", NULL, NULL},
 	{"params", cmd_params, "print the FHIR search parameters as JSON", "veranda params", NULL, NULL},
 	{"config-doc", cmd_config_doc, NULL, "veranda config-doc", NULL, NULL},
@@ -1078,6 +1174,7 @@ int main(int argc, char **argv)
 		    : cmd->run == cmd_user   ? user_own
 		    : cmd->run == cmd_client ? auth_cli_client_flags
 		    : cmd->run == cmd_keys   ? auth_cli_keys_flags
+		    : cmd->run == cmd_audit  ? audit_cli_flags
 					     : NULL,
 		    argc - 2, argv + 2, &rest);
 	return cmd->run(&cfg, rest, argv + 2);

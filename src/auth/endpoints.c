@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit/audit.h"
 #include "auth/endpoints.h"
 #include "auth/oauth_int.h"
 #include "core/base64.h"
@@ -226,6 +227,54 @@ static bool same_origin(struct http_req *q, struct auth_edge *ed)
 	const char *o = http_req_header(q, "Origin");
 
 	return !o || !strcmp(o, "null") ? true : !strcmp(o, ed->origin);
+}
+
+/* ---- audit ---- */
+
+/* What an authorization-server event says (strings may be NULL). */
+struct aud {
+	enum audit_type type;
+	char action;
+	int outcome;
+	const char *code;          /* why it failed */
+	const char *username, *role, *fhir_user, *client_id, *patient, *scopes, *grant;
+	const char *session_id;    /* raw: hashed here */
+};
+
+/*
+ * Queue an event (not waited for: these disclose no patient data).  A
+ * full queue or a failed writer is logged, never shown to the user.
+ */
+static void auth_event(struct http_req *q, struct auth_edge *ed, const struct aud *a)
+{
+	struct audit *au = oauth_audit(ed->o);
+	struct audit_event ev;
+	char sh[AUDIT_HASH_SIZE];
+	struct ctx c = CTX_INIT;
+
+	if (!au)
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = a->type;
+	ev.action = a->action;
+	ev.outcome = a->outcome;
+	ev.outcome_code = a->code;
+	ev.agent.username = a->username;
+	ev.agent.role = a->role;
+	ev.agent.fhir_user = a->fhir_user;
+	ev.agent.client_id = a->client_id;
+	ev.patient = a->patient;
+	ev.source.client_addr = http_req_client_addr(q);
+	if (a->session_id && *a->session_id) {
+		audit_hash_id(a->session_id, sh);
+		ev.source.session_hash = sh;
+	}
+	ev.authority.scopes = a->scopes;
+	ev.authority.grant_id = a->grant;
+	ev.correlation.request_id = http_req_id(q);
+	ev.correlation.trace_id = http_req_trace_id(q);
+	if (audit_record(au, &ev, NULL, &c))
+		log_msg(LOG_WARN, "audit: %s", c.msg);
 }
 
 /* ---- CORS ---- */
@@ -669,6 +718,17 @@ static void handle_login(struct http_req *q, void *arg)
 	}
 	ctx_clear(&c);
 	e = oauth_signin(ed->o, user, pw, http_req_client_addr(q), &u, &retry, &c);
+	if (e) {
+		char norm[USER_NAME_MAX + 1];
+		struct ctx ig = CTX_INIT;
+		struct aud ae = {.type = AUDIT_SIGNIN_FAILED, .outcome = AUDIT_MINOR,
+				 .code = e == ERR_BUSY ? "throttled" : e == ERR_FORBIDDEN ? "account-locked-or-disabled"
+					 : e == ERR_UNAUTHORIZED ? "wrong-credentials" : "error",
+				 .client_id = app ? a.client.client_id : NULL};
+		if (user && !user_name_normalize(user, norm, &ig))
+			ae.username = norm;
+		auth_event(q, ed, &ae);
+	}
 	if (e == ERR_BUSY && retry > 0) {
 		char ra[24];
 		snprintf(ra, sizeof(ra), "%lld", (long long)retry);
@@ -690,6 +750,13 @@ static void handle_login(struct http_req *q, void *arg)
 	if (oauth_session_start(ed->o, &u, u.mfa_enrolled, sid, &se, &c)) {
 		server_error(q, &c);
 		goto out;
+	}
+	{
+		struct aud ae = {.type = AUDIT_SIGNIN, .code = u.mfa_enrolled ? "mfa-pending" : NULL,
+				 .username = u.username, .role = user_role_name(u.role),
+				 .fhir_user = u.fhir_user, .client_id = app ? a.client.client_id : NULL,
+				 .session_id = sid};
+		auth_event(q, ed, &ae);
 	}
 	set_cookie(q, ed, ed->sid_name, sid, -1);
 	set_cookie(q, ed, ed->csrf_name, "", 0);
@@ -783,6 +850,11 @@ static void handle_decide(struct http_req *q, void *arg)
 		goto out;
 	}
 	if (!action || strcmp(action, "allow")) {
+		struct aud ae = {.type = AUDIT_AUTHZ_DENIED, .outcome = AUDIT_MINOR, .code = "access_denied",
+				 .username = se.username, .role = user_role_name(se.role),
+				 .fhir_user = se.fhir_user, .client_id = a.client.client_id,
+				 .patient = a.patient[0] ? a.patient : NULL, .scopes = a.scope};
+		auth_event(q, ed, &ae);
 		oauth_seterr(&err, 400, "access_denied", "the user denied access");
 		oauth_authz_drop(ed->o, a.id);
 		authz_fail(q, ed, a.redirect_uri, a.state, &err);
@@ -859,6 +931,17 @@ static void handle_decide(struct http_req *q, void *arg)
 		duration = 86400;
 	if (oauth_authz_approve(ed->o, &a, &se, granted, duration, &url, &c))
 		goto fail;
+	{
+		struct buf gs = BUF_INIT(8192);
+		struct ctx ig = CTX_INIT;
+		struct aud ae = {.type = AUDIT_AUTHZ_GRANTED, .username = se.username,
+				 .role = user_role_name(se.role), .fhir_user = se.fhir_user,
+				 .client_id = a.client.client_id, .patient = a.patient[0] ? a.patient : NULL};
+		scope_format(granted, &gs, &ig);
+		ae.scopes = gs.data;
+		auth_event(q, ed, &ae);
+		buf_release(&gs);
+	}
 	redirect(q, url);
 	free(url);
 	goto out;
@@ -950,11 +1033,24 @@ static void handle_token(struct http_req *q, void *arg)
 		if (form_count_of(q, *p) > 1)
 			r.repeated = true;
 	if (oauth_token(ed->o, &cl, &r, &out, &err, &c)) {
+		struct aud ae = {.type = r.grant_type && !strcmp(r.grant_type, "refresh_token") ? AUDIT_TOKEN_REFRESHED : AUDIT_TOKEN_ISSUED,
+				 .outcome = AUDIT_MINOR, .code = err.error ? err.error : "server_error",
+				 .client_id = cl.client_id};
+		auth_event(q, ed, &ae);
 		if (!err.error)
 			server_error(q, &c);
 		else
 			oauth_error(q, &err);
 		goto out;
+	}
+	{
+		json_t *j = json_loadb(out.data, out.len, 0, NULL);
+		struct aud ae = {.type = !strcmp(r.grant_type, "refresh_token") ? AUDIT_TOKEN_REFRESHED : AUDIT_TOKEN_ISSUED,
+				 .client_id = cl.client_id,
+				 .patient = json_string_value(json_object_get(j, "patient")),
+				 .scopes = json_string_value(json_object_get(j, "scope"))};
+		auth_event(q, ed, &ae);
+		json_decref(j);
 	}
 	no_store(q);
 	http_resp_buf(q, 200, JSON_CT, &out);
@@ -992,6 +1088,7 @@ static void handle_introspect(struct http_req *q, void *arg)
 	struct ctx c = CTX_INIT;
 	struct client cl;
 	const char *bt = bearer(q);
+	char cl_id[CLIENT_ID_MAX + 1] = "";
 	bool ok = false;
 
 	cors(q, ed, false);
@@ -1021,12 +1118,19 @@ static void handle_introspect(struct http_req *q, void *arg)
 		goto out;
 	} else {
 		ok = true;
+		str_copy(cl_id, cl.client_id, sizeof(cl_id));
 	}
 	client_release(&cl);
 	ctx_clear(&c);
 	if (ok && oauth_introspect(ed->o, http_req_form(q, "token"), &out, &c)) {
 		server_error(q, &c);
 		goto out;
+	}
+	{
+		struct aud ae = {.type = AUDIT_TOKEN_INTROSPECTED,
+				 .code = strstr(out.data, "\"active\":false") ? "inactive" : NULL,
+				 .client_id = bt ? NULL : cl_id[0] ? cl_id : NULL};
+		auth_event(q, ed, &ae);
 	}
 	no_store(q);
 	http_resp_buf(q, 200, JSON_CT, &out);
@@ -1048,6 +1152,12 @@ static void handle_revoke(struct http_req *q, void *arg)
 	if (!client_of(q, ed, &cl))
 		return;
 	e = oauth_revoke(ed->o, &cl, http_req_form(q, "token"), &c);
+	{
+		struct aud ae = {.type = AUDIT_TOKEN_REVOKED, .outcome = e ? AUDIT_MINOR : AUDIT_OK,
+				 .code = e == ERR_FORBIDDEN ? "unauthorized_client" : e ? "error" : NULL,
+				 .client_id = cl.client_id};
+		auth_event(q, ed, &ae);
+	}
 	client_release(&cl);
 	if (e == ERR_FORBIDDEN) {
 		struct oauth_err err = {.error = "unauthorized_client", .status = 400};
@@ -1181,8 +1291,13 @@ static void handle_account_revoke(struct http_req *q, void *arg)
 	}
 	store_item_init(&it);
 	/* only the user's own grants */
-	if (gid && !store_item_get(ed->o->s, NS_GRANT, gid, &it, &c) && it.uid == se.uid)
-		oauth_grant_revoke(ed->o, gid, &c);
+	if (gid && !store_item_get(ed->o->s, NS_GRANT, gid, &it, &c) && it.uid == se.uid &&
+	    !oauth_grant_revoke(ed->o, gid, &c)) {
+		struct aud ae = {.type = AUDIT_TOKEN_REVOKED, .code = "removed-by-user",
+				 .username = se.username, .role = user_role_name(se.role),
+				 .fhir_user = se.fhir_user, .client_id = it.grp, .grant = gid};
+		auth_event(q, ed, &ae);
+	}
 	store_item_release(&it);
 	redirect(q, "/account");
 }
@@ -1201,6 +1316,13 @@ static void handle_signout(struct http_req *q, void *arg)
 			return;
 		}
 		cookie(q, ed->sid_name, sid, sizeof(sid));
+		{
+			struct aud ae = {.type = AUDIT_SIGNOUT,
+					 .code = every && !strcmp(every, "1") ? "everywhere" : NULL,
+					 .username = se.username, .role = user_role_name(se.role),
+					 .fhir_user = se.fhir_user, .session_id = sid};
+			auth_event(q, ed, &ae);
+		}
 		if (oauth_session_end(ed->o, sid, every && !strcmp(every, "1"), &c)) {
 			server_error(q, &c);
 			return;
@@ -1353,6 +1475,11 @@ static void handle_register(struct http_req *q, void *arg)
 		goto out;
 	}
 	log_msg(LOG_INFO, "registered app %s (%s) for %s", id, method, p.username);
+	{
+		struct aud ae = {.type = AUDIT_ADMIN_CLIENT, .action = 'C', .username = p.username,
+				 .role = user_role_name(p.role), .client_id = id};
+		auth_event(q, ed, &ae);
+	}
 	out = json_deep_copy(md);
 	json_object_set_new(out, "client_id", json_string(id));
 	json_object_set_new(out, "client_id_issued_at", json_integer(clock_now_ms() / 1000));
@@ -1416,6 +1543,13 @@ static void handle_mfa(struct http_req *q, void *arg)
 	}
 	cookie(q, ed->sid_name, sid, sizeof(sid));
 	e = oauth_session_mfa(ed->o, sid, code, http_req_client_addr(q), &retry, &c);
+	{
+		struct aud ae = {.type = AUDIT_MFA_USE, .outcome = e ? AUDIT_MINOR : AUDIT_OK,
+				 .code = e == ERR_BUSY ? "throttled" : e ? "wrong-code" : NULL,
+				 .username = se.username, .role = user_role_name(se.role),
+				 .fhir_user = se.fhir_user, .session_id = sid};
+		auth_event(q, ed, &ae);
+	}
 	if (e == ERR_BUSY && retry > 0) {
 		char ra[24];
 		snprintf(ra, sizeof(ra), "%lld", (long long)retry);
@@ -1488,6 +1622,11 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 	if (e) {
 		server_error(q, &c);
 		return;
+	}
+	{
+		struct aud ae = {.type = AUDIT_MFA_ENROL, .username = se.username,
+				 .role = user_role_name(se.role), .fhir_user = se.fhir_user};
+		auth_event(q, ed, &ae);
 	}
 	list = json_array();
 	for (size_t i = 0; i < OAUTH_RECOVERY_CODES; i++)

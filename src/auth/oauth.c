@@ -146,6 +146,16 @@ const struct keys *oauth_keys(const struct oauth *o)
 	return o->keys;
 }
 
+void oauth_set_audit(struct oauth *o, struct audit *a)
+{
+	o->audit = a;
+}
+
+struct audit *oauth_audit(const struct oauth *o)
+{
+	return o->audit;
+}
+
 /* ---- discovery ---- */
 
 static json_t *strs(const char *const *v)

@@ -72,6 +72,10 @@ const char *oauth_fhir_base(const struct oauth *o);  /* base_url + "/fhir" */
 struct clients *oauth_clients(struct oauth *o);
 struct users *oauth_users(struct oauth *o);
 const struct keys *oauth_keys(const struct oauth *o);
+/* Record sign-in, token and revocation events in 'a' (borrowed; NULL: none). */
+struct audit;
+void oauth_set_audit(struct oauth *o, struct audit *a);
+struct audit *oauth_audit(const struct oauth *o);
 
 /* Hex SHA-256 of s (NUL-terminated). */
 void oauth_hash(const char *s, char out[OAUTH_HASH_SIZE]);

@@ -23,6 +23,7 @@ struct oauth {
 	char token_url[600];
 	atomic_uint_fast64_t epoch;       /* bumped by every revocation */
 	struct token_cache *cache;
+	struct audit *audit;              /* NULL: not audited */
 	struct buf smart_conf, oidc_conf, as_meta;
 };
 

@@ -48,6 +48,12 @@ const struct config_option config_options[] = {
 	INT(launch_ttl, "300", 30, 3600, "seconds an EHR launch context may wait to be used"),
 	INT(signin_lock_after, "10", 3, 1000, "failed sign-ins to one account or from one address before a temporary lock"),
 	INT(signin_lock_time, "900", 60, 86400, "seconds of that temporary lock"),
+	STR(audit, "sync", "audit durability: 'sync' (patient data is sent only once its audit record is on disk), 'async', or 'off' (loopback benchmarks only)"),
+	STR(node_id, "node-1", "this node's name in the audit log (each node writes its own stream)"),
+	INT(audit_queue, "65536", 64, 4194304, "audit records that may wait for the writer; beyond, disclosures get 503"),
+	INT(audit_checkpoint_records, "1000", 1, 1000000, "sign an audit checkpoint after this many records"),
+	INT(audit_checkpoint_seconds, "5", 1, 3600, "or this many seconds after the first unsigned record"),
+	INT(audit_retention_days, "2192", 1, 36500, "days audit records are kept (then archived and pruned; the log stays verifiable)"),
 	{NULL, CONFIG_STR, 0, 0, NULL, 0, 0, NULL},
 };
 

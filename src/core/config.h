@@ -51,6 +51,13 @@ struct config {
 	int64_t launch_ttl;
 	int64_t signin_lock_after;      /* failed sign-ins before a temporary lock */
 	int64_t signin_lock_time;       /* seconds */
+	/* audit log */
+	char audit[16];                 /* "sync", "async" or "off" */
+	char node_id[65];               /* this node's audit stream */
+	int64_t audit_queue;
+	int64_t audit_checkpoint_records;
+	int64_t audit_checkpoint_seconds;
+	int64_t audit_retention_days;
 };
 
 enum config_type { CONFIG_STR, CONFIG_INT, CONFIG_BOOL };

@@ -206,5 +206,8 @@ struct oauth;
  * loopback only).
  */
 void fhir_rest_register(struct fhir *f, struct http_router *r, struct oauth *o);
+/* Record every interaction in audit log 'a' (borrowed; NULL: none). */
+struct audit;
+void fhir_rest_set_audit(struct audit *a);
 
 #endif

@@ -149,6 +149,12 @@ static bool content_type_ok(struct http_req *q)
  * 404 as a resource that does not exist.
  */
 static struct oauth *rest_auth;
+static struct audit *rest_audit;
+
+void fhir_rest_set_audit(struct audit *a)
+{
+	rest_audit = a;
+}
 
 struct access {
 	bool on;                     /* a token was checked */
