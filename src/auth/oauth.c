@@ -14,6 +14,7 @@
 #include "core/base64.h"
 #include "core/clock.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "core/mem.h"
 #include "core/rand.h"
 #include "core/str.h"
@@ -94,6 +95,18 @@ void oauth_jstr(const json_t *obj, const char *key, char *dst, size_t size)
 	const char *s = json_string_value(json_object_get(obj, key));
 
 	str_copy(dst, s ? s : "", size);
+}
+
+void oauth_maintain(struct oauth *o)
+{
+	int64_t now = clock_now_ms(), last = atomic_load(&o->purged_at);
+	struct ctx c = CTX_INIT;
+	int64_t n = 0;
+
+	if (now - last < 60 * 1000 || !atomic_compare_exchange_strong(&o->purged_at, &last, now))
+		return;
+	if (store_item_purge(o->s, now, &n, &c))
+		log_msg(LOG_WARN, "cannot purge expired sign-in state: %s", c.msg);
 }
 
 void oauth_epoch_bump(struct oauth *o)
@@ -283,6 +296,7 @@ enum err oauth_new(struct oauth **out, struct store *s, struct users *us, struct
 	snprintf(o->fhir_base, sizeof(o->fhir_base), "%s/fhir", o->issuer);
 	snprintf(o->token_url, sizeof(o->token_url), "%s/oauth/token", o->issuer);
 	atomic_init(&o->epoch, 1);
+	atomic_init(&o->purged_at, 0);
 	buf_init(&o->smart_conf, 1 << 16);
 	buf_init(&o->oidc_conf, 1 << 16);
 	buf_init(&o->as_meta, 1 << 16);

@@ -22,6 +22,7 @@ struct oauth {
 	char fhir_base[560];
 	char token_url[600];
 	atomic_uint_fast64_t epoch;       /* bumped by every revocation */
+	atomic_int_fast64_t purged_at;    /* ms: last purge of expired items */
 	struct token_cache *cache;
 	struct audit *audit;              /* NULL: not audited */
 	struct buf smart_conf, oidc_conf, as_meta;
@@ -54,6 +55,12 @@ void oauth_jstr(const json_t *obj, const char *key, char *dst, size_t size);
 
 /* Bump the revocation epoch: cached tokens re-check their grant. */
 void oauth_epoch_bump(struct oauth *o);
+
+/*
+ * Delete expired auth items (codes, sessions, tokens, assertion ids...)
+ * at most once a minute; called on the token and sign-in paths.
+ */
+void oauth_maintain(struct oauth *o);
 
 /* Revoke grant 'grant_id' and every refresh token of it. */
 enum err oauth_grant_kill(struct oauth *o, const char *grant_id, struct ctx *c);

@@ -83,6 +83,7 @@ enum err oauth_signin(struct oauth *o, const char *username, const char *passwor
 	enum err e;
 
 	*retry_after = 0;
+	oauth_maintain(o);
 	if (!username || !password)
 		return ctx_errorf(c, ERR_UNAUTHORIZED, "wrong username or password");
 	if (user_name_normalize(username, name, &ig))

@@ -620,6 +620,7 @@ out:
 enum err oauth_token(struct oauth *o, const struct client *cl, const struct oauth_token_req *r,
 		     struct buf *out, struct oauth_err *err, struct ctx *c)
 {
+	oauth_maintain(o);
 	if (r->repeated) {
 		oauth_seterr(err, 400, "invalid_request", "a parameter was sent more than once");
 		return ERR_INVALID;
