@@ -490,6 +490,29 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 		e = ERR_INVALID;
 		goto out;
 	}
+	/*
+	 * A malformed or too wide scope is refused before the token is
+	 * spent: otherwise the client's retry would look like a replay and
+	 * end its grant.
+	 */
+	if (r->scope && *r->scope && scope_parse(r->scope, &asked, c)) {
+		ctx_clear(c);
+		oauth_seterr(err, 400, "invalid_scope", "scope is malformed");
+		e = ERR_INVALID;
+		goto out;
+	}
+	if (asked && it.state == STORE_ITEM_LIVE) {
+		if ((e = grant_load(o, it.grp, &g, c)) || (e = scope_parse(g.scope, &granted, c)))
+			goto out;
+		if (!scope_covers(granted, asked)) {
+			oauth_seterr(err, 400, "invalid_scope", "scope asks for more than was granted");
+			e = ERR_INVALID;
+			goto out;
+		}
+		scope_set_free(granted);
+		granted = NULL;
+		grant_release(&g);
+	}
 	e = store_item_take(o->s, NS_REFRESH, h, STORE_ITEM_LIVE, STORE_ITEM_USED, &it, c);
 	if (e == ERR_CONFLICT) {
 		ctx_clear(c);
@@ -532,9 +555,7 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 			goto out;
 		}
 	}
-	if (r->scope && *r->scope) {
-		if ((e = scope_parse(r->scope, &asked, c)))
-			goto out;
+	if (asked) {
 		if (!scope_covers(granted, asked)) {
 			oauth_seterr(err, 400, "invalid_scope", "scope asks for more than was granted");
 			e = ERR_INVALID;
@@ -575,8 +596,12 @@ static enum err grant_backend(struct oauth *o, const struct client *cl,
 		oauth_seterr(err, 400, "invalid_scope", "scope is required (system/ scopes)");
 		return ERR_INVALID;
 	}
-	if ((e = scope_parse(r->scope, &asked, c)))
+	if (scope_parse(r->scope, &asked, c)) {
+		ctx_clear(c);
+		oauth_seterr(err, 400, "invalid_scope", "scope is malformed");
+		e = ERR_INVALID;
 		goto out;
+	}
 	if (cl->scope[0]) {
 		if ((e = scope_parse(cl->scope, &allowed, c)) ||
 		    (e = scope_intersect(asked, allowed, &sys, c)))
