@@ -180,6 +180,15 @@ enum err oauth_authz_begin(struct oauth *o, const char *const *names, const char
 	max_age = param(names, values, n, "max_age", NULL);
 	if (max_age && str_to_i64(max_age, 0, INT32_MAX, &out->max_age))
 		FAIL(400, "invalid_request", "max_age must be a non-negative integer");
+	if (out->max_age == 0) {
+		/*
+		 * OIDC Core 3.1.2.1: max_age=0 asks for a fresh sign-in, like
+		 * prompt=login.  Kept as an age it would also refuse the
+		 * sign-in just made for this request, and loop.
+		 */
+		out->prompt_login = true;
+		out->max_age = -1;
+	}
 	/* 3. scopes: never more than the app's registration allows */
 	if (scope_parse(scope, &asked, c)) {
 		ctx_clear(c);
