@@ -9,11 +9,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit/audit.h"
 #include "auth/endpoints.h"
 #include "auth/oauth.h"
 #include "core/arena.h"
 #include "core/clock.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "core/str.h"
 #include "fhir/fhir.h"
 #include "fhir/fhir_int.h"
@@ -195,6 +197,9 @@ static void deny(struct http_req *q, int status, const char *www, const char *ms
 	send_outcome(q, status, msg, NULL);
 }
 
+static void audit_denied(struct http_req *q, const struct access *acc, const char *type,
+			 const char *id, const char *code);
+
 /*
  * Authorize interaction 'op' on 'type' (NULL: every type the request may
  * touch is checked by the caller).  Answers 401/403 itself and returns
@@ -210,6 +215,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 	if (!rest_auth)
 		return true;
 	if (!h || strncasecmp(h, "Bearer ", 7) || !h[7]) {
+		audit_denied(q, NULL, type, NULL, "no-token");
 		deny(q, 401, "Bearer realm=\"veranda\"", "an access token is required (Authorization: Bearer)");
 		return false;
 	}
@@ -220,6 +226,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 		char www[400];
 		snprintf(www, sizeof(www), "Bearer realm=\"veranda\", error=\"invalid_token\", error_description=\"%s\"",
 			 c.msg);
+		audit_denied(q, NULL, type, NULL, "invalid-token");
 		deny(q, 401, www, c.msg);
 		return false;
 	}
@@ -229,6 +236,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 		if (!a->d.allowed) {
 			char msg[200];
 			snprintf(msg, sizeof(msg), "the access token's scopes do not allow this interaction on %s", type);
+			audit_denied(q, a, type, NULL, "insufficient-scope");
 			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", msg);
 			access_done(a);
 			return false;
@@ -246,6 +254,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 	    (a->d.ctx == SCOPE_USER && (a->p.role == USER_PATIENT || a->p.role == USER_CAREGIVER))) {
 		a->patient = a->p.patient[0] ? a->p.patient : a->own[0] ? a->own : NULL;
 		if (!a->patient) {
+			audit_denied(q, a, type, NULL, "no-patient-context");
 			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
 			     "the access token has no patient in context");
 			access_done(a);
@@ -383,6 +392,137 @@ static bool body_in_record(struct http_req *q, struct fhir *f, const struct acce
 	return ok;
 }
 
+/* ---- audit ---- */
+
+/*
+ * Every interaction is recorded in the audit log (when the server has
+ * one): who (the token's user, role, fhirUser, app), whose record, what
+ * (type, id, version; for searches the normalized query with identifying
+ * values hashed), through which token (its id hashed) and grant, and the
+ * request and trace ids.  A response that discloses patient data (or
+ * acknowledges a write) is sent only once its record is durable (audit
+ * "sync"); when the log cannot take the record the answer is 503 with
+ * Retry-After and no data: audit fails closed.  Refusals (401, 403 and
+ * hidden-resource 404s) are recorded as policy denials without waiting.
+ * A search by a token that is not confined to one patient is recorded
+ * once, with the patient it names (patient=, subject=Patient/...) if any.
+ */
+#define AUDIT_PATIENTS_MAX 16
+
+struct fhir_audit {
+	enum audit_type type;
+	int outcome;
+	const char *code;
+	const char *rtype, *id, *version, *query;
+	char patients[AUDIT_PATIENTS_MAX][STORE_PATIENT_ID_SIZE];
+	size_t npatients;
+};
+
+static void fa_patient(struct fhir_audit *fa, const char *p)
+{
+	if (p && *p && fa->npatients < AUDIT_PATIENTS_MAX)
+		str_copy(fa->patients[fa->npatients++], p, STORE_PATIENT_ID_SIZE);
+}
+
+/* Whose records hold type/id (the confined patient; the Patient itself; else the compartment). */
+static void fa_patients_of(struct fhir_audit *fa, struct fhir *f, const struct access *acc,
+			   const char *type, const char *id)
+{
+	struct ctx c = CTX_INIT;
+
+	if (!rest_audit || !type || !id)
+		return;
+	if (acc && acc->on && acc->patient && confinable(type)) {
+		fa_patient(fa, acc->patient);
+		return;
+	}
+	if (!strcmp(type, "Patient")) {
+		fa_patient(fa, id);
+		return;
+	}
+	store_compartment_of(f->store, type, id, fa->patients + fa->npatients,
+			     AUDIT_PATIENTS_MAX - fa->npatients, &fa->npatients, &c);
+}
+
+/*
+ * Record 'fa' (one record per patient it names).  With 'wait', block
+ * until durable; false (after answering 503) when the log cannot take it.
+ */
+static bool audit_fhir(struct http_req *q, const struct access *acc, const struct fhir_audit *fa,
+		       bool wait)
+{
+	struct audit_event ev;
+	struct audit_entity ent;
+	char th[AUDIT_HASH_SIZE];
+	uint64_t ticket = 0;
+	struct ctx c = CTX_INIT;
+	enum err e = ERR_OK;
+	size_t n = fa->npatients ? fa->npatients : 1;
+
+	if (!rest_audit)
+		return true;
+	memset(&ev, 0, sizeof(ev));
+	memset(&ent, 0, sizeof(ent));
+	ev.type = fa->type;
+	ev.outcome = fa->outcome;
+	ev.outcome_code = fa->code;
+	if (acc && acc->on) {
+		ev.agent.username = acc->p.uid ? acc->p.username : NULL;
+		ev.agent.role = acc->p.uid ? user_role_name(acc->p.role) : "system";
+		ev.agent.fhir_user = acc->p.fhir_user;
+		ev.agent.client_id = acc->p.client_id;
+		if (acc->patient && acc->own[0] && strcmp(acc->patient, acc->own))
+			ev.agent.on_behalf_of = acc->patient;
+		audit_hash_id(acc->p.jti, th);
+		ev.source.token_hash = th;
+		ev.authority.scopes = acc->p.scope;
+		ev.authority.grant_id = acc->p.grant_id;
+	} else {
+		ev.agent.user_id = rest_auth ? "unauthenticated" : "unauthorized-mode";
+	}
+	ent.type = fa->rtype;
+	ent.id = fa->id;
+	ent.version = fa->version;
+	ent.query = fa->query;
+	if (ent.type || ent.id || ent.query) {
+		ev.entities = &ent;
+		ev.n_entities = 1;
+	}
+	ev.source.client_addr = http_req_client_addr(q);
+	ev.correlation.request_id = http_req_id(q);
+	ev.correlation.trace_id = http_req_trace_id(q);
+	for (size_t i = 0; i < n && !e; i++) {
+		ev.patient = fa->npatients ? fa->patients[i] : NULL;
+		e = audit_record(rest_audit, &ev, &ticket, &c);
+	}
+	if (!e && wait)
+		e = audit_wait(rest_audit, ticket, &c);
+	if (!e)
+		return true;
+	log_msg(LOG_ERROR, "audit: %s", c.msg);
+	if (!wait)
+		return true;
+	send_outcome(q, 503, "the audit log cannot record this access right now: try again shortly", NULL);
+	return false;
+}
+
+/* Record a refusal (not waited for). */
+static void audit_denied(struct http_req *q, const struct access *acc, const char *type,
+			 const char *id, const char *code)
+{
+	struct fhir_audit fa;
+
+	memset(&fa, 0, sizeof(fa));
+	fa.type = AUDIT_POLICY_DENIED;
+	fa.outcome = AUDIT_MINOR;
+	fa.code = code;
+	fa.rtype = type;
+	fa.id = id;
+	if (acc && acc->on && acc->patient)
+		fa_patient(&fa, acc->patient);
+	audit_fhir(q, acc, &fa, false);
+}
+
 /* Parse W/"N" or "N" into N; -1 when absent; -2 when malformed. */
 static int64_t parse_etag(const char *s)
 {
@@ -441,6 +581,7 @@ static void handle_read(struct http_req *q, void *arg)
 	}
 	if (acc.on && !visible(q, f, &acc, type, id)) {
 		/* the same answer as for a resource that does not exist */
+		audit_denied(q, &acc, type, id, "not-visible");
 		if (!http_resp_done(q)) {
 			char msg[200];
 			snprintf(msg, sizeof(msg), "%s/%s is not known", type, id);
@@ -457,6 +598,20 @@ static void handle_read(struct http_req *q, void *arg)
 	if (e) {
 		send_error(q, &c);
 		goto out;
+	}
+	{
+		struct fhir_audit fa;
+		char vs[24];
+
+		memset(&fa, 0, sizeof(fa));
+		snprintf(vs, sizeof(vs), "%lld", (long long)r.version);
+		fa.type = vid ? AUDIT_FHIR_VREAD : AUDIT_FHIR_READ;
+		fa.rtype = type;
+		fa.id = id;
+		fa.version = vs;
+		fa_patients_of(&fa, f, &acc, type, id);
+		if (!audit_fhir(q, &acc, &fa, true))
+			goto out;
 	}
 	set_version_headers(q, r.version, r.last_updated);
 	if (!vid) {
@@ -481,6 +636,33 @@ out:
 }
 
 /* ---- writes ---- */
+
+/* Record a write's outcome; false (503 sent) when a successful one cannot be recorded. */
+static bool audit_write(struct http_req *q, struct fhir *f, const struct access *acc,
+			enum audit_type t, const char *type, const char *id,
+			const struct fhir_result *res, const struct ctx *c, struct fhir_audit *pre)
+{
+	struct fhir_audit fa;
+	char vs[24];
+
+	memset(&fa, 0, sizeof(fa));
+	if (pre)
+		fa = *pre;
+	fa.type = t;
+	fa.rtype = type;
+	fa.id = res && res->id[0] ? res->id : id;
+	if (c) {
+		fa.outcome = AUDIT_MINOR;
+		fa.code = err_str(c->code);
+		audit_fhir(q, acc, &fa, false);
+		return true;
+	}
+	snprintf(vs, sizeof(vs), "%lld", (long long)res->version);
+	fa.version = vs;
+	if (!pre)
+		fa_patients_of(&fa, f, acc, fa.rtype, fa.id);
+	return audit_fhir(q, acc, &fa, true);
+}
 
 /*
  * May 'acc' write type/id (id NULL: a create) with 'body' (NULL: a
@@ -589,22 +771,24 @@ static void handle_create(struct http_req *q, void *arg)
 	    !guard(q, http_req_param(q, "type"), SCOPE_OP_CREATE, &acc))
 		return;
 	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), NULL, body)) {
+		audit_denied(q, &acc, http_req_param(q, "type"), NULL, "outside-record");
 		access_done(&acc);
 		return;
 	}
-	access_done(&acc);
 	fhir_result_init(&res);
 	if (fhir_create(f, http_req_param(q, "type"), body->data, body->len, &res, &c)) {
+		audit_write(q, f, &acc, AUDIT_FHIR_CREATE, http_req_param(q, "type"), NULL, NULL, &c, NULL);
 		if (c.code == ERR_FORBIDDEN) {
 			http_resp_header(q, "Allow", "GET, HEAD");
 			send_outcome(q, 405, c.msg, NULL);
 		} else {
 			send_error(q, &c);
 		}
-	} else {
+	} else if (audit_write(q, f, &acc, AUDIT_FHIR_CREATE, res.type, NULL, &res, NULL, NULL)) {
 		send_write_result(q, f, &res, 201);
 	}
 	fhir_result_release(&res);
+	access_done(&acc);
 }
 
 static void handle_update(struct http_req *q, void *arg)
@@ -620,28 +804,33 @@ static void handle_update(struct http_req *q, void *arg)
 	    !guard(q, http_req_param(q, "type"), SCOPE_OP_UPDATE, &acc))
 		return;
 	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), body)) {
+		audit_denied(q, &acc, http_req_param(q, "type"), http_req_param(q, "id"), "outside-record");
 		access_done(&acc);
 		return;
 	}
-	access_done(&acc);
 	fhir_result_init(&res);
 	if (fhir_update(f, http_req_param(q, "type"), http_req_param(q, "id"), body->data,
 			body->len, v, &res, &c)) {
+		audit_write(q, f, &acc, AUDIT_FHIR_UPDATE, http_req_param(q, "type"),
+			    http_req_param(q, "id"), NULL, &c, NULL);
 		if (c.code == ERR_FORBIDDEN) {
 			http_resp_header(q, "Allow", "GET, HEAD");
 			send_outcome(q, 405, c.msg, NULL);
 		} else {
 			send_error(q, &c);
 		}
-	} else {
+	} else if (audit_write(q, f, &acc, res.created ? AUDIT_FHIR_CREATE : AUDIT_FHIR_UPDATE,
+			       res.type, res.id, &res, NULL, NULL)) {
 		send_write_result(q, f, &res, res.created ? 201 : 200);
 	}
 	fhir_result_release(&res);
+	access_done(&acc);
 }
 
 static void handle_delete(struct http_req *q, void *arg)
 {
 	struct fhir *f = arg;
+	struct fhir_audit pre;
 	struct fhir_result res;
 	struct ctx c = CTX_INIT;
 	struct access acc;
@@ -651,19 +840,25 @@ static void handle_delete(struct http_req *q, void *arg)
 	    !guard(q, http_req_param(q, "type"), SCOPE_OP_DELETE, &acc))
 		return;
 	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), NULL)) {
+		audit_denied(q, &acc, http_req_param(q, "type"), http_req_param(q, "id"), "outside-record");
 		access_done(&acc);
 		return;
 	}
-	access_done(&acc);
 	fhir_result_init(&res);
+	/* whose record it was: the compartment is gone after the delete */
+	memset(&pre, 0, sizeof(pre));
+	fa_patients_of(&pre, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"));
 	if (fhir_delete(f, http_req_param(q, "type"), http_req_param(q, "id"), v, &res, &c)) {
+		audit_write(q, f, &acc, AUDIT_FHIR_DELETE, http_req_param(q, "type"),
+			    http_req_param(q, "id"), NULL, &c, &pre);
 		if (c.code == ERR_FORBIDDEN) {
 			http_resp_header(q, "Allow", "GET, HEAD");
 			send_outcome(q, 405, c.msg, NULL);
 		} else {
 			send_error(q, &c);
 		}
-	} else {
+	} else if (audit_write(q, f, &acc, AUDIT_FHIR_DELETE, http_req_param(q, "type"),
+			       http_req_param(q, "id"), &res, NULL, &pre)) {
 		if (!res.unchanged) {
 			char etag[40];
 			snprintf(etag, sizeof(etag), "W/\"%lld\"", (long long)res.version);
@@ -679,6 +874,7 @@ static void handle_delete(struct http_req *q, void *arg)
 		}
 	}
 	fhir_result_release(&res);
+	access_done(&acc);
 }
 
 /* ---- history ---- */
@@ -749,6 +945,18 @@ static void handle_history(struct http_req *q, void *arg)
 		send_error(q, &c);
 		goto out;
 	}
+	{
+		struct fhir_audit fa;
+
+		memset(&fa, 0, sizeof(fa));
+		fa.type = AUDIT_FHIR_HISTORY;
+		fa.rtype = hq.type;
+		fa.id = hq.id;
+		if (hq.id)
+			fa_patients_of(&fa, f, &acc, hq.type, hq.id);
+		if (!audit_fhir(q, &acc, &fa, true))
+			goto out;
+	}
 	http_resp_buf(q, 200, FHIR_JSON, &out);
 out:
 	access_done(&acc);
@@ -803,6 +1011,55 @@ static bool includes_ok(struct http_req *q, const struct access *a, const struct
 		}
 	}
 	return true;
+}
+
+/*
+ * Record a search: the normalized query, and the patient it is about (the
+ * confined or compartment patient, else one named by patient= or
+ * subject=Patient/...).  Waited for: the response discloses data.
+ */
+static bool audit_search(struct http_req *q, const struct access *acc, const char *type,
+			 const char *patient, bool everything, const struct fhir_kv *kv, size_t n)
+{
+	struct fhir_audit fa;
+	struct audit_param *ap;
+	struct buf qs = BUF_INIT(AUDIT_TEXT_MAX);
+	struct ctx c = CTX_INIT;
+	bool ok;
+
+	if (!rest_audit)
+		return true;
+	memset(&fa, 0, sizeof(fa));
+	fa.type = everything ? AUDIT_FHIR_EVERYTHING : AUDIT_FHIR_SEARCH;
+	fa.rtype = everything ? "Patient" : type;
+	fa.id = everything ? patient : NULL;
+	if (patient) {
+		fa_patient(&fa, patient);
+	} else {
+		for (size_t i = 0; i < n && !fa.npatients; i++) {
+			const char *v = kv[i].value;
+			if (strcmp(kv[i].name, "patient") && strcmp(kv[i].name, "subject") &&
+			    strcmp(kv[i].name, "patient:Patient") && strcmp(kv[i].name, "subject:Patient") &&
+			    !(type && !strcmp(type, "Patient") && !strcmp(kv[i].name, "_id")))
+				continue;
+			if (str_starts(v, "Patient/"))
+				v += 8;
+			else if (strchr(v, '/'))
+				continue;
+			if (*v && !strchr(v, ','))
+				fa_patient(&fa, v);
+		}
+	}
+	ap = arena_zalloc(http_req_arena(q), (n + 1) * sizeof(*ap));
+	for (size_t i = 0; i < n; i++) {
+		ap[i].name = kv[i].name;
+		ap[i].value = kv[i].value;
+	}
+	if (!audit_query_normalize(rest_audit, type, ap, n, fa.npatients ? fa.patients[0] : NULL, &qs, &c))
+		fa.query = qs.data;
+	ok = audit_fhir(q, acc, &fa, true);
+	buf_release(&qs);
+	return ok;
 }
 
 /*
@@ -910,6 +1167,8 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 		send_error(q, &c);
 		goto out;
 	}
+	if (!audit_search(q, &acc, type, patient, everything, kv, k))
+		goto out;
 	http_resp_buf(q, 200, FHIR_JSON, &out);
 out:
 	access_done(&acc);
@@ -1049,6 +1308,19 @@ static void handle_bundle(struct http_req *q, void *arg)
 			http_req_header(q, "Prefer") != NULL, &out, &c)) {
 		send_error(q, &c);
 		goto out;
+	}
+	{
+		/* one record for the Bundle; under a patient context, that patient */
+		struct fhir_audit fa;
+
+		memset(&fa, 0, sizeof(fa));
+		fa.type = AUDIT_FHIR_UPDATE;
+		fa.rtype = "Bundle";
+		fa.query = strstr(body->data, "\"transaction\"") ? "transaction" : "batch";
+		if (acc.on && acc.patient)
+			fa_patient(&fa, acc.patient);
+		if (!audit_fhir(q, &acc, &fa, true))
+			goto out;
 	}
 	http_resp_buf(q, 200, FHIR_JSON, &out);
 out:

@@ -93,6 +93,7 @@ enum stmt_id {
 	ST_COUNT_TYPE,
 	ST_LAST_SEQ,
 	ST_IN_COMPARTMENT,
+	ST_COMPARTMENT_OF,
 	ST_FIXED,
 	/* then, per index kind, multi-row inserts of 1..IX_BATCH rows */
 	ST_COUNT = ST_FIXED + STORE_IX_KINDS * IX_BATCH
@@ -161,6 +162,8 @@ static const char *const stmt_sql[ST_FIXED] = {
 	[ST_COUNT_ALL] = "SELECT count(*) FROM resource WHERE deleted = 0",
 	[ST_COUNT_TYPE] = "SELECT count(*) FROM resource WHERE type = ?1 AND deleted = 0",
 	[ST_LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM resource_version",
+	[ST_COMPARTMENT_OF] = "SELECT c.patient FROM resource r JOIN compartment c ON c.rid = r.rid"
+			      " WHERE r.type = ?1 AND r.id = ?2 ORDER BY c.patient LIMIT 16",
 	[ST_IN_COMPARTMENT] = "SELECT count(*) FROM resource r JOIN compartment c ON c.rid = r.rid"
 			      " AND c.patient = ?3 AND c.type = ?1 WHERE r.type = ?1 AND r.id = ?2",
 };
@@ -1687,6 +1690,31 @@ static enum err sqlite_in_compartment(struct store *s, const char *patient, cons
 	return rc == SQLITE_OK ? ERR_OK : fail(cn, rc, c, "cannot read the patient compartment");
 }
 
+/* store_ops.compartment_of: the patients whose records hold type/id. */
+static enum err sqlite_compartment_of(struct store *s, const char *type, const char *id,
+				      char (*out)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n,
+				      struct ctx *c)
+{
+	struct conn *cn;
+	struct q q;
+	enum err e;
+	int rc;
+
+	*n = 0;
+	if ((e = conn_get(s, &cn, c)))
+		return e;
+	q = q_start(cn, ST_COMPARTMENT_OF);
+	sq_bind_text(&q, 1, type);
+	sq_bind_text(&q, 2, id);
+	while ((rc = q_step(&q)) == SQLITE_ROW) {
+		const unsigned char *p = sqlite3_column_text(q.st, 0);
+		if (*n < max && p)
+			str_copy(out[(*n)++], (const char *)p, STORE_PATIENT_ID_SIZE);
+	}
+	q_end(&q);
+	return rc == SQLITE_DONE ? ERR_OK : fail(cn, rc, c, "cannot read the patient compartment");
+}
+
 /* ---- shared with sqlite_search.c (sqlite_int.h) ---- */
 
 enum err sq_conn_get(struct store *s, struct conn **out, struct ctx *c)
@@ -1804,6 +1832,7 @@ const struct store_ops store_sqlite_ops = {
 	.user_patients_set = sqlite_user_patients_set,
 	.user_patients = sqlite_user_patients,
 	.in_compartment = sqlite_in_compartment,
+	.compartment_of = sqlite_compartment_of,
 	.item_put = sqlite_item_put,
 	.item_get = sqlite_item_get,
 	.item_take = sqlite_item_take,

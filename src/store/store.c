@@ -385,3 +385,16 @@ enum err store_in_compartment(struct store *s, const char *patient, const char *
 				  s->ops->name);
 	return s->ops->in_compartment(s, patient, type, id, yes, c);
 }
+
+enum err store_compartment_of(struct store *s, const char *type, const char *id,
+			      char (*out)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n,
+			      struct ctx *c)
+{
+	*n = 0;
+	if (!type || !*type || !id || !*id)
+		return ctx_errorf(c, ERR_INVALID, "compartment lookup needs a type and an id");
+	if (!s->ops->compartment_of)
+		return ctx_errorf(c, ERR_UNSUPPORTED, "the %s store has no compartment lookup",
+				  s->ops->name);
+	return s->ops->compartment_of(s, type, id, out, max, n, c);
+}

@@ -181,6 +181,15 @@ enum err store_count(struct store *s, const char *type, int64_t *n, struct ctx *
 enum err store_last_seq(struct store *s, int64_t *seq, struct ctx *c);
 
 /*
+ * The patients whose compartment holds the current version of type/id,
+ * in id order, into out[0..max); *n gets how many were written.
+ */
+#define STORE_PATIENT_ID_SIZE 72
+enum err store_compartment_of(struct store *s, const char *type, const char *id,
+			      char (*out)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n,
+			      struct ctx *c);
+
+/*
  * Is the current version of type/id in patient 'patient''s compartment?
  * (false, ERR_OK for an unknown or deleted resource.)  One index probe:
  * the fast path of patient-scoped authorization.

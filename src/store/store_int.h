@@ -87,6 +87,9 @@ struct store_ops {
 				      struct ctx *c);
 	enum err (*user_patients)(struct store *s, int64_t uid, struct store_user_patient *out,
 				  size_t max, size_t *n, struct ctx *c);
+	enum err (*compartment_of)(struct store *s, const char *type, const char *id,
+				   char (*out)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n,
+				   struct ctx *c);
 	enum err (*in_compartment)(struct store *s, const char *patient, const char *type,
 				   const char *id, bool *yes, struct ctx *c);
 	/*

@@ -262,6 +262,7 @@ describe('graceful shutdown', () => {
       sock.on('error', () => {});
       sock.write(
         `PUT /fhir/Patient/${id} HTTP/1.1\r\nHost: 127.0.0.1:${srv.port}\r\nContent-Type: ${FHIR_JSON}\r\n` +
+          `Authorization: ${srv.authHeaders.authorization}\r\n` +
           `Accept: ${FHIR_JSON}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
       );
       sock.write(body.subarray(0, half));
@@ -300,7 +301,7 @@ describe('graceful shutdown', () => {
       sock.on('error', () => {});
       const closed = new Promise((res) => sock.on('close', res));
       const body = JSON.stringify({ resourceType: 'Patient', id: 'drain' });
-      sock.write(`PUT /fhir/Patient/drain HTTP/1.1\r\nHost: x\r\nContent-Type: ${FHIR_JSON}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 10)}`);
+      sock.write(`PUT /fhir/Patient/drain HTTP/1.1\r\nHost: x\r\nAuthorization: ${srv.authHeaders.authorization}\r\nContent-Type: ${FHIR_JSON}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 10)}`);
       await sleep(200);
       srv.child.kill('SIGTERM');
       await sleep(300);
