@@ -440,7 +440,7 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 	ops_routes_register(r, s);
 	auth_routes_register(oa, r);
 	fhir_rest_register(f, r, cfg->fhir_auth ? oa : NULL);
-	fhir_rest_set_audit(au);
+	fhir_rest_set_audit(au, au ? cfg->data : NULL);
 	audit_routes_register(r, cfg->data);
 	srv = http_server_new(cfg, r);
 

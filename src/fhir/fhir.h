@@ -206,8 +206,11 @@ struct oauth;
  * loopback only).
  */
 void fhir_rest_register(struct fhir *f, struct http_router *r, struct oauth *o);
-/* Record every interaction in audit log 'a' (borrowed; NULL: none). */
+/*
+ * Record every interaction in audit log 'a' (borrowed; NULL: none), and
+ * serve GET /fhir/AuditEvent from the log in data_dir (NULL: none).
+ */
 struct audit;
-void fhir_rest_set_audit(struct audit *a);
+void fhir_rest_set_audit(struct audit *a, const char *data_dir);
 
 #endif

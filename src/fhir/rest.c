@@ -5,6 +5,7 @@
  * requests (If-Match, If-None-Match, If-Modified-Since) and Prefer live
  * here; the service knows nothing of HTTP.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -152,10 +153,12 @@ static bool content_type_ok(struct http_req *q)
  */
 static struct oauth *rest_auth;
 static struct audit *rest_audit;
+static const char *rest_audit_dir;
 
-void fhir_rest_set_audit(struct audit *a)
+void fhir_rest_set_audit(struct audit *a, const char *data_dir)
 {
 	rest_audit = a;
+	rest_audit_dir = data_dir;
 }
 
 struct access {
@@ -177,6 +180,18 @@ static void access_done(struct access *a)
 static bool confinable(const char *type)
 {
 	return type && (!strcmp(type, "Patient") || fhir_compartment_params(type)[0] != NULL);
+}
+
+/* Do the scopes of 'a' allow 'op' on every type, without constraints? */
+static bool all_types_allowed(const struct access *a, enum scope_op op)
+{
+	for (const struct fhir_type *t = fhir_types; t->name; t++) {
+		struct scope_decision d;
+		scope_decide(a->p.scopes, t->name, op, &d);
+		if (!d.allowed || d.nfilters)
+			return false;
+	}
+	return true;
 }
 
 static void cors_fhir(struct http_req *q)
@@ -280,16 +295,31 @@ static const char *esc(struct arena *ar, const char *v)
 }
 
 /*
- * Append the granular filters of 'a' to kv[*k..] as search parameters.
- * False (after answering 403) when they cannot be expressed together.
+ * Append the granular filters of 'a' on 'type' to kv[*k..] as search
+ * parameters.  False (after answering 403) when they cannot be expressed
+ * together, or when one names no search parameter of 'type': a search
+ * ignores unknown parameters, and a constraint must not turn into none.
  */
-static bool add_filters(struct http_req *q, const struct access *a, struct fhir_kv *kv, size_t *k)
+static bool add_filters(struct http_req *q, const struct access *a, const char *type,
+			struct fhir_kv *kv, size_t *k)
 {
 	const struct scope_decision *d = &a->d;
 	struct arena *ar = http_req_arena(q);
 
 	if (!a->on || d->nfilters == 0)
 		return true;
+	for (size_t i = 0; i < d->nfilters; i++)
+		for (size_t j = 0; j < d->filters[i]->nq; j++) {
+			char base[SCOPE_KV_NAME_MAX], msg[200];
+			str_copy(base, d->filters[i]->q[j].name, sizeof(base));
+			base[strcspn(base, ":.")] = '\0';
+			if (fhir_param_find(type, base))
+				continue;
+			snprintf(msg, sizeof(msg), "the granted scopes constrain %s by '%s', which is not one of its search parameters",
+				 type, d->filters[i]->q[j].name);
+			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", msg);
+			return false;
+		}
 	if (d->nfilters == 1) {
 		for (size_t i = 0; i < d->filters[0]->nq; i++) {
 			kv[*k].name = d->filters[0]->q[i].name;
@@ -332,7 +362,7 @@ static bool filters_match(struct http_req *q, struct fhir *f, const struct acces
 
 	kv[k].name = "_id";
 	kv[k++].value = id;
-	if (!add_filters(q, a, kv, &k))
+	if (!add_filters(q, a, type, kv, &k))
 		return false;
 	kv[k].name = "_summary";
 	kv[k++].value = "count";
@@ -667,15 +697,21 @@ static bool audit_write(struct http_req *q, struct fhir *f, const struct access 
 /*
  * May 'acc' write type/id (id NULL: a create) with 'body' (NULL: a
  * delete)?  Writes under granular scopes are refused; under a patient
- * context the resource must stay in (and already be in) that patient's
- * record.  Answers itself when not.
+ * context shared reference data (types outside the compartment) is not
+ * written, the resource must stay in that patient's record, and an
+ * update must find it live there: update as create would tell an id
+ * taken by a hidden or deleted resource from a free one (and reviving a
+ * deleted id would show its old versions in the history), so it answers
+ * the 404 of a missing resource.  A delete of a hidden resource answers
+ * as one of a missing resource.  Answers itself when not allowed.
  */
 static bool write_allowed(struct http_req *q, struct fhir *f, const struct access *acc,
 			  const char *type, const char *id, const struct buf *body)
 {
 	int64_t version = 0;
-	bool deleted = false;
+	bool deleted = false, live;
 	struct ctx c = CTX_INIT;
+	char msg[200];
 
 	if (!acc->on)
 		return true;
@@ -684,21 +720,37 @@ static bool write_allowed(struct http_req *q, struct fhir *f, const struct acces
 		     "writes need a scope without search-parameter constraints");
 		return false;
 	}
-	if (!acc->patient || !confinable(type))
+	if (!acc->patient)
 		return true;
-	if (id && !store_current_version(f->store, type, id, &version, &deleted, &c) && version &&
-	    !deleted && !visible(q, f, acc, type, id)) {
-		char msg[200];
-		snprintf(msg, sizeof(msg), "%s/%s is not known", type, id);
-		send_outcome(q, 404, msg, NULL);
+	if (!confinable(type)) {
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+		     "shared reference data cannot be written with access confined to one patient's record");
 		return false;
 	}
+	live = id && !store_current_version(f->store, type, id, &version, &deleted, &c) && version &&
+	       !deleted;
 	if (!body) {
-		if (id && version && !deleted && !visible(q, f, acc, type, id)) {
-			http_resp_empty(q, 204);
+		if (live && !visible(q, f, acc, type, id)) {
+			/* what handle_delete answers when there is nothing to delete */
+			const char *pf = http_req_header(q, "Prefer");
+			if (http_resp_done(q))
+				return false;
+			if (pf && !strstr(pf, "return=minimal") && strstr(pf, "return=OperationOutcome")) {
+				snprintf(msg, sizeof(msg), "%s/%s was not present; nothing to delete", type, id);
+				send_outcome(q, 200, msg, NULL);
+			} else {
+				http_resp_empty(q, 204);
+			}
 			return false;
 		}
 		return true;
+	}
+	if (id && (!live || !visible(q, f, acc, type, id))) {
+		if (!http_resp_done(q)) {
+			snprintf(msg, sizeof(msg), "%s/%s is not known", type, id);
+			send_outcome(q, 404, msg, NULL);
+		}
+		return false;
 	}
 	if (!body_in_record(q, f, acc, type, id, body->data, body->len)) {
 		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
@@ -928,6 +980,11 @@ static void handle_history(struct http_req *q, void *arg)
 		     "history across records is not available with patient-scoped or constrained access");
 		goto out;
 	}
+	if (acc.on && !hq.type && !all_types_allowed(&acc, SCOPE_OP_SEARCH)) {
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+		     "the history of every type needs scopes that allow searching every type");
+		goto out;
+	}
 	hq.count = f->opts.page_size;
 	if (count && str_to_i64(count, 0, INT64_MAX, &hq.count)) {
 		send_outcome(q, 400, "_count must be a non-negative integer", "_count");
@@ -965,42 +1022,59 @@ out:
 
 /* ---- search ---- */
 
+/* May a search by 'a' bring in (or select by) resources of 'type'? */
+static bool other_type_ok(const struct access *a, const char *type, enum scope_op op)
+{
+	struct scope_decision d;
+
+	scope_decide(a->p.scopes, type, op, &d);
+	return d.allowed && !d.nfilters && !((a->patient || a->d.nfilters) && confinable(type));
+}
+
 /*
- * Under a patient context or granular scopes, _include and _revinclude
- * may only bring in shared reference data (types outside the patient
- * compartment) that the scopes allow.  Answers 403 and returns false
- * otherwise.
+ * _include and _revinclude bring in resources of other types and _has
+ * selects by them: every type they may name must be allowed by the
+ * scopes (read for includes, search for _has) without constraints, and
+ * under a patient context or granular scopes it must be shared reference
+ * data (a type outside the patient compartment), since neither is
+ * confined.  An include whose targets are not known needs every type.
+ * Answers 403 and returns false otherwise.
  */
 static bool includes_ok(struct http_req *q, const struct access *a, const struct fhir_kv *kv,
 			size_t n)
 {
-	if (!a->on || (!a->patient && !a->d.nfilters))
+	if (!a->on)
 		return true;
 	for (size_t i = 0; i < n; i++) {
 		bool rev = str_starts(kv[i].name, "_revinclude");
 		char src[64], code[64], target[64];
-		const char *v = kv[i].value, *t[2] = {NULL, NULL};
+		const char *v = kv[i].value;
 		bool ok = true;
 
-		if (!rev && !str_starts(kv[i].name, "_include"))
-			continue;
-		src[0] = code[0] = target[0] = '\0';
-		sscanf(v, "%63[^:]:%63[^:]:%63s", src, code, target);
-		if (rev) {
-			t[0] = src;
-		} else if (target[0]) {
-			t[0] = target;
+		if (str_starts(kv[i].name, "_has:")) {
+			/* _has:Type:reference:parameter, maybe nested: every Type named */
+			for (const char *p = kv[i].name; ok && (p = strstr(p, "_has:")) != NULL;) {
+				char t[64] = "";
+				p += 5;
+				ok = sscanf(p, "%63[A-Za-z]", t) == 1 && other_type_ok(a, t, SCOPE_OP_SEARCH);
+			}
+		} else if (rev || str_starts(kv[i].name, "_include")) {
+			src[0] = code[0] = target[0] = '\0';
+			sscanf(v, "%63[^:]:%63[^:]:%63s", src, code, target);
+			if (rev) {
+				ok = other_type_ok(a, src, SCOPE_OP_READ);
+			} else if (target[0]) {
+				ok = other_type_ok(a, target, SCOPE_OP_READ);
+			} else {
+				const struct fhir_param *p = fhir_param_find(src, code);
+				if (p && p->targets && p->targets[0])
+					for (size_t j = 0; ok && p->targets[j]; j++)
+						ok = other_type_ok(a, p->targets[j], SCOPE_OP_READ);
+				else
+					ok = !a->patient && !a->d.nfilters && all_types_allowed(a, SCOPE_OP_READ);
+			}
 		} else {
-			const struct fhir_param *p = fhir_param_find(src, code);
-			if (!p || !p->targets || !p->targets[0] || p->targets[1])
-				ok = false;
-			else
-				t[0] = p->targets[0];
-		}
-		if (ok && t[0]) {
-			struct scope_decision d;
-			scope_decide(a->p.scopes, t[0], SCOPE_OP_READ, &d);
-			ok = d.allowed && !d.nfilters && !confinable(t[0]);
+			continue;
 		}
 		if (!ok) {
 			char msg[200];
@@ -1070,33 +1144,31 @@ static bool everything_types(struct http_req *q, const struct access *a, struct 
 			     size_t *k)
 {
 	struct buf b = BUF_INIT(1 << 16);
-	const char *asked = NULL;
 	size_t at = *k;
+	const char *list;
 
 	if (!a->on)
 		return true;
-	for (size_t i = 0; i < *k; i++)
-		if (!strcmp(kv[i].name, "_type")) {
-			asked = kv[i].value;
-			at = i;
-		}
 	for (const struct fhir_type *t = fhir_types; t->name; t++) {
 		struct scope_decision d;
+		bool in = true;
 		if (!confinable(t->name))
 			continue;
-		if (asked) {
-			/* exact member of the comma-separated list */
-			const char *p = asked;
+		/* an exact member of every _type given (each a comma-separated list) */
+		for (size_t i = 0; i < *k && in; i++) {
+			const char *p = kv[i].value;
 			size_t tl = strlen(t->name);
-			bool in = false;
+			if (strcmp(kv[i].name, "_type"))
+				continue;
+			in = false;
 			while (*p && !in) {
 				size_t l = strcspn(p, ",");
 				in = l == tl && !strncmp(p, t->name, l);
 				p += l + (p[l] == ',');
 			}
-			if (!in)
-				continue;
 		}
+		if (!in)
+			continue;
 		scope_decide(a->p.scopes, t->name, SCOPE_OP_SEARCH, &d);
 		if (!d.allowed || d.nfilters)
 			continue;
@@ -1110,8 +1182,15 @@ static bool everything_types(struct http_req *q, const struct access *a, struct 
 		     "the access token's scopes allow none of the record's types");
 		return false;
 	}
+	/* every _type given becomes the list: none may widen it */
+	list = arena_strdup(http_req_arena(q), b.data);
+	for (size_t i = 0; i < *k; i++)
+		if (!strcmp(kv[i].name, "_type")) {
+			kv[i].value = list;
+			at = i;
+		}
 	kv[at].name = "_type";
-	kv[at].value = arena_strdup(http_req_arena(q), b.data);
+	kv[at].value = list;
 	if (at == *k)
 		(*k)++;
 	buf_release(&b);
@@ -1140,7 +1219,7 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 		if (!guard(q, "Patient", SCOPE_OP_READ, &acc) || !everything_types(q, &acc, kv, &k))
 			goto out;
 	} else if (!guard(q, type, SCOPE_OP_SEARCH, &acc) || !includes_ok(q, &acc, kv, k) ||
-		   !add_filters(q, &acc, kv, &k)) {
+		   !add_filters(q, &acc, type, kv, &k)) {
 		goto out;
 	}
 	if (acc.on && acc.patient && (everything || confinable(type))) {
@@ -1212,8 +1291,10 @@ static void handle_everything(struct http_req *q, void *arg)
  * Check every entry of a batch or transaction against the token before
  * anything runs: the entry's type and interaction against the scopes;
  * under a patient context reads and deletes must be in the patient's
- * record, writes must put the resource there, and searches are refused
- * (run them one by one instead).  One entry out of bounds refuses the
+ * record, writes must put the resource there, and searches, conditional
+ * creates (ifNoneExist) and conditional updates (PUT Type?query) are
+ * refused, for their queries are not confined (run searches one by one
+ * instead).  One entry out of bounds refuses the
  * whole Bundle with 403 (nothing runs).
  */
 static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct access *a,
@@ -1262,6 +1343,13 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 			snprintf(why, sizeof(why), "entry %zu: the scopes do not allow %s %s", i, method, type);
 		} else if ((a->patient || d.nfilters) && op == SCOPE_OP_SEARCH) {
 			snprintf(why, sizeof(why), "entry %zu: searches inside a Bundle are not available with patient-scoped or constrained access", i);
+		} else if ((a->patient || d.nfilters) &&
+			   ((op == SCOPE_OP_UPDATE && !id[0]) ||
+			    (op == SCOPE_OP_CREATE && json_object_get(rq, "ifNoneExist")))) {
+			/* their queries would run over every record */
+			snprintf(why, sizeof(why), "entry %zu: conditional creates and updates inside a Bundle are not available with patient-scoped or constrained access", i);
+		} else if (a->patient && op != SCOPE_OP_READ && !confinable(type)) {
+			snprintf(why, sizeof(why), "entry %zu: shared reference data cannot be written with access confined to one patient's record", i);
 		} else if (op == SCOPE_OP_READ || op == SCOPE_OP_DELETE) {
 			if (!visible(q, f, &ea, type, id) && !http_resp_done(q))
 				snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
@@ -1276,8 +1364,9 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 			else if (op == SCOPE_OP_UPDATE && id[0]) {
 				int64_t v = 0;
 				bool del = false;
-				if (!store_current_version(f->store, type, id, &v, &del, &c) && v && !del &&
-				    !visible(q, f, &ea, type, id))
+				/* as write_allowed(): no update as create */
+				if (store_current_version(f->store, type, id, &v, &del, &c) || !v || del ||
+				    (!visible(q, f, &ea, type, id) && !http_resp_done(q)))
 					snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
 			}
 		}
@@ -1328,6 +1417,213 @@ out:
 	buf_release(&out);
 }
 
+/* ---- AuditEvent: the audit log, for the compliance role only ---- */
+
+struct ae_page {
+	json_t *entries;
+	const char *base;
+	const char *entity;          /* Type/id filter, or NULL */
+	size_t want, got;
+	struct audit_cursor last;
+	bool more;
+};
+
+static enum err ae_row(void *arg, const char *node, uint64_t seq, int64_t time_ms,
+		       const char *record, size_t len)
+{
+	struct ae_page *pg = arg;
+	struct ctx c = CTX_INIT;
+	json_t *ev = NULL;
+	char url[900];
+
+	if (pg->got == pg->want) {
+		pg->more = true;
+		return ERR_CONFLICT; /* stop: one row beyond the page */
+	}
+	if (pg->entity) {
+		/* entity=Type/id: the record must name it */
+		char needle[300];
+		const char *slash = strchr(pg->entity, '/');
+		if (!slash)
+			return ERR_OK;
+		snprintf(needle, sizeof(needle), "\"type\":\"%.*s\",\"id\":\"%s\"", (int)(slash - pg->entity),
+			 pg->entity, slash + 1);
+		if (!memmem(record, len, needle, strlen(needle)))
+			return ERR_OK;
+	}
+	if (audit_event_to_fhir(record, len, pg->base, &ev, &c))
+		return ERR_OK;
+	snprintf(url, sizeof(url), "%s/AuditEvent/%s", pg->base,
+		 json_string_value(json_object_get(ev, "id")) ? json_string_value(json_object_get(ev, "id")) : "");
+	json_array_append_new(pg->entries, json_pack("{s:s, s:o, s:{s:s}}", "fullUrl", url, "resource", ev,
+						     "search", "mode", "match"));
+	pg->got++;
+	pg->last.time_ms = time_ms;
+	str_copy(pg->last.node, node, sizeof(pg->last.node));
+	pg->last.seq = seq;
+	return ERR_OK;
+}
+
+/* date=geX / leX / ltX / gtX / eqX (a FHIR date or dateTime) into the filter's time range. */
+static bool ae_date(const char *v, struct audit_filter *f)
+{
+	char pre[3] = "eq";
+	int64_t lo, hi;
+
+	if (strlen(v) > 2 && isalpha((unsigned char)v[0]) && isalpha((unsigned char)v[1])) {
+		memcpy(pre, v, 2);
+		v += 2;
+	}
+	if (fhir_date_parse(v, &lo, &hi))
+		return false;
+	if (!strcmp(pre, "ge") || !strcmp(pre, "eq") || !strcmp(pre, "sa"))
+		f->since_ms = !strcmp(pre, "sa") ? hi + 1 : lo;
+	if (!strcmp(pre, "gt"))
+		f->since_ms = hi + 1;
+	if (!strcmp(pre, "le") || !strcmp(pre, "eq"))
+		f->until_ms = hi + 1;
+	if (!strcmp(pre, "lt") || !strcmp(pre, "eb"))
+		f->until_ms = lo;
+	return strcmp(pre, "ne") && strcmp(pre, "ap");
+}
+
+/*
+ * GET /fhir/AuditEvent: the audit log as AuditEvents (IHE BALP), newest
+ * first, for users with the compliance role whose token allows reading
+ * AuditEvent; everyone else gets 403.  Parameters: patient, agent
+ * (username), client, date (with prefixes), type (an event type such as
+ * fhir.read, or a category: fhir, session, oauth...), outcome (0, 4, 8,
+ * 12), entity (Type/id), request (request id), _count (default 50, at
+ * most 500); paging with _page links.
+ */
+static void handle_auditevent(struct http_req *q, void *arg)
+{
+	struct fhir *f = arg;
+	struct access acc;
+	struct audit_filter flt = AUDIT_FILTER_INIT;
+	struct audit_reader *rd = NULL;
+	struct ae_page pg;
+	struct audit_cursor after;
+	struct ctx c = CTX_INIT;
+	struct buf out = BUF_INIT(PAGE_BUF_MAX), self = BUF_INIT(8192);
+	const char *v;
+	int64_t count = 50, outcome;
+	json_t *bundle;
+	enum err e;
+
+	memset(&pg, 0, sizeof(pg));
+	if (!accept_ok(q) || !guard(q, "AuditEvent", SCOPE_OP_SEARCH, &acc))
+		goto out;
+	if (!acc.on || !acc.p.uid || acc.p.role != USER_COMPLIANCE) {
+		audit_denied(q, &acc, "AuditEvent", NULL, "not-compliance");
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+		     "only the compliance role may read the audit log");
+		goto out;
+	}
+	if (!rest_audit_dir) {
+		send_outcome(q, 404, "this server keeps no audit log", NULL);
+		goto out;
+	}
+	flt.newest_first = true;
+	flt.patient = http_req_query(q, "patient");
+	if (flt.patient && str_starts(flt.patient, "Patient/"))
+		flt.patient += 8;
+	flt.agent = http_req_query(q, "agent");
+	flt.client = http_req_query(q, "client");
+	flt.type = http_req_query(q, "type");
+	flt.request_id = http_req_query(q, "request");
+	pg.entity = http_req_query(q, "entity");
+	if ((v = http_req_query(q, "outcome"))) {
+		if (str_to_i64(v, 0, 12, &outcome)) {
+			send_outcome(q, 400, "outcome is 0, 4, 8 or 12", "outcome");
+			goto out;
+		}
+		flt.outcome = (int)outcome;
+	}
+	for (size_t i = 0; i < http_req_query_count(q); i++) {
+		const char *n;
+		http_req_query_at(q, i, &n, &v);
+		if (!strcmp(n, "date") && !ae_date(v, &flt)) {
+			send_outcome(q, 400, "date must be a FHIR date with a prefix ge, gt, le, lt or eq", "date");
+			goto out;
+		}
+	}
+	if ((v = http_req_query(q, "_count")) && str_to_i64(v, 1, 500, &count)) {
+		send_outcome(q, 400, "_count must be from 1 to 500", "_count");
+		goto out;
+	}
+	if ((v = http_req_query(q, "_page"))) {
+		long long t;
+		unsigned long long sq;
+		char node[AUDIT_NODE_MAX + 1];
+		if (sscanf(v, "%lld:%64[A-Za-z0-9._-]:%llu", &t, node, &sq) != 3) {
+			send_outcome(q, 400, "_page is not a page of this search", "_page");
+			goto out;
+		}
+		after.time_ms = t;
+		str_copy(after.node, node, sizeof(after.node));
+		after.seq = sq;
+		flt.after = &after;
+	}
+	pg.want = (size_t)count;
+	pg.entries = json_array();
+	pg.base = f->base;
+	flt.limit = pg.entity ? 0 : pg.want + 1;
+	if ((e = audit_reader_open(rest_audit_dir, &rd, &c)) ||
+	    ((e = audit_query(rd, &flt, ae_row, &pg, &c)) && e != ERR_CONFLICT)) {
+		json_decref(pg.entries);
+		if (e == ERR_INVALID)
+			send_outcome(q, 400, c.msg, "type");
+		else
+			send_error(q, &c);
+		goto out;
+	}
+	{
+		/* audit the audit search itself */
+		struct fhir_audit fa;
+		memset(&fa, 0, sizeof(fa));
+		fa.type = AUDIT_FHIR_SEARCH;
+		fa.rtype = "AuditEvent";
+		if (flt.patient)
+			fa_patient(&fa, flt.patient);
+		if (!audit_fhir(q, &acc, &fa, true)) {
+			json_decref(pg.entries);
+			goto out;
+		}
+	}
+	buf_addf(&self, "%s/AuditEvent?_count=%lld", f->base, (long long)count);
+	bundle = json_pack("{s:s, s:s, s:[{s:s, s:s}], s:o}", "resourceType", "Bundle", "type", "searchset",
+			   "link", "relation", "self", "url", self.data, "entry", pg.entries);
+	if (pg.more) {
+		/* the same filters, continuing after the last row */
+		struct buf nx = BUF_INIT(8192);
+		buf_addf(&nx, "%s/AuditEvent?", f->base);
+		for (size_t i = 0; i < http_req_query_count(q); i++) {
+			const char *n;
+			http_req_query_at(q, i, &n, &v);
+			if (!strcmp(n, "_page"))
+				continue;
+			http_pct_encode(n, strlen(n), &nx);
+			buf_addch(&nx, '=');
+			http_pct_encode(v, strlen(v), &nx);
+			buf_addch(&nx, '&');
+		}
+		buf_addf(&nx, "_page=%lld:%s:%llu", (long long)pg.last.time_ms, pg.last.node,
+			 (unsigned long long)pg.last.seq);
+		json_array_append_new(json_object_get(bundle, "link"),
+				      json_pack("{s:s, s:s}", "relation", "next", "url", nx.data));
+		buf_release(&nx);
+	}
+	json_dump_buf(bundle, &out);
+	json_decref(bundle);
+	http_resp_buf(q, 200, FHIR_JSON, &out);
+out:
+	audit_reader_free(rd);
+	access_done(&acc);
+	buf_release(&out);
+	buf_release(&self);
+}
+
 static void handle_metadata(struct http_req *q, void *arg)
 {
 	struct fhir *f = arg;
@@ -1366,6 +1662,7 @@ void fhir_rest_register(struct fhir *f, struct http_router *r, struct oauth *o)
 		"/fhir/Patient/{id}/{ctype}", NULL};
 
 	rest_auth = o;
+	http_route(r, HTTP_GET, "/fhir/AuditEvent", HTTP_BODY_NONE, handle_auditevent, f);
 	for (const char *const *p = preflight; *p; p++)
 		http_route(r, HTTP_OPTIONS, *p, HTTP_BODY_NONE, handle_preflight, f);
 	http_router_on_error(r, "/fhir", render_http_error);
