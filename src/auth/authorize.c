@@ -202,8 +202,11 @@ enum err oauth_authz_begin(struct oauth *o, const char *const *names, const char
 		eff = asked;
 		asked = NULL;
 	}
-	if ((e = scope_format(eff, &sb, c)))
-		goto out;
+	if (scope_format(eff, &sb, c)) {
+		ctx_clear(c);
+		FAIL(400, "invalid_scope", "the requested scopes come to more than %zu bytes",
+		     sizeof(out->scope) - 1);
+	}
 	if (!sb.len)
 		FAIL(400, "invalid_scope", "none of the requested scopes can be granted to this app");
 	str_copy(out->scope, sb.data, sizeof(out->scope));
