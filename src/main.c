@@ -442,6 +442,7 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 	fhir_rest_register(f, r, cfg->fhir_auth ? oa : NULL);
 	fhir_rest_set_audit(au, au ? cfg->data : NULL);
 	audit_routes_register(r, cfg->data);
+	auth_routes_set_audit_dir(au ? cfg->data : NULL);
 	srv = http_server_new(cfg, r);
 
 	memset(&sa, 0, sizeof(sa));

@@ -526,4 +526,17 @@ enum err audit_export(struct audit_reader *r, const struct audit_filter *f, int 
 enum err audit_event_to_fhir(const char *record, size_t n, const char *base, json_t **out,
 			     struct ctx *c);
 
+/*
+ * The patient's view (view.c): who accessed 'patient''s record, newest
+ * first, as plain-language lines {when, who, what, through, why, type,
+ * refused}; 'self' is the viewer's username ("You").  kind: NULL or "all",
+ * "apps" (app authorizations and tokens), "staff" (staff access) or
+ * "refused".  At most 'limit' lines (0: 25) after 'after' (NULL: the
+ * newest); *more says whether older lines exist, *next (may be NULL)
+ * where to continue.  *out is a new reference.
+ */
+enum err audit_patient_view(struct audit_reader *r, const char *patient, const char *self,
+			    const char *kind, const struct audit_cursor *after, size_t limit,
+			    json_t **out, struct audit_cursor *next, bool *more, struct ctx *c);
+
 #endif

@@ -55,6 +55,12 @@ struct auth_edge {
 };
 
 static struct auth_edge edge_static;
+static const char *audit_dir;
+
+void auth_routes_set_audit_dir(const char *data_dir)
+{
+	audit_dir = data_dir;
+}
 
 /* ---- small helpers ---- */
 
@@ -1271,9 +1277,10 @@ static void handle_account(struct http_req *q, void *arg)
 	if (staff)
 		client_list(oauth_clients(ed->o), add_app, apps, &c);
 	page(q, ed, 200, "account",
-	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:b, s:b, s:b}", "title", "Your account",
+	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:b, s:b, s:b, s:b}", "title", "Your account",
 		       "username", se.username, "role", user_role_name(se.role), "csrf", se.csrf,
-		       "grants", gv.list, "apps", apps, "staff", staff, "signed_in", 1, "mfa", mfa),
+		       "grants", gv.list, "apps", apps, "staff", staff, "signed_in", 1, "mfa", mfa,
+		       "record", audit_dir && (se.role == USER_PATIENT || se.role == USER_CAREGIVER)),
 	     NULL);
 }
 
@@ -1361,6 +1368,84 @@ static void handle_launch(struct http_req *q, void *arg)
 	}
 	redirect(q, url);
 	free(url);
+}
+
+/* ---- the patient's access history ---- */
+
+/*
+ * GET /account/access[?patient=ID&kind=all|staff|apps|refused&before=CURSOR]:
+ * who accessed the record of a patient the signed-in user may act for
+ * (their own, or one they are caregiver for), in plain language, newest
+ * first, 25 per page.
+ */
+static void handle_access(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+	struct store_user_patient links[USER_PATIENTS_MAX];
+	struct audit_reader *rd = NULL;
+	struct audit_cursor after, next;
+	struct ctx c = CTX_INIT;
+	const char *want = http_req_query(q, "patient"), *kind = http_req_query(q, "kind");
+	const char *before = http_req_query(q, "before"), *patient = NULL;
+	json_t *list = json_array(), *lines = NULL;
+	size_t n = 0;
+	bool more = false;
+	char older[512] = "", whose[120];
+
+	if (!current_session(q, ed, &se)) {
+		json_decref(list);
+		redirect(q, "/signin");
+		return;
+	}
+	user_patients(oauth_users(ed->o), se.uid, links, USER_PATIENTS_MAX, &n, &c);
+	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX; i++) {
+		bool sel = want ? !strcmp(want, links[i].patient_id) : i == 0;
+		if (sel)
+			patient = links[i].patient_id;
+		json_array_append_new(list, json_pack("{s:s, s:s, s:b}", "id", links[i].patient_id, "label",
+						      !strcmp(links[i].relationship, "self") ? "My record" : links[i].patient_id,
+						      "selected", sel));
+	}
+	if (!patient || !audit_dir) {
+		json_decref(list);
+		error_page(q, ed, patient ? 404 : 403, "Nothing to show",
+			   patient ? "This server keeps no access history." : "You cannot see this record's access history.",
+			   NULL);
+		return;
+	}
+	if (kind && strcmp(kind, "all") && strcmp(kind, "staff") && strcmp(kind, "apps") && strcmp(kind, "refused"))
+		kind = NULL;
+	memset(&after, 0, sizeof(after));
+	if (before) {
+		long long t;
+		unsigned long long sq;
+		if (sscanf(before, "%lld:%64[A-Za-z0-9._-]:%llu", &t, after.node, &sq) == 3) {
+			after.time_ms = t;
+			after.seq = sq;
+		} else {
+			before = NULL;
+		}
+	}
+	if (audit_reader_open(audit_dir, &rd, &c) ||
+	    audit_patient_view(rd, patient, se.username, kind, before ? &after : NULL, 25, &lines,
+			       &next, &more, &c)) {
+		audit_reader_free(rd);
+		json_decref(list);
+		log_msg(LOG_ERROR, "access history: %s", c.msg);
+		error_page(q, ed, 503, "Not available", "The access history cannot be shown right now.", NULL);
+		return;
+	}
+	audit_reader_free(rd);
+	if (more)
+		snprintf(older, sizeof(older), "/account/access?patient=%s&kind=%s&before=%lld:%s:%llu", patient,
+			 kind ? kind : "all", (long long)next.time_ms, next.node, (unsigned long long)next.seq);
+	snprintf(whose, sizeof(whose), "%s", str_ends(se.fhir_user, patient) ? "your" : "this");
+	page(q, ed, 200, "access",
+	     json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:s*, s:b, s:s}", "title", "Who saw my record", "whose",
+		       whose, "patient", patient, "patients", list, "lines", lines, "several", n > 1,
+		       "older", older[0] ? older : NULL, "signed_in", 1, "username", se.username),
+	     NULL);
 }
 
 /* ---- dynamic client registration (RFC 7591) ---- */
@@ -1702,6 +1787,7 @@ void auth_routes_register(struct oauth *o, struct http_router *r)
 	http_route(r, HTTP_GET, "/signin", HTTP_BODY_NONE, handle_signin_page, ed);
 	http_route(r, HTTP_POST, "/signout", HTTP_BODY_FORM, handle_signout, ed);
 	http_route(r, HTTP_GET, "/account", HTTP_BODY_NONE, handle_account, ed);
+	http_route(r, HTTP_GET, "/account/access", HTTP_BODY_NONE, handle_access, ed);
 	http_route(r, HTTP_POST, "/account/revoke", HTTP_BODY_FORM, handle_account_revoke, ed);
 }
 
