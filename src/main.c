@@ -435,6 +435,15 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 	if (strcmp(cfg->audit, "off") && (rc = open_audit(cfg, keys, &au)))
 		goto out;
 	oauth_set_audit(oa, au);
+	if (cfg->workers == 0 && au && !strcmp(cfg->audit, "sync")) {
+		/*
+		 * A disclosing request waits for its audit record's group commit:
+		 * with one worker per core the pool would sit idle in those waits
+		 * and batches would stay tiny, so run more workers than cores.
+		 */
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg->workers = cores > 0 ? (cores * 16 > 256 ? 256 : cores * 16) : 16;
+	}
 	f = make_fhir(cfg, s);
 	r = http_router_new();
 	ops_routes_register(r, s);

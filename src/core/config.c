@@ -24,7 +24,7 @@ const struct config_option config_options[] = {
 	STR(base_url, "", "public base URL (default: http://LISTEN)"),
 	STR(store, "sqlite", "storage backend: 'sqlite' (DATA/veranda.db); a PostgreSQL backend is planned"),
 	STR(log_level, "info", "log level: debug, info, warn, error or off"),
-	INT(workers, "0", 0, 256, "HTTP worker threads (0: one per core)"),
+	INT(workers, "0", 0, 256, "HTTP worker threads (0: one per core, or 16 per core with audit sync, whose disclosures wait for the log)"),
 	INT(max_connections, "1024", 1, 65536, "maximum simultaneous connections"),
 	INT(connection_timeout, "30", 1, 3600, "seconds a connection may stay idle or slow before it is closed"),
 	INT(header_max, "16384", 4096, 1048576, "maximum bytes of request line and headers"),
