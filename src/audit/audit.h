@@ -264,6 +264,7 @@ enum audit_durability {
 };
 
 #define AUDIT_QUEUE_DEFAULT 65536
+#define AUDIT_WAIT_MS 5000 /* audit_wait() gives up after this long */
 #define AUDIT_CHECKPOINT_RECORDS_DEFAULT 1000
 #define AUDIT_CHECKPOINT_MS_DEFAULT 5000
 #define AUDIT_RETENTION_DAYS_DEFAULT 2192 /* six years, leap days included */
@@ -312,9 +313,11 @@ enum err audit_record(struct audit *a, const struct audit_event *ev, uint64_t *t
 		      struct ctx *c);
 
 /*
- * Block until the record with 'ticket' is durable (committed and synced).
- * In AUDIT_ASYNC mode returns ERR_OK at once unless the writer failed.
- * ERR_IO when the writer failed before the record was durable.
+ * Block until the record with 'ticket' is durable (committed and synced),
+ * at most AUDIT_WAIT_MS: ERR_BUSY after that (the log is locked by another
+ * connection or stalled; the record stays queued and may still be
+ * written).  In AUDIT_ASYNC mode returns ERR_OK at once unless the writer
+ * failed.  ERR_IO when the writer failed before the record was durable.
  */
 enum err audit_wait(struct audit *a, uint64_t ticket, struct ctx *c);
 

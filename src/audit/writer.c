@@ -17,6 +17,10 @@
  * are dropped, waiters get ERR_IO, audit_record() answers ERR_IO.  The
  * caller's response is 503 (fail closed); an operator looks at the disk
  * and the log (DESIGN.md: after an fsync error we do not trust a retry).
+ * A write lock held by another connection is not a failure: the writer
+ * waits for it (begin()), waiters give up after AUDIT_WAIT_MS (ERR_BUSY)
+ * and the full queue refuses the rest, so disclosures get 503 until the
+ * lock goes and then resume.
  */
 #include "audit/audit.h"
 #include "audit/audit_int.h"
@@ -126,6 +130,7 @@ struct audit {
 
 	pthread_t thread;
 	bool started;
+	bool in_thread;           /* the writer thread runs: begin() waits out a lock */
 };
 
 const uint8_t *audit_pepper(const struct audit *a)
@@ -230,19 +235,31 @@ out:
 
 enum err audit_wait(struct audit *a, uint64_t ticket, struct ctx *c)
 {
+	int64_t deadline = clock_mono_us() + AUDIT_WAIT_MS * 1000LL;
+	struct timespec ts;
 	enum err e = ERR_OK;
 
 	if (!a)
 		return ctx_errorf(c, ERR_IO, "audit log is not open");
+	ts.tv_sec = (time_t)(deadline / 1000000);
+	ts.tv_nsec = (long)(deadline % 1000000) * 1000;
 	pthread_mutex_lock(&a->mu);
 	if (a->durability == AUDIT_SYNC)
 		while (a->durable < ticket && !a->failed) {
 			uint64_t g = ticket <= a->inflight_end ? a->gen : a->gen + 1;
-			pthread_cond_wait(&a->done_cv[g & 1], &a->mu);
+			if (pthread_cond_timedwait(&a->done_cv[g & 1], &a->mu, &ts) == ETIMEDOUT &&
+			    a->durable < ticket && !a->failed) {
+				e = ctx_errorf(c, ERR_BUSY,
+					       "audit record not durable after %d ms (the audit log is"
+					       " locked or stalled)",
+					       AUDIT_WAIT_MS);
+				goto out;
+			}
 		}
 	if ((a->durability == AUDIT_SYNC && a->durable < ticket) ||
 	    (a->durability == AUDIT_ASYNC && a->failed))
 		e = ctx_errorf(c, ERR_IO, "audit record not written: %s", a->failmsg);
+out:
 	pthread_mutex_unlock(&a->mu);
 	return e;
 }
@@ -455,9 +472,38 @@ static bool checkpoint_due(const struct audit *a, bool stopping)
 	       clock_mono_us() - a->unsigned_since >= (int64_t)a->ckpt_ms * 1000;
 }
 
+/*
+ * BEGIN IMMEDIATE.  Another connection holding the write lock past the
+ * busy timeout (another node on the same file, an operator's sqlite3
+ * shell, a backup) is not a storage failure: nothing has been written, so
+ * the running writer waits for the lock instead of stopping for good.
+ * Meanwhile the queue fills (producers get ERR_BUSY) and waiters give up
+ * after AUDIT_WAIT_MS: disclosures get 503 until the lock is released.  A
+ * closing writer, and audit_open(), still give up.
+ */
 static enum err begin(struct audit *a, struct ctx *c)
 {
-	return adb_exec(a->db, "BEGIN IMMEDIATE", c);
+	bool warned = false;
+
+	for (;;) {
+		int rc = sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		bool stopping;
+
+		if (rc == SQLITE_OK) {
+			if (warned)
+				log_warn("audit: the audit log is writable again");
+			return ERR_OK;
+		}
+		pthread_mutex_lock(&a->mu);
+		stopping = a->stopping;
+		pthread_mutex_unlock(&a->mu);
+		if ((rc & 0xff) != SQLITE_BUSY || !a->in_thread || stopping)
+			return adb_fail(c, ERR_IO, a->db, "audit log");
+		if (!warned)
+			log_warn("audit: the audit log is locked by another connection; waiting for it"
+				 " (disclosures get 503 meanwhile)");
+		warned = true;
+	}
 }
 
 static enum err commit(struct audit *a, enum err e, struct ctx *c)
@@ -1023,9 +1069,9 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&a->work_cv, &ca);
+	pthread_cond_init(&a->done_cv[0], &ca);
+	pthread_cond_init(&a->done_cv[1], &ca);
 	pthread_condattr_destroy(&ca);
-	pthread_cond_init(&a->done_cv[0], NULL);
-	pthread_cond_init(&a->done_cv[1], NULL);
 	for (int i = 0; i < ROWS_PER_INSERT; i++)
 		buf_init(&a->rows[i].body, AUDIT_RECORD_MAX + 64);
 	a->dir = xstrdup(o->data_dir);
@@ -1111,7 +1157,9 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 			goto out;
 	}
 	a->next_prune = clock_mono_us();
+	a->in_thread = true;
 	if (pthread_create(&a->thread, NULL, writer_main, a) != 0) {
+		a->in_thread = false;
 		e = ctx_errorf(c, ERR_IO, "cannot start the audit writer");
 		goto out;
 	}
