@@ -235,9 +235,7 @@ describe('A. discovery', () => {
     assert.equal(r.json.resourceType, 'CapabilityStatement');
   });
 
-  it('A9 CapabilityStatement carries rest.security with the oauth-uris extension', {
-    todo: 'src/fhir/capability.c emits no rest.security (SMART-on-FHIR service, oauth-uris extension)',
-  }, async () => {
+  it('A9 CapabilityStatement carries rest.security with the oauth-uris extension', async () => {
     const cs = (await fhirGet(srv, 'metadata', '')).json;
     const conf = await (await fetch(`${srv.fhirBase}/.well-known/smart-configuration`)).json();
     const sec = cs.rest[0].security;
@@ -249,6 +247,7 @@ describe('A. discovery', () => {
     assert.equal(v.token, conf.token_endpoint);
     assert.equal(v.revoke, conf.revocation_endpoint);
     assert.equal(v.introspect, conf.introspection_endpoint);
+    assert.equal(v.manage, conf.management_endpoint);
   });
 
   it('A10 {issuer}/.well-known/openid-configuration has the OIDC fields and RS256', async () => {
