@@ -517,6 +517,13 @@ describe('C. EHR launch', () => {
     assert.equal(typeof t.json.smart_style_url, 'string');
     assert.equal((await fhirGet(srv, 'Patient/alice', t.json.access_token)).status, 200);
     assert.equal((await fhirGet(srv, `Encounter/${encounter}`, t.json.access_token)).status, 200);
+    // the clinician is the user: fhirUser names the Practitioner, readable with the token (F66)
+    const idt = jose.decodeJwt(t.json.id_token);
+    assert.equal(idt.sub, 'drsmith');
+    assert.equal(idt.fhirUser, `${srv.fhirBase}/Practitioner/drsmith`);
+    const pr = await fetch(idt.fhirUser, { headers: { authorization: `Bearer ${t.json.access_token}` } });
+    assert.equal(pr.status, 200);
+    assert.equal((await pr.json()).resourceType, 'Practitioner');
     // without an encounter: patient only
     const r2 = await launch(dr, 'pub', 'alice');
     const a2 = await authorize(dr, srv, { clientId: 'pub', redirectUri: CB, scope, launch: new URL(r2.location).searchParams.get('launch') });
