@@ -134,7 +134,9 @@ static void oauth_error(struct http_req *q, const struct oauth_err *err)
 	no_store(q);
 	if (err->status == 401)
 		http_resp_header(q, "WWW-Authenticate",
-				 err->www_basic ? "Basic realm=\"veranda\"" : "Bearer realm=\"veranda\"");
+				 err->www_basic || (err->error && !strcmp(err->error, "invalid_client"))
+					 ? "Basic realm=\"veranda\""
+					 : "Bearer realm=\"veranda\"");
 	http_resp_buf(q, err->status ? err->status : 500, JSON_CT, &b);
 	buf_release(&b);
 }
@@ -1340,6 +1342,22 @@ static void handle_signout(struct http_req *q, void *arg)
 		   every && !strcmp(every, "1") ? "Every session and every app's access was ended." : NULL);
 }
 
+/* GET /signout (OIDC end_session_endpoint): a page whose button signs out (POST, CSRF-checked). */
+static void handle_signout_page(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+
+	if (!current_session(q, ed, &se)) {
+		error_page(q, ed, 200, "Signed out", "You are not signed in.", NULL);
+		return;
+	}
+	page(q, ed, 200, "signout",
+	     json_pack("{s:s, s:s, s:b, s:s}", "title", "Sign out", "csrf", se.csrf, "signed_in", 1,
+		       "username", se.username),
+	     NULL);
+}
+
 static void handle_launch(struct http_req *q, void *arg)
 {
 	struct auth_edge *ed = arg;
@@ -1786,6 +1804,7 @@ void auth_routes_register(struct oauth *o, struct http_router *r)
 	http_route(r, HTTP_POST, "/account/mfa/confirm", HTTP_BODY_FORM, handle_mfa_confirm, ed);
 	http_route(r, HTTP_GET, "/signin", HTTP_BODY_NONE, handle_signin_page, ed);
 	http_route(r, HTTP_POST, "/signout", HTTP_BODY_FORM, handle_signout, ed);
+	http_route(r, HTTP_GET, "/signout", HTTP_BODY_NONE, handle_signout_page, ed);
 	http_route(r, HTTP_GET, "/account", HTTP_BODY_NONE, handle_account, ed);
 	http_route(r, HTTP_GET, "/account/access", HTTP_BODY_NONE, handle_access, ed);
 	http_route(r, HTTP_POST, "/account/revoke", HTTP_BODY_FORM, handle_account_revoke, ed);

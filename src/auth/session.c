@@ -47,12 +47,16 @@ static void counter_load(struct oauth *o, struct counter *k)
 	store_item_release(&it);
 }
 
-/* Seconds this counter makes the next attempt wait (0: go ahead). */
+/*
+ * Seconds this counter makes the next attempt wait (0: go ahead).  An
+ * address counter locks only after five times as many failures as an
+ * account's: many people may share one address (a clinic behind NAT).
+ */
 static int64_t counter_wait(const struct oauth *o, const struct counter *k, int64_t now)
 {
-	int64_t until;
+	int64_t until, lock_after = o->o.lock_after * (str_starts(k->key, "addr:") ? 5 : 1);
 
-	if (k->failures >= o->o.lock_after)
+	if (k->failures >= lock_after)
 		until = k->last + o->o.lock_time * MS;
 	else if (k->failures > THROTTLE_FREE) {
 		int64_t d = (int64_t)1 << (k->failures - THROTTLE_FREE - 1 < 6 ? k->failures - THROTTLE_FREE - 1 : 6);

@@ -208,14 +208,14 @@ describe('A. discovery', () => {
     }
   });
 
-  it('A6 the end_session_endpoint answers GET (OIDC RP-Initiated Logout)', {
-    todo: 'GET /signout answers 405: the route is POST only (src/auth/endpoints.c)',
-  }, async () => {
+  it('A6 the end_session_endpoint answers GET (OIDC RP-Initiated Logout) with a sign-out form', async () => {
     const d = await (await fetch(`${srv.baseUrl}/.well-known/openid-configuration`)).json();
     const b = new Browser(srv.baseUrl);
     await signIn(b, 'alice');
     const r = await b.get(d.end_session_endpoint);
-    assert.ok(![404, 405].includes(r.status) && r.status < 500, `GET ${d.end_session_endpoint}: ${r.status}`);
+    assert.equal(r.status, 200, `GET ${d.end_session_endpoint}: ${r.status}`);
+    assert.match(r.text, /<form method="post" action="\/signout"/);
+    assert.match(r.text, /name="csrf" value="[^"]+"/);
   });
 
   it('A8 discovery documents and /fhir/metadata answer CORS for any origin', async () => {
