@@ -1032,16 +1032,59 @@ static bool other_type_ok(const struct access *a, const char *type, enum scope_o
 }
 
 /*
- * _include and _revinclude bring in resources of other types and _has
- * selects by them: every type they may name must be allowed by the
- * scopes (read for includes, search for _has) without constraints, and
- * under a patient context or granular scopes it must be shared reference
- * data (a type outside the patient compartment), since neither is
- * confined.  An include whose targets are not known needs every type.
- * Answers 403 and returns false otherwise.
+ * May the chained parameter 'name' (ref[:Type].param, hop by hop from
+ * 'type') be used?  Each type a hop may reach must pass other_type_ok()
+ * for search; a hop to no known type needs every type.
  */
-static bool includes_ok(struct http_req *q, const struct access *a, const struct fhir_kv *kv,
-			size_t n)
+static bool chain_ok(const struct access *a, const char *type, const char *name)
+{
+	char cur[64], hop[128];
+	const char *dot;
+
+	str_copy(cur, type ? type : "", sizeof(cur));
+	for (; (dot = strchr(name, '.')) != NULL; name = dot + 1) {
+		const struct fhir_param *p;
+		char *ty;
+
+		if ((size_t)(dot - name) >= sizeof(hop))
+			return false;
+		memcpy(hop, name, (size_t)(dot - name));
+		hop[dot - name] = '\0';
+		if ((ty = strchr(hop, ':')) != NULL)
+			*ty++ = '\0';
+		p = cur[0] ? fhir_param_find(cur, hop) : NULL;
+		if (ty && *ty) {
+			str_copy(cur, ty, sizeof(cur));
+		} else if (p && p->targets && p->targets[0]) {
+			for (size_t j = 0; p->targets[j]; j++)
+				if (!other_type_ok(a, p->targets[j], SCOPE_OP_SEARCH))
+					return false;
+			str_copy(cur, p->targets[1] ? "" : p->targets[0], sizeof(cur));
+			continue;
+		} else {
+			if (a->patient || a->d.nfilters || !all_types_allowed(a, SCOPE_OP_SEARCH))
+				return false;
+			cur[0] = '\0';
+			continue;
+		}
+		if (!other_type_ok(a, cur, SCOPE_OP_SEARCH))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * _include and _revinclude bring in resources of other types, _has and
+ * chained parameters select by them: every type they may name must be
+ * allowed by the scopes (read for includes, search for the others)
+ * without constraints, and under a patient context or granular scopes it
+ * must be shared reference data (a type outside the patient
+ * compartment), since none of them is confined.  An include whose
+ * targets are not known needs every type.  Answers 403 and returns false
+ * otherwise.
+ */
+static bool includes_ok(struct http_req *q, const struct access *a, const char *type,
+			const struct fhir_kv *kv, size_t n)
 {
 	if (!a->on)
 		return true;
@@ -1051,7 +1094,9 @@ static bool includes_ok(struct http_req *q, const struct access *a, const struct
 		const char *v = kv[i].value;
 		bool ok = true;
 
-		if (str_starts(kv[i].name, "_has:")) {
+		if (kv[i].name[0] != '_' && strchr(kv[i].name, '.')) {
+			ok = chain_ok(a, type, kv[i].name);
+		} else if (str_starts(kv[i].name, "_has:")) {
 			/* _has:Type:reference:parameter, maybe nested: every Type named */
 			for (const char *p = kv[i].name; ok && (p = strstr(p, "_has:")) != NULL;) {
 				char t[64] = "";
@@ -1218,7 +1263,7 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 	if (everything) {
 		if (!guard(q, "Patient", SCOPE_OP_READ, &acc) || !everything_types(q, &acc, kv, &k))
 			goto out;
-	} else if (!guard(q, type, SCOPE_OP_SEARCH, &acc) || !includes_ok(q, &acc, kv, k) ||
+	} else if (!guard(q, type, SCOPE_OP_SEARCH, &acc) || !includes_ok(q, &acc, type, kv, k) ||
 		   !add_filters(q, &acc, type, kv, &k)) {
 		goto out;
 	}
