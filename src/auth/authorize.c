@@ -17,6 +17,7 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "core/url.h"
+#include "fhir/model.h"
 
 #define AUTHZ_TTL_MS (10 * 60 * 1000)
 
@@ -67,6 +68,62 @@ static bool challenge_ok(const char *s)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * Is every constraint of granular scope 'r' a search parameter of its
+ * type (modifiers allowed)?  An unknown one would be ignored by search
+ * and so grant more than it says: such scopes are not granted.
+ */
+static bool constraints_known(const struct scope_res *r)
+{
+	for (size_t i = 0; i < r->nq; i++) {
+		char base[SCOPE_KV_NAME_MAX];
+		size_t n = strcspn(r->q[i].name, ":");
+
+		if (n >= sizeof(base))
+			return false;
+		memcpy(base, r->q[i].name, n);
+		base[n] = '\0';
+		if (!fhir_param_find(strcmp(r->type, "*") ? r->type : "Patient", base) ||
+		    (!strcmp(r->type, "*") && base[0] != '_') || !strcmp(base, "_count") ||
+		    !strcmp(base, "_sort") || !strcmp(base, "_include") || !strcmp(base, "_revinclude"))
+			return false;
+	}
+	return true;
+}
+
+/* The scope string of 'set' without granular scopes whose constraints are unknown. */
+static enum err drop_unknown_constraints(const struct scope_set *set, struct buf *out, struct ctx *c)
+{
+	struct buf all = BUF_INIT(16384);
+	enum err e;
+
+	if ((e = scope_format(set, &all, c)))
+		goto out;
+	for (char *tok = all.data, *end; *tok; tok = end) {
+		struct scope_set *one = NULL;
+		bool keep = true;
+
+		end = tok + strcspn(tok, " ");
+		if (*end)
+			*end++ = '\0';
+		if (!*tok)
+			continue;
+		if (!scope_parse(tok, &one, c) && scope_count(one) == 1 && scope_at(one, 0)->nq)
+			keep = constraints_known(scope_at(one, 0));
+		ctx_clear(c);
+		scope_set_free(one);
+		if (keep) {
+			if (out->len)
+				buf_addch(out, ' ');
+			buf_adds(out, tok);
+		}
+	}
+	e = out->err;
+out:
+	buf_release(&all);
+	return e;
 }
 
 /* Does 'aud' name this server's FHIR base (an exact match; one trailing slash allowed)? */
@@ -202,7 +259,7 @@ enum err oauth_authz_begin(struct oauth *o, const char *const *names, const char
 		eff = asked;
 		asked = NULL;
 	}
-	if (scope_format(eff, &sb, c)) {
+	if (drop_unknown_constraints(eff, &sb, c) || sb.len >= sizeof(out->scope)) {
 		ctx_clear(c);
 		FAIL(400, "invalid_scope", "the requested scopes come to more than %zu bytes",
 		     sizeof(out->scope) - 1);

@@ -276,6 +276,21 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 			return false;
 		}
 	}
+	/*
+	 * Staff other than clinicians (support, compliance, administrators)
+	 * do not read patient records with user/ scopes: that needs an
+	 * elevation or break-the-glass (staff console).  Shared reference
+	 * data stays readable; the audit log has its own rule.
+	 */
+	if (a->d.ctx == SCOPE_USER && a->p.uid &&
+	    (a->p.role == USER_SUPPORT || a->p.role == USER_COMPLIANCE || a->p.role == USER_ADMIN) &&
+	    (!type || (confinable(type) && strcmp(type, "AuditEvent")))) {
+		audit_denied(q, a, type, NULL, "staff-role-needs-elevation");
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+		     "your role does not open patient records without an elevation or break-the-glass");
+		access_done(a);
+		return false;
+	}
 	return true;
 }
 

@@ -909,11 +909,13 @@ describe('user/ scopes act with the user\'s own rights', () => {
   });
 
   for (const user of ['sam', 'carol']) {
-    it(`a ${user === 'sam' ? 'support agent' : 'compliance officer'} with user/*.rs does not read clinical records without an elevation or break-the-glass`,
-      { todo: 'rest.c leaves every staff role unconfined under user/ scopes; only clinicians should be' }, async () => {
-        const t = await userToken(user, 'openid fhirUser user/*.rs');
-        assert.notEqual((await api(t.access_token, `Observation/${data.childObs[0]}`, { watch: false })).status, 200);
-      });
+    it(`a ${user === 'sam' ? 'support agent' : 'compliance officer'} with user/*.rs does not read clinical records without an elevation or break-the-glass`, async () => {
+      const t = await userToken(user, 'openid fhirUser user/*.rs');
+      const r = await api(t.access_token, `Observation/${data.childObs[0]}`, { watch: false });
+      assert.equal(r.status, 403);
+      assert.match(r.text, /elevation or break-the-glass/);
+      assert.equal((await api(t.access_token, 'Observation?_count=1', { watch: false })).status, 403);
+    });
   }
 });
 
