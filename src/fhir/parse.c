@@ -311,8 +311,15 @@ static bool is_identifier_param(const struct fhir_param *pd)
 	return false;
 }
 
+/*
+ * A reference value: Type/id, a bare id, or a URL.  'type_mod' is the
+ * :Type modifier (or the type an alias narrows to); 'implied' the one type
+ * the parameter can refer to, if it has one: a bare id then names a
+ * resource of that type (the only rows the parameter has), which lets the
+ * store seek by id and type.
+ */
 static enum err parse_reference(struct pctx *x, const char *name, const char *type_mod,
-				const char *alt, struct store_match *m)
+				const char *implied, const char *alt, struct store_match *m)
 {
 	const char *v = unescape(x->a, alt);
 	const char *base = fhir_base(x->f);
@@ -339,7 +346,7 @@ static enum err parse_reference(struct pctx *x, const char *name, const char *ty
 		if (type_mod && strcmp(type_mod, m->a))
 			return bad(x, name, "'%s' does not refer to a resource type this parameter allows", alt);
 	} else {
-		m->a = type_mod;
+		m->a = type_mod ? type_mod : implied;
 		m->b = v;
 	}
 	if (!fhir_id_valid(m->b))
@@ -409,7 +416,7 @@ static enum err build_cond(struct pctx *x, const char *name, const struct fhir_p
 			   const char *mod, const char *value, struct store_cond *cond)
 {
 	const char *alts[MAX_ALTERNATIVES];
-	const char *type_mod = NULL;
+	const char *type_mod = NULL, *implied = NULL;
 	struct store_match *m;
 	enum store_mod smod;
 	bool ok;
@@ -454,6 +461,8 @@ static enum err build_cond(struct pctx *x, const char *name, const struct fhir_p
 			return bad(x, name, ":missing takes true or false, not '%s'", value);
 		return ERR_OK;
 	}
+	if (pd->kind == FHIR_PARAM_REFERENCE && pd->targets && pd->targets[0] && !pd->targets[1])
+		implied = pd->targets[0];
 	n = split_escaped(x->a, value, ',', alts, MAX_ALTERNATIVES);
 	if (n < 0)
 		return bad(x, name, "more than %s alternatives", "64");
@@ -467,7 +476,9 @@ static enum err build_cond(struct pctx *x, const char *name, const struct fhir_p
 		case FHIR_PARAM_DATE: e = parse_date(x, name, alts[i], &m[i]); break;
 		case FHIR_PARAM_NUMBER: e = parse_number(x, name, alts[i], &m[i]); break;
 		case FHIR_PARAM_QUANTITY: e = parse_quantity(x, name, alts[i], &m[i]); break;
-		case FHIR_PARAM_REFERENCE: e = parse_reference(x, name, type_mod, alts[i], &m[i]); break;
+		case FHIR_PARAM_REFERENCE:
+			e = parse_reference(x, name, type_mod, implied, alts[i], &m[i]);
+			break;
 		case FHIR_PARAM_URI: m[i].a = unescape(x->a, alts[i]); e = ERR_OK; break;
 		default: e = bad(x, name, "unsupported parameter kind%s", "");
 		}
@@ -855,6 +866,7 @@ unknown:
 	p->q.conds = p->conds;
 	p->q.nconds = p->nconds;
 	p->q.limit = p->summary == SUMMARY_COUNT ? 0 : p->count;
+	snprintf(p->count_text, sizeof(p->count_text), "%lld", (long long)p->count);
 	if (p->summary == SUMMARY_COUNT && p->q.total == STORE_TOTAL_NONE)
 		p->q.total = STORE_TOTAL_ACCURATE;
 	return ERR_OK;
@@ -862,19 +874,38 @@ unknown:
 
 /* ---- cursors ---- */
 
+/* Append the decimal form of 'v'. */
+static void add_i64(struct buf *b, int64_t v)
+{
+	char d[24];
+	int n = 0;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+	do {
+		d[sizeof(d) - 1 - n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		d[sizeof(d) - 1 - n++] = '-';
+	buf_add(b, d + sizeof(d) - n, (size_t)n);
+}
+
 /*
  * The cursor as base64url of {"s":snapshot,"r":rid,"b":backward,"k":[key,
  * key, key, key]}, each key null, a string, or [integer, real].  Written
- * by hand (two links a page; building it with jansson showed in profiles);
- * search_cursor_decode() reads it with jansson.
+ * by hand (two links a page; building it with jansson, or with printf,
+ * showed in profiles); search_cursor_decode() reads it with jansson.
  */
 enum err search_cursor_encode(const struct store_cursor *cur, bool backward, struct buf *out)
 {
 	struct buf tmp = BUF_INIT(4096);
 	enum err e;
 
-	buf_addf(&tmp, "{\"s\":%lld,\"r\":%lld,\"b\":%s,\"k\":[", (long long)cur->snapshot_rid,
-		 (long long)cur->rid, backward ? "true" : "false");
+	buf_adds(&tmp, "{\"s\":");
+	add_i64(&tmp, cur->snapshot_rid);
+	buf_adds(&tmp, ",\"r\":");
+	add_i64(&tmp, cur->rid);
+	buf_adds(&tmp, backward ? ",\"b\":true,\"k\":[" : ",\"b\":false,\"k\":[");
 	for (int i = 0; i < STORE_SORT_MAX; i++) {
 		if (i)
 			buf_addch(&tmp, ',');
@@ -885,7 +916,12 @@ enum err search_cursor_encode(const struct store_cursor *cur, bool backward, str
 			buf_add_json_str(&tmp, cur->key[i].s, strnlen(cur->key[i].s, sizeof(cur->key[i].s)));
 			buf_addch(&tmp, '"');
 		} else {
-			buf_addf(&tmp, "[%lld,%.17g]", (long long)cur->key[i].i, cur->key[i].r);
+			buf_addch(&tmp, '[');
+			add_i64(&tmp, cur->key[i].i);
+			if (cur->key[i].r == 0)
+				buf_adds(&tmp, ",0]");
+			else
+				buf_addf(&tmp, ",%.17g]", cur->key[i].r);
 		}
 	}
 	buf_adds(&tmp, "]}");

@@ -19,6 +19,9 @@
 
 #define BUNDLE_MAX ((size_t)256 << 20)
 #define INCLUDE_MAX 1000
+/* Room reserved for a page's entries: ENTRY_GUESS bytes each, for at most ENTRIES_GUESS_MAX. */
+#define ENTRY_GUESS 2048
+#define ENTRIES_GUESS_MAX 64
 
 /*
  * The entries of one kind (matches or included resources), written as
@@ -50,6 +53,8 @@ struct collect {
 	size_t n, cap;
 	struct rid_set *seen;
 	bool subset;              /* apply _summary / _elements (matches only) */
+	const char *watch_id;     /* note whether Patient/watch_id is among the hits */
+	bool watch_seen;
 	struct store_cursor first_pos, last_pos;
 };
 
@@ -168,6 +173,8 @@ static int collect_hit(void *arg, const struct store_hit *h)
 	buf_adds(b, k->mode);
 	buf_adds(b, "\"}}");
 	hr->len = b->len - hr->off;
+	if (k->watch_id && !k->watch_seen && !strcmp(r->type, "Patient") && !strcmp(r->id, k->watch_id))
+		k->watch_seen = true;
 	if (k->n == 1)
 		cursor_copy(&k->first_pos, &h->pos);
 	cursor_copy(&k->last_pos, &h->pos);
@@ -357,8 +364,6 @@ static void add_link(struct buf *b, struct fhir *f, const struct fhir_search_req
 		     const struct search_parsed *p, const char *rel, const struct store_cursor *cur,
 		     bool backward, bool *first)
 {
-	char count[24];
-
 	buf_adds(b, *first ? "{\"relation\":\"" : ",{\"relation\":\"");
 	*first = false;
 	buf_adds(b, rel);
@@ -384,9 +389,8 @@ static void add_link(struct buf *b, struct fhir *f, const struct fhir_search_req
 		buf_add_json_str(b, p->applied.data, p->applied.len);
 		buf_addch(b, '&');
 	}
-	snprintf(count, sizeof(count), "%lld", (long long)p->count);
 	buf_adds(b, "_count=");
-	buf_adds(b, count);
+	buf_adds(b, p->count_text);
 	if (cur) {
 		buf_adds(b, "&_page=");
 		search_cursor_encode(cur, backward, b);
@@ -405,6 +409,26 @@ static void add_entries(struct buf *b, const struct collect *k, bool reverse, bo
 		*first = false;
 		buf_add(b, k->entries.data + h->off, h->len);
 	}
+}
+
+/*
+ * Is Patient/id current and not deleted?  ERR_NOTFOUND or ERR_GONE
+ * ("Patient/id is not known") otherwise, or the store's failure.  Asked
+ * only when the $everything page does not show the patient itself (the
+ * patient is in its own compartment, so a first page usually does): one
+ * statement less per request.
+ */
+static enum err everything_patient(struct fhir *f, const char *id, struct ctx *c)
+{
+	int64_t v = 0;
+	bool del = false;
+	enum err e = store_current_version(f->store, "Patient", id, &v, &del, c);
+
+	if (e)
+		return e;
+	if (v == 0 || del)
+		return ctx_errorf(c, v ? ERR_GONE : ERR_NOTFOUND, "Patient/%s is not known", id);
+	return ERR_OK;
 }
 
 enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf *out,
@@ -435,16 +459,10 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 		goto out;
 	}
 	if (r->everything) {
-		int64_t v = 0;
-		bool del = false;
 		size_t n = 0;
 
-		if ((e = store_current_version(f->store, "Patient", r->patient, &v, &del, c)))
-			goto out;
-		if (v == 0 || del) {
-			e = ctx_errorf(c, v ? ERR_GONE : ERR_NOTFOUND, "Patient/%s is not known", r->patient);
-			goto out;
-		}
+		/* whether the patient exists is asked at the end (everything_patient()) */
+		matches.watch_id = r->patient;
 		/* take _since and _type here; the rest goes to the parser */
 		rest = arena_zalloc(&a, sizeof(*rest) * (r->nparams + 1));
 		for (size_t i = 0; i < r->nparams; i++) {
@@ -485,6 +503,9 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 	if ((e = fhir_search_parse(f, &a, &req, &p, c)))
 		goto out;
 	matches.subset = subsetting(&p);
+	/* room for a page of typical entries at once (growing from 64 bytes copies them ~10 times) */
+	buf_grow(&matches.entries, (size_t)(p.q.limit < ENTRIES_GUESS_MAX ? p.q.limit : ENTRIES_GUESS_MAX) *
+					   ENTRY_GUESS);
 	if (r->everything) {
 		p.q.types = ntypes ? types : NULL;
 		p.q.ntypes = ntypes;
@@ -551,6 +572,17 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 	if (out->err || matches.entries.err || incs.entries.err)
 		e = ctx_errorf(c, ERR_TOOBIG, "search result page is too large; use a smaller _count");
 out:
+	if (r->everything && r->patient && fhir_id_valid(r->patient) && (e || !matches.watch_seen)) {
+		/* an unknown or deleted patient fails the request, whatever else it holds */
+		struct ctx pc = CTX_INIT;
+		enum err pe = everything_patient(f, r->patient, &pc);
+
+		if (pe) {
+			*c = pc;
+			e = pe;
+			buf_reset(out);
+		}
+	}
 	collect_release(&matches);
 	collect_release(&incs);
 	rid_set_release(&seen);

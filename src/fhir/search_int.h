@@ -41,6 +41,7 @@ struct search_parsed {
 	size_t nconds;
 	struct store_sort sort[STORE_SORT_MAX];
 	int64_t count;
+	char count_text[24];      /* count in decimal, for the links */
 	bool count_given;
 	enum search_summary summary;
 	const char *elements[SEARCH_MAX_ELEMENTS];

@@ -44,14 +44,25 @@
  *
  * It relies on index and compartment rows existing for current, not
  * deleted resources only (store_put() replaces them with each version).
- * The walk shape is the lean shape for the commonest patient-scoped
- * search, "newest first by date, for one patient": driven by one reference
- * to Type/id and sorted by -date only, key 0 is ix_reference.sort_hi (the
- * newest end of the resource's 'date' values, kept by the triggers of
- * 0005_sort_key.sql), which the (type, param, target_id, target_type,
- * sort_hi) index holds in page order: the statement walks that index and
- * stops after a page of matches, with no sort and no per-match lookups
- * but the other conds' probes.
+ *
+ * Keyed driver: one reference to Type/id ("this patient's ...").  Its
+ * ix_reference rows carry sort_hi, the newest end of the resource's 'date'
+ * values (kept by the triggers of 0005_sort_key.sql), and the index
+ * (type, param, target_id, target_type, sort_hi) lists them in that order:
+ *  - sorted by -date only, the statement walks that index in page order
+ *    (key 0 is the column; no sort, no lookup per match but the other
+ *    conds' probes) and stops after a page;
+ *  - "date=ge|gt v" is "sort_hi >= v" (> v), a range of the same index:
+ *    it narrows the walk (the probe stays, and then runs on matches only);
+ *  - unsorted, when the index answers every cond (at most such date conds
+ *    besides), the statement is lean too and probes nothing: a patient's
+ *    appointments from today are one index range.  Otherwise an unsorted
+ *    page stays in the first shape, which stops probing after a page.
+ * A resource with two rows for the same target (the reference written
+ * two ways) would come twice: keyed statements are not DISTINCT (that
+ * costs a temporary b-tree per search) but list such rows next to each
+ * other, and sqlite_search() skips the second; their LIMIT is -1 (it keeps
+ * the subquery's ORDER BY in force) and stepping stops after a page.
  *
  * Sorting: a key on _id or _lastUpdated is the resource column; a key on a
  * parameter is a correlated subquery over the resource's index rows of that
@@ -418,6 +429,17 @@ static const char *alias(struct gen *g, const char *prefix)
 		v /= 10;
 	} while (v);
 	memmove(out + n, d, (size_t)(out + n + 23 - d) + 1);
+	return out;
+}
+
+/* "<a><b>" in the statement's arena. */
+static const char *cat(struct gen *g, const char *a, const char *b)
+{
+	size_t na = strlen(a), nb = strlen(b);
+	char *out = arena_alloc(&g->a, na + nb + 1);
+
+	memcpy(out, a, na);
+	memcpy(out + na, b, nb + 1);
 	return out;
 }
 
@@ -818,7 +840,7 @@ static void emit_filter(struct gen *g, const struct store_cond *cd, const struct
 static void emit_with_resource(struct gen *g, const struct store_cond *cd, const struct lvl *L)
 {
 	const char *s = alias(g, "s");
-	struct lvl sub = {L->type, arena_printf(&g->a, "%s.rid", s), s};
+	struct lvl sub = {L->type, cat(g, s, ".rid"), s};
 
 	emit(g, "EXISTS (SELECT 1 FROM resource %s WHERE %s.rid = %s AND ", s, s, L->rid);
 	emit_filter(g, cd, &sub);
@@ -874,7 +896,7 @@ static void emit_filter(struct gen *g, const struct store_cond *cd, const struct
 			return;
 		}
 		x = alias(g, "x");
-		sub = (struct lvl){cd->has_type, arena_printf(&g->a, "%s.rid", x), NULL};
+		sub = (struct lvl){cd->has_type, cat(g, x, ".rid"), NULL};
 		emit(g, "EXISTS (SELECT 1 FROM ix_reference %s WHERE %s.type = ", x, x);
 		bind_text(g, cd->has_type);
 		emit(g, " AND %s.param = ", x);
@@ -889,7 +911,7 @@ static void emit_filter(struct gen *g, const struct store_cond *cd, const struct
 	if (cd->chain) {
 		x = alias(g, "x");
 		t = alias(g, "t");
-		sub = (struct lvl){cd->chain_type, arena_printf(&g->a, "%s.rid", t), t};
+		sub = (struct lvl){cd->chain_type, cat(g, t, ".rid"), t};
 		emit(g, "EXISTS (SELECT 1 FROM ix_reference %s JOIN resource %s ON %s.type = ", x, t,
 		     t);
 		bind_text(g, cd->chain_type);
@@ -1189,14 +1211,21 @@ static bool rid_desc(const struct store_query *q)
  * How a statement reads its rows.  'drv' is the driving cond (nconds:
  * none; the compartment drives when the query has a patient).  In the
  * lean shape the page query reads the driver's index rows only, and the
- * resource and its JSON are joined to the rows of the page; the walk shape
- * is the lean shape in which the driver's index also holds the sort key.
+ * resource and its JSON are joined to the rows of the page.  'keyed': the
+ * driver is one reference to Type/id, whose index rows carry sort_hi (the
+ * newest end of the resource's 'date' values, 0005_sort_key.sql) after
+ * the target: 'walk' sorts by that column in index order, and conds
+ * "date=ge|gt..." become a range of the same index ('prefilter'; with
+ * 'absorbed' they need no probe at all).
  */
 struct plan {
 	size_t drv;
 	bool driven;              /* by a cond or the compartment */
 	bool lean;
+	bool keyed;
 	bool walk;
+	bool prefilter;
+	bool absorbed;
 };
 
 /* Can 'cd' drive from the FROM clause of a lean statement (one index range, no join)? */
@@ -1206,27 +1235,42 @@ static bool simple_driver(const struct store_cond *cd)
 	       (cd->nm == 1 || cd->mod == STORE_MOD_PRESENT);
 }
 
+/* Is 'cd' one reference to Type/id (its index rows then hold sort_hi in order)? */
+static bool keyed_driver(const struct store_cond *cd)
+{
+	return simple_driver(cd) && cd->kind == STORE_IX_REFERENCE && cd->mod == STORE_MOD_NONE &&
+	       cd->nm == 1 && cd->m[0].a && cd->m[0].b;
+}
+
 /*
- * Is the walk shape possible: sorting by the newest 'date' only, driven by
- * one reference to Type/id?  ix_reference.sort_hi holds the highest end of
- * the resource's 'date' values (0005_sort_key.sql), and the (type, param,
- * target_id, target_type, sort_hi) index then lists the matches in page
- * order.
+ * Is 'cd' "date=ge|gt v[,...]": some 'date' value ends at or after v?
+ * That holds exactly when the newest end, sort_hi, does.
  */
-static bool walk_fits(const struct store_query *q, const struct store_cond *cd)
+static bool sort_hi_cond(const struct store_cond *cd)
+{
+	if (cd->has || cd->chain || cd->kind != STORE_IX_DATE || cd->mod != STORE_MOD_NONE ||
+	    strcmp(cd->param, "date") || cd->nm == 0)
+		return false;
+	for (size_t i = 0; i < cd->nm; i++)
+		if (cd->m[i].cmp != STORE_CMP_GE && cd->m[i].cmp != STORE_CMP_GT)
+			return false;
+	return true;
+}
+
+/* Is the page sorted by -date only (key 0 is then sort_hi)? */
+static bool by_newest_date(const struct store_query *q)
 {
 	const struct store_sort *k = &q->sort[0];
 
 	return q->nsort == 1 && k->by == STORE_SORT_PARAM && k->kind == STORE_IX_DATE &&
-	       k->desc && !strcmp(k->param, "date") && cd->kind == STORE_IX_REFERENCE &&
-	       cd->mod == STORE_MOD_NONE && cd->nm == 1 && cd->m[0].a && cd->m[0].b;
+	       k->desc && !strcmp(k->param, "date");
 }
 
 static struct plan plan_of(const struct store_query *q, enum stmt_kind kind)
 {
-	struct plan pl = {q->nconds, false, false, false};
+	struct plan pl = {q->nconds, false, false, false, false, false, false};
 	int best = RANK_NONE;
-	bool by_params = q->nsort > 0;
+	bool by_params = q->nsort > 0, all_sort_hi = true;
 
 	for (size_t i = 0; i < q->nconds; i++) {
 		int r = drive_rank(&q->conds[i]);
@@ -1242,23 +1286,42 @@ static struct plan plan_of(const struct store_query *q, enum stmt_kind kind)
 	if (q->patient && best > 0)
 		pl.drv = q->nconds;
 	pl.driven = q->patient || pl.drv < q->nconds;
+	if (kind != S_PAGE || !q->type || q->since)
+		return pl;
 
+	for (size_t i = 0; i < q->nsort; i++)
+		if (q->sort[i].by != STORE_SORT_PARAM)
+			by_params = false;
+	pl.keyed = pl.drv < q->nconds && keyed_driver(&q->conds[pl.drv]);
+	for (size_t i = 0; i < q->nconds; i++) {
+		if (i == pl.drv)
+			continue;
+		if (sort_hi_cond(&q->conds[i]))
+			pl.prefilter = pl.keyed;
+		else
+			all_sort_hi = false;
+	}
 	/*
 	 * Lean: a page sorted by parameters evaluates every match before the
 	 * first row comes out, so a resource row read per match is wasted
 	 * unless something needs it (_since, keys on _id or _lastUpdated).
-	 * Unsorted pages stop after limit rows in rid order either way.
+	 * An unsorted page stops after limit rows in rid order, probing the
+	 * other conds only until then, so it goes lean only when the
+	 * driver's own index answers every cond (one reference to Type/id, at
+	 * most "date=ge|gt" besides): a patient's appointments from today.
 	 */
-	for (size_t i = 0; i < q->nsort; i++)
-		if (q->sort[i].by != STORE_SORT_PARAM)
-			by_params = false;
-	if (kind != S_PAGE || !q->type || !by_params || q->since)
-		return pl;
-	if (pl.drv < q->nconds)
-		pl.lean = simple_driver(&q->conds[pl.drv]);
-	else
-		pl.lean = q->patient != NULL;
-	pl.walk = pl.lean && pl.drv < q->nconds && walk_fits(q, &q->conds[pl.drv]);
+	if (by_params) {
+		if (pl.drv < q->nconds)
+			pl.lean = simple_driver(&q->conds[pl.drv]);
+		else
+			pl.lean = q->patient != NULL;
+	} else if (q->nsort == 0) {
+		pl.lean = pl.keyed && all_sort_hi;
+		pl.absorbed = pl.lean;
+	}
+	pl.keyed = pl.keyed && pl.lean;
+	pl.prefilter = pl.prefilter && pl.lean;
+	pl.walk = pl.keyed && by_newest_date(q);
 	return pl;
 }
 
@@ -1267,10 +1330,35 @@ static void emit_filters(struct gen *g, const struct store_query *q, const struc
 			 const struct lvl *L)
 {
 	for (size_t i = 0; i < q->nconds; i++) {
-		if (i == pl->drv)
+		if (i == pl->drv || (pl->absorbed && sort_hi_cond(&q->conds[i])))
 			continue;
 		emit(g, " AND ");
 		emit_filter(g, &q->conds[i], L);
+	}
+}
+
+/*
+ * "date=ge|gt" conds as ranges of the keyed driver 'x' (the column sort_hi
+ * of its rows): exactly the resources whose 'date' values match.
+ */
+static void emit_prefilter(struct gen *g, const struct store_query *q, const struct plan *pl,
+			   const char *x)
+{
+	char col[64];
+
+	snprintf(col, sizeof(col), "%s.sort_hi", x);
+	for (size_t i = 0; i < q->nconds; i++) {
+		const struct store_cond *cd = &q->conds[i];
+
+		if (i == pl->drv || !sort_hi_cond(cd))
+			continue;
+		emit(g, " AND (");
+		for (size_t k = 0; k < cd->nm; k++) {
+			emit(g, k ? " OR (" : "(");
+			emit_date(g, cd->m[k].cmp, col, col, cd->m[k].lo, cd->m[k].hi);
+			emit(g, ")");
+		}
+		emit(g, ")");
 	}
 }
 
@@ -1337,8 +1425,12 @@ static void emit_snap(struct gen *g, const struct store_query *q)
 	emit(g, " AS snap");
 }
 
-/* ORDER BY ... LIMIT of a page whose resources' rid is g->rid. */
-static void emit_order(struct gen *g, const struct store_query *q)
+/*
+ * ORDER BY ... LIMIT of a page whose resources' rid is g->rid.  Without
+ * 'limited' the LIMIT is -1 (none): the caller stops stepping after a page
+ * (the clause still keeps the ORDER BY of a subquery in force).
+ */
+static void emit_order(struct gen *g, const struct store_query *q, bool limited)
 {
 	bool rdesc = rid_desc(q), back = q->backward;
 
@@ -1356,7 +1448,10 @@ static void emit_order(struct gen *g, const struct store_query *q)
 	}
 	emit(g, "%s %s LIMIT ", g->rid, rdesc != back ? "DESC" : "ASC");
 	/* one more row than the page says whether another page exists */
-	bind_int(g, q->limit + 1);
+	if (limited)
+		bind_int(g, q->limit + 1);
+	else
+		emit(g, "-1");
 }
 
 /*
@@ -1382,11 +1477,18 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 		alias(g, "x");
 	for (size_t i = pl->walk ? 1 : 0; i < q->nsort; i++)
 		keys++;
-	x = cd ? arena_printf(&g->a, "x%d", g->alias + keys + 1) : "c";
-	g->rid = arena_printf(&g->a, "%s.rid", x);
+	if (cd) {
+		char num[24];
+
+		snprintf(num, sizeof(num), "%d", g->alias + keys + 1);
+		x = cat(g, "x", num);
+	} else {
+		x = "c";
+	}
+	g->rid = cat(g, x, ".rid");
 	if (pl->walk) {
 		g->key0 = &q->sort[0];
-		g->key0_col = arena_printf(&g->a, "%s.sort_hi", x);
+		g->key0_col = cat(g, x, ".sort_hi");
 	}
 	top = (struct lvl){q->type, g->rid, NULL};
 
@@ -1394,7 +1496,7 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 		" p.rid, p.snap");
 	for (size_t i = 0; i < q->nsort; i++)
 		emit(g, ", p.k%zu", i);
-	emit(g, " FROM (SELECT DISTINCT %s AS rid, ", g->rid);
+	emit(g, " FROM (SELECT %s%s AS rid, ", pl->keyed ? "" : "DISTINCT ", g->rid);
 	emit_snap(g, q);
 	for (size_t i = 0; i < q->nsort; i++) {
 		emit(g, ", ");
@@ -1413,6 +1515,8 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 			emit(g, " AND ");
 			emit_match(g, cd, &cd->m[0], x);
 		}
+		if (pl->prefilter)
+			emit_prefilter(g, q, pl, x);
 	} else {
 		emit(g, " FROM compartment c WHERE c.patient = ");
 		bind_text(g, q->patient);
@@ -1425,7 +1529,7 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 		bind_int(g, q->cursor.snapshot_rid);
 		emit_keyset(g, q, rid_desc(q));
 	}
-	emit_order(g, q);
+	emit_order(g, q, !pl->keyed);
 	emit(g, ") p CROSS JOIN resource r ON r.rid = p.rid"
 		" CROSS JOIN resource_version v ON v.seq = r.seq");
 }
@@ -1462,7 +1566,7 @@ static void emit_statement(struct gen *g, const struct store_query *q, enum stmt
 	}
 	emit(g, " FROM resource r");
 	emit_where(g, q, &pl, true);
-	emit_order(g, q);
+	emit_order(g, q, true);
 	emit(g, ") p CROSS JOIN resource_version v ON v.seq = p.seq");
 }
 
@@ -1588,8 +1692,8 @@ enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_f
 	struct sq_search *ss;
 	struct store_hit hit;
 	struct conn *cn;
-	bool began = false, walking = false;
-	int64_t n = 0;
+	bool began = false, walking = false, seen = false;
+	int64_t n = 0, last = 0;
 	struct gen g;
 	struct q st = {0};
 	enum err e;
@@ -1617,8 +1721,14 @@ enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_f
 	sq_conn_walk(cn, +1);
 	walking = true;
 	while ((rc = sq_step(&st)) == SQLITE_ROW) {
+		int64_t rid = sqlite3_column_int64(st.st, 7);
 		int stop;
 
+		/* the keyed shapes list a resource with two matching rows twice, in a row */
+		if (seen && rid == last)
+			continue;
+		seen = true;
+		last = rid;
 		if (n == q->limit) {
 			*more = true;
 			break;
