@@ -691,7 +691,19 @@ enum err client_remove(struct clients *cs, const char *client_id, struct ctx *c)
 	}
 	if (rc != ERR_OK)
 		return rc;
-	return store_item_delete(cs->s, NS_CLIENT, client_id, c);
+	/*
+	 * Every grant the app held ends with it (its refresh tokens and access
+	 * tokens then fail), so an app registered later under the same id
+	 * inherits nothing.
+	 */
+	if ((rc = store_begin(cs->s, c)))
+		return rc;
+	if ((rc = store_item_set_state_grp(cs->s, "grant", client_id, STORE_ITEM_REVOKED, NULL, c)) ||
+	    (rc = store_item_delete(cs->s, NS_CLIENT, client_id, c))) {
+		store_rollback(cs->s);
+		return rc;
+	}
+	return store_commit(cs->s, c);
 }
 
 /*

@@ -429,6 +429,14 @@ static void handle_static(struct http_req *q, void *arg)
 			data, n);
 }
 
+/* No icon: answer 204 (cached) instead of a 404 in every browser console. */
+static void handle_favicon(struct http_req *q, void *arg)
+{
+	(void)arg;
+	http_resp_header(q, "Cache-Control", "public, max-age=86400");
+	http_resp_empty(q, 204);
+}
+
 /* ---- sessions in requests ---- */
 
 /* The live session of this request (false when none). */
@@ -550,6 +558,28 @@ static bool may_act_for(struct auth_edge *ed, const struct session *se, const ch
 	return false;
 }
 
+/* "Given Family" of Patient/'id' into out[size] (the id when the record has no name). */
+static void patient_name(struct auth_edge *ed, const char *id, char *out, size_t size)
+{
+	struct store_resource r;
+	struct ctx c = CTX_INIT;
+	json_t *p = NULL, *nm;
+
+	str_copy(out, id, size);
+	store_resource_init(&r);
+	if (!store_get(ed->o->s, "Patient", id, 0, &r, &c) && !r.deleted &&
+	    (p = json_loadb(r.json.data, r.json.len, 0, NULL)) &&
+	    (nm = json_array_get(json_object_get(p, "name"), 0))) {
+		const char *given = json_string_value(json_array_get(json_object_get(nm, "given"), 0));
+		const char *family = json_string_value(json_object_get(nm, "family"));
+		if (given || family)
+			snprintf(out, size, "%s%s%s", given ? given : "", given && family ? " " : "",
+				 family ? family : "");
+	}
+	json_decref(p);
+	store_resource_release(&r);
+}
+
 static void picker_page(struct http_req *q, struct auth_edge *ed, struct oauth_authz *a,
 			const struct session *se)
 {
@@ -561,11 +591,14 @@ static void picker_page(struct http_req *q, struct auth_edge *ed, struct oauth_a
 	char form_extra[1100];
 
 	user_patients(oauth_users(ed->o), se->uid, links, USER_PATIENTS_MAX, &n, &c);
-	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX; i++)
+	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX; i++) {
+		char name[160];
+		patient_name(ed, links[i].patient_id, name, sizeof(name));
 		json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:b}", "id", links[i].patient_id,
-						      "name", links[i].patient_id, "relationship",
-						      !strcmp(links[i].relationship, "self") ? "you" : "you act for them",
+						      "name", name, "relationship",
+						      !strcmp(links[i].relationship, "self") ? "your own record" : "you act for them",
 						      "first", i == 0));
+	}
 	origin_of(a->redirect_uri, form_extra + 1, sizeof(form_extra) - 1);
 	form_extra[0] = ' ';
 	page(q, ed, 200, "picker",
@@ -593,6 +626,11 @@ static void consent_page(struct http_req *q, struct auth_edge *ed, struct oauth_
 		json_decref(flags);
 		return;
 	}
+	bool other = a->patient[0] && strcmp(a->patient, se->fhir_user + (str_starts(se->fhir_user, "Patient/") ? 8 : 0));
+	char pname[160] = "";
+
+	if (other)
+		patient_name(ed, a->patient, pname, sizeof(pname));
 	for (size_t i = 0; i < scope_count(ss); i++) {
 		const struct scope_res *r = scope_at(ss, i);
 		char text[512];
@@ -601,6 +639,13 @@ static void consent_page(struct http_req *q, struct auth_edge *ed, struct oauth_
 		json_t *cl = json_array();
 
 		scope_describe(r, text, sizeof(text));
+		if (other) /* someone else's record: "your" is theirs */
+			for (char *y = strstr(text, "your "); y; y = strstr(y + 6, "your ")) {
+				memmove(y + 6, y + 5, strlen(y + 5) + 1);
+				memcpy(y, "their ", 6);
+				if (strlen(text) >= sizeof(text) - 8)
+					break;
+			}
 		for (size_t k = 0; k < ncat; k++)
 			json_array_append_new(cl, json_pack("{s:s, s:s, s:s}", "type", r->type, "value",
 							    cats[k].value, "label", cats[k].label));
@@ -615,11 +660,12 @@ static void consent_page(struct http_req *q, struct auth_edge *ed, struct oauth_
 	origin_of(a->redirect_uri, form_extra + 1, sizeof(form_extra) - 1);
 	form_extra[0] = ' ';
 	page(q, ed, 200, "consent",
-	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:b, s:b, s:s*, s:b, s:s}", "title",
+	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:o, s:b, s:b, s:s*, s:b, s:s}", "title",
 		       "Allow this app?", "app", a->client.name, "csrf", se->csrf, "req", a->id,
-		       "items", items, "flags", flags, "wildcard", wildcard, "offline",
+		       "items", items, "has_flags", json_array_size(flags) > 0, "flags", flags,
+		       "wildcard", wildcard, "offline",
 		       (scope_flags(ss) & (SCOPE_OFFLINE | SCOPE_ONLINE)) != 0, "patient_name",
-		       a->patient[0] && strcmp(a->patient, se->fhir_user + (str_starts(se->fhir_user, "Patient/") ? 8 : 0)) ? a->patient : NULL,
+		       other ? pname : NULL,
 		       "signed_in", 1, "username", se->username),
 	     form_extra);
 	scope_set_free(ss);
@@ -1097,7 +1143,8 @@ static void handle_introspect(struct http_req *q, void *arg)
 	struct client cl;
 	const char *bt = bearer(q);
 	char cl_id[CLIENT_ID_MAX + 1] = "";
-	bool ok = false;
+	bool ok = false, any = false;  /* any: may introspect every client's tokens */
+	json_t *res;
 
 	cors(q, ed, false);
 	if (!form_post(q))
@@ -1108,6 +1155,9 @@ static void handle_introspect(struct http_req *q, void *arg)
 		struct principal p;
 		if (!oauth_verify(ed->o, bt, &p, &c)) {
 			ok = true;
+			/* a backend service's token may introspect any token; an app's user token only its own */
+			any = p.uid == 0;
+			str_copy(cl_id, p.client_id, sizeof(cl_id));
 			oauth_principal_release(ed->o, &p);
 		} else {
 			struct oauth_err err = {.error = "invalid_token", .status = 401};
@@ -1126,6 +1176,7 @@ static void handle_introspect(struct http_req *q, void *arg)
 		goto out;
 	} else {
 		ok = true;
+		any = true; /* an authenticated confidential client (a resource server, RFC 7662) */
 		str_copy(cl_id, cl.client_id, sizeof(cl_id));
 	}
 	client_release(&cl);
@@ -1134,10 +1185,19 @@ static void handle_introspect(struct http_req *q, void *arg)
 		server_error(q, &c);
 		goto out;
 	}
+	/* an app's user token learns only about its own app's tokens */
+	if (!any && (res = json_loadb(out.data, out.len, 0, NULL))) {
+		const char *tc = json_string_value(json_object_get(res, "client_id"));
+		if (json_is_true(json_object_get(res, "active")) && (!tc || strcmp(tc, cl_id))) {
+			buf_reset(&out);
+			buf_adds(&out, "{\"active\":false}");
+		}
+		json_decref(res);
+	}
 	{
 		struct aud ae = {.type = AUDIT_TOKEN_INTROSPECTED,
 				 .code = strstr(out.data, "\"active\":false") ? "inactive" : NULL,
-				 .client_id = bt ? NULL : cl_id[0] ? cl_id : NULL};
+				 .client_id = cl_id[0] ? cl_id : NULL};
 		auth_event(q, ed, &ae);
 	}
 	no_store(q);
@@ -1233,9 +1293,17 @@ static int add_grant(void *arg, const struct store_item *it)
 		} else {
 			str_copy(until, "until you remove it", sizeof(until));
 		}
+		struct client cl;
+		struct ctx ig = CTX_INIT;
+		char cname[CLIENT_NAME_MAX + 1];
+
+		str_copy(cname, it->grp, sizeof(cname));
+		if (!client_get(oauth_clients(gv->ed->o), it->grp, &cl, &ig))
+			str_copy(cname, cl.name, sizeof(cname));
+		client_release(&cl);
 		json_array_append_new(gv->list,
 				      json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:s}", "id", it->key, "client",
-						it->grp, "until", until, "patient",
+						cname, "until", until, "patient",
 						json_object_get(j, "patient"), "scope",
 						json_object_get(j, "scope"), "csrf", gv->csrf));
 	}
@@ -1243,12 +1311,23 @@ static int add_grant(void *arg, const struct store_item *it)
 	return 0;
 }
 
+struct apps_view {
+	json_t *list;
+	struct buf origins;          /* launch URL origins, for the page's form-action */
+};
+
 static int add_app(void *arg, const struct client *cl)
 {
-	json_t *list = arg;
+	struct apps_view *av = arg;
+	char o[600];
 
-	if (cl->launch_url[0] && !cl->disabled)
-		json_array_append_new(list, json_pack("{s:s, s:s}", "id", cl->client_id, "name", cl->name));
+	if (cl->launch_url[0] && !cl->disabled) {
+		json_array_append_new(av->list, json_pack("{s:s, s:s}", "id", cl->client_id, "name", cl->name));
+		origin_of(cl->launch_url, o + 1, sizeof(o) - 1);
+		o[0] = ' ';
+		if (!strstr(av->origins.data, o))
+			buf_adds(&av->origins, o);
+	}
 	return 0;
 }
 
@@ -1258,11 +1337,13 @@ static void handle_account(struct http_req *q, void *arg)
 	struct session se;
 	struct ctx c = CTX_INIT;
 	struct grants_view gv;
-	json_t *apps = json_array();
+	struct apps_view av = {json_array(), BUF_INIT(1 << 14)};
+	json_t *apps = av.list;
 	bool staff, mfa = false;
 
 	if (!current_session(q, ed, &se)) {
 		json_decref(apps);
+		buf_release(&av.origins);
 		redirect(q, "/signin");
 		return;
 	}
@@ -1277,13 +1358,15 @@ static void handle_account(struct http_req *q, void *arg)
 	gv.ed = ed;
 	store_item_list(ed->o->s, NS_GRANT, se.uid, NULL, add_grant, &gv, &c);
 	if (staff)
-		client_list(oauth_clients(ed->o), add_app, apps, &c);
+		client_list(oauth_clients(ed->o), add_app, &av, &c);
 	page(q, ed, 200, "account",
 	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:b, s:b, s:b, s:b}", "title", "Your account",
 		       "username", se.username, "role", user_role_name(se.role), "csrf", se.csrf,
 		       "grants", gv.list, "apps", apps, "staff", staff, "signed_in", 1, "mfa", mfa,
 		       "record", audit_dir && (se.role == USER_PATIENT || se.role == USER_CAREGIVER)),
-	     NULL);
+	     /* "Open app" ends in a redirect to the app's launch URL */
+	     av.origins.len ? av.origins.data : NULL);
+	buf_release(&av.origins);
 }
 
 static void handle_account_revoke(struct http_req *q, void *arg)
@@ -1785,6 +1868,7 @@ void auth_routes_register(struct oauth *o, struct http_router *r)
 	http_route(r, HTTP_GET, "/oauth/jwks", HTTP_BODY_NONE, handle_jwks, ed);
 	http_route(r, HTTP_GET, "/smart-style.json", HTTP_BODY_NONE, handle_style, ed);
 	http_route(r, HTTP_GET, "/static/{name}", HTTP_BODY_NONE, handle_static, ed);
+	http_route(r, HTTP_GET, "/favicon.ico", HTTP_BODY_NONE, handle_favicon, ed);
 	http_route(r, HTTP_GET | HTTP_POST, "/oauth/authorize", HTTP_BODY_FORM, handle_authorize, ed);
 	http_route(r, HTTP_GET, "/oauth/continue", HTTP_BODY_NONE, handle_continue, ed);
 	http_route(r, HTTP_POST, "/oauth/login", HTTP_BODY_FORM, handle_login, ed);

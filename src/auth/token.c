@@ -35,6 +35,7 @@ struct tc_entry {
 	char *token;
 	int64_t exp_ms;
 	uint64_t epoch;
+	int64_t checked_ms;          /* when the grant was last checked in the store */
 	int refs;
 	bool linked;
 	struct principal p;
@@ -335,7 +336,8 @@ static enum err respond(struct oauth *o, const struct grant *g, const char *scop
 		json_object_set_new(r, "encounter", json_string(g->encounter));
 	if (g->uid && launch_ctx) {
 		char u[700];
-		json_object_set_new(r, "need_patient_banner", json_boolean(!g->ehr));
+		/* an EHR launch replaces Veranda's page: nothing else shows whose record is open */
+		json_object_set_new(r, "need_patient_banner", json_true());
 		snprintf(u, sizeof(u), "%s/smart-style.json", o->issuer);
 		json_object_set_new(r, "smart_style_url", json_string(u));
 	}
@@ -547,6 +549,13 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 		struct store_item si;
 		store_item_init(&si);
 		e = g.session[0] ? store_item_get(o->s, NS_SESSION, g.session, &si, c) : ERR_NOTFOUND;
+		if (!e) {
+			json_t *sj = oauth_item_json(&si);
+			int64_t seen = json_integer_value(json_object_get(sj, "last_seen"));
+			json_decref(sj);
+			if ((si.expires && si.expires <= now) || now - seen >= o->o.session_idle * MS)
+				e = ERR_NOTFOUND;
+		}
 		store_item_release(&si);
 		if (e) {
 			ctx_clear(c);
@@ -688,12 +697,16 @@ static struct jose_jwks *verify_keys(struct oauth *o, struct ctx *c)
 	return tc->verify;
 }
 
-/* Is the token (jti) or its grant revoked?  ERR_UNAUTHORIZED when so. */
+/*
+ * Is the token (jti) or its grant revoked, has the grant ended, or were
+ * its user or app disabled or removed since?  ERR_UNAUTHORIZED when so.
+ */
 static enum err check_revoked(struct oauth *o, const char *jti, const char *grant, struct ctx *c)
 {
 	struct store_item it;
 	int64_t now = clock_now_ms();
 	enum err e;
+	json_t *j;
 
 	store_item_init(&it);
 	e = store_item_get(o->s, NS_JTI, jti, NULL, c);
@@ -709,6 +722,26 @@ static enum err check_revoked(struct oauth *o, const char *jti, const char *gran
 					 (it.expires && it.expires <= now)))) {
 		ctx_clear(c);
 		e = ctx_errorf(c, ERR_UNAUTHORIZED, "the access token's authorization was revoked");
+		goto out;
+	}
+	if (e)
+		goto out;
+	{
+		struct client cl;
+		struct user u;
+		struct ctx ig = CTX_INIT;
+		char name[USER_NAME_MAX + 1] = "";
+		bool gone;
+
+		gone = client_get(o->cs, it.grp, &cl, &ig) || cl.disabled;
+		client_release(&cl);
+		if (!gone && it.uid && (j = oauth_item_json(&it))) {
+			oauth_jstr(j, "username", name, sizeof(name));
+			json_decref(j);
+			gone = !name[0] || user_get_by_name(o->us, name, &u, &ig) || u.disabled;
+		}
+		if (gone)
+			e = ctx_errorf(c, ERR_UNAUTHORIZED, "the access token's app or account is no longer active");
 	}
 out:
 	store_item_release(&it);
@@ -781,6 +814,7 @@ static enum err verify_new(struct oauth *o, const char *token, struct tc_entry *
 		goto out;
 	}
 	e->epoch = atomic_load(&o->epoch);
+	e->checked_ms = clock_now_ms();
 	if ((rc = check_revoked(o, e->p.jti, e->p.grant_id, c)))
 		goto out;
 	e->p.scope = e->scope;
@@ -815,7 +849,8 @@ enum err oauth_verify(struct oauth *o, const char *token, struct principal *p, s
 		e->refs++;
 		pthread_mutex_unlock(&sh->mu);
 		epoch = atomic_load(&o->epoch);
-		if (e->epoch != epoch) {
+		/* re-check after a revocation here, and every 30 s (changes made elsewhere) */
+		if (e->epoch != epoch || now - e->checked_ms > 30 * 1000) {
 			/* something was revoked since: check this token again */
 			if ((rc = check_revoked(o, e->p.jti, e->p.grant_id, c))) {
 				struct principal tmp = {.ref = e};
@@ -823,6 +858,7 @@ enum err oauth_verify(struct oauth *o, const char *token, struct principal *p, s
 				return rc;
 			}
 			e->epoch = epoch; /* benign race: another thread may store the same */
+			e->checked_ms = now;
 		}
 		*p = e->p;
 		p->ref = e;

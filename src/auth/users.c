@@ -436,11 +436,31 @@ static void set_disabled(struct store_user *su, void *arg)
 	su->disabled = *(const bool *)arg;
 }
 
+/*
+ * End everything account 'username' holds: its sign-in sessions, and its
+ * apps' grants (so their refresh and access tokens stop working).
+ */
+static enum err end_access(struct users *us, const char *username, struct ctx *c)
+{
+	struct user u;
+	enum err e;
+
+	if ((e = user_get_by_name(us, username, &u, c)))
+		return e;
+	if ((e = store_item_delete_uid(us->s, "session", u.uid, NULL, c)) ||
+	    (e = store_item_set_state_uid(us->s, "grant", u.uid, STORE_ITEM_REVOKED, NULL, c)))
+		return e;
+	return store_item_set_state_uid(us->s, "refresh", u.uid, STORE_ITEM_REVOKED, NULL, c);
+}
+
 enum err user_disable(struct users *us, const char *username, struct ctx *c)
 {
 	bool v = true;
+	enum err e;
 
-	return modify(us, username, set_disabled, &v, c);
+	if ((e = modify(us, username, set_disabled, &v, c)))
+		return e;
+	return end_access(us, username, c);
 }
 
 enum err user_enable(struct users *us, const char *username, struct ctx *c)
@@ -472,7 +492,9 @@ enum err user_set_password(struct users *us, const char *username, const char *p
 		return e;
 	if ((e = password_hash(pw, n, &us->params, phc, c)))
 		goto out;
-	e = modify(us, name, set_hash, phc, c);
+	/* a new password (a suspected compromise) ends the old sessions and grants */
+	if (!(e = modify(us, name, set_hash, phc, c)))
+		e = end_access(us, name, c);
 out:
 	mem_wipe(phc, sizeof(phc));
 	return e;

@@ -430,9 +430,12 @@ static bool body_in_record(struct http_req *q, struct fhir *f, const struct acce
 	if (!(res = json_parse_bounded(body, n, f->opts.json_depth_max, &c)))
 		return true; /* the write itself will reject the body */
 	memset(&ix, 0, sizeof(ix));
-	if (!fhir_index_resource(http_req_arena(q), type, id ? id : "new", res, &ix, &c))
-		for (size_t i = 0; i < ix.npatients && !ok; i++)
+	/* it must land in this patient's record, and in no one else's */
+	if (!fhir_index_resource(http_req_arena(q), type, id ? id : "new", res, &ix, &c)) {
+		ok = ix.npatients > 0;
+		for (size_t i = 0; i < ix.npatients && ok; i++)
 			ok = !strcmp(ix.patients[i], a->patient);
+	}
 	json_decref(res);
 	return ok;
 }

@@ -143,7 +143,7 @@ describe('SMART app in a browser (fhirclient + chromium)', { skip }, () => {
       await shot(page, '04-caregiver-picker');
       await page.getByRole('button', { name: 'Continue' }).click();
       await page.getByRole('button', { name: 'Allow' }).waitFor();
-      assert.match(await page.locator('main').textContent(), /bob-child/, 'the consent screen names whose record');
+      assert.match(await page.locator('main').textContent(), new RegExp(await nameOf('bob-child')), 'the consent screen names whose record by name');
       await shot(page, '05-caregiver-consent');
       await page.getByRole('button', { name: 'Allow' }).click();
       const res = await appResult(page);
@@ -265,7 +265,7 @@ describe('SMART app in a browser (fhirclient + chromium)', { skip }, () => {
       assert.equal(launchUrl.searchParams.get('iss'), srv.fhirBase);
       assert.ok(launchUrl.searchParams.get('launch'), 'a launch parameter');
       await page.getByRole('button', { name: 'Allow' }).waitFor();
-      assert.match(await page.locator('main').textContent(), /alice/, 'the consent screen names the patient');
+      assert.match(await page.locator('main').textContent(), /Alice Walker/, 'the consent screen names the patient');
       await shot(page, '10-ehr-consent');
       await page.getByRole('button', { name: 'Allow' }).click();
       const res = await appResult(page);

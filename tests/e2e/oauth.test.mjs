@@ -513,7 +513,8 @@ describe('C. EHR launch', () => {
     assert.equal(t.status, 200, t.text);
     assert.equal(t.json.patient, 'alice');
     assert.equal(t.json.encounter, encounter);
-    assert.equal(t.json.need_patient_banner, false, 'the EHR shows the banner');
+    // Veranda's launch replaces its own page with the app: nothing else shows whose record is open
+    assert.equal(t.json.need_patient_banner, true, 'the app must show the banner');
     assert.equal(typeof t.json.smart_style_url, 'string');
     assert.equal((await fhirGet(srv, 'Patient/alice', t.json.access_token)).status, 200);
     assert.equal((await fhirGet(srv, `Encounter/${encounter}`, t.json.access_token)).status, 200);
@@ -982,6 +983,19 @@ describe('J. introspection', () => {
     assert.equal(r.status, 200);
     assert.equal(r.json.active, true);
     assert.equal(r.json.patient, 'alice');
+  });
+
+  it('J93 an app\'s user token learns only about its own app\'s tokens', async () => {
+    const mine = await aliceTokens();
+    const { tokens: other } = await ocCodeFlow(confConfig, { redirectUri: CONF_CB });
+    // pub's token about itself: active; about conf's token: nothing
+    let r = await postForm(`${srv.baseUrl}/oauth/introspect`, { token: mine.access_token }, { auth: `Bearer ${mine.access_token}` });
+    assert.equal(r.json.active, true);
+    r = await postForm(`${srv.baseUrl}/oauth/introspect`, { token: other.access_token }, { auth: `Bearer ${mine.access_token}` });
+    assert.deepEqual(r.json, { active: false });
+    // the confidential client (a resource server) still sees it
+    r = await postForm(`${srv.baseUrl}/oauth/introspect`, { token: other.access_token }, { auth: basic('conf', CONF_SECRET) });
+    assert.equal(r.json.active, true);
   });
 
   it('J92 an unknown, revoked or garbage token: exactly {"active":false}', async () => {
