@@ -303,12 +303,11 @@ static enum err mint_refresh(struct oauth *o, const struct grant *g, char tok[OA
  * The token response for grant 'g' with scope string 'scope': access
  * token, refresh token when 'refresh', id token when openid was granted.
  */
-static enum err respond(struct oauth *o, const struct grant *g, const char *scope, bool refresh,
-			bool launch_ctx, struct buf *out, struct ctx *c)
+static enum err respond(struct oauth *o, const struct grant *g, const char *scope,
+			const char *refresh, bool id_token, bool launch_ctx, struct buf *out, struct ctx *c)
 {
 	struct buf at = BUF_INIT(16384), idt = BUF_INIT(16384);
 	struct scope_set *ss = NULL;
-	char rt[OAUTH_ID_SIZE];
 	int64_t exp = 0, now = clock_now_ms() / 1000;
 	json_t *r = NULL;
 	enum err e;
@@ -319,13 +318,9 @@ static enum err respond(struct oauth *o, const struct grant *g, const char *scop
 		goto out;
 	r = json_pack("{s:s, s:s, s:I, s:s}", "access_token", at.data, "token_type", "Bearer",
 		      "expires_in", (json_int_t)(exp - now), "scope", scope);
-	if (refresh && (scope_flags(ss) & (SCOPE_OFFLINE | SCOPE_ONLINE))) {
-		if ((e = mint_refresh(o, g, rt, c)))
-			goto out;
-		json_object_set_new(r, "refresh_token", json_string(rt));
-		mem_wipe(rt, sizeof(rt));
-	}
-	if (g->uid && (scope_flags(ss) & SCOPE_OPENID)) {
+	if (refresh)
+		json_object_set_new(r, "refresh_token", json_string(refresh));
+	if (id_token && g->uid && (scope_flags(ss) & SCOPE_OPENID)) {
 		if ((e = mint_id_token(o, g, ss, &idt, c)))
 			goto out;
 		json_object_set_new(r, "id_token", json_string(idt.data));
@@ -347,6 +342,33 @@ out:
 	scope_set_free(ss);
 	buf_release(&at);
 	buf_release(&idt);
+	return e;
+}
+
+/* Does 'scope' ask for a refresh token (offline_access or online_access)? */
+static bool wants_refresh(const char *scope)
+{
+	struct scope_set *ss = NULL;
+	struct ctx ig = CTX_INIT;
+	bool yes = !scope_parse(scope, &ss, &ig) && (scope_flags(ss) & (SCOPE_OFFLINE | SCOPE_ONLINE));
+
+	scope_set_free(ss);
+	return yes;
+}
+
+/*
+ * End the transaction of a token request: keep what it did (a consumed
+ * code, a rotated or revoked token, a new refresh token) unless the store
+ * itself failed.
+ */
+static enum err tx_end(struct oauth *o, enum err e, const struct ctx *c, struct ctx *cc)
+{
+	if (e && c->code && c->code != ERR_INVALID) {
+		store_rollback(o->s);
+		return e;
+	}
+	if (store_commit(o->s, cc))
+		return cc->code;
 	return e;
 }
 
@@ -384,9 +406,10 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 {
 	struct store_item it;
 	struct grant g;
-	char h[OAUTH_HASH_SIZE], ruri[1024], chal[64], cid[128], want[64];
+	char h[OAUTH_HASH_SIZE], ruri[1024], chal[64], cid[128], want[64], rt[OAUTH_ID_SIZE] = "";
 	json_t *j = NULL;
 	int64_t now = clock_now_ms();
+	bool issue = false;
 	enum err e;
 
 	memset(&g, 0, sizeof(g));
@@ -396,6 +419,9 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 	}
 	store_item_init(&it);
 	oauth_hash(r->code, h);
+	/* one transaction (one flush): consume the code, check it, write the refresh token */
+	if ((e = store_begin(o->s, c)))
+		goto out_notx;
 	/* the first redemption attempt consumes the code, whatever happens next */
 	e = store_item_take(o->s, NS_CODE, h, STORE_ITEM_LIVE, STORE_ITEM_USED, &it, c);
 	if (e == ERR_NOTFOUND) {
@@ -448,8 +474,22 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 		e = ERR_INVALID;
 		goto out;
 	}
-	e = respond(o, &g, g.scope, true, true, out, c);
+	if (wants_refresh(g.scope) && (e = mint_refresh(o, &g, rt, c)))
+		goto out;
+	issue = true;
 out:
+	{
+		struct ctx cc = CTX_INIT;
+		e = tx_end(o, e, c, &cc);
+		if (cc.code)
+			*c = cc;
+	}
+	oauth_epoch_bump(o); /* a replay may have revoked a grant in this transaction */
+	/* sign outside the transaction: the write lock is not held for the signatures */
+	if (!e && issue)
+		e = respond(o, &g, g.scope, rt[0] ? rt : NULL, true, true, out, c);
+out_notx:
+	mem_wipe(rt, sizeof(rt));
 	json_decref(j);
 	grant_release(&g);
 	store_item_release(&it);
@@ -464,9 +504,10 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 	struct grant g;
 	struct scope_set *granted = NULL, *asked = NULL;
 	struct buf narrowed = BUF_INIT(8192);
-	char h[OAUTH_HASH_SIZE], cid[128];
+	char h[OAUTH_HASH_SIZE], cid[128], rt[OAUTH_ID_SIZE] = "";
 	int64_t now = clock_now_ms();
 	json_t *j = NULL;
+	bool in_tx = false, issue = false;
 	enum err e;
 
 	memset(&g, 0, sizeof(g));
@@ -515,6 +556,10 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 		granted = NULL;
 		grant_release(&g);
 	}
+	/* one transaction (one flush): rotate the token, check the grant, write the next token */
+	if ((e = store_begin(o->s, c)))
+		goto out;
+	in_tx = true;
 	e = store_item_take(o->s, NS_REFRESH, h, STORE_ITEM_LIVE, STORE_ITEM_USED, &it, c);
 	if (e == ERR_CONFLICT) {
 		ctx_clear(c);
@@ -575,8 +620,24 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 	} else {
 		buf_adds(&narrowed, g.scope);
 	}
-	e = respond(o, &g, narrowed.data, true, true, out, c);
+	if (wants_refresh(narrowed.data) && (e = mint_refresh(o, &g, rt, c)))
+		goto out;
+	issue = true;
 out:
+	if (in_tx) {
+		struct ctx cc = CTX_INIT;
+		e = tx_end(o, e, c, &cc);
+		if (cc.code)
+			*c = cc;
+		oauth_epoch_bump(o); /* a replay may have revoked the grant in this transaction */
+	}
+	/*
+	 * Signed outside the transaction.  No new id token: OIDC Core 12.2
+	 * leaves it out of refresh responses, and it halves the signing.
+	 */
+	if (!e && issue)
+		e = respond(o, &g, narrowed.data, rt[0] ? rt : NULL, false, true, out, c);
+	mem_wipe(rt, sizeof(rt));
 	json_decref(j);
 	scope_set_free(granted);
 	scope_set_free(asked);
@@ -641,7 +702,7 @@ static enum err grant_backend(struct oauth *o, const struct client *cl,
 	if ((e = oauth_put(o, NS_GRANT, g.id, 0, cl->client_id, json_pack("{s:s}", "scope", s.data),
 			   g.expires, false, c)))
 		goto out;
-	e = respond(o, &g, s.data, false, false, out, c);
+	e = respond(o, &g, s.data, NULL, false, false, out, c);
 	g.scope = NULL;
 out:
 	scope_set_free(asked);
