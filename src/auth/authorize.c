@@ -465,6 +465,71 @@ out:
 	return e;
 }
 
+struct prior {
+	const struct scope_set *asked;
+	const char *patient;
+	int64_t now;
+	bool found;
+	char patient_out[OAUTH_REF_SIZE];
+	int64_t expires;
+};
+
+static int prior_fn(void *arg, const struct store_item *it)
+{
+	struct prior *p = arg;
+	struct scope_set *have = NULL;
+	struct ctx ig = CTX_INIT;
+	char pat[OAUTH_REF_SIZE], scope[8192];
+	json_t *j;
+
+	if (it->state != STORE_ITEM_LIVE || (it->expires && it->expires <= p->now) ||
+	    !(j = oauth_item_json(it)))
+		return 0;
+	oauth_jstr(j, "patient", pat, sizeof(pat));
+	oauth_jstr(j, "scope", scope, sizeof(scope));
+	json_decref(j);
+	if (p->patient && *p->patient && strcmp(p->patient, pat))
+		return 0;
+	if (!scope_parse(scope, &have, &ig) && scope_covers(have, p->asked)) {
+		p->found = true;
+		str_copy(p->patient_out, pat, sizeof(p->patient_out));
+		p->expires = it->expires;
+	}
+	scope_set_free(have);
+	return p->found;
+}
+
+enum err oauth_authz_prior(struct oauth *o, struct oauth_authz *a, const struct session *se,
+			   struct scope_set **granted, int64_t *duration_s, struct ctx *c)
+{
+	struct prior p;
+	struct scope_set *asked = NULL;
+	enum err e;
+
+	*granted = NULL;
+	*duration_s = 0;
+	if ((e = scope_parse(a->scope, &asked, c)))
+		return e;
+	memset(&p, 0, sizeof(p));
+	p.asked = asked;
+	p.patient = a->patient;
+	p.now = clock_now_ms();
+	e = store_item_list(o->s, NS_GRANT, se->uid, a->client.client_id, prior_fn, &p, c);
+	if (e < 0 || !p.found) {
+		scope_set_free(asked);
+		if (e < 0)
+			return e;
+		return ctx_errorf(c, ERR_NOTFOUND, "no earlier grant covers this request");
+	}
+	if (!a->patient[0])
+		str_copy(a->patient, p.patient_out, sizeof(a->patient));
+	*granted = asked;
+	*duration_s = p.expires ? (p.expires - p.now) / MS : 0;
+	if (p.expires && *duration_s < 1)
+		*duration_s = 1;
+	return ERR_OK;
+}
+
 enum err oauth_launch_create(struct oauth *o, int64_t uid, const char *client_id,
 			     const char *patient, const char *encounter, char **url,
 			     struct ctx *c)

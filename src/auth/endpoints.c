@@ -700,6 +700,22 @@ static void continue_request(struct http_req *q, struct auth_edge *ed, struct oa
 		oauth_authz_drop(ed->o, a->id);
 		return;
 	}
+	if (a->prompt_none) {
+		/* silent: only what the user already allowed this app, and still allows */
+		struct scope_set *granted = NULL;
+		struct ctx c = CTX_INIT;
+		int64_t dur = 0;
+		char *url = NULL;
+
+		if (!oauth_authz_prior(ed->o, a, &se, &granted, &dur, &c) &&
+		    !oauth_authz_approve(ed->o, a, &se, granted, dur, &url, &c)) {
+			scope_set_free(granted);
+			redirect(q, url);
+			free(url);
+			return;
+		}
+		scope_set_free(granted);
+	}
 	if (oauth_authz_needs_patient(a)) {
 		struct store_user_patient links[2];
 		struct ctx c = CTX_INIT;

@@ -206,6 +206,16 @@ bool oauth_authz_needs_patient(const struct oauth_authz *a);
 enum err oauth_authz_approve(struct oauth *o, struct oauth_authz *a, const struct session *se,
 			     const struct scope_set *granted, int64_t duration_s, char **redirect,
 			     struct ctx *c);
+/*
+ * prompt=none: the user's earlier, still live grant to this app that
+ * covers everything request 'a' asks for (and its patient, when the
+ * request names one).  On ERR_OK *granted is the requested set, the
+ * request's patient is the grant's and *duration_s what is left of it.
+ * ERR_NOTFOUND when there is none.
+ */
+enum err oauth_authz_prior(struct oauth *o, struct oauth_authz *a, const struct session *se,
+			   struct scope_set **granted, int64_t *duration_s, struct ctx *c);
+
 /* An error redirect for request 'a' (error, description, state, iss); caller frees. */
 char *oauth_authz_error_url(const struct oauth *o, const char *redirect_uri, const char *state,
 			    const char *error, const char *description);

@@ -401,9 +401,47 @@ describe('B. authorization endpoint', () => {
     const b = new Browser(srv.baseUrl);
     let req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE, extra: { prompt: 'none' } });
     assertErrorRedirect(await b.get(req.url), 'login_required', req.state);
+    // erin never allowed this app: nothing to answer silently
+    const erin = new Browser(srv.baseUrl);
+    await signIn(erin, 'erin');
     req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE, extra: { prompt: 'none' } });
-    assertErrorRedirect(await alice.get(req.url), 'consent_required', req.state);
+    assertErrorRedirect(await erin.get(req.url), 'consent_required', req.state);
   });
+
+  it('B25 prompt=none after an allowed grant: a code without any page; none once the grant is removed', async () => {
+    const b = new Browser(srv.baseUrl);
+    await signIn(b, 'frank');
+    const first = await authorize(b, srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE });
+    assert.ok(first.code, 'the first authorization (with consent) gives a code');
+    let req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE, extra: { prompt: 'none' } });
+    let r = await b.get(req.url);
+    assert.equal(r.status, 303);
+    let u = new URL(r.headers.get('location'));
+    assert.ok(u.searchParams.get('code'), `no code: ${u}`);
+    assert.equal(u.searchParams.get('state'), req.state);
+    const t = await redeem(srv, { code: u.searchParams.get('code'), verifier: req.verifier, redirectUri: CB, clientId: 'pub' });
+    assert.equal(t.status, 200, t.text);
+    // a wider request than was allowed is not answered silently
+    req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: `${SCOPE} user/Practitioner.cruds`, extra: { prompt: 'none' } });
+    noSilentCode(await b.get(req.url), req.state);
+    // revoke every grant (sign out everywhere ends them): then silence gives nothing
+    const acct = await b.get(`${srv.baseUrl}/account`);
+    const csrf = acct.text.match(/name="csrf" value="([^"]+)"/)[1];
+    await b.post(`${srv.baseUrl}/signout`, { csrf, everywhere: '1' });
+    await signIn(b, 'frank');
+    req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE, extra: { prompt: 'none' } });
+    noSilentCode(await b.get(req.url), req.state);
+  });
+
+  /* prompt=none that cannot be answered silently: an error redirect without a code
+     (frank acts for two patients, so the picker would be needed first: interaction_required) */
+  function noSilentCode(r, state) {
+    assert.equal(r.status, 303);
+    const u = new URL(r.headers.get('location'));
+    assert.equal(u.searchParams.has('code'), false, `a code was issued: ${u}`);
+    assert.ok(['consent_required', 'interaction_required'].includes(u.searchParams.get('error')), String(u));
+    assert.equal(u.searchParams.get('state'), state);
+  }
 
   it('B14 max_age=0 and prompt=login ask for a fresh sign-in, then issue a code', async () => {
     for (const extra of [{ max_age: '0' }, { prompt: 'login' }]) {
