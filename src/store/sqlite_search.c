@@ -45,7 +45,7 @@
  * It relies on index and compartment rows existing for current, not
  * deleted resources only (store_put() replaces them with each version).
  *
- * Keyed driver: one reference to Type/id ("this patient's ...").  Its
+ * Keyed driver: one reference to Patient/id ("this patient's ...").  Its
  * ix_reference rows carry sort_hi, the newest end of the resource's 'date'
  * values (kept by the triggers of 0005_sort_key.sql), and the index
  * (type, param, target_id, target_type, sort_hi) lists them in that order:
@@ -1212,9 +1212,9 @@ static bool rid_desc(const struct store_query *q)
  * none; the compartment drives when the query has a patient).  In the
  * lean shape the page query reads the driver's index rows only, and the
  * resource and its JSON are joined to the rows of the page.  'keyed': the
- * driver is one reference to Type/id, whose index rows carry sort_hi (the
+ * driver is one reference to Patient/id, whose index rows carry sort_hi (the
  * newest end of the resource's 'date' values, 0005_sort_key.sql) after
- * the target: 'walk' sorts by that column in index order, and conds
+ * the target (a Patient): 'walk' sorts by that column in index order, and conds
  * "date=ge|gt..." become a range of the same index ('prefilter'; with
  * 'absorbed' they need no probe at all).
  */
@@ -1235,11 +1235,14 @@ static bool simple_driver(const struct store_cond *cd)
 	       (cd->nm == 1 || cd->mod == STORE_MOD_PRESENT);
 }
 
-/* Is 'cd' one reference to Type/id (its index rows then hold sort_hi in order)? */
+/*
+ * Is 'cd' one reference to Patient/id?  Its index rows then hold sort_hi
+ * in order (0005_sort_key.sql keeps it on references to patients only).
+ */
 static bool keyed_driver(const struct store_cond *cd)
 {
 	return simple_driver(cd) && cd->kind == STORE_IX_REFERENCE && cd->mod == STORE_MOD_NONE &&
-	       cd->nm == 1 && cd->m[0].a && cd->m[0].b;
+	       cd->nm == 1 && cd->m[0].a && !strcmp(cd->m[0].a, "Patient") && cd->m[0].b;
 }
 
 /*
@@ -1307,7 +1310,7 @@ static struct plan plan_of(const struct store_query *q, enum stmt_kind kind)
 	 * unless something needs it (_since, keys on _id or _lastUpdated).
 	 * An unsorted page stops after limit rows in rid order, probing the
 	 * other conds only until then, so it goes lean only when the
-	 * driver's own index answers every cond (one reference to Type/id, at
+	 * driver's own index answers every cond (one reference to Patient/id, at
 	 * most "date=ge|gt" besides): a patient's appointments from today.
 	 */
 	if (by_params) {
