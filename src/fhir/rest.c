@@ -496,8 +496,35 @@ static void fa_patients_of(struct fhir_audit *fa, struct fhir *f, const struct a
  * Record 'fa' (one record per patient it names).  With 'wait', block
  * until durable; false (after answering 503) when the log cannot take it.
  */
+static bool audit_fhir_q(struct http_req *q, const struct access *acc, const struct fhir_audit *fa,
+			 bool wait, uint64_t *ticket_out);
+
 static bool audit_fhir(struct http_req *q, const struct access *acc, const struct fhir_audit *fa,
 		       bool wait)
+{
+	return audit_fhir_q(q, acc, fa, wait, NULL);
+}
+
+/* Wait for a queued record; false (503 sent) when it cannot be made durable. */
+static bool audit_wait_ticket(struct http_req *q, uint64_t ticket)
+{
+	struct ctx c = CTX_INIT;
+
+	if (!rest_audit || !audit_wait(rest_audit, ticket, &c))
+		return true;
+	log_msg(LOG_ERROR, "audit: %s", c.msg);
+	send_outcome(q, 503, "the audit log cannot record this access right now: try again shortly", NULL);
+	return false;
+}
+
+/*
+ * Queue 'fa' (one record per patient it names); with 'wait', block until
+ * durable; with 'ticket_out', only queue and give the last ticket.  False
+ * (after answering 503) when the log cannot take it and the caller must
+ * not disclose or keep anything.
+ */
+static bool audit_fhir_q(struct http_req *q, const struct access *acc, const struct fhir_audit *fa,
+			 bool wait, uint64_t *ticket_out)
 {
 	struct audit_event ev;
 	struct audit_entity ent;
@@ -507,6 +534,8 @@ static bool audit_fhir(struct http_req *q, const struct access *acc, const struc
 	enum err e = ERR_OK;
 	size_t n = fa->npatients ? fa->npatients : 1;
 
+	if (ticket_out)
+		*ticket_out = 0;
 	if (!rest_audit)
 		return true;
 	memset(&ev, 0, sizeof(ev));
@@ -543,12 +572,16 @@ static bool audit_fhir(struct http_req *q, const struct access *acc, const struc
 		ev.patient = fa->npatients ? fa->patients[i] : NULL;
 		e = audit_record(rest_audit, &ev, &ticket, &c);
 	}
+	if (!e && ticket_out) {
+		*ticket_out = ticket;
+		return true;
+	}
 	if (!e && wait)
 		e = audit_wait(rest_audit, ticket, &c);
 	if (!e)
 		return true;
 	log_msg(LOG_ERROR, "audit: %s", c.msg);
-	if (!wait)
+	if (!wait && !ticket_out)
 		return true;
 	send_outcome(q, 503, "the audit log cannot record this access right now: try again shortly", NULL);
 	return false;
@@ -688,7 +721,8 @@ out:
 /* Record a write's outcome; false (503 sent) when a successful one cannot be recorded. */
 static bool audit_write(struct http_req *q, struct fhir *f, const struct access *acc,
 			enum audit_type t, const char *type, const char *id,
-			const struct fhir_result *res, const struct ctx *c, struct fhir_audit *pre)
+			const struct fhir_result *res, const struct ctx *c, struct fhir_audit *pre,
+			uint64_t *ticket)
 {
 	struct fhir_audit fa;
 	char vs[24];
@@ -709,7 +743,49 @@ static bool audit_write(struct http_req *q, struct fhir *f, const struct access 
 	fa.version = vs;
 	if (!pre)
 		fa_patients_of(&fa, f, acc, fa.rtype, fa.id);
-	return audit_fhir(q, acc, &fa, true);
+	return audit_fhir_q(q, acc, &fa, ticket == NULL, ticket);
+}
+
+/*
+ * Writes are audited fail-closed: the write runs in a transaction, its
+ * record is queued before the commit (a full queue rolls the write back:
+ * 503, nothing kept), and the answer waits for the record to be durable.
+ */
+static bool write_begin(struct http_req *q, struct fhir *f)
+{
+	struct ctx c = CTX_INIT;
+
+	if (!rest_audit)
+		return true;
+	if (store_begin(f->store, &c)) {
+		send_error(q, &c);
+		return false;
+	}
+	return true;
+}
+
+/* Commit a successful, queued write and wait for its record; false when answered. */
+static bool write_commit(struct http_req *q, struct fhir *f, bool queued, uint64_t ticket)
+{
+	struct ctx c = CTX_INIT;
+
+	if (!rest_audit)
+		return queued;
+	if (!queued) {
+		store_rollback(f->store);
+		return false;
+	}
+	if (store_commit(f->store, &c)) {
+		send_error(q, &c);
+		return false;
+	}
+	return audit_wait_ticket(q, ticket);
+}
+
+static void write_abort(struct fhir *f)
+{
+	if (rest_audit)
+		store_rollback(f->store);
 }
 
 /*
@@ -836,6 +912,7 @@ static void handle_create(struct http_req *q, void *arg)
 	struct fhir_result res;
 	struct ctx c = CTX_INIT;
 	struct access acc;
+	uint64_t ticket = 0;
 
 	if (!accept_ok(q) || !content_type_ok(q) ||
 	    !guard(q, http_req_param(q, "type"), SCOPE_OP_CREATE, &acc))
@@ -846,17 +923,22 @@ static void handle_create(struct http_req *q, void *arg)
 		return;
 	}
 	fhir_result_init(&res);
+	if (!write_begin(q, f))
+		goto done;
 	if (fhir_create(f, http_req_param(q, "type"), body->data, body->len, &res, &c)) {
-		audit_write(q, f, &acc, AUDIT_FHIR_CREATE, http_req_param(q, "type"), NULL, NULL, &c, NULL);
+		write_abort(f);
+		audit_write(q, f, &acc, AUDIT_FHIR_CREATE, http_req_param(q, "type"), NULL, NULL, &c, NULL, NULL);
 		if (c.code == ERR_FORBIDDEN) {
 			http_resp_header(q, "Allow", "GET, HEAD");
 			send_outcome(q, 405, c.msg, NULL);
 		} else {
 			send_error(q, &c);
 		}
-	} else if (audit_write(q, f, &acc, AUDIT_FHIR_CREATE, res.type, NULL, &res, NULL, NULL)) {
+	} else if (write_commit(q, f, audit_write(q, f, &acc, AUDIT_FHIR_CREATE, res.type, NULL, &res,
+						   NULL, NULL, &ticket), ticket)) {
 		send_write_result(q, f, &res, 201);
 	}
+done:
 	fhir_result_release(&res);
 	access_done(&acc);
 }
@@ -868,6 +950,7 @@ static void handle_update(struct http_req *q, void *arg)
 	struct fhir_result res;
 	struct ctx c = CTX_INIT;
 	struct access acc;
+	uint64_t ticket = 0;
 	int64_t v;
 
 	if (!accept_ok(q) || !content_type_ok(q) || !if_match(q, &v) ||
@@ -879,20 +962,24 @@ static void handle_update(struct http_req *q, void *arg)
 		return;
 	}
 	fhir_result_init(&res);
+	if (!write_begin(q, f))
+		goto done;
 	if (fhir_update(f, http_req_param(q, "type"), http_req_param(q, "id"), body->data,
 			body->len, v, &res, &c)) {
+		write_abort(f);
 		audit_write(q, f, &acc, AUDIT_FHIR_UPDATE, http_req_param(q, "type"),
-			    http_req_param(q, "id"), NULL, &c, NULL);
+			    http_req_param(q, "id"), NULL, &c, NULL, NULL);
 		if (c.code == ERR_FORBIDDEN) {
 			http_resp_header(q, "Allow", "GET, HEAD");
 			send_outcome(q, 405, c.msg, NULL);
 		} else {
 			send_error(q, &c);
 		}
-	} else if (audit_write(q, f, &acc, res.created ? AUDIT_FHIR_CREATE : AUDIT_FHIR_UPDATE,
-			       res.type, res.id, &res, NULL, NULL)) {
+	} else if (write_commit(q, f, audit_write(q, f, &acc, res.created ? AUDIT_FHIR_CREATE : AUDIT_FHIR_UPDATE,
+						   res.type, res.id, &res, NULL, NULL, &ticket), ticket)) {
 		send_write_result(q, f, &res, res.created ? 201 : 200);
 	}
+done:
 	fhir_result_release(&res);
 	access_done(&acc);
 }
@@ -904,6 +991,7 @@ static void handle_delete(struct http_req *q, void *arg)
 	struct fhir_result res;
 	struct ctx c = CTX_INIT;
 	struct access acc;
+	uint64_t ticket = 0;
 	int64_t v;
 
 	if (!accept_ok(q) || !if_match(q, &v) ||
@@ -918,17 +1006,20 @@ static void handle_delete(struct http_req *q, void *arg)
 	/* whose record it was: the compartment is gone after the delete */
 	memset(&pre, 0, sizeof(pre));
 	fa_patients_of(&pre, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"));
+	if (!write_begin(q, f))
+		goto done;
 	if (fhir_delete(f, http_req_param(q, "type"), http_req_param(q, "id"), v, &res, &c)) {
+		write_abort(f);
 		audit_write(q, f, &acc, AUDIT_FHIR_DELETE, http_req_param(q, "type"),
-			    http_req_param(q, "id"), NULL, &c, &pre);
+			    http_req_param(q, "id"), NULL, &c, &pre, NULL);
 		if (c.code == ERR_FORBIDDEN) {
 			http_resp_header(q, "Allow", "GET, HEAD");
 			send_outcome(q, 405, c.msg, NULL);
 		} else {
 			send_error(q, &c);
 		}
-	} else if (audit_write(q, f, &acc, AUDIT_FHIR_DELETE, http_req_param(q, "type"),
-			       http_req_param(q, "id"), &res, NULL, &pre)) {
+	} else if (write_commit(q, f, audit_write(q, f, &acc, AUDIT_FHIR_DELETE, http_req_param(q, "type"),
+						   http_req_param(q, "id"), &res, NULL, &pre, &ticket), ticket)) {
 		if (!res.unchanged) {
 			char etag[40];
 			snprintf(etag, sizeof(etag), "W/\"%lld\"", (long long)res.version);
@@ -943,6 +1034,7 @@ static void handle_delete(struct http_req *q, void *arg)
 			http_resp_empty(q, 204);
 		}
 	}
+done:
 	fhir_result_release(&res);
 	access_done(&acc);
 }
