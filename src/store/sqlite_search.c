@@ -56,13 +56,17 @@
  *    it narrows the walk (the probe stays, and then runs on matches only);
  *  - unsorted, when the index answers every cond (at most such date conds
  *    besides), the statement is lean too and probes nothing: a patient's
- *    appointments from today are one index range.  Otherwise an unsorted
- *    page stays in the first shape, which stops probing after a page.
- * A resource with two rows for the same target (the reference written
- * two ways) would come twice: keyed statements are not DISTINCT (that
- * costs a temporary b-tree per search) but list such rows next to each
- * other, and sqlite_search() skips the second; their LIMIT is -1 (it keeps
- * the subquery's ORDER BY in force) and stepping stops after a page.
+ *    appointments from today are one index range.
+ * An unsorted page is lean when nothing is left to probe (no other cond,
+ * or only those date conds of a keyed driver): Patient?name=smi and
+ * $everything read their driver's range and sort it by rid.  Otherwise an
+ * unsorted page stays in the first shape, which stops probing after a page.
+ * A resource with two matching rows (two name parts that start alike, a
+ * reference written two ways) would come twice: keyed and unsorted lean
+ * statements are not DISTINCT (that costs a temporary b-tree per search)
+ * but order such rows next to each other (same keys, same rid), and
+ * sqlite_search() skips the second; their LIMIT is -1 (it keeps the
+ * subquery's ORDER BY in force) and stepping stops after a page.
  *
  * Sorting: a key on _id or _lastUpdated is the resource column; a key on a
  * parameter is a correlated subquery over the resource's index rows of that
@@ -1226,6 +1230,7 @@ struct plan {
 	bool walk;
 	bool prefilter;
 	bool absorbed;
+	bool unsorted;            /* lean in rid order */
 };
 
 /* Can 'cd' drive from the FROM clause of a lean statement (one index range, no join)? */
@@ -1271,7 +1276,7 @@ static bool by_newest_date(const struct store_query *q)
 
 static struct plan plan_of(const struct store_query *q, enum stmt_kind kind)
 {
-	struct plan pl = {q->nconds, false, false, false, false, false, false};
+	struct plan pl = {q->nconds, false, false, false, false, false, false, false};
 	int best = RANK_NONE;
 	bool by_params = q->nsort > 0, all_sort_hi = true;
 
@@ -1289,7 +1294,7 @@ static struct plan plan_of(const struct store_query *q, enum stmt_kind kind)
 	if (q->patient && best > 0)
 		pl.drv = q->nconds;
 	pl.driven = q->patient || pl.drv < q->nconds;
-	if (kind != S_PAGE || !q->type || q->since)
+	if (kind != S_PAGE || q->since)
 		return pl;
 
 	for (size_t i = 0; i < q->nsort; i++)
@@ -1309,18 +1314,25 @@ static struct plan plan_of(const struct store_query *q, enum stmt_kind kind)
 	 * first row comes out, so a resource row read per match is wasted
 	 * unless something needs it (_since, keys on _id or _lastUpdated).
 	 * An unsorted page stops after limit rows in rid order, probing the
-	 * other conds only until then, so it goes lean only when the
-	 * driver's own index answers every cond (one reference to Patient/id, at
-	 * most "date=ge|gt" besides): a patient's appointments from today.
+	 * other conds only until then, so it goes lean only when nothing is
+	 * left to probe: no other cond (Patient?name=smi, $everything), or
+	 * only "date=ge|gt" that a keyed driver's index answers (a patient's
+	 * appointments from today).  Its matches are then read from one index
+	 * range and sorted by rid, instead of being collected into a
+	 * temporary b-tree for "rid IN (...)" and read back in order.
 	 */
 	if (by_params) {
 		if (pl.drv < q->nconds)
-			pl.lean = simple_driver(&q->conds[pl.drv]);
+			pl.lean = simple_driver(&q->conds[pl.drv]) && q->type != NULL;
 		else
-			pl.lean = q->patient != NULL;
+			pl.lean = q->patient != NULL && q->type != NULL;
 	} else if (q->nsort == 0) {
-		pl.lean = pl.keyed && all_sort_hi;
-		pl.absorbed = pl.lean;
+		bool simple = pl.drv < q->nconds ? simple_driver(&q->conds[pl.drv]) : q->patient != NULL;
+		bool others = q->nconds > (pl.drv < q->nconds ? 1u : 0u);
+
+		pl.lean = simple && (!others || (pl.keyed && all_sort_hi));
+		pl.absorbed = pl.lean && others;
+		pl.unsorted = pl.lean;
 	}
 	pl.keyed = pl.keyed && pl.lean;
 	pl.prefilter = pl.prefilter && pl.lean;
@@ -1472,6 +1484,8 @@ static void emit_order(struct gen *g, const struct store_query *q, bool limited)
 static void emit_lean(struct gen *g, const struct store_query *q, const struct plan *pl)
 {
 	const struct store_cond *cd = pl->drv < q->nconds ? &q->conds[pl->drv] : NULL;
+	/* a resource with two matching rows comes twice: see the file comment */
+	bool distinct = !pl->keyed && !pl->unsorted;
 	int keys = 0;
 	const char *x;
 	struct lvl top;
@@ -1499,7 +1513,7 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 		" p.rid, p.snap");
 	for (size_t i = 0; i < q->nsort; i++)
 		emit(g, ", p.k%zu", i);
-	emit(g, " FROM (SELECT %s%s AS rid, ", pl->keyed ? "" : "DISTINCT ", g->rid);
+	emit(g, " FROM (SELECT %s%s AS rid, ", distinct ? "DISTINCT " : "", g->rid);
 	emit_snap(g, q);
 	for (size_t i = 0; i < q->nsort; i++) {
 		emit(g, ", ");
@@ -1523,8 +1537,18 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 	} else {
 		emit(g, " FROM compartment c WHERE c.patient = ");
 		bind_text(g, q->patient);
-		emit(g, " AND c.type = ");
-		bind_text(g, q->type);
+		if (q->type) {
+			emit(g, " AND c.type = ");
+			bind_text(g, q->type);
+		} else if (q->ntypes) {
+			emit(g, " AND c.type IN (");
+			for (size_t i = 0; i < q->ntypes; i++) {
+				if (i)
+					emit(g, ", ");
+				bind_text(g, q->types[i]);
+			}
+			emit(g, ")");
+		}
 	}
 	emit_filters(g, q, pl, &top);
 	if (q->cursor.set) {
@@ -1532,7 +1556,7 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 		bind_int(g, q->cursor.snapshot_rid);
 		emit_keyset(g, q, rid_desc(q));
 	}
-	emit_order(g, q, !pl->keyed);
+	emit_order(g, q, distinct);
 	emit(g, ") p CROSS JOIN resource r ON r.rid = p.rid"
 		" CROSS JOIN resource_version v ON v.seq = r.seq");
 }
