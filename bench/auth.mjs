@@ -579,8 +579,10 @@ async function main() {
 				`id token ${JSON.stringify(idt)}, refresh token ${t.refresh_token ? 'yes' : 'no'}, patient ${t.patient}`);
 		const r = await exchange(port, tokenPath, new URLSearchParams({ grant_type: 'refresh_token', refresh_token: t.refresh_token,
 			client_id: CLIENT_ID }).toString());
-		if (!r.refresh_token || r.refresh_token === t.refresh_token || !r.id_token)
-			throw new Error(`${name}: the refresh did not rotate the refresh token or return an id token`);
+		if (!r.refresh_token || r.refresh_token === t.refresh_token)
+			throw new Error(`${name}: the refresh did not rotate the refresh token`);
+		/* Veranda leaves the id token out of refresh responses (OIDC Core 12.2); oidc-provider signs one */
+		log(`${name}: refresh response ${r.id_token ? 'with' : 'without'} an id token`);
 		check[name] = { token: t, at, c, bytes: JSON.stringify(t).length };
 		log(`${name}: access token ${at.alg} ${at.typ || ''} (${t.access_token.length} bytes; claims ${Object.keys(c).join(' ')}), ` +
 			`id token ${idt.alg}, response ${check[name].bytes} bytes, refresh rotates`);
