@@ -361,14 +361,17 @@ static bool wants_refresh(const char *scope)
  * code, a rotated or revoked token, a new refresh token) unless the store
  * itself failed.
  */
-static enum err tx_end(struct oauth *o, enum err e, const struct ctx *c, struct ctx *cc)
+static enum err tx_end(struct oauth *o, enum err e, struct ctx *c)
 {
+	struct ctx cc = CTX_INIT;
+
 	if (e && c->code && c->code != ERR_INVALID) {
 		store_rollback(o->s);
-		return e;
+	} else if (store_commit(o->s, &cc)) {
+		*c = cc;
+		e = cc.code;
 	}
-	if (store_commit(o->s, cc))
-		return cc->code;
+	oauth_epoch_bump(o); /* a replay may have revoked a grant in this transaction */
 	return e;
 }
 
@@ -478,13 +481,7 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 		goto out;
 	issue = true;
 out:
-	{
-		struct ctx cc = CTX_INIT;
-		e = tx_end(o, e, c, &cc);
-		if (cc.code)
-			*c = cc;
-	}
-	oauth_epoch_bump(o); /* a replay may have revoked a grant in this transaction */
+	e = tx_end(o, e, c);
 	/* sign outside the transaction: the write lock is not held for the signatures */
 	if (!e && issue)
 		e = respond(o, &g, g.scope, rt[0] ? rt : NULL, true, true, out, c);
@@ -624,13 +621,8 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 		goto out;
 	issue = true;
 out:
-	if (in_tx) {
-		struct ctx cc = CTX_INIT;
-		e = tx_end(o, e, c, &cc);
-		if (cc.code)
-			*c = cc;
-		oauth_epoch_bump(o); /* a replay may have revoked the grant in this transaction */
-	}
+	if (in_tx)
+		e = tx_end(o, e, c);
 	/*
 	 * Signed outside the transaction.  No new id token: OIDC Core 12.2
 	 * leaves it out of refresh responses, and it halves the signing.
