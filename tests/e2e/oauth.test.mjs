@@ -610,6 +610,17 @@ describe('C. EHR launch', () => {
 /* ================================================================ */
 
 describe('D/E. token endpoint', () => {
+  it('D43,44 a standalone launch/encounter is accepted and ignored (no encounter to give); no fhirContext unless asked', async () => {
+    const a = await authorize(alice, srv, { clientId: 'pub', redirectUri: CB, scope: `${SCOPE} launch/encounter` });
+    assert.ok(a.code, `no code: ${a.error}`);
+    const t = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'pub' });
+    assert.equal(t.status, 200, t.text);
+    assert.equal(t.json.patient, 'alice');
+    assert.equal('encounter' in t.json, false, 'a standalone launch has no encounter');
+    assert.equal('fhirContext' in t.json, false, 'fhirContext is only sent when asked for');
+    assert.equal((await fhirGet(srv, 'Patient/alice', t.json.access_token)).status, 200);
+  });
+
   it('E47,51-53 token response: fields, types, no-store', async () => {
     const a = await authorize(alice, srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE });
     const r = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'pub' });
