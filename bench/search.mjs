@@ -17,6 +17,8 @@
 //
 // Environment: BENCH_PATIENTS (default 10000), BENCH_SEED (generator seed,
 // default 1), BENCH_RESEED=1 (seed again even when cached),
+// BENCH_SEARCH_AUDIT (the server's --audit: off by default, so that the
+// figures are the search's own; bench/audit-read.mjs measures the audit),
 // BENCH_SEARCH_DURATION (seconds per wrk run, default 5), BENCH_SEARCH_ROUNDS
 // (default 3), BENCH_SEARCH_CONNECTIONS (default 32), BENCH_SEARCH_SAMPLE
 // (requests checked per search, default 40).
@@ -35,6 +37,7 @@ const SECS = Math.max(1, Number(process.env.BENCH_SEARCH_DURATION || 5));
 const ROUNDS = Math.max(1, Number(process.env.BENCH_SEARCH_ROUNDS || 3));
 const CONNS = Math.max(2, Number(process.env.BENCH_SEARCH_CONNECTIONS || 32));
 const SAMPLE = Math.max(5, Number(process.env.BENCH_SEARCH_SAMPLE || 40));
+const AUDIT = process.env.BENCH_SEARCH_AUDIT || 'off';
 const GOAL_P99_MS = 10, GOAL_RATIO = 0.3;
 const MARK = '==== Veranda search benchmark';
 const META = 'bench-seed.json';
@@ -211,8 +214,9 @@ export async function searchBench(h) {
 	const today = meta.day;
 	const realToday = new Date().toISOString().slice(0, 10);
 
-	const ver = await h.startVeranda(dir);
-	h.log(`search: veranda serve pid ${ver.pid} on 127.0.0.1:${ver.port}, data ${path.relative(process.cwd(), dir)}`);
+	const ver = await h.startVeranda(dir, ['--audit', AUDIT]);
+	h.log(`search: veranda serve pid ${ver.pid} on 127.0.0.1:${ver.port}, data ${path.relative(process.cwd(), dir)}, ` +
+		`--audit ${AUDIT}`);
 	const people = await patients(h, ver.port);
 	if (people.length === 0)
 		throw new Error('search benchmark: no generated patients (p-…) in the seeded data');
@@ -307,7 +311,7 @@ export async function searchBench(h) {
 			rounds: { p99c1: q.runs.c1.map((w) => w.p99), rps: q.runs.ver.map((w) => w.rps), nginx: q.runs.ngx.map((w) => w.rps) } };
 	});
 	const res = { started: new Date(T0).toISOString(), machine: h.machine(), patients: N, seed: SEED, cached, meta,
-		size, today, secs: SECS, rounds: ROUNDS, conns: CONNS, rows, loadavg: [load0, os.loadavg()],
+		size, today, secs: SECS, rounds: ROUNDS, conns: CONNS, audit: AUDIT, rows, loadavg: [load0, os.loadavg()],
 		seconds: (Date.now() - T0) / 1000 };
 	const text = summary(h, res);
 	console.log(`\n${text}`);
@@ -338,6 +342,7 @@ function summary(h, res) {
 		` = ${fmt((res.size.db + res.size.wal) / (meta.resources || 1))} bytes a resource`);
 	if (meta.types)
 		L.push(`resources: ${meta.types.map(([t, n]) => `${t} ${fmt(n)}`).join(', ')}`);
+	L.push(`server: veranda serve --fhir-auth=false --audit ${res.audit} (BENCH_SEARCH_AUDIT)`);
 	L.push(`wrk: one client = -t1 -c1; ${res.conns} connections = -t2 -c${res.conns}; ${res.rounds} interleaved rounds of ` +
 		`${res.secs} s (best round: lowest p99 at one client, highest req/s at ${res.conns}); patient or prefix drawn at random per request`);
 	L.push(`goals: p99 < ${GOAL_P99_MS} ms at one client for the patient-scoped searches; req/s ≥ ${GOAL_RATIO}× nginx serving the median-size response as a static file`);

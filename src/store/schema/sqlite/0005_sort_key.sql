@@ -1,8 +1,10 @@
--- 0005_sort_key.sql - the newest 'date' of a resource on its references to
--- patients, so that the commonest patient-scoped search ("this patient's
--- results, newest first": Observation?patient=X&_sort=-date) walks one
--- index in page order instead of sorting every match by a value looked up
--- per match.  Run by the migrator inside one transaction, like 0001.
+-- 0005_sort_key.sql - indexes that let patient-scoped searches read their
+-- page in order: the newest 'date' of a resource on its references to
+-- patients, so that the commonest one ("this patient's results, newest
+-- first": Observation?patient=X&_sort=-date) walks one index instead of
+-- sorting every match by a value looked up per match; and the patient's
+-- compartment by rid, for $everything.  Run by the migrator inside one
+-- transaction, like 0001.
 --
 -- ix_reference.sort_hi, on rows whose target_type is 'Patient': max(hi) of
 -- the resource's ix_date rows whose param is 'date' (NULL when it has
@@ -47,3 +49,7 @@ BEGIN
 	UPDATE ix_reference SET sort_hi = NEW.hi
 	WHERE rid = NEW.rid AND target_type = 'Patient' AND (sort_hi IS NULL OR sort_hi < NEW.hi);
 END;
+
+-- A patient's compartment in rid order, the order of $everything: its first
+-- page reads that many rows instead of sorting the whole record.
+CREATE INDEX compartment_patient_rid ON compartment (patient, rid);
