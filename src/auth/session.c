@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "auth/oauth_int.h"
 #include "auth/totp.h"
 #include "core/clock.h"
@@ -186,6 +187,22 @@ enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *
 	    now - out->last_seen >= o->o.session_idle * MS ||
 	    user_get_by_name(o->us, out->username, &u, &ig) || u.disabled) {
 		store_item_delete(o->s, NS_SESSION, out->id_hash, &ig);
+		if (o->audit) {
+			/* the session's end, as it is noticed (not waited for) */
+			struct audit_event ev;
+			char sh[AUDIT_HASH_SIZE];
+
+			memset(&ev, 0, sizeof(ev));
+			ev.type = AUDIT_SESSION_EXPIRED;
+			ev.outcome_code = now - out->created >= o->o.session_max * MS ? "absolute-timeout"
+					  : now - out->last_seen >= o->o.session_idle * MS ? "idle-timeout"
+											   : "account-disabled";
+			ev.agent.username = out->username;
+			ev.agent.role = role;
+			audit_hash_id(cookie, sh);
+			ev.source.session_hash = sh;
+			audit_record(o->audit, &ev, NULL, &ig);
+		}
 		e = ctx_errorf(c, ERR_NOTFOUND, "your session has ended: please sign in again");
 		goto out;
 	}
