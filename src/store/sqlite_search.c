@@ -47,7 +47,7 @@
  *
  * Keyed driver: one reference to Patient/id ("this patient's ...").  Its
  * ix_reference rows carry sort_hi, the newest end of the resource's 'date'
- * values (kept by the triggers of 0005_sort_key.sql), and the index
+ * values (kept by a trigger of 0005_sort_key.sql), and the index
  * (type, param, target_id, target_type, sort_hi) lists them in that order:
  *  - sorted by -date only, the statement walks that index in page order
  *    (key 0 is the column; no sort, no lookup per match but the other
