@@ -1248,6 +1248,11 @@ static void bind_ix_row(struct q *q, int base, int64_t rid, int64_t n, const cha
 /*
  * Insert the index rows of a put, kind by kind, IX_BATCH rows per
  * statement (fewer statements is most of the cost).  Row n is p->ix[n].
+ * Order matters: date rows go in before reference rows, because the
+ * trigger of schema 5 copies the resource's newest date onto its
+ * references to patients as they are inserted (ix_reference.sort_hi,
+ * which newest-first patient searches walk).  Inserting references first
+ * would silently leave that sort key empty.
  */
 static int insert_ix_rows(struct conn *cn, const struct store_put *p, int64_t rid)
 {
