@@ -60,6 +60,17 @@ enum err fhir_read(struct fhir *f, const char *type, const char *id, int64_t ver
 		   struct store_resource *out, struct ctx *c);
 
 /*
+ * fhir_read() that also tells, from the same read, whether the current
+ * version is in patient 'patient''s compartment (*in, store_get_in()), or
+ * when 'patient' is NULL, which patients' compartments hold it
+ * (patients[0..max), *n of them, store_get_compartment()).
+ */
+enum err fhir_read_compartment(struct fhir *f, const char *type, const char *id, int64_t version,
+			       struct store_resource *out, const char *patient, bool *in,
+			       char (*patients)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n,
+			       struct ctx *c);
+
+/*
  * Create a resource of 'type' from the JSON text body[0..n) with a
  * server-assigned id.  ERR_INVALID / ERR_UNPROCESSABLE / ERR_TOOBIG for a
  * rejected body (nothing is written); ERR_NOTFOUND for an unknown type;

@@ -392,18 +392,24 @@ static bool filters_match(struct http_req *q, struct fhir *f, const struct acces
 	return ok;
 }
 
-/* May 'a' see type/id?  (Confinement and granular filters; the type itself was checked.) */
-static bool visible(struct http_req *q, struct fhir *f, const struct access *a, const char *type,
-		    const char *id)
+/*
+ * May 'a' see type/id?  (Confinement and granular filters; the type itself
+ * was checked.)  'in' is whether type/id is in the confined patient's
+ * compartment when the caller's read already told (1 or 0), else -1.
+ */
+static bool visible_in(struct http_req *q, struct fhir *f, const struct access *a,
+		       const char *type, const char *id, int in)
 {
 	struct ctx c = CTX_INIT;
-	bool yes = false;
+	bool yes = in > 0;
 
 	if (!a->on)
 		return true;
-	if (a->patient && confinable(type)) {
-		if (!(!strcmp(type, "Patient") && !strcmp(id, a->patient)) &&
-		    (store_in_compartment(f->store, a->patient, type, id, &yes, &c) || !yes))
+	if (a->patient && confinable(type) &&
+	    !(!strcmp(type, "Patient") && !strcmp(id, a->patient))) {
+		if (in < 0 && store_in_compartment(f->store, a->patient, type, id, &yes, &c))
+			return false;
+		if (!yes)
 			return false;
 	}
 	if (a->d.nfilters && !filters_match(q, f, a, type, id)) {
@@ -412,6 +418,12 @@ static bool visible(struct http_req *q, struct fhir *f, const struct access *a, 
 		return false;
 	}
 	return true;
+}
+
+static bool visible(struct http_req *q, struct fhir *f, const struct access *a, const char *type,
+		    const char *id)
+{
+	return visible_in(q, f, a, type, id, -1);
 }
 
 /* Would the resource body[0..n) of 'type' belong to the confined patient's record? */
@@ -490,6 +502,21 @@ static void fa_patients_of(struct fhir_audit *fa, struct fhir *f, const struct a
 	}
 	store_compartment_of(f->store, type, id, fa->patients + fa->npatients,
 			     AUDIT_PATIENTS_MAX - fa->npatients, &fa->npatients, &c);
+}
+
+/* fa_patients_of() when the read already gave the compartment: patients[0..n). */
+static void fa_patients_in(struct fhir_audit *fa, const struct access *acc, const char *type,
+			   const char *id, char (*patients)[STORE_PATIENT_ID_SIZE], size_t n)
+{
+	if (!rest_audit || !type || !id)
+		return;
+	if (acc && acc->on && acc->patient && confinable(type))
+		fa_patient(fa, acc->patient);
+	else if (!strcmp(type, "Patient"))
+		fa_patient(fa, id);
+	else
+		for (size_t i = 0; i < n; i++)
+			fa_patient(fa, patients[i]);
 }
 
 /*
@@ -647,10 +674,13 @@ static void handle_read(struct http_req *q, void *arg)
 	struct fhir *f = arg;
 	const char *type = http_req_param(q, "type"), *id = http_req_param(q, "id");
 	const char *vid = http_req_param(q, "vid");
+	char patients[AUDIT_PATIENTS_MAX][STORE_PATIENT_ID_SIZE];
 	struct store_resource r;
 	struct ctx c = CTX_INIT;
 	struct access acc;
 	int64_t version = 0;
+	size_t npatients = 0;
+	bool in = false;
 	enum err e;
 
 	if (!accept_ok(q) || !guard(q, type, SCOPE_OP_READ, &acc))
@@ -660,7 +690,25 @@ static void handle_read(struct http_req *q, void *arg)
 		send_outcome(q, 404, "version ids are positive integers", NULL);
 		goto out;
 	}
-	if (acc.on && !visible(q, f, &acc, type, id)) {
+	/*
+	 * One statement reads the resource and what the confinement check (is
+	 * it in the patient's record?) or the audit record (whose record is
+	 * it in?) needs to know of its compartment.
+	 */
+	if (acc.on && acc.patient && confinable(type) &&
+	    !(!strcmp(type, "Patient") && !strcmp(id, acc.patient)))
+		e = fhir_read_compartment(f, type, id, version, &r, acc.patient, &in, NULL, 0,
+					  NULL, &c);
+	else if (rest_audit && strcmp(type, "Patient"))
+		e = fhir_read_compartment(f, type, id, version, &r, NULL, NULL, patients,
+					  AUDIT_PATIENTS_MAX, &npatients, &c);
+	else
+		e = fhir_read(f, type, id, version, &r, &c);
+	if (e && e != ERR_NOTFOUND && e != ERR_GONE) {
+		send_error(q, &c);
+		goto out;
+	}
+	if (acc.on && !visible_in(q, f, &acc, type, id, in)) {
 		/* the same answer as for a resource that does not exist */
 		audit_denied(q, &acc, type, id, "not-visible");
 		if (!http_resp_done(q)) {
@@ -670,7 +718,6 @@ static void handle_read(struct http_req *q, void *arg)
 		}
 		goto out;
 	}
-	e = fhir_read(f, type, id, version, &r, &c);
 	if (e == ERR_GONE) {
 		set_version_headers(q, r.version, r.last_updated);
 		send_error(q, &c);
@@ -690,7 +737,7 @@ static void handle_read(struct http_req *q, void *arg)
 		fa.rtype = type;
 		fa.id = id;
 		fa.version = vs;
-		fa_patients_of(&fa, f, &acc, type, id);
+		fa_patients_in(&fa, &acc, type, id, patients, npatients);
 		if (!audit_fhir(q, &acc, &fa, true))
 			goto out;
 	}

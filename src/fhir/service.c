@@ -71,13 +71,30 @@ static enum err check_type(const char *type, struct ctx *c)
 enum err fhir_read(struct fhir *f, const char *type, const char *id, int64_t version,
 		   struct store_resource *out, struct ctx *c)
 {
+	return fhir_read_compartment(f, type, id, version, out, NULL, NULL, NULL, 0, NULL, c);
+}
+
+enum err fhir_read_compartment(struct fhir *f, const char *type, const char *id, int64_t version,
+			       struct store_resource *out, const char *patient, bool *in,
+			       char (*patients)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n,
+			       struct ctx *c)
+{
 	enum err e;
 
+	if (n)
+		*n = 0;
+	if (in)
+		*in = false;
 	if ((e = check_type(type, c)))
 		return e;
 	if (!fhir_id_valid(id))
 		return ctx_errorf(c, ERR_NOTFOUND, "%s/%s is not known", type, id);
-	e = store_get(f->store, type, id, version, out, c);
+	if (patient)
+		e = store_get_in(f->store, type, id, version, patient, out, in, c);
+	else if (patients)
+		e = store_get_compartment(f->store, type, id, version, out, patients, max, n, c);
+	else
+		e = store_get(f->store, type, id, version, out, c);
 	if (e == ERR_NOTFOUND) {
 		ctx_clear(c);
 		if (version)

@@ -83,6 +83,10 @@ enum stmt_id {
 	ST_INS_COMPARTMENT,
 	ST_GET_CURRENT,
 	ST_GET_VERSION,
+	ST_GET_CURRENT_C,
+	ST_GET_VERSION_C,
+	ST_GET_CURRENT_IN,
+	ST_GET_VERSION_IN,
 	ST_HIST_ALL,
 	ST_HIST_TYPE,
 	ST_HIST_ID,
@@ -99,7 +103,21 @@ enum stmt_id {
 	ST_COUNT = ST_FIXED + STORE_IX_KINDS * IX_BATCH
 };
 
+/* How many patients a compartment lookup lists (the audit records at most 16). */
+#define COMPARTMENT_LIST_MAX 16
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 #define VERSION_COLS "v.type, v.id, v.version, v.last_updated, v.deleted, v.seq, v.json"
+/*
+ * The patients whose compartment holds r (in id order, space-separated:
+ * ids never hold a space), as ST_COMPARTMENT_OF lists them.
+ */
+#define COMPARTMENT_COL                                                                   \
+	"(SELECT group_concat(patient, ' ') FROM (SELECT c.patient FROM compartment c"    \
+	" WHERE c.rid = r.rid ORDER BY c.patient LIMIT " STR(COMPARTMENT_LIST_MAX) "))"
+#define IN_COMPARTMENT_COL \
+	"EXISTS (SELECT 1 FROM compartment c WHERE c.patient = ?4 AND c.type = ?1 AND c.rid = r.rid)"
 #define HIST_WHERE \
 	"v.seq < :before AND v.last_updated >= :since AND v.last_updated <= :at_most"
 
@@ -140,6 +158,20 @@ static const char *const stmt_sql[ST_FIXED] = {
 	[ST_GET_VERSION] = "SELECT " VERSION_COLS " FROM resource r"
 			   " JOIN resource_version v ON v.rid = r.rid AND v.version = ?3"
 			   " WHERE r.type = ?1 AND r.id = ?2",
+	/* the same with the patients of the current version's compartment */
+	[ST_GET_CURRENT_C] = "SELECT " VERSION_COLS ", " COMPARTMENT_COL " FROM resource r"
+			     " JOIN resource_version v ON v.seq = r.seq"
+			     " WHERE r.type = ?1 AND r.id = ?2",
+	[ST_GET_VERSION_C] = "SELECT " VERSION_COLS ", " COMPARTMENT_COL " FROM resource r"
+			     " JOIN resource_version v ON v.rid = r.rid AND v.version = ?3"
+			     " WHERE r.type = ?1 AND r.id = ?2",
+	/* ... and whether it is in patient ?4's compartment */
+	[ST_GET_CURRENT_IN] = "SELECT " VERSION_COLS ", " IN_COMPARTMENT_COL " FROM resource r"
+			      " JOIN resource_version v ON v.seq = r.seq"
+			      " WHERE r.type = ?1 AND r.id = ?2",
+	[ST_GET_VERSION_IN] = "SELECT " VERSION_COLS ", " IN_COMPARTMENT_COL " FROM resource r"
+			      " JOIN resource_version v ON v.rid = r.rid AND v.version = ?3"
+			      " WHERE r.type = ?1 AND r.id = ?2",
 	[ST_HIST_ALL] = "SELECT " VERSION_COLS " FROM resource_version v"
 			" WHERE " HIST_WHERE " ORDER BY v.seq DESC LIMIT :limit",
 	[ST_HIST_TYPE] = "SELECT " VERSION_COLS " FROM resource_version v"
@@ -163,7 +195,8 @@ static const char *const stmt_sql[ST_FIXED] = {
 	[ST_COUNT_TYPE] = "SELECT count(*) FROM resource WHERE type = ?1 AND deleted = 0",
 	[ST_LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM resource_version",
 	[ST_COMPARTMENT_OF] = "SELECT c.patient FROM resource r JOIN compartment c ON c.rid = r.rid"
-			      " WHERE r.type = ?1 AND r.id = ?2 ORDER BY c.patient LIMIT 16",
+			      " WHERE r.type = ?1 AND r.id = ?2 ORDER BY c.patient"
+			      " LIMIT " STR(COMPARTMENT_LIST_MAX),
 	[ST_IN_COMPARTMENT] = "SELECT count(*) FROM resource r JOIN compartment c ON c.rid = r.rid"
 			      " AND c.patient = ?3 AND c.type = ?1 WHERE r.type = ?1 AND r.id = ?2",
 };
@@ -1482,13 +1515,36 @@ static enum err read_row(sqlite3_stmt *st, struct store_resource *r, struct ctx 
 	return ERR_OK;
 }
 
+/* The space-separated ids of list (NULL: none) into out[0..max). */
+static void split_patients(const char *list, char (*out)[STORE_PATIENT_ID_SIZE], size_t max,
+			   size_t *n)
+{
+	*n = 0;
+	while (list && *list && *n < max) {
+		size_t len = strcspn(list, " ");
+
+		if (len < STORE_PATIENT_ID_SIZE) {
+			memcpy(out[*n], list, len);
+			out[(*n)++][len] = '\0';
+		}
+		list += len;
+		list += *list == ' ';
+	}
+}
+
 /*
  * store_ops.get: the current version (version 0) or the given one, deleted
  * versions included (deleted = true, empty json).  ERR_NOTFOUND otherwise.
  * 'out' is overwritten; its json buffer is reused.
  */
-static enum err sqlite_get(struct store *s, const char *type, const char *id, int64_t version,
-			   struct store_resource *out, struct ctx *c)
+/*
+ * The read of store_get(); with 'patient', *in tells whether the current
+ * version is in that patient's compartment; else with 'patients', the
+ * compartment's patients go to patients[0..max) (*n of them).
+ */
+static enum err get(struct store *s, const char *type, const char *id, int64_t version,
+		    struct store_resource *out, const char *patient, bool *in,
+		    char (*patients)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n, struct ctx *c)
 {
 	struct conn *cn;
 	struct q q;
@@ -1498,15 +1554,26 @@ static enum err sqlite_get(struct store *s, const char *type, const char *id, in
 	e = conn_get(s, &cn, c);
 	if (e)
 		return e;
-	q = q_start(cn, version ? ST_GET_VERSION : ST_GET_CURRENT);
+	if (patient)
+		q = q_start(cn, version ? ST_GET_VERSION_IN : ST_GET_CURRENT_IN);
+	else if (patients)
+		q = q_start(cn, version ? ST_GET_VERSION_C : ST_GET_CURRENT_C);
+	else
+		q = q_start(cn, version ? ST_GET_VERSION : ST_GET_CURRENT);
 	q_text(&q, 1, type);
 	q_text(&q, 2, id);
 	if (version)
 		q_int(&q, 3, version);
+	if (patient)
+		q_text(&q, 4, patient);
 	rc = q_step(&q);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW) {
 		e = read_row(q.st, out, c);
-	else if (rc == SQLITE_DONE && version)
+		if (!e && patient)
+			*in = sqlite3_column_int(q.st, 7) != 0;
+		else if (!e && patients)
+			split_patients((const char *)sqlite3_column_text(q.st, 7), patients, max, n);
+	} else if (rc == SQLITE_DONE && version)
 		e = ctx_errorf(c, ERR_NOTFOUND, "version %lld of '%s/%s' not found",
 			       (long long)version, type, id);
 	else if (rc == SQLITE_DONE)
@@ -1515,6 +1582,29 @@ static enum err sqlite_get(struct store *s, const char *type, const char *id, in
 		e = fail(cn, rc, c, "cannot read '%s/%s'", type, id);
 	q_end(&q);
 	return e;
+}
+
+static enum err sqlite_get(struct store *s, const char *type, const char *id, int64_t version,
+			   struct store_resource *out, struct ctx *c)
+{
+	return get(s, type, id, version, out, NULL, NULL, NULL, 0, NULL, c);
+}
+
+/* store_ops.get_compartment: sqlite_get and the compartment, one statement. */
+static enum err sqlite_get_compartment(struct store *s, const char *type, const char *id,
+				       int64_t version, struct store_resource *out,
+				       char (*patients)[STORE_PATIENT_ID_SIZE], size_t max,
+				       size_t *n, struct ctx *c)
+{
+	return get(s, type, id, version, out, NULL, NULL, patients, max, n, c);
+}
+
+/* store_ops.get_in: sqlite_get and a compartment check, one statement. */
+static enum err sqlite_get_in(struct store *s, const char *type, const char *id, int64_t version,
+			      const char *patient, struct store_resource *out, bool *in,
+			      struct ctx *c)
+{
+	return get(s, type, id, version, out, patient, in, NULL, 0, NULL, c);
 }
 
 /* store_ops.current_version: version and deleted flag, 0 when never written. */
@@ -1822,6 +1912,8 @@ const struct store_ops store_sqlite_ops = {
 	.savepoint_end = sqlite_savepoint_end,
 	.put = sqlite_put,
 	.get = sqlite_get,
+	.get_compartment = sqlite_get_compartment,
+	.get_in = sqlite_get_in,
 	.current_version = sqlite_current_version,
 	.history = sqlite_history,
 	.count = sqlite_count,

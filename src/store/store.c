@@ -322,6 +322,44 @@ enum err store_get(struct store *s, const char *type, const char *id, int64_t ve
 	return s->ops->get(s, type, id, version, out, c);
 }
 
+enum err store_get_compartment(struct store *s, const char *type, const char *id,
+			       int64_t version, struct store_resource *out,
+			       char (*patients)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n,
+			       struct ctx *c)
+{
+	enum err e = check_ref(type, id, c);
+
+	*n = 0;
+	if (e)
+		return e;
+	if (version < 0)
+		return ctx_errorf(c, ERR_INVALID, "version %lld is invalid", (long long)version);
+	if (s->ops->get_compartment)
+		return s->ops->get_compartment(s, type, id, version, out, patients, max, n, c);
+	if ((e = s->ops->get(s, type, id, version, out, c)))
+		return e;
+	return store_compartment_of(s, type, id, patients, max, n, c);
+}
+
+enum err store_get_in(struct store *s, const char *type, const char *id, int64_t version,
+		      const char *patient, struct store_resource *out, bool *in, struct ctx *c)
+{
+	enum err e = check_ref(type, id, c);
+
+	*in = false;
+	if (e)
+		return e;
+	if (!patient || !*patient)
+		return ctx_errorf(c, ERR_INVALID, "compartment check needs a patient");
+	if (version < 0)
+		return ctx_errorf(c, ERR_INVALID, "version %lld is invalid", (long long)version);
+	if (s->ops->get_in)
+		return s->ops->get_in(s, type, id, version, patient, out, in, c);
+	if ((e = s->ops->get(s, type, id, version, out, c)))
+		return e;
+	return store_in_compartment(s, patient, type, id, in, c);
+}
+
 enum err store_current_version(struct store *s, const char *type, const char *id,
 			       int64_t *version, bool *deleted, struct ctx *c)
 {

@@ -127,6 +127,8 @@ struct store_put {
 enum err store_put(struct store *s, const struct store_put *p, struct ctx *c);
 
 /* ---- reads ---- */
+#define STORE_PATIENT_ID_SIZE 72   /* a patient id and its NUL */
+
 struct store_resource {
 	char type[64];
 	char id[72];
@@ -147,6 +149,27 @@ void store_resource_release(struct store_resource *r);
  */
 enum err store_get(struct store *s, const char *type, const char *id, int64_t version,
 		   struct store_resource *out, struct ctx *c);
+
+/*
+ * store_get() that also reads, in the same statement, the patients whose
+ * compartment holds the current version of type/id, as
+ * store_compartment_of() gives them (id order, at most 'max' into
+ * patients[], *n of them; none for a deleted or unknown resource).  One
+ * read instead of two on the paths that need both: a patient-confined read
+ * and its audit record.
+ */
+enum err store_get_compartment(struct store *s, const char *type, const char *id,
+			       int64_t version, struct store_resource *out,
+			       char (*patients)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n,
+			       struct ctx *c);
+
+/*
+ * store_get() that also tells, from the same statement, whether the
+ * current version of type/id is in patient 'patient''s compartment
+ * (*in; as store_in_compartment()).
+ */
+enum err store_get_in(struct store *s, const char *type, const char *id, int64_t version,
+		      const char *patient, struct store_resource *out, bool *in, struct ctx *c);
 
 /* Current version number of a resource; 0 when it never existed. */
 enum err store_current_version(struct store *s, const char *type, const char *id,
@@ -184,7 +207,6 @@ enum err store_last_seq(struct store *s, int64_t *seq, struct ctx *c);
  * The patients whose compartment holds the current version of type/id,
  * in id order, into out[0..max); *n gets how many were written.
  */
-#define STORE_PATIENT_ID_SIZE 72
 enum err store_compartment_of(struct store *s, const char *type, const char *id,
 			      char (*out)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n,
 			      struct ctx *c);

@@ -55,6 +55,14 @@ struct store_ops {
 	enum err (*put)(struct store *s, const struct store_put *p, struct ctx *c);
 	enum err (*get)(struct store *s, const char *type, const char *id, int64_t version,
 			struct store_resource *out, struct ctx *c);
+	/* optional (these two): store.c falls back to get and a compartment query */
+	enum err (*get_compartment)(struct store *s, const char *type, const char *id,
+				    int64_t version, struct store_resource *out,
+				    char (*patients)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n,
+				    struct ctx *c);
+	enum err (*get_in)(struct store *s, const char *type, const char *id, int64_t version,
+			   const char *patient, struct store_resource *out, bool *in,
+			   struct ctx *c);
 	enum err (*current_version)(struct store *s, const char *type, const char *id,
 				    int64_t *version, bool *deleted, struct ctx *c);
 	enum err (*history)(struct store *s, const struct store_history_q *q,

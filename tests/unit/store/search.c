@@ -578,6 +578,105 @@ static void test_compartment(void **state)
 	}
 }
 
+/*
+ * store_get_in() and store_get_compartment(): the read and its compartment
+ * in one statement agree with store_get(), store_in_compartment() and
+ * store_compartment_of() -- current and older versions, a resource in two
+ * records, in none, deleted, unknown, and a list cut short.
+ */
+static void test_get_compartment(void **state)
+{
+	struct fx *f = *state;
+	char pats[4][STORE_PATIENT_ID_SIZE], ref[4][STORE_PATIENT_ID_SIZE];
+	const char *two[] = {"zoe", "alice"};
+	const char *json = "{\"resourceType\":\"Encounter\",\"id\":\"shared\"}";
+	struct store_resource r;
+	struct ctx c = CTX_INIT;
+	size_t n = 9, nref = 0;
+	bool in = true, yes;
+	struct store_put p;
+
+	put_none(f, "Patient", "alice", "alice");
+	PUTP(f, "Observation", "a1", "alice", TOK("code", NULL, "x", NULL));
+	PUTP(f, "Observation", "a1", "alice", TOK("code", NULL, "y", NULL)); /* version 2 */
+	put_none(f, "Observation", "none", NULL);
+	p = (struct store_put){.op = STORE_PUT, .type = "Encounter", .id = "shared", .version = 1,
+			       .last_updated = f->clock, .json = json, .json_len = strlen(json),
+			       .patients = two, .npatients = 2};
+	assert_int_equal(store_put(f->s, &p, &c), ERR_OK);
+	store_resource_init(&r);
+
+	/* in alice's record, current and first version */
+	assert_int_equal(store_get_in(f->s, "Observation", "a1", 0, "alice", &r, &in, &c), ERR_OK);
+	assert_true(in);
+	assert_int_equal(r.version, 2);
+	assert_non_null(strstr(r.json.data, "\"v\":2"));
+	assert_int_equal(store_get_in(f->s, "Observation", "a1", 1, "alice", &r, &in, &c), ERR_OK);
+	assert_true(in);
+	assert_int_equal(r.version, 1);
+	assert_int_equal(store_get_in(f->s, "Observation", "a1", 0, "bob", &r, &in, &c), ERR_OK);
+	assert_false(in);
+	assert_int_equal(store_get_in(f->s, "Observation", "none", 0, "alice", &r, &in, &c), ERR_OK);
+	assert_false(in);
+	assert_int_equal(store_get_compartment(f->s, "Observation", "a1", 0, &r, pats, 4, &n, &c),
+			 ERR_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(pats[0], "alice");
+	assert_int_equal(store_get_compartment(f->s, "Observation", "none", 0, &r, pats, 4, &n, &c),
+			 ERR_OK);
+	assert_int_equal(n, 0);
+
+	/* two records, listed in id order as store_compartment_of() lists them; cut at max */
+	assert_int_equal(store_get_compartment(f->s, "Encounter", "shared", 0, &r, pats, 4, &n, &c),
+			 ERR_OK);
+	assert_int_equal(store_compartment_of(f->s, "Encounter", "shared", ref, 4, &nref, &c), ERR_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(nref, 2);
+	assert_string_equal(pats[0], "alice");
+	assert_string_equal(pats[1], "zoe");
+	assert_string_equal(ref[0], pats[0]);
+	assert_string_equal(ref[1], pats[1]);
+	assert_int_equal(store_get_compartment(f->s, "Encounter", "shared", 0, &r, pats, 1, &n, &c),
+			 ERR_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(pats[0], "alice");
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(store_get_in(f->s, "Encounter", "shared", 0, two[i], &r, &in, &c),
+				 ERR_OK);
+		assert_int_equal(store_in_compartment(f->s, two[i], "Encounter", "shared", &yes, &c),
+				 ERR_OK);
+		assert_true(in);
+		assert_true(yes);
+	}
+
+	/* deleted: read as deleted, in nobody's record */
+	del(f, "Observation", "a1");
+	assert_int_equal(store_get_in(f->s, "Observation", "a1", 0, "alice", &r, &in, &c), ERR_OK);
+	assert_true(r.deleted);
+	assert_false(in);
+	assert_int_equal(store_get_compartment(f->s, "Observation", "a1", 0, &r, pats, 4, &n, &c),
+			 ERR_OK);
+	assert_int_equal(n, 0);
+
+	/* unknown resource or version: not found, nothing claimed */
+	in = true;
+	assert_int_equal(store_get_in(f->s, "Observation", "nope", 0, "alice", &r, &in, &c),
+			 ERR_NOTFOUND);
+	assert_false(in);
+	ctx_clear(&c);
+	assert_int_equal(store_get_in(f->s, "Observation", "a1", 7, "alice", &r, &in, &c),
+			 ERR_NOTFOUND);
+	ctx_clear(&c);
+	n = 9;
+	assert_int_equal(store_get_compartment(f->s, "Observation", "nope", 0, &r, pats, 4, &n, &c),
+			 ERR_NOTFOUND);
+	assert_int_equal(n, 0);
+	ctx_clear(&c);
+	assert_int_equal(store_get_in(f->s, "Observation", "a1", 0, "", &r, &in, &c), ERR_INVALID);
+	ctx_clear(&c);
+	store_resource_release(&r);
+}
+
 /* ---- sorting ---- */
 
 static const char *sorted(struct fx *f, const char *type, const struct store_sort *keys,
@@ -1393,6 +1492,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reference_uri, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_has, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compartment, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_get_compartment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_text_key, setup, teardown),
