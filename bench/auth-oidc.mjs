@@ -35,9 +35,11 @@ const CLIENT_ID = 'bench';
 const REDIRECT = 'http://127.0.0.1:9999/cb';
 const ACCOUNT = 'alice';
 const PATIENT = 'alice';
-const OIDC_SCOPE = 'openid fhirUser offline_access';
+/* BENCH_AUTH_OPENID=0 (inherited from bench/auth.mjs): no openid, so no id token */
+const OPENID = process.env.BENCH_AUTH_OPENID !== '0';
+const OIDC_SCOPE = OPENID ? 'openid fhirUser offline_access' : 'offline_access';
 const RESOURCE_SCOPE = 'launch/patient patient/*.rs';
-const SCOPE = `launch/patient openid fhirUser offline_access patient/*.rs`;
+const SCOPE = OPENID ? 'launch/patient openid fhirUser offline_access patient/*.rs' : 'launch/patient offline_access patient/*.rs';
 
 /* ---- an in-memory adapter without eviction ---- */
 

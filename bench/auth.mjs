@@ -47,7 +47,10 @@
 // flushes out of the token figures, as oidc-provider's in-memory store
 // has none), BENCH_AUTH_WORKERS (veranda serve --workers; default its own),
 // VERANDA_BIN (default build/veranda), BENCH_KEEP_TMP=1 keeps the temporary
-// directory.  Output also goes to bench/results/auth.txt and auth.json.
+// directory, BENCH_AUTH_OPENID=0 leaves openid and fhirUser out of the
+// grant (no id token, so no RSA signature, on both servers).  Output also
+// goes to bench/results/auth.txt and auth.json (auth-no-openid.* without
+// openid).
 import { fork, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -71,7 +74,9 @@ const CORES = os.availableParallelism ? os.availableParallelism() : os.cpus().le
 const GOAL_TOKEN = 4, GOAL_READ = 0.9, GOAL_SIGNIN_PER_CORE = 15;
 const CLIENT_ID = 'bench';
 const REDIRECT = 'http://127.0.0.1:9999/cb';
-const SCOPE = 'launch/patient openid fhirUser offline_access patient/*.rs';
+/* BENCH_AUTH_OPENID=0: the same grant without openid and fhirUser, so no id token (no RSA signature) */
+const OPENID = process.env.BENCH_AUTH_OPENID !== '0';
+const SCOPE = OPENID ? 'launch/patient openid fhirUser offline_access patient/*.rs' : 'launch/patient offline_access patient/*.rs';
 const PASSWORD = 'veranda-demo';
 const MINT_PARALLEL = 4;
 const LUA = path.join(HERE, 'auth.lua');
@@ -574,7 +579,7 @@ async function main() {
 		const t = await exchange(port, tokenPath, fs.readFileSync(f, 'utf8').trim());
 		const at = header(t.access_token), idt = header(t.id_token || 'e30.e30.');
 		const c = claims(t.access_token);
-		if (at.alg !== 'ES256' || idt.alg !== 'RS256' || !t.refresh_token || t.patient !== 'alice' || c.patient !== 'alice')
+		if (at.alg !== 'ES256' || (OPENID ? idt.alg !== 'RS256' : !!t.id_token) || !t.refresh_token || t.patient !== 'alice' || c.patient !== 'alice')
 			throw new Error(`${name}: unexpected token response: access token ${JSON.stringify(at)} ${JSON.stringify(c)}, ` +
 				`id token ${JSON.stringify(idt)}, refresh token ${t.refresh_token ? 'yes' : 'no'}, patient ${t.patient}`);
 		const r = await exchange(port, tokenPath, new URLSearchParams({ grant_type: 'refresh_token', refresh_token: t.refresh_token,
@@ -726,8 +731,9 @@ async function main() {
 	const text = summary(res);
 	console.log(`\n${text}`);
 	fs.mkdirSync(path.join(HERE, 'results'), { recursive: true });
-	fs.writeFileSync(path.join(HERE, 'results', 'auth.txt'), text + '\n');
-	fs.writeFileSync(path.join(HERE, 'results', 'auth.json'), JSON.stringify({ ...res, runs }, (k, v) => (k === 'raw' ? undefined : v), 2) + '\n');
+	const out = OPENID ? 'auth' : 'auth-no-openid';
+	fs.writeFileSync(path.join(HERE, 'results', `${out}.txt`), text + '\n');
+	fs.writeFileSync(path.join(HERE, 'results', `${out}.json`), JSON.stringify({ ...res, runs }, (k, v) => (k === 'raw' ? undefined : v), 2) + '\n');
 	return 0;
 }
 
