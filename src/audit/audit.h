@@ -321,6 +321,35 @@ enum err audit_record(struct audit *a, const struct audit_event *ev, uint64_t *t
  */
 enum err audit_wait(struct audit *a, uint64_t ticket, struct ctx *c);
 
+/*
+ * audit_wait() for a caller that must not block (a request whose answer
+ * waits while its thread serves others).  The caller fills fn and arg and
+ * keeps 'n' valid until fn has run.
+ */
+struct audit_notice {
+	void (*fn)(struct audit_notice *n, enum err e);
+	void *arg;
+	/* the audit's own */
+	uint64_t ticket;
+	int64_t deadline;         /* monotonic us */
+	enum err result;
+	struct audit_notice *next;
+};
+
+/*
+ * When the answer for 'ticket' is known at once (durable, AUDIT_ASYNC, or
+ * the writer has failed), return it as audit_wait() would, with *pending
+ * false: nothing is registered and fn is not called.  Otherwise register
+ * 'n', set *pending and return ERR_OK: n->fn(n, e) is then called exactly
+ * once, on the audit's notifier thread, with what audit_wait() would have
+ * returned: ERR_OK once durable, ERR_BUSY after AUDIT_WAIT_MS, ERR_IO when
+ * the writer fails or the log closes first.  fn must be short (it runs
+ * with no lock held, but other notices wait for it).  With 'n' NULL
+ * nothing is registered: *pending only tells whether it would have been.
+ */
+enum err audit_notify(struct audit *a, uint64_t ticket, struct audit_notice *n, bool *pending,
+		      struct ctx *c);
+
 /* audit_record() then audit_wait() (in sync mode). */
 enum err audit_record_sync(struct audit *a, const struct audit_event *ev, struct ctx *c);
 

@@ -130,6 +130,11 @@ struct audit {
 
 	pthread_t thread;
 	bool started;
+	/* audit_notify(): registrations the notifier thread answers, under mu */
+	pthread_t notifier;
+	bool notifier_started, notify_stop;
+	pthread_cond_t notify_cv;
+	struct audit_notice *notices;
 	bool in_thread;           /* the writer thread runs: begin() waits out a lock */
 };
 
@@ -262,6 +267,98 @@ enum err audit_wait(struct audit *a, uint64_t ticket, struct ctx *c)
 out:
 	pthread_mutex_unlock(&a->mu);
 	return e;
+}
+
+static void abs_deadline(struct timespec *ts, int64_t mono_us)
+{
+	ts->tv_sec = (time_t)(mono_us / 1000000);
+	ts->tv_nsec = (long)(mono_us % 1000000) * 1000;
+}
+
+enum err audit_notify(struct audit *a, uint64_t ticket, struct audit_notice *n, bool *pending,
+		      struct ctx *c)
+{
+	enum err e = ERR_OK;
+
+	*pending = false;
+	if (!a)
+		return ctx_errorf(c, ERR_IO, "audit log is not open");
+	pthread_mutex_lock(&a->mu);
+	if (a->failed)
+		e = ctx_errorf(c, ERR_IO, "audit record not written: %s", a->failmsg);
+	else if (a->durability == AUDIT_SYNC && a->durable < ticket) {
+		if (!a->notifier_started || a->notify_stop) {
+			e = ctx_errorf(c, ERR_IO, "audit log is closing");
+		} else if (!n) {
+			*pending = true;
+		} else {
+			n->ticket = ticket;
+			n->deadline = clock_mono_us() + AUDIT_WAIT_MS * 1000LL;
+			n->result = ERR_OK;
+			n->next = a->notices;
+			a->notices = n;
+			*pending = true;
+			/* the notifier sleeps until the earliest deadline it knows of */
+			pthread_cond_signal(&a->notify_cv);
+		}
+	}
+	pthread_mutex_unlock(&a->mu);
+	return e;
+}
+
+/*
+ * The notifier thread: answers audit_notify() registrations when the
+ * writer makes their records durable, when it fails, when the log closes
+ * and when AUDIT_WAIT_MS have passed -- the last even while the writer is
+ * stuck in a commit, which is why this is not the writer's job.
+ */
+static void *notifier_main(void *arg)
+{
+	struct audit *a = arg;
+
+	pthread_mutex_lock(&a->mu);
+	for (;;) {
+		struct audit_notice *done = NULL, **pp = &a->notices, *n, *next;
+		int64_t now = clock_mono_us(), wake = now + 1000000;
+		struct timespec ts;
+
+		while ((n = *pp)) {
+			bool settled = true;
+
+			if (n->ticket <= a->durable)
+				n->result = ERR_OK;
+			else if (a->failed || a->notify_stop)
+				n->result = ERR_IO;
+			else if (now >= n->deadline)
+				n->result = ERR_BUSY;
+			else
+				settled = false;
+			if (!settled) {
+				if (n->deadline < wake)
+					wake = n->deadline;
+				pp = &n->next;
+				continue;
+			}
+			*pp = n->next;
+			n->next = done;
+			done = n;
+		}
+		if (done) {
+			pthread_mutex_unlock(&a->mu);
+			for (n = done; n; n = next) {
+				next = n->next; /* fn may free n */
+				n->fn(n, n->result);
+			}
+			pthread_mutex_lock(&a->mu);
+			continue;
+		}
+		if (a->notify_stop)
+			break;
+		abs_deadline(&ts, wake);
+		pthread_cond_timedwait(&a->notify_cv, &a->mu, &ts);
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
 }
 
 enum err audit_record_sync(struct audit *a, const struct audit_event *ev, struct ctx *c)
@@ -729,12 +826,6 @@ static enum err prune_chunk(struct audit *a, uint64_t *done, struct ctx *c)
 
 /* ---- the writer thread: the loop ---------------------------------------------- */
 
-static void abs_deadline(struct timespec *ts, int64_t mono_us)
-{
-	ts->tv_sec = (time_t)(mono_us / 1000000);
-	ts->tv_nsec = (long)(mono_us % 1000000) * 1000;
-}
-
 static void fail(struct audit *a, enum err e, const struct ctx *c)
 {
 	a->failed = e ? e : ERR_IO;
@@ -748,6 +839,7 @@ static void fail(struct audit *a, enum err e, const struct ctx *c)
 	}
 	pthread_cond_broadcast(&a->done_cv[0]);
 	pthread_cond_broadcast(&a->done_cv[1]);
+	pthread_cond_signal(&a->notify_cv);
 	if (a->prune_req != a->prune_done) {
 		a->prune_err = a->failed;
 		str_copy(a->prune_msg, a->failmsg, sizeof(a->prune_msg));
@@ -831,6 +923,8 @@ static void *writer_main(void *arg)
 		if (n) {
 			a->durable += n;
 			pthread_cond_broadcast(&a->done_cv[a->gen & 1]);
+			if (a->notices)
+				pthread_cond_signal(&a->notify_cv);
 		}
 		if (stopping && a->mc.size <= a->signed_size)
 			break;
@@ -1022,6 +1116,7 @@ static void audit_free(struct audit *a)
 	pthread_cond_destroy(&a->work_cv);
 	pthread_cond_destroy(&a->done_cv[0]);
 	pthread_cond_destroy(&a->done_cv[1]);
+	pthread_cond_destroy(&a->notify_cv);
 	mem_wipe(a->pepper, sizeof(a->pepper));
 	free(a->sign_header);
 	free(a->archive_dir);
@@ -1071,6 +1166,7 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	pthread_cond_init(&a->work_cv, &ca);
 	pthread_cond_init(&a->done_cv[0], &ca);
 	pthread_cond_init(&a->done_cv[1], &ca);
+	pthread_cond_init(&a->notify_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	for (int i = 0; i < ROWS_PER_INSERT; i++)
 		buf_init(&a->rows[i].body, AUDIT_RECORD_MAX + 64);
@@ -1164,6 +1260,9 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 		goto out;
 	}
 	a->started = true;
+	if (a->durability == AUDIT_SYNC &&
+	    pthread_create(&a->notifier, NULL, notifier_main, a) == 0)
+		a->notifier_started = true; /* else audit_notify() answers ERR_IO: callers fail closed */
 	*out = a;
 	a = NULL;
 out:
@@ -1183,6 +1282,14 @@ enum err audit_close(struct audit *a, struct ctx *c)
 		pthread_cond_signal(&a->work_cv);
 		pthread_mutex_unlock(&a->mu);
 		pthread_join(a->thread, NULL);
+	}
+	if (a->notifier_started) {
+		/* what is durable now is all there will be: answer every notice */
+		pthread_mutex_lock(&a->mu);
+		a->notify_stop = true;
+		pthread_cond_signal(&a->notify_cv);
+		pthread_mutex_unlock(&a->mu);
+		pthread_join(a->notifier, NULL);
 	}
 	if (a->failed)
 		e = ctx_errorf(c, a->failed, "audit log failed: %s", a->failmsg);

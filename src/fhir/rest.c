@@ -532,16 +532,80 @@ static bool audit_fhir(struct http_req *q, const struct access *acc, const struc
 	return audit_fhir_q(q, acc, fa, wait, NULL);
 }
 
-/* Wait for a queued record; false (503 sent) when it cannot be made durable. */
+#define AUDIT_UNAVAILABLE "the audit log cannot record this access right now: try again shortly"
+
+/*
+ * Holding an answer until its record is durable: the request's thread does
+ * not wait (http_req_defer()); the audit log's notifier resumes the request
+ * once the record is on disk, or with a 503 when it cannot be.
+ */
+struct audit_hold {
+	struct audit_notice n;
+	struct http_req *q;
+};
+
+static void hold_done(struct audit_notice *n, enum err e)
+{
+	struct audit_hold *h = n->arg;
+
+	if (e)
+		log_msg(LOG_ERROR, "audit: a record was not made durable: %s", err_str(e));
+	http_req_resume(h->q, e == ERR_OK);
+}
+
+static void hold_arm(struct http_req *q, void *arg)
+{
+	struct audit_hold *h = arg;
+	struct ctx c = CTX_INIT;
+	bool pending = false;
+	enum err e = audit_notify(rest_audit, h->n.ticket, &h->n, &pending, &c);
+
+	if (pending)
+		return;
+	if (e)
+		log_msg(LOG_ERROR, "audit: %s", c.msg);
+	http_req_resume(q, e == ERR_OK);
+}
+
+static void hold_fail(struct http_req *q, void *arg)
+{
+	(void)arg;
+	send_outcome(q, 503, AUDIT_UNAVAILABLE, NULL);
+}
+
+/*
+ * Send the answer only once record 'ticket' is durable.  False after
+ * answering 503 when that is already known to be impossible; when the
+ * answer is known to be safe (durable already, or audit "async") nothing
+ * is held.
+ */
+static bool audit_hold(struct http_req *q, uint64_t ticket)
+{
+	struct audit_hold *h;
+	struct ctx c = CTX_INIT;
+	bool pending = false;
+
+	if (audit_notify(rest_audit, ticket, NULL, &pending, &c)) {
+		log_msg(LOG_ERROR, "audit: %s", c.msg);
+		send_outcome(q, 503, AUDIT_UNAVAILABLE, NULL);
+		return false;
+	}
+	if (!pending)
+		return true;
+	h = arena_alloc(http_req_arena(q), sizeof(*h));
+	memset(h, 0, sizeof(*h));
+	h->n.fn = hold_done;
+	h->n.arg = h;
+	h->n.ticket = ticket; /* audit_notify() takes it from here */
+	h->q = q;
+	http_req_defer(q, hold_arm, hold_fail, h);
+	return true;
+}
+
+/* Wait for a queued record (without holding the thread); false when 503 was sent. */
 static bool audit_wait_ticket(struct http_req *q, uint64_t ticket)
 {
-	struct ctx c = CTX_INIT;
-
-	if (!rest_audit || !audit_wait(rest_audit, ticket, &c))
-		return true;
-	log_msg(LOG_ERROR, "audit: %s", c.msg);
-	send_outcome(q, 503, "the audit log cannot record this access right now: try again shortly", NULL);
-	return false;
+	return !rest_audit || audit_hold(q, ticket);
 }
 
 /*
@@ -604,13 +668,13 @@ static bool audit_fhir_q(struct http_req *q, const struct access *acc, const str
 		return true;
 	}
 	if (!e && wait)
-		e = audit_wait(rest_audit, ticket, &c);
+		return audit_hold(q, ticket);
 	if (!e)
 		return true;
 	log_msg(LOG_ERROR, "audit: %s", c.msg);
 	if (!wait && !ticket_out)
 		return true;
-	send_outcome(q, 503, "the audit log cannot record this access right now: try again shortly", NULL);
+	send_outcome(q, 503, AUDIT_UNAVAILABLE, NULL);
 	return false;
 }
 

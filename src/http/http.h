@@ -152,6 +152,20 @@ void http_resp_empty(struct http_req *q, int status);
 /* Has a response been set? */
 bool http_resp_done(const struct http_req *q);
 
+/*
+ * Hold the answer without holding the thread.  After the handler returns,
+ * the connection is suspended (its worker thread serves other
+ * connections) and arm(q, arg) runs on that thread; arm, or whatever it
+ * hands q to, then calls http_req_resume(q, ok) exactly once, from any
+ * thread.  The response the handler set goes out then; with ok false,
+ * fail(q, arg) sets another in its place (on a worker thread, the first
+ * response and its headers already dropped).  A second call replaces the
+ * first.
+ */
+void http_req_defer(struct http_req *q, void (*arm)(struct http_req *q, void *arg),
+		    void (*fail)(struct http_req *q, void *arg), void *arg);
+void http_req_resume(struct http_req *q, bool ok);
+
 /* ---- helpers shared by the edges (src/http/url.c) ---- */
 
 /*

@@ -103,6 +103,13 @@ struct http_req {
 	size_t discarded, discard_max; /* body bytes dropped after 'pending' */
 	bool close;                 /* send Connection: close */
 
+	/* http_req_defer(): the answer waits, the connection is suspended */
+	void (*defer_arm)(struct http_req *q, void *arg);
+	void (*defer_fail)(struct http_req *q, void *arg);
+	void *defer_arg;
+	bool held;                  /* suspended until http_req_resume() */
+	bool resume_ok;
+
 	/* response, set once by http_resp_*() */
 	bool resp_done;
 	bool resp_broken;           /* the handler's response is unusable: send 500 */

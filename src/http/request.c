@@ -237,6 +237,20 @@ bool http_resp_done(const struct http_req *q)
 	return q->resp_done;
 }
 
+void http_req_defer(struct http_req *q, void (*arm)(struct http_req *q, void *arg),
+		    void (*fail)(struct http_req *q, void *arg), void *arg)
+{
+	q->defer_arm = arm;
+	q->defer_fail = fail;
+	q->defer_arg = arg;
+}
+
+void http_req_resume(struct http_req *q, bool ok)
+{
+	q->resume_ok = ok;
+	MHD_resume_connection(q->conn);
+}
+
 void http_resp_reset(struct http_req *q)
 {
 	free(q->resp_body);

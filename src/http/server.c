@@ -79,6 +79,7 @@ struct http_server {
 	bool tls;
 	atomic_bool stopping;
 	atomic_long in_flight;
+	atomic_long held;           /* suspended by http_req_defer() */
 	char *cert, *key;
 	size_t key_len;
 	pthread_key_t tkey;
@@ -543,6 +544,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			buf_grow(&q->body, (size_t)cl);
 		return MHD_YES;
 	}
+	if (q->held) {
+		/* resumed: the wait is over */
+		q->held = false;
+		atomic_fetch_sub(&s->held, 1);
+		if (!q->resume_ok) {
+			http_resp_reset(q);
+			q->defer_fail(q, q->defer_arg);
+			if (!q->resp_done || q->resp_broken)
+				render_error(s, q, 503, "try again shortly");
+		}
+		return queue(s, q);
+	}
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 
@@ -565,6 +578,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		render_error(s, q, q->pending, q->pending_msg);
 	else
 		dispatch(s, q);
+	if (q->defer_arm) {
+		void (*arm)(struct http_req *, void *) = q->defer_arm;
+
+		q->defer_arm = NULL;
+		q->held = true;
+		atomic_fetch_add(&s->held, 1);
+		MHD_suspend_connection(conn);
+		arm(q, q->defer_arg); /* may resume at once, from here or elsewhere */
+		return MHD_YES;
+	}
 	return queue(s, q);
 }
 
@@ -660,6 +683,7 @@ struct http_server *http_server_new(const struct config *cfg, struct http_router
 	s->port = -1;
 	atomic_init(&s->stopping, false);
 	atomic_init(&s->in_flight, 0);
+	atomic_init(&s->held, 0);
 	if (pthread_key_create(&s->tkey, thread_exit_hook) != 0) {
 		fprintf(stderr, "veranda: pthread_key_create failed\n");
 		abort();
@@ -798,7 +822,8 @@ enum err http_server_start(struct http_server *s, struct ctx *c)
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned workers, max_conn, per_ip, timeout;
 	size_t mem;
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+			 MHD_ALLOW_SUSPEND_RESUME;
 	struct MHD_OptionItem opts[8];
 	size_t nopt = 0;
 	int fd = -1, one = 1;
@@ -978,6 +1003,21 @@ void http_server_stop(struct http_server *s, int grace_ms)
 		struct timespec ts = {0, 5 * 1000 * 1000};
 
 		nanosleep(&ts, NULL);
+	}
+	/*
+	 * libmicrohttpd must not be stopped with suspended connections; whoever
+	 * holds them resumes them in bounded time (the audit log: 5 s).
+	 */
+	deadline = clock_mono_us() + 10 * 1000 * 1000;
+	while (atomic_load(&s->held) > 0 && clock_mono_us() < deadline) {
+		struct timespec ts = {0, 5 * 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
+	if (atomic_load(&s->held) > 0) {
+		log_error("http: %ld answers still held at shutdown; the server is left running",
+			  (long)atomic_load(&s->held));
+		return;
 	}
 	MHD_stop_daemon(s->d);
 	s->d = NULL;

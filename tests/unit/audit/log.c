@@ -17,6 +17,7 @@
 #include "audit_test.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -387,6 +388,105 @@ static void test_queue_full_fails_closed(void **state)
 	fx_release(&f);
 }
 
+/* audit_notify(): answered at once, later by the notifier, after the deadline, and at close. */
+struct note {
+	struct audit_notice n;
+	atomic_int calls;
+	_Atomic enum err result;
+};
+
+static void note_fn(struct audit_notice *n, enum err e)
+{
+	struct note *w = n->arg;
+
+	atomic_store(&w->result, e);
+	atomic_fetch_add(&w->calls, 1);
+}
+
+static void note_init(struct note *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->n.fn = note_fn;
+	w->n.arg = w;
+	atomic_init(&w->calls, 0);
+	atomic_init(&w->result, ERR_OK);
+}
+
+/* Wait up to 'ms' for the notice's callback. */
+static bool note_called(struct note *w, int ms)
+{
+	for (int i = 0; i < ms / 10 && !atomic_load(&w->calls); i++)
+		usleep(10 * 1000);
+	return atomic_load(&w->calls) != 0;
+}
+
+static void test_notify(void **state)
+{
+	struct fx f;
+	struct audit_opts o = {.checkpoint_records = 1000};
+	struct ctx c = CTX_INIT;
+	char p[16];
+	struct audit_entity en;
+	struct audit_event ev = sample_event(1, p, sizeof(p), &en);
+	struct note w;
+	bool pending = true;
+	uint64_t t;
+	int64_t t0;
+	sqlite3 *lock;
+
+	(void)state;
+	fx_init(&f, "audit-notify");
+	fx_open(&f, &o);
+
+	/* durable already: answered at once, nothing registered */
+	assert_int_equal(audit_record(f.a, &ev, &t, &c), ERR_OK);
+	assert_int_equal(audit_wait(f.a, t, &c), ERR_OK);
+	note_init(&w);
+	assert_int_equal(audit_notify(f.a, t, &w.n, &pending, &c), ERR_OK);
+	assert_false(pending);
+	assert_false(note_called(&w, 50));
+
+	/* the writer blocked by a lock: pending until the lock goes, then ERR_OK */
+	lock = raw_db(&f);
+	assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(audit_record(f.a, &ev, &t, &c), ERR_OK);
+	assert_int_equal(audit_notify(f.a, t, NULL, &pending, &c), ERR_OK);
+	assert_true(pending); /* a question only */
+	note_init(&w);
+	assert_int_equal(audit_notify(f.a, t, &w.n, &pending, &c), ERR_OK);
+	assert_true(pending);
+	assert_false(note_called(&w, 300));
+	assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	assert_true(note_called(&w, 5000));
+	assert_int_equal(atomic_load(&w.result), ERR_OK);
+	assert_int_equal(atomic_load(&w.calls), 1);
+
+	/* a lock held past AUDIT_WAIT_MS: ERR_BUSY then, even with the writer stuck */
+	assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(audit_record(f.a, &ev, &t, &c), ERR_OK);
+	note_init(&w);
+	t0 = clock_mono_us();
+	assert_int_equal(audit_notify(f.a, t, &w.n, &pending, &c), ERR_OK);
+	assert_true(pending);
+	assert_true(note_called(&w, AUDIT_WAIT_MS + 2000));
+	assert_int_equal(atomic_load(&w.result), ERR_BUSY);
+	assert_true(clock_mono_us() - t0 >= (AUDIT_WAIT_MS - 50) * 1000LL);
+	assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(lock);
+	assert_int_equal(audit_wait(f.a, t, &c), ERR_OK); /* the record itself got in */
+
+	/* a ticket the log will never reach: answered ERR_IO when it closes */
+	note_init(&w);
+	assert_int_equal(audit_notify(f.a, t + 1000, &w.n, &pending, &c), ERR_OK);
+	assert_true(pending);
+	assert_false(note_called(&w, 100));
+	fx_close(&f);
+	assert_int_equal(atomic_load(&w.calls), 1);
+	assert_int_equal(atomic_load(&w.result), ERR_IO);
+	expect_ok(&f, 3);
+	fx_release(&f);
+}
+
 static void test_storage_failure_fails_closed(void **state)
 {
 	struct fx f;
@@ -708,6 +808,7 @@ int main(void)
 		cmocka_unit_test(test_unsigned_log_refused),
 		cmocka_unit_test(test_queue_full_fails_closed),
 		cmocka_unit_test(test_storage_failure_fails_closed),
+		cmocka_unit_test(test_notify),
 		cmocka_unit_test(test_record_refuses_bad_events),
 		T(test_alter_body),
 		T(test_alter_body_and_leaf),
