@@ -660,11 +660,13 @@ static void consent_page(struct http_req *q, struct auth_edge *ed, struct oauth_
 	origin_of(a->redirect_uri, form_extra + 1, sizeof(form_extra) - 1);
 	form_extra[0] = ' ';
 	page(q, ed, 200, "consent",
-	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:o, s:b, s:b, s:s*, s:b, s:s}", "title",
+	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:o, s:b, s:b, s:b, s:s*, s:b, s:s}", "title",
 		       "Allow this app?", "app", a->client.name, "csrf", se->csrf, "req", a->id,
 		       "items", items, "has_flags", json_array_size(flags) > 0, "flags", flags,
 		       "wildcard", wildcard, "offline",
-		       (scope_flags(ss) & (SCOPE_OFFLINE | SCOPE_ONLINE)) != 0, "patient_name",
+		       (scope_flags(ss) & (SCOPE_OFFLINE | SCOPE_ONLINE)) != 0, "online_only",
+		       (scope_flags(ss) & (SCOPE_OFFLINE | SCOPE_ONLINE)) == SCOPE_ONLINE,
+		       "patient_name",
 		       other ? pname : NULL,
 		       "signed_in", 1, "username", se->username),
 	     form_extra);

@@ -414,6 +414,22 @@ describe('D. scopes and launch context', () => {
     assert.equal((await accountPage(alice)).status, 200);
   });
 
+  it('D45 the consent page says an online_access grant ends at sign-out, and offers durations only for offline_access', async () => {
+    const page = async (scope) => {
+      const req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope });
+      const w = await walk(alice, req.url, { stopAt: 'consent' });
+      assert.equal(w.pages.at(-1), 'consent');
+      return { text: pageText(w.response.text), html: w.response.text };
+    };
+    const online = await page('launch/patient online_access patient/*.rs');
+    assert.ok(online.text.includes('it ends when you sign out'), online.text);
+    assert.ok(!online.text.includes('when you are not using it'), 'no offline wording for online_access');
+    assert.ok(!online.html.includes('name="duration"'), 'no duration choice: the session bounds it');
+    const offline = await page('launch/patient offline_access patient/*.rs');
+    assert.ok(offline.text.includes('when you are not using it'), offline.text);
+    assert.ok(offline.html.includes('name="duration"'), 'offline access offers durations');
+  });
+
   it('D46 patient/*.rs reaches every type of the patient\'s record, and the consent page says it covers all types', async () => {
     const req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: 'launch/patient patient/*.rs' });
     const w = await walk(alice, req.url, { stopAt: 'consent' });
