@@ -9,9 +9,12 @@
  *   2  usage error (unknown command or flag, bad value)
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -292,6 +295,84 @@ static int open_audit(const struct config *cfg, const struct keys *keys, struct 
 		keys_free(own);
 	}
 	return e ? fail("%s", c.msg) : 0;
+}
+
+/*
+ * Record an administrative change made from the command line (a user, an
+ * app or the keys): one record in the audit log's "cli" stream, durable
+ * before the command reports success.  An exclusive lock on
+ * DATA/audit-cli.lock keeps two commands off that stream at once.  The
+ * agent is the operating-system account that ran the command.  The change
+ * is already made when this runs: a failure says so and fails the command.
+ */
+static int audit_admin(const struct config *cfg, enum audit_type type, char action,
+		       const char *etype, const char *eid)
+{
+	struct config cc = *cfg;
+	struct passwd *pw = getpwuid(geteuid());
+	char lock[4096], agent[96];
+	struct audit_entity en = {.type = etype, .id = eid};
+	struct audit_event ev;
+	struct keys *keys = NULL;
+	struct audit *au = NULL;
+	struct ctx c = CTX_INIT;
+	int fd, rc;
+
+	snprintf(lock, sizeof(lock), "%s/audit-cli.lock", cfg->data);
+	fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || flock(fd, LOCK_EX)) {
+		rc = fail("the change was made, but it could not be recorded in the audit log: '%s': %s",
+			  lock, strerror(errno));
+		goto out;
+	}
+	if (keys_load(cfg->data, &keys, &c)) {
+		rc = fail("the change was made, but it could not be recorded in the audit log: %s",
+			  c.msg);
+		goto out;
+	}
+	str_copy(cc.node_id, "cli", sizeof(cc.node_id));
+	str_copy(cc.audit, "sync", sizeof(cc.audit));
+	if ((rc = open_audit(&cc, keys, &au))) {
+		fprintf(stderr, "veranda: the change above was made but not recorded in the audit log\n");
+		goto out;
+	}
+	if (pw && pw->pw_name)
+		snprintf(agent, sizeof(agent), "os:%s", pw->pw_name);
+	else
+		snprintf(agent, sizeof(agent), "os:uid-%u", (unsigned)geteuid());
+	memset(&ev, 0, sizeof(ev));
+	ev.type = type;
+	ev.action = action;
+	ev.agent.user_id = agent;
+	ev.agent.role = "operator";
+	ev.entities = &en;
+	ev.n_entities = 1;
+	if (audit_record_sync(au, &ev, &c))
+		rc = fail("the change was made, but it could not be recorded in the audit log: %s",
+			  c.msg);
+	if (audit_close(au, &c) && !rc)
+		rc = fail("the change was made, but the audit log did not close cleanly: %s", c.msg);
+out:
+	keys_free(keys);
+	if (fd >= 0)
+		close(fd); /* and the lock with it */
+	return rc;
+}
+
+/* The value of flag 'name' (--name V or --name=V) in argv[0..argc), or NULL. */
+static const char *flag_value(int argc, char **argv, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (int i = 0; i < argc; i++) {
+		if (strncmp(argv[i], name, n))
+			continue;
+		if (argv[i][n] == '=')
+			return argv[i] + n + 1;
+		if (!argv[i][n] && i + 1 < argc)
+			return argv[i + 1];
+	}
+	return NULL;
 }
 
 /* ---- commands ---- */
@@ -962,6 +1043,8 @@ static int cmd_user(struct config *cfg, int argc, char **argv)
 		printf("password of user '%s' is correct\n", name);
 	}
 	rc = 0;
+	if (strcmp(sub, "list") && strcmp(sub, "check-password"))
+		rc = audit_admin(cfg, AUDIT_ADMIN_USER, !strcmp(sub, "add") ? 'C' : 'U', "User", name);
 out:
 	mem_wipe(pw, sizeof(pw));
 	users_free(us);
@@ -1046,6 +1129,12 @@ static int cmd_client(struct config *cfg, int argc, char **argv)
 		return rc;
 	rc = auth_cli_client(s, cfg->data, argc, argv);
 	store_close(s);
+	if (!rc && argc > 0 && strcmp(argv[0], "list")) {
+		const char *id = flag_value(argc - 1, argv + 1, "--client-id");
+		char action = !strcmp(argv[0], "add") ? 'C' : !strcmp(argv[0], "remove") ? 'D' : 'U';
+
+		rc = audit_admin(cfg, AUDIT_ADMIN_CLIENT, action, "Client", id ? id : "");
+	}
 	return rc;
 }
 
@@ -1060,10 +1149,10 @@ static int cmd_audit(struct config *cfg, int argc, char **argv)
 		return audit_cli(cfg->data, NULL, argc, argv);
 	if ((rc = check_data_dir(cfg, false)))
 		return rc;
-	/* the server's own key is the trusted one for checkpoint signatures */
+	/* the server's own keys are the trusted ones for checkpoint signatures */
 	if (keys_load(cfg->data, &keys, &c))
 		return fail("%s", c.msg);
-	rc = audit_cli(cfg->data, keys_signing(keys, JOSE_ES256), argc, argv);
+	rc = audit_cli(cfg->data, keys_jwks(keys), argc, argv);
 	keys_free(keys);
 	return rc;
 }
@@ -1074,7 +1163,10 @@ static int cmd_keys(struct config *cfg, int argc, char **argv)
 
 	if ((rc = check_data_dir(cfg, false)))
 		return rc;
-	return auth_cli_keys(cfg->data, argc, argv);
+	rc = auth_cli_keys(cfg->data, argc, argv);
+	if (!rc && argc > 0 && !strcmp(argv[0], "rotate"))
+		rc = audit_admin(cfg, AUDIT_ADMIN_KEY, 'U', "SigningKeys", "rotate");
+	return rc;
 }
 
 static const struct command commands[] = {

@@ -293,8 +293,8 @@ static enum err read_file(const char *path, size_t max, struct buf *out, struct 
 	return e;
 }
 
-/* The keys to check signatures with: --jwks FILE, else the given key, else NULL. */
-static enum err load_keys(const char *jwks, const struct jose_key *key, struct jose_jwks **out,
+/* The keys to check signatures with: --jwks FILE, else the server's JWK Set, else NULL. */
+static enum err load_keys(const char *jwks, const struct buf *server_jwks, struct jose_jwks **out,
 			  struct ctx *c)
 {
 	struct buf b = BUF_INIT(256 * 1024);
@@ -318,15 +318,8 @@ static enum err load_keys(const char *jwks, const struct jose_key *key, struct j
 			}
 			json_decref(doc);
 		}
-	} else if (key) {
-		json_t *pub = NULL;
-		struct jose_key *k = NULL;
-		if (!(e = jose_key_to_jwk(key, false, &pub, c)) &&
-		    !(e = jose_key_from_jwk(pub, JOSE_JWK_PUBLIC_ONLY, &k, c))) {
-			*out = jose_jwks_new();
-			e = jose_jwks_add(*out, k, c);
-		}
-		json_decref(pub);
+	} else if (server_jwks) {
+		e = jose_jwks_parse(server_jwks->data, server_jwks->len, JOSE_JWK_PUBLIC_ONLY, out, c);
 	}
 	if (e) {
 		jose_jwks_free(*out);
@@ -346,7 +339,7 @@ static void print_json(const json_t *j)
 	free(s);
 }
 
-static int cmd_verify(const char *dir, const struct jose_key *key, const struct args *a)
+static int cmd_verify(const char *dir, const struct buf *server_jwks, const struct args *a)
 {
 	struct audit_verify_report r;
 	struct jose_jwks *keys = NULL;
@@ -355,7 +348,7 @@ static int cmd_verify(const char *dir, const struct jose_key *key, const struct 
 	enum err e;
 	int rc = 0;
 
-	if ((e = load_keys(a->jwks, key, &keys, &c)))
+	if ((e = load_keys(a->jwks, server_jwks, &keys, &c)))
 		return failed(&c);
 	e = audit_verify(dir, keys, &r, &c);
 	if (e && e != ERR_INVALID) {
@@ -527,7 +520,7 @@ static int cmd_proof(const char *dir, const struct args *a, const char *sub)
 	return 0;
 }
 
-static int cmd_check_receipt(const struct jose_key *key, const struct args *a)
+static int cmd_check_receipt(const struct buf *server_jwks, const struct args *a)
 {
 	struct buf b = BUF_INIT(AUDIT_RECEIPT_MAX + 1);
 	struct jose_jwks *keys = NULL;
@@ -541,7 +534,7 @@ static int cmd_check_receipt(const struct jose_key *key, const struct args *a)
 	if (!a->file)
 		return usage("audit check-receipt needs a receipt file");
 	if ((e = read_file(a->file, AUDIT_RECEIPT_MAX, &b, &c)) ||
-	    (e = load_keys(a->jwks, key, &keys, &c))) {
+	    (e = load_keys(a->jwks, server_jwks, &keys, &c))) {
 		rc = failed(&c);
 		goto out;
 	}
@@ -583,7 +576,7 @@ out:
 	return rc;
 }
 
-int audit_cli(const char *data_dir, const struct jose_key *verify_key, int argc, char **argv)
+int audit_cli(const char *data_dir, const struct buf *server_jwks, int argc, char **argv)
 {
 	struct args a;
 	const char *sub;
@@ -600,11 +593,11 @@ int audit_cli(const char *data_dir, const struct jose_key *verify_key, int argc,
 	if ((rc = parse_args(argc, argv, &a)) || (rc = check_allowed(&a, sub)))
 		return rc;
 	if (!strcmp(sub, "check-receipt"))
-		return cmd_check_receipt(verify_key, &a);
+		return cmd_check_receipt(server_jwks, &a);
 	if (!data_dir || !*data_dir)
 		return usage("audit %s needs --data DIR", sub);
 	if (!strcmp(sub, "verify"))
-		return cmd_verify(data_dir, verify_key, &a);
+		return cmd_verify(data_dir, server_jwks, &a);
 	if (!strcmp(sub, "query") || !strcmp(sub, "export"))
 		return cmd_query(data_dir, &a, !strcmp(sub, "export"));
 	return cmd_proof(data_dir, &a, sub);

@@ -13,6 +13,8 @@
 #ifndef VERANDA_AUDIT_CLI_H
 #define VERANDA_AUDIT_CLI_H
 
+#include "core/buf.h"
+
 struct jose_key;
 
 /* "audit verify|query|export|proof|consistency|checkpoints|check-receipt [FLAGS]". */
@@ -24,10 +26,11 @@ extern const char *const audit_cli_flags[];
 
 /*
  * Run one audit subcommand on the log in 'data_dir' (may be NULL for
- * check-receipt).  'verify_key' is the server's public (or private) key
- * that checkpoints must be signed with, borrowed; NULL makes verify use
- * the keys the log recorded itself and say so.  --jwks FILE overrides it.
+ * check-receipt).  'server_jwks' is the server's public JWK Set (JSON
+ * text, every key it still publishes: checkpoints signed before a key
+ * rotation verify too), borrowed; NULL makes verify use the keys the log
+ * recorded itself and say so.  --jwks FILE overrides it.
  */
-int audit_cli(const char *data_dir, const struct jose_key *verify_key, int argc, char **argv);
+int audit_cli(const char *data_dir, const struct buf *server_jwks, int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import * as jose from 'jose';
 import {
@@ -102,8 +103,10 @@ async function verifiedCheckpoint(srv, jws) {
 }
 
 /* `veranda audit query` as parsed records (and the raw lines). */
+/* The server's stream (node-1) unless the filters name a node: the command line writes its own ("cli"). */
 async function queryLog(dir, ...filters) {
-  const r = await runCli(['audit', 'query', '--data', dir, '--format', 'ndjson', ...filters]);
+  const node = filters.includes('--node') ? [] : ['--node', 'node-1'];
+  const r = await runCli(['audit', 'query', '--data', dir, '--format', 'ndjson', ...node, ...filters]);
   assert.equal(r.code, 0, `audit query failed: ${r.stderr}`);
   const lines = r.stdout.split('\n').filter(Boolean);
   return { lines, records: lines.map((l) => JSON.parse(l)), text: r.stdout };
@@ -347,7 +350,8 @@ describe('audit records of a token flow and FHIR interactions', () => {
   it('audit verify passes on the untouched log', async () => {
     const r = await runCli(['audit', 'verify', '--data', dir]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /audit log verified: 1 stream, \d+ records/);
+    // the server's stream and the command line's (the test harness registers its backend app)
+    assert.match(r.stdout, /audit log verified: 2 streams, \d+ records/);
   });
 
   describe('verify names the record that was altered, deleted, inserted, reordered or cut off', { skip: NO_SQLITE }, () => {
@@ -407,7 +411,7 @@ describe('audit records of a token flow and FHIR interactions', () => {
       assert.notEqual(forged, body(n));
       const r = await tampered(`
         UPDATE record SET id = id + 1000000 WHERE id >= ${id(n)} AND id < ${id(size)};
-        UPDATE record SET id = id - 999999 WHERE id >= ${(STREAM + 1000000n).toString()};
+        UPDATE record SET id = id - 999999 WHERE id >= ${(STREAM + 1000000n).toString()} AND id < ${(2n * STREAM).toString()};
         INSERT INTO record(id, time_ms, type, outcome, patient, agent, client, request_id, trace_id, leaf, body)
           SELECT ${id(n)}, time_ms, type, outcome, patient, agent, client, request_id, trace_id, ${hex(leafHash(forged))}, ${q(forged)}
           FROM record WHERE id = ${id(n + 1)};`);
@@ -453,22 +457,23 @@ describe('audit records of a token flow and FHIR interactions', () => {
 
     it('the tail cut off', async () => {
       const n = size - 4;
-      const r = await tampered(`DELETE FROM record WHERE id >= ${id(n)};`);
+      const r = await tampered(`DELETE FROM record WHERE id >= ${id(n)} AND id < ${id(size)};`);
       assert.equal(r.code, 1, r.out);
       assert.equal(r.range?.[0], n, r.out);
       assert.match(r.out, new RegExp(`ends at record ${n} but a checkpoint covers`), r.out);
     });
 
     it('the tail cut off with the later checkpoints: only a checkpoint kept elsewhere catches it', async () => {
-      const sizes = sql(path.join(dir, 'audit.db'), 'SELECT size FROM checkpoint ORDER BY size;').split('\n').filter(Boolean).map(Number);
+      const sizes = sql(path.join(dir, 'audit.db'), "SELECT size FROM checkpoint WHERE node = 'node-1' ORDER BY size;").split('\n').filter(Boolean).map(Number);
       const cut = sizes.filter((s) => s < size - 2).at(-1);
       assert.ok(cut > 0, `an earlier checkpoint to cut back to (${sizes})`);
-      const saved = sql(path.join(dir, 'audit.db'), `SELECT jws FROM checkpoint WHERE size = ${size};`).trim();
+      const saved = sql(path.join(dir, 'audit.db'), `SELECT jws FROM checkpoint WHERE node = 'node-1' AND size = ${size};`).trim();
       assert.ok(saved.split('.').length === 3, 'the final checkpoint JWS');
       const file = path.join(await makeTempDir('veranda-audit-ckpt-'), 'checkpoint.jws');
       copies.push(path.dirname(file));
       await fsp.writeFile(file, saved);
-      const stmts = `DELETE FROM record WHERE id >= ${id(cut)}; DELETE FROM checkpoint WHERE size > ${cut};`;
+      const stmts = `DELETE FROM record WHERE id >= ${id(cut)} AND id < ${id(size)};
+        DELETE FROM checkpoint WHERE node = 'node-1' AND size > ${cut};`;
       const plain = await tampered(stmts);
       assert.equal(plain.code, 0, `a consistent shorter log verifies on its own: ${plain.out}`);
       const r = await tampered(stmts, ['--checkpoint', file]);
@@ -494,9 +499,11 @@ describe('signed checkpoints and proofs', () => {
   async function latest() {
     const r = await srv.fetch('/audit/checkpoints');
     assert.equal(r.status, 200, r.text);
-    if (r.json.checkpoints.length === 0) return { size: 0 }; // none signed yet
-    assert.equal(r.json.checkpoints.length, 1, 'one stream');
-    const c = r.json.checkpoints[0];
+    // the server's stream; the command line's ("cli", the harness registering its app) aside
+    const mine = r.json.checkpoints.filter((c) => c.node !== 'cli');
+    if (mine.length === 0) return { size: 0 }; // none signed yet
+    assert.equal(mine.length, 1, 'one server stream');
+    const c = mine[0];
     const payload = await verifiedCheckpoint(srv, c.jws);
     assert.equal(payload.log, 'veranda-audit');
     assert.equal(payload.node, c.node);
@@ -555,7 +562,7 @@ describe('signed checkpoints and proofs', () => {
 
     const hist = await srv.fetch('/audit/checkpoints?history=1');
     assert.equal(hist.status, 200);
-    const sizes = hist.json.checkpoints.map((c) => c.size);
+    const sizes = hist.json.checkpoints.filter((c) => c.node === 'node-1').map((c) => c.size);
     assert.ok(sizes.length >= 2, `several checkpoints (${sizes})`);
     const [s1, s2] = [sizes[0], sizes.at(-1)];
     const c = await srv.fetch(`/audit/consistency?node=node-1&from=${s1}&to=${s2}`);
@@ -574,7 +581,7 @@ describe('signed checkpoints and proofs', () => {
     try {
       const cp = await latest();
       const seq = cp.size - 1;
-      const pr = await runCli(['audit', 'proof', '--data', dir, '--seq', String(seq)]);
+      const pr = await runCli(['audit', 'proof', '--data', dir, '--node', 'node-1', '--seq', String(seq)]);
       assert.equal(pr.code, 0, pr.stderr);
       const receipt = JSON.parse(pr.stdout);
       assert.equal(receipt.receipt, 'veranda-audit-receipt/1');
@@ -603,7 +610,7 @@ describe('signed checkpoints and proofs', () => {
   it('check-receipt works offline, without a data directory', async () => {
     const tmp = await makeTempDir('veranda-audit-receipt-');
     try {
-      const pr = await runCli(['audit', 'proof', '--data', srv.dataDir, '--seq', '0']);
+      const pr = await runCli(['audit', 'proof', '--data', srv.dataDir, '--node', 'node-1', '--seq', '0']);
       assert.equal(pr.code, 0, pr.stderr);
       await fsp.writeFile(path.join(tmp, 'receipt.json'), pr.stdout);
       await fsp.writeFile(path.join(tmp, 'jwks.json'), (await srv.fetch('/oauth/jwks')).text);
@@ -819,6 +826,84 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
 });
 
 /* ---- --audit off ---- */
+
+describe('administrative changes from the command line', () => {
+  let dir;
+  before(async () => {
+    requireBinary();
+    dir = await makeTempDir('veranda-audit-admin-');
+    await initDataDir(dir);
+  });
+  after(async () => {
+    await removeDir(dir);
+  });
+
+  const cli = async (args, opts) => {
+    const r = await runCli(args, opts);
+    assert.equal(r.code, 0, `veranda ${args.join(' ')}: ${r.stderr}`);
+    return r;
+  };
+
+  it('apps, accounts and key rotations are recorded in the cli stream by the operator who made them, and the log verifies', async () => {
+    const me = os.userInfo().username;
+    await cli(['client', 'add', '--data', dir, '--client-id', 'adm-app', '--redirect-uri', 'https://adm.example/cb', '--public']);
+    await cli(['client', 'disable', '--data', dir, '--client-id=adm-app']);
+    await cli(['client', 'enable', '--data', dir, '--client-id', 'adm-app']);
+    await cli(['client', 'remove', '--data', dir, '--client-id', 'adm-app']);
+    await cli(['client', 'list', '--data', dir]);
+    await cli(['user', 'add', '--data', dir, '--username', 'adm-nurse', '--role', 'support', '--password-stdin'], { input: 'adm-password-123\n' });
+    await cli(['user', 'reset-password', '--data', dir, '--username', 'adm-nurse', '--password-stdin'], { input: 'adm-password-456\n' });
+    await cli(['user', 'reset-mfa', '--data', dir, '--username', 'adm-nurse']);
+    await cli(['user', 'check-password', '--data', dir, '--username', 'adm-nurse', '--password-stdin'], { input: 'adm-password-456\n' });
+    await cli(['user', 'disable', '--data', dir, '--username', 'adm-nurse']);
+    await cli(['user', 'list', '--data', dir]);
+    await cli(['keys', 'rotate', '--data', dir]);
+    await cli(['keys', 'list', '--data', dir]);
+
+    const { records, text } = await queryLog(dir, '--node', 'cli');
+    const admin = records.filter((r) => r.type.startsWith('admin.'));
+    assert.deepEqual(admin.map((r) => [r.node, r.type, r.action, r.entity[0].type, r.entity[0].id]), [
+      ['cli', 'admin.client', 'C', 'Client', 'adm-app'],
+      ['cli', 'admin.client', 'U', 'Client', 'adm-app'],
+      ['cli', 'admin.client', 'U', 'Client', 'adm-app'],
+      ['cli', 'admin.client', 'D', 'Client', 'adm-app'],
+      ['cli', 'admin.user', 'C', 'User', 'adm-nurse'],
+      ['cli', 'admin.user', 'U', 'User', 'adm-nurse'],
+      ['cli', 'admin.user', 'U', 'User', 'adm-nurse'],
+      ['cli', 'admin.user', 'U', 'User', 'adm-nurse'],
+      ['cli', 'admin.key', 'U', 'SigningKeys', 'rotate'],
+    ], 'one record per change, none for list or check-password');
+    for (const r of admin) {
+      assert.equal(r.agent.user, `os:${me}`);
+      assert.equal(r.agent.role, 'operator');
+      assert.equal(r.outcome, 0);
+    }
+    assert.deepEqual(admin.map((r) => r.seq), admin.map((_, i) => i), 'one stream, numbered from 0');
+    for (const secret of ['adm-password-123', 'adm-password-456']) assert.ok(!text.includes(secret), 'no password in the log');
+    // checkpoints signed before the rotation verify with the keys the server still publishes
+    const v = await runCli(['audit', 'verify', '--data', dir]);
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    assert.match(v.stdout, /verified/);
+  });
+
+  it('a change that cannot be recorded fails the command and says the change was made', async () => {
+    const lock = path.join(dir, 'audit-cli.lock');
+    await fs.promises.rm(lock, { force: true });
+    await fs.promises.mkdir(lock); // open(2) of the lock file fails
+    try {
+      const r = await runCli(['client', 'add', '--data', dir, '--client-id', 'adm-app2', '--redirect-uri', 'https://adm.example/cb', '--public']);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /the change was made, but it could not be recorded in the audit log/);
+      const list = await cli(['client', 'list', '--data', dir]);
+      assert.match(list.stdout, /adm-app2/, 'the change itself was made');
+    } finally {
+      await fs.promises.rmdir(lock);
+    }
+    const before = (await queryLog(dir, '--node', 'cli')).records.filter((r) => r.type === 'admin.client').length;
+    await cli(['client', 'remove', '--data', dir, '--client-id', 'adm-app2']);
+    assert.equal((await queryLog(dir, '--node', 'cli')).records.filter((r) => r.type === 'admin.client').length, before + 1, 'recorded again once the lock file is usable');
+  });
+});
 
 describe('--audit off', () => {
   let dir;

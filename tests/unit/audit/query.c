@@ -385,7 +385,24 @@ static struct captured cli(const struct fx *f, const struct jose_key *key, const
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	dup2(fd, STDOUT_FILENO);
 	close(fd);
-	r.rc = audit_cli(f->dir, key, argc, argv);
+	{
+		/* the server's JWK Set, as main.c passes it: here the one key */
+		struct buf set = BUF_INIT(64 * 1024);
+		json_t *pub = NULL, *doc;
+		struct ctx c = CTX_INIT;
+		char *text;
+
+		if (key) {
+			assert_int_equal(jose_key_to_jwk(key, false, &pub, &c), ERR_OK);
+			doc = json_pack("{s:[o]}", "keys", pub);
+			text = json_dumps(doc, JSON_COMPACT);
+			buf_adds(&set, text);
+			free(text);
+			json_decref(doc);
+		}
+		r.rc = audit_cli(f->dir, key ? &set : NULL, argc, argv);
+		buf_release(&set);
+	}
 	fflush(stdout);
 	dup2(saved, STDOUT_FILENO);
 	close(saved);
