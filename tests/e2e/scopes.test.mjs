@@ -16,7 +16,7 @@ import * as jose from 'jose';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer } from './lib/server.mjs';
 import {
   Browser, authorize, authzRequest, walk, redeem, postForm, basic, fhirGet, registerClient, signIn,
-  accountPage, decodeEntities,
+  accountPage, decodeEntities, fetchJson,
 } from './lib/oauth.mjs';
 
 const LOOP_CB = 'http://127.0.0.1/cb';      // registered; any port matches (RFC 8252)
@@ -492,17 +492,7 @@ describe('E. token endpoint', () => {
   it('E62 token, revocation and introspection errors are JSON {error, error_description} with no-store', async () => {
     const intro = `${srv.baseUrl}/oauth/introspect`;
     const revoke = `${srv.baseUrl}/oauth/revoke`;
-    const raw = async (url, init) => {
-      const res = await fetch(url, init);
-      const text = await res.text();
-      let json;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      return { status: res.status, headers: res.headers, text, json };
-    };
+    const raw = fetchJson;
     const jsonBody = (auth) => ({ method: 'POST', body: '{"token":"x"}',
       headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) } });
     const t = await tokens('launch/patient offline_access patient/Patient.rs');

@@ -381,7 +381,12 @@ export function redeem(srv, { code, verifier, redirectUri, clientId, auth, extra
 /* A FHIR GET with a bearer token (an empty token sends no Authorization). */
 export async function fhirGet(srv, pathAndQuery, token) {
   const headers = { accept: 'application/fhir+json', authorization: token ? `Bearer ${token}` : '' };
-  const res = await fetch(`${srv.fhirBase}/${pathAndQuery.replace(/^\//, '')}`, { headers });
+  return fetchJson(`${srv.fhirBase}/${pathAndQuery.replace(/^\//, '')}`, { headers });
+}
+
+/* fetch(); resolves { status, headers, text, json } (json undefined when the body is not JSON). */
+export async function fetchJson(url, init) {
+  const res = await fetch(url, init);
   const text = await res.text();
   let json;
   try {
