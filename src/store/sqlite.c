@@ -108,6 +108,9 @@ enum stmt_id {
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
+/* sq_once() statements kept per connection (the account and auth-item texts: about 20) */
+#define ONCE_SLOTS 32
+
 #define VERSION_COLS "v.type, v.id, v.version, v.last_updated, v.deleted, v.seq, v.json"
 /*
  * The patients whose compartment holds r, space-separated (ids never hold
@@ -292,6 +295,11 @@ struct conn {
 	int err_rc;             /* the last failure noted on this connection */
 	char err_msg[256];      /* ... and SQLite's message for it */
 	sqlite3_stmt *stmt[ST_COUNT];
+	/* sq_once(): statements keyed by the address of their constant SQL text */
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} once[ONCE_SLOTS];
 };
 
 /* ---- errors ---- */
@@ -391,6 +399,46 @@ static struct q q_start(struct conn *cn, enum stmt_id id)
 		buf_release(&b);
 	}
 	return q;
+}
+
+/* sqlite_int.h */
+struct q sq_once(struct conn *cn, const char *sql)
+{
+	struct q q = {cn, NULL, SQLITE_OK};
+	int slot = -1;
+
+	for (int i = 0; i < ONCE_SLOTS && slot < 0; i++)
+		if (cn->once[i].sql == sql || !cn->once[i].sql)
+			slot = i;
+	if (slot >= 0 && cn->once[slot].st && !sqlite3_stmt_busy(cn->once[slot].st))
+		return (struct q){cn, cn->once[slot].st, SQLITE_OK};
+	if (slot >= 0 && cn->once[slot].sql)
+		slot = -1; /* busy: this use gets a statement of its own */
+	q.rc = sqlite3_prepare_v3(cn->db, sql, -1, slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0, &q.st,
+				  NULL);
+	if (q.rc != SQLITE_OK) {
+		note_error(cn, q.rc);
+		sqlite3_finalize(q.st);
+		q.st = NULL;
+	} else if (slot >= 0) {
+		cn->once[slot].sql = sql;
+		cn->once[slot].st = q.st;
+	}
+	return q;
+}
+
+/* sqlite_int.h */
+void sq_once_end(struct q *q)
+{
+	for (int i = 0; q->st && i < ONCE_SLOTS; i++)
+		if (q->cn->once[i].st == q->st) {
+			sqlite3_reset(q->st);
+			sqlite3_clear_bindings(q->st);
+			q->st = NULL;
+			return;
+		}
+	sqlite3_finalize(q->st);
+	q->st = NULL;
 }
 
 /* Keep the first failure of a bind. */
@@ -551,6 +599,8 @@ static void conn_free(struct conn *cn)
 	sq_search_free(cn->search);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(cn->stmt[i]);
+	for (int i = 0; i < ONCE_SLOTS; i++)
+		sqlite3_finalize(cn->once[i].st);
 	sqlite3_close_v2(cn->db);   /* rolls back an open transaction */
 	write_unlock(cn);
 	free(cn);

@@ -95,11 +95,17 @@ enum err sqlite_revinclude(struct store *s, const char *target_type, const char 
 			   size_t n, const char *src_type, const char *param, int64_t limit,
 			   store_hit_fn fn, void *arg, struct ctx *c);
 
-/* ---- sqlite_users.c: helpers for statements prepared per call ---- */
+/* ---- statements of the account and auth-item backends ---- */
 
-/* Prepare 'sql' for one use; a failure is kept in q.rc (and noted). */
+/*
+ * The statement for 'sql', which must be a string constant: its address
+ * keys a small per-connection cache (sqlite.c), so each text is prepared
+ * once per connection, not per call.  A failure is kept in q.rc (and
+ * noted).  When the cached statement is already running (a callback of its
+ * own walk), a fresh one is prepared for this use.
+ */
 struct q sq_once(struct conn *cn, const char *sql);
-/* Finalize the statement of 'q' (NULL is fine). */
+/* Done with q's statement: reset it for the next use (or finalize a fresh one). */
 void sq_once_end(struct q *q);
 /* Step a statement that returns no row: SQLITE_OK or the failure. */
 int sq_run(struct q *q);

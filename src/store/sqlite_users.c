@@ -26,27 +26,6 @@
 	"uid, username, role, fhir_user, password_hash, disabled, created, updated,"     \
 	" failed_logins, locked_until, mfa_secret, last_strong_auth"
 
-/* sqlite_int.h */
-struct q sq_once(struct conn *cn, const char *sql)
-{
-	struct q q = {cn, NULL, SQLITE_OK};
-
-	q.rc = sqlite3_prepare_v2(sq_conn_db(cn), sql, -1, &q.st, NULL);
-	if (q.rc != SQLITE_OK) {
-		sq_note_error(cn, q.rc);
-		sqlite3_finalize(q.st);
-		q.st = NULL;
-	}
-	return q;
-}
-
-/* sqlite_int.h */
-void sq_once_end(struct q *q)
-{
-	sqlite3_finalize(q->st);
-	q->st = NULL;
-}
-
 /* Bind a blob (NULL or empty binds NULL); keeps the first failure. */
 static void uq_blob(struct q *q, int i, const void *p, size_t n)
 {
