@@ -453,6 +453,74 @@ static void system_event(struct audit *au, enum audit_type t)
 		log_msg(LOG_ERROR, "audit log: %s", c.msg);
 }
 
+/* Remember the first admin.config record a query finds: its entity id. */
+static enum err last_config_row(void *arg, const char *node, uint64_t seq, int64_t time_ms,
+				const char *rec, size_t n)
+{
+	char *out = arg;
+	json_t *doc = json_loadb(rec, n, 0, NULL);
+	const char *id = json_string_value(json_object_get(
+		json_array_get(json_object_get(doc, "entity"), 0), "id"));
+
+	(void)node, (void)seq, (void)time_ms;
+	str_copy(out, id ? id : "", AUDIT_HASH_SIZE);
+	json_decref(doc);
+	return ERR_OK;
+}
+
+/*
+ * Record the configuration this server runs with when it is not the one
+ * its stream last recorded: admin.config with the SHA-256 of every
+ * option's effective value (none of them a secret) as the entity id, C for
+ * a stream's first, U for a change.  So a change made in the file, the
+ * environment or on the command line between two starts is on record.
+ */
+static void config_event(const struct config *cfg, struct audit *au)
+{
+	struct buf text = BUF_INIT(64 * 1024);
+	struct audit_filter f = AUDIT_FILTER_INIT;
+	struct audit_reader *rd = NULL;
+	char fp[AUDIT_HASH_SIZE], last[AUDIT_HASH_SIZE] = "";
+	struct audit_entity en = {.type = "Configuration", .id = fp};
+	struct audit_event ev;
+	struct ctx c = CTX_INIT;
+
+	if (!au)
+		return;
+	for (const struct config_option *o = config_options; o->name; o++) {
+		const char *p = (const char *)cfg + o->offset;
+
+		if (o->type == CONFIG_STR)
+			buf_addf(&text, "%s=%s\n", o->name, p);
+		else if (o->type == CONFIG_INT)
+			buf_addf(&text, "%s=%lld\n", o->name, (long long)*(const int64_t *)(const void *)p);
+		else
+			buf_addf(&text, "%s=%s\n", o->name, *(const bool *)(const void *)p ? "true" : "false");
+	}
+	audit_hash_id(text.data ? text.data : "", fp);
+	buf_release(&text);
+	f.node = cfg->node_id;
+	f.type = "admin.config";
+	f.newest_first = true;
+	f.limit = 1;
+	if (audit_reader_open(cfg->data, &rd, &c) ||
+	    audit_query(rd, &f, last_config_row, last, &c)) {
+		log_msg(LOG_WARN, "audit log: cannot read the last configuration record: %s", c.msg);
+		ctx_clear(&c);
+	}
+	audit_reader_free(rd);
+	if (!strcmp(last, fp))
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = AUDIT_ADMIN_CONFIG;
+	ev.action = last[0] ? 'U' : 'C';
+	ev.agent.user_id = "veranda";
+	ev.entities = &en;
+	ev.n_entities = 1;
+	if (audit_record_sync(au, &ev, &c))
+		log_msg(LOG_ERROR, "audit log: %s", c.msg);
+}
+
 static int cmd_serve(struct config *cfg, int argc, char **argv)
 {
 	struct store *s = NULL;
@@ -548,6 +616,7 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 	log_info("veranda %s listening on %s (%s), FHIR base %s/fhir", VERANDA_VERSION, cfg->listen,
 		 is_loopback(cfg->listen) ? "loopback only" : "remote allowed", cfg->base_url);
 	system_event(au, AUDIT_SYSTEM_START);
+	config_event(cfg, au);
 	while (!stop_signal)
 		pause();
 	log_info("received signal %d: finishing in-flight requests", (int)stop_signal);

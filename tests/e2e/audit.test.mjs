@@ -19,9 +19,9 @@ import os from 'node:os';
 import path from 'node:path';
 import * as jose from 'jose';
 import {
-  makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary, sleep,
+  makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary, sleep, freePort,
 } from './lib/server.mjs';
-import { Browser, authorize, redeem, postForm, registerClient, DEMO_PASSWORD } from './lib/oauth.mjs';
+import { Browser, authorize, redeem, postForm, registerClient, serveFixed, DEMO_PASSWORD } from './lib/oauth.mjs';
 
 const SQLITE3 = spawnSync('sqlite3', ['-version']).status === 0 ? 'sqlite3' : null;
 const NO_SQLITE = SQLITE3 ? false : 'the sqlite3 command-line shell is not installed';
@@ -255,9 +255,9 @@ describe('audit records of a token flow and FHIR interactions', () => {
       return hits[0];
     };
 
-    // every record of a request carries its request id; system records none
+    // every record of a request carries its request id; the server's own (start, stop, its configuration) none
     for (const r of records) {
-      if (r.type.startsWith('system.')) continue;
+      if (r.type.startsWith('system.') || r.agent?.user === 'veranda') continue;
       assert.match(r.correlation?.request ?? '', /^[0-9a-f]{16}$/, `request id in ${JSON.stringify(r)}`);
     }
     assert.equal(records[0].type, 'system.start');
@@ -884,6 +884,31 @@ describe('administrative changes from the command line', () => {
     const v = await runCli(['audit', 'verify', '--data', dir]);
     assert.equal(v.code, 0, v.stdout + v.stderr);
     assert.match(v.stdout, /verified/);
+  });
+
+  it('the configuration a server starts with is recorded when it is new or changed', async () => {
+    const port = await freePort();
+    const configs = async () => (await queryLog(dir, '--type', 'admin.config')).records;
+    const start = async (args) => {
+      const s = await serveFixed({ dataDir: dir, port, args: ['--log-level', 'warn', ...args] });
+      await s.stop();
+    };
+    await start([]);
+    const first = await configs();
+    assert.equal(first.length, 1, 'the first start records its configuration');
+    assert.equal(first[0].action, 'C');
+    assert.equal(first[0].agent.user, 'veranda');
+    assert.equal(first[0].entity[0].type, 'Configuration');
+    assert.match(first[0].entity[0].id, /^sha256:[A-Za-z0-9_-]{43}$/, 'a fingerprint, not the settings');
+    await start([]);
+    assert.equal((await configs()).length, 1, 'the same configuration again: nothing new');
+    await start(['--page-size', '20']);
+    const after = await configs();
+    assert.equal(after.length, 2, 'a changed setting is recorded');
+    assert.equal(after[1].action, 'U');
+    assert.notEqual(after[1].entity[0].id, first[0].entity[0].id);
+    await start(['--page-size', '20']);
+    assert.equal((await configs()).length, 2);
   });
 
   it('a change that cannot be recorded fails the command and says the change was made', async () => {
