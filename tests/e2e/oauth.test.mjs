@@ -5,10 +5,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import * as jose from 'jose';
 import * as oc from 'openid-client';
-import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary, freePort } from './lib/server.mjs';
+import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary, freePort, runCli } from './lib/server.mjs';
 import {
   Browser, authorize, authzRequest, walk, redeem, postForm, basic, fhirGet, keyPair, assertion,
   registerClient, signIn, accountPage, formFor, field, parseForms, serveFixed, JWT_BEARER,
@@ -38,12 +40,17 @@ before(async () => {
   keys = {
     rs: await keyPair('RS384'), es: await keyPair('ES384'),
     bsRs: await keyPair('RS384'), bsEs: await keyPair('ES384'), bsUrl: await keyPair('ES384'),
+    // K 100: two keys under one kid, and one kid for keys of two types
+    dupA: await keyPair('ES384', 'dup-kid'), dupB: await keyPair('ES384', 'dup-kid'),
+    mixEc: await keyPair('ES384', 'mix-kid'), mixRs: await keyPair('RS384', 'mix-kid'),
   };
-  // a client's JWK Set served by URL (K 94)
+  // a client's JWK Set served by URL (K 94); /dup.json and /mix.json break K 100's one-key rule
   jwksServer = http.createServer((req, res) => {
     jwksHits++;
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60' });
-    res.end(JSON.stringify({ keys: [keys.bsUrl.publicJwk] }));
+    const set = req.url === '/dup.json' ? [keys.dupA.publicJwk, keys.dupB.publicJwk]
+      : req.url === '/mix.json' ? [keys.mixEc.publicJwk, keys.mixRs.publicJwk] : [keys.bsUrl.publicJwk];
+    res.end(JSON.stringify({ keys: set }));
   });
   await new Promise((r) => jwksServer.listen(0, '127.0.0.1', r));
   const jwksUrl = `http://127.0.0.1:${jwksServer.address().port}/jwks.json`;
@@ -57,6 +64,8 @@ before(async () => {
   await registerClient(dir, { clientId: 'bs-rs', jwks: { keys: [keys.bsRs.publicJwk] }, scope: 'system/Patient.rs system/Observation.rs' });
   await registerClient(dir, { clientId: 'bs-es', jwks: { keys: [keys.bsEs.publicJwk] }, scope: 'system/*.rs' });
   await registerClient(dir, { clientId: 'bs-url', jwksUrl, scope: 'system/*.rs' });
+  await registerClient(dir, { clientId: 'bs-dup', jwksUrl: jwksUrl.replace('/jwks.json', '/dup.json'), scope: 'system/*.rs' });
+  await registerClient(dir, { clientId: 'bs-mix', jwksUrl: jwksUrl.replace('/jwks.json', '/mix.json'), scope: 'system/*.rs' });
   srv = await startServer({ dataDir: dir, init: false, auth: false });
   tokenUrl = `${srv.baseUrl}/oauth/token`;
   const insecure = { execute: [oc.allowInsecureRequests] };
@@ -1171,6 +1180,30 @@ describe('K. backend services', () => {
     assert.equal(r.status, 401);
     r = await cc('bs-url', keys.bsUrl, { header: { jku: `http://127.0.0.1:${jwksServer.address().port}/jwks.json` } });
     assert.equal(r.status, 200, r.text);
+  });
+
+  it('K100 exactly one key by kid and type: two keys under one kid are refused (at registration, and when fetched)', async () => {
+    // registration refuses a set with a repeated kid outright
+    const dupFile = path.join(dir, 'dup-jwks.json');
+    fs.writeFileSync(dupFile, JSON.stringify({ keys: [keys.dupA.publicJwk, keys.dupB.publicJwk] }));
+    const reg = await runCli(['client', 'add', '--data', dir, '--client-id', 'bs-dup-file', '--jwks', dupFile, '--scope', 'system/*.rs']);
+    assert.notEqual(reg.code, 0);
+    assert.match(reg.stderr, /same kid/);
+    // fetched by URL: two matching keys, whichever signed, is invalid_client
+    for (const key of [keys.dupA, keys.dupB]) {
+      const r = await cc('bs-dup', key);
+      assert.equal(r.status, 401, r.text);
+      assert.equal(r.json.error, 'invalid_client');
+    }
+    // one kid on an EC and an RSA key: the key whose type fits the assertion's alg is the one
+    for (const key of [keys.mixEc, keys.mixRs]) {
+      const r = await cc('bs-mix', key);
+      assert.equal(r.status, 200, `${key.alg}: ${r.text}`);
+    }
+    // ... and a signature by any other key sent under that kid does not verify
+    const forged = { ...keys.mixEc, privateKey: keys.dupA.privateKey };
+    const bad = await cc('bs-mix', forged);
+    assert.equal(bad.status, 401, bad.text);
   });
 
   it('K101 scopes never exceed the registration', async () => {
