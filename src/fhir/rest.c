@@ -6,6 +6,7 @@
  * here; the service knows nothing of HTTP.
  */
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -58,8 +59,12 @@ static void send_outcome(struct http_req *q, int status, const char *msg, const 
 	buf_release(&b);
 }
 
+static void audit_store_error(struct http_req *q);
+
 static void send_error(struct http_req *q, const struct ctx *c)
 {
+	if (c->code == ERR_IO)
+		audit_store_error(q);
 	send_outcome(q, fhir_status_of(c->code), c->msg[0] ? c->msg : err_str(c->code), c->expr);
 }
 
@@ -153,6 +158,33 @@ static bool content_type_ok(struct http_req *q)
  */
 static struct oauth *rest_auth;
 static struct audit *rest_audit;
+
+/*
+ * A storage failure behind a FHIR request: system.store-error, outcome 8,
+ * with the request's ids (the details go to the server log, which says
+ * what failed).  At most one a second, so that an outage does not fill
+ * the queue; not waited for.
+ */
+static void audit_store_error(struct http_req *q)
+{
+	static _Atomic int64_t last;
+	int64_t now = clock_now_ms(), prev = atomic_load(&last);
+	struct audit_event ev;
+	struct ctx c = CTX_INIT;
+
+	if (!rest_audit || now - prev < 1000 || !atomic_compare_exchange_strong(&last, &prev, now))
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = AUDIT_SYSTEM_STORE_ERROR;
+	ev.outcome = AUDIT_SERIOUS;
+	ev.outcome_code = "io";
+	ev.agent.user_id = "veranda";
+	ev.source.client_addr = http_req_client_addr(q);
+	ev.correlation.request_id = http_req_id(q);
+	ev.correlation.trace_id = http_req_trace_id(q);
+	if (audit_record(rest_audit, &ev, NULL, &c))
+		log_msg(LOG_WARN, "audit: %s", c.msg);
+}
 static const char *rest_audit_dir;
 
 void fhir_rest_set_audit(struct audit *a, const char *data_dir)

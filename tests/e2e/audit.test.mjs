@@ -930,6 +930,38 @@ describe('administrative changes from the command line', () => {
   });
 });
 
+describe('storage failures', { skip: NO_SQLITE }, () => {
+  it('a request that fails in the store is answered 500 and recorded as system.store-error, at most one a second', async () => {
+    const srv = await startServer({ seed: true, patients: 0 });
+    let ids;
+    try {
+      assert.equal((await srv.fhirFetch('/Observation?code=x')).status, 200);
+      sql(path.join(srv.dataDir, 'veranda.db'), 'DROP TABLE ix_token;');
+      const failed = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await srv.fhirFetch(`/Observation?code=x${i}`);
+        assert.equal(r.status, 500, r.text);
+        assert.equal(JSON.parse(r.text).resourceType, 'OperationOutcome');
+        failed.push(r.headers.get('x-request-id'));
+      }
+      ids = failed;
+      await srv.stop({ keepData: true });
+      const { records } = await queryLog(srv.dataDir, '--type', 'system.store-error');
+      assert.equal(records.length, 1, 'three failures within a second: one record');
+      const [rec] = records;
+      assert.equal(rec.outcome, 8);
+      assert.equal(rec.outcomeCode, 'io');
+      assert.equal(rec.agent.user, 'veranda');
+      assert.equal(rec.correlation.request, ids[0], 'the first failing request');
+      const v = await runCli(['audit', 'verify', '--data', srv.dataDir]);
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+    } finally {
+      await srv.stop();
+      await removeDir(srv.dataDir);
+    }
+  });
+});
+
 describe('--audit off', () => {
   let dir;
   before(async () => {
