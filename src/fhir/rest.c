@@ -652,6 +652,8 @@ static bool audit_fhir_q(struct http_req *q, const struct access *acc, const str
 	struct audit_event ev;
 	struct audit_entity ent;
 	char th[AUDIT_HASH_SIZE];
+	const char *reasons[3];
+	size_t nreasons = 0;
 	uint64_t ticket = 0;
 	struct ctx c = CTX_INIT;
 	enum err e = ERR_OK;
@@ -677,6 +679,16 @@ static bool audit_fhir_q(struct http_req *q, const struct access *acc, const str
 		ev.source.token_hash = th;
 		ev.authority.scopes = acc->p.scope;
 		ev.authority.grant_id = acc->p.grant_id;
+		/* why it was allowed: the scope context, and how the answer was narrowed */
+		reasons[nreasons++] = acc->d.ctx == SCOPE_SYSTEM ? "scope:system"
+				      : acc->d.ctx == SCOPE_USER ? "scope:user"
+								 : "scope:patient";
+		if (acc->patient)
+			reasons[nreasons++] = "patient-compartment";
+		if (acc->d.nfilters)
+			reasons[nreasons++] = "granular-scope";
+		ev.authority.reasons = reasons;
+		ev.authority.n_reasons = nreasons;
 	} else {
 		ev.agent.user_id = rest_auth ? "unauthenticated" : "unauthorized-mode";
 	}

@@ -289,6 +289,7 @@ describe('audit records of a token flow and FHIR interactions', () => {
     assert.ok(rp.authority?.grant && rp.authority?.scopes?.includes('patient/*.cruds'));
     const ro = one(seen.readObs.rid, 'fhir.read');
     assert.equal(ro.patient, 'alice');
+    assert.deepEqual(ro.authority?.reasons, ['scope:patient', 'patient-compartment'], 'why it was allowed');
     assert.deepEqual(ro.entity, [{ type: 'Observation', id: seen.readObs.id, version: seen.readObs.version }]);
 
     // searches: the normalized query; identifying values hashed
@@ -298,6 +299,7 @@ describe('audit records of a token flow and FHIR interactions', () => {
     const sn = one(seen.searchName, 'fhir.search');
     assert.match(sn.entity?.[0]?.query ?? '', /^Patient\?birthdate=~[A-Za-z0-9_-]{22}&name=~[A-Za-z0-9_-]{22}$/);
     assert.equal(sn.agent?.client, 'e2e-backend');
+    assert.deepEqual(sn.authority?.reasons, ['scope:system'], 'a backend service, not confined');
 
     // writes with their versions
     const w = seen.writes;
