@@ -63,8 +63,16 @@ static void audit_store_error(struct http_req *q);
 
 static void send_error(struct http_req *q, const struct ctx *c)
 {
-	if (c->code == ERR_IO)
+	if (c->code == ERR_IO) {
+		/* the details (SQLite's words, file names) are for the operator, not the client */
+		log_msg(LOG_ERROR, "fhir: %s", c->msg[0] ? c->msg : err_str(c->code));
 		audit_store_error(q);
+		send_outcome(q, 500,
+			     "the server could not complete this request; the failure is in its log"
+			     " under this request's X-Request-Id",
+			     NULL);
+		return;
+	}
 	send_outcome(q, fhir_status_of(c->code), c->msg[0] ? c->msg : err_str(c->code), c->expr);
 }
 

@@ -944,9 +944,12 @@ describe('storage failures', { skip: NO_SQLITE }, () => {
         const r = await srv.fhirFetch(`/Observation?code=x${i}`);
         assert.equal(r.status, 500, r.text);
         assert.equal(JSON.parse(r.text).resourceType, 'OperationOutcome');
+        assert.ok(!/ix_token|sqlite|table/i.test(r.text), `no internals in the answer: ${r.text}`);
         failed.push(r.headers.get('x-request-id'));
       }
       ids = failed;
+      assert.ok(srv.logs.some((l) => l.includes('no such table: ix_token') && l.includes(failed[0])),
+        'the detail is in the server log, under the request id');
       await srv.stop({ keepData: true });
       const { records } = await queryLog(srv.dataDir, '--type', 'system.store-error');
       assert.equal(records.length, 1, 'three failures within a second: one record');
