@@ -122,6 +122,14 @@ enum stmt_id {
  */
 #define COMPARTMENT_COL \
 	"(SELECT group_concat(c.patient, ' ') FROM compartment c WHERE c.rid = r.rid)"
+/* A resource's current version (?1 type, ?2 id), or its version ?3, with columns 'cols'. */
+#define GET_CURRENT(cols)                                                      \
+	"SELECT " cols " FROM resource r JOIN resource_version v ON v.seq = r.seq" \
+	" WHERE r.type = ?1 AND r.id = ?2"
+#define GET_VERSION(cols)                                              \
+	"SELECT " cols " FROM resource r"                                \
+	" JOIN resource_version v ON v.rid = r.rid AND v.version = ?3" \
+	" WHERE r.type = ?1 AND r.id = ?2"
 #define IN_COMPARTMENT_COL \
 	"EXISTS (SELECT 1 FROM compartment c WHERE c.patient = ?4 AND c.type = ?1 AND c.rid = r.rid)"
 #define HIST_WHERE \
@@ -158,26 +166,14 @@ static const char *const stmt_sql[ST_FIXED] = {
 	[ST_DEL_COMPARTMENT] = "DELETE FROM compartment WHERE rid = ?1",
 	[ST_INS_COMPARTMENT] = "INSERT OR IGNORE INTO compartment (patient, type, rid)"
 			       " VALUES (?1, ?2, ?3)",
-	[ST_GET_CURRENT] = "SELECT " VERSION_COLS " FROM resource r"
-			   " JOIN resource_version v ON v.seq = r.seq"
-			   " WHERE r.type = ?1 AND r.id = ?2",
-	[ST_GET_VERSION] = "SELECT " VERSION_COLS " FROM resource r"
-			   " JOIN resource_version v ON v.rid = r.rid AND v.version = ?3"
-			   " WHERE r.type = ?1 AND r.id = ?2",
+	[ST_GET_CURRENT] = GET_CURRENT(VERSION_COLS),
+	[ST_GET_VERSION] = GET_VERSION(VERSION_COLS),
 	/* the same with the patients of the current version's compartment */
-	[ST_GET_CURRENT_C] = "SELECT " VERSION_COLS ", " COMPARTMENT_COL " FROM resource r"
-			     " JOIN resource_version v ON v.seq = r.seq"
-			     " WHERE r.type = ?1 AND r.id = ?2",
-	[ST_GET_VERSION_C] = "SELECT " VERSION_COLS ", " COMPARTMENT_COL " FROM resource r"
-			     " JOIN resource_version v ON v.rid = r.rid AND v.version = ?3"
-			     " WHERE r.type = ?1 AND r.id = ?2",
+	[ST_GET_CURRENT_C] = GET_CURRENT(VERSION_COLS ", " COMPARTMENT_COL),
+	[ST_GET_VERSION_C] = GET_VERSION(VERSION_COLS ", " COMPARTMENT_COL),
 	/* ... and whether it is in patient ?4's compartment */
-	[ST_GET_CURRENT_IN] = "SELECT " VERSION_COLS ", " IN_COMPARTMENT_COL " FROM resource r"
-			      " JOIN resource_version v ON v.seq = r.seq"
-			      " WHERE r.type = ?1 AND r.id = ?2",
-	[ST_GET_VERSION_IN] = "SELECT " VERSION_COLS ", " IN_COMPARTMENT_COL " FROM resource r"
-			      " JOIN resource_version v ON v.rid = r.rid AND v.version = ?3"
-			      " WHERE r.type = ?1 AND r.id = ?2",
+	[ST_GET_CURRENT_IN] = GET_CURRENT(VERSION_COLS ", " IN_COMPARTMENT_COL),
+	[ST_GET_VERSION_IN] = GET_VERSION(VERSION_COLS ", " IN_COMPARTMENT_COL),
 	[ST_HIST_ALL] = "SELECT " VERSION_COLS " FROM resource_version v"
 			" WHERE " HIST_WHERE " ORDER BY v.seq DESC LIMIT :limit",
 	[ST_HIST_TYPE] = "SELECT " VERSION_COLS " FROM resource_version v"
