@@ -305,13 +305,13 @@ static int open_audit(const struct config *cfg, const struct keys *keys, struct 
  * agent is the operating-system account that ran the command.  The change
  * is already made when this runs: a failure says so and fails the command.
  */
-static int audit_admin(const struct config *cfg, enum audit_type type, char action,
-		       const char *etype, const char *eid)
+static int audit_admin_many(const struct config *cfg, enum audit_type type, const char *actions,
+			    const char *etype, const char *const *ids, size_t n)
 {
 	struct config cc = *cfg;
 	struct passwd *pw = getpwuid(geteuid());
 	char lock[4096], agent[96];
-	struct audit_entity en = {.type = etype, .id = eid};
+	struct audit_entity en = {.type = etype};
 	struct audit_event ev;
 	struct keys *keys = NULL;
 	struct audit *au = NULL;
@@ -340,16 +340,19 @@ static int audit_admin(const struct config *cfg, enum audit_type type, char acti
 		snprintf(agent, sizeof(agent), "os:%s", pw->pw_name);
 	else
 		snprintf(agent, sizeof(agent), "os:uid-%u", (unsigned)geteuid());
-	memset(&ev, 0, sizeof(ev));
-	ev.type = type;
-	ev.action = action;
-	ev.agent.user_id = agent;
-	ev.agent.role = "operator";
-	ev.entities = &en;
-	ev.n_entities = 1;
-	if (audit_record_sync(au, &ev, &c))
-		rc = fail("the change was made, but it could not be recorded in the audit log: %s",
-			  c.msg);
+	for (size_t i = 0; i < n && !rc; i++) {
+		memset(&ev, 0, sizeof(ev));
+		ev.type = type;
+		ev.action = actions[i];
+		ev.agent.user_id = agent;
+		ev.agent.role = "operator";
+		en.id = ids[i];
+		ev.entities = &en;
+		ev.n_entities = 1;
+		if (audit_record_sync(au, &ev, &c))
+			rc = fail("the change was made, but it could not be recorded in the audit log: %s",
+				  c.msg);
+	}
 	if (audit_close(au, &c) && !rc)
 		rc = fail("the change was made, but the audit log did not close cleanly: %s", c.msg);
 out:
@@ -357,6 +360,14 @@ out:
 	if (fd >= 0)
 		close(fd); /* and the lock with it */
 	return rc;
+}
+
+static int audit_admin(const struct config *cfg, enum audit_type type, char action,
+		       const char *etype, const char *eid)
+{
+	char actions[2] = {action, '\0'};
+
+	return audit_admin_many(cfg, type, actions, etype, &eid, 1);
 }
 
 /* The value of flag 'name' (--name V or --name=V) in argv[0..argc), or NULL. */
@@ -702,8 +713,11 @@ static const struct {
  * Create the demo accounts, or bring existing ones back to their demo
  * state (role, links, 'password', enabled): seeding twice is harmless.
  */
-static int seed_accounts(struct store *s, const char *password)
+static int seed_accounts(const struct config *cfg, struct store *s, const char *password)
 {
+	enum { N = sizeof(demo_accounts) / sizeof(demo_accounts[0]) };
+	const char *names[N];
+	char actions[N + 1] = "";
 	struct users *us = NULL;
 	struct ctx c = CTX_INIT;
 	int created = 0, updated = 0;
@@ -721,11 +735,14 @@ static int seed_accounts(struct store *s, const char *password)
 			return fail("cannot create demo account '%s': %s", spec.username, c.msg);
 		}
 		made ? created++ : updated++;
+		names[i] = demo_accounts[i].username;
+		actions[i] = made ? 'C' : 'U';
 	}
 	users_free(us);
 	printf("demo accounts: %d created, %d updated (alice, bob, erin, frank, drsmith, sam, carol, admin)\n",
 	       created, updated);
-	return 0;
+	/* accounts with a known password: on record like any other account change */
+	return audit_admin_many(cfg, AUDIT_ADMIN_USER, actions, "User", names, N);
 }
 
 static int cmd_seed(struct config *cfg, int argc, char **argv)
@@ -785,7 +802,7 @@ static int cmd_seed(struct config *cfg, int argc, char **argv)
 		double secs = (double)(clock_mono_us() - t0) / 1e6;
 		printf("seeded %lld resources (%u generated patients plus the demo people) in %.1f s (%.0f resources/s)\n",
 		       (long long)st.n, o.patients, secs, secs > 0 ? (double)st.n / secs : 0.0);
-		rc = seed_accounts(s, password);
+		rc = seed_accounts(cfg, s, password);
 	}
 	fhir_free(f);
 	store_close(s);

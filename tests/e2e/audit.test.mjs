@@ -888,6 +888,18 @@ describe('administrative changes from the command line', () => {
     assert.match(v.stdout, /verified/);
   });
 
+  it('seeding records each demo account it creates or resets (they have a known password)', async () => {
+    const users = async () => (await queryLog(dir, '--node', 'cli', '--type', 'admin.user')).records;
+    const before = (await users()).length;
+    await cli(['seed', '--data', dir, '--patients', '0']);
+    await cli(['seed', '--data', dir, '--patients', '0']);
+    const added = (await users()).slice(before);
+    const demo = ['alice', 'bob', 'erin', 'frank', 'drsmith', 'sam', 'carol', 'admin'];
+    assert.deepEqual(added.map((r) => [r.action, r.entity[0].id]),
+      [...demo.map((u) => ['C', u]), ...demo.map((u) => ['U', u])], 'created, then reset');
+    assert.ok(added.every((r) => r.agent.role === 'operator'));
+  });
+
   it('the configuration a server starts with is recorded when it is new or changed', async () => {
     const port = await freePort();
     const configs = async () => (await queryLog(dir, '--type', 'admin.config')).records;
