@@ -535,7 +535,10 @@ describe('patient/ scopes confine to the patient in context (items 81, 85)', () 
 
   it('chained parameters: through shared reference data yes, into patient records never beyond alice\'s', async () => {
     assert.ok((await sys('Observation?subject:Patient.name=Martin&_total=accurate&_count=0')).json.total > 0);
-    for (const p of ['Observation?subject:Patient.name=Martin&_total=accurate', 'Observation?patient.birthdate=1944-05-12&_total=accurate',
+    // bob's mother's birth date (the seed dates people relative to today), which the chain must not reach
+    const born = (await sys('Patient/bob-mother')).json.birthDate;
+    assert.ok((await sys(`Observation?patient.birthdate=${born}&_total=accurate&_count=0`)).json.total > 0, 'the chain finds hers');
+    for (const p of ['Observation?subject:Patient.name=Martin&_total=accurate', `Observation?patient.birthdate=${born}&_total=accurate`,
       'Observation?subject.name=Lily&_total=accurate']) {
       const r = await api(rs, p);
       if (r.status === 200) assert.equal(r.json.total, 0, p);
@@ -962,7 +965,8 @@ describe('system/ scopes (backend services)', () => {
     const c = await api(t, 'Observation?patient=alice&_revinclude=DiagnosticReport:result&_count=5');
     assert.ok(c.status === 403 || ids(c.json).every((x) => x.startsWith('Observation/')), `${c.status}: ${ids(c.json || {})}`);
     // a chain into Patient would tell whose birth date it is
-    for (const p of ['Observation?subject:Patient.birthdate=1944-05-12&_total=accurate&_count=0', 'Observation?patient.name=Martin&_total=accurate&_count=0',
+    const born = (await sys('Patient/bob-mother')).json.birthDate;
+    for (const p of [`Observation?subject:Patient.birthdate=${born}&_total=accurate&_count=0`, 'Observation?patient.name=Martin&_total=accurate&_count=0',
       'Observation?subject.name=Martin&_total=accurate&_count=0']) {
       const x = await api(t, p);
       assert.ok(x.status === 403 || x.status === 400, `${p}: ${x.status} total ${x.json?.total}`);
