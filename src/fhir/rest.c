@@ -432,6 +432,13 @@ static bool filters_match(struct http_req *q, struct fhir *f, const struct acces
 	return ok;
 }
 
+/* Must type/id be found in the confined patient's compartment to be seen by 'a'? */
+static bool confined_check(const struct access *a, const char *type, const char *id)
+{
+	return a->patient && confinable(type) &&
+	       !(!strcmp(type, "Patient") && !strcmp(id, a->patient));
+}
+
 /*
  * May 'a' see type/id?  (Confinement and granular filters; the type itself
  * was checked.)  'in' is whether type/id is in the confined patient's
@@ -445,8 +452,7 @@ static bool visible_in(struct http_req *q, struct fhir *f, const struct access *
 
 	if (!a->on)
 		return true;
-	if (a->patient && confinable(type) &&
-	    !(!strcmp(type, "Patient") && !strcmp(id, a->patient))) {
+	if (confined_check(a, type, id)) {
 		if (in < 0 && store_in_compartment(f->store, a->patient, type, id, &yes, &c))
 			return false;
 		if (!yes)
@@ -524,39 +530,39 @@ static void fa_patient(struct fhir_audit *fa, const char *p)
 		str_copy(fa->patients[fa->npatients++], p, STORE_PATIENT_ID_SIZE);
 }
 
-/* Whose records hold type/id (the confined patient; the Patient itself; else the compartment). */
-static void fa_patients_of(struct fhir_audit *fa, struct fhir *f, const struct access *acc,
-			   const char *type, const char *id)
+/*
+ * Whose records hold type/id: the confined patient, the Patient itself, or
+ * (needs_compartment()) the patients its compartment lists.
+ */
+static bool needs_compartment(const struct access *acc, const char *type)
 {
-	struct ctx c = CTX_INIT;
-
-	if (!rest_audit || !type || !id)
-		return;
-	if (acc && acc->on && acc->patient && confinable(type)) {
-		fa_patient(fa, acc->patient);
-		return;
-	}
-	if (!strcmp(type, "Patient")) {
-		fa_patient(fa, id);
-		return;
-	}
-	store_compartment_of(f->store, type, id, fa->patients + fa->npatients,
-			     AUDIT_PATIENTS_MAX - fa->npatients, &fa->npatients, &c);
+	return !(acc && acc->on && acc->patient && confinable(type)) && strcmp(type, "Patient");
 }
 
-/* fa_patients_of() when the read already gave the compartment: patients[0..n). */
+/* The patients of type/id into fa, the compartment's being patients[0..n). */
 static void fa_patients_in(struct fhir_audit *fa, const struct access *acc, const char *type,
 			   const char *id, char (*patients)[STORE_PATIENT_ID_SIZE], size_t n)
 {
 	if (!rest_audit || !type || !id)
 		return;
-	if (acc && acc->on && acc->patient && confinable(type))
-		fa_patient(fa, acc->patient);
-	else if (!strcmp(type, "Patient"))
-		fa_patient(fa, id);
+	if (!needs_compartment(acc, type))
+		fa_patient(fa, acc && acc->on && acc->patient && confinable(type) ? acc->patient : id);
 	else
 		for (size_t i = 0; i < n; i++)
 			fa_patient(fa, patients[i]);
+}
+
+/* fa_patients_in() when the compartment is still to be read. */
+static void fa_patients_of(struct fhir_audit *fa, struct fhir *f, const struct access *acc,
+			   const char *type, const char *id)
+{
+	char patients[AUDIT_PATIENTS_MAX][STORE_PATIENT_ID_SIZE];
+	struct ctx c = CTX_INIT;
+	size_t n = 0;
+
+	if (rest_audit && type && id && needs_compartment(acc, type))
+		store_compartment_of(f->store, type, id, patients, AUDIT_PATIENTS_MAX, &n, &c);
+	fa_patients_in(fa, acc, type, id, patients, n);
 }
 
 /*
@@ -811,11 +817,10 @@ static void handle_read(struct http_req *q, void *arg)
 	 * it in the patient's record?) or the audit record (whose record is
 	 * it in?) needs to know of its compartment.
 	 */
-	if (acc.on && acc.patient && confinable(type) &&
-	    !(!strcmp(type, "Patient") && !strcmp(id, acc.patient)))
+	if (acc.on && confined_check(&acc, type, id))
 		e = fhir_read_compartment(f, type, id, version, &r, acc.patient, &in, NULL, 0,
 					  NULL, &c);
-	else if (rest_audit && strcmp(type, "Patient"))
+	else if (rest_audit && needs_compartment(&acc, type))
 		e = fhir_read_compartment(f, type, id, version, &r, NULL, NULL, patients,
 					  AUDIT_PATIENTS_MAX, &npatients, &c);
 	else

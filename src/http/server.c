@@ -987,10 +987,21 @@ out:
  * keep-alive connections are closed; the thread-exit hook runs).  Responses
  * sent while stopping carry "Connection: close".  A stopped server is fine.
  */
+/* Wait up to 'ms' for *n to reach zero, looking every 5 ms. */
+static void wait_zero(atomic_long *n, int ms)
+{
+	int64_t deadline = clock_mono_us() + (int64_t)ms * 1000;
+
+	while (atomic_load(n) > 0 && clock_mono_us() < deadline) {
+		struct timespec ts = {0, 5 * 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
+}
+
 void http_server_stop(struct http_server *s, int grace_ms)
 {
 	MHD_socket fd;
-	int64_t deadline;
 
 	if (!s || !s->d)
 		return;
@@ -998,22 +1009,12 @@ void http_server_stop(struct http_server *s, int grace_ms)
 	fd = MHD_quiesce_daemon(s->d);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
-	deadline = clock_mono_us() + (int64_t)(grace_ms > 0 ? grace_ms : 0) * 1000;
-	while (atomic_load(&s->in_flight) > 0 && clock_mono_us() < deadline) {
-		struct timespec ts = {0, 5 * 1000 * 1000};
-
-		nanosleep(&ts, NULL);
-	}
+	wait_zero(&s->in_flight, grace_ms > 0 ? grace_ms : 0);
 	/*
 	 * libmicrohttpd must not be stopped with suspended connections; whoever
 	 * holds them resumes them in bounded time (the audit log: 5 s).
 	 */
-	deadline = clock_mono_us() + 10 * 1000 * 1000;
-	while (atomic_load(&s->held) > 0 && clock_mono_us() < deadline) {
-		struct timespec ts = {0, 5 * 1000 * 1000};
-
-		nanosleep(&ts, NULL);
-	}
+	wait_zero(&s->held, 10 * 1000);
 	if (atomic_load(&s->held) > 0) {
 		log_error("http: %ld answers still held at shutdown; the server is left running",
 			  (long)atomic_load(&s->held));

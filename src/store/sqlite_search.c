@@ -1377,6 +1377,24 @@ static void emit_prefilter(struct gen *g, const struct store_query *q, const str
 	}
 }
 
+
+/* The compartment rows' type: the query's type or type list (none: every type). */
+static void emit_compartment_types(struct gen *g, const struct store_query *q)
+{
+	if (q->type) {
+		emit(g, " AND c.type = ");
+		bind_text(g, q->type);
+	} else if (q->ntypes) {
+		emit(g, " AND c.type IN (");
+		for (size_t i = 0; i < q->ntypes; i++) {
+			if (i)
+				emit(g, ", ");
+			bind_text(g, q->types[i]);
+		}
+		emit(g, ")");
+	}
+}
+
 /* WHERE of a page or count: type, compartment, since, conds (driver first). */
 static void emit_where(struct gen *g, const struct store_query *q, const struct plan *pl,
 		       bool page)
@@ -1406,18 +1424,7 @@ static void emit_where(struct gen *g, const struct store_query *q, const struct 
 			emit(g, " AND EXISTS (SELECT 1 FROM compartment c WHERE c.patient = ");
 			bind_text(g, q->patient);
 		}
-		if (q->type) {
-			emit(g, " AND c.type = ");
-			bind_text(g, q->type);
-		} else if (q->ntypes) {
-			emit(g, " AND c.type IN (");
-			for (size_t i = 0; i < q->ntypes; i++) {
-				if (i)
-					emit(g, ", ");
-				bind_text(g, q->types[i]);
-			}
-			emit(g, ")");
-		}
+		emit_compartment_types(g, q);
 		emit(g, drv == q->nconds ? ")" : " AND c.rid = r.rid)");
 	}
 	if (q->since) {
@@ -1544,18 +1551,7 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 	} else {
 		emit(g, " FROM compartment c WHERE c.patient = ");
 		bind_text(g, q->patient);
-		if (q->type) {
-			emit(g, " AND c.type = ");
-			bind_text(g, q->type);
-		} else if (q->ntypes) {
-			emit(g, " AND c.type IN (");
-			for (size_t i = 0; i < q->ntypes; i++) {
-				if (i)
-					emit(g, ", ");
-				bind_text(g, q->types[i]);
-			}
-			emit(g, ")");
-		}
+		emit_compartment_types(g, q);
 	}
 	emit_filters(g, q, pl, &top);
 	if (q->cursor.set) {

@@ -310,16 +310,22 @@ static enum err check_ref(const char *type, const char *id, struct ctx *c)
 	return ERR_OK;
 }
 
-enum err store_get(struct store *s, const char *type, const char *id, int64_t version,
-		   struct store_resource *out, struct ctx *c)
+/* The arguments every read takes: a type, an id and a version (0: current). */
+static enum err check_get(const char *type, const char *id, int64_t version, struct ctx *c)
 {
 	enum err e = check_ref(type, id, c);
 
-	if (e)
-		return e;
-	if (version < 0)
-		return ctx_errorf(c, ERR_INVALID, "version %lld is invalid", (long long)version);
-	return s->ops->get(s, type, id, version, out, c);
+	if (!e && version < 0)
+		e = ctx_errorf(c, ERR_INVALID, "version %lld is invalid", (long long)version);
+	return e;
+}
+
+enum err store_get(struct store *s, const char *type, const char *id, int64_t version,
+		   struct store_resource *out, struct ctx *c)
+{
+	enum err e = check_get(type, id, version, c);
+
+	return e ? e : s->ops->get(s, type, id, version, out, c);
 }
 
 enum err store_get_compartment(struct store *s, const char *type, const char *id,
@@ -327,13 +333,11 @@ enum err store_get_compartment(struct store *s, const char *type, const char *id
 			       char (*patients)[STORE_PATIENT_ID_SIZE], size_t max, size_t *n,
 			       struct ctx *c)
 {
-	enum err e = check_ref(type, id, c);
+	enum err e = check_get(type, id, version, c);
 
 	*n = 0;
 	if (e)
 		return e;
-	if (version < 0)
-		return ctx_errorf(c, ERR_INVALID, "version %lld is invalid", (long long)version);
 	if (s->ops->get_compartment)
 		return s->ops->get_compartment(s, type, id, version, out, patients, max, n, c);
 	if ((e = s->ops->get(s, type, id, version, out, c)))
@@ -344,15 +348,13 @@ enum err store_get_compartment(struct store *s, const char *type, const char *id
 enum err store_get_in(struct store *s, const char *type, const char *id, int64_t version,
 		      const char *patient, struct store_resource *out, bool *in, struct ctx *c)
 {
-	enum err e = check_ref(type, id, c);
+	enum err e = check_get(type, id, version, c);
 
 	*in = false;
 	if (e)
 		return e;
 	if (!patient || !*patient)
 		return ctx_errorf(c, ERR_INVALID, "compartment check needs a patient");
-	if (version < 0)
-		return ctx_errorf(c, ERR_INVALID, "version %lld is invalid", (long long)version);
 	if (s->ops->get_in)
 		return s->ops->get_in(s, type, id, version, patient, out, in, c);
 	if ((e = s->ops->get(s, type, id, version, out, c)))

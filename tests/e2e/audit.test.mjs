@@ -21,7 +21,7 @@ import * as jose from 'jose';
 import {
   makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary, sleep, freePort,
 } from './lib/server.mjs';
-import { Browser, authorize, redeem, postForm, registerClient, serveFixed, DEMO_PASSWORD } from './lib/oauth.mjs';
+import { Browser, authorize, redeem, postForm, registerClient, serveFixed, fetchJson, DEMO_PASSWORD } from './lib/oauth.mjs';
 
 const SQLITE3 = spawnSync('sqlite3', ['-version']).status === 0 ? 'sqlite3' : null;
 const NO_SQLITE = SQLITE3 ? false : 'the sqlite3 command-line shell is not installed';
@@ -131,17 +131,10 @@ function namedRange(out) {
 async function fhir(srv, method, p, token, body) {
   const headers = { accept: 'application/fhir+json', authorization: token ? `Bearer ${token}` : '' };
   if (body) headers['content-type'] = 'application/fhir+json';
-  const res = await fetch(`${srv.fhirBase}/${p.replace(/^\//, '')}`, {
+  const r = await fetchJson(`${srv.fhirBase}/${p.replace(/^\//, '')}`, {
     method, headers, body: body ? JSON.stringify(body) : undefined,
   });
-  const text = await res.text();
-  let json;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json, requestId: res.headers.get('x-request-id') };
+  return { ...r, requestId: r.headers.get('x-request-id') };
 }
 
 /* ---- the log of a token flow and FHIR interactions ---- */
