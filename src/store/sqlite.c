@@ -80,7 +80,9 @@ enum stmt_id {
 	ST_DEL_NUMBER,
 	ST_DEL_URI,
 	ST_DEL_COMPARTMENT,
+	ST_DEL_PATIENT_TOKEN,
 	ST_INS_COMPARTMENT,
+	ST_INS_PATIENT_TOKEN,
 	ST_GET_CURRENT,
 	ST_GET_VERSION,
 	ST_GET_CURRENT_C,
@@ -164,8 +166,18 @@ static const char *const stmt_sql[ST_FIXED] = {
 	[ST_DEL_NUMBER] = "DELETE FROM ix_number WHERE rid = ?1",
 	[ST_DEL_URI] = "DELETE FROM ix_uri WHERE rid = ?1",
 	[ST_DEL_COMPARTMENT] = "DELETE FROM compartment WHERE rid = ?1",
+	[ST_DEL_PATIENT_TOKEN] = "DELETE FROM ix_patient_token WHERE rid = ?1",
 	[ST_INS_COMPARTMENT] = "INSERT OR IGNORE INTO compartment (patient, type, rid)"
 			       " VALUES (?1, ?2, ?3)",
+	/* the same selection as 0006_patient_token.sql, for one resource */
+	[ST_INS_PATIENT_TOKEN] = "INSERT INTO ix_patient_token"
+				 " (rid, ref, n, type, rparam, patient, param, system, code, sort_hi)"
+				 " SELECT r.rid, r.n, t.n, r.type, r.param, r.target_id, t.param,"
+				 " t.system, t.code, r.sort_hi"
+				 " FROM ix_reference r JOIN ix_token t ON t.rid = r.rid"
+				 " WHERE r.rid = ?1 AND r.target_type = 'Patient'"
+				 " AND r.target_id IS NOT NULL AND t.param IN ('category', 'code')"
+				 " AND t.code IS NOT NULL",
 	[ST_GET_CURRENT] = GET_CURRENT(VERSION_COLS),
 	[ST_GET_VERSION] = GET_VERSION(VERSION_COLS),
 	/* the same with the patients of the current version's compartment */
@@ -251,6 +263,7 @@ static const char *stmt_text(enum stmt_id id, struct buf *b)
 static const enum stmt_id ix_delete[] = {
 	ST_DEL_TOKEN, ST_DEL_STRING, ST_DEL_DATE, ST_DEL_REFERENCE,
 	ST_DEL_QUANTITY, ST_DEL_NUMBER, ST_DEL_URI, ST_DEL_COMPARTMENT,
+	ST_DEL_PATIENT_TOKEN,
 };
 
 /* ---- backend state ---- */
@@ -1365,6 +1378,26 @@ static int insert_ix_rows(struct conn *cn, const struct store_put *p, int64_t ri
 }
 
 /*
+ * Does the put have rows for ix_patient_token (schema 6): a reference to a
+ * Patient and a 'category' or 'code' token with a code?  Most resources
+ * do; the check spares the statement for the rest.
+ */
+static bool has_patient_tokens(const struct store_put *p)
+{
+	bool ref = false, tok = false;
+
+	for (size_t i = 0; i < p->nix && !(ref && tok); i++) {
+		const struct store_ix_row *x = &p->ix[i];
+
+		if (x->kind == STORE_IX_REFERENCE)
+			ref = ref || (x->a && x->b && !strcmp(x->a, "Patient"));
+		else if (x->kind == STORE_IX_TOKEN)
+			tok = tok || (x->b && (!strcmp(x->param, "category") || !strcmp(x->param, "code")));
+	}
+	return ref && tok;
+}
+
+/*
  * The rows of one put after the version check: new resource row if
  * needed, version row, current pointer, index and compartment rows.
  * Returns SQLITE_OK or the failing SQLite code (noted on the connection);
@@ -1443,6 +1476,13 @@ static int write_rows(struct conn *cn, const struct store_put *p, int64_t rid,
 	rc = insert_ix_rows(cn, p, rid);
 	if (rc != SQLITE_OK)
 		return rc;
+	if (has_patient_tokens(p)) {
+		q = q_start(cn, ST_INS_PATIENT_TOKEN);
+		q_int(&q, 1, rid);
+		rc = q_run(&q);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
 	for (size_t i = 0; i < p->npatients; i++) {
 		q = q_start(cn, ST_INS_COMPARTMENT);
 		q_text(&q, 1, p->patients[i]);

@@ -1231,6 +1231,7 @@ struct plan {
 	bool prefilter;
 	bool absorbed;
 	bool unsorted;            /* lean in rid order */
+	size_t ptok;              /* walk: the cond read from ix_patient_token (nconds: none) */
 };
 
 /* Can 'cd' drive from the FROM clause of a lean statement (one index range, no join)? */
@@ -1265,6 +1266,17 @@ static bool sort_hi_cond(const struct store_cond *cd)
 	return true;
 }
 
+/*
+ * Can a walk read 'cd' from ix_patient_token (0006_patient_token.sql)
+ * instead of probing ix_token per resource: one category or code, with or
+ * without its system?
+ */
+static bool patient_token_cond(const struct store_cond *cd)
+{
+	return simple_driver(cd) && cd->kind == STORE_IX_TOKEN && cd->mod == STORE_MOD_NONE &&
+	       cd->m[0].b && (!strcmp(cd->param, "category") || !strcmp(cd->param, "code"));
+}
+
 /* Is the page sorted by -date only (key 0 is then sort_hi)? */
 static bool by_newest_date(const struct store_query *q)
 {
@@ -1276,7 +1288,7 @@ static bool by_newest_date(const struct store_query *q)
 
 static struct plan plan_of(const struct store_query *q, enum stmt_kind kind)
 {
-	struct plan pl = {q->nconds, false, false, false, false, false, false, false};
+	struct plan pl = {q->nconds, false, false, false, false, false, false, false, q->nconds};
 	int best = RANK_NONE;
 	bool by_params = q->nsort > 0, all_sort_hi = true;
 
@@ -1337,6 +1349,9 @@ static struct plan plan_of(const struct store_query *q, enum stmt_kind kind)
 	pl.keyed = pl.keyed && pl.lean;
 	pl.prefilter = pl.prefilter && pl.lean;
 	pl.walk = pl.keyed && by_newest_date(q);
+	for (size_t i = 0; pl.walk && i < q->nconds && pl.ptok == q->nconds; i++)
+		if (i != pl.drv && patient_token_cond(&q->conds[i]))
+			pl.ptok = i;
 	return pl;
 }
 
@@ -1345,7 +1360,7 @@ static void emit_filters(struct gen *g, const struct store_query *q, const struc
 			 const struct lvl *L)
 {
 	for (size_t i = 0; i < q->nconds; i++) {
-		if (i == pl->drv || (pl->absorbed && sort_hi_cond(&q->conds[i])))
+		if (i == pl->drv || i == pl->ptok || (pl->absorbed && sort_hi_cond(&q->conds[i])))
 			continue;
 		emit(g, " AND ");
 		emit_filter(g, &q->conds[i], L);
@@ -1534,7 +1549,25 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 		emit_key(g, &q->sort[i]);
 		emit(g, " AS k%zu", i);
 	}
-	if (cd) {
+	if (cd && pl->ptok < q->nconds) {
+		/* the patient's rows of one category or code, in sort_hi order */
+		const struct store_cond *tk = &q->conds[pl->ptok];
+		const char *dx = alias(g, "x");
+
+		assert(!strcmp(dx, x));
+		emit(g, " FROM ix_patient_token %s WHERE %s.type = ", x, x);
+		bind_text(g, q->type);
+		emit(g, " AND %s.rparam = ", x);
+		bind_text(g, cd->param);
+		emit(g, " AND %s.patient = ", x);
+		bind_text(g, cd->m[0].b);
+		emit(g, " AND %s.param = ", x);
+		bind_text(g, tk->param);
+		emit(g, " AND ");
+		emit_match(g, tk, &tk->m[0], x);
+		if (pl->prefilter)
+			emit_prefilter(g, q, pl, x);
+	} else if (cd) {
 		const char *dx = alias(g, "x");
 
 		assert(!strcmp(dx, x));

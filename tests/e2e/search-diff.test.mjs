@@ -892,6 +892,46 @@ describe('search differential', () => {
     assert.equal(problems.length, 0, problems.join('\n'));
   });
 
+  // "This patient's laboratory results, newest first": a patient, one
+  // category or code and _sort=-date read the patient-token index
+  // (0006_patient_token.sql) instead of probing each resource; the same
+  // sets as the oracle, in date order, paged by 3 with nothing repeated.
+  it('a patient\'s resources of one category or code, newest first, paged', async (t) => {
+    const patients = Array.from({ length: 25 }, (_, i) => `p-${String(i * 8 + 1).padStart(6, '0')}`);
+    const shapes = [
+      ['Observation', [['category', 'laboratory']]],
+      ['Observation', [['category', 'http://terminology.hl7.org/CodeSystem/observation-category|vital-signs']]],
+      ['Observation', [['category', 'vital-signs'], ['date', 'ge2024-01-01']]],
+      ['Observation', [['code', 'http://loinc.org|8867-4']]],
+      ['Observation', [['code', '8867-4'], ['status', 'final']]],
+      ['Observation', [['category', 'http://terminology.hl7.org/CodeSystem/observation-category|laboratory'], ['date', 'ge2023-06-01']]],
+      ['DiagnosticReport', [['category', 'LAB']]],
+      ['DocumentReference', [['category', 'clinical-note']]],
+    ];
+    const problems = [];
+    let nonEmpty = 0;
+    const cases = patients.flatMap((p) => shapes.map(([type, rest]) => ({ type, query: [['patient', p], ...rest] })));
+    await pool(cases, 4, async (q) => {
+      const query = [...q.query, ['_sort', '-date']];
+      const label = `GET /fhir/${q.type}?${qs(query)}&_count=3`;
+      const got = await searchAll(srv, q.type, query, { count: 3 });
+      if (got.status !== 200) return problems.push(`${label}: ${got.status} ${got.error}`);
+      const want = oracle.search(q.type, q.query);
+      const seen = new Set(got.ids);
+      const missing = [...want.must].filter((id) => !seen.has(id));
+      const extra = [...seen].filter((id) => !want.must.has(id) && !want.may.has(id));
+      if (seen.size !== got.ids.length || missing.length || extra.length) {
+        return problems.push(`${label}: ${got.ids.length - seen.size} repeated, missing [${missing.slice(0, 5)}], extra [${extra.slice(0, 5)}]`);
+      }
+      if (got.ids.length) nonEmpty++;
+      const bad = checkOrder(oracle, q.type, got.ids, ['-date']);
+      if (bad) problems.push(`${label}: ${bad}`);
+    });
+    t.diagnostic(`${cases.length} searches, ${nonEmpty} with matches`);
+    assert.ok(nonEmpty > cases.length / 3, `enough of them find something (${nonEmpty} of ${cases.length})`);
+    assert.equal(problems.length, 0, problems.slice(0, 30).join('\n'));
+  });
+
   it('sorted searches come back in the order of the sort keys', async (t) => {
     const rand = mulberry32(SEED + 1);
     const picked = results.filter((r) => r && r.ok && r.ids.length >= 2 && rand() < SORTED_SHARE * 2).slice(0, Math.ceil(QUERIES * SORTED_SHARE));

@@ -930,6 +930,79 @@ static void test_paging(void **state)
 	}
 }
 
+/*
+ * A patient's resources of one category or code, newest first: the walk
+ * reads ix_patient_token (schema 6).  Its rows must follow every write:
+ * an update that changes the category or the date, a delete, a resource
+ * of another patient, a second coding with the same code, and paging.
+ */
+static void plan_ok(struct fx *f, const char *what, const struct store_query *q,
+		    const char *index);
+
+static void test_patient_token_walk(void **state)
+{
+	struct fx *f = *state;
+	struct store_sort newest = SORT_P(STORE_IX_DATE, "date", true);
+	struct store_cond two[2] = {COND(STORE_IX_REFERENCE, "subject", 0, {.a = "Patient", .b = "p1"}),
+				    COND(STORE_IX_TOKEN, "category", 0, {.b = "lab"})};
+	struct store_query q = {.type = "Observation", .conds = two, .nconds = 2,
+				.sort = &newest, .nsort = 1, .limit = 100};
+	struct store_match since = {.cmp = STORE_CMP_GE, .lo = 25, .hi = 25};
+
+#define OBS(id, pat, cat, day) \
+	PUTP(f, "Observation", id, pat, REF("subject", "Patient", pat, "Patient/" pat), \
+	     TOK("category", "http://c", cat, NULL), TOK("code", "http://loinc.org", "1-1", NULL), \
+	     DATE("date", day, day))
+	OBS("a", "p1", "lab", 10);
+	OBS("b", "p1", "vital", 40);
+	OBS("c", "p1", "lab", 30);
+	OBS("d", "p2", "lab", 50);
+	OBS("e", "p1", "lab", 20);
+	/* two codings of one category: one hit, not two */
+	PUTP(f, "Observation", "g", "p1", REF("subject", "Patient", "p1", "Patient/p1"),
+	     TOK("category", "http://c", "lab", NULL), TOK("category", "http://other", "lab", NULL),
+	     DATE("date", 25, 25));
+	/* no date: last */
+	PUTP(f, "Observation", "h", "p1", REF("subject", "Patient", "p1", "Patient/p1"),
+	     TOK("category", "http://c", "lab", NULL));
+	assert_string_equal(run(f, &q), "c,g,e,a,h");
+	walk_pages(f, q, 2, "c,g,e,a,h", NULL);
+
+	/* with the system; "|code" (no system) matches none of them */
+	two[1] = COND(STORE_IX_TOKEN, "category", 0, {.a = "http://other", .b = "lab"});
+	assert_string_equal(run(f, &q), "g");
+	two[1] = COND(STORE_IX_TOKEN, "category", 0, {.a = "", .b = "lab"});
+	assert_string_equal(run(f, &q), "");
+	/* by code, and by code with date=ge: a range of the same rows */
+	two[1] = COND(STORE_IX_TOKEN, "code", 0, {.a = "http://loinc.org", .b = "1-1"});
+	assert_string_equal(run(f, &q), "b,c,e,a");
+	{
+		struct store_cond three[3] = {two[0], two[1],
+					      {.kind = STORE_IX_DATE, .param = "date", .m = &since, .nm = 1}};
+		struct store_query q3 = q;
+
+		q3.conds = three;
+		q3.nconds = 3;
+		assert_string_equal(run(f, &q3), "b,c");
+		plan_ok(f, "patient+code+date", &q3,
+			"ix_patient_token_key (type=? AND rparam=? AND patient=? AND param=? AND code=? AND sort_hi>?)");
+	}
+
+	/* updates move a resource between categories and dates; deletes remove it */
+	two[1] = COND(STORE_IX_TOKEN, "category", 0, {.b = "lab"});
+	OBS("b", "p1", "lab", 5);
+	OBS("c", "p1", "vital", 30);
+	OBS("a", "p1", "lab", 60);
+	del(f, "Observation", "e");
+	assert_string_equal(run(f, &q), "a,g,b,h");
+	two[0] = COND(STORE_IX_REFERENCE, "subject", 0, {.a = "Patient", .b = "p2"});
+	assert_string_equal(run(f, &q), "d");
+	/* another reference parameter to the same patient is not 'subject' */
+	two[0] = COND(STORE_IX_REFERENCE, "performer", 0, {.a = "Patient", .b = "p1"});
+	assert_string_equal(run(f, &q), "");
+#undef OBS
+}
+
 /* A text sort key past 255 bytes is cut at a UTF-8 boundary; paging stays exact. */
 static void test_long_text_key(void **state)
 {
@@ -1188,8 +1261,12 @@ static void test_explain_uses_indexes(void **state)
 		struct store_query q = {.type = "Observation", .conds = two, .nconds = 2,
 					.sort = &date_desc, .nsort = 1, .limit = 20};
 		plan_ok(f, "patient+category sorted", &q,
+			"ix_patient_token_key (type=? AND rparam=? AND patient=? AND param=? AND code=?)");
+		/* other tokens are probes of the patient's references */
+		two[1] = COND(STORE_IX_TOKEN, "status", 0, {.b = "final"});
+		plan_ok(f, "patient+status sorted", &q,
 			"ix_reference_target (type=? AND param=? AND target_id=? AND target_type=?)");
-		plan_ok(f, "category probe", &q, "SEARCH x3 USING PRIMARY KEY (rid=?)");
+		plan_ok(f, "status probe", &q, "SEARCH x3 USING PRIMARY KEY (rid=?)");
 		/* every filter kind behind the patient driver is a probe by rid */
 		two[1] = COND(STORE_IX_DATE, "date", 0, {.cmp = STORE_CMP_GE, .lo = T0, .hi = T0});
 		plan_ok(f, "date probe", &q, "USING PRIMARY KEY (rid=?)");
@@ -1495,6 +1572,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_get_compartment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_patient_token_walk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_text_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_include, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_explain_uses_indexes, setup, teardown),
