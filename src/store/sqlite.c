@@ -167,13 +167,13 @@ static const char *const stmt_sql[ST_FIXED] = {
 	[ST_DEL_URI] = "DELETE FROM ix_uri WHERE rid = ?1",
 	[ST_DEL_COMPARTMENT] = "DELETE FROM compartment WHERE rid = ?1",
 	[ST_DEL_PATIENT_TOKEN] = "DELETE FROM ix_patient_token WHERE rid = ?1",
-	[ST_INS_COMPARTMENT] = "INSERT OR IGNORE INTO compartment (patient, type, rid)"
-			       " VALUES (?1, ?2, ?3)",
+	[ST_INS_COMPARTMENT] = "INSERT OR IGNORE INTO compartment (patient, type, rid, seq)"
+			       " VALUES (?1, ?2, ?3, ?4)",
 	/* the same selection as 0006_patient_token.sql, for one resource */
 	[ST_INS_PATIENT_TOKEN] = "INSERT INTO ix_patient_token"
-				 " (rid, ref, n, type, rparam, patient, param, system, code, sort_hi)"
+				 " (rid, ref, n, type, rparam, patient, param, system, code, sort_hi, seq)"
 				 " SELECT r.rid, r.n, t.n, r.type, r.param, r.target_id, t.param,"
-				 " t.system, t.code, r.sort_hi"
+				 " t.system, t.code, r.sort_hi, r.seq"
 				 " FROM ix_reference r JOIN ix_token t ON t.rid = r.rid"
 				 " WHERE r.rid = ?1 AND r.target_type = 'Patient'"
 				 " AND r.target_id IS NOT NULL AND t.param IN ('category', 'code')"
@@ -215,20 +215,23 @@ static const char *const stmt_sql[ST_FIXED] = {
 			      " AND c.patient = ?3 AND c.type = ?1 WHERE r.type = ?1 AND r.id = ?2",
 };
 
-/* Index tables: the INSERT head and the number of columns of a row. */
+/*
+ * Index tables: the INSERT head and the number of columns of a row; the
+ * last is seq, the current version's (schema 7), bound by insert_ix_rows().
+ */
 static const struct {
 	const char *head;
 	int ncols;
 } ix_tables[STORE_IX_KINDS] = {
-	[STORE_IX_TOKEN] = {"INSERT INTO ix_token (rid, n, type, param, system, code, text)", 7},
-	[STORE_IX_STRING] = {"INSERT INTO ix_string (rid, n, type, param, norm, exact)", 6},
-	[STORE_IX_DATE] = {"INSERT INTO ix_date (rid, n, type, param, lo, hi)", 6},
+	[STORE_IX_TOKEN] = {"INSERT INTO ix_token (rid, n, type, param, system, code, text, seq)", 8},
+	[STORE_IX_STRING] = {"INSERT INTO ix_string (rid, n, type, param, norm, exact, seq)", 7},
+	[STORE_IX_DATE] = {"INSERT INTO ix_date (rid, n, type, param, lo, hi, seq)", 7},
 	[STORE_IX_REFERENCE] = {"INSERT INTO ix_reference"
-				" (rid, n, type, param, target_type, target_id, url)", 7},
+				" (rid, n, type, param, target_type, target_id, url, seq)", 8},
 	[STORE_IX_QUANTITY] = {"INSERT INTO ix_quantity"
-			       " (rid, n, type, param, value, lo, hi, system, code)", 9},
-	[STORE_IX_NUMBER] = {"INSERT INTO ix_number (rid, n, type, param, value, lo, hi)", 7},
-	[STORE_IX_URI] = {"INSERT INTO ix_uri (rid, n, type, param, uri)", 5},
+			       " (rid, n, type, param, value, lo, hi, system, code, seq)", 10},
+	[STORE_IX_NUMBER] = {"INSERT INTO ix_number (rid, n, type, param, value, lo, hi, seq)", 8},
+	[STORE_IX_URI] = {"INSERT INTO ix_uri (rid, n, type, param, uri, seq)", 6},
 };
 
 /* The statement inserting 'rows' (1..IX_BATCH) index rows of 'kind'. */
@@ -1349,7 +1352,7 @@ static void bind_ix_row(struct q *q, int base, int64_t rid, int64_t n, const cha
  * which newest-first patient searches walk).  Inserting references first
  * would silently leave that sort key empty.
  */
-static int insert_ix_rows(struct conn *cn, const struct store_put *p, int64_t rid)
+static int insert_ix_rows(struct conn *cn, const struct store_put *p, int64_t rid, int64_t seq)
 {
 	size_t pick[IX_BATCH];
 
@@ -1365,9 +1368,12 @@ static int insert_ix_rows(struct conn *cn, const struct store_put *p, int64_t ri
 			if (k < IX_BATCH && (i < p->nix || k == 0))
 				continue;
 			q = q_start(cn, ix_insert_id((enum store_ix)kind, k));
-			for (size_t j = 0; j < k; j++)
-				bind_ix_row(&q, (int)j * ix_tables[kind].ncols, rid,
-					    (int64_t)pick[j], p->type, &p->ix[pick[j]]);
+			for (size_t j = 0; j < k; j++) {
+				int base = (int)j * ix_tables[kind].ncols;
+
+				bind_ix_row(&q, base, rid, (int64_t)pick[j], p->type, &p->ix[pick[j]]);
+				q_int(&q, base + ix_tables[kind].ncols, seq);
+			}
 			rc = q_run(&q);
 			if (rc != SQLITE_OK)
 				return rc;
@@ -1473,7 +1479,7 @@ static int write_rows(struct conn *cn, const struct store_put *p, int64_t rid,
 	if (del)
 		return SQLITE_OK;
 
-	rc = insert_ix_rows(cn, p, rid);
+	rc = insert_ix_rows(cn, p, rid, seq);
 	if (rc != SQLITE_OK)
 		return rc;
 	if (has_patient_tokens(p)) {
@@ -1488,6 +1494,7 @@ static int write_rows(struct conn *cn, const struct store_put *p, int64_t rid,
 		q_text(&q, 1, p->patients[i]);
 		q_text(&q, 2, p->type);
 		q_int(&q, 3, rid);
+		q_int(&q, 4, seq);
 		rc = q_run(&q);
 		if (rc != SQLITE_OK)
 			return rc;

@@ -34,16 +34,18 @@
  * be wasted) with a driver that is one index range (or the compartment of
  * a typed compartment search):
  *
- *   SELECT r.type, ..., v.json, p.rid, p.snap, p.k0 ...
- *   FROM (SELECT DISTINCT x.rid AS rid, <snapshot> AS snap, <key 0> AS k0 ...
+ *   SELECT v.type, ..., v.json, p.rid, p.snap, p.k0 ...
+ *   FROM (SELECT DISTINCT x.rid AS rid, x.seq AS seq, <snapshot> AS snap,
+ *                <key 0> AS k0 ...
  *         FROM ix_<kind> x WHERE x.type = ? AND x.param = ? AND <match>
  *           AND <filters on x.rid> AND <keyset>
  *         ORDER BY <keys> NULLS LAST, x.rid LIMIT ?) p
- *   CROSS JOIN resource r ON r.rid = p.rid
- *   CROSS JOIN resource_version v ON v.seq = r.seq
+ *   CROSS JOIN resource_version v ON v.seq = p.seq
  *
  * It relies on index and compartment rows existing for current, not
- * deleted resources only (store_put() replaces them with each version).
+ * deleted resources only, each carrying the current version's seq
+ * (store_put() replaces them with each version; schema 7): the page reads
+ * one version row per resource and never the resource row.
  *
  * Keyed driver: one reference to Patient/id ("this patient's ...").  Its
  * ix_reference rows carry sort_hi, the newest end of the resource's 'date'
@@ -1501,10 +1503,10 @@ static void emit_order(struct gen *g, const struct store_query *q, bool limited)
 /*
  * The lean page statement (struct plan): the driver's rows are the page's
  * candidates, each once (DISTINCT: a resource may have several rows that
- * match); the resource and its JSON are joined after the LIMIT.  Index
- * and compartment rows exist only for current, not deleted resources
- * (store_put() replaces or removes them with the version), so the
- * resource row is not needed to tell.
+ * match); the version row and its JSON are joined after the LIMIT, by the
+ * seq the driver's row carries.  Index and compartment rows exist only
+ * for current, not deleted resources (store_put() replaces or removes them
+ * with the version), so the resource row is not needed at all.
  *
  * Aliases are numbered in the same order as in the full shape (sort keys,
  * then the driver, then the filters; the walk shape keeps key 0's number
@@ -1538,11 +1540,11 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 	}
 	top = (struct lvl){q->type, g->rid, NULL};
 
-	emit(g, "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.seq, v.json,"
+	emit(g, "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.seq, v.json,"
 		" p.rid, p.snap");
 	for (size_t i = 0; i < q->nsort; i++)
 		emit(g, ", p.k%zu", i);
-	emit(g, " FROM (SELECT %s%s AS rid, ", distinct ? "DISTINCT " : "", g->rid);
+	emit(g, " FROM (SELECT %s%s AS rid, %s.seq AS seq, ", distinct ? "DISTINCT " : "", g->rid, x);
 	emit_snap(g, q);
 	for (size_t i = 0; i < q->nsort; i++) {
 		emit(g, ", ");
@@ -1571,7 +1573,13 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 		const char *dx = alias(g, "x");
 
 		assert(!strcmp(dx, x));
-		emit(g, " FROM %s %s WHERE %s.type = ", ix_table[cd->kind], x, x);
+		/*
+		 * A reference driver seeks (type, param, target...): without
+		 * statistics SQLite may take ix_reference_reverse instead, for
+		 * its rid order, and then look up every row's seq.
+		 */
+		emit(g, " FROM %s %s%s WHERE %s.type = ", ix_table[cd->kind], x,
+		     cd->kind == STORE_IX_REFERENCE ? " INDEXED BY ix_reference_target" : "", x);
 		bind_text(g, q->type);
 		emit(g, " AND %s.param = ", x);
 		bind_text(g, cd->param);
@@ -1593,8 +1601,7 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 		emit_keyset(g, q, rid_desc(q));
 	}
 	emit_order(g, q, distinct);
-	emit(g, ") p CROSS JOIN resource r ON r.rid = p.rid"
-		" CROSS JOIN resource_version v ON v.seq = r.seq");
+	emit(g, ") p CROSS JOIN resource_version v ON v.seq = p.seq");
 }
 
 /*

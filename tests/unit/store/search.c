@@ -1003,6 +1003,97 @@ static void test_patient_token_walk(void **state)
 #undef OBS
 }
 
+/* Each hit's version and JSON, "id:version:json;..." (static buffer). */
+static int collect_versions(void *arg, const struct store_hit *h)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 4096 - n, "%s:%lld:%.*s;", h->res->id, (long long)h->res->version,
+		 (int)h->res->json.len, h->res->json.data);
+	return 0;
+}
+
+static const char *versions(struct fx *f, const struct store_query *q)
+{
+	static char out[4096];
+	struct ctx c = CTX_INIT;
+	bool more;
+
+	out[0] = '\0';
+	if (store_search(f->s, q, collect_versions, out, &more, NULL, &c))
+		fail_msg("search: %s", c.msg);
+	return out;
+}
+
+/*
+ * Pages read each resource's JSON through the seq its index or compartment
+ * row carries (schema 7), not through the resource row: after updates
+ * every shape must still serve the current version, and nothing of an
+ * older one.
+ */
+static void test_pages_read_current_version(void **state)
+{
+	struct fx *f = *state;
+	struct store_sort newest = SORT_P(STORE_IX_DATE, "date", true);
+	struct store_sort by_code = SORT_P(STORE_IX_TOKEN, "code", false);
+	struct store_cond pat = COND(STORE_IX_REFERENCE, "subject", 0, {.a = "Patient", .b = "p1"});
+	struct store_cond two[2] = {pat, COND(STORE_IX_TOKEN, "category", 0, {.b = "lab"})};
+	struct store_cond code = COND(STORE_IX_TOKEN, "code", 0, {.b = "c"});
+	struct store_cond smi = COND(STORE_IX_STRING, "name", 0, {.a = "smi"});
+	const char *want_o = "o1:3:{\"resourceType\":\"Observation\",\"id\":\"o1\",\"v\":3};";
+
+	for (int v = 0; v < 3; v++) {
+		PUTP(f, "Observation", "o1", "p1", REF("subject", "Patient", "p1", "Patient/p1"),
+		     TOK("category", NULL, "lab", NULL), TOK("code", NULL, "c", NULL), DATE("date", 5, 5));
+		PUTP(f, "Patient", "p1", "p1", STR("name", "smith", "Smith"));
+	}
+	/* lean, keyed walk (patient + category, newest first) */
+	{
+		struct store_query q = {.type = "Observation", .conds = two, .nconds = 2,
+					.sort = &newest, .nsort = 1, .limit = 10};
+		assert_string_equal(versions(f, &q), want_o);
+	}
+	/* lean, keyed by the patient alone, sorted */
+	{
+		struct store_query q = {.type = "Observation", .conds = &pat, .nconds = 1,
+					.sort = &newest, .nsort = 1, .limit = 10};
+		assert_string_equal(versions(f, &q), want_o);
+	}
+	/* lean, sorted by a parameter with a token driver (DISTINCT shape) */
+	{
+		struct store_query q = {.type = "Observation", .conds = &code, .nconds = 1,
+					.sort = &by_code, .nsort = 1, .limit = 10};
+		assert_string_equal(versions(f, &q), want_o);
+	}
+	/* lean, unsorted, string driver */
+	{
+		struct store_query q = {.type = "Patient", .conds = &smi, .nconds = 1, .limit = 10};
+		assert_string_equal(versions(f, &q),
+				    "p1:3:{\"resourceType\":\"Patient\",\"id\":\"p1\",\"v\":3};");
+	}
+	/* the compartment, typed (lean when sorted) and $everything */
+	{
+		struct store_query q = {.type = "Observation", .patient = "p1", .sort = &newest,
+					.nsort = 1, .limit = 10};
+		assert_string_equal(versions(f, &q), want_o);
+		q = (struct store_query){.patient = "p1", .limit = 10};
+		assert_string_equal(versions(f, &q),
+				    "o1:3:{\"resourceType\":\"Observation\",\"id\":\"o1\",\"v\":3};"
+				    "p1:3:{\"resourceType\":\"Patient\",\"id\":\"p1\",\"v\":3};");
+	}
+	/* a deleted resource is in no page */
+	del(f, "Observation", "o1");
+	{
+		struct store_query q = {.type = "Observation", .conds = two, .nconds = 2,
+					.sort = &newest, .nsort = 1, .limit = 10};
+		assert_string_equal(versions(f, &q), "");
+		q = (struct store_query){.patient = "p1", .limit = 10};
+		assert_string_equal(versions(f, &q),
+				    "p1:3:{\"resourceType\":\"Patient\",\"id\":\"p1\",\"v\":3};");
+	}
+}
+
 /* A text sort key past 255 bytes is cut at a UTF-8 boundary; paging stays exact. */
 static void test_long_text_key(void **state)
 {
@@ -1573,6 +1664,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_patient_token_walk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pages_read_current_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_text_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_include, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_explain_uses_indexes, setup, teardown),
