@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 
 void rand_bytes(void *out, size_t n)
@@ -20,6 +21,29 @@ void rand_bytes(void *out, size_t n)
 		}
 		p += r;
 		n -= (size_t)r;
+	}
+}
+
+void rand_id_bytes(void *out, size_t n)
+{
+	static _Thread_local unsigned char pool[4096];
+	static _Thread_local size_t left;
+	unsigned char *p = out;
+
+	while (n) {
+		size_t k;
+
+		if (!left) {
+			rand_bytes(pool, sizeof(pool));
+			left = sizeof(pool);
+		}
+		k = n < left ? n : left;
+		memcpy(p, pool + sizeof(pool) - left, k);
+		/* used bytes are not kept */
+		memset(pool + sizeof(pool) - left, 0, k);
+		left -= k;
+		p += k;
+		n -= k;
 	}
 }
 

@@ -223,7 +223,7 @@ static void set_ids(struct http_req *q)
 	if (!have_trace)
 		need += 16;
 	if (need)
-		rand_bytes(rnd, need);
+		rand_id_bytes(rnd, need);
 	if (have_rid) {
 		str_copy(q->id, rid, sizeof(q->id));
 	} else {

@@ -98,12 +98,47 @@ static void test_bytes_and_u64(void **state)
 	assert_true(x != y);
 }
 
+/*
+ * rand_id_bytes() hands out a 4 KiB pool in pieces: no piece repeats
+ * another, across refills and with pieces that straddle a refill, and the
+ * bytes look random (no run of zeros, which a used-up pool would give).
+ */
+static void test_id_bytes(void **state)
+{
+	enum { PIECE = 24, N = 600 }; /* 14,400 bytes: three refills, uneven */
+	static unsigned char got[N][PIECE];
+	int zeros = 0;
+
+	(void)state;
+	for (int i = 0; i < N; i++)
+		rand_id_bytes(got[i], PIECE);
+	for (int i = 0; i < N; i++) {
+		for (int j = 0; j < i; j++)
+			assert_memory_not_equal(got[i], got[j], PIECE);
+		for (int k = 0; k < PIECE; k++)
+			zeros += got[i][k] == 0;
+	}
+	/* about N * PIECE / 256 = 56 zero bytes expected */
+	assert_true(zeros < 200);
+	rand_id_bytes(got[0], 0);
+	{
+		unsigned char big[10000];
+		memset(big, 0, sizeof(big));
+		rand_id_bytes(big, sizeof(big)); /* more than one pool at once */
+		zeros = 0;
+		for (size_t k = 0; k < sizeof(big); k++)
+			zeros += big[k] == 0;
+		assert_true(zeros < 150);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_bytes_and_u64),
+		cmocka_unit_test(test_id_bytes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
