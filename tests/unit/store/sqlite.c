@@ -27,6 +27,8 @@
 
 #include "core/clock.h"
 #include "core/str.h"
+#include "core/embedded.h"
+#include "store/query.h"
 #include "store/store.h"
 #include "store/store_int.h"
 
@@ -282,6 +284,108 @@ static void test_open_migrate_reopen(void **state)
 	assert_non_null(strstr(r.json.data, "alice"));
 	store_resource_release(&r);
 	assert_int_equal(rows_tagged(f, "alice"), 6);
+}
+
+static int upgrade_hit(void *arg, const struct store_hit *h)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 256 - n, "%s:%lld;", h->res->id, (long long)h->res->version);
+	return 0;
+}
+
+/*
+ * A database written at schema 5 (migrations 0001-0005 run by hand, rows
+ * as that schema's store wrote them, its trigger setting sort_hi) and then
+ * migrated: schema 6 must fill ix_patient_token and schema 7 the seq of
+ * every index and compartment row from the resource's current version, so
+ * that an upgraded server answers as a new one would.
+ */
+static void test_upgrade_from_schema_5(void **state)
+{
+	struct fx *f = *state;
+	struct fx g;
+	struct ctx c = CTX_INIT;
+	sqlite3 *db = NULL;
+	char got[256] = "";
+	bool more;
+
+	memcpy(&g, f, sizeof(g));
+	snprintf(g.path, sizeof(g.path), "%s/old.db", f->dir);
+	snprintf(g.url, sizeof(g.url), "sqlite:%s", g.path);
+	assert_int_equal(sqlite3_open(g.path, &db), SQLITE_OK);
+	for (int n = 1; n <= 5; n++) {
+		const struct embedded_file *e;
+		char prefix[64];
+
+		snprintf(prefix, sizeof(prefix), "src/store/schema/sqlite/%04d_", n);
+		for (e = embedded_files; e->path && strncmp(e->path, prefix, strlen(prefix)); e++)
+			;
+		assert_non_null(e->path);
+		if (sqlite3_exec(db, (const char *)e->data, NULL, NULL, NULL) != SQLITE_OK)
+			fail_msg("%s: %s", e->path, sqlite3_errmsg(db));
+	}
+	/* o1 at version 2 (seq 2), o2 at version 1 (seq 3): both labs of p1; o3 of p2 */
+	if (sqlite3_exec(db,
+			 "PRAGMA user_version = 5;"
+			 "INSERT INTO resource VALUES (1, 'Observation', 'o1', 2, 1000, 0, 2),"
+			 " (2, 'Observation', 'o2', 1, 1000, 0, 3), (3, 'Observation', 'o3', 1, 1000, 0, 4);"
+			 "INSERT INTO resource_version (seq, rid, type, id, version, last_updated, deleted, json)"
+			 " VALUES (1, 1, 'Observation', 'o1', 1, 900, 0, CAST('{\"v\":1}' AS BLOB)),"
+			 " (2, 1, 'Observation', 'o1', 2, 1000, 0, CAST('{\"v\":2}' AS BLOB)),"
+			 " (3, 2, 'Observation', 'o2', 1, 1000, 0, CAST('{\"v\":1}' AS BLOB)),"
+			 " (4, 3, 'Observation', 'o3', 1, 1000, 0, CAST('{\"v\":1}' AS BLOB));"
+			 "INSERT INTO ix_date (rid, n, type, param, lo, hi) VALUES"
+			 " (1, 0, 'Observation', 'date', 50, 50), (2, 0, 'Observation', 'date', 70, 70),"
+			 " (3, 0, 'Observation', 'date', 60, 60);"
+			 "INSERT INTO ix_reference (rid, n, type, param, target_type, target_id, url) VALUES"
+			 " (1, 1, 'Observation', 'subject', 'Patient', 'p1', 'Patient/p1'),"
+			 " (2, 1, 'Observation', 'subject', 'Patient', 'p1', 'Patient/p1'),"
+			 " (3, 1, 'Observation', 'subject', 'Patient', 'p2', 'Patient/p2');"
+			 "INSERT INTO ix_token (rid, n, type, param, system, code, text) VALUES"
+			 " (1, 2, 'Observation', 'category', 'http://c', 'laboratory', NULL),"
+			 " (1, 3, 'Observation', 'code', NULL, NULL, 'text only'),"
+			 " (2, 2, 'Observation', 'category', 'http://c', 'laboratory', NULL),"
+			 " (3, 2, 'Observation', 'category', 'http://c', 'laboratory', NULL);"
+			 "INSERT INTO compartment (patient, type, rid) VALUES ('p1', 'Observation', 1),"
+			 " ('p1', 'Observation', 2), ('p2', 'Observation', 3);",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("schema 5 rows: %s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(&g.s, g.url, 5000, &c), ERR_OK);
+	assert_int_equal(store_migrate(g.s, &c), ERR_OK);
+	assert_int_equal(raw_int(&g, "PRAGMA user_version"), store_schema_supported());
+	/* one row per category with a code (the text-only code row has none) */
+	assert_int_equal(raw_int(&g, "SELECT count(*) FROM ix_patient_token"), 3);
+	assert_int_equal(raw_int(&g, "SELECT count(*) FROM ix_patient_token WHERE patient = 'p1'"
+				     " AND rparam = 'subject' AND code = 'laboratory'"), 2);
+	assert_int_equal(raw_int(&g, "SELECT sort_hi FROM ix_patient_token WHERE rid = 2"), 70);
+	/* every row's seq is its resource's current one */
+	assert_int_equal(raw_int(&g, "SELECT (SELECT count(*) FROM ix_token t JOIN resource r USING (rid)"
+				     " WHERE t.seq = r.seq) + (SELECT count(*) FROM ix_date t JOIN resource r"
+				     " USING (rid) WHERE t.seq = r.seq) + (SELECT count(*) FROM ix_reference t"
+				     " JOIN resource r USING (rid) WHERE t.seq = r.seq) + (SELECT count(*) FROM"
+				     " compartment t JOIN resource r USING (rid) WHERE t.seq = r.seq) +"
+				     " (SELECT count(*) FROM ix_patient_token t JOIN resource r USING (rid)"
+				     " WHERE t.seq = r.seq)"),
+			 4 + 3 + 3 + 3 + 3);
+	/* and the walk serves the current versions, newest first */
+	{
+		struct store_sort newest = {.by = STORE_SORT_PARAM, .kind = STORE_IX_DATE,
+					    .param = "date", .desc = true};
+		struct store_match pm = {.a = "Patient", .b = "p1"}, lab = {.b = "laboratory"};
+		struct store_cond two[2] = {
+			{.kind = STORE_IX_REFERENCE, .param = "subject", .m = &pm, .nm = 1},
+			{.kind = STORE_IX_TOKEN, .param = "category", .m = &lab, .nm = 1}};
+		struct store_query q = {.type = "Observation", .conds = two, .nconds = 2,
+					.sort = &newest, .nsort = 1, .limit = 10};
+
+		assert_int_equal(store_search(g.s, &q, upgrade_hit, got, &more, NULL, &c), ERR_OK);
+		assert_string_equal(got, "o2:1;o1:2;");
+	}
+	store_close(g.s);
 }
 
 static void test_open_errors(void **state)
@@ -1617,6 +1721,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_migrate_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_from_schema_5, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_get_versions, setup, teardown),
