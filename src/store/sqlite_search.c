@@ -1574,16 +1574,28 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 
 		assert(!strcmp(dx, x));
 		/*
-		 * A reference driver seeks (type, param, target...): without
-		 * statistics SQLite may take ix_reference_reverse instead, for
-		 * its rid order, and then look up every row's seq.
+		 * A reference driver seeks (type, param, target...), named:
+		 * without statistics SQLite may take ix_reference_reverse
+		 * instead, for its rid order, and then look up every row's seq.
+		 * Unsorted and keyed by a patient, the page is in rid order
+		 * already in ix_reference_patient_rid (schema 8), a partial
+		 * index that SQLite uses only when it sees the literal.
 		 */
-		emit(g, " FROM %s %s%s WHERE %s.type = ", ix_table[cd->kind], x,
-		     cd->kind == STORE_IX_REFERENCE ? " INDEXED BY ix_reference_target" : "", x);
+		const char *ix = "";
+
+		if (cd->kind == STORE_IX_REFERENCE)
+			ix = pl->keyed && pl->unsorted ? " INDEXED BY ix_reference_patient_rid"
+						       : " INDEXED BY ix_reference_target";
+		emit(g, " FROM %s %s%s WHERE %s.type = ", ix_table[cd->kind], x, ix, x);
 		bind_text(g, q->type);
 		emit(g, " AND %s.param = ", x);
 		bind_text(g, cd->param);
-		if (cd->mod != STORE_MOD_PRESENT) {
+		if (pl->keyed && pl->unsorted) {
+			/* keyed_driver(): one Patient/id; the index holds no target_type */
+			emit(g, " AND %s.target_id = ", x);
+			bind_text(g, cd->m[0].b);
+			emit(g, " AND %s.target_type = 'Patient'", x);
+		} else if (cd->mod != STORE_MOD_PRESENT) {
 			emit(g, " AND ");
 			emit_match(g, cd, &cd->m[0], x);
 		}

@@ -1298,6 +1298,9 @@ static void test_explain_uses_indexes(void **state)
 	plan1(f, "date lt", "Observation", COND(STORE_IX_DATE, "date", 0, {.cmp = STORE_CMP_LT, .lo = T0, .hi = T0 + DAY}),
 	      "ix_date_range (type=? AND param=? AND lo<?)");
 	plan1(f, "reference", "Observation", COND(STORE_IX_REFERENCE, "subject", 0, {.a = "Patient", .b = "p1"}),
+	      "COVERING INDEX ix_reference_patient_rid (type=? AND param=? AND target_id=?)");
+	plan1(f, "reference to another type", "Observation",
+	      COND(STORE_IX_REFERENCE, "performer", 0, {.a = "Practitioner", .b = "dr"}),
 	      "ix_reference_target (type=? AND param=? AND target_id=? AND target_type=?)");
 	plan1(f, "quantity", "Observation", COND(STORE_IX_QUANTITY, "value-quantity", 0,
 						 {.num = 5.4, .nlo = 5.35, .nhi = 5.45, .b = "mg"}),
@@ -1373,6 +1376,21 @@ static void test_explain_uses_indexes(void **state)
 	{
 		struct store_query q = {.type = "Patient", .conds = &name, .nconds = 1, .limit = 20};
 		plan_ok(f, "Patient?name=smi", &q, "ix_string_norm");
+	}
+	/* a patient's appointments from a day on, unsorted: rid order from the index, no sort */
+	{
+		struct store_cond two[2] = {COND(STORE_IX_REFERENCE, "actor", 0, {.a = "Patient", .b = "p1"}),
+					    COND(STORE_IX_DATE, "date", 0, {.cmp = STORE_CMP_GE, .lo = T0, .hi = T0})};
+		struct store_query q = {.type = "Appointment", .conds = two, .nconds = 2, .limit = 20};
+		struct buf out = BUF_INIT(1 << 16), sql = BUF_INIT(1 << 16);
+		struct ctx c = CTX_INIT;
+
+		plan_ok(f, "appointments from a day", &q,
+			"COVERING INDEX ix_reference_patient_rid (type=? AND param=? AND target_id=?)");
+		assert_int_equal(store_search_explain(f->s, &q, &out, &sql, &c), ERR_OK);
+		assert_null(strstr(out.data, "TEMP B-TREE"));
+		buf_release(&out);
+		buf_release(&sql);
 	}
 	/* no condition at all: the type index, in rid order */
 	{
