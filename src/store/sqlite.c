@@ -1383,6 +1383,11 @@ static int insert_ix_rows(struct conn *cn, const struct store_put *p, int64_t ri
 	return SQLITE_OK;
 }
 
+bool sq_patient_token_param(const char *param)
+{
+	return !strcmp(param, "category") || !strcmp(param, "code");
+}
+
 /*
  * Does the put have rows for ix_patient_token (schema 6): a reference to a
  * Patient and a 'category' or 'code' token with a code?  Most resources
@@ -1398,7 +1403,7 @@ static bool has_patient_tokens(const struct store_put *p)
 		if (x->kind == STORE_IX_REFERENCE)
 			ref = ref || (x->a && x->b && !strcmp(x->a, "Patient"));
 		else if (x->kind == STORE_IX_TOKEN)
-			tok = tok || (x->b && (!strcmp(x->param, "category") || !strcmp(x->param, "code")));
+			tok = tok || (x->b && sq_patient_token_param(x->param));
 	}
 	return ref && tok;
 }

@@ -71,6 +71,14 @@ void sq_end(struct q *q);
 enum err sq_read_row(sqlite3_stmt *st, struct store_resource *r, struct ctx *c);
 
 /*
+ * Is 'param' a token parameter that ix_patient_token (schema 6) holds:
+ * 'category' or 'code'?  The writer (sqlite.c) and the planner
+ * (sqlite_search.c) ask the same question; the table's SQL in
+ * 0006_patient_token.sql and ST_INS_PATIENT_TOKEN names the same two.
+ */
+bool sq_patient_token_param(const char *param);
+
+/*
  * A read transaction around several statements that must agree (a count
  * and its page): *began says whether one was started (not inside the
  * caller's transaction); sq_read_end() finishes it.

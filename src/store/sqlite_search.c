@@ -1276,7 +1276,7 @@ static bool sort_hi_cond(const struct store_cond *cd)
 static bool patient_token_cond(const struct store_cond *cd)
 {
 	return simple_driver(cd) && cd->kind == STORE_IX_TOKEN && cd->mod == STORE_MOD_NONE &&
-	       cd->m[0].b && (!strcmp(cd->param, "category") || !strcmp(cd->param, "code"));
+	       cd->m[0].b && sq_patient_token_param(cd->param);
 }
 
 /* Is the page sorted by -date only (key 0 is then sort_hi)? */
@@ -1551,53 +1551,51 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 		emit_key(g, &q->sort[i]);
 		emit(g, " AS k%zu", i);
 	}
-	if (cd && pl->ptok < q->nconds) {
-		/* the patient's rows of one category or code, in sort_hi order */
-		const struct store_cond *tk = &q->conds[pl->ptok];
-		const char *dx = alias(g, "x");
-
-		assert(!strcmp(dx, x));
-		emit(g, " FROM ix_patient_token %s WHERE %s.type = ", x, x);
-		bind_text(g, q->type);
-		emit(g, " AND %s.rparam = ", x);
-		bind_text(g, cd->param);
-		emit(g, " AND %s.patient = ", x);
-		bind_text(g, cd->m[0].b);
-		emit(g, " AND %s.param = ", x);
-		bind_text(g, tk->param);
-		emit(g, " AND ");
-		emit_match(g, tk, &tk->m[0], x);
-		if (pl->prefilter)
-			emit_prefilter(g, q, pl, x);
-	} else if (cd) {
-		const char *dx = alias(g, "x");
-
-		assert(!strcmp(dx, x));
+	if (cd) {
 		/*
-		 * A reference driver seeks (type, param, target...), named:
-		 * without statistics SQLite may take ix_reference_reverse
-		 * instead, for its rid order, and then look up every row's seq.
-		 * Unsorted and keyed by a patient, the page is in rid order
-		 * already in ix_reference_patient_rid (schema 8), a partial
-		 * index that SQLite uses only when it sees the literal.
+		 * The driver's rows, by its table's value index:
+		 *  - one category or code of the patient's resources
+		 *    (ix_patient_token, in sort_hi order);
+		 *  - a reference, by ix_reference_target named: without
+		 *    statistics SQLite may take ix_reference_reverse instead, for
+		 *    its rid order, and then look up every row's seq;
+		 *  - unsorted and keyed by a patient, ix_reference_patient_rid
+		 *    (schema 8), in rid order already: a partial index that
+		 *    SQLite uses only when it sees the literal 'Patient', so that
+		 *    is written instead of a bound target type.
 		 */
+		const struct store_cond *tk = pl->ptok < q->nconds ? &q->conds[pl->ptok] : NULL;
+		bool patient_rid = pl->keyed && pl->unsorted;
+		const char *dx = alias(g, "x");
+		const char *table = tk ? "ix_patient_token" : ix_table[cd->kind];
 		const char *ix = "";
 
-		if (cd->kind == STORE_IX_REFERENCE)
-			ix = pl->keyed && pl->unsorted ? " INDEXED BY ix_reference_patient_rid"
-						       : " INDEXED BY ix_reference_target";
-		emit(g, " FROM %s %s%s WHERE %s.type = ", ix_table[cd->kind], x, ix, x);
+		assert(!strcmp(dx, x));
+		if (!tk && cd->kind == STORE_IX_REFERENCE)
+			ix = patient_rid ? " INDEXED BY ix_reference_patient_rid"
+					 : " INDEXED BY ix_reference_target";
+		emit(g, " FROM %s %s%s WHERE %s.type = ", table, x, ix, x);
 		bind_text(g, q->type);
-		emit(g, " AND %s.param = ", x);
-		bind_text(g, cd->param);
-		if (pl->keyed && pl->unsorted) {
-			/* keyed_driver(): one Patient/id; the index holds no target_type */
-			emit(g, " AND %s.target_id = ", x);
+		if (tk) {
+			emit(g, " AND %s.rparam = ", x);
+			bind_text(g, cd->param);
+			emit(g, " AND %s.patient = ", x);
 			bind_text(g, cd->m[0].b);
-			emit(g, " AND %s.target_type = 'Patient'", x);
-		} else if (cd->mod != STORE_MOD_PRESENT) {
+			emit(g, " AND %s.param = ", x);
+			bind_text(g, tk->param);
 			emit(g, " AND ");
-			emit_match(g, cd, &cd->m[0], x);
+			emit_match(g, tk, &tk->m[0], x);
+		} else {
+			emit(g, " AND %s.param = ", x);
+			bind_text(g, cd->param);
+			if (patient_rid) {
+				emit(g, " AND %s.target_id = ", x);
+				bind_text(g, cd->m[0].b);
+				emit(g, " AND %s.target_type = 'Patient'", x);
+			} else if (cd->mod != STORE_MOD_PRESENT) {
+				emit(g, " AND ");
+				emit_match(g, cd, &cd->m[0], x);
+			}
 		}
 		if (pl->prefilter)
 			emit_prefilter(g, q, pl, x);
