@@ -641,6 +641,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	}
 	*con_cls = NULL;
+	if (q->held) {
+		/* resumed, but the client had gone: the handler was not called again */
+		q->held = false;
+		atomic_fetch_sub(&s->held, 1);
+	}
 	if (log_enabled(LOG_INFO))
 		access_log(q, toe);
 	req_free(q);
