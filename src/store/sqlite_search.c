@@ -1501,6 +1501,30 @@ static void emit_order(struct gen *g, const struct store_query *q, bool limited)
 }
 
 /*
+ * The first three characters of a string driver's prefix, when the page
+ * can read ix_string_pre (0009_string_prefix.sql): the plain (prefix)
+ * match of one value of at least three characters.  Characters as
+ * SQLite's substr() counts them in UTF-8 text; NULL otherwise.
+ */
+static const char *string_pre(struct gen *g, const struct store_cond *cd)
+{
+	const char *a, *p;
+
+	if (cd->kind != STORE_IX_STRING || cd->mod != STORE_MOD_NONE || cd->nm != 1)
+		return NULL;
+	a = cd->m[0].a;
+	p = a;
+	for (int chars = 0; chars < 3; chars++) {
+		if (!*p)
+			return NULL;
+		p++;
+		while (((unsigned char)*p & 0xC0) == 0x80)
+			p++;
+	}
+	return arena_strndup(&g->a, a, (size_t)(p - a));
+}
+
+/*
  * The lean page statement (struct plan): the driver's rows are the page's
  * candidates, each once (DISTINCT: a resource may have several rows that
  * match); the version row and its JSON are joined after the LIMIT, by the
@@ -1570,10 +1594,14 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 		const char *table = tk ? "ix_patient_token" : ix_table[cd->kind];
 		const char *ix = "";
 
+		const char *pre = pl->unsorted ? string_pre(g, cd) : NULL;
+
 		assert(!strcmp(dx, x));
 		if (!tk && cd->kind == STORE_IX_REFERENCE)
 			ix = patient_rid ? " INDEXED BY ix_reference_patient_rid"
 					 : " INDEXED BY ix_reference_target";
+		else if (pre)
+			ix = " INDEXED BY ix_string_pre";
 		emit(g, " FROM %s %s%s WHERE %s.type = ", table, x, ix, x);
 		bind_text(g, q->type);
 		if (tk) {
@@ -1593,6 +1621,10 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 				bind_text(g, cd->m[0].b);
 				emit(g, " AND %s.target_type = 'Patient'", x);
 			} else if (cd->mod != STORE_MOD_PRESENT) {
+				if (pre) {
+					emit(g, " AND substr(%s.norm, 1, 3) = ", x);
+					bind_text(g, pre);
+				}
 				emit(g, " AND ");
 				emit_match(g, cd, &cd->m[0], x);
 			}

@@ -25,7 +25,7 @@
  * Schema version of this build.  Every backend ships migrations numbered
  * 1..STORE_SCHEMA_VERSION (src/store/schema/<backend>/NNNN_name.sql).
  */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 /* Largest stored resource a read will return (ERR_TOOBIG beyond). */
 #define STORE_JSON_MAX ((size_t)512 << 20)

@@ -314,6 +314,16 @@ static void test_string(void **state)
 	EXPECT(f, "Patient", COND(STORE_IX_STRING, "name", 0, {.a = "a%"}), "p5");
 	EXPECT(f, "Patient", COND(STORE_IX_STRING, "name", 0, {.a = "a_"}), "");
 	EXPECT(f, "Patient", COND(STORE_IX_STRING, "name", 0, {.a = "a%b_c*"}), "p5");
+	/* three characters or more read ix_string_pre, counted as UTF-8 characters */
+	EXPECT(f, "Patient", COND(STORE_IX_STRING, "name", 0, {.a = "李小龙"}), "p3");
+	EXPECT(f, "Patient", COND(STORE_IX_STRING, "name", 0, {.a = "李小龙x"}), "");
+	EXPECT(f, "Patient", COND(STORE_IX_STRING, "name", 0, {.a = "nes"}), "p3");
+	/* two names of one patient that match come once */
+	PUT(f, "Patient", "p6", STR("name", "adams", "Adams"), STR("name", "ada", "Ada"));
+	PUT(f, "Patient", "p7", STR("name", "adamson", "Adamson"));
+	EXPECT(f, "Patient", COND(STORE_IX_STRING, "name", 0, {.a = "ada"}), "p6,p7");
+	EXPECT(f, "Patient", COND(STORE_IX_STRING, "name", 0, {.a = "adam"}), "p6,p7");
+	EXPECT(f, "Patient", COND(STORE_IX_STRING, "name", 0, {.a = "adamso"}), "p7");
 }
 
 /* ---- dates ---- */
@@ -1288,7 +1298,7 @@ static void test_explain_uses_indexes(void **state)
 	plan1(f, "of-type", "Patient", COND(STORE_IX_TOKEN, "identifier:of-type", STORE_MOD_OF_TYPE,
 					     {.a = "s", .b = "MR", .c = "1"}),
 	      "ix_token_code (type=? AND param=? AND code=? AND system=?)");
-	plan1(f, "string", "Patient", name, "ix_string_norm (type=? AND param=? AND norm>? AND norm<?)");
+	plan1(f, "string", "Patient", name, "ix_string_pre (type=? AND param=? AND <expr>=?)");
 	plan1(f, "string exact", "Patient", COND(STORE_IX_STRING, "name", STORE_MOD_EXACT, {.a = "smith", .b = "Smith"}),
 	      "ix_string_norm (type=? AND param=? AND norm=?)");
 	plan1(f, "date eq", "Observation", COND(STORE_IX_DATE, "date", 0, {.cmp = STORE_CMP_EQ, .lo = T0, .hi = T0 + DAY}),
@@ -1373,9 +1383,26 @@ static void test_explain_uses_indexes(void **state)
 		q.cursor = (struct store_cursor){.set = true, .snapshot_rid = 10, .rid = 1};
 		plan_ok(f, "second page", &q, "ix_reference_target");
 	}
+	/*
+	 * a name prefix of three characters or more: rid order from
+	 * ix_string_pre, no sort; shorter, the norm range and a sort
+	 */
 	{
+		struct store_cond two = COND(STORE_IX_STRING, "name", 0, {.a = "sm"});
+		struct store_cond cjk = COND(STORE_IX_STRING, "name", 0, {.a = "李小龙"});
 		struct store_query q = {.type = "Patient", .conds = &name, .nconds = 1, .limit = 20};
-		plan_ok(f, "Patient?name=smi", &q, "ix_string_norm");
+		struct buf out = BUF_INIT(1 << 16), sql = BUF_INIT(1 << 16);
+		struct ctx c = CTX_INIT;
+
+		plan_ok(f, "Patient?name=smi", &q, "COVERING INDEX ix_string_pre (type=? AND param=? AND <expr>=?)");
+		assert_int_equal(store_search_explain(f->s, &q, &out, &sql, &c), ERR_OK);
+		assert_null(strstr(out.data, "TEMP B-TREE"));
+		q.conds = &cjk;
+		plan_ok(f, "Patient?name=李小龙", &q, "COVERING INDEX ix_string_pre (type=? AND param=? AND <expr>=?)");
+		q.conds = &two;
+		plan_ok(f, "Patient?name=sm", &q, "ix_string_norm (type=? AND param=? AND norm>? AND norm<?)");
+		buf_release(&out);
+		buf_release(&sql);
 	}
 	/* a patient's appointments from a day on, unsorted: rid order from the index, no sort */
 	{

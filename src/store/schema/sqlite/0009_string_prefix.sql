@@ -1,0 +1,12 @@
+-- 0009_string_prefix.sql - string values by their first three characters,
+-- in rid order: "patients whose name starts with ada" (Patient?name=ada,
+-- a typeahead) reads its page in the default order (rid) from one index
+-- range and stops after it, instead of reading every match in name order
+-- and sorting them by rid in a temporary b-tree (a common three-letter
+-- prefix matches hundreds of patients for a page of 50).  Used for a
+-- prefix of three characters or more (src/store/sqlite_search.c writes
+-- the same substr() expression, which SQLite needs to see to use it); norm
+-- is listed so that longer prefixes are tested within the index, and seq
+-- so that the page needs no other row.  Run by the migrator inside one
+-- transaction, like 0001.
+CREATE INDEX ix_string_pre ON ix_string (type, param, substr(norm, 1, 3), rid, norm, seq);
