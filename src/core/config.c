@@ -34,6 +34,7 @@ const struct config_option config_options[] = {
 	INT(page_size, "50", 1, 1000, "default number of entries in a search or history page"),
 	INT(page_max, "1000", 1, 10000, "maximum number of entries in a page (_count)"),
 	INT(sqlite_busy_timeout, "5000", 0, 600000, "milliseconds SQLite waits for a lock"),
+	INT(resource_cache_mb, "64", 0, 65536, "MiB of stored resource versions kept in memory for search pages (0: none)"),
 	STR(tls_cert, "", "PEM certificate chain for built-in TLS"),
 	STR(tls_key, "", "PEM private key for built-in TLS"),
 	BOOL(trust_proxy, "false", "trust X-Forwarded-For/-Proto from a reverse proxy"),

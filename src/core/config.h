@@ -36,6 +36,7 @@ struct config {
 	int64_t page_size;              /* default _count */
 	int64_t page_max;               /* maximum _count */
 	int64_t sqlite_busy_timeout;    /* milliseconds */
+	int64_t resource_cache_mb;      /* the store's version cache, MiB */
 	char tls_cert[CONFIG_PATH_MAX];
 	char tls_key[CONFIG_PATH_MAX];
 	bool trust_proxy;

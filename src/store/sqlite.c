@@ -50,6 +50,7 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "store/sqlite_int.h"
+#include "store/vcache.h"
 
 #define MIGRATION_DIR "src/store/schema/sqlite/"
 
@@ -284,6 +285,7 @@ struct sq_store {
 	pthread_mutex_t wmu;
 	pthread_cond_t wcv;
 	bool writer;
+	struct vcache *vc;      /* versions for search pages (vcache.h), or NULL */
 };
 
 struct conn {
@@ -924,6 +926,7 @@ static void sqlite_close(struct store *s)
 		next = cn->next;
 		conn_free(cn);
 	}
+	vcache_free(st->vc); /* after the connections: their searches may pin entries */
 	pthread_cond_destroy(&st->wcv);
 	pthread_mutex_destroy(&st->wmu);
 	pthread_mutex_destroy(&st->mu);
@@ -1976,6 +1979,34 @@ enum err sq_read_row(sqlite3_stmt *st, struct store_resource *r, struct ctx *c)
 	return read_row(st, r, c);
 }
 
+struct vcache *sq_conn_vcache(struct conn *cn)
+{
+	return cn->st->vc;
+}
+
+/*
+ * May rows this connection reads go into the version cache?  Not inside
+ * its own transaction: a version written there may yet be rolled back and
+ * its seq given to another.  Outside one it reads committed rows only.
+ */
+bool sq_conn_may_cache(struct conn *cn)
+{
+	return !cn->in_tx && cn->nsp == 0;
+}
+
+static void sqlite_version_cache(struct store *s, size_t bytes)
+{
+	struct sq_store *st = s->be;
+
+	vcache_free(st->vc);
+	st->vc = vcache_new(bytes);
+}
+
+static void sqlite_version_cache_stats(struct store *s, struct store_cache_stats *out)
+{
+	vcache_stats(((struct sq_store *)s->be)->vc, out);
+}
+
 /* A deferred BEGIN unless the caller's transaction is open. */
 enum err sq_read_begin(struct conn *cn, bool *began, struct ctx *c)
 {
@@ -2021,6 +2052,8 @@ const struct store_ops store_sqlite_ops = {
 	.last_seq = sqlite_last_seq,
 	.search = sqlite_search,
 	.search_explain = sqlite_search_explain,
+	.version_cache = sqlite_version_cache,
+	.version_cache_stats = sqlite_version_cache_stats,
 	.include = sqlite_include,
 	.revinclude = sqlite_revinclude,
 	.user_insert = sqlite_user_insert,

@@ -44,6 +44,9 @@ sqlite3 *sq_conn_db(struct conn *cn);
  * depth before the change.
  */
 int sq_conn_walk(struct conn *cn, int delta);
+/* The store's version cache (NULL: none), and whether this connection may fill it. */
+struct vcache *sq_conn_vcache(struct conn *cn);
+bool sq_conn_may_cache(struct conn *cn);
 /* The connection's search state slot (sqlite_search.c owns what it holds). */
 struct sq_search **sq_conn_search(struct conn *cn);
 

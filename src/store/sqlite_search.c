@@ -103,6 +103,7 @@
 #include "core/mem.h"
 #include "core/str.h"
 #include "store/sqlite_int.h"
+#include "store/vcache.h"
 
 /* Caps on one generated statement (ERR_INVALID "search too complex" beyond). */
 #define SQL_MAX ((size_t)64 << 10)
@@ -147,12 +148,19 @@ struct slot {
 struct sq_search {
 	uint64_t tick;
 	struct slot slot[CACHE_SLOTS];
+	/*
+	 * The version cache: veranda_cached(seq) pins the entry of the row
+	 * it is asked about here, for the loop that reads the row next.
+	 */
+	struct vcache *vc;
+	struct vc_entry *pin;
 };
 
 void sq_search_free(struct sq_search *ss)
 {
 	if (!ss)
 		return;
+	vcache_unpin(ss->pin);
 	for (int i = 0; i < CACHE_SLOTS; i++) {
 		sqlite3_finalize(ss->slot[i].st);
 		free(ss->slot[i].sql);
@@ -199,6 +207,21 @@ static void key_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
  * The connection's search state, made on first use together with the
  * veranda_key() function.  ERR_IO when the function cannot be registered.
  */
+/*
+ * veranda_cached(seq): 1 when the version cache holds version 'seq', which
+ * it then pins for the row being built; 0 otherwise.  Page statements
+ * join the version row only when this says 0.
+ */
+static void cached_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	struct sq_search *ss = sqlite3_user_data(ctx);
+
+	(void)argc;
+	vcache_unpin(ss->pin);
+	ss->pin = vcache_get(ss->vc, sqlite3_value_int64(argv[0]));
+	sqlite3_result_int(ctx, ss->pin != NULL);
+}
+
 static enum err search_state(struct conn *cn, struct sq_search **out, struct ctx *c)
 {
 	struct sq_search **slot = sq_conn_search(cn);
@@ -222,6 +245,14 @@ static enum err search_state(struct conn *cn, struct sq_search **out, struct ctx
 		 */
 		sqlite3_exec(sq_conn_db(cn), "PRAGMA mmap_size = " MMAP_SIZE_TEXT, NULL, NULL, NULL);
 		*slot = xcalloc(1, sizeof(**slot));
+		(*slot)->vc = sq_conn_vcache(cn);
+		if ((*slot)->vc) {
+			rc = sqlite3_create_function_v2(sq_conn_db(cn), "veranda_cached", 1,
+							SQLITE_UTF8 | SQLITE_INNOCUOUS, *slot,
+							cached_fn, NULL, NULL, NULL);
+			if (rc != SQLITE_OK)
+				(*slot)->vc = NULL; /* search without it */
+		}
 	}
 	*out = *slot;
 	return ERR_OK;
@@ -303,6 +334,7 @@ struct gen {
 	const char *rid;
 	const char *key0_col;
 	const struct store_sort *key0;
+	bool vcache;             /* join versions through veranda_cached() */
 };
 
 static void gen_init(struct gen *g)
@@ -1501,6 +1533,22 @@ static void emit_order(struct gen *g, const struct store_query *q, bool limited)
 }
 
 /*
+ * The version row of each page row, by seq, closing the page subquery.
+ * With the version cache (g->vcache), a row the cache holds is not joined: the CASE
+ * gives the seek a NULL key (SQLite then skips it and fills v with NULLs)
+ * and veranda_cached() has pinned the entry for sqlite_search().  The
+ * LEFT JOIN keeps that row, and the subquery's order as CROSS JOIN does.
+ */
+static void emit_version_join(struct gen *g)
+{
+	if (g->vcache)
+		emit(g, ") p LEFT JOIN resource_version v ON v.seq ="
+			" CASE WHEN veranda_cached(p.seq) THEN NULL ELSE p.seq END");
+	else
+		emit(g, ") p CROSS JOIN resource_version v ON v.seq = p.seq");
+}
+
+/*
  * The first three characters of a string driver's prefix, when the page
  * can read ix_string_pre (0009_string_prefix.sql): the plain (prefix)
  * match of one value of at least three characters.  Characters as
@@ -1564,7 +1612,7 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 	}
 	top = (struct lvl){q->type, g->rid, NULL};
 
-	emit(g, "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.seq, v.json,"
+	emit(g, "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, p.seq, v.json,"
 		" p.rid, p.snap");
 	for (size_t i = 0; i < q->nsort; i++)
 		emit(g, ", p.k%zu", i);
@@ -1643,7 +1691,7 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 		emit_keyset(g, q, rid_desc(q));
 	}
 	emit_order(g, q, distinct);
-	emit(g, ") p CROSS JOIN resource_version v ON v.seq = p.seq");
+	emit_version_join(g);
 }
 
 /*
@@ -1654,6 +1702,17 @@ static void emit_lean(struct gen *g, const struct store_query *q, const struct p
 static void emit_statement(struct gen *g, const struct store_query *q, enum stmt_kind kind)
 {
 	struct plan pl = plan_of(q, kind);
+
+	/*
+	 * The version cache serves searches across patients (by name, by
+	 * code...), whose matches lie anywhere in the file.  A patient's own
+	 * versions lie together (written with the patient's other data, and
+	 * read a page at a time), so their joins are cheap already, and with
+	 * patients drawn from many, a cache sized for the hot ones would
+	 * mostly churn: those searches join as before.
+	 */
+	if (q->patient || (pl.drv < q->nconds && keyed_driver(&q->conds[pl.drv])))
+		g->vcache = false;
 
 	if (kind == S_COUNT) {
 		emit(g, "SELECT count(*) FROM resource r");
@@ -1679,7 +1738,7 @@ static void emit_statement(struct gen *g, const struct store_query *q, enum stmt
 	emit(g, " FROM resource r");
 	emit_where(g, q, &pl, true);
 	emit_order(g, q, true);
-	emit(g, ") p CROSS JOIN resource_version v ON v.seq = p.seq");
+	emit_version_join(g);
 }
 
 /* Build the statement; ERR_INVALID "search too complex" past the caps. */
@@ -1797,6 +1856,31 @@ static enum err run_count(struct conn *cn, struct sq_search *ss, const struct st
  * one read transaction so they agree.  'fn' runs while the page statement
  * is stepping: it may read (store_get) but not write or search.
  */
+/*
+ * The resource of a page row: from the version cache when the row's
+ * version was not joined (emit_version_join()), else from the row, which
+ * then goes into the cache.
+ */
+static enum err read_version(struct conn *cn, struct sq_search *ss, bool cached,
+			     sqlite3_stmt *st, struct store_resource *res, struct ctx *c)
+{
+	enum err e;
+
+	if (cached && sqlite3_column_type(st, 6) == SQLITE_NULL) {
+		struct vc_entry *pin = ss->pin;
+
+		if (!pin || pin->seq != sqlite3_column_int64(st, 5))
+			return ctx_errorf(c, ERR_IO, "search: a cached version went missing");
+		e = vcache_copy(pin, res);
+		return e ? ctx_errorf(c, e, "stored resource '%s/%s' is too large to read",
+				      pin->type, pin->id) : ERR_OK;
+	}
+	e = sq_read_row(st, res, c);
+	if (!e && cached && sq_conn_may_cache(cn))
+		vcache_put(ss->vc, res);
+	return e;
+}
+
 enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_fn fn, void *arg,
 		       bool *more, int64_t *total, struct ctx *c)
 {
@@ -1817,6 +1901,7 @@ enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_f
 	e = enter(s, &cn, &ss, c);
 	if (e)
 		goto out;
+	g.vcache = ss->vc != NULL;
 	e = build(&g, q, S_PAGE, c);
 	if (e)
 		goto out;
@@ -1845,7 +1930,7 @@ enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_f
 			*more = true;
 			break;
 		}
-		e = sq_read_row(st.st, &res, c);
+		e = read_version(cn, ss, g.vcache, st.st, &res, c);
 		if (e)
 			break;
 		hit.res = &res;
@@ -1928,8 +2013,10 @@ enum err sqlite_search_explain(struct store *s, const struct store_query *q, str
 
 	gen_init(&g);
 	e = enter(s, &cn, &ss, c);
-	if (!e)
+	if (!e) {
+		g.vcache = ss->vc != NULL;
 		e = build(&g, q, S_PAGE, c);
+	}
 	if (!e)
 		e = explain(cn, &g, out, c);
 	if (!e && sql && buf_add(sql, g.sql.data, g.sql.len))

@@ -414,6 +414,19 @@ enum err store_last_seq(struct store *s, int64_t *seq, struct ctx *c)
 	return s->ops->last_seq(s, seq, c);
 }
 
+void store_version_cache(struct store *s, size_t bytes)
+{
+	if (s->ops->version_cache)
+		s->ops->version_cache(s, bytes);
+}
+
+void store_version_cache_stats(struct store *s, struct store_cache_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (s->ops->version_cache_stats)
+		s->ops->version_cache_stats(s, out);
+}
+
 enum err store_in_compartment(struct store *s, const char *patient, const char *type,
 			      const char *id, bool *yes, struct ctx *c)
 {

@@ -204,6 +204,21 @@ enum err store_count(struct store *s, const char *type, int64_t *n, struct ctx *
 enum err store_last_seq(struct store *s, int64_t *seq, struct ctx *c);
 
 /*
+ * Keep up to about 'bytes' of stored versions in memory for search pages
+ * (0: none; the default).  A version never changes once committed, so
+ * the cache needs no invalidation.  Call once, before other threads use
+ * the store; a backend without a cache ignores it.
+ */
+void store_version_cache(struct store *s, size_t bytes);
+
+struct store_cache_stats {
+	uint64_t hits, misses, puts, evictions;
+	size_t bytes, entries;
+};
+/* The version cache's counters (all zero without one). */
+void store_version_cache_stats(struct store *s, struct store_cache_stats *out);
+
+/*
  * The patients whose compartment holds the current version of type/id,
  * in id order, into out[0..max); *n gets how many were written.
  */

@@ -74,6 +74,9 @@ struct store_ops {
 			   void *arg, bool *more, int64_t *total, struct ctx *c);
 	enum err (*search_explain)(struct store *s, const struct store_query *q,
 				   struct buf *out, struct buf *sql, struct ctx *c);
+	/* optional (these two): without them there is no version cache */
+	void (*version_cache)(struct store *s, size_t bytes);
+	void (*version_cache_stats)(struct store *s, struct store_cache_stats *out);
 	enum err (*include)(struct store *s, const int64_t *rids, size_t n, const char *src_type,
 			    const char *param, const char *target_type, store_hit_fn fn,
 			    void *arg, struct ctx *c);

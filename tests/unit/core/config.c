@@ -111,7 +111,7 @@ static void test_defaults(void **state)
 		else
 			assert_true(o->min <= o->max);
 	}
-	assert_int_equal(n, 35); /* keep in step with config_options[] (docs/configuration.md) */
+	assert_int_equal(n, 36); /* keep in step with config_options[] (docs/configuration.md) */
 }
 
 static void test_find_spellings(void **state)

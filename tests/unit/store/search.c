@@ -1597,6 +1597,115 @@ static void test_faults_and_callbacks(void **state)
 	store_rollback(f->s);
 }
 
+/* ---- the version cache ---- */
+
+struct jsons {
+	int n;
+	char json[8][256];
+};
+
+static int collect_json(void *arg, const struct store_hit *h)
+{
+	struct jsons *j = arg;
+
+	assert_true(j->n < 8);
+	str_copy(j->json[j->n++], h->res->json.data, sizeof(j->json[0]));
+	return 0;
+}
+
+static void search_json(struct fx *f, const struct store_query *q, struct jsons *j)
+{
+	struct ctx c = CTX_INIT;
+	bool more = false;
+
+	memset(j, 0, sizeof(*j));
+	if (store_search(f->s, q, collect_json, j, &more, NULL, &c))
+		fail_msg("search: %s", c.msg);
+}
+
+static void test_version_cache(void **state)
+{
+	struct fx *f = *state;
+	struct store_cond car = COND(STORE_IX_STRING, "name", 0, {.a = "car"});
+	struct store_query q = {.type = "Patient", .conds = &car, .nconds = 1, .limit = 10};
+	struct store_query comp = {.type = "Patient", .patient = "c1", .limit = 10};
+	struct store_cache_stats st;
+	struct buf out = BUF_INIT(1 << 16), sql = BUF_INIT(1 << 16);
+	struct ctx c = CTX_INIT;
+	struct jsons j;
+
+	store_version_cache(f->s, 1 << 20);
+	PUTP(f, "Patient", "c1", "c1", STR("name", "carter", "Carter"));
+	PUT(f, "Patient", "c2", STR("name", "carson", "Carson"));
+
+	/* the first page fills the cache, the second is served from it, alike */
+	search_json(f, &q, &j);
+	assert_int_equal(j.n, 2);
+	assert_string_equal(j.json[0], "{\"resourceType\":\"Patient\",\"id\":\"c1\",\"v\":1}");
+	store_version_cache_stats(f->s, &st);
+	assert_int_equal(st.puts, 2);
+	assert_int_equal(st.hits, 0);
+	search_json(f, &q, &j);
+	assert_int_equal(j.n, 2);
+	assert_string_equal(j.json[0], "{\"resourceType\":\"Patient\",\"id\":\"c1\",\"v\":1}");
+	assert_string_equal(j.json[1], "{\"resourceType\":\"Patient\",\"id\":\"c2\",\"v\":1}");
+	store_version_cache_stats(f->s, &st);
+	assert_int_equal(st.hits, 2);
+	assert_int_equal(st.entries, 2);
+
+	/* an update is a new version (a new seq): the page shows it */
+	PUTP(f, "Patient", "c1", "c1", STR("name", "carter", "Carter"));
+	search_json(f, &q, &j);
+	assert_string_equal(j.json[0], "{\"resourceType\":\"Patient\",\"id\":\"c1\",\"v\":2}");
+	del(f, "Patient", "c2");
+	search_json(f, &q, &j);
+	assert_int_equal(j.n, 1);
+
+	/*
+	 * A version read inside the caller's own transaction is not cached:
+	 * rolled back, its seq goes to the next version written, which the
+	 * page must show instead.
+	 */
+	store_version_cache_stats(f->s, &st);
+	assert_int_equal(store_begin(f->s, &c), ERR_OK);
+	PUT(f, "Patient", "c3", STR("name", "carla", "Carla"));
+	search_json(f, &q, &j);
+	assert_int_equal(j.n, 2);
+	assert_string_equal(j.json[1], "{\"resourceType\":\"Patient\",\"id\":\"c3\",\"v\":1}");
+	{
+		struct store_cache_stats in_tx;
+
+		store_version_cache_stats(f->s, &in_tx);
+		assert_int_equal(in_tx.puts, st.puts);
+	}
+	store_rollback(f->s);
+	PUT(f, "Patient", "c4", STR("name", "carmen", "Carmen"));
+	search_json(f, &q, &j);
+	assert_int_equal(j.n, 2);
+	assert_string_equal(j.json[1], "{\"resourceType\":\"Patient\",\"id\":\"c4\",\"v\":1}");
+	search_json(f, &q, &j);
+	assert_string_equal(j.json[1], "{\"resourceType\":\"Patient\",\"id\":\"c4\",\"v\":1}");
+
+	/* searches across patients use it; a patient's own pages do not */
+	assert_int_equal(store_search_explain(f->s, &q, &out, &sql, &c), ERR_OK);
+	assert_non_null(strstr(sql.data, "veranda_cached"));
+	buf_reset(&sql);
+	assert_int_equal(store_search_explain(f->s, &comp, &out, &sql, &c), ERR_OK);
+	assert_null(strstr(sql.data, "veranda_cached"));
+	store_version_cache_stats(f->s, &st);
+	search_json(f, &comp, &j);
+	assert_int_equal(j.n, 1);
+	{
+		struct store_cache_stats after;
+
+		store_version_cache_stats(f->s, &after);
+		assert_int_equal(after.hits + after.misses, st.hits + st.misses);
+		assert_int_equal(after.puts, st.puts);
+	}
+	buf_release(&out);
+	buf_release(&sql);
+}
+
 /* ---- concurrency: writers queue on the write lock, readers search meanwhile ---- */
 
 struct worker {
@@ -1715,6 +1824,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_explain_uses_indexes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_faults_and_callbacks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_version_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 	};
 
