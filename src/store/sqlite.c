@@ -1994,12 +1994,13 @@ bool sq_conn_may_cache(struct conn *cn)
 	return !cn->in_tx && cn->nsp == 0;
 }
 
+/* Connections keep the cache they found: a second call changes nothing. */
 static void sqlite_version_cache(struct store *s, size_t bytes)
 {
 	struct sq_store *st = s->be;
 
-	vcache_free(st->vc);
-	st->vc = vcache_new(bytes);
+	if (!st->vc)
+		st->vc = vcache_new(bytes);
 }
 
 static void sqlite_version_cache_stats(struct store *s, struct store_cache_stats *out)

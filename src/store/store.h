@@ -207,7 +207,8 @@ enum err store_last_seq(struct store *s, int64_t *seq, struct ctx *c);
  * Keep up to about 'bytes' of stored versions in memory for search pages
  * (0: none; the default).  A version never changes once committed, so
  * the cache needs no invalidation.  Call once, before other threads use
- * the store; a backend without a cache ignores it.
+ * the store (later calls change nothing); a backend without a cache
+ * ignores it.
  */
 void store_version_cache(struct store *s, size_t bytes);
 

@@ -5,7 +5,8 @@
  * table and share of the byte budget.  The table is open addressing over
  * (seq, entry, used) slots, so a lookup, hit or miss, reads the table and
  * not the entries (each a separate allocation, rarely in the CPU's
- * caches).  Eviction is FIFO with a second chance (make_room()).
+ * caches).  Admission on the second offer (vcache_put()), eviction FIFO
+ * with a second chance (make_room()).
  *
  * An entry's bytes count its JSON, ids and header; the table and ring
  * arrays are small beside them and not counted.
@@ -20,6 +21,8 @@
 #include "core/str.h"
 
 #define SHARDS 16
+/* Seqs each shard remembers having been offered once (GHOSTS * 8 bytes). */
+#define GHOSTS 4096
 
 /* A table slot: seq 0 is empty (AUTOINCREMENT starts at 1). */
 struct slot {
@@ -36,6 +39,7 @@ struct shard {
 	size_t ring_cap, ring_head, ring_len;
 	size_t count, bytes, budget;
 	uint64_t hits, misses, puts, evictions;
+	int64_t ghost[GHOSTS];   /* offered once, not taken: direct-mapped by hash */
 };
 
 struct vcache {
@@ -229,6 +233,24 @@ void vcache_put(struct vcache *vc, const struct store_resource *r)
 	size = sizeof(*e) + r->json.len;
 	if (size > sh->budget / 8)
 		return; /* one large resource must not empty the shard */
+	/*
+	 * Admission: a version comes in the second time it is offered while
+	 * the shard still remembers the first, so a one-off scan (a search
+	 * nobody repeats) costs a remembered seq, not an entry and an
+	 * eviction.
+	 */
+	pthread_mutex_lock(&sh->mu);
+	{
+		int64_t *g = &sh->ghost[(mix(r->seq) >> 32) % GHOSTS];
+		bool second = *g == r->seq;
+
+		*g = second ? 0 : r->seq;
+		if (!second || sh->tab[probe(sh, r->seq)].seq) {
+			pthread_mutex_unlock(&sh->mu);
+			return;
+		}
+	}
+	pthread_mutex_unlock(&sh->mu);
 	e = xmalloc(size);
 	memset(e, 0, sizeof(*e));
 	atomic_init(&e->refs, 1);

@@ -49,7 +49,11 @@ void vcache_free(struct vcache *vc);
 struct vc_entry *vcache_get(struct vcache *vc, int64_t seq);
 void vcache_unpin(struct vc_entry *e);
 
-/* Copy 'r' (a committed version) in, evicting as needed; a no-op when present. */
+/*
+ * Offer 'r' (a committed version): it is copied in, evicting as needed,
+ * the second time it is offered while the cache remembers the first; a
+ * no-op when present.
+ */
 void vcache_put(struct vcache *vc, const struct store_resource *r);
 
 /* Copy a pinned entry into 'r'; ERR_TOOBIG when its JSON does not fit. */

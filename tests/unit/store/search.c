@@ -1638,10 +1638,16 @@ static void test_version_cache(void **state)
 	PUTP(f, "Patient", "c1", "c1", STR("name", "carter", "Carter"));
 	PUT(f, "Patient", "c2", STR("name", "carson", "Carson"));
 
-	/* the first page fills the cache, the second is served from it, alike */
+	/*
+	 * The first page offers its versions, the second fills the cache
+	 * (the second offer admits), the third is served from it, alike.
+	 */
 	search_json(f, &q, &j);
 	assert_int_equal(j.n, 2);
 	assert_string_equal(j.json[0], "{\"resourceType\":\"Patient\",\"id\":\"c1\",\"v\":1}");
+	store_version_cache_stats(f->s, &st);
+	assert_int_equal(st.puts, 0);
+	search_json(f, &q, &j);
 	store_version_cache_stats(f->s, &st);
 	assert_int_equal(st.puts, 2);
 	assert_int_equal(st.hits, 0);
@@ -1669,6 +1675,7 @@ static void test_version_cache(void **state)
 	store_version_cache_stats(f->s, &st);
 	assert_int_equal(store_begin(f->s, &c), ERR_OK);
 	PUT(f, "Patient", "c3", STR("name", "carla", "Carla"));
+	search_json(f, &q, &j); /* twice: offered twice, it would be admitted */
 	search_json(f, &q, &j);
 	assert_int_equal(j.n, 2);
 	assert_string_equal(j.json[1], "{\"resourceType\":\"Patient\",\"id\":\"c3\",\"v\":1}");
