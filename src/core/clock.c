@@ -57,16 +57,42 @@ static time_t split_ms(int64_t ms, int *frac)
 	return (time_t)sec;
 }
 
+/* 'v' (0 <= v < 10^n; below 0 writes zeros) as n decimal digits at p; returns the end. */
+static char *digits(char *p, int v, int n)
+{
+	if (v < 0)
+		v = 0;
+	for (int i = n - 1; i >= 0; i--) {
+		p[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return p + n;
+}
+
+/* Written digit by digit: every search page and every audit record stamps one. */
 void clock_format_instant(int64_t ms, char out[32])
 {
 	int frac;
 	time_t t = split_ms(ms, &frac);
 	struct tm tm;
+	char *p = out;
 
 	gmtime_r(&t, &tm);
-	snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-		 (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100, tm.tm_mday % 100,
-		 tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100, frac);
+	p = digits(p, (tm.tm_year + 1900) % 10000, 4);
+	*p++ = '-';
+	p = digits(p, (tm.tm_mon + 1) % 100, 2);
+	*p++ = '-';
+	p = digits(p, tm.tm_mday % 100, 2);
+	*p++ = 'T';
+	p = digits(p, tm.tm_hour % 100, 2);
+	*p++ = ':';
+	p = digits(p, tm.tm_min % 100, 2);
+	*p++ = ':';
+	p = digits(p, tm.tm_sec % 100, 2);
+	*p++ = '.';
+	p = digits(p, frac, 3);
+	*p++ = 'Z';
+	*p = '\0';
 }
 
 void clock_format_http(int64_t ms, char out[40])
