@@ -511,6 +511,13 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	return &too_many_params;
 }
 
+/* A held answer (http_req_defer()) is held no longer. */
+static void unhold(struct http_server *s, struct http_req *q)
+{
+	q->held = false;
+	atomic_fetch_sub(&s->held, 1);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version,
 				  const char *upload_data, size_t *upload_data_size,
@@ -546,8 +553,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (q->held) {
 		/* resumed: the wait is over */
-		q->held = false;
-		atomic_fetch_sub(&s->held, 1);
+		unhold(s, q);
 		if (!q->resume_ok) {
 			http_resp_reset(q);
 			q->defer_fail(q, q->defer_arg);
@@ -641,11 +647,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	}
 	*con_cls = NULL;
-	if (q->held) {
-		/* resumed, but the client had gone: the handler was not called again */
-		q->held = false;
-		atomic_fetch_sub(&s->held, 1);
-	}
+	if (q->held) /* resumed, but the client had gone: the handler was not called again */
+		unhold(s, q);
 	if (log_enabled(LOG_INFO))
 		access_log(q, toe);
 	req_free(q);

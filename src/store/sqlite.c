@@ -1609,11 +1609,7 @@ static enum err read_row(sqlite3_stmt *st, struct store_resource *r, struct ctx 
 	r->seq = sqlite3_column_int64(st, 5);
 	json = sqlite3_column_blob(st, 6);
 	n = sqlite3_column_bytes(st, 6);
-	/* buf_reset() would write to the shared empty buffer: skip when unallocated. */
-	if (r->json.cap)
-		buf_reset(&r->json);
-	r->json.err = ERR_OK;
-	if (json && n > 0 && buf_add(&r->json, json, (size_t)n))
+	if (store_resource_set_json(r, json, n > 0 ? (size_t)n : 0))
 		return ctx_errorf(c, ERR_TOOBIG, "stored resource '%s/%s' is too large to read",
 				  r->type, r->id);
 	return ERR_OK;

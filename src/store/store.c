@@ -300,6 +300,15 @@ void store_resource_release(struct store_resource *r)
 	buf_release(&r->json);
 }
 
+enum err store_resource_set_json(struct store_resource *r, const void *json, size_t n)
+{
+	/* buf_reset() would write to the shared empty buffer: skip when unallocated. */
+	if (r->json.cap)
+		buf_reset(&r->json);
+	r->json.err = ERR_OK;
+	return json && n ? buf_add(&r->json, json, n) : ERR_OK;
+}
+
 /* ERR_INVALID unless type and id are non-empty and fit struct store_resource. */
 static enum err check_ref(const char *type, const char *id, struct ctx *c)
 {

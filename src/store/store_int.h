@@ -156,6 +156,13 @@ struct store {
 void store_mark_failed(struct store *s, const char *why);
 
 /*
+ * Replace r's JSON with the n bytes at json (NULL or 0: empty), for a
+ * backend filling a struct store_resource it reads.  ERR_TOOBIG past
+ * STORE_JSON_MAX.
+ */
+enum err store_resource_set_json(struct store_resource *r, const void *json, size_t n);
+
+/*
  * ERR_OK while storage has not failed; else ERR_IO with "storage failed
  * earlier (WHY); writes are refused until restart" on 'c'.  Thread-safe.
  */

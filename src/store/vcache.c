@@ -19,6 +19,7 @@
 
 #include "core/mem.h"
 #include "core/str.h"
+#include "store/store_int.h"
 
 #define SHARDS 16
 /* Seqs each shard remembers having been offered once (GHOSTS * 8 bytes). */
@@ -290,13 +291,7 @@ enum err vcache_copy(const struct vc_entry *e, struct store_resource *r)
 	r->last_updated = e->last_updated;
 	r->deleted = e->deleted;
 	r->seq = e->seq;
-	/* buf_reset() would write to the shared empty buffer: skip when unallocated. */
-	if (r->json.cap)
-		buf_reset(&r->json);
-	r->json.err = ERR_OK;
-	if (e->len && buf_add(&r->json, e->json, e->len))
-		return ERR_TOOBIG;
-	return ERR_OK;
+	return store_resource_set_json(r, e->json, e->len);
 }
 
 void vcache_stats(struct vcache *vc, struct store_cache_stats *out)
