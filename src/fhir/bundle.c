@@ -268,8 +268,20 @@ static void respond_error(struct entry *en, const struct ctx *c)
 	buf_release(&oo);
 }
 
+/* Tell the caller what an entry did (fhir_bundle_hooks.done). */
+static enum err entry_done(const struct fhir_bundle_hooks *hooks, enum fhir_entry_op op,
+			   const char *type, const char *id, int64_t version,
+			   const struct fhir_search_req *search, struct ctx *c)
+{
+	struct fhir_entry_done d = {op, type, id, version, search};
+
+	if (!hooks || !hooks->done)
+		return ERR_OK;
+	return hooks->done(hooks->arg, &d, c);
+}
+
 static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, bool repr,
-			  struct ctx *c)
+			  const struct fhir_bundle_hooks *hooks, struct ctx *c)
 {
 	struct fhir_result r;
 	struct found fd;
@@ -299,6 +311,8 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 			struct store_resource sr;
 			store_resource_init(&sr);
 			e = fhir_read(f, en->type, en->assigned, 0, &sr, c);
+			if (!e)
+				e = entry_done(hooks, FHIR_ENTRY_READ, sr.type, sr.id, sr.version, NULL, c);
 			if (!e) {
 				str_copy(r.type, sr.type, sizeof(r.type));
 				str_copy(r.id, sr.id, sizeof(r.id));
@@ -318,6 +332,8 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 			json_object_set_new(en->res, "id", json_string(en->assigned));
 		e = en->assigned ? fhir_write_json(f, en->type, en->assigned, en->res, -1, &r, c)
 				 : fhir_write_json(f, en->type, NULL, en->res, -1, &r, c);
+		if (!e)
+			e = entry_done(hooks, FHIR_ENTRY_CREATE, r.type, r.id, r.version, NULL, c);
 		if (!e)
 			respond_write(en, &r, 201, repr);
 		break;
@@ -346,6 +362,9 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 		}
 		e = fhir_write_json(f, en->type, id, en->res, if_match, &r, c);
 		if (!e)
+			e = entry_done(hooks, r.created ? FHIR_ENTRY_CREATE : FHIR_ENTRY_UPDATE, r.type, r.id,
+				       r.version, NULL, c);
+		if (!e)
 			respond_write(en, &r, r.created ? 201 : 200, repr);
 		break;
 	}
@@ -367,6 +386,8 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 		}
 		if (id)
 			e = fhir_delete(f, en->type, id, if_match, &r, c);
+		if (!e && id && !r.unchanged)
+			e = entry_done(hooks, FHIR_ENTRY_DELETE, en->type, id, r.version, NULL, c);
 		if (!e) {
 			r.version = r.unchanged ? 0 : r.version;
 			respond_write(en, &r, 204, false);
@@ -378,6 +399,9 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 			struct store_resource sr;
 			store_resource_init(&sr);
 			e = fhir_read(f, en->type, en->id, en->vid, &sr, c);
+			if (!e)
+				e = entry_done(hooks, en->vid ? FHIR_ENTRY_VREAD : FHIR_ENTRY_READ, sr.type, sr.id,
+					       sr.version, NULL, c);
 			if (!e) {
 				en->status = 200;
 				buf_addf(&en->out, "{\"response\":{\"status\":\"200 OK\",\"etag\":\"W/\\\"%lld\\\"\"},\"resource\":",
@@ -398,7 +422,10 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 			sq.type = en->type;
 			sq.params = kv;
 			sq.nparams = n;
-			e = fhir_search(f, &sq, &sb, c);
+			if (!hooks || !hooks->search || !(e = hooks->search(hooks->arg, &sq, c)))
+				e = fhir_search(f, &sq, &sb, c);
+			if (!e)
+				e = entry_done(hooks, FHIR_ENTRY_SEARCH, sq.type, NULL, 0, &sq, c);
 			if (!e) {
 				en->status = 200;
 				buf_adds(&en->out, "{\"response\":{\"status\":\"200 OK\"},\"resource\":");
@@ -519,7 +546,7 @@ static enum err assign_ids(struct fhir *f, struct arena *a, struct entry *ens, s
 }
 
 enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool representation,
-		     struct buf *out, struct ctx *c)
+		     const struct fhir_bundle_hooks *hooks, struct buf *out, struct ctx *c)
 {
 	static const enum method order[] = {M_DELETE, M_POST, M_PUT, M_GET};
 	struct arena a = ARENA_INIT;
@@ -579,7 +606,7 @@ enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool represen
 				struct ctx ec = CTX_INIT;
 				if (ens[i].method != order[k])
 					continue;
-				if (run_entry(f, &a, &ens[i], representation, &ec)) {
+				if (run_entry(f, &a, &ens[i], representation, hooks, &ec)) {
 					e = ctx_errorx(c, ec.code, ec.expr, "transaction failed at entry %zu (%s %s): %s", i + 1,
 						       json_string_value(json_object_get(json_object_get(ens[i].e, "request"), "method")),
 						       json_string_value(json_object_get(json_object_get(ens[i].e, "request"), "url")),
@@ -597,7 +624,7 @@ enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool represen
 			if (ens[i].status)
 				continue; /* already answered with an error */
 			if ((ens[i].method == M_POST && conditional_create(f, &a, &ens[i], i, &ec)) ||
-			    run_entry(f, &a, &ens[i], representation, &ec))
+			    run_entry(f, &a, &ens[i], representation, hooks, &ec))
 				respond_error(&ens[i], &ec);
 		}
 	}

@@ -125,6 +125,8 @@ struct fhir_search_req {
 	const struct fhir_kv *params;
 	size_t nparams;
 	bool strict;               /* Prefer: handling=strict: unknown parameters are errors */
+	/* _include/_revinclude bring in only this patient's record and shared data (NULL: all) */
+	const char *include_patient;
 };
 
 /*
@@ -143,10 +145,47 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
  * Writes the batch-response / transaction-response Bundle to 'out'.
  * A transaction is all or nothing: on any entry's failure nothing is
  * kept and the error (naming the entry) is returned.  'representation':
- * include the written resources in the response entries.
+ * include the written resources in the response entries.  'hooks' (may be
+ * NULL): the caller's bounds on searches and its record of each entry.
  */
+struct fhir_bundle_hooks;
 enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool representation,
-		     struct buf *out, struct ctx *c);
+		     const struct fhir_bundle_hooks *hooks, struct buf *out, struct ctx *c);
+
+/* What one entry of a Bundle did. */
+enum fhir_entry_op {
+	FHIR_ENTRY_READ,
+	FHIR_ENTRY_VREAD,
+	FHIR_ENTRY_SEARCH,
+	FHIR_ENTRY_CREATE,
+	FHIR_ENTRY_UPDATE,
+	FHIR_ENTRY_DELETE,
+};
+
+struct fhir_entry_done {
+	enum fhir_entry_op op;
+	const char *type;
+	const char *id;                       /* NULL for a search */
+	int64_t version;                      /* 0: none */
+	const struct fhir_search_req *search; /* FHIR_ENTRY_SEARCH: the request as it ran */
+};
+
+/*
+ * The caller's part in a Bundle (either function may be NULL):
+ * - search bounds each search entry before it runs: it may narrow *sr (its
+ *   params replaced by an array of its own that lives until fhir_bundle()
+ *   returns) or return an error;
+ * - done learns of each entry that succeeded, before a transaction commits
+ *   (its writes are not yet visible to others), for the audit log; it may
+ *   return an error.
+ * An error answers that entry (batch) or fails the whole Bundle
+ * (transaction: nothing is kept).
+ */
+struct fhir_bundle_hooks {
+	enum err (*search)(void *arg, struct fhir_search_req *sr, struct ctx *c);
+	enum err (*done)(void *arg, const struct fhir_entry_done *d, struct ctx *c);
+	void *arg;
+};
 
 /* The HTTP status for an error code (the FHIR edge's mapping). */
 int fhir_status_of(enum err e);

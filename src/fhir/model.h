@@ -115,6 +115,12 @@ const struct fhir_param *fhir_param_base(const struct fhir_param *p, const char 
  * for types outside the compartment.
  */
 const char *const *fhir_compartment_params(const char *type);
+/*
+ * Can a resource of 'type' be in a patient's record: Patient itself or a
+ * type with compartment parameters?  (Other types are shared reference
+ * data: Practitioner, Organization, Medication, Location...)
+ */
+bool fhir_type_in_record(const char *type);
 
 /* ---- indexing ---- */
 

@@ -658,6 +658,11 @@ const char *const *fhir_compartment_params(const char *type)
 	return none;
 }
 
+bool fhir_type_in_record(const char *type)
+{
+	return type && (!strcmp(type, "Patient") || fhir_compartment_params(type)[0] != NULL);
+}
+
 /*
  * Aliases: a reference parameter whose path equals that of another
  * reference parameter of the same type with unrestricted targets, and which

@@ -219,7 +219,7 @@ static void access_done(struct access *a)
 /* Is 'type' confined by a patient context (the Patient type or a compartment type)? */
 static bool confinable(const char *type)
 {
-	return type && (!strcmp(type, "Patient") || fhir_compartment_params(type)[0] != NULL);
+	return fhir_type_in_record(type);
 }
 
 /* Do the scopes of 'a' allow 'op' on every type, without constraints? */
@@ -351,12 +351,12 @@ static const char *esc(struct arena *ar, const char *v)
 
 /*
  * Append the granular filters of 'a' on 'type' to kv[*k..] as search
- * parameters.  False (after answering 403) when they cannot be expressed
+ * parameters.  False ('why' says why) when they cannot be expressed
  * together, or when one names no search parameter of 'type': a search
  * ignores unknown parameters, and a constraint must not turn into none.
  */
 static bool add_filters(struct http_req *q, const struct access *a, const char *type,
-			struct fhir_kv *kv, size_t *k)
+			struct fhir_kv *kv, size_t *k, char *why, size_t wn)
 {
 	const struct scope_decision *d = &a->d;
 	struct arena *ar = http_req_arena(q);
@@ -365,14 +365,13 @@ static bool add_filters(struct http_req *q, const struct access *a, const char *
 		return true;
 	for (size_t i = 0; i < d->nfilters; i++)
 		for (size_t j = 0; j < d->filters[i]->nq; j++) {
-			char base[SCOPE_KV_NAME_MAX], msg[200];
+			char base[SCOPE_KV_NAME_MAX];
 			str_copy(base, d->filters[i]->q[j].name, sizeof(base));
 			base[strcspn(base, ":.")] = '\0';
 			if (fhir_param_find(type, base))
 				continue;
-			snprintf(msg, sizeof(msg), "the granted scopes constrain %s by '%s', which is not one of its search parameters",
+			snprintf(why, wn, "the granted scopes constrain %s by '%s', which is not one of its search parameters",
 				 type, d->filters[i]->q[j].name);
-			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", msg);
 			return false;
 		}
 	if (d->nfilters == 1) {
@@ -385,8 +384,7 @@ static bool add_filters(struct http_req *q, const struct access *a, const char *
 	}
 	for (size_t i = 0; i < d->nfilters; i++)
 		if (d->filters[i]->nq != 1 || strcmp(d->filters[i]->q[0].name, d->filters[0]->q[0].name)) {
-			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
-			     "the granted scopes constrain this type by different parameters; ask for one kind of constraint");
+			snprintf(why, wn, "the granted scopes constrain this type by different parameters; ask for one kind of constraint");
 			return false;
 		}
 	{
@@ -415,10 +413,14 @@ static bool filters_match(struct http_req *q, struct fhir *f, const struct acces
 	struct ctx c = CTX_INIT;
 	bool ok;
 
+	char why[200];
+
 	kv[k].name = "_id";
 	kv[k++].value = id;
-	if (!add_filters(q, a, type, kv, &k))
+	if (!add_filters(q, a, type, kv, &k, why, sizeof(why))) {
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", why);
 		return false;
+	}
 	kv[k].name = "_summary";
 	kv[k++].value = "count";
 	kv[k].name = "_total";
@@ -1300,13 +1302,23 @@ out:
 
 /* ---- search ---- */
 
-/* May a search by 'a' bring in (or select by) resources of 'type'? */
-static bool other_type_ok(const struct access *a, const char *type, enum scope_op op)
+/*
+ * May a search by 'a' bring in (or select by) resources of 'type'?  The
+ * scopes must allow it without constraints; under a patient context or
+ * granular scopes it must be shared reference data (a type outside the
+ * patient compartment), unless 'confined': included resources are
+ * confined to the patient in context (fhir_search_req.include_patient).
+ */
+static bool other_type_ok(const struct access *a, const char *type, enum scope_op op, bool confined)
 {
 	struct scope_decision d;
 
 	scope_decide(a->p.scopes, type, op, &d);
-	return d.allowed && !d.nfilters && !((a->patient || a->d.nfilters) && confinable(type));
+	if (!d.allowed || d.nfilters)
+		return false;
+	if (confined && a->patient)
+		return true;
+	return !((a->patient || a->d.nfilters) && confinable(type));
 }
 
 /*
@@ -1335,7 +1347,7 @@ static bool chain_ok(const struct access *a, const char *type, const char *name)
 			str_copy(cur, ty, sizeof(cur));
 		} else if (p && p->targets && p->targets[0]) {
 			for (size_t j = 0; p->targets[j]; j++)
-				if (!other_type_ok(a, p->targets[j], SCOPE_OP_SEARCH))
+				if (!other_type_ok(a, p->targets[j], SCOPE_OP_SEARCH, false))
 					return false;
 			str_copy(cur, p->targets[1] ? "" : p->targets[0], sizeof(cur));
 			continue;
@@ -1345,7 +1357,7 @@ static bool chain_ok(const struct access *a, const char *type, const char *name)
 			cur[0] = '\0';
 			continue;
 		}
-		if (!other_type_ok(a, cur, SCOPE_OP_SEARCH))
+		if (!other_type_ok(a, cur, SCOPE_OP_SEARCH, false))
 			return false;
 	}
 	return true;
@@ -1355,14 +1367,15 @@ static bool chain_ok(const struct access *a, const char *type, const char *name)
  * _include and _revinclude bring in resources of other types, _has and
  * chained parameters select by them: every type they may name must be
  * allowed by the scopes (read for includes, search for the others)
- * without constraints, and under a patient context or granular scopes it
- * must be shared reference data (a type outside the patient
- * compartment), since none of them is confined.  An include whose
- * targets are not known needs every type.  Answers 403 and returns false
+ * without constraints (other_type_ok()).  Under a patient context the
+ * included resources are confined to the patient's record, so includes may
+ * name any type the scopes allow; _has and chains select by resources that
+ * are not confined and may name shared reference data only.  An include
+ * whose targets are not known needs every type.  False ('why' says why)
  * otherwise.
  */
-static bool includes_ok(struct http_req *q, const struct access *a, const char *type,
-			const struct fhir_kv *kv, size_t n)
+static bool includes_ok(const struct access *a, const char *type, const struct fhir_kv *kv,
+			size_t n, char *why, size_t wn)
 {
 	if (!a->on)
 		return true;
@@ -1379,31 +1392,31 @@ static bool includes_ok(struct http_req *q, const struct access *a, const char *
 			for (const char *p = kv[i].name; ok && (p = strstr(p, "_has:")) != NULL;) {
 				char t[64] = "";
 				p += 5;
-				ok = sscanf(p, "%63[A-Za-z]", t) == 1 && other_type_ok(a, t, SCOPE_OP_SEARCH);
+				ok = sscanf(p, "%63[A-Za-z]", t) == 1 &&
+				     other_type_ok(a, t, SCOPE_OP_SEARCH, false);
 			}
 		} else if (rev || str_starts(kv[i].name, "_include")) {
 			src[0] = code[0] = target[0] = '\0';
 			sscanf(v, "%63[^:]:%63[^:]:%63s", src, code, target);
 			if (rev) {
-				ok = other_type_ok(a, src, SCOPE_OP_READ);
+				ok = other_type_ok(a, src, SCOPE_OP_READ, true);
 			} else if (target[0]) {
-				ok = other_type_ok(a, target, SCOPE_OP_READ);
+				ok = other_type_ok(a, target, SCOPE_OP_READ, true);
 			} else {
 				const struct fhir_param *p = fhir_param_find(src, code);
 				if (p && p->targets && p->targets[0])
 					for (size_t j = 0; ok && p->targets[j]; j++)
-						ok = other_type_ok(a, p->targets[j], SCOPE_OP_READ);
+						ok = other_type_ok(a, p->targets[j], SCOPE_OP_READ, true);
 				else
-					ok = !a->patient && !a->d.nfilters && all_types_allowed(a, SCOPE_OP_READ);
+					ok = (a->patient || !a->d.nfilters) &&
+					     all_types_allowed(a, SCOPE_OP_READ);
 			}
 		} else {
 			continue;
 		}
 		if (!ok) {
-			char msg[200];
-			snprintf(msg, sizeof(msg), "%s=%s may bring in data outside what this token may see",
-				 kv[i].name, v);
-			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", msg);
+			snprintf(why, wn, "%s=%s may bring in data outside what this token may see",
+				 kv[i].name, v ? v : "");
 			return false;
 		}
 	}
@@ -1411,12 +1424,50 @@ static bool includes_ok(struct http_req *q, const struct access *a, const char *
 }
 
 /*
+ * Bound a search on 'type' (NULL: $everything, whose types are bounded by
+ * everything_types()) by 'a': the includes, chains and _has it may use
+ * (includes_ok()), the granular filters ANDed to it (kv[*k..] needs room
+ * for 2 * SCOPE_KV_MAX + 1 more), and under a patient context the
+ * patient's record: *patient for a compartment type (a compartment search
+ * of another patient is refused), _id for Patient, and the includes'
+ * confinement in *inc_patient.  False ('why' says why: 403) otherwise.
+ */
+static bool confine_search(struct http_req *q, const struct access *a, const char *type,
+			   struct fhir_kv *kv, size_t *k, const char **patient,
+			   const char **inc_patient, char *why, size_t wn)
+{
+	*inc_patient = NULL;
+	if (!a->on)
+		return true;
+	if (type && (!includes_ok(a, type, kv, *k, why, wn) || !add_filters(q, a, type, kv, k, why, wn)))
+		return false;
+	if (!a->patient)
+		return true;
+	*inc_patient = a->patient;
+	if (type && !confinable(type))
+		return true;
+	if (*patient && strcmp(*patient, a->patient)) {
+		snprintf(why, wn, "the access token is for another patient's record");
+		return false;
+	}
+	if (type && !strcmp(type, "Patient")) {
+		kv[*k].name = "_id";
+		kv[(*k)++].value = a->patient;
+	} else {
+		*patient = a->patient;
+	}
+	return true;
+}
+
+/*
  * Record a search: the normalized query, and the patient it is about (the
  * confined or compartment patient, else one named by patient= or
- * subject=Patient/...).  Waited for: the response discloses data.
+ * subject=Patient/...).  Waited for (the response discloses data), or with
+ * 'ticket' only queued, its ticket there (false after answering 503).
  */
 static bool audit_search(struct http_req *q, const struct access *acc, const char *type,
-			 const char *patient, bool everything, const struct fhir_kv *kv, size_t n)
+			 const char *patient, bool everything, const struct fhir_kv *kv, size_t n,
+			 uint64_t *ticket)
 {
 	struct fhir_audit fa;
 	struct audit_param *ap;
@@ -1454,7 +1505,7 @@ static bool audit_search(struct http_req *q, const struct access *acc, const cha
 	}
 	if (!audit_query_normalize(rest_audit, type, ap, n, fa.npatients ? fa.patients[0] : NULL, &qs, &c))
 		fa.query = qs.data;
-	ok = audit_fhir(q, acc, &fa, true);
+	ok = audit_fhir_q(q, acc, &fa, ticket == NULL, ticket);
 	buf_release(&qs);
 	return ok;
 }
@@ -1529,6 +1580,8 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 	const char *prefer = http_req_header(q, "Prefer");
 	size_t n = http_req_query_count(q) + (form ? http_req_form_count(q) : 0), k = 0;
 	struct fhir_kv *kv = arena_zalloc(http_req_arena(q), sizeof(*kv) * (n + 2 + 2 * SCOPE_KV_MAX + 2));
+	const char *inc_patient = NULL;
+	char why[300];
 	struct access acc;
 
 	memset(&acc, 0, sizeof(acc));
@@ -1541,22 +1594,13 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 	if (everything) {
 		if (!guard(q, "Patient", SCOPE_OP_READ, &acc) || !everything_types(q, &acc, kv, &k))
 			goto out;
-	} else if (!guard(q, type, SCOPE_OP_SEARCH, &acc) || !includes_ok(q, &acc, type, kv, k) ||
-		   !add_filters(q, &acc, type, kv, &k)) {
+	} else if (!guard(q, type, SCOPE_OP_SEARCH, &acc)) {
 		goto out;
 	}
-	if (acc.on && acc.patient && (everything || confinable(type))) {
-		if (patient && strcmp(patient, acc.patient)) {
-			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
-			     "the access token is for another patient's record");
-			goto out;
-		}
-		if (!everything && !strcmp(type, "Patient")) {
-			kv[k].name = "_id";
-			kv[k++].value = acc.patient;
-		} else {
-			patient = acc.patient;
-		}
+	if (!confine_search(q, &acc, everything ? NULL : type, kv, &k, &patient, &inc_patient, why,
+			    sizeof(why))) {
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", why);
+		goto out;
 	}
 	memset(&sr, 0, sizeof(sr));
 	sr.type = type;
@@ -1565,11 +1609,12 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 	sr.params = kv;
 	sr.nparams = k;
 	sr.strict = prefer && strstr(prefer, "handling=strict");
+	sr.include_patient = inc_patient;
 	if (fhir_search(f, &sr, &out, &c)) {
 		send_error(q, &c);
 		goto out;
 	}
-	if (!audit_search(q, &acc, type, patient, everything, kv, k))
+	if (!audit_search(q, &acc, type, patient, everything, kv, k, NULL))
 		goto out;
 	http_resp_buf(q, 200, FHIR_JSON, &out);
 out:
@@ -1614,11 +1659,11 @@ static void handle_everything(struct http_req *q, void *arg)
  * Check every entry of a batch or transaction against the token before
  * anything runs: the entry's type and interaction against the scopes;
  * under a patient context reads and deletes must be in the patient's
- * record, writes must put the resource there, and searches, conditional
- * creates (ifNoneExist) and conditional updates (PUT Type?query) are
- * refused, for their queries are not confined (run searches one by one
- * instead).  One entry out of bounds refuses the
- * whole Bundle with 403 (nothing runs).
+ * record, writes must put the resource there, and conditional creates
+ * (ifNoneExist) and conditional updates (PUT Type?query) are refused, for
+ * their queries are not confined.  One entry out of bounds refuses the
+ * whole Bundle with 403 (nothing runs).  Searches are bounded as they run
+ * (bundle_search()).
  */
 static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct access *a,
 			   const struct buf *body)
@@ -1664,8 +1709,8 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		ea.d = d;
 		if (!d.allowed) {
 			snprintf(why, sizeof(why), "entry %zu: the scopes do not allow %s %s", i, method, type);
-		} else if ((a->patient || d.nfilters) && op == SCOPE_OP_SEARCH) {
-			snprintf(why, sizeof(why), "entry %zu: searches inside a Bundle are not available with patient-scoped or constrained access", i);
+		} else if (op == SCOPE_OP_SEARCH) {
+			/* bounded when it runs (bundle_search()) */
 		} else if ((a->patient || d.nfilters) &&
 			   ((op == SCOPE_OP_UPDATE && !id[0]) ||
 			    (op == SCOPE_OP_CREATE && json_object_get(rq, "ifNoneExist")))) {
@@ -1704,6 +1749,96 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 	return ok;
 }
 
+/* A Bundle's searches, bounded by the request's token, and its entries' records. */
+struct bundle_guard {
+	struct http_req *q;
+	struct fhir *f;
+	const struct access *acc;
+	bool unrecorded;             /* a record could not be queued: 503 sent */
+};
+
+/*
+ * Bound a search entry of a Bundle as run_search() bounds a search: the
+ * scopes of its type, its includes, chains and _has, the granular filters
+ * and the patient context.  ERR_FORBIDDEN (the entry's 403) otherwise.
+ */
+static enum err bundle_search(void *arg, struct fhir_search_req *sr, struct ctx *c)
+{
+	struct bundle_guard *g = arg;
+	struct access ea = *g->acc;
+	struct fhir_kv *kv;
+	size_t k = sr->nparams;
+	char why[300];
+
+	if (g->unrecorded)
+		return ctx_errorf(c, ERR_BUSY, AUDIT_UNAVAILABLE);
+	if (!ea.on)
+		return ERR_OK;
+	scope_decide(ea.p.scopes, sr->type, SCOPE_OP_SEARCH, &ea.d);
+	if (!ea.d.allowed)
+		return ctx_errorf(c, ERR_FORBIDDEN, "the access token's scopes do not allow searching %s",
+				  sr->type ? sr->type : "");
+	kv = arena_zalloc(http_req_arena(g->q), sizeof(*kv) * (k + 2 * SCOPE_KV_MAX + 2));
+	if (k)
+		memcpy(kv, sr->params, k * sizeof(*kv));
+	if (!confine_search(g->q, &ea, sr->type, kv, &k, &sr->patient, &sr->include_patient, why,
+			    sizeof(why)))
+		return ctx_errorf(c, ERR_FORBIDDEN, "%s", why);
+	sr->params = kv;
+	sr->nparams = k;
+	return ERR_OK;
+}
+
+/*
+ * Record what an entry of a Bundle did, as the same interaction on its own
+ * is recorded, queued without waiting: the Bundle's own record, the last,
+ * is waited for.  Under a transaction this runs before the commit, so a
+ * record that cannot be queued rolls everything back (fail closed).
+ */
+static enum err bundle_done(void *arg, const struct fhir_entry_done *d, struct ctx *c)
+{
+	static const enum audit_type types[] = {
+		[FHIR_ENTRY_READ] = AUDIT_FHIR_READ, [FHIR_ENTRY_VREAD] = AUDIT_FHIR_VREAD,
+		[FHIR_ENTRY_SEARCH] = AUDIT_FHIR_SEARCH, [FHIR_ENTRY_CREATE] = AUDIT_FHIR_CREATE,
+		[FHIR_ENTRY_UPDATE] = AUDIT_FHIR_UPDATE, [FHIR_ENTRY_DELETE] = AUDIT_FHIR_DELETE,
+	};
+	struct bundle_guard *g = arg;
+	struct access ea = *g->acc;
+	uint64_t ticket;
+	bool ok;
+
+	if (g->unrecorded)
+		return ctx_errorf(c, ERR_BUSY, AUDIT_UNAVAILABLE);
+	if (!rest_audit)
+		return ERR_OK;
+	if (ea.on)
+		scope_decide(ea.p.scopes, d->type, d->op == FHIR_ENTRY_SEARCH ? SCOPE_OP_SEARCH : SCOPE_OP_READ,
+			     &ea.d);
+	if (d->op == FHIR_ENTRY_SEARCH) {
+		const struct fhir_search_req *sr = d->search;
+		ok = audit_search(g->q, &ea, sr->type, sr->patient, false, sr->params, sr->nparams, &ticket);
+	} else {
+		struct fhir_audit fa;
+		char vs[24];
+
+		memset(&fa, 0, sizeof(fa));
+		fa.type = types[d->op];
+		fa.rtype = d->type;
+		fa.id = d->id;
+		if (d->version) {
+			snprintf(vs, sizeof(vs), "%lld", (long long)d->version);
+			fa.version = vs;
+		}
+		fa_patients_of(&fa, g->f, &ea, d->type, d->id);
+		ok = audit_fhir_q(g->q, &ea, &fa, false, &ticket);
+	}
+	if (!ok) {
+		g->unrecorded = true;
+		return ctx_errorf(c, ERR_BUSY, AUDIT_UNAVAILABLE);
+	}
+	return ERR_OK;
+}
+
 static void handle_bundle(struct http_req *q, void *arg)
 {
 	struct fhir *f = arg;
@@ -1711,16 +1846,21 @@ static void handle_bundle(struct http_req *q, void *arg)
 	struct buf out = BUF_INIT(PAGE_BUF_MAX);
 	struct ctx c = CTX_INIT;
 	struct access acc;
+	struct bundle_guard bg = {q, f, &acc, false};
+	const struct fhir_bundle_hooks hooks = {bundle_search, bundle_done, &bg};
 
 	memset(&acc, 0, sizeof(acc));
 	if (!accept_ok(q) || !content_type_ok(q) || !guard(q, NULL, SCOPE_OP_READ, &acc) ||
 	    !bundle_allowed(q, f, &acc, body))
 		goto out;
 	if (fhir_bundle(f, body->data, body->len, get_prefer(q) == PREFER_REPRESENTATION &&
-			http_req_header(q, "Prefer") != NULL, &out, &c)) {
-		send_error(q, &c);
+			http_req_header(q, "Prefer") != NULL, &hooks, &out, &c)) {
+		if (!bg.unrecorded)
+			send_error(q, &c);
 		goto out;
 	}
+	if (bg.unrecorded)
+		goto out; /* 503 sent: an entry's record could not be queued */
 	{
 		/* one record for the Bundle; under a patient context, that patient */
 		struct fhir_audit fa;

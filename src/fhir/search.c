@@ -307,10 +307,17 @@ static void subset(const struct search_parsed *p, struct buf *json)
 /* ---- includes ---- */
 
 static enum err run_includes(struct fhir *f, const struct search_parsed *p, const char *type,
-			     struct collect *matches, struct collect *incs, struct ctx *c)
+			     const char *patient, struct collect *matches, struct collect *incs,
+			     struct ctx *c)
 {
+	const char *in_record[64];
+	struct store_confine cf = {patient, in_record, 0};
 	size_t pass, i;
 	enum err e;
+
+	for (const struct fhir_type *t = fhir_types; t->name && cf.ntypes < 64; t++)
+		if (fhir_type_in_record(t->name))
+			in_record[cf.ntypes++] = t->name;
 
 	for (pass = 0; pass < 2; pass++) {
 		/* pass 0: from the matches; pass 1 (:iterate): from what pass 0 included */
@@ -340,11 +347,11 @@ static enum err run_includes(struct fhir *f, const struct search_parsed *p, cons
 			e = ERR_OK;
 			if (n && !inc->reverse)
 				e = store_include(f->store, rids, n, inc->src_type, inc->param,
-						  inc->target_type, collect_hit, incs, c);
+						  inc->target_type, &cf, collect_hit, incs, c);
 			else if (n && inc->reverse)
 				e = store_revinclude(f->store, type, ids, n,
-						     inc->src_type, inc->param, INCLUDE_MAX + 1, collect_hit,
-						     incs, c);
+						     inc->src_type, inc->param, INCLUDE_MAX + 1, &cf,
+						     collect_hit, incs, c);
 			free(rids);
 			free(ids);
 			if (e)
@@ -526,7 +533,7 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 		goto out;
 	if (total < 0 && !p.total_given && !p.has_cursor && !more)
 		total = (int64_t)matches.n; /* the first page holds every match: the total is free */
-	if (p.ninc && (e = run_includes(f, &p, r->type, &matches, &incs, c)))
+	if (p.ninc && (e = run_includes(f, &p, r->type, r->include_patient, &matches, &incs, c)))
 		goto out;
 
 	/* p.q.backward: rows came nearest-first; they are written in order */

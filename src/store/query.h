@@ -217,23 +217,37 @@ enum err store_search_explain(struct store *s, const struct store_query *q, stru
 			      struct buf *sql, struct ctx *c);
 
 /*
+ * Included resources confined to one patient's record: a resource whose
+ * type is one of 'types' is included only when it is in the compartment of
+ * 'patient'; resources of other types (shared reference data) as usual.
+ * No confinement when the pointer or its patient is NULL.
+ */
+struct store_confine {
+	const char *patient;
+	const char *const *types;
+	size_t ntypes;
+};
+
+/*
  * Targets of reference parameter 'param' (NULL: every reference
  * parameter) of the resources 'rids' (for _include): calls fn with each
  * distinct current, not deleted target resource of type 'target_type'
- * (NULL: any), in rid order.  src_type (NULL: any) restricts the rows
- * followed to those of resources of that type.
+ * (NULL: any), in rid order, within 'cf' (may be NULL).  src_type (NULL:
+ * any) restricts the rows followed to those of resources of that type.
  */
 enum err store_include(struct store *s, const int64_t *rids, size_t n, const char *src_type,
-		       const char *param, const char *target_type, store_hit_fn fn, void *arg,
-		       struct ctx *c);
+		       const char *param, const char *target_type, const struct store_confine *cf,
+		       store_hit_fn fn, void *arg, struct ctx *c);
 
 /*
  * Resources of 'src_type' whose reference parameter 'param' (NULL: any)
  * points at one of the resources (type 'target_type', ids 'ids') (for
- * _revinclude): at most 'limit' of them, in rid order, each once.
+ * _revinclude): at most 'limit' of them within 'cf' (may be NULL), in rid
+ * order, each once.
  */
 enum err store_revinclude(struct store *s, const char *target_type, const char *const *ids,
 			  size_t n, const char *src_type, const char *param, int64_t limit,
-			  store_hit_fn fn, void *arg, struct ctx *c);
+			  const struct store_confine *cf, store_hit_fn fn, void *arg,
+			  struct ctx *c);
 
 #endif

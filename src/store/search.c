@@ -290,14 +290,31 @@ enum err store_search_explain(struct store *s, const struct store_query *q, stru
 	return s->ops->search_explain(s, q, out, sql, c);
 }
 
+/* A confinement's patient and types must be well formed (NULL: none). */
+static enum err confine_ok(const struct store_confine *cf, struct ctx *c)
+{
+	if (!cf || !cf->patient)
+		return ERR_OK;
+	if (!name_ok(cf->patient, ID_SIZE))
+		return ctx_errorf(c, ERR_INVALID, "confinement patient id is empty or too long");
+	if (cf->ntypes > 256 || (cf->ntypes && !cf->types))
+		return ctx_errorf(c, ERR_INVALID, "confinement of %zu types is not possible", cf->ntypes);
+	for (size_t i = 0; i < cf->ntypes; i++)
+		if (!name_ok(cf->types[i], TYPE_SIZE))
+			return ctx_errorf(c, ERR_INVALID, "confined type %zu is empty or too long", i);
+	return ERR_OK;
+}
+
 /*
  * _include (query.h).  ERR_INVALID for a bad request: no callback, too
  * many rids, a name that is empty or too long.  n = 0 calls nothing.
  */
 enum err store_include(struct store *s, const int64_t *rids, size_t n, const char *src_type,
-		       const char *param, const char *target_type, store_hit_fn fn, void *arg,
-		       struct ctx *c)
+		       const char *param, const char *target_type, const struct store_confine *cf,
+		       store_hit_fn fn, void *arg, struct ctx *c)
 {
+	enum err e;
+
 	if (!fn)
 		return ctx_errorf(c, ERR_INVALID, "no callback for included resources");
 	if (n > INCLUDE_IDS_MAX || (n && !rids))
@@ -308,9 +325,11 @@ enum err store_include(struct store *s, const int64_t *rids, size_t n, const cha
 		return ctx_errorf(c, ERR_INVALID, "target type is empty or too long");
 	if (param && !name_ok(param, PARAM_MAX))
 		return ctx_errorf(c, ERR_INVALID, "include parameter is empty or too long");
+	if ((e = confine_ok(cf, c)))
+		return e;
 	if (n == 0)
 		return ERR_OK;
-	return s->ops->include(s, rids, n, src_type, param, target_type, fn, arg, c);
+	return s->ops->include(s, rids, n, src_type, param, target_type, cf, fn, arg, c);
 }
 
 /*
@@ -319,8 +338,11 @@ enum err store_include(struct store *s, const int64_t *rids, size_t n, const cha
  */
 enum err store_revinclude(struct store *s, const char *target_type, const char *const *ids,
 			  size_t n, const char *src_type, const char *param, int64_t limit,
-			  store_hit_fn fn, void *arg, struct ctx *c)
+			  const struct store_confine *cf, store_hit_fn fn, void *arg,
+			  struct ctx *c)
 {
+	enum err e;
+
 	if (!fn)
 		return ctx_errorf(c, ERR_INVALID, "no callback for included resources");
 	if (!name_ok(target_type, TYPE_SIZE) || !name_ok(src_type, TYPE_SIZE))
@@ -336,7 +358,9 @@ enum err store_revinclude(struct store *s, const char *target_type, const char *
 	if (limit < 0)
 		return ctx_errorf(c, ERR_INVALID, "revinclude limit %lld is invalid",
 				  (long long)limit);
+	if ((e = confine_ok(cf, c)))
+		return e;
 	if (n == 0 || limit == 0)
 		return ERR_OK;
-	return s->ops->revinclude(s, target_type, ids, n, src_type, param, limit, fn, arg, c);
+	return s->ops->revinclude(s, target_type, ids, n, src_type, param, limit, cf, fn, arg, c);
 }

@@ -100,11 +100,12 @@ enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_f
 enum err sqlite_search_explain(struct store *s, const struct store_query *q, struct buf *out,
 			       struct buf *sql, struct ctx *c);
 enum err sqlite_include(struct store *s, const int64_t *rids, size_t n, const char *src_type,
-			const char *param, const char *target_type, store_hit_fn fn, void *arg,
-			struct ctx *c);
+			const char *param, const char *target_type, const struct store_confine *cf,
+			store_hit_fn fn, void *arg, struct ctx *c);
 enum err sqlite_revinclude(struct store *s, const char *target_type, const char *const *ids,
 			   size_t n, const char *src_type, const char *param, int64_t limit,
-			   store_hit_fn fn, void *arg, struct ctx *c);
+			   const struct store_confine *cf, store_hit_fn fn, void *arg,
+			   struct ctx *c);
 
 /* ---- statements of the account and auth-item backends ---- */
 

@@ -2068,13 +2068,35 @@ static enum err deliver(struct conn *cn, struct q *st, int64_t limit, store_hit_
 }
 
 /*
+ * The confinement of included rows (query.h): a row of a confined type
+ * must have its patient's compartment row, found by the compartment's key.
+ */
+static void emit_confine(struct gen *g, const struct store_confine *cf)
+{
+	if (!cf || !cf->patient)
+		return;
+	emit(g, " AND (");
+	if (cf->ntypes) {
+		emit(g, "+t.type NOT IN (");
+		for (size_t i = 0; i < cf->ntypes; i++) {
+			emit(g, i ? ", " : "");
+			bind_text(g, cf->types[i]);
+		}
+		emit(g, ") OR ");
+	}
+	emit(g, "EXISTS (SELECT 1 FROM compartment k WHERE k.patient = ");
+	bind_text(g, cf->patient);
+	emit(g, " AND k.type = t.type AND k.rid = t.rid))");
+}
+
+/*
  * store_ops.include: the distinct current targets of the reference rows of
  * the resources 'rids', in rid order.  The rids travel as one JSON array
  * (json_each), so the statement text does not depend on their number.
  */
 enum err sqlite_include(struct store *s, const int64_t *rids, size_t n, const char *src_type,
-			const char *param, const char *target_type, store_hit_fn fn, void *arg,
-			struct ctx *c)
+			const char *param, const char *target_type, const struct store_confine *cf,
+			store_hit_fn fn, void *arg, struct ctx *c)
 {
 	struct buf list = BUF_INIT((size_t)24 * 10001);
 	struct sq_search *ss;
@@ -2113,7 +2135,9 @@ enum err sqlite_include(struct store *s, const int64_t *rids, size_t n, const ch
 		emit(&g, " AND +x.target_type = ");
 		bind_text(&g, target_type);
 	}
-	emit(&g, ") AND t.deleted = 0 ORDER BY t.rid");
+	emit(&g, ") AND t.deleted = 0");
+	emit_confine(&g, cf);
+	emit(&g, " ORDER BY t.rid");
 	if (g.complex) {
 		e = ctx_errorf(c, ERR_INVALID, "search too complex");
 		goto out;
@@ -2135,7 +2159,8 @@ out:
  */
 enum err sqlite_revinclude(struct store *s, const char *target_type, const char *const *ids,
 			   size_t n, const char *src_type, const char *param, int64_t limit,
-			   store_hit_fn fn, void *arg, struct ctx *c)
+			   const struct store_confine *cf, store_hit_fn fn, void *arg,
+			   struct ctx *c)
 {
 	struct buf list = BUF_INIT((size_t)160 * 10001);
 	struct sq_search *ss;
@@ -2180,6 +2205,7 @@ enum err sqlite_revinclude(struct store *s, const char *target_type, const char 
 	}
 	emit(&g, ") AND t.deleted = 0 AND +t.type = ");
 	bind_text(&g, src_type);
+	emit_confine(&g, cf);
 	emit(&g, " ORDER BY t.rid LIMIT ");
 	bind_int(&g, limit);
 	if (g.complex) {

@@ -78,11 +78,13 @@ struct store_ops {
 	void (*version_cache)(struct store *s, size_t bytes);
 	void (*version_cache_stats)(struct store *s, struct store_cache_stats *out);
 	enum err (*include)(struct store *s, const int64_t *rids, size_t n, const char *src_type,
-			    const char *param, const char *target_type, store_hit_fn fn,
-			    void *arg, struct ctx *c);
+			    const char *param, const char *target_type,
+			    const struct store_confine *cf, store_hit_fn fn, void *arg,
+			    struct ctx *c);
 	enum err (*revinclude)(struct store *s, const char *target_type, const char *const *ids,
 			       size_t n, const char *src_type, const char *param, int64_t limit,
-			       store_hit_fn fn, void *arg, struct ctx *c);
+			       const struct store_confine *cf, store_hit_fn fn, void *arg,
+			       struct ctx *c);
 	/*
 	 * Accounts (store.h).  user_get reads by username when it is non-NULL,
 	 * else by uid.  A backend may leave these NULL (ERR_UNSUPPORTED).

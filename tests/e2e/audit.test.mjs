@@ -239,6 +239,27 @@ describe('audit records of a token flow and FHIR interactions', () => {
     assert.equal(scoped.status, 403, scoped.text);
     seen.scoped = scoped.requestId;
     seen.jti2 = jose.decodeJwt(rf.json.access_token).jti;
+
+    // a batch and a transaction (by the backend service): each entry is recorded as it would be alone
+    const post = async (bundle) => {
+      const r = await srv.fhirFetch('/', { method: 'POST', body: JSON.stringify(bundle),
+        headers: { 'content-type': 'application/fhir+json', accept: 'application/fhir+json' } });
+      assert.equal(r.status, 200, r.text);
+      return r;
+    };
+    const bobObs = (await srv.fhirFetch('/Observation?patient=bob-self&_count=1')).json.entry[0].resource;
+    const batch = await post({ resourceType: 'Bundle', type: 'batch', entry: [
+      { request: { method: 'GET', url: 'Patient/alice' } },
+      { request: { method: 'GET', url: `Observation/${bobObs.id}/_history/${bobObs.meta.versionId}` } },
+      { request: { method: 'GET', url: 'Observation?patient=bob-self&_count=1' } },
+      { request: { method: 'GET', url: 'Observation/no-such-id' } },
+    ] });
+    assert.deepEqual(batch.json.entry.map((e) => e.response.status.split(' ')[0]), ['200', '200', '200', '404']);
+    const tx = await post({ resourceType: 'Bundle', type: 'transaction', entry: [
+      { fullUrl: 'urn:uuid:00000000-0000-4000-8000-0000000000a1', resource: { ...body, subject: { reference: 'Patient/bob-self' } }, request: { method: 'POST', url: 'Observation' } },
+    ] });
+    seen.bundles = { batch: batch.headers.get('x-request-id'), tx: tx.headers.get('x-request-id'), bobObs,
+      created: tx.json.entry[0].response.location.split('/')[1] };
   });
 
   it('the records say who, whose record, what and under which token, and hold no secrets', async () => {
@@ -310,6 +331,24 @@ describe('audit records of a token flow and FHIR interactions', () => {
       assert.equal(r.agent?.username, 'alice');
       assert.equal(r.outcome, 0);
     }
+
+    // the entries of a batch and a transaction, each with its patient, then the Bundle's own record
+    const bb = seen.bundles;
+    const batchRecs = byReq(bb.batch);
+    assert.deepEqual(batchRecs.map((r) => r.type), ['fhir.read', 'fhir.vread', 'fhir.search', 'fhir.update'],
+      'one record per entry that disclosed data (not the 404), then the Bundle');
+    assert.deepEqual(batchRecs[0].entity, [{ type: 'Patient', id: 'alice', version: '1' }]);
+    assert.equal(batchRecs[0].patient, 'alice');
+    assert.deepEqual(batchRecs[1].entity, [{ type: 'Observation', id: bb.bobObs.id, version: bb.bobObs.meta.versionId }]);
+    assert.equal(batchRecs[1].patient, 'bob-self', 'the patient whose record was read');
+    assert.equal(batchRecs[2].patient, 'bob-self');
+    assert.equal(batchRecs[2].entity?.[0]?.query, 'Observation?_count=1&patient=bob-self');
+    assert.equal(batchRecs[3].entity?.[0]?.type, 'Bundle');
+    for (const r of batchRecs) assert.equal(r.agent?.client, 'e2e-backend');
+    const txRecs = byReq(bb.tx);
+    assert.deepEqual(txRecs.map((r) => r.type), ['fhir.create', 'fhir.update']);
+    assert.deepEqual(txRecs[0].entity, [{ type: 'Observation', id: bb.created, version: '1' }]);
+    assert.equal(txRecs[0].patient, 'bob-self');
 
     // refusals are policy denials (outcome 4) saying why
     const hid = one(seen.hidden, 'policy.denied');
@@ -751,14 +790,23 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
         const code = `lock-${crypto.randomBytes(4).toString('hex')}`;
         const body = JSON.stringify({ resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'urn:e2e', code }] },
           subject: { reference: 'Patient/alice' } });
+        // every other create inside a transaction, whose entries' records are queued before it commits
+        const tx = JSON.stringify({ resourceType: 'Bundle', type: 'transaction',
+          entry: [{ fullUrl: 'urn:uuid:00000000-0000-4000-8000-0000000000b1', resource: JSON.parse(body), request: { method: 'POST', url: 'Observation' } }] });
+        let n = 0;
+        const txSeen = {};
         const post = () => new Promise((resolve) => {
-          const req = http.request(`${srv.fhirBase}/Observation`, { method: 'POST', agent, timeout: 30000,
+          const inTx = n++ % 2 === 1;
+          const req = http.request(`${srv.fhirBase}${inTx ? '' : '/Observation'}`, { method: 'POST', agent, timeout: 30000,
             headers: { ...srv.authHeaders, 'content-type': 'application/fhir+json' } }, (res) => {
             res.resume();
-            res.on('end', () => resolve(res.statusCode));
+            res.on('end', () => {
+              if (inTx) txSeen[res.statusCode] = (txSeen[res.statusCode] || 0) + 1;
+              resolve(res.statusCode === 200 && inTx ? 201 : res.statusCode);
+            });
           });
           req.on('error', () => resolve('error'));
-          req.end(body);
+          req.end(inTx ? tx : body);
         });
         lock = await lockLog(srv.dataDir);
         const pending = [];
@@ -771,6 +819,7 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
         await lock.release();
         const statuses = await Promise.all(pending);
         assert.ok(refused > 0, 'some creates refused');
+        assert.ok(txSeen[503] > 0 && txSeen[200] > 0, `transactions refused and made: ${JSON.stringify(txSeen)}`);
         // the log drains its backlog after the lock goes: retry the count until it is answered
         let stored = '';
         for (const end = Date.now() + 15000; Date.now() < end;) {

@@ -598,18 +598,47 @@ describe('patient/ scopes confine to the patient in context (items 81, 85)', () 
     }
   });
 
-  it('_include of shared reference data is allowed; _revinclude of a compartment type is refused', async () => {
-    let r = await api(rs, 'Observation?patient=alice&_include=Observation:performer:Practitioner&_count=500');
-    assert.equal(r.status, 200, r.text);
-    const inc = (r.json.entry || []).filter((e) => e.search?.mode === 'include').map((e) => e.resource.resourceType);
-    assert.ok(inc.length > 0 && inc.every((t) => t === 'Practitioner'), `includes: ${inc}`);
-    r = await api(rs, 'MedicationRequest?patient=alice&_include=MedicationRequest:medication');
-    assert.equal(r.status, 200, r.text);
+  // Types outside the patient compartment: shared reference data, readable under patient/ scopes.
+  const SHARED = new Set(['Practitioner', 'PractitionerRole', 'Organization', 'Location', 'Medication', 'Questionnaire', 'Binary']);
+  const includes = (bundle) => (bundle.entry || []).filter((e) => e.search?.mode === 'include').map((e) => `${e.resource.resourceType}/${e.resource.id}`).sort();
+
+  it('_include and _revinclude bring in alice\'s record and shared data, exactly, and nothing of another patient (item 85)', async () => {
+    // a Provenance in alice's record (it names her) and one in bob-child's, both about Observations
+    const prov = async (pid, obs) => {
+      const body = { resourceType: 'Provenance', target: [{ reference: `Observation/${obs}` }, { reference: `Patient/${pid}` }], recorded: '2024-01-01T00:00:00Z', agent: [{ who: { reference: 'Practitioner/drsmith' } }] };
+      const r = await sys('Provenance', { method: 'POST', body: JSON.stringify(body), any: true });
+      assert.equal(r.status, 201, r.text);
+      return r.json.id;
+    };
+    const mine = await prov('alice', data.aliceObs[0]);
+    const theirs = await prov('bob-child', data.childObs[0]);
+    // in bob-child's record, about alice's Observation: it must still not come in
+    const mixed = await prov('bob-child', data.aliceObs[0]);
+    const record = new Set(ids((await sys('Patient/alice/$everything?_count=5000')).json));
+    assert.ok(record.has(`Provenance/${mine}`) && !record.has(`Provenance/${theirs}`) && !record.has(`Provenance/${mixed}`));
+    let filtered = 0;
     for (const p of ['Observation?patient=alice&_revinclude=Provenance:target', 'Observation?patient=alice&_revinclude=DiagnosticReport:result',
       'Practitioner?_revinclude=Observation:performer', 'Encounter?patient=alice&_revinclude:iterate=Observation:encounter',
-      'Practitioner?_id=pr-chen&_revinclude=Encounter:participant', 'Observation?patient=alice&_include=Observation:performer']) {
-      assertInsufficientScope(await api(rs, p));
+      'Practitioner?_revinclude=Encounter:participant', 'Observation?patient=alice&_include=Observation:performer',
+      ['Observation?code=http://loinc.org|8867-4&_include=Observation:subject&_include=Observation:performer',
+        'Observation?code=http://loinc.org|8867-4&patient=alice&_include=Observation:subject&_include=Observation:performer'],
+      'MedicationRequest?patient=alice&_include=MedicationRequest:medication', 'Encounter?patient=alice&_include=Encounter:participant&_include=Encounter:subject',
+      `Observation?_id=${data.aliceObs[0]}&_revinclude=Provenance:target`]) {
+      // the same search by the system token, with alice's matches (the confinement named)
+      const [q, sq] = Array.isArray(p) ? p.map((x) => `${x}&_count=1000`) : [`${p}&_count=1000`, `${p}&_count=1000`];
+      const r = await api(rs, q);
+      assert.equal(r.status, 200, `${q}: ${r.text.slice(0, 300)}`);
+      const all = includes((await sys(sq)).json);
+      const want = all.filter((x) => record.has(x) || SHARED.has(x.split('/')[0]));
+      const got = includes(r.json);
+      assert.deepEqual(got, want, q);
+      for (const x of got) assert.ok(!data.forbidden.has(x.split('/')[1]), `${q}: ${x} is another patient's`);
+      filtered += all.length - want.length;
     }
+    assert.ok(filtered > 100, `the system token's answers held other patients' resources that were left out (${filtered})`);
+    const pv = includes((await api(rs, `Observation?_id=${data.aliceObs[0]}&_revinclude=Provenance:target`)).json);
+    assert.deepEqual(pv, [`Provenance/${mine}`]);
+    for (const id of [mine, theirs, mixed]) await sys(`Provenance/${id}`, { method: 'DELETE', any: true });
   });
 
   it('_has cannot probe another patient\'s record through shared reference data', async () => {
@@ -712,7 +741,6 @@ describe('patient/ scopes confine to the patient in context (items 81, 85)', () 
       ['transaction', { resource: newObs('bob-child', 'x'), request: { method: 'POST', url: 'Observation' } }],
       ['transaction', { resource: { ...newObs('alice', 'x'), id: child }, request: { method: 'PUT', url: `Observation/${child}` } }],
       ['transaction', { resource: { resourceType: 'Patient', id: 'bob-child', gender: 'male' }, request: { method: 'PUT', url: 'Patient/bob-child' } }],
-      ['batch', { request: { method: 'GET', url: 'Condition' } }],
     ]) {
       const m = marker();
       const r = await post(cruds, type, [
@@ -755,12 +783,48 @@ describe('patient/ scopes confine to the patient in context (items 81, 85)', () 
     assert.equal((await sys(`Observation/${other}`)).status, 200);
   });
 
-  it('a search inside a batch never returns another patient\'s data', async () => {
-    const r = await post(rs, 'batch', [{ request: { method: 'GET', url: 'Observation?code=http://loinc.org|8867-4' } }]);
-    if (r.status === 403) return assertInsufficientScope(r);
-    assert.equal(r.status, 200, r.text);
-    const inner = r.json.entry[0].resource;
-    for (const e of inner.entry || []) if (e.search?.mode === 'match') assert.equal(e.resource.subject.reference, 'Patient/alice');
+  it('searches inside a batch or transaction answer what the same searches answer alone: alice\'s record only', async () => {
+    const qs = ['Observation?code=http://loinc.org|8867-4&_count=500', 'Condition?_count=500', 'Patient', 'Observation?patient=bob-child',
+      'Observation?patient=alice&_include=Observation:subject&_count=500', 'Practitioner?_revinclude=Observation:performer&_count=1000',
+      'Encounter?_count=200&_sort=-date'];
+    let other = 0;
+    for (const type of ['batch', 'transaction']) {
+      const r = await post(rs, type, qs.map((url) => ({ request: { method: 'GET', url } })));
+      assert.equal(r.status, 200, r.text.slice(0, 400));
+      assert.equal(r.json.entry.length, qs.length);
+      for (const [i, url] of qs.entries()) {
+        const e = r.json.entry[i];
+        assert.equal(e.response.status.split(' ')[0], '200', `${url}: ${JSON.stringify(e).slice(0, 300)}`);
+        const alone = await api(rs, url);
+        assert.deepEqual(ids(e.resource), ids(alone.json), `${type} ${url}`);
+        for (const x of ids(e.resource)) assert.ok(!data.forbidden.has(x.split('/')[1]), `${type} ${url}: ${x}`);
+        if (type === 'batch') other += ids((await sys(url)).json).filter((x) => data.forbidden.has(x.split('/')[1])).length;
+      }
+      assert.deepEqual(matchIds(r.json.entry[2].resource), ['alice']);
+      assert.deepEqual(matchIds(r.json.entry[3].resource), []);
+    }
+    assert.ok(other > 100, `the same searches by the system token match other patients' data (${other})`);
+  });
+
+  it('a search entry a token may not run answers 403 in a batch (the others run) and fails a transaction', async () => {
+    const lab = (await userToken('alice', 'launch/patient patient/Patient.rs patient/Observation.rs', { cats: [`Observation ${LAB}`] })).access_token;
+    const entries = [{ request: { method: 'GET', url: 'Observation?patient=alice&_count=500' } },
+      { request: { method: 'GET', url: 'Patient?_id=alice&_revinclude=Observation:subject' } }];
+    const r = await post(lab, 'batch', entries);
+    assert.equal(r.status, 200, r.text.slice(0, 400));
+    assert.equal(r.json.entry[0].response.status.split(' ')[0], '200');
+    assert.deepEqual(matchIds(r.json.entry[0].resource).sort(), [...data.aliceLab].sort(), 'the granular scope bounds the search in the batch');
+    assert.equal(r.json.entry[1].response.status.split(' ')[0], '403');
+    assert.equal(r.json.entry[1].response.outcome?.resourceType, 'OperationOutcome');
+    assert.ok(!JSON.stringify(r.json.entry[1]).includes('"Observation/'), 'nothing of the refused entry');
+    const m = marker();
+    const t = await post(cruds, 'transaction', [
+      { fullUrl: 'urn:uuid:00000000-0000-4000-8000-000000000003', resource: newObs('alice', m), request: { method: 'POST', url: 'Observation' } },
+      { request: { method: 'GET', url: 'Practitioner?_has:Observation:performer:subject=Patient/bob-child' } },
+    ]);
+    assert.equal(t.status, 403, t.text.slice(0, 300));
+    assert.equal(t.json.resourceType, 'OperationOutcome');
+    assert.equal(await markerCount(m), 0, 'the transaction left no trace');
   });
 });
 

@@ -1180,42 +1180,130 @@ static void test_include(void **state)
 
 	/* every reference: distinct current targets */
 	memset(&inc, 0, sizeof(inc));
-	assert_int_equal(store_include(f->s, page.rids, 2, "Observation", NULL, NULL, collect, &inc,
+	assert_int_equal(store_include(f->s, page.rids, 2, "Observation", NULL, NULL, NULL, collect, &inc,
 				       &c), ERR_OK);
 	got_list(&inc);
 	assert_string_equal(inc.list, "p1,dr");
 	assert_false(inc.pos[0].set);
 	memset(&inc, 0, sizeof(inc));
-	assert_int_equal(store_include(f->s, page.rids, 2, "Observation", "subject", NULL, collect,
+	assert_int_equal(store_include(f->s, page.rids, 2, "Observation", "subject", NULL, NULL, collect,
 				       &inc, &c), ERR_OK);
 	got_list(&inc);
 	assert_string_equal(inc.list, "p1");
 	memset(&inc, 0, sizeof(inc));
-	assert_int_equal(store_include(f->s, page.rids, 2, NULL, NULL, "Practitioner", collect,
+	assert_int_equal(store_include(f->s, page.rids, 2, NULL, NULL, "Practitioner", NULL, collect,
 				       &inc, &c), ERR_OK);
 	got_list(&inc);
 	assert_string_equal(inc.list, "dr");
 
 	/* revinclude: Observations whose subject is p1 or p2, at most 'limit' */
 	memset(&inc, 0, sizeof(inc));
-	assert_int_equal(store_revinclude(f->s, "Patient", ids, 2, "Observation", "subject", 10,
+	assert_int_equal(store_revinclude(f->s, "Patient", ids, 2, "Observation", "subject", 10, NULL,
 					  collect, &inc, &c), ERR_OK);
 	got_list(&inc);
 	assert_string_equal(inc.list, "o1,o2,o3");
 	memset(&inc, 0, sizeof(inc));
-	assert_int_equal(store_revinclude(f->s, "Patient", ids, 2, "Observation", "subject", 2,
+	assert_int_equal(store_revinclude(f->s, "Patient", ids, 2, "Observation", "subject", 2, NULL,
 					  collect, &inc, &c), ERR_OK);
 	got_list(&inc);
 	assert_string_equal(inc.list, "o1,o2");
 	memset(&inc, 0, sizeof(inc));
 	assert_int_equal(store_revinclude(f->s, "Practitioner", (const char *[]){"dr"}, 1,
-					  "Observation", NULL, 10, collect, &inc, &c), ERR_OK);
+					  "Observation", NULL, 10, NULL, collect, &inc, &c), ERR_OK);
 	got_list(&inc);
 	assert_string_equal(inc.list, "o1");
 	memset(&inc, 0, sizeof(inc));
-	assert_int_equal(store_revinclude(f->s, "Patient", ids, 2, "Encounter", "subject", 10,
+	assert_int_equal(store_revinclude(f->s, "Patient", ids, 2, "Encounter", "subject", 10, NULL,
 					  collect, &inc, &c), ERR_OK);
 	assert_int_equal(inc.n, 0);
+}
+
+/*
+ * Includes confined to one patient's record: confined types only from that
+ * patient's compartment (not another patient's, not from no one's), other
+ * types as shared data; the revinclude limit counts what is delivered.
+ */
+static void test_include_confined(void **state)
+{
+	struct fx *f = *state;
+	struct ctx c = CTX_INIT;
+	static const char *const in_record[] = {"Encounter", "Observation", "Patient"};
+	const struct store_confine p1 = {"p1", in_record, 3}, none = {NULL, in_record, 3};
+	const char *ids[2] = {"p1", "p2"};
+	static struct got inc;
+	int64_t rids[2];
+	struct store_resource r;
+	bool in;
+
+	put_none(f, "Patient", "p1", "p1");
+	put_none(f, "Patient", "p2", "p2");
+	put_none(f, "Practitioner", "dr", NULL);
+	put_none(f, "Encounter", "e2", "p2");
+	put_none(f, "Observation", "orphan", NULL);
+	PUTP(f, "Observation", "o1", "p1", REF("subject", "Patient", "p1", "Patient/p1"),
+	     REF("encounter", "Encounter", "e2", "Encounter/e2"),
+	     REF("has-member", "Observation", "orphan", "Observation/orphan"),
+	     REF("performer", "Practitioner", "dr", "Practitioner/dr"),
+	     REF("performer", "Patient", "p2", "Patient/p2"));
+	PUTP(f, "Observation", "o2", "p1", REF("subject", "Patient", "p1", "Patient/p1"));
+	PUTP(f, "Observation", "o3", "p2", REF("subject", "Patient", "p2", "Patient/p2"));
+	store_resource_init(&r);
+	assert_int_equal(store_get_in(f->s, "Observation", "o1", 0, "p1", &r, &in, &c), ERR_OK);
+	assert_true(in);
+	store_resource_release(&r);
+	/* the rids of o1 and o2, from an unconfined revinclude */
+	memset(&inc, 0, sizeof(inc));
+	assert_int_equal(store_revinclude(f->s, "Patient", ids, 1, "Observation", "subject", 10, NULL,
+					  collect, &inc, &c), ERR_OK);
+	assert_int_equal(inc.n, 2);
+	rids[0] = inc.rids[0];
+	rids[1] = inc.rids[1];
+
+	memset(&inc, 0, sizeof(inc));
+	assert_int_equal(store_include(f->s, rids, 2, "Observation", NULL, NULL, NULL, collect, &inc,
+				       &c), ERR_OK);
+	got_list(&inc);
+	assert_string_equal(inc.list, "p1,p2,dr,e2,orphan");
+	/* a confinement without a patient confines nothing */
+	memset(&inc, 0, sizeof(inc));
+	assert_int_equal(store_include(f->s, rids, 2, "Observation", NULL, NULL, &none, collect, &inc,
+				       &c), ERR_OK);
+	assert_int_equal(inc.n, 5);
+	memset(&inc, 0, sizeof(inc));
+	assert_int_equal(store_include(f->s, rids, 2, "Observation", NULL, NULL, &p1, collect, &inc,
+				       &c), ERR_OK);
+	got_list(&inc);
+	assert_string_equal(inc.list, "p1,dr");
+
+	memset(&inc, 0, sizeof(inc));
+	assert_int_equal(store_revinclude(f->s, "Patient", ids, 2, "Observation", "subject", 10, &p1,
+					  collect, &inc, &c), ERR_OK);
+	got_list(&inc);
+	assert_string_equal(inc.list, "o1,o2");
+	/*
+	 * o1 (p1's, a performer p2) and o3 (p2's) point at p2: confined to p2,
+	 * the limit of one counts o3 only, what is delivered
+	 */
+	memset(&inc, 0, sizeof(inc));
+	assert_int_equal(store_revinclude(f->s, "Patient", (const char *[]){"p2"}, 1, "Observation",
+					  NULL, 1, &(struct store_confine){"p2", in_record, 3}, collect,
+					  &inc, &c), ERR_OK);
+	got_list(&inc);
+	assert_string_equal(inc.list, "o3");
+	/* shared types are not confined */
+	memset(&inc, 0, sizeof(inc));
+	assert_int_equal(store_include(f->s, rids, 2, NULL, "performer", "Practitioner", &p1, collect,
+				       &inc, &c), ERR_OK);
+	got_list(&inc);
+	assert_string_equal(inc.list, "dr");
+	/* a bad confinement is refused */
+	assert_int_equal(store_include(f->s, rids, 2, NULL, NULL, NULL,
+				       &(struct store_confine){"", in_record, 3}, collect, &inc, &c),
+			 ERR_INVALID);
+	ctx_clear(&c);
+	assert_int_equal(store_revinclude(f->s, "Patient", ids, 2, "Observation", NULL, 5,
+					  &(struct store_confine){"p1", NULL, 2}, collect, &inc, &c),
+			 ERR_INVALID);
 }
 
 /* ---- plans ---- */
@@ -1485,10 +1573,10 @@ static void test_invalid(void **state)
 		assert_int_equal(store_search(f->s, &q, collect, NULL, &more, NULL, &c), ERR_OK);
 	}
 	ctx_clear(&c);
-	assert_int_equal(store_include(f->s, NULL, 1, NULL, NULL, NULL, collect, NULL, &c), ERR_INVALID);
+	assert_int_equal(store_include(f->s, NULL, 1, NULL, NULL, NULL, NULL, collect, NULL, &c), ERR_INVALID);
 	ctx_clear(&c);
 	assert_int_equal(store_revinclude(f->s, "Patient", (const char *[]){""}, 1, "Observation",
-					  NULL, 10, collect, NULL, &c), ERR_INVALID);
+					  NULL, 10, NULL, collect, NULL, &c), ERR_INVALID);
 #undef BAD
 }
 
@@ -1577,10 +1665,10 @@ static void test_faults_and_callbacks(void **state)
 		const char *id = "o1";
 
 		store_test_fault(f->s, 1, STORE_FAULT_BUSY);
-		assert_int_equal(store_include(f->s, &rid, 1, NULL, NULL, NULL, collect, NULL, &c),
+		assert_int_equal(store_include(f->s, &rid, 1, NULL, NULL, NULL, NULL, collect, NULL, &c),
 				 ERR_BUSY);
 		store_test_fault(f->s, 1, STORE_FAULT_BUSY);
-		assert_int_equal(store_revinclude(f->s, "Patient", &id, 1, "Observation", NULL, 5,
+		assert_int_equal(store_revinclude(f->s, "Patient", &id, 1, "Observation", NULL, 5, NULL,
 						  collect, NULL, &c), ERR_BUSY);
 		store_test_fault(f->s, 0, STORE_FAULT_NONE);
 	}
@@ -1828,6 +1916,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pages_read_current_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_text_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_include, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_include_confined, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_explain_uses_indexes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_faults_and_callbacks, setup, teardown),
