@@ -434,6 +434,15 @@ static bool filters_match(struct http_req *q, struct fhir *f, const struct acces
 	return ok;
 }
 
+/* Is type/id the token user's own FHIR resource (its fhirUser claim)? */
+static bool is_fhir_user(const struct access *a, const char *type, const char *id)
+{
+	size_t tl = strlen(type);
+
+	return a->on && !strncmp(a->p.fhir_user, type, tl) && a->p.fhir_user[tl] == '/' &&
+	       !strcmp(a->p.fhir_user + tl + 1, id);
+}
+
 /* Must type/id be found in the confined patient's compartment to be seen by 'a'? */
 static bool confined_check(const struct access *a, const char *type, const char *id)
 {
@@ -801,7 +810,7 @@ static void handle_read(struct http_req *q, void *arg)
 	char patients[AUDIT_PATIENTS_MAX][STORE_PATIENT_ID_SIZE];
 	struct store_resource r;
 	struct ctx c = CTX_INIT;
-	struct access acc;
+	struct access acc, ra;
 	int64_t version = 0;
 	size_t npatients = 0;
 	bool in = false;
@@ -809,6 +818,15 @@ static void handle_read(struct http_req *q, void *arg)
 
 	if (!accept_ok(q) || !guard(q, type, SCOPE_OP_READ, &acc))
 		return;
+	/*
+	 * The user's own resource (fhirUser: a caregiver's Patient or
+	 * RelatedPerson) is readable whoever's record the token is confined to:
+	 * SMART apps read it to learn who is signed in.  Granular filters and
+	 * the scopes of its type still apply.
+	 */
+	ra = acc;
+	if (is_fhir_user(&acc, type, id))
+		ra.patient = NULL;
 	store_resource_init(&r);
 	if (vid && str_to_i64(vid, 1, INT64_MAX, &version)) {
 		send_outcome(q, 404, "version ids are positive integers", NULL);
@@ -819,10 +837,10 @@ static void handle_read(struct http_req *q, void *arg)
 	 * it in the patient's record?) or the audit record (whose record is
 	 * it in?) needs to know of its compartment.
 	 */
-	if (acc.on && confined_check(&acc, type, id))
-		e = fhir_read_compartment(f, type, id, version, &r, acc.patient, &in, NULL, 0,
+	if (ra.on && confined_check(&ra, type, id))
+		e = fhir_read_compartment(f, type, id, version, &r, ra.patient, &in, NULL, 0,
 					  NULL, &c);
-	else if (rest_audit && needs_compartment(&acc, type))
+	else if (rest_audit && needs_compartment(&ra, type))
 		e = fhir_read_compartment(f, type, id, version, &r, NULL, NULL, patients,
 					  AUDIT_PATIENTS_MAX, &npatients, &c);
 	else
@@ -831,9 +849,9 @@ static void handle_read(struct http_req *q, void *arg)
 		send_error(q, &c);
 		goto out;
 	}
-	if (acc.on && !visible_in(q, f, &acc, type, id, in)) {
+	if (ra.on && !visible_in(q, f, &ra, type, id, in)) {
 		/* the same answer as for a resource that does not exist */
-		audit_denied(q, &acc, type, id, "not-visible");
+		audit_denied(q, &ra, type, id, "not-visible");
 		if (!http_resp_done(q)) {
 			char msg[200];
 			snprintf(msg, sizeof(msg), "%s/%s is not known", type, id);
@@ -860,8 +878,8 @@ static void handle_read(struct http_req *q, void *arg)
 		fa.rtype = type;
 		fa.id = id;
 		fa.version = vs;
-		fa_patients_in(&fa, &acc, type, id, patients, npatients);
-		if (!audit_fhir(q, &acc, &fa, true))
+		fa_patients_in(&fa, &ra, type, id, patients, npatients);
+		if (!audit_fhir(q, &ra, &fa, true))
 			goto out;
 	}
 	set_version_headers(q, r.version, r.last_updated);

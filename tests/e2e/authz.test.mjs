@@ -909,6 +909,25 @@ describe('granular scopes (items 82-84)', () => {
     assert.equal((await api(t.access_token, `Observation/${data.aliceVital[1]}`)).status, 404);
   });
 
+  it('Condition categories chosen on the consent screen replace its resource-level scope, as Observation\'s do (item 40)', async () => {
+    const COND = 'http://terminology.hl7.org/CodeSystem/condition-category';
+    const conds = (await sys('Condition?patient=alice&_count=500')).json.entry.map((e) => e.resource);
+    const cats = (r) => (r.category || []).flatMap((c) => c.coding.map((x) => `${x.system}|${x.code}`));
+    const problems = conds.filter((r) => cats(r).includes(`${COND}|problem-list-item`)).map((r) => r.id).sort();
+    assert.ok(problems.length > 0 && problems.length < conds.length, `alice has problem-list and other Conditions (${problems.length} of ${conds.length})`);
+    const t = await userToken('alice', 'launch/patient patient/Patient.rs patient/Condition.rs patient/Observation.rs',
+      { cats: [`Condition ${COND}|problem-list-item`, `Observation ${LAB}`] });
+    const sc = t.scope.split(' ');
+    assert.ok(sc.includes(`patient/Condition.rs?category=${COND}|problem-list-item`), t.scope);
+    assert.ok(sc.includes(`patient/Observation.rs?category=${LAB}`), t.scope);
+    assert.ok(!sc.includes('patient/Condition.rs') && !sc.includes('patient/Observation.rs'), `no resource-level scope: ${t.scope}`);
+    const r = await api(t.access_token, 'Condition?patient=alice&_count=500');
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(matchIds(r.json).sort(), problems);
+    const other = conds.find((x) => !problems.includes(x.id)).id;
+    await assertLikeNonexistent(t.access_token, `Condition/${other}`, other);
+  });
+
   it('a constraint by a parameter the server does not know grants nothing, not everything', async () => {
     const t = await userToken('alice', 'launch/patient patient/Patient.rs patient/Observation.rs?foo=bar');
     const r = await api(t.access_token, 'Observation?patient=alice&_count=500');
@@ -949,7 +968,7 @@ describe('user/ scopes act with the user\'s own rights', () => {
     assert.equal((await api(t.access_token, 'Patient/bob-mother/$everything?_count=1')).status, 200);
   });
 
-  it('a caregiver acting for bob-child cannot read bob-mother\'s or his own record', async () => {
+  it('a caregiver acting for bob-child cannot read bob-mother\'s or his own record, only his own fhirUser resource (item 66)', async () => {
     for (const scope of ['openid fhirUser launch/patient patient/*.rs', 'openid fhirUser launch/patient user/*.rs']) {
       const t = await userToken('bob', scope, { patient: 'bob-child' });
       assert.equal(t.patient, 'bob-child');
@@ -958,7 +977,14 @@ describe('user/ scopes act with the user\'s own rights', () => {
       const mother = (await sys('Observation?patient=bob-mother&_count=1')).json.entry[0].resource.id;
       await assertLikeNonexistent(t.access_token, `Observation/${mother}`, mother);
       await assertLikeNonexistent(t.access_token, 'Patient/bob-mother', 'bob-mother');
-      await assertLikeNonexistent(t.access_token, 'Patient/bob-self', 'bob-self');
+      // his fhirUser (Patient/bob-self) reads 200, as SMART apps read it to learn who signed in; nothing else of his record
+      const self = await api(t.access_token, 'Patient/bob-self');
+      assert.equal(self.status, 200, `${scope}: ${self.text.slice(0, 200)}`);
+      assert.equal(self.json.id, 'bob-self');
+      const own = (await sys('Observation?patient=bob-self&_count=1')).json.entry[0].resource.id;
+      await assertLikeNonexistent(t.access_token, `Observation/${own}`, own);
+      assert.deepEqual(matchIds((await api(t.access_token, 'Patient?_id=bob-self')).json), [], 'searches stay confined');
+      assertInsufficientScope(await api(t.access_token, 'Patient/bob-self/$everything'));
       const r = await api(t.access_token, 'Observation?patient=bob-mother&_total=accurate');
       assert.equal(r.json.total, 0, scope);
       assertInsufficientScope(await api(t.access_token, 'Patient/bob-mother/$everything'));
