@@ -13,7 +13,7 @@ import * as oc from 'openid-client';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary, freePort, runCli } from './lib/server.mjs';
 import {
   Browser, authorize, authzRequest, walk, redeem, postForm, basic, fhirGet, keyPair, assertion,
-  registerClient, signIn, accountPage, formFor, field, parseForms, serveFixed, JWT_BEARER,
+  registerClient, signIn, accountPage, formFor, field, parseForms, serveFixed, JWT_BEARER, fetchJson,
 } from './lib/oauth.mjs';
 
 const SCOPE = 'launch/patient openid fhirUser offline_access patient/*.rs';
@@ -565,6 +565,11 @@ describe('C. EHR launch', () => {
     assert.equal(typeof t.json.smart_style_url, 'string');
     assert.equal((await fhirGet(srv, 'Patient/alice', t.json.access_token)).status, 200);
     assert.equal((await fhirGet(srv, `Encounter/${encounter}`, t.json.access_token)).status, 200);
+    // introspection names the launch context too (J91)
+    const ir = await postForm(`${srv.baseUrl}/oauth/introspect`, { token: t.json.access_token }, { auth: basic('conf', CONF_SECRET) });
+    assert.equal(ir.json.active, true, ir.text);
+    assert.equal(ir.json.patient, 'alice');
+    assert.equal(ir.json.encounter, encounter);
     // the clinician is the user: fhirUser names the Practitioner, readable with the token (F66)
     const idt = jose.decodeJwt(t.json.id_token);
     assert.equal(idt.sub, 'drsmith');
@@ -578,6 +583,29 @@ describe('C. EHR launch', () => {
     const t2 = await redeem(srv, { code: a2.code, verifier: a2.verifier, redirectUri: CB, clientId: 'pub' });
     assert.equal(t2.json.patient, 'alice');
     assert.equal(t2.json.encounter, undefined);
+  });
+
+  it('C32,37 an EHR launch grants exactly what it asked: launch, openid, fhirUser, offline_access, patient/Patient.rs without launch/patient, or user/ scopes', async () => {
+    const grant = async (scope) => {
+      const r = await launch(dr, 'pub', 'alice');
+      const a = await authorize(dr, srv, { clientId: 'pub', redirectUri: CB, scope, launch: new URL(r.location).searchParams.get('launch') });
+      assert.ok(a.code, `code for ${scope} (${a.walk.pages} ${a.error})`);
+      const t = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'pub' });
+      assert.equal(t.status, 200, t.text);
+      assert.deepEqual(t.json.scope.split(' ').sort(), scope.split(' ').sort(), 'the granted scope, exactly');
+      assert.equal(typeof t.json.refresh_token, 'string', 'offline_access gives a refresh token');
+      return t.json;
+    };
+    // a patient-level Patient scope without launch/patient: the launch's patient is the context
+    const p = await grant('launch openid fhirUser offline_access patient/Patient.rs');
+    assert.equal(p.patient, 'alice');
+    assert.equal((await fhirGet(srv, 'Patient/alice', p.access_token)).status, 200);
+    assert.equal((await fhirGet(srv, 'Patient/bob-self', p.access_token)).status, 404, 'confined to the launch\'s patient');
+    assert.equal((await fhirGet(srv, 'Observation?patient=alice', p.access_token)).status, 403, 'no Observation scope');
+    // user/ scopes (a clinician's app): the clinician's own rights, the launch's patient as context
+    const u = await grant('launch openid fhirUser offline_access user/*.rs');
+    assert.equal(u.patient, 'alice');
+    assert.equal((await fhirGet(srv, 'Patient/bob-self', u.access_token)).status, 200, 'a clinician reads any record');
   });
 
   it('C31 an unknown, used, other-client or other-user launch gives no code', async () => {
@@ -1115,6 +1143,18 @@ describe('K. backend services', () => {
     assert.equal(t.refresh_token, undefined);
   });
 
+  it('K95 v1 backend scopes (system/*.read) are granted in v1 form and read every type', async () => {
+    const r = await cc('bs-es', keys.bsEs, { scope: 'system/*.read' });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.scope, 'system/*.read');
+    assert.equal((await fhirGet(srv, 'Observation?_count=1', r.json.access_token)).status, 200);
+    assert.equal((await fhirGet(srv, 'Patient/alice', r.json.access_token)).status, 200);
+    const w = await fetchJson(`${srv.fhirBase}/Observation`, { method: 'POST',
+      body: JSON.stringify({ resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient/alice' } }),
+      headers: { 'content-type': 'application/fhir+json', authorization: `Bearer ${r.json.access_token}` } });
+    assert.equal(w.status, 403, 'read is not write');
+  });
+
   it('K96-97 invalid grant_type: exactly 400; invalid client_assertion_type: 400/401', async () => {
     let r = await postForm(tokenUrl, { grant_type: 'not_a_grant_type', scope: 'system/*.rs', client_assertion_type: JWT_BEARER,
       client_assertion: await assertion(tokenUrl, 'bs-es', keys.bsEs) });
@@ -1286,6 +1326,7 @@ describe('expiry (a restart with the clock moved forward)', () => {
     await initDataDir(d2);
     await seedDataDir(d2, { patients: 0 });
     await registerClient(d2, { clientId: 'pub', public: true, redirectUris: [LOOP_CB], launchUrl: 'http://127.0.0.1:9/launch' });
+    await registerClient(d2, { clientId: 'conf', secret: CONF_SECRET, redirectUris: [CONF_CB] });
     port = await freePort();
   });
   after(() => removeDir(d2));
@@ -1317,6 +1358,9 @@ describe('expiry (a restart with the clock moved forward)', () => {
       const r = await redeem(s, { code, verifier, redirectUri: CB, clientId: 'pub' });
       assertOAuthError(r, 400, 'invalid_grant');
       assert.equal((await fhirGet(s, 'Patient/alice', t.access_token)).status, 401, 'expired access token');
+      const ir = await postForm(`${s.baseUrl}/oauth/introspect`, { token: t.access_token }, { auth: basic('conf', CONF_SECRET) });
+      assert.equal(ir.status, 200, ir.text);
+      assert.deepEqual(ir.json, { active: false }, 'an expired token introspects as exactly {"active":false} (J92)');
       const rr = await postForm(`${s.baseUrl}/oauth/token`, { grant_type: 'refresh_token', refresh_token: t.refresh_token, client_id: 'pub' });
       assert.equal(rr.status, 200, 'the refresh token outlives the access token');
       const dr = new Browser(s.baseUrl);
