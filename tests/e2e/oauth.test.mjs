@@ -24,6 +24,7 @@ const CONF_SECRET = 'conf-secret-0123456789';
 const APP_ORIGIN = 'https://app.example';
 
 let dir, srv, tokenUrl, keys, jwksServer, jwksHits = 0;
+const jwksBy = {}; // path -> { hits, accept }
 let pubConfig, confConfig;        // openid-client configurations
 let alice;                         // a signed-in browser for alice
 
@@ -43,13 +44,19 @@ before(async () => {
     // K 100: two keys under one kid, and one kid for keys of two types
     dupA: await keyPair('ES384', 'dup-kid'), dupB: await keyPair('ES384', 'dup-kid'),
     mixEc: await keyPair('ES384', 'mix-kid'), mixRs: await keyPair('RS384', 'mix-kid'),
+    bsNoStore: await keyPair('ES384'), bsShort: await keyPair('ES384'),
   };
   // a client's JWK Set served by URL (K 94); /dup.json and /mix.json break K 100's one-key rule
+  // /no-store.json and /short.json (max-age=1) bound how long a set may be kept
   jwksServer = http.createServer((req, res) => {
     jwksHits++;
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60' });
+    jwksBy[req.url] = { hits: (jwksBy[req.url]?.hits || 0) + 1, accept: req.headers.accept };
+    const cache = req.url === '/no-store.json' ? 'no-store' : req.url === '/short.json' ? 'max-age=1' : 'max-age=60';
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': cache });
     const set = req.url === '/dup.json' ? [keys.dupA.publicJwk, keys.dupB.publicJwk]
-      : req.url === '/mix.json' ? [keys.mixEc.publicJwk, keys.mixRs.publicJwk] : [keys.bsUrl.publicJwk];
+      : req.url === '/mix.json' ? [keys.mixEc.publicJwk, keys.mixRs.publicJwk]
+        : req.url === '/no-store.json' ? [keys.bsNoStore.publicJwk]
+          : req.url === '/short.json' ? [keys.bsShort.publicJwk] : [keys.bsUrl.publicJwk];
     res.end(JSON.stringify({ keys: set }));
   });
   await new Promise((r) => jwksServer.listen(0, '127.0.0.1', r));
@@ -66,6 +73,8 @@ before(async () => {
   await registerClient(dir, { clientId: 'bs-url', jwksUrl, scope: 'system/*.rs' });
   await registerClient(dir, { clientId: 'bs-dup', jwksUrl: jwksUrl.replace('/jwks.json', '/dup.json'), scope: 'system/*.rs' });
   await registerClient(dir, { clientId: 'bs-mix', jwksUrl: jwksUrl.replace('/jwks.json', '/mix.json'), scope: 'system/*.rs' });
+  await registerClient(dir, { clientId: 'bs-nostore', jwksUrl: jwksUrl.replace('/jwks.json', '/no-store.json'), scope: 'system/*.rs' });
+  await registerClient(dir, { clientId: 'bs-short', jwksUrl: jwksUrl.replace('/jwks.json', '/short.json'), scope: 'system/*.rs' });
   srv = await startServer({ dataDir: dir, init: false, auth: false });
   tokenUrl = `${srv.baseUrl}/oauth/token`;
   const insecure = { execute: [oc.allowInsecureRequests] };
@@ -1220,6 +1229,19 @@ describe('K. backend services', () => {
     assert.equal(r.status, 401);
     r = await cc('bs-url', keys.bsUrl, { header: { jku: `http://127.0.0.1:${jwksServer.address().port}/jwks.json` } });
     assert.equal(r.status, 200, r.text);
+  });
+
+  it('K100 a fetched JWK Set is kept no longer than Cache-Control allows, and is asked for as JSON', async () => {
+    const hits = (p) => jwksBy[p]?.hits || 0;
+    for (let i = 0; i < 2; i++) assert.equal((await cc('bs-nostore', keys.bsNoStore)).status, 200);
+    assert.equal(hits('/no-store.json'), 2, 'no-store: fetched for every assertion');
+    assert.equal((await cc('bs-short', keys.bsShort)).status, 200);
+    assert.equal((await cc('bs-short', keys.bsShort)).status, 200);
+    assert.equal(hits('/short.json'), 1, 'max-age=1: kept for a second');
+    await new Promise((r) => setTimeout(r, 1600));
+    assert.equal((await cc('bs-short', keys.bsShort)).status, 200);
+    assert.equal(hits('/short.json'), 2, 'fetched again once max-age ran out');
+    assert.match(jwksBy['/short.json'].accept || '', /application\/(jwk-set\+)?json/);
   });
 
   it('K100 exactly one key by kid and type: two keys under one kid are refused (at registration, and when fetched)', async () => {
