@@ -215,6 +215,7 @@ void audit_hash_id(const char *id, char out[AUDIT_HASH_SIZE]);
 struct audit_param {
 	const char *name;
 	const char *value;
+	bool hash;       /* hash the value whatever the name (a parameter the search ignored) */
 };
 
 struct audit;
@@ -230,8 +231,8 @@ struct audit;
  * HMAC-SHA-256 under the log's secret key, so equal values still compare
  * equal but cannot be read or guessed from the log.  A reference to a
  * patient other than 'patient' (patient=, subject=Patient/.., _id on
- * Patient) is hashed the same way; 'patient' (may be NULL) itself stays
- * readable.  ERR_INVALID for a NULL name or invalid UTF-8, ERR_TOOBIG past
+ * Patient) is hashed the same way, and so is the value of a parameter
+ * marked 'hash'; 'patient' (may be NULL) itself stays readable.  ERR_INVALID for a NULL name or invalid UTF-8, ERR_TOOBIG past
  * AUDIT_TEXT_MAX (out is then as it was).
  */
 enum err audit_query_normalize(const struct audit *a, const char *type,

@@ -714,7 +714,8 @@ enum err audit_query_normalize(const struct audit *a, const char *type,
 			goto out;
 		}
 		pct(&nb, name, true);
-		if (*value && (identity_name(name) || patient_ref_hidden(name, type, value, patient))) {
+		if (*value && (params[i].hash || identity_name(name) ||
+			       patient_ref_hidden(name, type, value, patient))) {
 			uint8_t mac[32];
 			unsigned int ml = 0;
 			char enc[44];

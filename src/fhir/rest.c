@@ -255,6 +255,24 @@ static void deny(struct http_req *q, int status, const char *www, const char *ms
 static void audit_denied(struct http_req *q, const struct access *acc, const char *type,
 			 const char *id, const char *code);
 
+/* Does the request carry an access_token in its query or form body? */
+static bool token_in_url(struct http_req *q)
+{
+	const char *name, *value;
+
+	for (size_t i = 0; i < http_req_query_count(q); i++) {
+		http_req_query_at(q, i, &name, &value);
+		if (!strcmp(name, "access_token"))
+			return true;
+	}
+	for (size_t i = 0; i < http_req_form_count(q); i++) {
+		http_req_form_at(q, i, &name, &value);
+		if (!strcmp(name, "access_token"))
+			return true;
+	}
+	return false;
+}
+
 /*
  * Authorize interaction 'op' on 'type' (NULL: every type the request may
  * touch is checked by the caller).  Answers 401/403 itself and returns
@@ -269,6 +287,13 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 	cors_fhir(q);
 	if (!rest_auth)
 		return true;
+	if (token_in_url(q)) {
+		/* RFC 6750 2.3 and 3.1: one method only, and never the URL (logs, history, Referer) */
+		audit_denied(q, NULL, type, NULL, "token-in-url");
+		deny(q, 400, "Bearer realm=\"veranda\", error=\"invalid_request\"",
+		     "access tokens are accepted in the Authorization header only");
+		return false;
+	}
 	if (!h || strncasecmp(h, "Bearer ", 7) || !h[7]) {
 		audit_denied(q, NULL, type, NULL, "no-token");
 		deny(q, 401, "Bearer realm=\"veranda\"", "an access token is required (Authorization: Bearer)");
@@ -1478,6 +1503,31 @@ static bool confine_search(struct http_req *q, const struct access *a, const cha
 }
 
 /*
+ * Does a search on 'type' apply parameter 'name' (a search parameter of the
+ * type or of every type, with a modifier or a chain, _has, or a result
+ * parameter)?  The search ignores the others, and the audit record keeps
+ * only a hash of their values: they may hold anything.
+ */
+static bool search_param_known(const char *type, const char *name)
+{
+	static const char *const control[] = {
+		"_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude",
+		"_page", "_type", "_since", "_format", "_pretty", "_has",
+	};
+	char base[64];
+	size_t n = strcspn(name, ":.");
+
+	if (n >= sizeof(base))
+		return false;
+	memcpy(base, name, n);
+	base[n] = '\0';
+	for (size_t i = 0; i < sizeof(control) / sizeof(control[0]); i++)
+		if (!strcmp(base, control[i]))
+			return true;
+	return fhir_param_find(type, base) != NULL;
+}
+
+/*
  * Record a search: the normalized query, and the patient it is about (the
  * confined or compartment patient, else one named by patient= or
  * subject=Patient/...).  Waited for (the response discloses data), or with
@@ -1520,6 +1570,7 @@ static bool audit_search(struct http_req *q, const struct access *acc, const cha
 	for (size_t i = 0; i < n; i++) {
 		ap[i].name = kv[i].name;
 		ap[i].value = kv[i].value;
+		ap[i].hash = !search_param_known(type, kv[i].name);
 	}
 	if (!audit_query_normalize(rest_audit, type, ap, n, fa.npatients ? fa.patients[0] : NULL, &qs, &c))
 		fa.query = qs.data;

@@ -199,6 +199,12 @@ describe('audit records of a token flow and FHIR interactions', () => {
     assert.equal(ro.status, 200);
     seen.readObs = { rid: ro.requestId, id: obs.id, version: obs.meta.versionId };
 
+    // a parameter the search ignores: its value could be anything (a pasted token), so it is hashed
+    const ign = await fhir(srv, 'GET', 'Observation?category=laboratory&_count=1&not-a-param=pasted-secret-value', tok);
+    assert.equal(ign.status, 200, ign.text);
+    seen.ignored = ign.requestId;
+    secrets.push('pasted-secret-value');
+
     // a search by name and birth date (by the backend service): values must be hashed
     const sn = await srv.fhirFetch(`/Patient?name=Walker&birthdate=${aliceBirth}`);
     assert.equal(sn.status, 200);
@@ -313,6 +319,8 @@ describe('audit records of a token flow and FHIR interactions', () => {
     const s = one(seen.search, 'fhir.search');
     assert.equal(s.patient, 'alice');
     assert.equal(s.entity?.[0]?.query, 'Observation?_count=2&category=laboratory');
+    const ig = one(seen.ignored, 'fhir.search');
+    assert.match(ig.entity?.[0]?.query ?? '', /^Observation\?_count=1&category=laboratory&not-a-param=~[A-Za-z0-9_-]{22}$/);
     const sn = one(seen.searchName, 'fhir.search');
     assert.match(sn.entity?.[0]?.query ?? '', /^Patient\?birthdate=~[A-Za-z0-9_-]{22}&name=~[A-Za-z0-9_-]{22}$/);
     assert.equal(sn.agent?.client, 'e2e-backend');

@@ -471,15 +471,25 @@ describe('CSRF (RFC 9700 4.7) and session fixation', () => {
 /* ================================================================ */
 
 describe('bearer tokens in URLs (RFC 9700 4.3.2, RFC 6750 2.3)', () => {
-  it('?access_token= and a form-body access_token are refused on the FHIR API', async () => {
+  it('?access_token= and a form-body access_token are refused on the FHIR API, even beside the header (400 invalid_request)', async () => {
     const t = await tokensFor(alice);
-    let r = await fhirGet(srv, `Patient/alice?access_token=${encodeURIComponent(t.access_token)}`, '');
-    assert.equal(r.status, 401);
-    r = await fhirGet(srv, `Patient?_id=alice&access_token=${encodeURIComponent(t.access_token)}`, '');
-    assert.equal(r.status, 401);
-    const res = await fetch(`${srv.fhirBase}/Patient/_search`, { method: 'POST', headers: {
-      'content-type': 'application/x-www-form-urlencoded', authorization: '' }, body: new URLSearchParams({ access_token: t.access_token, _id: 'alice' }) });
-    assert.equal(res.status, 401);
+    const refused = (r, what) => {
+      assert.equal(r.status, 400, `${what}: ${r.status}`);
+      assert.match(r.headers.get('www-authenticate') || '', /error="invalid_request"/, what);
+      assert.ok(!(r.text || '').includes('"entry"'), `${what}: no data`);
+    };
+    const tok = encodeURIComponent(t.access_token);
+    refused(await fhirGet(srv, `Patient/alice?access_token=${tok}`, ''), 'query alone');
+    refused(await fhirGet(srv, `Patient?_id=alice&access_token=${tok}`, ''), 'search query alone');
+    // two methods at once (RFC 6750 2.3): the token would otherwise reach the audit record as a search value
+    refused(await fhirGet(srv, `Patient?_id=alice&access_token=${tok}`, t.access_token), 'query beside the header');
+    const form = async (auth) => {
+      const res = await fetch(`${srv.fhirBase}/Patient/_search`, { method: 'POST', headers: {
+        'content-type': 'application/x-www-form-urlencoded', authorization: auth }, body: new URLSearchParams({ access_token: t.access_token, _id: 'alice' }) });
+      return { status: res.status, headers: res.headers, text: await res.text() };
+    };
+    refused(await form(''), 'form alone');
+    refused(await form(`Bearer ${t.access_token}`), 'form beside the header');
     // the header works (the control), whatever the case of "Bearer"
     assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 200);
     const lower = await fetch(`${srv.fhirBase}/Patient/alice`, { headers: { authorization: `bearer ${t.access_token}` } });

@@ -217,14 +217,14 @@ static void test_query_normalize(void **state)
 	struct ctx c = CTX_INIT;
 	struct buf b = BUF_INIT(AUDIT_TEXT_MAX);
 	const struct audit_param p1[] = {
-		{"patient", "123"}, {"code", "http://loinc.org|1234-5"}, {"family", "Smith"},
-		{"date", "ge2020-01-01"}, {"_count", "10"},
+		{"patient", "123", false}, {"code", "http://loinc.org|1234-5", false}, {"family", "Smith", false},
+		{"date", "ge2020-01-01", false}, {"_count", "10", false},
 	};
 	const struct audit_param p2[] = {
-		{"family", "Smith"}, {"subject", "Patient/999"}, {"name:contains", "Smi th"},
-		{"subject:Patient.birthdate", "1970-01-01"}, {"address-use", "home"},
-		{"address-city", "Springfield"}, {"_has:Observation:patient:identifier", "x|1"},
-		{"status", "a&b=c~d"},
+		{"family", "Smith", false}, {"subject", "Patient/999", false}, {"name:contains", "Smi th", false},
+		{"subject:Patient.birthdate", "1970-01-01", false}, {"address-use", "home", false},
+		{"address-city", "Springfield", false}, {"_has:Observation:patient:identifier", "x|1", false},
+		{"status", "a&b=c~d", false},
 	};
 
 	(void)state;
@@ -260,7 +260,7 @@ static void test_query_normalize(void **state)
 	assert_true(strncmp(b.data, "Patient?_has:Observation:patient:identifier=~", 45) == 0);
 	/* no patient in context: a patient reference is hashed */
 	{
-		const struct audit_param p3[] = {{"patient", "123"}};
+		const struct audit_param p3[] = {{"patient", "123", false}};
 		buf_reset(&b);
 		assert_int_equal(audit_query_normalize(f.a, NULL, p3, 1, NULL, &b, &c), ERR_OK);
 		assert_true(strncmp(b.data, "?patient=~", 10) == 0);
@@ -268,10 +268,19 @@ static void test_query_normalize(void **state)
 		assert_int_equal(audit_query_normalize(f.a, "", p3, 1, "123", &b, &c), ERR_OK);
 		assert_string_equal(b.data, "?patient=123");
 	}
+	/* a parameter marked 'hash' (one the search ignored) keeps only a hash of its value */
+	{
+		const struct audit_param p4[] = {{"status", "final", false}, {"access_token", "eyJ.secret.sig", true}};
+		buf_reset(&b);
+		assert_int_equal(audit_query_normalize(f.a, "Observation", p4, 2, NULL, &b, &c), ERR_OK);
+		assert_null(strstr(b.data, "secret"));
+		assert_true(strncmp(b.data, "Observation?access_token=~", 26) == 0);
+		assert_non_null(strstr(b.data, "&status=final"));
+	}
 	/* errors leave the buffer as it was */
 	{
-		const struct audit_param bad[] = {{NULL, "x"}};
-		const struct audit_param utf[] = {{"name", "\xc3"}};
+		const struct audit_param bad[] = {{NULL, "x", false}};
+		const struct audit_param utf[] = {{"name", "\xc3", false}};
 		buf_reset(&b);
 		buf_adds(&b, "keep");
 		assert_int_equal(audit_query_normalize(f.a, "X", bad, 1, NULL, &b, &c), ERR_INVALID);
