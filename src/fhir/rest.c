@@ -1012,6 +1012,58 @@ static void write_abort(struct fhir *f)
  * the 404 of a missing resource.  A delete of a hidden resource answers
  * as one of a missing resource.  Answers itself when not allowed.
  */
+/*
+ * The elements of a Patient that tie the record to the clinic and to other
+ * records: under a patient context they cannot be changed (a patient
+ * linking their Patient to another patient's would put it into that
+ * record), nor its security labels.
+ */
+static const char *const patient_managed[] = {
+	"identifier", "active", "managingOrganization", "generalPractitioner", "link",
+};
+
+static bool same_element(const json_t *a, const json_t *b)
+{
+	return (!a && !b) || (a && b && json_equal(a, b));
+}
+
+/*
+ * May 'body' replace the stored Patient 'id' under a patient context?  The
+ * managed elements and meta.security must be as stored; false with 'why'
+ * naming the element otherwise.  A body that does not parse passes: the
+ * write itself rejects it.
+ */
+static bool patient_managed_kept(struct fhir *f, const char *id, const char *body, size_t n,
+				 char *why, size_t wn)
+{
+	struct store_resource r;
+	struct ctx c = CTX_INIT;
+	json_t *old = NULL, *neu = NULL;
+	bool ok = true;
+
+	store_resource_init(&r);
+	if (fhir_read(f, "Patient", id, 0, &r, &c) ||
+	    !(old = json_parse_bounded(r.json.data, r.json.len, f->opts.json_depth_max, &c)) ||
+	    !(neu = json_parse_bounded(body, n, f->opts.json_depth_max, &c)))
+		goto out;
+	for (size_t i = 0; ok && i < sizeof(patient_managed) / sizeof(patient_managed[0]); i++)
+		if (!same_element(json_object_get(old, patient_managed[i]), json_object_get(neu, patient_managed[i]))) {
+			snprintf(why, wn, "Patient.%s is kept by the clinic and cannot be changed with access confined to one patient's record",
+				 patient_managed[i]);
+			ok = false;
+		}
+	if (ok && !same_element(json_object_get(json_object_get(old, "meta"), "security"),
+				json_object_get(json_object_get(neu, "meta"), "security"))) {
+		snprintf(why, wn, "Patient.meta.security is kept by the clinic and cannot be changed with access confined to one patient's record");
+		ok = false;
+	}
+out:
+	json_decref(old);
+	json_decref(neu);
+	store_resource_release(&r);
+	return ok;
+}
+
 static bool write_allowed(struct http_req *q, struct fhir *f, const struct access *acc,
 			  const char *type, const char *id, const struct buf *body)
 {
@@ -1036,6 +1088,11 @@ static bool write_allowed(struct http_req *q, struct fhir *f, const struct acces
 	}
 	live = id && !store_current_version(f->store, type, id, &version, &deleted, &c) && version &&
 	       !deleted;
+	if (!body && live && !strcmp(type, "Patient") && !strcmp(id, acc->patient)) {
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+		     "the patient's own Patient resource is kept by the clinic and cannot be deleted with access confined to one patient's record");
+		return false;
+	}
 	if (!body) {
 		if (live && !visible(q, f, acc, type, id)) {
 			/* what handle_delete answers when there is nothing to delete */
@@ -1062,6 +1119,10 @@ static bool write_allowed(struct http_req *q, struct fhir *f, const struct acces
 	if (!body_in_record(q, f, acc, type, id, body->data, body->len)) {
 		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
 		     "the resource must belong to the record of the patient in context");
+		return false;
+	}
+	if (!strcmp(type, "Patient") && !patient_managed_kept(f, id, body->data, body->len, msg, sizeof(msg))) {
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", msg);
 		return false;
 	}
 	return true;
@@ -1790,22 +1851,29 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		} else if (op == SCOPE_OP_READ || op == SCOPE_OP_DELETE) {
 			if (!visible(q, f, &ea, type, id) && !http_resp_done(q))
 				snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
+			else if (op == SCOPE_OP_DELETE && a->patient && !strcmp(type, "Patient") &&
+				 !strcmp(id, a->patient))
+				snprintf(why, sizeof(why), "entry %zu: the patient's own Patient resource is kept by the clinic", i);
 		} else if (d.nfilters) {
 			snprintf(why, sizeof(why), "entry %zu: writes need a scope without search-parameter constraints", i);
 		} else if (a->patient && confinable(type)) {
 			char *txt = json_dumps(res, JSON_COMPACT);
 			bool in = txt && body_in_record(q, f, &ea, type, id[0] ? id : NULL, txt, strlen(txt));
-			free(txt);
 			if (!in)
 				snprintf(why, sizeof(why), "entry %zu: the resource must belong to the record of the patient in context", i);
 			else if (op == SCOPE_OP_UPDATE && id[0]) {
 				int64_t v = 0;
 				bool del = false;
+				char kept[240];
 				/* as write_allowed(): no update as create */
 				if (store_current_version(f->store, type, id, &v, &del, &c) || !v || del ||
 				    (!visible(q, f, &ea, type, id) && !http_resp_done(q)))
 					snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
+				else if (!strcmp(type, "Patient") &&
+					 !patient_managed_kept(f, id, txt, strlen(txt), kept, sizeof(kept)))
+					snprintf(why, sizeof(why), "entry %zu: %s", i, kept);
 			}
+			free(txt);
 		}
 		if (why[0] || http_resp_done(q)) {
 			ok = false;

@@ -704,6 +704,39 @@ describe('patient/ scopes confine to the patient in context (items 81, 85)', () 
     assert.equal(await markerCount(m), 0);
   });
 
+  it('alice may update her own Patient, but not the elements the clinic keeps, nor delete it (security plan 50)', async () => {
+    const cur = (await sys('Patient/alice')).json;
+    const strip = (r) => { const x = JSON.parse(JSON.stringify(r)); delete x.meta; return x; };
+    const put = (body, token = cruds) => api(token, 'Patient/alice', { method: 'PUT', body: JSON.stringify(body) });
+    // an ordinary change (her phone) is hers to make
+    const phone = { ...strip(cur), telecom: [...(cur.telecom || []), { system: 'phone', value: '555-0199', use: 'mobile' }] };
+    const ok = await put(phone);
+    assert.equal(ok.status, 200, ok.text);
+    const v = (await sys('Patient/alice')).json.meta.versionId;
+    for (const [what, body] of [
+      ['link to another patient', { ...strip(cur), link: [{ other: { reference: 'Patient/bob-child' }, type: 'seealso' }] }],
+      ['identifier', { ...strip(cur), identifier: [{ system: 'urn:oid:2.16.840.1.113883.19.5', value: 'MRN-FORGED' }] }],
+      ['managingOrganization', { ...strip(cur), managingOrganization: { reference: 'Organization/elsewhere' } }],
+      ['generalPractitioner', { ...strip(cur), generalPractitioner: [{ reference: 'Practitioner/pr-chen' }] }],
+      ['active', { ...strip(cur), active: false }],
+      ['meta.security', { ...strip(cur), meta: { security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'N' }] } }],
+    ]) {
+      const r = await put(body);
+      assertInsufficientScope(r);
+      assert.match(r.json.issue[0].diagnostics, /kept by the clinic/, what);
+      const tx = await post(cruds, 'transaction', [{ resource: body, request: { method: 'PUT', url: 'Patient/alice' } }]);
+      assertInsufficientScope(tx);
+      assert.equal((await sys('Patient/alice')).json.meta.versionId, v, `${what}: nothing written`);
+    }
+    const child = ids((await sys('Patient/bob-child/$everything?_count=5000')).json);
+    assert.ok(!child.includes('Patient/alice'), 'alice did not enter bob-child\'s record');
+    assertInsufficientScope(await api(cruds, 'Patient/alice', { method: 'DELETE' }));
+    assertInsufficientScope(await post(cruds, 'batch', [{ request: { method: 'DELETE', url: 'Patient/alice' } }]));
+    assert.equal((await sys('Patient/alice')).status, 200);
+    // put her record back as it was
+    assert.equal((await sys('Patient/alice', { method: 'PUT', body: JSON.stringify(strip(cur)) })).status, 200);
+  });
+
   it('shared reference data (Practitioner, Organization...) cannot be written under a patient context', async () => {
     const before = (await sys('Practitioner/pr-chen')).json;
     const edited = { ...before, name: [{ text: 'Not Dr Chen' }] };
