@@ -959,6 +959,8 @@ enum err http_server_start(struct http_server *s, struct ctx *c)
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, timeout,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
+		/* HTTP/1.1 without Host, spaces in the request target: 400 */
+		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		MHD_OPTION_ARRAY, opts,
 		MHD_OPTION_END);
 	pthread_sigmask(SIG_SETMASK, &saved, NULL);
