@@ -341,12 +341,22 @@ bool auth_cors_origin_ok(const char *origin)
 	return origin && edge_static.o && origin_registered(&edge_static, origin);
 }
 
+/*
+ * CORS preflight: only the endpoints a browser app calls from script (the
+ * token, revocation, introspection and userinfo endpoints, the JWKS) answer
+ * a registered origin; the pages people navigate to (authorize, sign-in,
+ * consent) never do.
+ */
 static void handle_preflight(struct http_req *q, void *arg)
 {
+	static const char *const scripted[] = {"token", "revoke", "introspect", "userinfo", "jwks"};
 	struct auth_edge *ed = arg;
-	const char *origin = http_req_header(q, "Origin");
+	const char *origin = http_req_header(q, "Origin"), *what = http_req_param(q, "what");
+	bool api = false;
 
-	if (origin && origin_registered(ed, origin)) {
+	for (size_t i = 0; what && i < sizeof(scripted) / sizeof(scripted[0]); i++)
+		api |= !strcmp(what, scripted[i]);
+	if (api && origin && origin_registered(ed, origin)) {
 		http_resp_header(q, "Access-Control-Allow-Origin", origin);
 		http_resp_header(q, "Vary", "Origin");
 		http_resp_header(q, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");

@@ -870,6 +870,11 @@ describe('D/E. token endpoint', () => {
     const r3 = await postForm(tokenUrl, { grant_type: 'authorization_code', code: 'x', client_id: 'pub', redirect_uri: CB,
       code_verifier: 'a'.repeat(43) }, { headers: { origin: 'https://evil.example' } });
     assert.equal(r3.headers.get('access-control-allow-origin'), null);
+    // the pages people navigate to never answer a preflight, even for a registered origin
+    for (const page of ['authorize', 'login', 'decide', 'patient', 'launch']) {
+      res = await fetch(`${srv.baseUrl}/oauth/${page}`, { method: 'OPTIONS', headers: { origin: APP_ORIGIN, 'access-control-request-method': 'POST' } });
+      assert.equal(res.headers.get('access-control-allow-origin'), null, `/oauth/${page}`);
+    }
   });
 });
 
