@@ -773,11 +773,56 @@ static bool audit_fhir_q(struct http_req *q, const struct access *acc, const str
 }
 
 /* Record a refusal (not waited for). */
+/*
+ * Refusals of requests without a valid token cost an attacker nothing, so
+ * at most DENIALS_ANON_PER_S of them are recorded each second; the rest
+ * are counted, and the first such refusal of a later second records how
+ * many were left out (policy.denied, code "suppressed", entity query
+ * "suppressed=N").  Refusals of a valid token are always recorded.
+ */
+#define DENIALS_ANON_PER_S 50
+
+static _Atomic int64_t anon_second, anon_count, anon_dropped;
+
+/* May this anonymous refusal be recorded?  *summary: how many to report as left out. */
+static bool anon_denial_admit(int64_t *summary)
+{
+	int64_t sec = clock_now_ms() / 1000, w = atomic_load(&anon_second);
+
+	*summary = 0;
+	if (sec != w && atomic_compare_exchange_strong(&anon_second, &w, sec)) {
+		atomic_store(&anon_count, 0);
+		*summary = atomic_exchange(&anon_dropped, 0);
+	}
+	if (atomic_fetch_add(&anon_count, 1) < DENIALS_ANON_PER_S)
+		return true;
+	atomic_fetch_add(&anon_dropped, 1);
+	return false;
+}
+
 static void audit_denied(struct http_req *q, const struct access *acc, const char *type,
 			 const char *id, const char *code)
 {
 	struct fhir_audit fa;
 
+	if (!acc || !acc->on) {
+		int64_t left_out = 0;
+		bool admit = !rest_audit || anon_denial_admit(&left_out);
+
+		if (left_out) {
+			char qs[48];
+
+			memset(&fa, 0, sizeof(fa));
+			fa.type = AUDIT_POLICY_DENIED;
+			fa.outcome = AUDIT_MINOR;
+			fa.code = "suppressed";
+			snprintf(qs, sizeof(qs), "suppressed=%lld", (long long)left_out);
+			fa.query = qs;
+			audit_fhir(q, NULL, &fa, false);
+		}
+		if (!admit)
+			return;
+	}
 	memset(&fa, 0, sizeof(fa));
 	fa.type = AUDIT_POLICY_DENIED;
 	fa.outcome = AUDIT_MINOR;

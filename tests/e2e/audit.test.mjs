@@ -1032,6 +1032,41 @@ describe('storage failures', { skip: NO_SQLITE }, () => {
   });
 });
 
+describe('refusals of requests without a token', () => {
+  it('are recorded at most 50 a second; the rest are counted in a "suppressed" record, so none is lost from the count', async () => {
+    const srv = await startServer({ seed: true, patients: 0 });
+    try {
+      const anon = () => fetch(`${srv.fhirBase}/Patient/alice`, { headers: { accept: 'application/fhir+json', authorization: '' } })
+        .then(async (r) => { await r.arrayBuffer(); return r.status; });
+      let sent = 0;
+      for (let wave = 0; wave < 8; wave++) {
+        const st = await Promise.all(Array.from({ length: 50 }, anon));
+        assert.ok(st.every((x) => x === 401), `401s: ${st}`);
+        sent += st.length;
+      }
+      // a refusal in a later second reports what the earlier ones left out
+      await sleep(1100);
+      assert.equal(await anon(), 401);
+      sent++;
+      await srv.stop({ keepData: true });
+      const { records } = await queryLog(srv.dataDir, '--type', 'policy.denied');
+      const each = records.filter((r) => r.outcomeCode === 'no-token');
+      const summaries = records.filter((r) => r.outcomeCode === 'suppressed');
+      const left = summaries.reduce((n, r) => n + Number(/^suppressed=(\d+)$/.exec(r.entity[0].query)[1]), 0);
+      assert.ok(left > 0, `some refusals were left out (${each.length} recorded of ${sent})`);
+      assert.equal(each.length + left, sent, 'recorded + counted = every refusal');
+      const perSecond = {};
+      for (const r of each) perSecond[r.time.slice(0, 19)] = (perSecond[r.time.slice(0, 19)] || 0) + 1;
+      assert.ok(Object.values(perSecond).every((n) => n <= 50), `at most 50 a second: ${JSON.stringify(perSecond)}`);
+      const v = await runCli(['audit', 'verify', '--data', srv.dataDir]);
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+    } finally {
+      await srv.stop();
+      await removeDir(srv.dataDir);
+    }
+  });
+});
+
 describe('--audit off', () => {
   let dir;
   before(async () => {
