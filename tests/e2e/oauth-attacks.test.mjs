@@ -233,6 +233,31 @@ describe('stolen and injected codes (RFC 9700 4.5, 4.2.4)', () => {
     assert.equal(rr.status, 400);
   });
 
+  it('twenty redemptions of one code at once: exactly one succeeds, and what it got is then revoked', async () => {
+    const a = await authorize(alice, srv, { clientId: 'app', redirectUri: APP_CB, scope: SCOPE });
+    const all = await Promise.all(Array.from({ length: 20 },
+      () => redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: APP_CB, clientId: 'app' })));
+    const won = all.filter((r) => r.status === 200);
+    assert.equal(won.length, 1, `statuses: ${all.map((r) => r.status)}`);
+    assert.ok(all.every((r) => r.status === 200 || (r.status === 400 && r.json.error === 'invalid_grant')));
+    // the losers were replays: the winner's tokens are revoked
+    assert.equal((await fhirGet(srv, 'Patient/alice', won[0].json.access_token)).status, 401);
+  });
+
+  it('ten uses of one refresh token at once: at most one succeeds, and the family is then revoked', async () => {
+    const t = await tokensFor(alice);
+    const all = await Promise.all(Array.from({ length: 10 },
+      () => postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: t.refresh_token, client_id: 'app' })));
+    const won = all.filter((r) => r.status === 200);
+    assert.ok(won.length <= 1, `statuses: ${all.map((r) => r.status)}`);
+    assert.ok(all.every((r) => r.status === 200 || r.status === 400), `statuses: ${all.map((r) => r.status)}`);
+    for (const w of won) {
+      assert.equal((await fhirGet(srv, 'Patient/alice', w.json.access_token)).status, 401, 'the reuse revoked the family');
+      const next = await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: w.json.refresh_token, client_id: 'app' });
+      assert.equal(next.status, 400);
+    }
+  });
+
   it('codes, refresh tokens and id tokens are not access tokens', async () => {
     const a = await authorize(alice, srv, { clientId: 'app', redirectUri: APP_CB, scope: SCOPE });
     assert.equal((await fhirGet(srv, 'Patient/alice', a.code)).status, 401);

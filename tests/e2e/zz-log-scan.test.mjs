@@ -280,8 +280,9 @@ describe('no sensitive data in server logs or audit records', () => {
     await garbage.text();
     assert.equal((await call('DELETE', `Observation/${id}`, A)).status, 204);
 
-    // a token in the query string, a bad token, no token
-    assert.equal((await fetch(`${srv.fhirBase}/Patient/alice?access_token=${A}`, { headers: { authorization: '' } })).status, 401);
+    // a token in the query string (alone, and beside the header), a bad token, no token
+    assert.equal((await fetch(`${srv.fhirBase}/Patient/alice?access_token=${A}`, { headers: { authorization: '' } })).status, 400);
+    assert.equal((await fetch(`${srv.fhirBase}/Observation?patient=alice&access_token=${A}`, { headers: { authorization: `Bearer ${A}` } })).status, 400);
     assert.equal((await call('GET', 'Patient/alice', `${A.slice(0, -4)}AAAA`)).status, 401);
     assert.equal((await call('GET', 'Patient/alice', '')).status, 401);
 
