@@ -419,6 +419,52 @@ describe('CSRF (RFC 9700 4.7) and session fixation', () => {
     assert.equal(await signedIn(b), true);
   });
 
+  // The same four forgeries against a form: each must answer 403.
+  const forgeries = (fields, foreignCsrf) => [
+    ['another origin', new URLSearchParams(fields), { origin: EVIL }],
+    ['no csrf', (() => { const x = new URLSearchParams(fields); x.delete('csrf'); return x; })(), {}],
+    ['wrong csrf', (() => { const x = new URLSearchParams(fields); x.set('csrf', crypto.randomBytes(32).toString('base64url')); return x; })(), {}],
+    ['another session\'s csrf', (() => { const x = new URLSearchParams(fields); x.set('csrf', foreignCsrf); return x; })(), {}],
+  ];
+
+  it('"Remove access" on /account: a forged post is refused and the app keeps its access', async () => {
+    const mallory = new Browser(srv.baseUrl);
+    await signIn(mallory, 'bob');
+    const t = await tokensFor(alice);
+    const gid = jose.decodeJwt(t.access_token).grant;
+    const f = (await accountPage(alice)).forms.find((x) => x.action === '/account/revoke' && field(x, 'grant') === gid);
+    assert.ok(f, 'the grant is listed');
+    for (const [what, body, headers] of forgeries(f.fields, (await accountPage(mallory)).csrf)) {
+      const r = await alice.request('/account/revoke', { method: 'POST', form: body, headers });
+      assert.equal(r.status, 403, what);
+      assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 200, `${what}: access kept`);
+    }
+    // bob's own session, with its own valid token, cannot remove alice's grant either
+    const own = new URLSearchParams(f.fields);
+    own.set('csrf', (await accountPage(mallory)).csrf);
+    await mallory.post('/account/revoke', own);
+    assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 200, 'another user cannot remove alice\'s grant');
+    // the genuine form works
+    assert.equal((await alice.post('/account/revoke', new URLSearchParams(f.fields))).status, 303);
+    assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 401);
+  });
+
+  it('an EHR launch (/oauth/launch): a forged post is refused and creates no launch', async () => {
+    const dr = new Browser(srv.baseUrl);
+    await signIn(dr, 'drsmith');
+    const mallory = new Browser(srv.baseUrl);
+    await signIn(mallory, 'bob');
+    const fields = { client_id: 'app', patient: 'alice', csrf: (await accountPage(dr)).csrf };
+    for (const [what, body, headers] of forgeries(fields, (await accountPage(mallory)).csrf)) {
+      const r = await dr.request('/oauth/launch', { method: 'POST', form: body, headers });
+      assert.equal(r.status, 403, what);
+      assert.ok(!(r.location || '').includes('launch='), `${what}: no launch`);
+    }
+    const ok = await dr.post('/oauth/launch', new URLSearchParams(fields));
+    assert.equal(ok.status, 303);
+    assert.ok(new URL(ok.location).searchParams.get('launch'), 'the genuine form launches');
+  });
+
   it('the consent form: another origin, a missing or foreign token is refused and issues no code', async () => {
     const mallory = new Browser(srv.baseUrl);
     await signIn(mallory, 'bob');
