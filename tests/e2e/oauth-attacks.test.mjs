@@ -22,6 +22,7 @@ const OTHER_CB = 'https://other.example/cb';
 const CONF_CB = 'https://conf.example/cb';
 const CONF_SECRET = 'conf-secret-0123456789';
 const EVIL = 'https://evil.example';
+const XSS_NAME = '"><script>alert(1)</script><img src=x onerror=alert(2)>';
 
 let dir, srv, tokenUrl, alice;
 
@@ -34,6 +35,7 @@ before(async () => {
     launchUrl: 'https://app.example/launch' });
   await registerClient(dir, { clientId: 'other', public: true, redirectUris: [OTHER_CB] });
   await registerClient(dir, { clientId: 'conf', secret: CONF_SECRET, redirectUris: [CONF_CB] });
+  await registerClient(dir, { clientId: 'xss', public: true, redirectUris: ['https://xss.example/cb'], name: XSS_NAME });
   srv = await startServer({ dataDir: dir, init: false, auth: false });
   tokenUrl = `${srv.baseUrl}/oauth/token`;
   alice = new Browser(srv.baseUrl);
@@ -463,6 +465,20 @@ describe('CSRF (RFC 9700 4.7) and session fixation', () => {
     const ok = await dr.post('/oauth/launch', new URLSearchParams(fields));
     assert.equal(ok.status, 303);
     assert.ok(new URL(ok.location).searchParams.get('launch'), 'the genuine form launches');
+  });
+
+  it('an app name with markup is shown as text on the consent page and on /account (security plan 38)', async () => {
+    const req = authzRequest(srv, { clientId: 'xss', redirectUri: 'https://xss.example/cb', scope: SCOPE });
+    const w = await walk(alice, req.url, { stopAt: 'consent' });
+    assert.equal(w.response.status, 200);
+    const page = w.response.text;
+    assert.ok(!page.includes('<script>alert') && !page.includes('<img src=x'), 'no live markup from the app name');
+    assert.ok(page.includes('&lt;script&gt;alert(1)&lt;/script&gt;'), 'the name is there, escaped');
+    const decided = await walk(alice, req.url);
+    assert.ok(decided.redirect?.searchParams.get('code'), 'allowed');
+    const acc = await accountPage(alice);
+    assert.ok(!acc.text.includes('<script>alert') && acc.text.includes('&lt;script&gt;'), '/account lists the app, escaped');
+    assert.match(acc.headers.get('content-security-policy') || '', /default-src 'none'/);
   });
 
   it('the consent form: another origin, a missing or foreign token is refused and issues no code', async () => {
