@@ -260,13 +260,9 @@ static bool token_in_url(struct http_req *q)
 {
 	const char *name, *value;
 
+	/* a form body's fields are in the same list (http.h) */
 	for (size_t i = 0; i < http_req_query_count(q); i++) {
 		http_req_query_at(q, i, &name, &value);
-		if (!strcmp(name, "access_token"))
-			return true;
-	}
-	for (size_t i = 0; i < http_req_form_count(q); i++) {
-		http_req_form_at(q, i, &name, &value);
 		if (!strcmp(name, "access_token"))
 			return true;
 	}
@@ -1747,13 +1743,14 @@ static bool everything_types(struct http_req *q, const struct access *a, struct 
 }
 
 static void run_search(struct http_req *q, struct fhir *f, const char *type, const char *patient,
-		       bool everything, bool form)
+		       bool everything)
 {
 	struct fhir_search_req sr;
 	struct buf out = BUF_INIT(PAGE_BUF_MAX);
 	struct ctx c = CTX_INIT;
 	const char *prefer = http_req_header(q, "Prefer");
-	size_t n = http_req_query_count(q) + (form ? http_req_form_count(q) : 0), k = 0;
+	/* a form body's fields follow the query's in the same list (http.h) */
+	size_t n = http_req_query_count(q), k = 0;
 	struct fhir_kv *kv = arena_zalloc(http_req_arena(q), sizeof(*kv) * (n + 2 + 2 * SCOPE_KV_MAX + 2));
 	const char *inc_patient = NULL;
 	char why[300];
@@ -1762,10 +1759,8 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 	memset(&acc, 0, sizeof(acc));
 	if (!accept_ok(q))
 		goto out;
-	for (size_t i = 0; i < http_req_query_count(q); i++, k++)
+	for (size_t i = 0; i < n; i++, k++)
 		http_req_query_at(q, i, &kv[k].name, &kv[k].value);
-	for (size_t i = 0; form && i < http_req_form_count(q); i++, k++)
-		http_req_form_at(q, i, &kv[k].name, &kv[k].value);
 	if (everything) {
 		if (!guard(q, "Patient", SCOPE_OP_READ, &acc) || !everything_types(q, &acc, kv, &k))
 			goto out;
@@ -1799,7 +1794,7 @@ out:
 
 static void handle_search(struct http_req *q, void *arg)
 {
-	run_search(q, arg, http_req_param(q, "type"), NULL, false, false);
+	run_search(q, arg, http_req_param(q, "type"), NULL, false);
 }
 
 static void handle_search_post(struct http_req *q, void *arg)
@@ -1810,7 +1805,7 @@ static void handle_search_post(struct http_req *q, void *arg)
 		send_outcome(q, 415, "POST _search takes an application/x-www-form-urlencoded body", NULL);
 		return;
 	}
-	run_search(q, arg, http_req_param(q, "type"), NULL, false, true);
+	run_search(q, arg, http_req_param(q, "type"), NULL, false);
 }
 
 static void handle_history(struct http_req *q, void *arg);
@@ -1822,12 +1817,12 @@ static void handle_compartment(struct http_req *q, void *arg)
 		handle_history(q, arg);
 		return;
 	}
-	run_search(q, arg, http_req_param(q, "ctype"), http_req_param(q, "id"), false, false);
+	run_search(q, arg, http_req_param(q, "ctype"), http_req_param(q, "id"), false);
 }
 
 static void handle_everything(struct http_req *q, void *arg)
 {
-	run_search(q, arg, NULL, http_req_param(q, "id"), true, false);
+	run_search(q, arg, NULL, http_req_param(q, "id"), true);
 }
 
 /*

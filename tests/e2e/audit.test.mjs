@@ -199,6 +199,16 @@ describe('audit records of a token flow and FHIR interactions', () => {
     assert.equal(ro.status, 200);
     seen.readObs = { rid: ro.requestId, id: obs.id, version: obs.meta.versionId };
 
+    // vread, instance history, $everything and POST _search: one record each, of their own type
+    const vr = await fhir(srv, 'GET', `Observation/${obs.id}/_history/${obs.meta.versionId}`, tok);
+    const hi = await fhir(srv, 'GET', `Observation/${obs.id}/_history`, tok);
+    const ev = await fhir(srv, 'GET', 'Patient/alice/$everything?_count=5', tok);
+    const ps = await fetchJson(`${srv.fhirBase}/Observation/_search`, { method: 'POST', body: 'category=laboratory&_count=1',
+      headers: { authorization: `Bearer ${tok}`, accept: 'application/fhir+json', 'content-type': 'application/x-www-form-urlencoded' } });
+    for (const r of [vr, hi, ev, ps]) assert.equal(r.status, 200, r.text);
+    seen.kinds = { vread: vr.requestId, history: hi.requestId, everything: ev.requestId,
+      postSearch: ps.headers.get('x-request-id') };
+
     // a parameter the search ignores: its value could be anything (a pasted token), so it is hashed
     const ign = await fhir(srv, 'GET', 'Observation?category=laboratory&_count=1&not-a-param=pasted-secret-value', tok);
     assert.equal(ign.status, 200, ign.text);
@@ -314,6 +324,14 @@ describe('audit records of a token flow and FHIR interactions', () => {
     assert.equal(ro.patient, 'alice');
     assert.deepEqual(ro.authority?.reasons, ['scope:patient', 'patient-compartment'], 'why it was allowed');
     assert.deepEqual(ro.entity, [{ type: 'Observation', id: seen.readObs.id, version: seen.readObs.version }]);
+
+    const k = seen.kinds;
+    assert.deepEqual(one(k.vread, 'fhir.vread').entity, [{ type: 'Observation', id: seen.readObs.id, version: seen.readObs.version }]);
+    assert.equal(one(k.history, 'fhir.history').patient, 'alice');
+    const evr = one(k.everything, 'fhir.everything');
+    assert.equal(evr.patient, 'alice');
+    assert.equal(one(k.postSearch, 'fhir.search').entity?.[0]?.query, 'Observation?_count=1&category=laboratory');
+    for (const rid of Object.values(k)) assert.equal(byReq(rid).length, 1, `exactly one record for ${rid}: ${JSON.stringify(byReq(rid))}`);
 
     // searches: the normalized query; identifying values hashed
     const s = one(seen.search, 'fhir.search');

@@ -119,6 +119,8 @@ describe('a patient app query', () => {
     assert.equal(p.status, 200, p.text);
     assert.deepEqual(ids(p.json), ids(g.json));
     assert.equal(p.json.total, g.json.total);
+    const self = (b) => b.link.find((l) => l.relation === 'self').url;
+    assert.equal(self(p.json), self(g.json), 'the same self link: each parameter once');
     const viaClient = await client.search({
       resourceType: 'Observation',
       searchParams: { patient: 'alice', category: 'laboratory', _sort: '-date', _count: 20 },
