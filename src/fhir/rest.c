@@ -283,11 +283,14 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 	cors_fhir(q);
 	if (!rest_auth)
 		return true;
-	if (token_in_url(q)) {
-		/* RFC 6750 2.3 and 3.1: one method only, and never the URL (logs, history, Referer) */
-		audit_denied(q, NULL, type, NULL, "token-in-url");
+	if (token_in_url(q) || http_req_header_count(q, "Authorization") > 1) {
+		/*
+		 * RFC 6750 2.3 and 3.1: one method only, and never the URL (logs,
+		 * history, Referer); two Authorization headers are ambiguous
+		 */
+		audit_denied(q, NULL, type, NULL, token_in_url(q) ? "token-in-url" : "two-tokens");
 		deny(q, 400, "Bearer realm=\"veranda\", error=\"invalid_request\"",
-		     "access tokens are accepted in the Authorization header only");
+		     "send one access token, in one Authorization header, and none in the URL");
 		return false;
 	}
 	if (!h || strncasecmp(h, "Bearer ", 7) || !h[7]) {

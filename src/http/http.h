@@ -121,8 +121,10 @@ void http_req_query_at(const struct http_req *q, size_t i, const char **name, co
 /* First value of a query parameter; NULL when absent. */
 const char *http_req_query(const struct http_req *q, const char *name);
 
-/* Request header (case-insensitive name); NULL when absent. */
+/* Request header (case-insensitive name); NULL when absent (the first when repeated). */
 const char *http_req_header(const struct http_req *q, const char *name);
+/* How many times the request carries header 'name' (case-insensitive). */
+size_t http_req_header_count(const struct http_req *q, const char *name);
 /* Request body bytes (empty when none). */
 const struct buf *http_req_body(const struct http_req *q);
 /* Parsed application/x-www-form-urlencoded body field; NULL when absent. */

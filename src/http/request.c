@@ -94,6 +94,31 @@ const char *http_req_header(const struct http_req *q, const char *name)
 	return MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, name);
 }
 
+struct header_count {
+	const char *name;
+	size_t n;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				    const char *value)
+{
+	struct header_count *hc = cls;
+
+	(void)kind;
+	(void)value;
+	if (key && !strcasecmp(key, hc->name))
+		hc->n++;
+	return MHD_YES;
+}
+
+size_t http_req_header_count(const struct http_req *q, const char *name)
+{
+	struct header_count hc = {name, 0};
+
+	MHD_get_connection_values(q->conn, MHD_HEADER_KIND, count_header, &hc);
+	return hc.n;
+}
+
 const struct buf *http_req_body(const struct http_req *q)
 {
 	return &q->body;

@@ -7,6 +7,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import http from 'node:http';
 import * as jose from 'jose';
 import * as oc from 'openid-client';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary } from './lib/server.mjs';
@@ -576,6 +577,16 @@ describe('bearer tokens in URLs (RFC 9700 4.3.2, RFC 6750 2.3)', () => {
       return { status: res.status, headers: res.headers, text: await res.text() };
     };
     refused(await form(''), 'form alone');
+    // two Authorization headers (Node's http joins nothing for a repeated header sent as an array)
+    const two = await new Promise((resolve) => {
+      const req = http.request(`${srv.fhirBase}/Patient/alice`, { headers: { accept: 'application/fhir+json', authorization: [`Bearer ${t.access_token}`, 'Bearer other'] } }, (res) => {
+        let b = '';
+        res.on('data', (d) => (b += d));
+        res.on('end', () => resolve({ status: res.statusCode, headers: { get: (k) => res.headers[k] }, text: b }));
+      });
+      req.end();
+    });
+    refused(two, 'two Authorization headers');
     refused(await form(`Bearer ${t.access_token}`), 'form beside the header');
     // the header works (the control), whatever the case of "Bearer"
     assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 200);
