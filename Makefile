@@ -28,7 +28,7 @@ UNIT_BIN  := $(patsubst tests/unit/%.c,build/unit/%,$(UNIT_SRC))
 FUZZ_SRC  := $(shell find tests/fuzz -maxdepth 1 -name '*.c' 2>/dev/null | sort)
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all check run bench fuzz deps unit e2e lint clean format docs valgrind
+.PHONY: all check run bench fuzz deps unit e2e e2e-san lint clean format docs valgrind
 all: build/veranda
 
 # the list of embedded files, rewritten only when it changes, so that a new
@@ -60,6 +60,10 @@ build/san/%.o: src/%.c
 build/san/gen/embedded.o: build/gen/embedded.c
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(DEFS) $(PKG_CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+# The server itself under ASan + UBSan, for the end-to-end suite (make e2e-san).
+build/san/veranda: src/main.c $(SAN_OBJ)
+	$(CC) $(WARN) $(DEFS) $(PKG_CFLAGS) $(SAN_FLAGS) -o $@ src/main.c $(SAN_OBJ) $(LDLIBS)
 
 build/unit/%: tests/unit/%.c $(SAN_OBJ) tests/unit/unit.h
 	@mkdir -p $(dir $@)
@@ -100,12 +104,19 @@ unit: $(UNIT_BIN)
 e2e: build/veranda
 	node --test --test-concurrency=1 tests/e2e/
 
+# The end-to-end suite against the server built with ASan + UBSan: a memory
+# error aborts the process, a leak makes it exit non-zero (the tests notice).
+e2e-san: build/veranda build/san/veranda
+	VERANDA_BIN=build/san/veranda ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		node --test --test-concurrency=1 tests/e2e/
+
 check: deps
 	$(MAKE) all
 	$(MAKE) lint
 	$(MAKE) unit
 	$(MAKE) fuzz-smoke
 	$(MAKE) e2e
+	$(MAKE) e2e-san
 
 fuzz-build: $(FUZZ_BIN)
 

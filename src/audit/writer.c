@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -963,6 +964,8 @@ static void *writer_main(void *arg)
 	}
 	pthread_mutex_unlock(&a->mu);
 	free(batch);
+	/* the thread's random generator (checkpoint signatures), before the process may exit */
+	OPENSSL_thread_stop();
 	return NULL;
 }
 

@@ -2070,7 +2070,7 @@ static json_t *med_request(struct rec *rc, struct rx *x)
 static void immunization(struct rec *rc, enum vax_ix x, int64_t day, int dose)
 {
 	char id[ID_MAX], lot[16];
-	json_t *r, *perf = j_obj();
+	json_t *r, *perf;
 	int64_t ms;
 	int l1 = rng_range(&rc->r, 0, 25);
 	int l2 = rng_range(&rc->r, 1000, 9999);
@@ -2082,6 +2082,7 @@ static void immunization(struct rec *rc, enum vax_ix x, int64_t day, int dose)
 	day = workday(day, false);
 	if (day >= rc->g->today)
 		return;
+	perf = j_obj();
 	ms = day * DAY_MS + 8 * HOUR_MS + slot * 15 * MIN_MS;
 	set_id(id, "imm", rc->p.stem, ++rc->n_imm, 2);
 	r = j_resource("Immunization", id);
