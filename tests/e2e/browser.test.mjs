@@ -7,6 +7,7 @@
 // Screenshots of each step go to build/screenshots/.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import {
   makeTempDir, removeDir, initDataDir, seedDataDir, runCli, startServer, requireBinary,
 } from './lib/server.mjs';
@@ -299,6 +300,42 @@ describe('SMART app in a browser (fhirclient + chromium)', { skip }, () => {
           ` (the browser names the form's URL; what the page's form-action refuses is the redirect to ${app.origin})`);
       }
       assert.equal(new URL(launch.location).pathname, '/launch.html');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('a cross-site form POST to the authorization endpoint (as test kits send it) goes through sign-in and consent to a code', T, async () => {
+    const { context, page } = await open();
+    try {
+      const verifier = crypto.randomBytes(32).toString('base64url');
+      const fields = {
+        response_type: 'code', client_id: CLIENT_ID, redirect_uri: `${app.origin}/index.html`, scope: STANDALONE_SCOPE,
+        state: 'cross-site-state', aud: srv.fhirBase, code_challenge_method: 'S256',
+        code_challenge: crypto.createHash('sha256').update(verifier).digest('base64url'),
+      };
+      // a page of no site of Veranda's (about:blank, origin null) posts the request, as a tester's page would
+      await page.goto('about:blank');
+      await page.setContent(`<form method="post" action="${srv.baseUrl}/oauth/authorize">${Object.entries(fields)
+        .map(([k, v]) => `<input type="hidden" name="${k}" value="${v.replace(/"/g, '&quot;')}">`).join('')}</form>`);
+      const signin = page.waitForResponse((r) => r.url().startsWith(`${srv.baseUrl}/oauth/`) && r.request().isNavigationRequest());
+      await page.evaluate(() => document.forms[0].submit());
+      await signin;
+      await page.getByRole('button', { name: 'Sign in' }).waitFor();
+      await signIn(page, 'alice');
+      // the URL Veranda sent the browser to (the app's page may tidy its address bar afterwards)
+      const landing = page.waitForRequest((r) => r.url().startsWith(`${app.origin}/index.html`));
+      await page.getByRole('button', { name: 'Allow' }).click();
+      const back = new URL((await landing).url());
+      await page.waitForURL(`${app.origin}/index.html**`);
+      await shot(page, '17-cross-site-post-landing');
+      assert.equal(back.searchParams.get('state'), 'cross-site-state');
+      assert.equal(back.searchParams.get('iss'), srv.baseUrl);
+      const code = back.searchParams.get('code');
+      assert.ok(code, `a code: ${page.url()}`);
+      const r = await fetch(`${srv.baseUrl}/oauth/token`, { method: 'POST', body: new URLSearchParams({
+        grant_type: 'authorization_code', code, redirect_uri: `${app.origin}/index.html`, client_id: CLIENT_ID, code_verifier: verifier }) });
+      assert.equal(r.status, 200, await r.text());
     } finally {
       await context.close();
     }
