@@ -487,6 +487,10 @@ describe('B. authorization endpoint', () => {
       }
     }
     assert.equal(codes.size, 3);
+    // short-lived: no setting lets a code wait longer than ten minutes
+    const long = await runCli(['serve', '--data', dir, '--listen', '127.0.0.1:1', '--code-ttl', '601']);
+    assert.notEqual(long.code, 0, 'a code lifetime over 600 s is refused');
+    assert.match(long.stderr, /code-ttl|code_ttl/);
   });
 
   it('B27 sign-in and consent pages cannot be framed; the credentials POST answers 303', async () => {
