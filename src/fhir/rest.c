@@ -2042,15 +2042,18 @@ static void handle_bundle(struct http_req *q, void *arg)
 	if (bg.unrecorded)
 		goto out; /* 503 sent: an entry's record could not be queued */
 	{
-		/* one record for the Bundle; under a patient context, that patient */
+		/*
+		 * One record for the Bundle itself, after its entries' (which name
+		 * their patients): the answer waits for it, and so for them all.
+		 * It names no patient: a batch of reads did not change anyone's
+		 * record, and the patient's access history shows the entries.
+		 */
 		struct fhir_audit fa;
 
 		memset(&fa, 0, sizeof(fa));
 		fa.type = AUDIT_FHIR_UPDATE;
 		fa.rtype = "Bundle";
 		fa.query = strstr(body->data, "\"transaction\"") ? "transaction" : "batch";
-		if (acc.on && acc.patient)
-			fa_patient(&fa, acc.patient);
 		if (!audit_fhir(q, &acc, &fa, true))
 			goto out;
 	}

@@ -370,6 +370,7 @@ describe('audit records of a token flow and FHIR interactions', () => {
     assert.equal(batchRecs[2].patient, 'bob-self');
     assert.equal(batchRecs[2].entity?.[0]?.query, 'Observation?_count=1&patient=bob-self');
     assert.equal(batchRecs[3].entity?.[0]?.type, 'Bundle');
+    assert.equal(batchRecs[3].patient, undefined, 'the Bundle\'s own record names no patient (its entries do)');
     for (const r of batchRecs) assert.equal(r.agent?.client, 'e2e-backend');
     const txRecs = byReq(bb.tx);
     assert.deepEqual(txRecs.map((r) => r.type), ['fhir.create', 'fhir.update']);
