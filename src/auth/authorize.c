@@ -189,7 +189,9 @@ enum err oauth_authz_begin(struct oauth *o, const char *const *names, const char
 	if (!client_redirect_ok(&out->client, ruri))
 		FAIL(400, "invalid_request", "redirect_uri is not registered for this app");
 	str_copy(out->redirect_uri, ruri, sizeof(out->redirect_uri));
-	v = param(names, values, n, "state", NULL);
+	v = param(names, values, n, "state", &dup);
+	if (dup) /* which one to echo is unknowable: no redirect */
+		FAIL(400, "invalid_request", "state was sent more than once");
 	if (v && strlen(v) >= sizeof(out->state))
 		FAIL(400, "invalid_request", "state is too long");
 	str_copy(out->state, v ? v : "", sizeof(out->state));

@@ -370,6 +370,9 @@ describe('B. authorization endpoint', () => {
     assertErrorRedirect(await alice.get(req.url), 'invalid_request', req.state);
     req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE });
     assertErrorRedirect(await alice.get(`${req.url}&scope=openid`), 'invalid_request', req.state);
+    // a repeated state: which one to echo cannot be known, so no redirect at all
+    req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE });
+    assertErrorPage(await alice.get(`${req.url}&state=other`));
     // unknown parameters are ignored
     req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE, extra: { foo: 'bar', display: 'page' } });
     const w = await walk(alice, req.url, {});
