@@ -234,6 +234,12 @@ describe('HTTP layer', () => {
     const space = await rawExchange('GET /fhir/Patient?name=a b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 1500);
     assert.ok(/^HTTP\/1\.1 400 /.test(space.text) || (space.text === '' && space.state === 'closed by the server'),
       `a space in the target: ${space.state} ${JSON.stringify(space.text.slice(0, 80))}`);
+    // two Content-Length headers (a proxy in front might believe the other one): 400, and the connection ends
+    const body = '{"resourceType":"Patient"}';
+    const twoCl = await rawExchange(`POST /fhir/Patient HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${FHIR_JSON}\r\n` +
+      `Content-Length: ${body.length}\r\nContent-Length: 5\r\n\r\n${body}`, 1500);
+    assert.match(twoCl.text, /^HTTP\/1\.1 400 /, `two Content-Length: ${JSON.stringify(twoCl.text.slice(0, 80))}`);
+    assert.equal((twoCl.text.match(/^HTTP\/1\.1 /gm) || []).length, 1, 'one answer: the body is not read as another request');
     const { text } = await rawExchange('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', 1500);
     assert.match(text, /^HTTP\/1\.1 200 /, 'the same request with its Host');
     const { text: old } = await rawExchange('GET /healthz HTTP/1.0\r\n\r\n', 1500);
