@@ -44,6 +44,9 @@ struct entry {
 	bool exists;            /* conditional create matched an existing resource */
 	int status;             /* response status */
 	struct buf out;         /* the response entry JSON */
+	bool has_done;          /* a transaction's entry: what it did, told before the commit */
+	struct fhir_entry_done done;
+	struct fhir_search_req search;
 };
 
 /* ---- URL of an entry: [base/]Type[/id[/_history/vid]][?query] ---- */
@@ -268,20 +271,36 @@ static void respond_error(struct entry *en, const struct ctx *c)
 	buf_release(&oo);
 }
 
-/* Tell the caller what an entry did (fhir_bundle_hooks.done). */
-static enum err entry_done(const struct fhir_bundle_hooks *hooks, enum fhir_entry_op op,
-			   const char *type, const char *id, int64_t version,
-			   const struct fhir_search_req *search, struct ctx *c)
+/*
+ * Tell the caller what an entry did (fhir_bundle_hooks.done): at once in a
+ * batch; in a transaction ('defer') kept in the entry and told once every
+ * entry has run, before the commit, so that nothing is told of a
+ * transaction that is rolled back.
+ */
+static enum err entry_done(const struct fhir_bundle_hooks *hooks, struct entry *en,
+			   struct arena *a, bool defer, enum fhir_entry_op op, const char *type,
+			   const char *id, int64_t version, const struct fhir_search_req *search,
+			   struct ctx *c)
 {
 	struct fhir_entry_done d = {op, type, id, version, search};
 
 	if (!hooks || !hooks->done)
 		return ERR_OK;
-	return hooks->done(hooks->arg, &d, c);
+	if (!defer)
+		return hooks->done(hooks->arg, &d, c);
+	en->has_done = true;
+	en->done = d;
+	en->done.type = type ? arena_strdup(a, type) : NULL;
+	en->done.id = id ? arena_strdup(a, id) : NULL;
+	if (search) {
+		en->search = *search;
+		en->done.search = &en->search;
+	}
+	return ERR_OK;
 }
 
 static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, bool repr,
-			  const struct fhir_bundle_hooks *hooks, struct ctx *c)
+			  const struct fhir_bundle_hooks *hooks, bool defer, struct ctx *c)
 {
 	struct fhir_result r;
 	struct found fd;
@@ -312,7 +331,7 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 			store_resource_init(&sr);
 			e = fhir_read(f, en->type, en->assigned, 0, &sr, c);
 			if (!e)
-				e = entry_done(hooks, FHIR_ENTRY_READ, sr.type, sr.id, sr.version, NULL, c);
+				e = entry_done(hooks, en, a, defer, FHIR_ENTRY_READ, sr.type, sr.id, sr.version, NULL, c);
 			if (!e) {
 				str_copy(r.type, sr.type, sizeof(r.type));
 				str_copy(r.id, sr.id, sizeof(r.id));
@@ -333,7 +352,7 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 		e = en->assigned ? fhir_write_json(f, en->type, en->assigned, en->res, -1, &r, c)
 				 : fhir_write_json(f, en->type, NULL, en->res, -1, &r, c);
 		if (!e)
-			e = entry_done(hooks, FHIR_ENTRY_CREATE, r.type, r.id, r.version, NULL, c);
+			e = entry_done(hooks, en, a, defer, FHIR_ENTRY_CREATE, r.type, r.id, r.version, NULL, c);
 		if (!e)
 			respond_write(en, &r, 201, repr);
 		break;
@@ -362,7 +381,7 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 		}
 		e = fhir_write_json(f, en->type, id, en->res, if_match, &r, c);
 		if (!e)
-			e = entry_done(hooks, r.created ? FHIR_ENTRY_CREATE : FHIR_ENTRY_UPDATE, r.type, r.id,
+			e = entry_done(hooks, en, a, defer, r.created ? FHIR_ENTRY_CREATE : FHIR_ENTRY_UPDATE, r.type, r.id,
 				       r.version, NULL, c);
 		if (!e)
 			respond_write(en, &r, r.created ? 201 : 200, repr);
@@ -387,7 +406,7 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 		if (id)
 			e = fhir_delete(f, en->type, id, if_match, &r, c);
 		if (!e && id && !r.unchanged)
-			e = entry_done(hooks, FHIR_ENTRY_DELETE, en->type, id, r.version, NULL, c);
+			e = entry_done(hooks, en, a, defer, FHIR_ENTRY_DELETE, en->type, id, r.version, NULL, c);
 		if (!e) {
 			r.version = r.unchanged ? 0 : r.version;
 			respond_write(en, &r, 204, false);
@@ -400,7 +419,7 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 			store_resource_init(&sr);
 			e = fhir_read(f, en->type, en->id, en->vid, &sr, c);
 			if (!e)
-				e = entry_done(hooks, en->vid ? FHIR_ENTRY_VREAD : FHIR_ENTRY_READ, sr.type, sr.id,
+				e = entry_done(hooks, en, a, defer, en->vid ? FHIR_ENTRY_VREAD : FHIR_ENTRY_READ, sr.type, sr.id,
 					       sr.version, NULL, c);
 			if (!e) {
 				en->status = 200;
@@ -425,7 +444,7 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 			if (!hooks || !hooks->search || !(e = hooks->search(hooks->arg, &sq, c)))
 				e = fhir_search(f, &sq, &sb, c);
 			if (!e)
-				e = entry_done(hooks, FHIR_ENTRY_SEARCH, sq.type, NULL, 0, &sq, c);
+				e = entry_done(hooks, en, a, defer, FHIR_ENTRY_SEARCH, sq.type, NULL, 0, &sq, c);
 			if (!e) {
 				en->status = 200;
 				buf_adds(&en->out, "{\"response\":{\"status\":\"200 OK\"},\"resource\":");
@@ -606,13 +625,20 @@ enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool represen
 				struct ctx ec = CTX_INIT;
 				if (ens[i].method != order[k])
 					continue;
-				if (run_entry(f, &a, &ens[i], representation, hooks, &ec)) {
+				if (run_entry(f, &a, &ens[i], representation, hooks, true, &ec)) {
 					e = ctx_errorx(c, ec.code, ec.expr, "transaction failed at entry %zu (%s %s): %s", i + 1,
 						       json_string_value(json_object_get(json_object_get(ens[i].e, "request"), "method")),
 						       json_string_value(json_object_get(json_object_get(ens[i].e, "request"), "url")),
 						       ec.msg);
 					goto out;
 				}
+			}
+		}
+		for (size_t i = 0; i < n && hooks && hooks->done; i++) {
+			struct ctx ec = CTX_INIT;
+			if (ens[i].has_done && hooks->done(hooks->arg, &ens[i].done, &ec)) {
+				e = ctx_errorx(c, ec.code, ec.expr, "transaction failed at entry %zu: %s", i + 1, ec.msg);
+				goto out;
 			}
 		}
 		if ((e = store_commit(f->store, c)))
@@ -624,7 +650,7 @@ enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool represen
 			if (ens[i].status)
 				continue; /* already answered with an error */
 			if ((ens[i].method == M_POST && conditional_create(f, &a, &ens[i], i, &ec)) ||
-			    run_entry(f, &a, &ens[i], representation, hooks, &ec))
+			    run_entry(f, &a, &ens[i], representation, hooks, false, &ec))
 				respond_error(&ens[i], &ec);
 		}
 	}

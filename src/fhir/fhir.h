@@ -175,9 +175,10 @@ struct fhir_entry_done {
  * - search bounds each search entry before it runs: it may narrow *sr (its
  *   params replaced by an array of its own that lives until fhir_bundle()
  *   returns) or return an error;
- * - done learns of each entry that succeeded, before a transaction commits
- *   (its writes are not yet visible to others), for the audit log; it may
- *   return an error.
+ * - done learns of each entry that succeeded, for the audit log: in a batch
+ *   as it runs, in a transaction once every entry has run and before the
+ *   commit (nothing is told of a transaction that fails); it may return an
+ *   error.
  * An error answers that entry (batch) or fails the whole Bundle
  * (transaction: nothing is kept).
  */

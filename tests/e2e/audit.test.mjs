@@ -274,8 +274,15 @@ describe('audit records of a token flow and FHIR interactions', () => {
     const tx = await post({ resourceType: 'Bundle', type: 'transaction', entry: [
       { fullUrl: 'urn:uuid:00000000-0000-4000-8000-0000000000a1', resource: { ...body, subject: { reference: 'Patient/bob-self' } }, request: { method: 'POST', url: 'Observation' } },
     ] });
+    // a transaction that fails at its second entry: its first entry's create is rolled back, and recorded nowhere
+    const failed = await srv.fhirFetch('/', { method: 'POST', headers: { 'content-type': 'application/fhir+json', accept: 'application/fhir+json' },
+      body: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [
+        { fullUrl: 'urn:uuid:00000000-0000-4000-8000-0000000000a2', resource: { ...body, code: { text: 'rolled back' } }, request: { method: 'POST', url: 'Observation' } },
+        { resource: { resourceType: 'Observation', status: 'not-a-status', code: { text: 'x' } }, request: { method: 'PUT', url: 'Observation/tx-bad' } },
+      ] }) });
+    assert.ok(failed.status >= 400, failed.text);
     seen.bundles = { batch: batch.headers.get('x-request-id'), tx: tx.headers.get('x-request-id'), bobObs,
-      created: tx.json.entry[0].response.location.split('/')[1] };
+      created: tx.json.entry[0].response.location.split('/')[1], failed: failed.headers.get('x-request-id') };
   });
 
   it('the records say who, whose record, what and under which token, and hold no secrets', async () => {
@@ -376,6 +383,7 @@ describe('audit records of a token flow and FHIR interactions', () => {
     assert.deepEqual(txRecs.map((r) => r.type), ['fhir.create', 'fhir.update']);
     assert.deepEqual(txRecs[0].entity, [{ type: 'Observation', id: bb.created, version: '1' }]);
     assert.equal(txRecs[0].patient, 'bob-self');
+    assert.deepEqual(byReq(bb.failed).filter((r) => r.type.startsWith('fhir.')), [], 'a failed transaction records no create');
 
     // refusals are policy denials (outcome 4) saying why
     const hid = one(seen.hidden, 'policy.denied');
