@@ -1892,6 +1892,8 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		} else if (a->patient && op != SCOPE_OP_READ && !confinable(type)) {
 			snprintf(why, sizeof(why), "entry %zu: shared reference data cannot be written with access confined to one patient's record", i);
 		} else if (op == SCOPE_OP_READ || op == SCOPE_OP_DELETE) {
+			if (op == SCOPE_OP_READ && is_fhir_user(&ea, type, id))
+				ea.patient = NULL; /* the user's own resource, as handle_read() */
 			if (!visible(q, f, &ea, type, id) && !http_resp_done(q))
 				snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
 			else if (op == SCOPE_OP_DELETE && a->patient && !strcmp(type, "Patient") &&
@@ -2005,6 +2007,8 @@ static enum err bundle_done(void *arg, const struct fhir_entry_done *d, struct c
 		fa.type = types[d->op];
 		fa.rtype = d->type;
 		fa.id = d->id;
+		if ((d->op == FHIR_ENTRY_READ || d->op == FHIR_ENTRY_VREAD) && is_fhir_user(&ea, d->type, d->id))
+			ea.patient = NULL; /* whose record: the user's own, as handle_read() records it */
 		if (d->version) {
 			snprintf(vs, sizeof(vs), "%lld", (long long)d->version);
 			fa.version = vs;

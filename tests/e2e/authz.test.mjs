@@ -1014,6 +1014,10 @@ describe('user/ scopes act with the user\'s own rights', () => {
       const self = await api(t.access_token, 'Patient/bob-self');
       assert.equal(self.status, 200, `${scope}: ${self.text.slice(0, 200)}`);
       assert.equal(self.json.id, 'bob-self');
+      const inBatch = await api(t.access_token, '', { method: 'POST', body: JSON.stringify({ resourceType: 'Bundle', type: 'batch',
+        entry: [{ request: { method: 'GET', url: 'Patient/bob-self' } }] }) });
+      assert.equal(inBatch.status, 200, `${scope}: ${inBatch.text.slice(0, 200)}`);
+      assert.equal(inBatch.json.entry[0].resource?.id, 'bob-self', 'and inside a batch');
       const own = (await sys('Observation?patient=bob-self&_count=1')).json.entry[0].resource.id;
       await assertLikeNonexistent(t.access_token, `Observation/${own}`, own);
       assert.deepEqual(matchIds((await api(t.access_token, 'Patient?_id=bob-self')).json), [], 'searches stay confined');
