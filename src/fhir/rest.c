@@ -278,17 +278,19 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 {
 	const char *h = http_req_header(q, "Authorization");
 	struct ctx c = CTX_INIT;
+	bool in_url;
 
 	memset(a, 0, sizeof(*a));
 	cors_fhir(q);
 	if (!rest_auth)
 		return true;
-	if (token_in_url(q) || http_req_header_count(q, "Authorization") > 1) {
+	in_url = token_in_url(q);
+	if (in_url || http_req_header_count(q, "Authorization") > 1) {
 		/*
 		 * RFC 6750 2.3 and 3.1: one method only, and never the URL (logs,
 		 * history, Referer); two Authorization headers are ambiguous
 		 */
-		audit_denied(q, NULL, type, NULL, token_in_url(q) ? "token-in-url" : "two-tokens");
+		audit_denied(q, NULL, type, NULL, in_url ? "token-in-url" : "two-tokens");
 		deny(q, 400, "Bearer realm=\"veranda\", error=\"invalid_request\"",
 		     "send one access token, in one Authorization header, and none in the URL");
 		return false;
@@ -458,13 +460,20 @@ static bool filters_match(struct http_req *q, struct fhir *f, const struct acces
 	return ok;
 }
 
-/* Is type/id the token user's own FHIR resource (its fhirUser claim)? */
-static bool is_fhir_user(const struct access *a, const char *type, const char *id)
+/*
+ * Narrow 'a' for a read or vread of type/id: the token user's own FHIR
+ * resource (its fhirUser: a caregiver's Patient or RelatedPerson) is read,
+ * and recorded, outside the patient context, whoever's record the token is
+ * confined to; SMART apps read it to learn who is signed in.  Granular
+ * filters and the scopes of its type still apply.
+ */
+static void read_access(struct access *a, const char *type, const char *id)
 {
-	size_t tl = strlen(type);
+	size_t tl = type && id ? strlen(type) : 0;
 
-	return a->on && !strncmp(a->p.fhir_user, type, tl) && a->p.fhir_user[tl] == '/' &&
-	       !strcmp(a->p.fhir_user + tl + 1, id);
+	if (a->on && tl && !strncmp(a->p.fhir_user, type, tl) && a->p.fhir_user[tl] == '/' &&
+	    !strcmp(a->p.fhir_user + tl + 1, id))
+		a->patient = NULL;
 }
 
 /* Must type/id be found in the confined patient's compartment to be seen by 'a'? */
@@ -887,15 +896,8 @@ static void handle_read(struct http_req *q, void *arg)
 
 	if (!accept_ok(q) || !guard(q, type, SCOPE_OP_READ, &acc))
 		return;
-	/*
-	 * The user's own resource (fhirUser: a caregiver's Patient or
-	 * RelatedPerson) is readable whoever's record the token is confined to:
-	 * SMART apps read it to learn who is signed in.  Granular filters and
-	 * the scopes of its type still apply.
-	 */
 	ra = acc;
-	if (is_fhir_user(&acc, type, id))
-		ra.patient = NULL;
+	read_access(&ra, type, id);
 	store_resource_init(&r);
 	if (vid && str_to_i64(vid, 1, INT64_MAX, &version)) {
 		send_outcome(q, 404, "version ids are positive integers", NULL);
@@ -1892,8 +1894,8 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		} else if (a->patient && op != SCOPE_OP_READ && !confinable(type)) {
 			snprintf(why, sizeof(why), "entry %zu: shared reference data cannot be written with access confined to one patient's record", i);
 		} else if (op == SCOPE_OP_READ || op == SCOPE_OP_DELETE) {
-			if (op == SCOPE_OP_READ && is_fhir_user(&ea, type, id))
-				ea.patient = NULL; /* the user's own resource, as handle_read() */
+			if (op == SCOPE_OP_READ)
+				read_access(&ea, type, id);
 			if (!visible(q, f, &ea, type, id) && !http_resp_done(q))
 				snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
 			else if (op == SCOPE_OP_DELETE && a->patient && !strcmp(type, "Patient") &&
@@ -2007,8 +2009,8 @@ static enum err bundle_done(void *arg, const struct fhir_entry_done *d, struct c
 		fa.type = types[d->op];
 		fa.rtype = d->type;
 		fa.id = d->id;
-		if ((d->op == FHIR_ENTRY_READ || d->op == FHIR_ENTRY_VREAD) && is_fhir_user(&ea, d->type, d->id))
-			ea.patient = NULL; /* whose record: the user's own, as handle_read() records it */
+		if (d->op == FHIR_ENTRY_READ || d->op == FHIR_ENTRY_VREAD)
+			read_access(&ea, d->type, d->id);
 		if (d->version) {
 			snprintf(vs, sizeof(vs), "%lld", (long long)d->version);
 			fa.version = vs;

@@ -5,6 +5,7 @@
  * keyset cursors.  Matches are copied as stored bytes unless _summary or
  * _elements asks for a subset, which re-serializes that resource only.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -306,18 +307,28 @@ static void subset(const struct search_parsed *p, struct buf *json)
 
 /* ---- includes ---- */
 
+/* The types that can be in a patient's record (fhir_type_in_record()), listed once. */
+static const char *in_record[64];
+static size_t n_in_record;
+static pthread_once_t in_record_once = PTHREAD_ONCE_INIT;
+
+static void list_in_record(void)
+{
+	for (const struct fhir_type *t = fhir_types; t->name && n_in_record < 64; t++)
+		if (fhir_type_in_record(t->name))
+			in_record[n_in_record++] = t->name;
+}
+
 static enum err run_includes(struct fhir *f, const struct search_parsed *p, const char *type,
 			     const char *patient, struct collect *matches, struct collect *incs,
 			     struct ctx *c)
 {
-	const char *in_record[64];
 	struct store_confine cf = {patient, in_record, 0};
 	size_t pass, i;
 	enum err e;
 
-	for (const struct fhir_type *t = fhir_types; t->name && cf.ntypes < 64; t++)
-		if (fhir_type_in_record(t->name))
-			in_record[cf.ntypes++] = t->name;
+	pthread_once(&in_record_once, list_in_record);
+	cf.ntypes = n_in_record;
 
 	for (pass = 0; pass < 2; pass++) {
 		/* pass 0: from the matches; pass 1 (:iterate): from what pass 0 included */

@@ -538,7 +538,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			q->pending_msg = "too many query parameters (at most " HTTP_PAIRS_MAX_STR ")";
 		}
 		cl = content_length(conn);
-		if (!q->pending && http_req_header_count(q, MHD_HTTP_HEADER_CONTENT_LENGTH) > 1) {
+		if (!q->pending && http_req_header(q, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
+		    http_req_header_count(q, MHD_HTTP_HEADER_CONTENT_LENGTH) > 1) {
 			/* RFC 9112 6.3: a proxy in front might read the other one */
 			render_error(s, q, 400, "more than one Content-Length");
 			q->close = true;
