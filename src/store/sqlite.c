@@ -1,9 +1,17 @@
 /*
  * sqlite.c - the SQLite backend of the store (struct store_ops).
  *
- * One database file in WAL mode with synchronous=FULL: a commit returns
- * only after the WAL is on stable storage, so an acknowledged write
- * survives kill -9 and power loss.
+ * One database file in WAL mode.  A commit returns only after the WAL is
+ * on stable storage, so an acknowledged write survives kill -9 and power
+ * loss; but the flush is not SQLite's.  Connections run with
+ * synchronous=NORMAL (COMMIT writes the WAL without syncing it) and every
+ * commit then waits in flush_commits() for a flush of the WAL that began
+ * after it: one thread flushes for every commit made before it started,
+ * the others wait for it, and the write lock is already free, so the next
+ * transaction is written during the flush.  Concurrent writers therefore
+ * share flushes instead of queuing behind one each.  Other connections can
+ * see a commit while its flush is under way (until it is acknowledged);
+ * docs/decisions.md says why that is acceptable.
  *
  * Threading: each thread gets its own connection on first use (a pthread
  * key whose destructor closes it at thread exit; store_thread_done() closes
@@ -286,6 +294,13 @@ struct sq_store {
 	pthread_cond_t wcv;
 	bool writer;
 	struct vcache *vc;      /* versions for search pages (vcache.h), or NULL */
+	/* Flushes (flush_commits()), under fmu. */
+	pthread_mutex_t fmu;
+	pthread_cond_t fcv;
+	uint64_t committed;     /* commits made through this store */
+	uint64_t flushed;       /* ... the first this many of which are on disk */
+	uint64_t flushes;       /* flushes done */
+	bool flushing;          /* a thread is flushing now */
 };
 
 struct conn {
@@ -305,6 +320,7 @@ struct conn {
 	char fail_msg[448];     /* the last message fail() made */
 	int walking;            /* inside a history or search callback */
 	bool write_locked;      /* this connection holds the store's write lock */
+	sqlite3_int64 changes;  /* sqlite3_total_changes64() when the transaction began */
 	struct sq_search *search; /* search statements (sqlite_search.c) */
 	int err_rc;             /* the last failure noted on this connection */
 	char err_msg[256];      /* ... and SQLite's message for it */
@@ -672,6 +688,61 @@ static void write_unlock(struct conn *cn)
 	pthread_mutex_unlock(&st->wmu);
 }
 
+/*
+ * Make the commit 'cn' has just made durable (see the top of the file):
+ * wait until a flush of the WAL that began after it has ended.  The first
+ * thread to find no flush under way does it for every commit made so far;
+ * the others wait for the one that covers them.  Called after COMMIT
+ * returned and the write lock was released.  A failed flush is a storage
+ * failure: the store's sticky state is set, this and every waiting commit
+ * get ERR_IO, and no later flush is trusted.
+ */
+static enum err flush_commits(struct conn *cn, struct ctx *c)
+{
+	struct sq_store *st = cn->st;
+	enum err e = ERR_OK;
+	uint64_t mine;
+
+	pthread_mutex_lock(&st->fmu);
+	mine = ++st->committed;
+	while (st->flushed < mine && !e) {
+		sqlite3_file *wal = NULL;
+		uint64_t upto;
+		int rc;
+
+		if (st->flushing) {
+			pthread_cond_wait(&st->fcv, &st->fmu);
+			continue;
+		}
+		if (atomic_load(&st->s->failed)) {
+			e = store_check_healthy(st->s, c);
+			break;
+		}
+		/* every commit counted so far returned from COMMIT before this */
+		upto = st->committed;
+		st->flushing = true;
+		pthread_mutex_unlock(&st->fmu);
+		rc = sqlite3_file_control(cn->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+		if (rc == SQLITE_OK && wal && wal->pMethods)
+			rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+		if (rc != SQLITE_OK) {
+			cn->err_rc = SQLITE_IOERR_FSYNC;
+			snprintf(cn->err_msg, sizeof(cn->err_msg), "%s while flushing the write-ahead log",
+				 sqlite3_errstr(rc));
+			e = fail(cn, SQLITE_IOERR_FSYNC, c, "cannot commit");
+		}
+		pthread_mutex_lock(&st->fmu);
+		st->flushing = false;
+		if (!e) {
+			st->flushed = upto;
+			st->flushes++;
+		}
+		pthread_cond_broadcast(&st->fcv);
+	}
+	pthread_mutex_unlock(&st->fmu);
+	return e;
+}
+
 /* Remove 'cn' from the store's list of connections. */
 static void conn_unlink(struct conn *cn)
 {
@@ -719,7 +790,7 @@ out:
 
 /*
  * Open a new connection to the store's database with the per-connection
- * settings: WAL, synchronous=FULL, the busy timeout, extended result
+ * settings: WAL, synchronous=NORMAL, the busy timeout, extended result
  * codes.  On success *out is unlinked and owned by the caller.  ERR_IO
  * with "cannot open 'PATH': reason" when SQLite cannot open the file or
  * cannot put it in WAL mode.
@@ -727,7 +798,8 @@ out:
 static enum err conn_open(struct sq_store *st, struct conn **out, struct ctx *c)
 {
 	const char *const pragmas[] = {
-		"PRAGMA synchronous = FULL",      /* WAL synced at every commit */
+		/* COMMIT writes the WAL; flush_commits() syncs it (see the top) */
+		"PRAGMA synchronous = NORMAL",
 		"PRAGMA foreign_keys = OFF",
 		/* Savepoint journals in memory: a spill to a temporary file costs
 		 * a write(2) per page, and the importer takes a savepoint per
@@ -879,6 +951,8 @@ static enum err sqlite_open(struct store *s, const char *target, int busy_ms, st
 	st->busy_ms = busy_ms;
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_mutex_init(&st->wmu, NULL);
+	pthread_mutex_init(&st->fmu, NULL);
+	pthread_cond_init(&st->fcv, NULL);
 	{
 		pthread_condattr_t ca;
 
@@ -888,6 +962,8 @@ static enum err sqlite_open(struct store *s, const char *target, int busy_ms, st
 		pthread_condattr_destroy(&ca);
 	}
 	if (pthread_key_create(&st->key, conn_thread_exit) != 0) {
+		pthread_cond_destroy(&st->fcv);
+		pthread_mutex_destroy(&st->fmu);
 		pthread_cond_destroy(&st->wcv);
 		pthread_mutex_destroy(&st->wmu);
 		pthread_mutex_destroy(&st->mu);
@@ -927,6 +1003,8 @@ static void sqlite_close(struct store *s)
 		conn_free(cn);
 	}
 	vcache_free(st->vc); /* after the connections: their searches may pin entries */
+	pthread_cond_destroy(&st->fcv);
+	pthread_mutex_destroy(&st->fmu);
 	pthread_cond_destroy(&st->wcv);
 	pthread_mutex_destroy(&st->wmu);
 	pthread_mutex_destroy(&st->mu);
@@ -1064,6 +1142,8 @@ out:
 		undo(cn, ST_ROLLBACK);
 	write_unlock(cn);
 	sqlite3_free(errmsg);
+	if (!e && v < n)
+		e = flush_commits(cn, c);
 	return e;
 }
 
@@ -1160,6 +1240,7 @@ static enum err sqlite_begin(struct store *s, struct ctx *c)
 		return fail(cn, rc, c, "cannot begin a transaction");
 	}
 	tx_reset(cn, true);
+	cn->changes = sqlite3_total_changes64(cn->db);
 	return ERR_OK;
 }
 
@@ -1188,6 +1269,7 @@ static enum err commit_tx(struct conn *cn, struct ctx *c)
 static enum err sqlite_commit(struct store *s, struct ctx *c)
 {
 	struct conn *cn;
+	bool wrote = false;
 	enum err e;
 
 	e = conn_get(s, &cn, c);
@@ -1203,10 +1285,12 @@ static enum err sqlite_commit(struct store *s, struct ctx *c)
 	} else if ((e = tx_alive(cn, c)) != ERR_OK) {
 		if (!sqlite3_get_autocommit(cn->db))
 			undo(cn, ST_ROLLBACK);
-	} else {
-		e = commit_tx(cn, c);
+	} else if ((e = commit_tx(cn, c)) == ERR_OK) {
+		wrote = sqlite3_total_changes64(cn->db) != cn->changes;
 	}
-	tx_reset(cn, false);
+	tx_reset(cn, false);       /* the write lock goes before the flush */
+	if (wrote)
+		e = flush_commits(cn, c);
 	return e;
 }
 
@@ -1576,7 +1660,7 @@ static enum err sqlite_put(struct store *s, const struct store_put *p, struct ct
 	if (own) {
 		e = commit_tx(cn, c);      /* rolls back itself on failure */
 		write_unlock(cn);
-		return e;
+		return e ? e : flush_commits(cn, c);
 	}
 out:
 	if (own) {
