@@ -346,7 +346,7 @@ async function veranda(args, what) {
 
 async function startVeranda(data, extra = []) {
 	const port = await freePort();
-	const logFile = path.join(tmp, 'veranda.log');
+	const logFile = path.join(tmp, `veranda-${port}.log`);
 	/* the read and search figures are without authorization (see the auth benchmark for its cost) */
 	const child = start('veranda serve', VERANDA, ['serve', '--data', data, '--listen', `127.0.0.1:${port}`,
 		'--log-level', 'warn', '--fhir-auth=false', ...extra], logFile);
@@ -386,7 +386,7 @@ async function main() {
 	const results = { machine: m, started: new Date().toISOString(), duration: DURATION, threads: THREADS,
 		rounds: ROUNDS, roundSecs: Math.max(2, Math.round(DURATION / ROUNDS)),
 		runs: [], keepalive: [], import: null, notes: [] };
-	let ver = null, obsId = null, obsBytes;
+	let ver = null, verSync = null, obsId = null, obsBytes;
 	const obsPath = () => `/fhir/Observation/${obsId}`;
 
 	/* Veranda: a data directory with a few hundred resources. */
@@ -399,7 +399,14 @@ async function main() {
 		const g = generate(seedFile, 400, 20, 'b', 7);
 		await veranda(['import', '--data', data, '--log-level', 'warn', seedFile], 'loading the benchmark data');
 		log(`data: ${g.patients} Patients and ${g.observations} Observations imported`);
-		ver = await startVeranda(data);
+		/*
+		 * The figures of the HTTP and storage path are taken with the audit
+		 * log off; the same read on a second server with the default audit
+		 * mode (sync) shows what auditing costs (bench/audit-read.mjs
+		 * measures that against its own goal).
+		 */
+		ver = await startVeranda(data, ['--audit', 'off']);
+		verSync = await startVeranda(data, ['--node-id', 'bench-run-sync']);
 		obsId = observationId('b', 190);
 		const r = await request(ver.port, 'GET', obsPath());
 		if (r.status !== 200)
@@ -474,6 +481,7 @@ async function main() {
 		const plan = [
 			{ key: 'nginx-file', label: 'nginx static file', server: ngx, port: ngx.port, path: obsPath() },
 			{ key: 'read', label: 'veranda GET /fhir/Observation/{id}', server: ver, path: obsPath(), ref: 'nginx-file', goal: GOAL_READ },
+			{ key: 'read-sync', label: 'the same GET, audit sync (default)', server: verSync, path: obsPath(), ref: 'nginx-file' },
 			{ key: 'nginx-ok', label: 'nginx return 200', server: ngx, port: ngx.port, path: '/ok' },
 			{ key: 'healthz', label: 'veranda GET /healthz', server: ver, path: '/healthz', ref: 'nginx-ok', goal: GOAL_HEALTHZ },
 			{ key: 'post', label: 'veranda POST /fhir/Observation', server: ver, path: '/fhir/Observation', ref: 'nginx-file',
@@ -524,6 +532,12 @@ async function main() {
 			throw new Error(`veranda /healthz answered ${r.status} after the runs`);
 	}
 	await stop(ngx);
+	if (verSync) {
+		await stop(verSync);
+		const errs = tail(verSync.logFile, 5);
+		if (errs)
+			results.notes.push(`veranda serve (audit sync) log (last lines):\n${errs}`);
+	}
 	if (ver) {
 		await stop(ver);
 		if (ver.code !== 0 && ver.signal !== 'SIGTERM')
@@ -590,6 +604,9 @@ function summary(res, kaFailed) {
 	L.push(`machine: ${m.cores} cores, ${m.model}, ${m.memGiB} GiB, Linux ${m.kernel}; wrk ${m.wrk}, nginx ${m.nginx}, node ${m.node}`);
 	L.push(`wrk: ${res.threads} threads, ${res.rounds} interleaved rounds of ${res.roundSecs} s per test point (best round shown), on the same machine as the server (loopback)`);
 	L.push(`load average: before ${res.loadavg[0].map((x) => x.toFixed(2)).join(' ')}, after ${res.loadavg[1].map((x) => x.toFixed(2)).join(' ')}`);
+	if (res.runs.some((w) => w.key === 'read-sync'))
+		L.push('veranda: serve --fhir-auth=false --audit off, except "audit sync (default)": a second server on the same data with the default audit mode, ' +
+			'where every read waits until its audit record is on disk (its goal: node bench/audit-read.mjs)');
 	L.push('');
 	const head = ['test', 'conns', 'req/s', 'p50', 'p99', 'ratio', 'goal', 'verdict', 'errors', 'req/s by round'];
 	const rows = res.runs.map((w) => {
