@@ -1232,6 +1232,8 @@ struct ffile {
 	sqlite3_file base;
 	sqlite3_file *real;
 	bool wal;              /* the write-ahead log */
+	bool kept;             /* the database or its log: a power loss keeps what was synced */
+	char path[512];
 };
 
 static sqlite3_vfs *real_vfs;
@@ -1246,6 +1248,87 @@ static atomic_long vfs_failures;
  */
 static atomic_long wal_clock, wal_written, wal_synced, wal_syncs;
 static atomic_int wal_sync_us;
+
+/*
+ * Power loss (security plan case 84).  While 'lossy' is set, every fsync
+ * of the database or its write-ahead log copies the file as it then is:
+ * what a disk keeps when the power goes is what was on it at the last
+ * fsync (and what a concurrent write may have added; never less).
+ * power_loss() writes those copies into another directory, which then
+ * holds the files as they would be found after the machine restarted.
+ */
+#define SHADOWS 8
+static atomic_bool lossy;
+static pthread_mutex_t shadow_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct shadow {
+	char path[512];
+	unsigned char *data;
+	size_t len;
+} shadows[SHADOWS];
+
+/* Keep 'n' bytes as the synced image of the file named 'path' (its base name). */
+static void shadow_keep(const char *path, unsigned char *data, size_t n)
+{
+	const char *base = strrchr(path, '/');
+	int i;
+
+	base = base ? base + 1 : path;
+	pthread_mutex_lock(&shadow_mu);
+	for (i = 0; i < SHADOWS && shadows[i].path[0] && strcmp(shadows[i].path, base); i++)
+		;
+	assert_true(i < SHADOWS);
+	free(shadows[i].data);
+	str_copy(shadows[i].path, base, sizeof(shadows[i].path));
+	shadows[i].data = data;
+	shadows[i].len = n;
+	pthread_mutex_unlock(&shadow_mu);
+}
+
+static void shadow_take(const struct ffile *f)
+{
+	sqlite3_int64 n = 0;
+	unsigned char *copy;
+
+	if (f->real->pMethods->xFileSize(f->real, &n) != SQLITE_OK || n < 0 || n > (1 << 28))
+		return;
+	copy = malloc((size_t)n + 1);
+	assert_non_null(copy);
+	if (n && f->real->pMethods->xRead(f->real, copy, (int)n, 0) != SQLITE_OK) {
+		free(copy);
+		return;
+	}
+	shadow_keep(f->path, copy, (size_t)n);
+}
+
+/* Take the file at 'path' as it is now as synced (when it exists). */
+static void shadow_file(const char *path)
+{
+	FILE *fp = fopen(path, "rb");
+	unsigned char *data;
+	long n;
+
+	if (!fp)
+		return;
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	assert_true(n >= 0);
+	rewind(fp);
+	data = malloc((size_t)n + 1);
+	assert_non_null(data);
+	assert_int_equal(fread(data, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	shadow_keep(path, data, (size_t)n);
+}
+
+static void shadows_clear(void)
+{
+	pthread_mutex_lock(&shadow_mu);
+	for (int i = 0; i < SHADOWS; i++) {
+		free(shadows[i].data);
+		shadows[i] = (struct shadow){0};
+	}
+	pthread_mutex_unlock(&shadow_mu);
+}
 
 static int vfs_fault(bool is_sync)
 {
@@ -1296,11 +1379,17 @@ static int f_sync(sqlite3_file *f, int flags)
 
 	if (vfs_fault(true))
 		return SQLITE_IOERR_FSYNC;
-	if (!((struct ffile *)f)->wal)
-		return REAL(f)->pMethods->xSync(REAL(f), flags);
+	if (!((struct ffile *)f)->wal) {
+		rc = REAL(f)->pMethods->xSync(REAL(f), flags);
+		if (rc == SQLITE_OK && ((struct ffile *)f)->kept && atomic_load(&lossy))
+			shadow_take((struct ffile *)f);
+		return rc;
+	}
 	if (atomic_load(&wal_sync_us))
 		usleep((useconds_t)atomic_load(&wal_sync_us));
 	rc = REAL(f)->pMethods->xSync(REAL(f), flags);
+	if (rc == SQLITE_OK && atomic_load(&lossy))
+		shadow_take((struct ffile *)f);
 	atomic_fetch_add(&wal_syncs, 1);
 	atomic_store(&wal_synced, atomic_fetch_add(&wal_clock, 1) + 1);
 	return rc;
@@ -1389,6 +1478,8 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int fl
 	}
 	f->base.pMethods = &f_methods;
 	f->wal = (flags & SQLITE_OPEN_WAL) != 0;
+	f->kept = (flags & (SQLITE_OPEN_WAL | SQLITE_OPEN_MAIN_DB)) != 0;
+	str_copy(f->path, name ? name : "", sizeof(f->path));
 	return SQLITE_OK;
 }
 static int v_delete(sqlite3_vfs *vfs, const char *name, int sync)
@@ -1631,6 +1722,134 @@ static void test_flush_shared(void **state)
 	fx_reopen(f);
 	assert_int_equal(store_count(f->s, "Patient", &n, &c), ERR_OK);
 	assert_int_equal(n, N + 1);
+}
+
+/* Write the files a power loss would leave (see 'lossy') into 'dir'. */
+static void power_loss(const char *dir)
+{
+	pthread_mutex_lock(&shadow_mu);
+	for (int i = 0; i < SHADOWS; i++) {
+		char path[1024];
+		FILE *fp;
+
+		if (!shadows[i].path[0])
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, shadows[i].path);
+		fp = fopen(path, "wb");
+		assert_non_null(fp);
+		assert_int_equal(fwrite(shadows[i].data, 1, shadows[i].len, fp), shadows[i].len);
+		assert_int_equal(fclose(fp), 0);
+	}
+	pthread_mutex_unlock(&shadow_mu);
+}
+
+struct acker {
+	struct store *s;
+	pthread_barrier_t *go;
+	int k, n;
+	bool acked[40];
+};
+
+static void *acker_main(void *arg)
+{
+	struct acker *w = arg;
+
+	pthread_barrier_wait(w->go);
+	for (int i = 0; i < w->n; i++) {
+		struct ctx c = CTX_INIT;
+		char id[32];
+
+		snprintf(id, sizeof(id), "a%d-%d", w->k, i);
+		if (i % 4 == 3) { /* every fourth in a transaction with a second write */
+			char id2[40];
+
+			snprintf(id2, sizeof(id2), "%s-b", id);
+			w->acked[i] = store_begin(w->s, &c) == ERR_OK &&
+				      put(w->s, STORE_PUT, "Patient", id, 0, 1, "acked", &c) == ERR_OK &&
+				      put(w->s, STORE_PUT, "Observation", id2, 0, 1, "acked", &c) == ERR_OK &&
+				      store_commit(w->s, &c) == ERR_OK;
+		} else {
+			w->acked[i] = put(w->s, STORE_PUT, "Patient", id, 0, 1, "acked", &c) == ERR_OK;
+		}
+	}
+	store_thread_done(w->s);
+	return NULL;
+}
+
+/*
+ * Security plan case 84: power loss after acknowledged writes.  Four
+ * writers make 40 writes each (puts, and transactions of two); then the
+ * machine "loses power": only what was synced survives.  Every write that
+ * returned ERR_OK must be there, whole, in a database that passes its
+ * integrity check -- which fails if commits are acknowledged before the
+ * write-ahead log holding them is synced (synchronous=NORMAL alone).
+ */
+static void test_power_loss(void **state)
+{
+	enum { N = 4, WRITES = 40 };
+	struct fx *f = *state;
+	struct fx g;
+	struct acker w[N];
+	pthread_t t[N];
+	pthread_barrier_t go;
+	struct ctx c = CTX_INIT;
+	int acked = 0;
+
+	char wal[400];
+
+	shadows_clear();
+	fx_open_faulty(f);
+	/* what the set-up wrote counts as synced */
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	shadow_file(f->path);
+	shadow_file(wal);
+	atomic_store(&lossy, true);
+	PUT_OK(f->s, "Patient", "first", 0, 1, "first");
+	assert_int_equal(pthread_barrier_init(&go, NULL, N), 0);
+	for (int i = 0; i < N; i++) {
+		w[i] = (struct acker){.s = f->s, .go = &go, .k = i, .n = WRITES};
+		assert_int_equal(pthread_create(&t[i], NULL, acker_main, &w[i]), 0);
+	}
+	for (int i = 0; i < N; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&go);
+	atomic_store(&lossy, false);
+
+	/* the power goes now, with the store still open: nothing is closed cleanly */
+	memset(&g, 0, sizeof(g));
+	assert_int_equal(fx_newdir(&g), 0);
+	power_loss(g.dir);
+	shadows_clear();
+	assert_int_equal(store_open(&g.s, g.url, 5000, &c), ERR_OK);
+	assert_int_equal(raw_int(&g, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+	for (int i = 0; i < N; i++) {
+		for (int k = 0; k < WRITES; k++) {
+			struct store_resource r;
+			char id[32], id2[40];
+
+			if (!w[i].acked[k])
+				continue;
+			acked++;
+			snprintf(id, sizeof(id), "a%d-%d", i, k);
+			store_resource_init(&r);
+			ctx_clear(&c);
+			if (store_get(g.s, "Patient", id, 0, &r, &c) != ERR_OK)
+				fail_msg("acknowledged write Patient/%s lost in the power loss", id);
+			assert_int_equal(r.version, 1);
+			if (k % 4 == 3) {
+				snprintf(id2, sizeof(id2), "%s-b", id);
+				if (store_get(g.s, "Observation", id2, 0, &r, &c) != ERR_OK)
+					fail_msg("acknowledged write Observation/%s lost in the power loss", id2);
+			}
+			store_resource_release(&r);
+		}
+	}
+	assert_int_equal(acked, N * WRITES);
+	/* whole: each has all its index rows (six a resource; none lost, none doubled) */
+	assert_int_equal(rows_tagged(&g, "acked"), 6 * (N * WRITES + N * WRITES / 4));
+	PUT_OK(g.s, "Patient", "after", 0, 1, "after");
+	store_close(g.s);
+	nftw(g.dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 /*
@@ -1882,6 +2101,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sticky_fsync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_flushed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_loss, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_fault_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_rate, setup, teardown),
