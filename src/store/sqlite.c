@@ -347,12 +347,16 @@ static void note_error(struct conn *cn, int rc)
 	str_copy(cn->err_msg, msg, sizeof(cn->err_msg));
 }
 
-/* Failures after which the file's state is unknown: the sticky ones. */
+/*
+ * Failures after which the file's state is unknown: the sticky ones.  A
+ * full disk is not one of them: SQLite reports it when a write is refused
+ * (ENOSPC), before anything is synced, and rolls the transaction back, so
+ * writes work again once there is room, without a restart.
+ */
 static bool is_storage_failure(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_IOERR:
-	case SQLITE_FULL:
 	case SQLITE_CORRUPT:
 	case SQLITE_NOTADB:
 		return true;
@@ -377,10 +381,13 @@ static enum err fail(struct conn *cn, int rc, struct ctx *c, const char *fmt, ..
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	snprintf(msg, sizeof(msg), "%s: %s", what,
-		 cn->err_rc == rc ? cn->err_msg : sqlite3_errstr(rc));
+		 (rc & 0xff) == SQLITE_FULL ? "the disk is full; try again later"
+		 : cn->err_rc == rc	    ? cn->err_msg
+					    : sqlite3_errstr(rc));
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
+	case SQLITE_FULL:
 		e = ERR_BUSY;
 		break;
 	case SQLITE_CONSTRAINT:

@@ -1240,6 +1240,7 @@ static sqlite3_vfs *real_vfs;
 static atomic_long vfs_countdown;      /* fail the n-th counted operation */
 static atomic_bool vfs_sync_only;      /* count fsyncs only */
 static atomic_long vfs_failures;
+static atomic_bool vfs_full;           /* writes to the database or its log: ENOSPC */
 /*
  * What happens to the write-ahead log: every write and every finished
  * fsync takes the next number of wal_clock, so "the last fsync ended after
@@ -1365,6 +1366,8 @@ static int f_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
 {
 	if (vfs_fault(false))
 		return SQLITE_IOERR_WRITE;
+	if (((struct ffile *)f)->kept && atomic_load(&vfs_full))
+		return SQLITE_FULL;
 	if (((struct ffile *)f)->wal)
 		atomic_store(&wal_written, atomic_fetch_add(&wal_clock, 1) + 1);
 	return REAL(f)->pMethods->xWrite(REAL(f), p, n, off);
@@ -1722,6 +1725,49 @@ static void test_flush_shared(void **state)
 	fx_reopen(f);
 	assert_int_equal(store_count(f->s, "Patient", &n, &c), ERR_OK);
 	assert_int_equal(n, N + 1);
+}
+
+/*
+ * Security plan case 87: a full disk.  Writes fail with ERR_BUSY ("the disk
+ * is full"; the API answers 503) and leave nothing behind, alone or in a
+ * transaction; the store is not marked failed, reads go on, and writes
+ * work again as soon as there is room -- without a restart.
+ */
+static void test_disk_full(void **state)
+{
+	struct fx *f = *state;
+	struct store_resource r;
+	struct ctx c = CTX_INIT;
+
+	fx_open_faulty(f);
+	PUT_OK(f->s, "Patient", "before", 0, 1, "before");
+	atomic_store(&vfs_full, true);
+	assert_int_equal(put(f->s, STORE_PUT, "Patient", "lost", 0, 1, "lost", &c), ERR_BUSY);
+	assert_non_null(strstr(c.msg, "the disk is full"));
+	ctx_clear(&c);
+	assert_int_equal(store_begin(f->s, &c), ERR_OK);
+	PUT_OK(f->s, "Patient", "lost-1", 0, 1, "lost");
+	PUT_OK(f->s, "Observation", "lost-2", 0, 1, "lost");
+	assert_int_equal(store_commit(f->s, &c), ERR_BUSY);
+	ctx_clear(&c);
+	/* not sticky: reads and the health check go on */
+	store_resource_init(&r);
+	assert_int_equal(store_get(f->s, "Patient", "before", 0, &r, &c), ERR_OK);
+	assert_int_equal(store_ping(f->s, &c), ERR_OK);
+	/* room again */
+	atomic_store(&vfs_full, false);
+	PUT_OK(f->s, "Patient", "after", 0, 1, "after");
+	PUT_OK(f->s, "Patient", "lost", 0, 1, "again");
+	fx_reopen(f);
+	assert_int_equal(store_get(f->s, "Patient", "before", 0, &r, &c), ERR_OK);
+	assert_int_equal(store_get(f->s, "Patient", "after", 0, &r, &c), ERR_OK);
+	assert_int_equal(store_get(f->s, "Patient", "lost-1", 0, &r, &c), ERR_NOTFOUND);
+	ctx_clear(&c);
+	assert_int_equal(store_get(f->s, "Observation", "lost-2", 0, &r, &c), ERR_NOTFOUND);
+	assert_int_equal(rows_tagged(f, "lost"), 0);
+	assert_int_equal(rows_tagged(f, "again"), 6);
+	assert_int_equal(raw_int(f, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+	store_resource_release(&r);
 }
 
 /* Write the files a power loss would leave (see 'lossy') into 'dir'. */
@@ -2102,6 +2148,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commit_flushed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_loss, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_fault_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_rate, setup, teardown),
