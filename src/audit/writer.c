@@ -17,6 +17,11 @@
  * are dropped, waiters get ERR_IO, audit_record() answers ERR_IO.  The
  * caller's response is 503 (fail closed); an operator looks at the disk
  * and the log (DESIGN.md: after an fsync error we do not trust a retry).
+ * Except a full disk (SQLITE_FULL: a refused write, nothing synced, the
+ * transaction rolled back): the writer puts its tree back as the database
+ * has it and writes the same batch again every FULL_RETRY_MS until there
+ * is room.  Meanwhile waiters give up after AUDIT_WAIT_MS and the queue
+ * fills, so disclosures get 503 and resume without a restart.
  * A write lock held by another connection is not a failure: the writer
  * waits for it (begin()), waiters give up after AUDIT_WAIT_MS (ERR_BUSY)
  * and the full queue refuses the rest, so disclosures get 503 until the
@@ -49,6 +54,8 @@
 #define RECORD_COLS "id, time_ms, type, outcome, patient, agent, client, request_id, trace_id, leaf, body"
 #define RECORD_VALUES "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 #define DAY_MS 86400000LL
+/* How often a writer facing a full disk tries again. */
+#define FULL_RETRY_MS 250
 
 /* One queued record: the canonical tail and the indexed columns. */
 struct pending {
@@ -95,6 +102,7 @@ struct audit {
 	bool last_final;          /* ... and it was a closing one */
 	int64_t unsigned_since;   /* monotonic us when the tree first outgrew it */
 	int64_t next_prune;       /* monotonic us */
+	bool disk_full;           /* the last commit() failed on a full disk */
 	uint64_t prune_below, prune_cleared;
 	bool prune_active;
 
@@ -606,14 +614,71 @@ static enum err begin(struct audit *a, struct ctx *c)
 
 static enum err commit(struct audit *a, enum err e, struct ctx *c)
 {
+	a->disk_full = false;
 	if (!e)
 		e = flush_rows(a, c);
 	a->nrows = 0;
 	if (!e)
 		e = adb_exec(a->db, "COMMIT", c);
-	if (e)
+	if (e) {
+		a->disk_full = (sqlite3_errcode(a->db) & 0xff) == SQLITE_FULL;
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+	}
 	return e;
+}
+
+/* The writer's tree before a transaction, to go back to if it is rolled back. */
+struct undo {
+	uint64_t size, signed_size, checkpoints;
+	bool last_final;
+	int64_t unsigned_since;
+};
+
+static void undo_mark(const struct audit *a, struct undo *u)
+{
+	*u = (struct undo){a->mc.size, a->signed_size, a->checkpoints_local, a->last_final,
+			   a->unsigned_since};
+}
+
+/* The transaction was rolled back: the tree as the database has it. */
+static enum err undo_to(struct audit *a, const struct undo *u, struct ctx *c)
+{
+	enum err e;
+
+	a->signed_size = u->signed_size;
+	a->checkpoints_local = u->checkpoints;
+	a->last_final = u->last_final;
+	a->unsigned_since = u->unsigned_since;
+	a->nrows = 0;
+	tree_src_free(a->tree);
+	a->tree = tree_src_new(a->db, a->node);
+	if ((e = tree_compact(a->tree, u->size, &a->mc, c)) ||
+	    (e = tiers_load(&a->tiers, a->tree, u->size, c)))
+		return e;
+	return ERR_OK;
+}
+
+/*
+ * The disk is full: wait FULL_RETRY_MS before writing again.  ERR_IO when
+ * the log is closing meanwhile (it cannot close cleanly without room).
+ */
+static enum err full_wait(struct audit *a, bool *warned, struct ctx *c)
+{
+	struct timespec ts;
+	bool stopping;
+
+	if (!*warned)
+		log_warn("audit: the disk is full: records wait and disclosures get 503;"
+			 " writing resumes when there is room");
+	*warned = true;
+	pthread_mutex_lock(&a->mu);
+	abs_deadline(&ts, clock_mono_us() + FULL_RETRY_MS * 1000LL);
+	if (!a->stopping)
+		pthread_cond_timedwait(&a->work_cv, &a->mu, &ts);
+	stopping = a->stopping;
+	pthread_mutex_unlock(&a->mu);
+	return stopping ? ctx_errorf(c, ERR_IO, "the audit log is closing and its disk is full")
+			: ERR_OK;
 }
 
 /* One group commit: the batch, a backlog record if needed, a checkpoint if due. */
@@ -852,6 +917,7 @@ static void *writer_main(void *arg)
 {
 	struct audit *a = arg;
 	struct pending **batch = xcalloc(BATCH_MAX, sizeof(*batch));
+	bool full = false; /* writing waits for room on the disk */
 
 	pthread_setname_np(pthread_self(), "audit-writer");
 	pthread_mutex_lock(&a->mu);
@@ -859,6 +925,7 @@ static void *writer_main(void *arg)
 		struct ctx c = CTX_INIT;
 		uint64_t rejected, pruned_now = 0, prune_ticket;
 		bool stopping, prune_due;
+		struct undo u;
 		size_t n = 0;
 		enum err e = ERR_OK;
 
@@ -901,11 +968,23 @@ static void *writer_main(void *arg)
 					  clock_mono_us() >= a->next_prune);
 		pthread_mutex_unlock(&a->mu);
 
-		if (n || rejected)
-			e = write_batch(a, batch, n, rejected, stopping, &c);
-		else if (checkpoint_due(a, stopping) ||
-			 (stopping && a->mc.size && !a->last_final))
+		undo_mark(a, &u);
+		if (n || rejected) {
+			/* on a full disk, the same batch again until it goes in */
+			while ((e = write_batch(a, batch, n, rejected, stopping, &c)) && a->disk_full &&
+			       !(e = undo_to(a, &u, &c)) && !(e = full_wait(a, &full, &c)))
+				c = (struct ctx)CTX_INIT;
+		} else if (checkpoint_due(a, stopping) ||
+			   (stopping && a->mc.size && !a->last_final)) {
+			/* on a full disk the next round tries again */
 			e = commit(a, begin(a, &c) ? ERR_IO : checkpoint(a, stopping, &c), &c);
+			if (e && a->disk_full && !(e = undo_to(a, &u, &c)))
+				e = full_wait(a, &full, &c);
+		}
+		if (full && !e && !a->disk_full) {
+			log_warn("audit: the disk has room again: writing resumed");
+			full = false;
+		}
 		for (size_t i = 0; i < n; i++)
 			free(batch[i]);
 
