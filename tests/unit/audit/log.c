@@ -5,7 +5,8 @@
  * - The writer: records become durable in order, checkpoints come every
  *   N records and at close (marked final), many producers at once, async
  *   mode, reopening, a full queue answers ERR_BUSY and the writer records
- *   the backlog, a storage failure makes everything answer ERR_IO.
+ *   the backlog, a storage failure makes everything answer ERR_IO, a full
+ *   disk makes records wait until there is room.
  * - The verifier, on a log of 45 records with checkpoints every 10: a
  *   clean log verifies; then each test alters audit.db directly with
  *   sqlite3 (a body, a body with its leaf hash recomputed, an indexed
@@ -521,6 +522,114 @@ static void test_storage_failure_fails_closed(void **state)
 	fx_release(&f);
 }
 
+/*
+ * A full disk: the default VFS for the test refuses every write with
+ * SQLITE_FULL (ENOSPC) while 'disk_full' is set; the unix VFS does the rest.
+ */
+#define FULL_KINDS 4 /* the unix VFS's method tables seen (one per locking style) */
+static sqlite3_vfs full_vfs, *unix_vfs;
+static sqlite3_io_methods full_methods[FULL_KINDS];
+static const sqlite3_io_methods *unix_methods[FULL_KINDS];
+static pthread_mutex_t full_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool disk_full;
+static atomic_int full_refusals;
+
+static int full_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
+{
+	const sqlite3_io_methods *m = unix_methods[f->pMethods - full_methods];
+
+	if (atomic_load(&disk_full)) {
+		atomic_fetch_add(&full_refusals, 1);
+		return SQLITE_FULL;
+	}
+	return m->xWrite(f, p, n, off);
+}
+
+static int full_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out)
+{
+	int rc = unix_vfs->xOpen(unix_vfs, name, f, flags, out);
+	int k;
+
+	(void)v;
+	if (rc != SQLITE_OK || !f->pMethods)
+		return rc;
+	pthread_mutex_lock(&full_mu);
+	for (k = 0; k < FULL_KINDS && unix_methods[k] && unix_methods[k] != f->pMethods; k++)
+		;
+	if (k < FULL_KINDS && !unix_methods[k]) {
+		full_methods[k] = *f->pMethods;
+		full_methods[k].xWrite = full_write;
+		unix_methods[k] = f->pMethods;
+	}
+	pthread_mutex_unlock(&full_mu);
+	if (k == FULL_KINDS) {
+		f->pMethods->xClose(f);
+		return SQLITE_CANTOPEN;
+	}
+	f->pMethods = &full_methods[k];
+	return rc;
+}
+
+static void full_vfs_install(void)
+{
+	unix_vfs = sqlite3_vfs_find(NULL);
+	full_vfs = *unix_vfs;
+	full_vfs.pNext = NULL;
+	full_vfs.zName = "audit-test-full";
+	full_vfs.xOpen = full_open;
+	assert_int_equal(sqlite3_vfs_register(&full_vfs, 1), SQLITE_OK);
+}
+
+static void full_vfs_remove(void)
+{
+	sqlite3_vfs_unregister(&full_vfs);
+	sqlite3_vfs_register(unix_vfs, 1);
+}
+
+/*
+ * A full disk is waited out, not a failure (security plan case 87): a
+ * record taken while every write is refused is not durable and the writer
+ * keeps trying (every 250 ms) without failing; once there is room the same
+ * record becomes durable, later ones follow, and the log verifies.
+ */
+static void test_disk_full_waits(void **state)
+{
+	struct fx f;
+	struct audit_opts o = {.checkpoint_records = 1000};
+	struct ctx c = CTX_INIT;
+	char p[16];
+	struct audit_entity en;
+	struct audit_event ev = sample_event(3, p, sizeof(p), &en);
+	struct audit_stats st;
+	uint64_t t;
+
+	(void)state;
+	log_set_level(LOG_OFF); /* the writer says the disk is full */
+	full_vfs_install();
+	fx_init(&f, "audit-full");
+	fx_open(&f, &o);
+	record_n(f.a, 0, 3, true);
+	atomic_store(&full_refusals, 0);
+	atomic_store(&disk_full, true);
+	assert_int_equal(audit_record(f.a, &ev, &t, &c), ERR_OK);
+	for (int i = 0; i < 500 && atomic_load(&full_refusals) < 2; i++)
+		usleep(10000);
+	assert_true(atomic_load(&full_refusals) >= 2); /* refused, and tried again */
+	audit_stats(f.a, &st);
+	assert_false(st.failed);
+	assert_int_equal(st.records, 3);
+	atomic_store(&disk_full, false);
+	assert_int_equal(audit_wait(f.a, t, &c), ERR_OK);
+	record_n(f.a, 10, 5, true);
+	audit_stats(f.a, &st);
+	assert_int_equal(st.records, 9);
+	fx_close(&f);
+	expect_ok(&f, 9);
+	fx_release(&f);
+	full_vfs_remove();
+	log_set_level(LOG_WARN);
+}
+
 static void test_record_refuses_bad_events(void **state)
 {
 	struct fx f;
@@ -808,6 +917,7 @@ int main(void)
 		cmocka_unit_test(test_unsigned_log_refused),
 		cmocka_unit_test(test_queue_full_fails_closed),
 		cmocka_unit_test(test_storage_failure_fails_closed),
+		cmocka_unit_test(test_disk_full_waits),
 		cmocka_unit_test(test_notify),
 		cmocka_unit_test(test_record_refuses_bad_events),
 		T(test_alter_body),
