@@ -652,10 +652,8 @@ static enum err undo_to(struct audit *a, const struct undo *u, struct ctx *c)
 	a->nrows = 0;
 	tree_src_free(a->tree);
 	a->tree = tree_src_new(a->db, a->node);
-	if ((e = tree_compact(a->tree, u->size, &a->mc, c)) ||
-	    (e = tiers_load(&a->tiers, a->tree, u->size, c)))
-		return e;
-	return ERR_OK;
+	e = tree_compact(a->tree, u->size, &a->mc, c);
+	return e ? e : tiers_load(&a->tiers, a->tree, u->size, c);
 }
 
 /*

@@ -299,7 +299,6 @@ struct sq_store {
 	pthread_cond_t fcv;
 	uint64_t committed;     /* commits made through this store */
 	uint64_t flushed;       /* ... the first this many of which are on disk */
-	uint64_t flushes;       /* flushes done */
 	bool flushing;          /* a thread is flushing now */
 };
 
@@ -721,10 +720,8 @@ static enum err flush_commits(struct conn *cn, struct ctx *c)
 			pthread_cond_wait(&st->fcv, &st->fmu);
 			continue;
 		}
-		if (atomic_load(&st->s->failed)) {
-			e = store_check_healthy(st->s, c);
+		if ((e = store_check_healthy(st->s, c)))
 			break;
-		}
 		/* every commit counted so far returned from COMMIT before this */
 		upto = st->committed;
 		st->flushing = true;
@@ -740,10 +737,8 @@ static enum err flush_commits(struct conn *cn, struct ctx *c)
 		}
 		pthread_mutex_lock(&st->fmu);
 		st->flushing = false;
-		if (!e) {
+		if (!e)
 			st->flushed = upto;
-			st->flushes++;
-		}
 		pthread_cond_broadcast(&st->fcv);
 	}
 	pthread_mutex_unlock(&st->fmu);

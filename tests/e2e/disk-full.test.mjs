@@ -20,25 +20,20 @@ function observation(i) {
   });
 }
 
-/* Write zeros to 'file' until the file system refuses (ENOSPC). */
+/* Write zeros to 'file' until the file system refuses (ENOSPC), in big chunks then small. */
 function fill(file) {
   const fd = fs.openSync(file, 'w');
-  const chunk = Buffer.alloc(64 * 1024);
   try {
-    for (;;) fs.writeSync(fd, chunk);
-  } catch (e) {
-    if (e.code !== 'ENOSPC') throw e;
+    for (const size of [64 * 1024, 512]) {
+      const chunk = Buffer.alloc(size);
+      try {
+        for (;;) fs.writeSync(fd, chunk);
+      } catch (e) {
+        if (e.code !== 'ENOSPC') throw e;
+      }
+    }
   } finally {
     fs.closeSync(fd);
-  }
-  /* and the last few bytes */
-  const fd2 = fs.openSync(file, 'a');
-  try {
-    for (;;) fs.writeSync(fd2, Buffer.alloc(512));
-  } catch (e) {
-    if (e.code !== 'ENOSPC') throw e;
-  } finally {
-    fs.closeSync(fd2);
   }
 }
 

@@ -1378,23 +1378,20 @@ static int f_truncate(sqlite3_file *f, sqlite3_int64 size)
 }
 static int f_sync(sqlite3_file *f, int flags)
 {
+	struct ffile *ff = (struct ffile *)f;
 	int rc;
 
 	if (vfs_fault(true))
 		return SQLITE_IOERR_FSYNC;
-	if (!((struct ffile *)f)->wal) {
-		rc = REAL(f)->pMethods->xSync(REAL(f), flags);
-		if (rc == SQLITE_OK && ((struct ffile *)f)->kept && atomic_load(&lossy))
-			shadow_take((struct ffile *)f);
-		return rc;
-	}
-	if (atomic_load(&wal_sync_us))
+	if (ff->wal && atomic_load(&wal_sync_us))
 		usleep((useconds_t)atomic_load(&wal_sync_us));
 	rc = REAL(f)->pMethods->xSync(REAL(f), flags);
-	if (rc == SQLITE_OK && atomic_load(&lossy))
-		shadow_take((struct ffile *)f);
-	atomic_fetch_add(&wal_syncs, 1);
-	atomic_store(&wal_synced, atomic_fetch_add(&wal_clock, 1) + 1);
+	if (rc == SQLITE_OK && ff->kept && atomic_load(&lossy))
+		shadow_take(ff);
+	if (ff->wal) {
+		atomic_fetch_add(&wal_syncs, 1);
+		atomic_store(&wal_synced, atomic_fetch_add(&wal_clock, 1) + 1);
+	}
 	return rc;
 }
 static int f_size(sqlite3_file *f, sqlite3_int64 *size)
