@@ -703,7 +703,10 @@ enum err client_remove(struct clients *cs, const char *client_id, struct ctx *c)
 		store_rollback(cs->s);
 		return rc;
 	}
-	return store_commit(cs->s, c);
+	if ((rc = store_commit(cs->s, c)))
+		return rc;
+	store_epoch_bump(cs->s); /* cached tokens of the app, in every process, check again */
+	return ERR_OK;
 }
 
 /*
@@ -824,7 +827,8 @@ enum err client_set_disabled(struct clients *cs, const char *client_id, bool dis
 		rc = ctx_errorf(c, ERR_TOOBIG, "the client record is too large");
 		goto out;
 	}
-	rc = store_item_update(cs->s, NS_CLIENT, client_id, b.data, -1, c);
+	if ((rc = store_item_update(cs->s, NS_CLIENT, client_id, b.data, -1, c)) == ERR_OK)
+		store_epoch_bump(cs->s); /* its cached tokens, in every process, check again */
 out:
 	json_decref(rec);
 	buf_release(&b);

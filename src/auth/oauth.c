@@ -111,7 +111,7 @@ void oauth_maintain(struct oauth *o)
 
 void oauth_epoch_bump(struct oauth *o)
 {
-	atomic_fetch_add(&o->epoch, 1);
+	store_epoch_bump(o->s);
 }
 
 enum err oauth_grant_kill(struct oauth *o, const char *grant_id, struct ctx *c)
@@ -295,7 +295,6 @@ enum err oauth_new(struct oauth **out, struct store *s, struct users *us, struct
 	str_copy(o->issuer, opts->base_url, sizeof(o->issuer));
 	snprintf(o->fhir_base, sizeof(o->fhir_base), "%s/fhir", o->issuer);
 	snprintf(o->token_url, sizeof(o->token_url), "%s/oauth/token", o->issuer);
-	atomic_init(&o->epoch, 1);
 	atomic_init(&o->purged_at, 0);
 	buf_init(&o->smart_conf, 1 << 16);
 	buf_init(&o->oidc_conf, 1 << 16);

@@ -21,7 +21,6 @@ struct oauth {
 	char issuer[512];
 	char fhir_base[560];
 	char token_url[600];
-	atomic_uint_fast64_t epoch;       /* bumped by every revocation */
 	atomic_int_fast64_t purged_at;    /* ms: last purge of expired items */
 	struct token_cache *cache;
 	struct audit *audit;              /* NULL: not audited */
@@ -53,7 +52,10 @@ json_t *oauth_item_json(const struct store_item *it);
 /* Copy a string member of 'obj' into dst[size] ("" when absent). */
 void oauth_jstr(const json_t *obj, const char *key, char *dst, size_t size);
 
-/* Bump the revocation epoch: cached tokens re-check their grant. */
+/*
+ * Bump the store's change epoch (store_epoch_bump()): cached tokens, in this
+ * process and in every other on the same store, re-check their grant.
+ */
 void oauth_epoch_bump(struct oauth *o);
 
 /*

@@ -6,9 +6,11 @@
  * Access tokens are ES256 JWTs (typ at+jwt, RFC 9068 claims plus SMART's
  * patient/encounter/fhirUser and the grant id); id tokens are RS256 (what
  * SMART test kits require).  A verified access token is cached by its
- * text until it expires; a cached entry remembers the revocation epoch it
- * was last checked at, and re-checks its grant and jti in the store when
- * the epoch has moved, so a revocation is seen by the very next request.
+ * text until it expires; a cached entry remembers the store's change epoch
+ * (store_epoch(), shared by every process on the same data) it was last
+ * checked at, and re-checks its grant and jti in the store when the epoch
+ * has moved, so a revocation, here or from the command line, is seen by
+ * the very next request.
  */
 #include <ctype.h>
 #include <openssl/evp.h>
@@ -873,7 +875,7 @@ static enum err verify_new(struct oauth *o, const char *token, struct tc_entry *
 		rc = ctx_errorf(c, ERR_UNAUTHORIZED, "the access token's scope is malformed");
 		goto out;
 	}
-	e->epoch = atomic_load(&o->epoch);
+	e->epoch = store_epoch(o->s);
 	e->checked_ms = clock_now_ms();
 	if ((rc = check_revoked(o, e->p.jti, e->p.grant_id, c)))
 		goto out;
@@ -909,8 +911,11 @@ enum err oauth_verify(struct oauth *o, const char *token, struct principal *p, s
 	if (e && e->exp_ms > now) {
 		e->refs++;
 		pthread_mutex_unlock(&sh->mu);
-		epoch = atomic_load(&o->epoch);
-		/* re-check after a revocation here, and every 30 s (changes made elsewhere) */
+		epoch = store_epoch(o->s);
+		/*
+		 * Re-check after a revocation by any process on this store, and
+		 * every 30 s (a process that could not map the shared epoch).
+		 */
 		if (e->epoch != epoch || now - e->checked_ms > 30 * 1000) {
 			/* something was revoked since: check this token again */
 			if ((rc = check_revoked(o, e->p.jti, e->p.grant_id, c))) {

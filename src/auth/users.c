@@ -448,9 +448,12 @@ static enum err end_access(struct users *us, const char *username, struct ctx *c
 	if ((e = user_get_by_name(us, username, &u, c)))
 		return e;
 	if ((e = store_item_delete_uid(us->s, "session", u.uid, NULL, c)) ||
-	    (e = store_item_set_state_uid(us->s, "grant", u.uid, STORE_ITEM_REVOKED, NULL, c)))
+	    (e = store_item_set_state_uid(us->s, "grant", u.uid, STORE_ITEM_REVOKED, NULL, c)) ||
+	    (e = store_item_set_state_uid(us->s, "refresh", u.uid, STORE_ITEM_REVOKED, NULL, c)))
 		return e;
-	return store_item_set_state_uid(us->s, "refresh", u.uid, STORE_ITEM_REVOKED, NULL, c);
+	/* every process's cached access tokens of the account check again */
+	store_epoch_bump(us->s);
+	return ERR_OK;
 }
 
 enum err user_disable(struct users *us, const char *username, struct ctx *c)

@@ -294,6 +294,7 @@ struct sq_store {
 	pthread_cond_t wcv;
 	bool writer;
 	struct vcache *vc;      /* versions for search pages (vcache.h), or NULL */
+	_Atomic uint64_t *epoch; /* the shared change epoch (store_epoch_map()), or NULL */
 	/* Flushes (flush_commits()), under fmu. */
 	pthread_mutex_t fmu;
 	pthread_cond_t fcv;
@@ -979,8 +980,22 @@ static enum err sqlite_open(struct store *s, const char *target, int busy_ms, st
 	if (e) {
 		s->ops->close(s);
 		s->be = NULL;
+		return e;
 	}
-	return e;
+	/* the change epoch beside the database file (none for a database in memory) */
+	{
+		const char *file = sqlite3_db_filename(cn->db, "main");
+
+		if (file && *file) {
+			struct buf b = BUF_INIT(4096 + 16);
+
+			if (buf_addf(&b, "%s-epoch", file) == ERR_OK &&
+			    (st->epoch = store_epoch_map(b.data)))
+				s->epoch = st->epoch;
+			buf_release(&b);
+		}
+	}
+	return ERR_OK;
 }
 
 /*
@@ -1005,6 +1020,8 @@ static void sqlite_close(struct store *s)
 		conn_free(cn);
 	}
 	vcache_free(st->vc); /* after the connections: their searches may pin entries */
+	s->epoch = &s->epoch_own;
+	store_epoch_unmap(st->epoch);
 	pthread_cond_destroy(&st->fcv);
 	pthread_mutex_destroy(&st->fmu);
 	pthread_cond_destroy(&st->wcv);

@@ -118,6 +118,8 @@ enum err store_open(struct store **out, const char *url, int busy_ms, struct ctx
 	atomic_init(&s->failed, false);
 	atomic_init(&s->fault_countdown, 0);
 	atomic_init(&s->fault_kind, STORE_FAULT_NONE);
+	atomic_init(&s->epoch_own, 1);
+	s->epoch = &s->epoch_own;
 	pthread_mutex_init(&s->failed_mu, NULL);
 	e = ops->open(s, target, busy_ms, c);
 	if (e) {

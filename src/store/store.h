@@ -43,6 +43,17 @@ void store_close(struct store *s);
 void store_thread_done(struct store *s);
 
 /*
+ * The change epoch: a counter shared by every process that has the same
+ * store open (for SQLite, through a memory map of a file beside the
+ * database), so that one process's bump is seen by every other's next
+ * store_epoch() at once.  Callers bump it after a change that ends
+ * access has committed; caches compare it with the value they last
+ * checked at.  Costs one atomic load or add, no system call.
+ */
+uint64_t store_epoch(struct store *s);
+void store_epoch_bump(struct store *s);
+
+/*
  * Bring the schema to store_schema_supported() with numbered forward
  * migrations, each in one transaction.  A database from a newer schema
  * gives ERR_UNSUPPORTED ("database schema version N is newer than this

@@ -148,7 +148,24 @@ struct store {
 	/* Test fault injection: the fault_countdown-th statement fails. */
 	atomic_long fault_countdown;
 	atomic_int fault_kind;
+
+	/*
+	 * The change epoch (store_epoch()): the backend points 'epoch' at a
+	 * counter shared with other processes when it can, else it stays
+	 * at epoch_own.
+	 */
+	_Atomic uint64_t *epoch;
+	_Atomic uint64_t epoch_own;
 };
+
+/*
+ * Map the counter in the first eight bytes of the file at 'path' (created
+ * 0600 if missing) shared with every other process that maps it; NULL,
+ * with a warning logged, when that cannot be done.  store_epoch_unmap()
+ * releases it (NULL is fine).
+ */
+_Atomic uint64_t *store_epoch_map(const char *path);
+void store_epoch_unmap(_Atomic uint64_t *w);
 
 /*
  * Record that storage failed ("disk I/O error" or a longer reason): from

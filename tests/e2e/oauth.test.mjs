@@ -1351,6 +1351,45 @@ describe('sign-out', () => {
 });
 
 /* ================================================================ */
+describe('revocation from the command line', () => {
+  // The server caches verified tokens; a change made by another process
+  // (the command line on the same data directory) must reach that cache
+  // at once, not at its next periodic re-check (30 s).
+  const cliOk = async (args) => {
+    const r = await runCli(args);
+    assert.equal(r.code, 0, `veranda ${args.join(' ')}: ${r.stderr}`);
+  };
+
+  it('user disable ends a running server\'s cached tokens of the account at once', async () => {
+    const b = new Browser(srv.baseUrl);
+    assert.equal((await signIn(b, 'erin')).status, 303);
+    const t = await aliceTokens({ browser: b });
+    assert.equal(t.patient, 'erin');
+    assert.equal((await fhirGet(srv, 'Patient/erin', t.access_token)).status, 200, 'the token works (and is cached)');
+    await cliOk(['user', 'disable', '--data', dir, '--username', 'erin']);
+    const r = await fhirGet(srv, 'Patient/erin', t.access_token);
+    assert.equal(r.status, 401, 'refused by the very next request');
+    assert.match(r.headers.get('www-authenticate') || '', /invalid_token/);
+    await cliOk(['user', 'enable', '--data', dir, '--username', 'erin']);
+    assert.equal((await fhirGet(srv, 'Patient/erin', t.access_token)).status, 401, 'enabling again does not revive its grants');
+    assertOAuthError(await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: t.refresh_token, client_id: 'pub' }),
+      400, 'invalid_grant');
+  });
+
+  it('client disable and enable reach a running server\'s cached tokens at once', async () => {
+    await registerClient(dir, { clientId: 'cli-off', public: true, redirectUris: [CB] });
+    const t = await aliceTokens({ clientId: 'cli-off' });
+    assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 200);
+    await cliOk(['client', 'disable', '--data', dir, '--client-id', 'cli-off']);
+    assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 401, 'a disabled app\'s token is refused at once');
+    await cliOk(['client', 'enable', '--data', dir, '--client-id', 'cli-off']);
+    assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 200, 'and works again once the app is enabled');
+    await cliOk(['client', 'remove', '--data', dir, '--client-id', 'cli-off']);
+    assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 401, 'a removed app\'s token is refused at once');
+  });
+});
+
+/* ================================================================ */
 
 describe('expiry (a restart with the clock moved forward)', () => {
   let d2, port;

@@ -422,6 +422,55 @@ static void test_open_errors(void **state)
 	assert_non_null(strstr(c.msg, "file is not a database"));
 }
 
+/*
+ * The change epoch is one counter for every store open on the same
+ * database (two struct store here, as two processes would have): a bump
+ * through one is seen by the other's next load.  Where the file beside
+ * the database cannot be used, a store keeps a counter of its own.
+ */
+static void test_epoch_shared(void **state)
+{
+	struct fx *f = *state;
+	struct store *other = NULL, *lone = NULL;
+	struct ctx c = CTX_INIT;
+	char path[340], url[360];
+	uint64_t a, b;
+	struct stat st;
+
+	assert_int_equal(store_open(&other, f->url, 1000, &c), ERR_OK);
+	snprintf(path, sizeof(path), "%s-epoch", f->path);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_true(st.st_blocks > 0); /* allocated: no SIGBUS on a full disk later */
+
+	a = store_epoch(other);
+	assert_int_equal(store_epoch(f->s), a);
+	store_epoch_bump(f->s);
+	assert_int_equal(store_epoch(other), a + 1);
+	store_epoch_bump(other);
+	store_epoch_bump(other);
+	assert_int_equal(store_epoch(f->s), a + 3);
+	store_close(other);
+
+	/* reopened later, the counter is where it was left */
+	assert_int_equal(store_open(&other, f->url, 1000, &c), ERR_OK);
+	assert_int_equal(store_epoch(other), a + 3);
+	store_close(other);
+
+	/* the epoch's place taken by a directory: a counter of its own */
+	snprintf(path, sizeof(path), "%s/lone.db-epoch", f->dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(url, sizeof(url), "sqlite:%s/lone.db", f->dir);
+	assert_int_equal(store_open(&lone, url, 1000, &c), ERR_OK);
+	b = store_epoch(lone);
+	store_epoch_bump(lone);
+	assert_int_equal(store_epoch(lone), b + 1);
+	assert_int_equal(store_epoch(f->s), a + 3);
+	store_close(lone);
+	rmdir(path);
+}
+
 static void test_newer_schema_refused(void **state)
 {
 	struct fx *f = *state;
@@ -2136,6 +2185,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rollback_no_trace, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_index_rows_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sticky_fault_hook, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_epoch_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_not_sticky, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_failure_in_transaction, setup, teardown),
