@@ -786,7 +786,7 @@ static enum err save_prune(struct audit *a, struct ctx *c)
 static enum err prune_start(struct audit *a, struct ctx *c)
 {
 	int64_t cutoff;
-	uint64_t below = a->signed_size;
+	uint64_t below = a->signed_size, old;
 	sqlite3_stmt *st = NULL;
 	enum err e;
 	char q[64];
@@ -815,8 +815,13 @@ static enum err prune_start(struct audit *a, struct ctx *c)
 	sqlite3_finalize(st);
 	a->prune_soft = ERR_OK;
 	a->prune_soft_msg[0] = '\0';
-	if (e || below <= a->prune_below)
+	if (e)
 		return e;
+	if (below <= a->prune_below) {
+		/* nothing new; clearing resumes if a full disk paused it */
+		a->prune_active = a->prune_cleared < a->prune_below;
+		return ERR_OK;
+	}
 	if (a->archive_dir) {
 		/* no archive, no pruning; but the log itself is fine: keep
 		 * writing, say why, and try again at the next interval */
@@ -832,17 +837,18 @@ static enum err prune_start(struct audit *a, struct ctx *c)
 	snprintf(q, sizeof(q), "below=%llu", (unsigned long long)below);
 	if ((e = begin(a, c)))
 		return e;
+	old = a->prune_below;
 	e = append_internal(a, AUDIT_SYSTEM_PRUNE, AUDIT_OK, NULL, q, c);
 	if (!e) {
-		uint64_t old = a->prune_below;
 		a->prune_below = below;
-		if ((e = save_prune(a, c)))
-			a->prune_below = old;
+		e = save_prune(a, c);
 	}
 	if (!e)
 		e = checkpoint(a, false, c);
-	if ((e = commit(a, e, c)))
+	if ((e = commit(a, e, c))) {
+		a->prune_below = old; /* rolled back */
 		return e;
+	}
 	a->prune_active = a->prune_cleared < a->prune_below;
 	log_info("audit: pruning records %llu to %llu of stream '%s' (older than %u days)",
 		 (unsigned long long)a->prune_cleared, (unsigned long long)below - 1, a->node,
@@ -853,7 +859,7 @@ static enum err prune_start(struct audit *a, struct ctx *c)
 /* Clear the bodies of up to PRUNE_CHUNK records; returns how many. */
 static enum err prune_chunk(struct audit *a, uint64_t *done, struct ctx *c)
 {
-	uint64_t to = a->prune_cleared + PRUNE_CHUNK;
+	uint64_t to = a->prune_cleared + PRUNE_CHUNK, old = a->prune_cleared;
 	sqlite3_stmt *st = NULL;
 	enum err e;
 
@@ -877,15 +883,33 @@ static enum err prune_chunk(struct audit *a, uint64_t *done, struct ctx *c)
 		sqlite3_finalize(st);
 	}
 	if (!e) {
-		uint64_t old = a->prune_cleared;
 		a->prune_cleared = to;
-		if ((e = save_prune(a, c)))
-			a->prune_cleared = old;
+		e = save_prune(a, c);
 	}
-	if ((e = commit(a, e, c)))
+	if ((e = commit(a, e, c))) {
+		a->prune_cleared = old; /* rolled back */
 		return e;
+	}
 	a->prune_active = a->prune_cleared < a->prune_below;
 	return ERR_OK;
+}
+
+/*
+ * Retention could not commit because the disk is full: the log takes
+ * precedence.  Go back to the tree the database holds ('u' when the
+ * transaction appended), pause clearing until the next interval, and
+ * answer a waiting audit_prune() with ERR_BUSY.
+ */
+static enum err prune_full(struct audit *a, const struct undo *u, struct ctx *c)
+{
+	enum err e = u ? undo_to(a, u, c) : ERR_OK;
+
+	a->prune_active = false;
+	a->prune_soft = ERR_BUSY;
+	str_copy(a->prune_soft_msg, "the disk is full; retention runs again when there is room",
+		 sizeof(a->prune_soft_msg));
+	log_warn("audit: retention postponed: the disk is full");
+	return e;
 }
 
 /* ---- the writer thread: the loop ---------------------------------------------- */
@@ -1012,12 +1036,15 @@ static void *writer_main(void *arg)
 
 		if (prune_due && !a->prune_active) {
 			a->next_prune = clock_mono_us() + (int64_t)a->prune_interval_ms * 1000;
-			e = prune_start(a, &c);
+			undo_mark(a, &u);
+			if ((e = prune_start(a, &c)) && a->disk_full)
+				e = prune_full(a, &u, &c);
 		}
 		/* one chunk per round, or all of them when someone waits */
 		while (!e && a->prune_active) {
 			uint64_t k = 0;
-			e = prune_chunk(a, &k, &c);
+			if ((e = prune_chunk(a, &k, &c)) && a->disk_full)
+				e = prune_full(a, NULL, &c);
 			pruned_now += k;
 			if (prune_ticket == a->prune_done)
 				break;

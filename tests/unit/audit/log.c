@@ -630,6 +630,57 @@ static void test_disk_full_waits(void **state)
 	log_set_level(LOG_WARN);
 }
 
+/*
+ * Retention on a full disk: the prune cannot commit, so it is postponed
+ * (ERR_BUSY to whoever asked) and the log goes on; with room again the
+ * same prune runs, and the log verifies.  (It used to stop the writer.)
+ */
+static void test_prune_disk_full(void **state)
+{
+	struct fx f;
+	struct audit_opts o = {.retention_days = AUDIT_RETAIN_FOREVER, .checkpoint_records = 1000};
+	struct audit_verify_report r;
+	struct audit_stats st;
+	struct ctx c = CTX_INIT;
+	uint64_t pruned = 99;
+
+	(void)state;
+	log_set_level(LOG_OFF);
+	full_vfs_install();
+	fx_init(&f, "audit-prune-full");
+	fx_open(&f, &o);
+	for (int i = 0; i < 5; i++) {
+		char p[16];
+		struct audit_entity en;
+		struct audit_event ev = sample_event(i, p, sizeof(p), &en);
+		ev.time_ms = clock_now_ms() - 10 * 86400000LL;
+		assert_int_equal(audit_record_sync(f.a, &ev, &c), ERR_OK);
+	}
+	fx_close(&f);
+	o.retention_days = 1; /* no archive directory: the prune goes straight to the log */
+	fx_open(&f, &o);
+	atomic_store(&full_refusals, 0);
+	atomic_store(&disk_full, true);
+	assert_int_equal(audit_prune(f.a, &pruned, &c), ERR_BUSY);
+	assert_non_null(strstr(c.msg, "the disk is full"));
+	assert_true(atomic_load(&full_refusals) > 0);
+	audit_stats(f.a, &st);
+	assert_false(st.failed);
+	atomic_store(&disk_full, false);
+	ctx_clear(&c);
+	record_n(f.a, 5, 3, true); /* the writer is alive */
+	assert_int_equal(audit_prune(f.a, &pruned, &c), ERR_OK);
+	assert_int_equal(pruned, 5);
+	fx_close(&f);
+	assert_int_equal(audit_verify(f.dir, f.pub, &r, &c), ERR_OK);
+	assert_true(r.ok);
+	assert_int_equal(r.records, 9); /* 5 + 3 and the prune record */
+	assert_int_equal(r.pruned, 5);
+	fx_release(&f);
+	full_vfs_remove();
+	log_set_level(LOG_WARN);
+}
+
 static void test_record_refuses_bad_events(void **state)
 {
 	struct fx f;
@@ -918,6 +969,7 @@ int main(void)
 		cmocka_unit_test(test_queue_full_fails_closed),
 		cmocka_unit_test(test_storage_failure_fails_closed),
 		cmocka_unit_test(test_disk_full_waits),
+		cmocka_unit_test(test_prune_disk_full),
 		cmocka_unit_test(test_notify),
 		cmocka_unit_test(test_record_refuses_bad_events),
 		T(test_alter_body),
