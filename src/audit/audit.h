@@ -560,16 +560,29 @@ enum err audit_event_to_fhir(const char *record, size_t n, const char *base, jso
 			     struct ctx *c);
 
 /*
- * The patient's view (view.c): who accessed 'patient''s record, newest
+ * The patient's view (view.c): who accessed a patient's record, newest
  * first, as plain-language lines {when, who, what, through, why, type,
- * refused}; 'self' is the viewer's username ("You").  kind: NULL or "all",
- * "apps" (app authorizations and tokens), "staff" (staff access) or
- * "refused".  At most 'limit' lines (0: 25) after 'after' (NULL: the
- * newest); *more says whether older lines exist, *next (may be NULL)
- * where to continue.  *out is a new reference.
+ * refused}.
  */
-enum err audit_patient_view(struct audit_reader *r, const char *patient, const char *self,
-			    const char *kind, const struct audit_cursor *after, size_t limit,
-			    json_t **out, struct audit_cursor *next, bool *more, struct ctx *c);
+struct audit_view_q {
+	const char *patient;              /* whose record */
+	const char *self;                 /* the viewer's username: their own accesses say "You" */
+	bool own;                         /* the viewer is the patient: "your ...", else "the ..." */
+	const char *kind;                 /* NULL or "all"; "apps" (anything done through an app),
+					     "staff" (staff access) or "refused" */
+	const struct audit_cursor *after; /* NULL: from the newest */
+	size_t limit;                     /* lines a page; 0: 25 */
+	/* the name people know app 'client_id' by, into buf[n]; NULL: the id */
+	void (*app_name)(void *arg, const char *client_id, char *buf, size_t n);
+	void *arg;
+};
+
+/*
+ * At most q->limit lines of q->patient's record after q->after; *more
+ * says whether older matching lines exist, *next (may be NULL) where to
+ * continue.  *out is a new reference.
+ */
+enum err audit_patient_view(struct audit_reader *r, const struct audit_view_q *q, json_t **out,
+			    struct audit_cursor *next, bool *more, struct ctx *c);
 
 #endif

@@ -43,27 +43,53 @@ static const char *jstr(const json_t *o, const char *key)
 	return s && *s ? s : NULL;
 }
 
-/* The plain-language line of one record ('self': the viewer's username). */
-static json_t *line_of(const json_t *rec, const char *self, int64_t t)
+/* Does record 'rec' belong in the view of 'kind' (NULL: everything)? */
+static bool kind_has(const char *kind, const json_t *rec)
+{
+	const json_t *agent = json_object_get(rec, "agent");
+	const char *role = jstr(agent, "role");
+
+	if (!kind)
+		return true;
+	if (!strcmp(kind, "apps"))
+		return jstr(agent, "client") != NULL;
+	if (!strcmp(kind, "staff"))
+		return role && strcmp(role, "patient") && strcmp(role, "caregiver") &&
+		       strcmp(role, "system");
+	if (!strcmp(kind, "refused"))
+		return json_integer_value(json_object_get(rec, "outcome")) != 0;
+	return true;
+}
+
+/* The plain-language line of one record. */
+static json_t *line_of(const struct audit_view_q *q, const json_t *rec, int64_t t)
 {
 	const json_t *agent = json_object_get(rec, "agent"), *auth = json_object_get(rec, "authority");
 	const json_t *ent = json_array_get(json_object_get(rec, "entity"), 0);
 	const char *type = jstr(rec, "type"), *user = jstr(agent, "username"), *role = jstr(agent, "role");
 	const char *client = jstr(agent, "client"), *behalf = jstr(agent, "onBehalfOf");
 	const char *rtype = jstr(ent, "type"), *kind = kind_of(rtype);
-	char who[200], what[200], through[200], why[200], when[32];
+	const char *pos = q->own ? "your" : "the";
+	char who[200], what[300], through[300], why[200], when[32], app[128] = "";
 	bool refused = json_integer_value(json_object_get(rec, "outcome")) != 0;
+	bool me = user && q->self && !strcmp(user, q->self);
 
-	if (user && self && !strcmp(user, self))
+	if (client) {
+		if (q->app_name)
+			q->app_name(q->arg, client, app, sizeof(app));
+		if (!app[0])
+			str_copy(app, client, sizeof(app));
+	}
+	if (me)
 		str_copy(who, "You", sizeof(who));
 	else if (role && !strcmp(role, "clinician"))
 		snprintf(who, sizeof(who), "A clinician (%s)", user ? user : "unknown");
 	else if (role && !strcmp(role, "caregiver"))
-		snprintf(who, sizeof(who), "Your caregiver %s", user ? user : "");
+		snprintf(who, sizeof(who), "%s caregiver %s", q->own ? "Your" : "A", user ? user : "");
 	else if (role && (!strcmp(role, "support") || !strcmp(role, "compliance") || !strcmp(role, "admin")))
 		snprintf(who, sizeof(who), "Veranda %s staff (%s)", role, user ? user : "unknown");
 	else if (role && !strcmp(role, "system"))
-		snprintf(who, sizeof(who), "The service %s", client ? client : "unknown");
+		snprintf(who, sizeof(who), "The service %s", client ? app : "unknown");
 	else if (user)
 		snprintf(who, sizeof(who), "%s", user);
 	else
@@ -72,51 +98,58 @@ static json_t *line_of(const json_t *rec, const char *self, int64_t t)
 	if (!type)
 		type = "";
 	if (refused)
-		snprintf(what, sizeof(what), "%s refused access to your %s", strcmp(who, "You") ? "was" : "were", kind);
+		snprintf(what, sizeof(what), "%s refused access to %s %s", me ? "were" : "was", pos, kind);
 	else if (!strcmp(type, "fhir.read") || !strcmp(type, "fhir.vread"))
-		snprintf(what, sizeof(what), "looked at your %s", kind);
+		snprintf(what, sizeof(what), "looked at %s %s", pos, kind);
 	else if (!strcmp(type, "fhir.search"))
-		snprintf(what, sizeof(what), "searched your %s", kind);
+		snprintf(what, sizeof(what), "searched %s %s", pos, kind);
 	else if (!strcmp(type, "fhir.history"))
-		snprintf(what, sizeof(what), "looked at earlier versions of your %s", kind);
+		snprintf(what, sizeof(what), "looked at earlier versions of %s %s", pos, kind);
 	else if (!strcmp(type, "fhir.everything") || !strcmp(type, "fhir.export"))
-		str_copy(what, "opened your whole record", sizeof(what));
+		snprintf(what, sizeof(what), "opened %s whole record", pos);
 	else if (!strcmp(type, "fhir.create"))
-		snprintf(what, sizeof(what), "added to your %s", kind);
+		snprintf(what, sizeof(what), "added to %s %s", pos, kind);
 	else if (!strcmp(type, "fhir.update"))
-		snprintf(what, sizeof(what), "changed your %s", kind);
+		snprintf(what, sizeof(what), "changed %s %s", pos, kind);
 	else if (!strcmp(type, "fhir.delete"))
-		snprintf(what, sizeof(what), "removed something from your %s", kind);
+		snprintf(what, sizeof(what), "removed something from %s %s", pos, kind);
 	else if (!strcmp(type, "oauth.authorize-granted"))
-		snprintf(what, sizeof(what), "allowed the app %s to use your record", client ? client : "");
+		snprintf(what, sizeof(what), "allowed the app %s to use %s record", app, pos);
 	else if (!strcmp(type, "oauth.token-issued") || !strcmp(type, "oauth.token-refreshed"))
-		snprintf(what, sizeof(what), "The app %s received access to your record", client ? client : "");
+		snprintf(what, sizeof(what), "The app %s received access to %s record", app, pos);
 	else if (!strcmp(type, "oauth.token-revoked"))
-		snprintf(what, sizeof(what), "ended the access of the app %s", client ? client : "");
+		snprintf(what, sizeof(what), "ended the access of the app %s", app);
 	else
 		snprintf(what, sizeof(what), "%s", type);
 
-	if (client && role && strcmp(role, "system"))
-		snprintf(through, sizeof(through), "through the app %s", client);
+	if (!strncmp(type, "oauth.", 6) || (role && !strcmp(role, "system")))
+		through[0] = '\0'; /* the sentence names the app or service already */
+	else if (client && role && strcmp(role, "system"))
+		snprintf(through, sizeof(through), "through the app %s", app);
 	else if (client)
 		snprintf(through, sizeof(through), "as a connected service");
 	else
 		str_copy(through, "through Veranda", sizeof(through));
-	if (behalf)
-		snprintf(through + strlen(through), sizeof(through) - strlen(through), ", acting for you");
+	if (behalf && through[0])
+		snprintf(through + strlen(through), sizeof(through) - strlen(through), ", acting for %s",
+			 q->own ? "you" : "the patient");
 
 	if (jstr(auth, "breakglass"))
 		str_copy(why, "emergency access (break-the-glass)", sizeof(why));
 	else if (jstr(auth, "consent"))
-		str_copy(why, "your consent", sizeof(why));
+		snprintf(why, sizeof(why), "%s consent", q->own ? "your" : "the patient's");
 	else if (role && !strcmp(role, "clinician"))
-		str_copy(why, "your care (treatment)", sizeof(why));
-	else if (role && !strcmp(role, "caregiver"))
-		str_copy(why, "caregiver access you or your family set up", sizeof(why));
-	else if (user && self && !strcmp(user, self))
+		str_copy(why, "care (treatment)", sizeof(why));
+	else if (role && !strcmp(role, "system"))
+		snprintf(why, sizeof(why), "a service %s clinic connected to Veranda", q->own ? "your" : "the");
+	else if (role && !strcmp(role, "caregiver") && !q->own)
+		str_copy(why, "caregiver access set up for this record", sizeof(why));
+	else if (!strcmp(type, "oauth.authorize-granted"))
+		str_copy(why, "", sizeof(why)); /* the line says who allowed it */
+	else if (me)
 		str_copy(why, "your own use", sizeof(why));
 	else if (jstr(auth, "grant") || !strncmp(type, "oauth.", 6))
-		str_copy(why, "you allowed this app", sizeof(why));
+		str_copy(why, q->own ? "you allowed this app" : "this app was allowed", sizeof(why));
 	else
 		str_copy(why, "", sizeof(why));
 	if (!strncmp(what, "The app", 7)) /* the sentence has its own subject */
@@ -127,14 +160,16 @@ static json_t *line_of(const json_t *rec, const char *self, int64_t t)
 		gmtime_r(&secs, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
 	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "when", when, "who", who, "what", what,
-			 "through", through, "why", why, "type", type, "refused", refused);
+	/* empty parts are left out, so that the page shows nothing for them */
+	return json_pack("{s:s, s:s*, s:s, s:s*, s:s*, s:s, s:b}", "when", when, "who",
+			 who[0] ? who : NULL, "what", what, "through", through[0] ? through : NULL,
+			 "why", why[0] ? why : NULL, "type", type, "refused", refused);
 }
 
 struct view {
-	json_t *lines;
-	const char *self;
+	const struct audit_view_q *q;
 	const char *kind;
+	json_t *lines;
 	size_t want;
 	struct audit_cursor last;
 	bool more;
@@ -144,37 +179,30 @@ static enum err view_row(void *arg, const char *node, uint64_t seq, int64_t time
 			 const char *record, size_t len)
 {
 	struct view *v = arg;
-	json_t *rec, *line;
-	const char *role, *type;
+	json_t *rec;
 
-	if (json_array_size(v->lines) == v->want) {
-		v->more = true;
-		return ERR_CONFLICT;
-	}
 	if (!(rec = json_loadb(record, len, 0, NULL)))
 		return ERR_OK;
-	role = jstr(json_object_get(rec, "agent"), "role");
-	type = jstr(rec, "type");
-	if (v->kind && ((!strcmp(v->kind, "apps") && (!type || strncmp(type, "oauth.", 6))) ||
-			(!strcmp(v->kind, "staff") &&
-			 (!role || !strcmp(role, "patient") || !strcmp(role, "caregiver") ||
-			  !strcmp(role, "system"))) ||
-			(!strcmp(v->kind, "refused") && !json_integer_value(json_object_get(rec, "outcome"))))) {
+	if (!kind_has(v->kind, rec)) {
 		json_decref(rec);
 		return ERR_OK;
 	}
-	line = line_of(rec, v->self, time_ms);
+	/* one matching line past the page: there are older ones */
+	if (json_array_size(v->lines) == v->want) {
+		json_decref(rec);
+		v->more = true;
+		return ERR_CONFLICT;
+	}
+	json_array_append_new(v->lines, line_of(v->q, rec, time_ms));
 	json_decref(rec);
-	json_array_append_new(v->lines, line);
 	v->last.time_ms = time_ms;
 	str_copy(v->last.node, node, sizeof(v->last.node));
 	v->last.seq = seq;
 	return ERR_OK;
 }
 
-enum err audit_patient_view(struct audit_reader *r, const char *patient, const char *self,
-			    const char *kind, const struct audit_cursor *after, size_t limit,
-			    json_t **out, struct audit_cursor *next, bool *more, struct ctx *c)
+enum err audit_patient_view(struct audit_reader *r, const struct audit_view_q *q, json_t **out,
+			    struct audit_cursor *next, bool *more, struct ctx *c)
 {
 	struct audit_filter f = AUDIT_FILTER_INIT;
 	struct view v;
@@ -183,13 +211,13 @@ enum err audit_patient_view(struct audit_reader *r, const char *patient, const c
 	*out = NULL;
 	*more = false;
 	memset(&v, 0, sizeof(v));
+	v.q = q;
 	v.lines = json_array();
-	v.self = self;
-	v.kind = kind && *kind && strcmp(kind, "all") ? kind : NULL;
-	v.want = limit ? limit : 25;
-	f.patient = patient;
+	v.kind = q->kind && *q->kind && strcmp(q->kind, "all") ? q->kind : NULL;
+	v.want = q->limit ? q->limit : 25;
+	f.patient = q->patient;
 	f.newest_first = true;
-	f.after = after;
+	f.after = q->after;
 	e = audit_query(r, &f, view_row, &v, c);
 	if (e && e != ERR_CONFLICT) {
 		json_decref(v.lines);

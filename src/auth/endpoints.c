@@ -1501,6 +1501,19 @@ static void handle_launch(struct http_req *q, void *arg)
 
 /* ---- the patient's access history ---- */
 
+/* audit_view_q.app_name: the name an app was registered with ("" when unknown). */
+static void app_name(void *arg, const char *client_id, char *buf, size_t n)
+{
+	struct auth_edge *ed = arg;
+	struct client cl;
+	struct ctx ig = CTX_INIT;
+
+	client_init(&cl);
+	if (client_get(oauth_clients(ed->o), client_id, &cl, &ig) == ERR_OK)
+		str_copy(buf, cl.name, n);
+	client_release(&cl);
+}
+
 /*
  * GET /account/access[?patient=ID&kind=all|staff|apps|refused&before=CURSOR]:
  * who accessed the record of a patient the signed-in user may act for
@@ -1514,13 +1527,14 @@ static void handle_access(struct http_req *q, void *arg)
 	struct store_user_patient links[USER_PATIENTS_MAX];
 	struct audit_reader *rd = NULL;
 	struct audit_cursor after, next;
+	struct audit_view_q vq = {0};
 	struct ctx c = CTX_INIT;
 	const char *want = http_req_query(q, "patient"), *kind = http_req_query(q, "kind");
 	const char *before = http_req_query(q, "before"), *patient = NULL;
 	json_t *list = json_array(), *lines = NULL;
 	size_t n = 0;
 	bool more = false;
-	char older[512] = "", whose[120];
+	char older[512] = "", whose[120], self_ref[160];
 
 	if (!current_session(q, ed, &se)) {
 		json_decref(list);
@@ -1556,9 +1570,17 @@ static void handle_access(struct http_req *q, void *arg)
 			before = NULL;
 		}
 	}
+	vq.patient = patient;
+	vq.self = se.username;
+	snprintf(self_ref, sizeof(self_ref), "Patient/%s", patient);
+	vq.own = !strcmp(se.fhir_user, self_ref); /* the viewer's own record */
+	vq.kind = kind;
+	vq.after = before ? &after : NULL;
+	vq.limit = 25;
+	vq.app_name = app_name;
+	vq.arg = ed;
 	if (audit_reader_open(audit_dir, &rd, &c) ||
-	    audit_patient_view(rd, patient, se.username, kind, before ? &after : NULL, 25, &lines,
-			       &next, &more, &c)) {
+	    audit_patient_view(rd, &vq, &lines, &next, &more, &c)) {
 		audit_reader_free(rd);
 		json_decref(list);
 		log_msg(LOG_ERROR, "access history: %s", c.msg);
@@ -1569,7 +1591,7 @@ static void handle_access(struct http_req *q, void *arg)
 	if (more)
 		snprintf(older, sizeof(older), "/account/access?patient=%s&kind=%s&before=%lld:%s:%llu", patient,
 			 kind ? kind : "all", (long long)next.time_ms, next.node, (unsigned long long)next.seq);
-	snprintf(whose, sizeof(whose), "%s", str_ends(se.fhir_user, patient) ? "your" : "this");
+	snprintf(whose, sizeof(whose), "%s", vq.own ? "your" : "this");
 	page(q, ed, 200, "access",
 	     json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:s*, s:b, s:s}", "title", "Who saw my record", "whose",
 		       whose, "patient", patient, "patients", list, "lines", lines, "several", n > 1,

@@ -252,8 +252,8 @@ static void deny(struct http_req *q, int status, const char *www, const char *ms
 	send_outcome(q, status, msg, NULL);
 }
 
-static void audit_denied(struct http_req *q, const struct access *acc, const char *type,
-			 const char *id, const char *code);
+static void audit_denied(struct http_req *q, struct fhir *f, const struct access *acc,
+			 const char *type, const char *id, const char *code);
 
 /* Does the request carry an access_token in its query or form body? */
 static bool token_in_url(struct http_req *q)
@@ -290,13 +290,13 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 		 * RFC 6750 2.3 and 3.1: one method only, and never the URL (logs,
 		 * history, Referer); two Authorization headers are ambiguous
 		 */
-		audit_denied(q, NULL, type, NULL, in_url ? "token-in-url" : "two-tokens");
+		audit_denied(q, NULL, NULL, type, NULL, in_url ? "token-in-url" : "two-tokens");
 		deny(q, 400, "Bearer realm=\"veranda\", error=\"invalid_request\"",
 		     "send one access token, in one Authorization header, and none in the URL");
 		return false;
 	}
 	if (!h || strncasecmp(h, "Bearer ", 7) || !h[7]) {
-		audit_denied(q, NULL, type, NULL, "no-token");
+		audit_denied(q, NULL, NULL, type, NULL, "no-token");
 		deny(q, 401, "Bearer realm=\"veranda\"", "an access token is required (Authorization: Bearer)");
 		return false;
 	}
@@ -307,7 +307,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 		char www[400];
 		snprintf(www, sizeof(www), "Bearer realm=\"veranda\", error=\"invalid_token\", error_description=\"%s\"",
 			 c.msg);
-		audit_denied(q, NULL, type, NULL, "invalid-token");
+		audit_denied(q, NULL, NULL, type, NULL, "invalid-token");
 		deny(q, 401, www, c.msg);
 		return false;
 	}
@@ -317,7 +317,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 		if (!a->d.allowed) {
 			char msg[200];
 			snprintf(msg, sizeof(msg), "the access token's scopes do not allow this interaction on %s", type);
-			audit_denied(q, a, type, NULL, "insufficient-scope");
+			audit_denied(q, NULL, a, type, NULL, "insufficient-scope");
 			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", msg);
 			access_done(a);
 			return false;
@@ -335,7 +335,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 	    (a->d.ctx == SCOPE_USER && (a->p.role == USER_PATIENT || a->p.role == USER_CAREGIVER))) {
 		a->patient = a->p.patient[0] ? a->p.patient : a->own[0] ? a->own : NULL;
 		if (!a->patient) {
-			audit_denied(q, a, type, NULL, "no-patient-context");
+			audit_denied(q, NULL, a, type, NULL, "no-patient-context");
 			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
 			     "the access token has no patient in context");
 			access_done(a);
@@ -351,7 +351,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 	if (a->d.ctx == SCOPE_USER && a->p.uid &&
 	    (a->p.role == USER_SUPPORT || a->p.role == USER_COMPLIANCE || a->p.role == USER_ADMIN) &&
 	    (!type || (confinable(type) && strcmp(type, "AuditEvent")))) {
-		audit_denied(q, a, type, NULL, "staff-role-needs-elevation");
+		audit_denied(q, NULL, a, type, NULL, "staff-role-needs-elevation");
 		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
 		     "your role does not open patient records without an elevation or break-the-glass");
 		access_done(a);
@@ -808,8 +808,14 @@ static bool anon_denial_admit(int64_t *summary)
 	return false;
 }
 
-static void audit_denied(struct http_req *q, const struct access *acc, const char *type,
-			 const char *id, const char *code)
+/*
+ * Record a refusal.  The record names the patients whose record type/id
+ * is in (when 'f' is given and the resource exists): a refused attempt
+ * on a patient's data belongs in that patient's history, whoever made
+ * it; else the patient of the requester's context.
+ */
+static void audit_denied(struct http_req *q, struct fhir *f, const struct access *acc,
+			 const char *type, const char *id, const char *code)
 {
 	struct fhir_audit fa;
 
@@ -837,7 +843,17 @@ static void audit_denied(struct http_req *q, const struct access *acc, const cha
 	fa.code = code;
 	fa.rtype = type;
 	fa.id = id;
-	if (acc && acc->on && acc->patient)
+	if (f && rest_audit && type && id) {
+		char patients[AUDIT_PATIENTS_MAX][STORE_PATIENT_ID_SIZE];
+		struct ctx ig = CTX_INIT;
+		size_t n = 0;
+
+		if (store_compartment_of(f->store, type, id, patients, AUDIT_PATIENTS_MAX, &n, &ig))
+			n = 0;
+		for (size_t i = 0; i < n; i++)
+			fa_patient(&fa, patients[i]);
+	}
+	if (!fa.npatients && acc && acc->on && acc->patient)
 		fa_patient(&fa, acc->patient);
 	audit_fhir(q, acc, &fa, false);
 }
@@ -922,7 +938,7 @@ static void handle_read(struct http_req *q, void *arg)
 	}
 	if (ra.on && !visible_in(q, f, &ra, type, id, in)) {
 		/* the same answer as for a resource that does not exist */
-		audit_denied(q, &ra, type, id, "not-visible");
+		audit_denied(q, f, &ra, type, id, "not-visible");
 		if (!http_resp_done(q)) {
 			char msg[200];
 			snprintf(msg, sizeof(msg), "%s/%s is not known", type, id);
@@ -1238,7 +1254,7 @@ static void handle_create(struct http_req *q, void *arg)
 	    !guard(q, http_req_param(q, "type"), SCOPE_OP_CREATE, &acc))
 		return;
 	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), NULL, body)) {
-		audit_denied(q, &acc, http_req_param(q, "type"), NULL, "outside-record");
+		audit_denied(q, NULL, &acc, http_req_param(q, "type"), NULL, "outside-record");
 		access_done(&acc);
 		return;
 	}
@@ -1277,7 +1293,7 @@ static void handle_update(struct http_req *q, void *arg)
 	    !guard(q, http_req_param(q, "type"), SCOPE_OP_UPDATE, &acc))
 		return;
 	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), body)) {
-		audit_denied(q, &acc, http_req_param(q, "type"), http_req_param(q, "id"), "outside-record");
+		audit_denied(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), "outside-record");
 		access_done(&acc);
 		return;
 	}
@@ -1318,7 +1334,7 @@ static void handle_delete(struct http_req *q, void *arg)
 	    !guard(q, http_req_param(q, "type"), SCOPE_OP_DELETE, &acc))
 		return;
 	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), NULL)) {
-		audit_denied(q, &acc, http_req_param(q, "type"), http_req_param(q, "id"), "outside-record");
+		audit_denied(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), "outside-record");
 		access_done(&acc);
 		return;
 	}
@@ -2167,7 +2183,7 @@ static void handle_auditevent(struct http_req *q, void *arg)
 	if (!accept_ok(q) || !guard(q, "AuditEvent", SCOPE_OP_SEARCH, &acc))
 		goto out;
 	if (!acc.on || !acc.p.uid || acc.p.role != USER_COMPLIANCE) {
-		audit_denied(q, &acc, "AuditEvent", NULL, "not-compliance");
+		audit_denied(q, NULL, &acc, "AuditEvent", NULL, "not-compliance");
 		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
 		     "only the compliance role may read the audit log");
 		goto out;

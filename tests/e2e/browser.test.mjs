@@ -126,6 +126,14 @@ describe('SMART app in a browser (fhirclient + chromium)', { skip }, () => {
       assert.equal(res.tokenResponse.token_type, 'Bearer');
       assert.equal(res.tokenResponse.need_patient_banner, true);
       assert.equal(res.tokenResponse.smart_style_url, `${srv.baseUrl}/smart-style.json`);
+      // what the app just did, as alice sees it on "Who saw my record"
+      await page.goto(`${srv.baseUrl}/account/access`);
+      await page.getByRole('heading', { name: 'Who saw your record' }).waitFor();
+      const lines = await page.locator('ol.log li').allTextContents();
+      const flat = lines.map((l) => l.replace(/\s+/g, ' ').trim());
+      assert.ok(flat.some((l) => l.includes(`You searched your test results and measurements through the app ${APP_NAME}`)), flat.join('\n'));
+      assert.ok(flat.some((l) => l.includes(`The app ${APP_NAME} received access to your record`)), flat.join('\n'));
+      await shot(page, '18-access-history');
     } finally {
       await context.close();
     }
@@ -362,7 +370,7 @@ describe('SMART app in a browser (fhirclient + chromium)', { skip }, () => {
     }
   });
 
-  it('accessibility: axe finds nothing serious on the sign-in, picker, consent and account pages', T, async () => {
+  it('accessibility: axe finds nothing serious on the sign-in, picker, consent, account and access-history pages', T, async () => {
     const { context, page } = await open();
     const found = [];
     const check = async (label) => {
@@ -380,6 +388,8 @@ describe('SMART app in a browser (fhirclient + chromium)', { skip }, () => {
       await check('consent');
       await page.goto(`${srv.baseUrl}/account`);
       await check('account');
+      await page.goto(`${srv.baseUrl}/account/access?patient=bob-mother`);
+      await check('access history');
       assert.deepEqual(found, [], found.join('\n'));
     } finally {
       await context.close();

@@ -1,0 +1,175 @@
+// "Who saw my record" (/account/access): the patient's own view of the audit
+// log, through the real server.  Apps, a clinician and a caregiver use the
+// FHIR API with real tokens; the page must then tell the patient, newest
+// first and in plain language, who looked at what, through which app and
+// why; filter by staff, apps and refusals; page without skipping or
+// repeating a line; show a caregiver the records they act for and nothing
+// else; and escape what apps call themselves.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary } from './lib/server.mjs';
+import { Browser, authorize, redeem, registerClient, signIn, fhirGet, decodeEntities } from './lib/oauth.mjs';
+
+const CB = 'http://127.0.0.1:9999/cb';
+const APP = 'Pill Reminder';
+const EVIL = '<img src=x onerror="alert(1)">Evil & Co';
+let dir, srv;
+
+before(async () => {
+  requireBinary();
+  dir = await makeTempDir('veranda-access-');
+  await initDataDir(dir);
+  await seedDataDir(dir, { patients: 0 });
+  await registerClient(dir, { clientId: 'pill', public: true, redirectUris: [CB], name: APP });
+  await registerClient(dir, { clientId: 'evil', public: true, redirectUris: [CB], name: EVIL });
+  srv = await startServer({ dataDir: dir, init: false });
+});
+
+after(async () => {
+  if (srv) await srv.stop();
+  await removeDir(dir);
+});
+
+/* ---- helpers ---- */
+
+// A token of 'user' for app 'clientId' (a fresh browser session each time).
+async function token(user, scope, { clientId = 'pill', patient } = {}) {
+  const b = new Browser(srv.baseUrl);
+  const a = await authorize(b, srv, { clientId, redirectUri: CB, scope, user, patient });
+  assert.ok(a.code, `a code for ${user} (${a.walk.pages.join(' → ')}: ${a.walk.response.status})`);
+  const r = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId });
+  assert.equal(r.status, 200, r.text);
+  return r.json.access_token;
+}
+
+async function signedIn(user) {
+  const b = new Browser(srv.baseUrl);
+  assert.equal((await signIn(b, user)).status, 303, `${user} signs in`);
+  return b;
+}
+
+// The page's lines as text ({ text, refused }), its heading and its "Older" link.
+async function accessPage(b, query = '') {
+  const r = await b.get(`/account/access${query}`);
+  const lines = [...r.text.matchAll(/<li class="card( refused)?">([\s\S]*?)<\/li>/g)].map((m) => ({
+    refused: Boolean(m[1]),
+    html: m[2],
+    text: decodeEntities(m[2].replace(/<[^>]*>/g, ' ')).replace(/\s+/g, ' ').trim(),
+  }));
+  const older = r.text.match(/<a href="([^"]*)">Older<\/a>/);
+  const h1 = (r.text.match(/<h1>([^<]*)<\/h1>/) || [])[1];
+  return { status: r.status, location: r.location, text: r.text, lines, h1,
+    older: older ? decodeEntities(older[1]) : null };
+}
+
+// "YYYY-MM-DD HH:MM UTC" at the start of a line.
+const when = (line) => line.text.slice(0, 20);
+
+/* ================================================================ */
+
+describe('who saw my record', () => {
+  it('shows the patient each access, newest first, in plain language, and nothing of anyone else', async () => {
+    const alice = await token('alice', 'launch/patient openid fhirUser patient/*.rs');
+    assert.equal((await fhirGet(srv, 'Patient/alice', alice)).status, 200);
+    assert.equal((await fhirGet(srv, 'Observation?category=laboratory', alice)).status, 200);
+    // bob's app asks for alice's record: refused, and alice is told
+    const bob = await token('bob', 'launch/patient openid fhirUser patient/*.rs', { patient: 'bob-child' });
+    assert.equal((await fhirGet(srv, 'Patient/alice', bob)).status, 404);
+    assert.equal((await fhirGet(srv, 'Patient/bob-child', bob)).status, 200);
+    // last, a clinician through the same app
+    const dr = await token('drsmith', 'openid fhirUser user/*.rs');
+    assert.equal((await fhirGet(srv, 'Patient/alice', dr)).status, 200);
+
+    const b = await signedIn('alice');
+    const p = await accessPage(b);
+    assert.equal(p.status, 200);
+    assert.equal(p.h1, 'Who saw your record');
+    const texts = p.lines.map((l) => l.text);
+    const find = (re) => texts.findIndex((t) => re.test(t));
+    const dri = find(/A clinician \(drsmith\) looked at your personal details through the app Pill Reminder\. Why: care \(treatment\)/);
+    const search = find(/You searched your test results and measurements through the app Pill Reminder\. Why: your own use/);
+    const read = find(/You looked at your personal details through the app Pill Reminder\. Why: your own use/);
+    const refused = find(/bob was refused access to your personal details through the app Pill Reminder/);
+    const issued = find(/The app Pill Reminder received access to your record/);
+    assert.ok(dri >= 0, `the clinician's read is shown:\n${texts.join('\n')}`);
+    assert.ok(search >= 0 && read >= 0 && issued >= 0, `alice's own use is shown:\n${texts.join('\n')}`);
+    assert.ok(refused >= 0, `the refusal is shown:\n${texts.join('\n')}`);
+    assert.ok(p.lines[refused].refused, 'a refusal is marked as one');
+    assert.ok(dri < refused && refused < search && search < read && read < issued, `newest first:\n${texts.join('\n')}`);
+    for (let i = 1; i < p.lines.length; i++) assert.ok(when(p.lines[i - 1]) >= when(p.lines[i]), 'times never go up');
+    for (const t of texts) assert.match(t, /^\d{4}-\d\d-\d\d \d\d:\d\d UTC /);
+    assert.doesNotMatch(p.text, /bob-child|bob-self/, 'nothing of another patient\'s record');
+    assert.doesNotMatch(p.text, /eyJ/, 'no token');
+
+    const staff = await accessPage(b, '?kind=staff');
+    assert.ok(staff.lines.length >= 1);
+    assert.ok(staff.lines.every((l) => /^.{21}A clinician \(drsmith\)/.test(l.text)), staff.lines.map((l) => l.text).join('\n'));
+    assert.equal(staff.older, null, 'one page: no "Older" link');
+
+    const refusals = await accessPage(b, '?kind=refused');
+    assert.equal(refusals.lines.length, 1, refusals.lines.map((l) => l.text).join('\n'));
+    assert.ok(refusals.lines[0].refused);
+
+    const apps = await accessPage(b, '?kind=apps');
+    assert.ok(apps.lines.length >= 5);
+    assert.ok(apps.lines.every((l) => /Pill Reminder/.test(l.text)), apps.lines.map((l) => l.text).join('\n'));
+  });
+
+  it('pages 25 lines at a time without skipping or repeating one', async () => {
+    const t = await token('erin', 'launch/patient openid fhirUser patient/*.rs');
+    for (let i = 0; i < 40; i++) assert.equal((await fhirGet(srv, 'Patient/erin', t)).status, 200);
+    const b = await signedIn('erin');
+    const seen = [];
+    let p = await accessPage(b);
+    let pages = 0;
+    for (;;) {
+      pages++;
+      assert.equal(p.status, 200);
+      assert.ok(p.lines.length <= 25);
+      seen.push(...p.lines);
+      if (!p.older) break;
+      assert.equal(p.lines.length, 25, 'a page with an "Older" link is full');
+      p = await accessPage(b, p.older.replace('/account/access', ''));
+    }
+    assert.ok(pages >= 2, 'more than one page');
+    const reads = seen.filter((l) => /You looked at your personal details/.test(l.text));
+    assert.equal(reads.length, 40, 'each of the 40 reads exactly once');
+    for (let i = 1; i < seen.length; i++) assert.ok(when(seen[i - 1]) >= when(seen[i]), 'newest first across pages');
+    assert.ok(seen.every((l) => !/alice|bob/.test(l.text)), 'only erin\'s record');
+  });
+
+  it('a caregiver sees the records they act for, and no other', async () => {
+    const t = await token('bob', 'launch/patient openid fhirUser patient/*.rs', { patient: 'bob-mother' });
+    assert.equal((await fhirGet(srv, 'Patient/bob-mother', t)).status, 200);
+    const b = await signedIn('bob');
+    const own = await accessPage(b);
+    assert.equal(own.status, 200);
+    assert.match(own.text, /<option value="bob-mother"/, 'the records bob acts for are offered');
+    const p = await accessPage(b, '?patient=bob-mother');
+    assert.equal(p.status, 200);
+    assert.equal(p.h1, 'Who saw this record');
+    assert.ok(p.lines.some((l) => /You looked at the personal details through the app Pill Reminder/.test(l.text)),
+      p.lines.map((l) => l.text).join('\n'));
+    assert.ok(p.lines.every((l) => !/ your /.test(l.text)), `not "your": the record is someone else's:\n${p.lines.map((l) => l.text).join('\n')}`);
+    assert.doesNotMatch(p.text, /alice/, 'nothing of a record bob does not act for');
+    assert.ok(p.lines.every((l) => !/bob-child|bob-self/.test(l.text)), 'only bob-mother\'s record');
+    const other = await accessPage(b, '?patient=alice');
+    assert.equal(other.status, 403, 'alice\'s history is not bob\'s to see');
+    assert.equal(other.lines.length, 0);
+    assert.doesNotMatch(other.text, /drsmith|Pill Reminder/);
+  });
+
+  it('needs a session, and escapes what an app calls itself', async () => {
+    const anon = await accessPage(new Browser(srv.baseUrl));
+    assert.equal(anon.status, 303);
+    assert.match(anon.location, /\/signin$/);
+
+    const t = await token('frank', 'launch/patient openid fhirUser patient/*.rs', { clientId: 'evil', patient: 'frank' });
+    assert.equal((await fhirGet(srv, 'Patient/frank', t)).status, 200);
+    const p = await accessPage(await signedIn('frank'), '?patient=frank');
+    assert.equal(p.status, 200);
+    assert.ok(p.lines.some((l) => l.text.includes(`through the app ${EVIL}`)), p.lines.map((l) => l.text).join('\n'));
+    assert.doesNotMatch(p.text, /<img src=x/, 'the app\'s name is text, not markup');
+    assert.match(p.text, /&lt;img src=x onerror=/);
+  });
+});
