@@ -1765,7 +1765,7 @@ static void handle_mfa(struct http_req *q, void *arg)
 	struct session se;
 	struct ctx c = CTX_INIT;
 	const char *req = http_req_form(q, "req"), *code = http_req_form(q, "code");
-	char sid[OAUTH_ID_SIZE];
+	char sid[OAUTH_ID_SIZE], fresh[OAUTH_ID_SIZE];
 	int64_t retry = 0;
 	enum err e;
 
@@ -1778,7 +1778,7 @@ static void handle_mfa(struct http_req *q, void *arg)
 		return;
 	}
 	cookie(q, ed->sid_name, sid, sizeof(sid));
-	e = oauth_session_mfa(ed->o, sid, code, http_req_client_addr(q), &retry, &c);
+	e = oauth_session_mfa(ed->o, sid, code, http_req_client_addr(q), fresh, &retry, &c);
 	{
 		struct aud ae = {.type = AUDIT_MFA_USE, .outcome = e ? AUDIT_MINOR : AUDIT_OK,
 				 .code = e == ERR_BUSY ? "throttled" : e ? "wrong-code" : NULL,
@@ -1801,6 +1801,9 @@ static void handle_mfa(struct http_req *q, void *arg)
 		server_error(q, &c);
 		return;
 	}
+	if (fresh[0])
+		set_cookie(q, ed, ed->sid_name, fresh, -1);
+	mem_wipe(fresh, sizeof(fresh));
 	if (req && *req) {
 		char url[256];
 		snprintf(url, sizeof(url), "/oauth/continue?req=%.64s", req);

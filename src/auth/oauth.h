@@ -123,12 +123,17 @@ enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *
 /*
  * The TOTP step of a session whose password was checked: a 6-digit code
  * (each accepted once) or one of the recovery codes (each works once).
- * Then the session is fully signed in and its strong-authentication time
- * is now.  ERR_UNAUTHORIZED for a wrong code (counted like a wrong
- * password, with the same delays), ERR_BUSY with *retry_after.
+ * Then the session is fully signed in under a new id (*new_cookie; the
+ * pending session is gone) with a new CSRF token, and its
+ * strong-authentication time is now.  ERR_UNAUTHORIZED for a wrong code,
+ * ERR_BUSY with *retry_after: wrong codes are counted per account with
+ * the delays and lock-out of wrong passwords, on a counter of their own
+ * that only a right code clears (signing in again with the password does
+ * not).  *new_cookie is "" unless a new session was made.
  */
 enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code,
-			   const char *addr, int64_t *retry_after, struct ctx *c);
+			   const char *addr, char new_cookie[OAUTH_ID_SIZE], int64_t *retry_after,
+			   struct ctx *c);
 
 /* ---- enrolling two-step verification (session.c) ---- */
 

@@ -231,20 +231,6 @@ out:
 #define NS_MFA_NEW "mfanew"  /* per session: a secret being enrolled */
 #define MFA_ENROL_MS (10 * 60 * 1000)
 
-/* Write a session's data back (after changing 'se'). */
-static enum err session_save(struct oauth *o, const struct session *se, struct ctx *c)
-{
-	struct buf b = BUF_INIT(STORE_ITEM_DATA_MAX);
-	json_t *j = session_json(se);
-	enum err e = json_dump_buf(j, &b);
-
-	json_decref(j);
-	if (!e)
-		e = store_item_update(o->s, NS_SESSION, se->id_hash, b.data, -1, c);
-	buf_release(&b);
-	return e;
-}
-
 enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, struct buf *b32,
 			       struct buf *uri, struct ctx *c)
 {
@@ -314,7 +300,8 @@ out:
 }
 
 enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code,
-			   const char *addr, int64_t *retry_after, struct ctx *c)
+			   const char *addr, char new_cookie[OAUTH_ID_SIZE], int64_t *retry_after,
+			   struct ctx *c)
 {
 	struct session se;
 	struct store_item it;
@@ -330,6 +317,7 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 
 	(void)addr;
 	*retry_after = 0;
+	new_cookie[0] = '\0';
 	store_item_init(&it);
 	if ((e = oauth_session_get(o, cookie, &se, c)))
 		goto out;
@@ -337,7 +325,8 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 		e = ERR_OK;
 		goto out;
 	}
-	snprintf(ku.key, sizeof(ku.key), "user:%s", se.username);
+	/* not the password's counter, which a right password clears */
+	snprintf(ku.key, sizeof(ku.key), "mfa:%s", se.username);
 	counter_load(o, &ku);
 	if ((w = counter_wait(o, &ku, now)) > 0) {
 		*retry_after = w;
@@ -379,9 +368,31 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 	}
 	if (e)
 		goto out;
-	se.mfa_pending = false;
-	se.strong_auth = now;
-	e = session_save(o, &se, c);
+	if (ku.failures) {
+		struct ctx ig = CTX_INIT;
+		store_item_delete(o->s, NS_THROTTLE, ku.key, &ig);
+	}
+	/*
+	 * Fully signed in: a new session id and CSRF token (a privilege
+	 * change), and the pending session goes.
+	 */
+	{
+		char old[OAUTH_HASH_SIZE];
+		struct ctx ig = CTX_INIT;
+
+		str_copy(old, se.id_hash, sizeof(old));
+		oauth_random(new_cookie);
+		oauth_hash(new_cookie, se.id_hash);
+		oauth_random(se.csrf);
+		se.mfa_pending = false;
+		se.strong_auth = se.last_seen = now;
+		e = oauth_put(o, NS_SESSION, se.id_hash, se.uid, NULL, session_json(&se),
+			      now + o->o.session_max * MS, false, c);
+		if (e)
+			mem_wipe(new_cookie, OAUTH_ID_SIZE);
+		else
+			store_item_delete(o->s, NS_SESSION, old, &ig);
+	}
 out:
 	json_decref(j);
 	mem_wipe(secret, sizeof(secret));

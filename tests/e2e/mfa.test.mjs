@@ -1,0 +1,241 @@
+// Two-step verification (TOTP, RFC 6238) through the real server: enrolment
+// from the account page, the code step after the password (for the account
+// page and inside an app's authorization), recovery codes, replayed and
+// wrong codes, throttling that a new sign-in does not reset, a new session
+// id once both steps are done, CSRF on every form, and `veranda user
+// reset-mfa`.  The codes are computed here from the key the page shows,
+// as an authenticator app would.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary } from './lib/server.mjs';
+import { Browser, signIn, accountPage, parseForms, formFor, field, registerClient, authzRequest, redeem, decodeEntities } from './lib/oauth.mjs';
+
+const CB = 'http://127.0.0.1:9999/cb';
+const PASSWORD = 'a-long-mfa-password-1';
+let dir, srv;
+
+before(async () => {
+  requireBinary();
+  dir = await makeTempDir('veranda-mfa-');
+  await initDataDir(dir);
+  await seedDataDir(dir, { patients: 0 });
+  await registerClient(dir, { clientId: 'mfa-app', public: true, redirectUris: [CB], name: 'MFA App' });
+  for (const u of ['mia', 'max', 'moe']) {
+    const r = await runCli(['user', 'add', '--data', dir, '--username', u, '--role', 'support', '--password-stdin'], { input: `${PASSWORD}\n` });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  srv = await startServer({ dataDir: dir, init: false });
+});
+
+after(async () => {
+  if (srv) await srv.stop();
+  await removeDir(dir);
+});
+
+/* ---- TOTP as an authenticator app computes it ---- */
+
+function base32(s) {
+  const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const ch of s.replace(/=+$/, '').toUpperCase()) {
+    const v = abc.indexOf(ch);
+    assert.ok(v >= 0, `base32 character '${ch}'`);
+    bits += v.toString(2).padStart(5, '0');
+  }
+  const out = [];
+  for (let i = 0; i + 8 <= bits.length; i += 8) out.push(parseInt(bits.slice(i, i + 8), 2));
+  return Buffer.from(out);
+}
+
+function totp(key, step = Math.floor(Date.now() / 30000)) {
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(step));
+  const h = crypto.createHmac('sha1', key).update(msg).digest();
+  const o = h[h.length - 1] & 15;
+  return String((h.readUInt32BE(o) & 0x7fffffff) % 1e6).padStart(6, '0');
+}
+const nowStep = () => Math.floor(Date.now() / 30000);
+
+/* ---- helpers ---- */
+
+const cookieName = (b) => [...b.jar.keys()].find((k) => /veranda(?!.*csrf)/i.test(k) && !/csrf/i.test(k));
+
+// Enrol 'user': resolves { key, codes (recovery), step (the one used) }.
+async function enrol(user) {
+  const b = new Browser(srv.baseUrl);
+  assert.equal((await signIn(b, user, PASSWORD)).status, 303);
+  const acc = await accountPage(b);
+  const start = acc.forms.find((f) => f.action === '/account/mfa');
+  assert.ok(start, 'the account page offers two-step verification');
+  const setup = await b.post('/account/mfa', new URLSearchParams(start.fields));
+  assert.equal(setup.status, 200, setup.text.slice(0, 300));
+  const secret = decodeEntities((setup.text.match(/<code class="secret">([^<]+)<\/code>/) || [])[1] || '');
+  assert.match(secret, /^[A-Z2-7]{16,}$/, 'a base32 key is shown');
+  const uri = decodeEntities((setup.text.match(/href="(otpauth:[^"]+)"/) || [])[1] || '');
+  const u = new URL(uri);
+  assert.equal(u.protocol, 'otpauth:');
+  assert.equal(u.host, 'totp');
+  assert.equal(u.searchParams.get('secret'), secret, 'the link carries the same key');
+  assert.match(decodeURIComponent(u.pathname), new RegExp(user));
+  const key = base32(secret);
+  const confirm = formFor(setup.text, '/account/mfa/confirm');
+  const body = new URLSearchParams(confirm.fields);
+  const step = nowStep();
+  body.set('code', totp(key, step));
+  const done = await b.post('/account/mfa/confirm', body);
+  assert.equal(done.status, 200, done.text.slice(0, 300));
+  const codes = [...done.text.matchAll(/<li><code>([^<]+)<\/code><\/li>/g)].map((m) => decodeEntities(m[1]));
+  assert.equal(codes.length, 10, 'ten recovery codes');
+  assert.equal(new Set(codes).size, 10);
+  return { key, codes, step };
+}
+
+// Sign in with the password only: resolves the browser, now at the code step.
+async function halfSignIn(user) {
+  const b = new Browser(srv.baseUrl);
+  const r = await signIn(b, user, PASSWORD);
+  assert.equal(r.status, 303);
+  assert.match(r.location, /\/oauth\/mfa$/, 'the password leads to the code step');
+  const page = await b.get('/oauth/mfa');
+  assert.equal(page.status, 200);
+  return { b, form: formFor(page.text, '/oauth/mfa'), cookie: b.cookie(cookieName(b)) };
+}
+
+async function sendCode(h, code) {
+  const body = new URLSearchParams(h.form.fields);
+  body.set('code', code);
+  return h.b.post('/oauth/mfa', body);
+}
+
+/* ================================================================ */
+
+describe('two-step verification', () => {
+  let mia;
+
+  it('enrols from the account page with a code from the key shown', async () => {
+    mia = await enrol('mia');
+  });
+
+  it('a wrong code at enrolment leaves it off', async () => {
+    const b = new Browser(srv.baseUrl);
+    assert.equal((await signIn(b, 'moe', PASSWORD)).status, 303);
+    const acc = await accountPage(b);
+    const setup = await b.post('/account/mfa', new URLSearchParams(acc.forms.find((f) => f.action === '/account/mfa').fields));
+    const body = new URLSearchParams(formFor(setup.text, '/account/mfa/confirm').fields);
+    body.set('code', '000000');
+    const r = await b.post('/account/mfa/confirm', body);
+    assert.equal(r.status, 400);
+    const again = await signIn(new Browser(srv.baseUrl), 'moe', PASSWORD);
+    assert.equal(again.status, 303);
+    assert.match(again.location, /\/account$/, 'still password only');
+  });
+
+  it('after the password, nothing but the code step until the code is given', async () => {
+    const h = await halfSignIn('mia');
+    const acc = await h.b.get('/account');
+    assert.equal(acc.status, 303, 'the account page needs both steps');
+    assert.doesNotMatch(acc.text, /Apps with access/);
+    assert.equal((await h.b.get('/account/access')).status, 303);
+    const r = await sendCode(h, totp(mia.key, mia.step + 1));
+    assert.equal(r.status, 303, r.text.slice(0, 300));
+    assert.match(r.location, /\/account$/);
+    const now = h.b.cookie(cookieName(h.b));
+    assert.ok(now && now !== h.cookie, 'a new session id once both steps are done');
+    assert.equal((await h.b.get('/account')).status, 200);
+    const stale = new Browser(srv.baseUrl);
+    stale.setCookie(cookieName(h.b), h.cookie);
+    assert.equal((await stale.get('/account')).status, 303, 'the half-signed-in id is gone');
+  });
+
+  it('a code is accepted once, and wrong codes are refused', async () => {
+    const h = await halfSignIn('mia');
+    const replay = await sendCode(h, totp(mia.key, mia.step + 1));
+    assert.equal(replay.status, 401, 'the code just used does not work again');
+    assert.match(replay.text, /That code is not right/);
+    const wrong = await sendCode(h, totp(mia.key, nowStep() + 5));
+    assert.equal(wrong.status, 401, 'a code far from now is refused');
+    assert.equal((await h.b.get('/account')).status, 303, 'still half signed in');
+  });
+
+  it('each recovery code works once', async () => {
+    const h = await halfSignIn('mia');
+    const r = await sendCode(h, mia.codes[3]);
+    assert.equal(r.status, 303, r.text.slice(0, 300));
+    assert.equal((await h.b.get('/account')).status, 200);
+    const again = await halfSignIn('mia');
+    assert.equal((await sendCode(again, mia.codes[3])).status, 401, 'a used recovery code is refused');
+  });
+
+  it('the code step inside an app\'s authorization leads on to consent and a code', async () => {
+    const max = await enrol('max');
+    const b = new Browser(srv.baseUrl);
+    const req = authzRequest(srv, { clientId: 'mfa-app', redirectUri: CB, scope: 'openid fhirUser user/Patient.rs' });
+    let r = await b.get(req.url);
+    assert.equal(r.status, 200);
+    const login = new URLSearchParams(formFor(r.text, '/oauth/login').fields);
+    login.set('username', 'max');
+    login.set('password', PASSWORD);
+    r = await b.post('/oauth/login', login);
+    assert.equal(r.status, 303);
+    assert.match(r.location, /\/oauth\/mfa\?req=/, 'the request goes along');
+    r = await b.get(r.location);
+    const body = new URLSearchParams(formFor(r.text, '/oauth/mfa').fields);
+    assert.ok(body.get('req'), 'the code form carries the request');
+    body.set('code', totp(max.key, max.step + 1));
+    r = await b.post('/oauth/mfa', body);
+    assert.equal(r.status, 303);
+    r = await b.get(r.location);
+    const consent = formFor(r.text, '/oauth/decide');
+    assert.ok(consent, `the consent page follows (${r.status})`);
+    const allow = new URLSearchParams(consent.fields);
+    allow.set('action', 'allow');
+    r = await b.post('/oauth/decide', allow);
+    assert.equal(r.status, 303);
+    const code = new URL(r.location).searchParams.get('code');
+    assert.ok(code, r.location);
+    const t = await redeem(srv, { code, verifier: req.verifier, redirectUri: CB, clientId: 'mfa-app' });
+    assert.equal(t.status, 200, t.text);
+  });
+
+  it('every code form needs the session\'s CSRF token', async () => {
+    const h = await halfSignIn('mia');
+    const body = new URLSearchParams({ code: '123456' });
+    const r = await h.b.post('/oauth/mfa', body);
+    assert.equal(r.status, 403, 'the code step');
+    const b = new Browser(srv.baseUrl);
+    assert.equal((await signIn(b, 'moe', PASSWORD)).status, 303);
+    assert.equal((await b.post('/account/mfa', new URLSearchParams({}))).status, 403, 'starting enrolment');
+    assert.equal((await b.post('/account/mfa/confirm', new URLSearchParams({ code: '123456' }))).status, 403, 'confirming it');
+    const forged = await b.post('/account/mfa', new URLSearchParams({ csrf: 'x'.repeat(43) }));
+    assert.equal(forged.status, 403, 'a made-up token');
+  });
+
+  it('wrong codes are throttled, and signing in again with the password does not reset the count', async () => {
+    const { key, step } = await enrol('moe');
+    let h = await halfSignIn('moe');
+    // THROTTLE_FREE (3) wrong codes cost nothing yet
+    for (let i = 0; i < 3; i++) assert.equal((await sendCode(h, '999999')).status, 401);
+    // a right password starts a new half session, but the code count goes on
+    h = await halfSignIn('moe');
+    assert.equal((await sendCode(h, '999999')).status, 401);
+    const r = await sendCode(h, totp(key, step + 1));
+    assert.equal(r.status, 429, 'now even a right code waits');
+    assert.ok(Number(r.headers.get('retry-after')) >= 1, 'with Retry-After');
+    // after the wait, the right code works and clears the count
+    await new Promise((res) => setTimeout(res, Number(r.headers.get('retry-after')) * 1000 + 100));
+    const ok = await sendCode(h, totp(key, step + 1));
+    assert.equal(ok.status, 303, ok.text.slice(0, 200));
+    h = await halfSignIn('moe');
+    assert.equal((await sendCode(h, '999999')).status, 401, 'counting starts again from nothing');
+  });
+
+  it('veranda user reset-mfa turns it off', async () => {
+    const r = await runCli(['user', 'reset-mfa', '--data', dir, '--username', 'mia']);
+    assert.equal(r.code, 0, r.stderr);
+    const b = new Browser(srv.baseUrl);
+    const s = await signIn(b, 'mia', PASSWORD);
+    assert.equal(s.status, 303);
+    assert.match(s.location, /\/account$/, 'password only again');
+  });
+});
