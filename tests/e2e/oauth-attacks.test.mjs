@@ -639,6 +639,24 @@ describe('oversized and malformed input', () => {
     assert.deepEqual(r.json, { active: false });
   });
 
+  it('a username with line breaks and format directives forges no log line and crashes nothing (security plan 68)', async () => {
+    const evil = 'alice\r\n{"level":"error","msg":"FORGED-LINE"}\n%n%s%s%s%x';
+    const before = srv.logs.length;
+    const b = new Browser(srv.baseUrl);
+    const page = await b.get('/signin');
+    const body = new URLSearchParams(formFor(page.text, '/oauth/login').fields);
+    body.set('username', evil);
+    body.set('password', 'whatever-it-is');
+    const r = await b.post('/oauth/login', body);
+    assert.equal(r.status, 401, 'an ordinary refusal');
+    assert.doesNotMatch(r.text, /FORGED-LINE"}/, 'not echoed as markup or JSON');
+    assert.equal((await fetch(`${srv.baseUrl}/healthz`)).status, 200, 'the server lives');
+    for (const line of srv.logs.slice(before)) {
+      assert.ok(!line.startsWith('{"level":"error","msg":"FORGED-LINE"'), `a forged line: ${line}`);
+      if (line.includes('FORGED-LINE')) assert.doesNotThrow(() => JSON.parse(line), `one JSON line: ${line}`);
+    }
+  });
+
   it('an access token signed by another key is refused', async () => {
     const t = await tokensFor(alice);
     const claims = jose.decodeJwt(t.access_token);

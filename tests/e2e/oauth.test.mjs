@@ -13,7 +13,7 @@ import * as oc from 'openid-client';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary, freePort, runCli } from './lib/server.mjs';
 import {
   Browser, authorize, authzRequest, walk, redeem, postForm, basic, fhirGet, keyPair, assertion,
-  registerClient, signIn, accountPage, formFor, field, parseForms, serveFixed, JWT_BEARER, fetchJson,
+  registerClient, signIn, accountPage, formFor, field, parseForms, serveFixed, JWT_BEARER, fetchJson, DEMO_PASSWORD,
 } from './lib/oauth.mjs';
 
 const SCOPE = 'launch/patient openid fhirUser offline_access patient/*.rs';
@@ -94,8 +94,8 @@ after(async () => {
 /* ---- helpers ---- */
 
 // A full standalone launch for alice by the public client; resolves the token response.
-async function aliceTokens({ scope = SCOPE, nonce, browser = alice, clientId = 'pub', redirectUri = CB } = {}) {
-  const a = await authorize(browser, srv, { clientId, redirectUri, scope, nonce });
+async function aliceTokens({ scope = SCOPE, nonce, browser = alice, clientId = 'pub', redirectUri = CB, patient } = {}) {
+  const a = await authorize(browser, srv, { clientId, redirectUri, scope, nonce, patient });
   assert.ok(a.code, `a code (got ${a.redirect} after ${a.walk.pages})`);
   const r = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri, clientId });
   assert.equal(r.status, 200, r.text);
@@ -969,6 +969,8 @@ describe('G. refresh tokens', () => {
     r = await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: r.json.refresh_token, client_id: 'pub' });
     assert.equal(r.status, 200, r.text);
     assert.equal((await fhirGet(srv, 'Patient/alice', r.json.access_token)).status, 200);
+    // RFC 6749 6: with no scope, the scope granted at first (a narrowing is for that token only)
+    assert.deepEqual(r.json.scope.split(' ').sort(), t.scope.split(' ').sort());
   });
 
   it('G74 rotation: an old refresh token replayed revokes the whole family', async () => {
@@ -1341,6 +1343,21 @@ describe('sign-out', () => {
     assert.equal((await accountPage(alice)).status, 200);
   });
 
+  it('a session id kept from before sign-out is refused afterwards', async () => {
+    const b = new Browser(srv.baseUrl);
+    assert.equal((await signIn(b, 'alice')).status, 303);
+    const name = [...b.jar.keys()].find((k) => !/csrf/i.test(k));
+    const kept = b.cookie(name);
+    assert.ok(kept, 'a session cookie');
+    const acc = await accountPage(b);
+    assert.equal((await b.post('/signout', { csrf: acc.csrf, everywhere: '0' })).status, 200);
+    const replay = new Browser(srv.baseUrl);
+    replay.setCookie(name, kept);
+    const r = await replay.get('/account');
+    assert.equal(r.status, 303, 'the server forgot the session, whatever the browser keeps');
+    assert.match(r.location, /\/signin$/);
+  });
+
   it('sign-out needs the session\'s CSRF token', async () => {
     const b = new Browser(srv.baseUrl);
     await signIn(b, 'alice');
@@ -1366,7 +1383,11 @@ describe('revocation from the command line', () => {
     const t = await aliceTokens({ browser: b });
     assert.equal(t.patient, 'erin');
     assert.equal((await fhirGet(srv, 'Patient/erin', t.access_token)).status, 200, 'the token works (and is cached)');
+    const other = new Browser(srv.baseUrl);
+    assert.equal((await signIn(other, 'erin')).status, 303);
+    assert.equal((await other.get('/account')).status, 200, 'a second browser signed in');
     await cliOk(['user', 'disable', '--data', dir, '--username', 'erin']);
+    assert.equal((await other.get('/account')).status, 303, 'every session of the account ended');
     const r = await fhirGet(srv, 'Patient/erin', t.access_token);
     assert.equal(r.status, 401, 'refused by the very next request');
     assert.match(r.headers.get('www-authenticate') || '', /invalid_token/);
@@ -1374,6 +1395,26 @@ describe('revocation from the command line', () => {
     assert.equal((await fhirGet(srv, 'Patient/erin', t.access_token)).status, 401, 'enabling again does not revive its grants');
     assertOAuthError(await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: t.refresh_token, client_id: 'pub' }),
       400, 'invalid_grant');
+  });
+
+  it('user reset-password ends the account\'s sessions, tokens and old password at once', async () => {
+    const b = new Browser(srv.baseUrl);
+    assert.equal((await signIn(b, 'frank')).status, 303);
+    const t = await aliceTokens({ browser: b, patient: 'frank' });
+    assert.equal((await fhirGet(srv, 'Patient/frank', t.access_token)).status, 200);
+    const set = (pw) => runCli(['user', 'reset-password', '--data', dir, '--username', 'frank', '--password-stdin'], { input: `${pw}\n` });
+    try {
+      const r = await set('a-new-password-for-frank');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal((await b.get('/account')).status, 303, 'the session ended');
+      assert.equal((await fhirGet(srv, 'Patient/frank', t.access_token)).status, 401, 'the cached token is refused at once');
+      assertOAuthError(await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: t.refresh_token, client_id: 'pub' }),
+        400, 'invalid_grant');
+      assert.equal((await signIn(new Browser(srv.baseUrl), 'frank')).status, 401, 'the old password no longer works');
+      assert.equal((await signIn(new Browser(srv.baseUrl), 'frank', 'a-new-password-for-frank')).status, 303);
+    } finally {
+      assert.equal((await set(DEMO_PASSWORD)).code, 0);
+    }
   });
 
   it('client disable and enable reach a running server\'s cached tokens at once', async () => {
