@@ -60,9 +60,25 @@ static void send_outcome(struct http_req *q, int status, const char *msg, const 
 }
 
 static void audit_store_error(struct http_req *q);
+static struct store *rest_store; /* for send_error(): has storage failed for good? */
 
 static void send_error(struct http_req *q, const struct ctx *c)
 {
+	if (c->code == ERR_IO && rest_store && store_failed(rest_store)) {
+		/*
+		 * Storage failed for good (a sync failed): the service is
+		 * unavailable until an operator restarts it, not broken by
+		 * this request.
+		 */
+		log_msg(LOG_ERROR, "fhir: %s", c->msg[0] ? c->msg : err_str(c->code));
+		audit_store_error(q);
+		http_resp_header(q, "Retry-After", "60");
+		send_outcome(q, 503,
+			     "the server cannot store data right now: writes are refused until it is"
+			     " restarted; the failure is in its log under this request's X-Request-Id",
+			     NULL);
+		return;
+	}
 	if (c->code == ERR_IO) {
 		/* the details (SQLite's words, file names) are for the operator, not the client */
 		log_msg(LOG_ERROR, "fhir: %s", c->msg[0] ? c->msg : err_str(c->code));
@@ -2330,6 +2346,7 @@ void fhir_rest_register(struct fhir *f, struct http_router *r, struct oauth *o)
 		"/fhir/Patient/{id}/{ctype}", NULL};
 
 	rest_auth = o;
+	rest_store = f->store;
 	http_route(r, HTTP_GET, "/fhir/AuditEvent", HTTP_BODY_NONE, handle_auditevent, f);
 	for (const char *const *p = preflight; *p; p++)
 		http_route(r, HTTP_OPTIONS, *p, HTTP_BODY_NONE, handle_preflight, f);

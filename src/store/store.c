@@ -167,6 +167,11 @@ enum err store_schema_version(struct store *s, int *version, struct ctx *c)
 	return s->ops->schema_version(s, version, c);
 }
 
+bool store_failed(struct store *s)
+{
+	return atomic_load_explicit(&s->failed, memory_order_acquire);
+}
+
 /* Not ready after a storage failure (ERR_IO with the cause), else the backend's check. */
 enum err store_ping(struct store *s, struct ctx *c)
 {

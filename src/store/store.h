@@ -64,6 +64,11 @@ enum err store_migrate(struct store *s, struct ctx *c);
 enum err store_schema_version(struct store *s, int *version, struct ctx *c);
 /* Is the store reachable and its schema current?  (readiness) */
 enum err store_ping(struct store *s, struct ctx *c);
+/*
+ * Has storage failed for good (a failed sync: every write is refused until
+ * restart)?  One atomic load; for callers choosing how to answer.
+ */
+bool store_failed(struct store *s);
 
 /* ---- transactions (per thread; not nestable) ---- */
 enum err store_begin(struct store *s, struct ctx *c);
