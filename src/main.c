@@ -237,6 +237,7 @@ static int open_store(const struct config *cfg, bool must_exist, struct store **
 	if (store_open(out, url, (int)cfg->sqlite_busy_timeout, &c))
 		return fail("%s", c.msg);
 	store_version_cache(*out, (size_t)cfg->resource_cache_mb << 20);
+	store_search_time_max(*out, (int)cfg->search_time_max);
 	if (store_schema_version(*out, &version, &c) || store_migrate(*out, &c)) {
 		store_close(*out);
 		*out = NULL;
@@ -442,7 +443,7 @@ static bool is_loopback(const char *listen)
 static const char *const opts_serve[] = {"data", "store", "log_level", "sqlite_busy_timeout", "resource_cache_mb",
 					 "listen", "base_url", "workers", "max_connections",
 					 "connection_timeout", "header_max", "fhir_body_max",
-					 "form_body_max", "json_depth_max", "page_size", "page_max",
+					 "form_body_max", "json_depth_max", "page_size", "page_max", "search_time_max",
 					 "tls_cert", "tls_key", "trust_proxy", "allow_remote",
 					 "fhir_auth", "access_token_ttl", "backend_token_ttl", "code_ttl",
 					 "refresh_token_ttl", "session_idle", "session_max", "launch_ttl",

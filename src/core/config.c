@@ -33,6 +33,7 @@ const struct config_option config_options[] = {
 	INT(json_depth_max, "64", 4, 1024, "maximum nesting depth of a JSON body"),
 	INT(page_size, "50", 1, 1000, "default number of entries in a search or history page"),
 	INT(page_max, "1000", 1, 10000, "maximum number of entries in a page (_count)"),
+	INT(search_time_max, "5000", 0, 600000, "milliseconds a search may run before it is stopped as too costly (0: no limit)"),
 	INT(sqlite_busy_timeout, "5000", 0, 600000, "milliseconds SQLite waits for a lock"),
 	INT(resource_cache_mb, "64", 0, 65536, "MiB of stored resource versions kept in memory for search pages (0: none)"),
 	STR(tls_cert, "", "PEM certificate chain for built-in TLS"),

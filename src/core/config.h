@@ -35,6 +35,7 @@ struct config {
 	int64_t json_depth_max;
 	int64_t page_size;              /* default _count */
 	int64_t page_max;               /* maximum _count */
+	int64_t search_time_max;        /* ms a search may run; 0: no limit */
 	int64_t sqlite_busy_timeout;    /* milliseconds */
 	int64_t resource_cache_mb;      /* the store's version cache, MiB */
 	char tls_cert[CONFIG_PATH_MAX];

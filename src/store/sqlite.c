@@ -54,6 +54,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/embedded.h"
 #include "core/mem.h"
 #include "core/str.h"
@@ -322,6 +323,7 @@ struct conn {
 	bool write_locked;      /* this connection holds the store's write lock */
 	sqlite3_int64 changes;  /* sqlite3_total_changes64() when the transaction began */
 	struct sq_search *search; /* search statements (sqlite_search.c) */
+	int64_t deadline_us;    /* a search's time limit (clock_mono_us()); 0: none */
 	int err_rc;             /* the last failure noted on this connection */
 	char err_msg[256];      /* ... and SQLite's message for it */
 	sqlite3_stmt *stmt[ST_COUNT];
@@ -380,10 +382,14 @@ static enum err fail(struct conn *cn, int rc, struct ctx *c, const char *fmt, ..
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	snprintf(msg, sizeof(msg), "%s: %s", what,
-		 (rc & 0xff) == SQLITE_FULL ? "the disk is full; try again later"
-		 : cn->err_rc == rc	    ? cn->err_msg
-					    : sqlite3_errstr(rc));
+	if ((rc & 0xff) == SQLITE_INTERRUPT)
+		snprintf(msg, sizeof(msg), "%s: it ran longer than the search time limit (%d ms)", what,
+			 atomic_load(&cn->st->s->search_ms));
+	else
+		snprintf(msg, sizeof(msg), "%s: %s", what,
+			 (rc & 0xff) == SQLITE_FULL ? "the disk is full; try again later"
+			 : cn->err_rc == rc	    ? cn->err_msg
+						    : sqlite3_errstr(rc));
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
@@ -394,6 +400,7 @@ static enum err fail(struct conn *cn, int rc, struct ctx *c, const char *fmt, ..
 		e = ERR_CONFLICT;
 		break;
 	case SQLITE_TOOBIG:
+	case SQLITE_INTERRUPT: /* sq_conn_deadline(): too costly */
 		e = ERR_TOOBIG;
 		break;
 	default:
@@ -798,6 +805,18 @@ out:
  * with "cannot open 'PATH': reason" when SQLite cannot open the file or
  * cannot put it in WAL mode.
  */
+/*
+ * sqlite3_progress_handler(): every few thousand virtual-machine steps,
+ * stop the statement (SQLITE_INTERRUPT) once the connection's search
+ * deadline has passed.  Without a deadline, one load.
+ */
+static int past_deadline(void *arg)
+{
+	const struct conn *cn = arg;
+
+	return cn->deadline_us && clock_mono_us() > cn->deadline_us;
+}
+
 static enum err conn_open(struct sq_store *st, struct conn **out, struct ctx *c)
 {
 	const char *const pragmas[] = {
@@ -830,6 +849,7 @@ static enum err conn_open(struct sq_store *st, struct conn **out, struct ctx *c)
 	}
 	sqlite3_extended_result_codes(cn->db, 1);
 	sqlite3_busy_timeout(cn->db, st->busy_ms);
+	sqlite3_progress_handler(cn->db, 4000, past_deadline, cn);
 	rc = setup(cn->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode));
 	if (rc != SQLITE_OK) {
 		e = ctx_errorf(c, ERR_IO, "cannot open '%s': %s", st->path, sqlite3_errmsg(cn->db));
@@ -2023,6 +2043,13 @@ enum err sq_conn_get(struct store *s, struct conn **out, struct ctx *c)
 sqlite3 *sq_conn_db(struct conn *cn)
 {
 	return cn->db;
+}
+
+void sq_conn_deadline(struct conn *cn, bool on)
+{
+	int ms = atomic_load(&cn->st->s->search_ms);
+
+	cn->deadline_us = on && ms > 0 ? clock_mono_us() + (int64_t)ms * 1000 : 0;
 }
 
 int sq_conn_walk(struct conn *cn, int delta)

@@ -44,6 +44,12 @@ sqlite3 *sq_conn_db(struct conn *cn);
  * depth before the change.
  */
 int sq_conn_walk(struct conn *cn, int delta);
+/*
+ * Start (on) or end the search time limit (store_search_time_max()) of
+ * the connection's statements: past it a step returns SQLITE_INTERRUPT,
+ * which sq_fail() makes ERR_TOOBIG.
+ */
+void sq_conn_deadline(struct conn *cn, bool on);
 /* The store's version cache (NULL: none), and whether this connection may fill it. */
 struct vcache *sq_conn_vcache(struct conn *cn);
 bool sq_conn_may_cache(struct conn *cn);

@@ -1888,7 +1888,7 @@ enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_f
 	struct sq_search *ss;
 	struct store_hit hit;
 	struct conn *cn;
-	bool began = false, walking = false, seen = false;
+	bool began = false, walking = false, seen = false, timed = false;
 	int64_t n = 0, last = 0;
 	struct gen g;
 	struct q st = {0};
@@ -1905,6 +1905,8 @@ enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_f
 	e = build(&g, q, S_PAGE, c);
 	if (e)
 		goto out;
+	sq_conn_deadline(cn, true);
+	timed = true;
 	if (q->total != STORE_TOTAL_NONE) {
 		e = sq_read_begin(cn, &began, c);
 		if (!e)
@@ -1946,6 +1948,8 @@ enum err sqlite_search(struct store *s, const struct store_query *q, store_hit_f
 		e = sq_fail(cn, rc, c, "cannot search");
 	sq_end(&st);
 out:
+	if (timed)
+		sq_conn_deadline(cn, false);
 	if (walking)
 		sq_conn_walk(cn, -1);
 	if (began)
@@ -2142,9 +2146,11 @@ enum err sqlite_include(struct store *s, const int64_t *rids, size_t n, const ch
 		e = ctx_errorf(c, ERR_INVALID, "search too complex");
 		goto out;
 	}
+	sq_conn_deadline(cn, true);
 	e = start(cn, ss, &g, &st, c);
 	if (!e)
 		e = deliver(cn, &st, -1, fn, arg, c);
+	sq_conn_deadline(cn, false);
 out:
 	gen_release(&g);
 	buf_release(&list);
@@ -2212,9 +2218,11 @@ enum err sqlite_revinclude(struct store *s, const char *target_type, const char 
 		e = ctx_errorf(c, ERR_INVALID, "search too complex");
 		goto out;
 	}
+	sq_conn_deadline(cn, true);
 	e = start(cn, ss, &g, &st, c);
 	if (!e)
 		e = deliver(cn, &st, limit, fn, arg, c);
+	sq_conn_deadline(cn, false);
 out:
 	gen_release(&g);
 	buf_release(&list);

@@ -436,6 +436,11 @@ void store_version_cache(struct store *s, size_t bytes)
 		s->ops->version_cache(s, bytes);
 }
 
+void store_search_time_max(struct store *s, int ms)
+{
+	atomic_store(&s->search_ms, ms > 0 ? ms : 0);
+}
+
 void store_version_cache_stats(struct store *s, struct store_cache_stats *out)
 {
 	memset(out, 0, sizeof(*out));

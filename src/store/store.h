@@ -228,6 +228,15 @@ enum err store_last_seq(struct store *s, int64_t *seq, struct ctx *c);
  */
 void store_version_cache(struct store *s, size_t bytes);
 
+/*
+ * The longest one search may run (store_search() with its count, each
+ * store_include() and store_revinclude()), in ms; 0, the default: no
+ * limit.  Past it the search stops with ERR_TOOBIG ("it ran longer than
+ * the search time limit"), having returned no hit or some.  Thread-safe;
+ * applies to searches that start afterwards.
+ */
+void store_search_time_max(struct store *s, int ms);
+
 struct store_cache_stats {
 	uint64_t hits, misses, puts, evictions;
 	size_t bytes, entries;

@@ -156,6 +156,8 @@ struct store {
 	 */
 	_Atomic uint64_t *epoch;
 	_Atomic uint64_t epoch_own;
+
+	atomic_int search_ms;        /* store_search_time_max(); 0: no limit */
 };
 
 /*

@@ -676,6 +676,23 @@ describe('errors are OperationOutcomes with the right status', () => {
     assertOutcome(await get(`/Patient/${id}`), 404);
   });
 
+  it('a search past --search-time-max stops with 413 too-costly; the server goes on', async () => {
+    const q = '/Observation?_count=1000&_total=accurate';
+    const quick = await startServer({ patients: 5, seed: true, args: ['--search-time-max', '1'] });
+    try {
+      const r = await quick.fhirFetch(q);
+      const oo = assertOutcome(r, 413);
+      assert.equal(oo.issue[0].code, 'too-costly');
+      assert.match(oo.issue[0].diagnostics, /longer than the search time limit \(1 ms\)/);
+      assert.equal((await quick.fhirFetch('/Patient/alice')).status, 200, 'reads go on');
+    } finally {
+      await quick.stop();
+    }
+    // the same search under the default limit (5 s)
+    const r = await srv.fhirFetch(q);
+    assert.equal(r.status, 200, r.text.slice(0, 200));
+  });
+
   it('422: an invalid date in an indexed element', async () => {
     const oo = assertOutcome(
       await post('/Observation', { resourceType: 'Observation', status: 'final', code: { text: 'glucose' }, effectiveDateTime: '2023-02-30' }),

@@ -1582,6 +1582,60 @@ static void test_invalid(void **state)
 
 /* ---- failures and callbacks ---- */
 
+/* The first hit takes 5 ms (as a slow disk or a busy machine would); count them all. */
+static int slow_first(void *arg, const struct store_hit *h)
+{
+	int *n = arg;
+
+	(void)h;
+	if ((*n)++ == 0)
+		usleep(5000);
+	return 0;
+}
+
+/*
+ * store_search_time_max(): a search past its time limit stops with
+ * ERR_TOOBIG, whatever it had delivered; without a limit, or with a
+ * generous one, the same search completes.  Includes are limited too.
+ */
+static void test_time_limit(void **state)
+{
+	struct fx *f = *state;
+	struct store_query q = {.type = "Observation", .limit = 1000, .total = STORE_TOTAL_ACCURATE};
+	struct ctx c = CTX_INIT;
+	bool more = false;
+	int64_t total = 0;
+	int n = 0;
+
+	for (int i = 0; i < 600; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "slow%03d", i);
+		PUT(f, "Observation", id, TOK("code", NULL, "c", NULL), STR("name", "slow", "slow"));
+	}
+	store_search_time_max(f->s, 1);
+	assert_int_equal(store_search(f->s, &q, slow_first, &n, &more, &total, &c), ERR_TOOBIG);
+	assert_non_null(strstr(c.msg, "longer than the search time limit (1 ms)"));
+	assert_true(n >= 1 && n < 600);
+	/* the connection is fine afterwards, and the limit ends with the search */
+	ctx_clear(&c);
+	n = 0;
+	store_search_time_max(f->s, 60000);
+	assert_int_equal(store_search(f->s, &q, slow_first, &n, &more, &total, &c), ERR_OK);
+	assert_int_equal(n, 600);
+	assert_int_equal(total, 600);
+	n = 0;
+	store_search_time_max(f->s, 0);
+	assert_int_equal(store_search(f->s, &q, slow_first, &n, &more, &total, &c), ERR_OK);
+	assert_int_equal(n, 600);
+	/* a write after an interrupted search works (SELECTs roll nothing back) */
+	store_search_time_max(f->s, 1);
+	n = 0;
+	assert_int_equal(store_search(f->s, &q, slow_first, &n, &more, &total, &c), ERR_TOOBIG);
+	ctx_clear(&c);
+	PUT(f, "Observation", "after", TOK("code", NULL, "c", NULL));
+	store_search_time_max(f->s, 0);
+}
+
 static int stop_fn(void *arg, const struct store_hit *h)
 {
 	(void)arg;
@@ -1920,6 +1974,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_explain_uses_indexes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_faults_and_callbacks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_time_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_version_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 	};
