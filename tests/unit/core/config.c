@@ -89,6 +89,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.json_depth_max, 64);
 	assert_int_equal(cfg.page_size, 50);
 	assert_int_equal(cfg.page_max, 1000);
+	assert_int_equal(cfg.search_time_max, 5000);
 	assert_int_equal(cfg.fhir_body_max, 16777216);
 	assert_string_equal(cfg.tls_cert, "");
 	assert_false(cfg.trust_proxy);
@@ -111,7 +112,7 @@ static void test_defaults(void **state)
 		else
 			assert_true(o->min <= o->max);
 	}
-	assert_int_equal(n, 36); /* keep in step with config_options[] (docs/configuration.md) */
+	assert_int_equal(n, 37); /* keep in step with config_options[] (docs/configuration.md) */
 }
 
 static void test_find_spellings(void **state)
