@@ -97,7 +97,23 @@ static json_t *line_of(const struct audit_view_q *q, const json_t *rec, int64_t 
 
 	if (!type)
 		type = "";
-	if (refused)
+	if (!strncmp(type, "oauth.token-", 12)) {
+		/* the token endpoint's records: the app acts, whoever the grant is for */
+		const char *code = jstr(rec, "outcomeCode");
+		if (refused)
+			snprintf(what, sizeof(what), "The app %s was refused access to %s record", app, pos);
+		else if (!strcmp(type, "oauth.token-revoked") && code && !strcmp(code, "replay-detected"))
+			snprintf(what, sizeof(what),
+				 "Veranda ended the access of the app %s: a code or token it had used was presented again",
+				 app);
+		else if (!strcmp(type, "oauth.token-revoked") && code && !strcmp(code, "removed-by-user"))
+			snprintf(what, sizeof(what), "%s ended the access of the app %s", me ? "You" : who, app);
+		else if (!strcmp(type, "oauth.token-revoked"))
+			snprintf(what, sizeof(what), "The app %s gave up its access to %s record", app, pos);
+		else
+			snprintf(what, sizeof(what), "The app %s received access to %s record", app, pos);
+		who[0] = '\0';
+	} else if (refused)
 		snprintf(what, sizeof(what), "%s refused access to %s %s", me ? "were" : "was", pos, kind);
 	else if (!strcmp(type, "fhir.read") || !strcmp(type, "fhir.vread"))
 		snprintf(what, sizeof(what), "looked at %s %s", pos, kind);
@@ -115,10 +131,6 @@ static json_t *line_of(const struct audit_view_q *q, const json_t *rec, int64_t 
 		snprintf(what, sizeof(what), "removed something from %s %s", pos, kind);
 	else if (!strcmp(type, "oauth.authorize-granted"))
 		snprintf(what, sizeof(what), "allowed the app %s to use %s record", app, pos);
-	else if (!strcmp(type, "oauth.token-issued") || !strcmp(type, "oauth.token-refreshed"))
-		snprintf(what, sizeof(what), "The app %s received access to %s record", app, pos);
-	else if (!strcmp(type, "oauth.token-revoked"))
-		snprintf(what, sizeof(what), "ended the access of the app %s", app);
 	else
 		snprintf(what, sizeof(what), "%s", type);
 
@@ -152,8 +164,8 @@ static json_t *line_of(const struct audit_view_q *q, const json_t *rec, int64_t 
 		str_copy(why, q->own ? "you allowed this app" : "this app was allowed", sizeof(why));
 	else
 		str_copy(why, "", sizeof(why));
-	if (!strncmp(what, "The app", 7)) /* the sentence has its own subject */
-		who[0] = '\0';
+	if (!strncmp(type, "oauth.token-", 12))
+		why[0] = '\0'; /* the sentence says it */
 	{
 		time_t secs = (time_t)(t / 1000);
 		struct tm tm;

@@ -249,6 +249,16 @@ struct aud {
 	const char *session_id;    /* raw: hashed here */
 };
 
+/* The user and grant a token request or revocation touched (oauth_who). */
+static void aud_who(struct aud *a, const struct oauth_who *w)
+{
+	a->username = w->username[0] ? w->username : NULL;
+	a->role = w->role[0] ? w->role : NULL;
+	a->fhir_user = w->fhir_user[0] ? w->fhir_user : NULL;
+	a->patient = w->patient[0] ? w->patient : NULL;
+	a->grant = w->grant[0] ? w->grant : NULL;
+}
+
 /*
  * Queue an event (not waited for: these disclose no patient data).  A
  * full queue or a failed writer is logged, never shown to the user.
@@ -1089,6 +1099,7 @@ static void handle_token(struct http_req *q, void *arg)
 	struct auth_edge *ed = arg;
 	struct oauth_token_req r;
 	struct oauth_err err;
+	struct oauth_who who;
 	struct client cl;
 	struct buf out = BUF_INIT(1 << 16);
 	struct ctx c = CTX_INIT;
@@ -1114,11 +1125,19 @@ static void handle_token(struct http_req *q, void *arg)
 	for (const char *const *p = once; *p; p++)
 		if (form_count_of(q, *p) > 1)
 			r.repeated = true;
-	if (oauth_token(ed->o, &cl, &r, &out, &err, &c)) {
+	if (oauth_token(ed->o, &cl, &r, &out, &err, &who, &c)) {
 		struct aud ae = {.type = r.grant_type && !strcmp(r.grant_type, "refresh_token") ? AUDIT_TOKEN_REFRESHED : AUDIT_TOKEN_ISSUED,
 				 .outcome = AUDIT_MINOR, .code = err.error ? err.error : "server_error",
 				 .client_id = cl.client_id};
+		aud_who(&ae, &who);
 		auth_event(q, ed, &ae);
+		if (who.revoked) {
+			/* a replayed code or refresh token ended its whole grant */
+			struct aud rv = {.type = AUDIT_TOKEN_REVOKED, .code = "replay-detected",
+					 .client_id = cl.client_id};
+			aud_who(&rv, &who);
+			auth_event(q, ed, &rv);
+		}
 		if (!err.error)
 			server_error(q, &c);
 		else
@@ -1128,9 +1147,10 @@ static void handle_token(struct http_req *q, void *arg)
 	{
 		json_t *j = json_loadb(out.data, out.len, 0, NULL);
 		struct aud ae = {.type = !strcmp(r.grant_type, "refresh_token") ? AUDIT_TOKEN_REFRESHED : AUDIT_TOKEN_ISSUED,
-				 .client_id = cl.client_id,
-				 .patient = json_string_value(json_object_get(j, "patient")),
-				 .scopes = json_string_value(json_object_get(j, "scope"))};
+				 .client_id = cl.client_id};
+		aud_who(&ae, &who);
+		ae.patient = json_string_value(json_object_get(j, "patient"));
+		ae.scopes = json_string_value(json_object_get(j, "scope"));
 		auth_event(q, ed, &ae);
 		json_decref(j);
 	}
@@ -1238,6 +1258,7 @@ static void handle_revoke(struct http_req *q, void *arg)
 {
 	struct auth_edge *ed = arg;
 	struct client cl;
+	struct oauth_who who;
 	struct ctx c = CTX_INIT;
 	enum err e;
 
@@ -1247,11 +1268,13 @@ static void handle_revoke(struct http_req *q, void *arg)
 	client_init(&cl);
 	if (!client_of(q, ed, &cl))
 		return;
-	e = oauth_revoke(ed->o, &cl, http_req_form(q, "token"), &c);
+	e = oauth_revoke(ed->o, &cl, http_req_form(q, "token"), &who, &c);
 	{
 		struct aud ae = {.type = AUDIT_TOKEN_REVOKED, .outcome = e ? AUDIT_MINOR : AUDIT_OK,
-				 .code = e == ERR_FORBIDDEN ? "unauthorized_client" : e ? "error" : NULL,
+				 .code = e == ERR_FORBIDDEN ? "unauthorized_client" : e ? "error"
+					 : !who.grant[0] ? "unknown-token" : who.revoked ? "grant" : "access-token",
 				 .client_id = cl.client_id};
+		aud_who(&ae, &who);
 		auth_event(q, ed, &ae);
 	}
 	client_release(&cl);

@@ -246,11 +246,28 @@ struct oauth_token_req {
 };
 
 /*
+ * Whose authorization a token request or a revocation touched, for its
+ * audit record: the grant and its user ("" when none or unknown, as for a
+ * backend service or an unknown token).  'revoked': the request ended the
+ * grant (a replayed code or refresh token, a revoked refresh token).
+ */
+struct oauth_who {
+	char grant[OAUTH_ID_SIZE];
+	char username[USER_NAME_MAX + 1];
+	char role[16];
+	char fhir_user[STORE_FHIR_USER_SIZE];
+	char patient[OAUTH_REF_SIZE];
+	bool revoked;
+};
+
+/*
  * Run a token request for authenticated client 'cl'; 'out' gets the JSON
- * response body.  On failure 'err' says what to answer.
+ * response body.  On failure 'err' says what to answer.  'who' (may be
+ * NULL) is filled as far as the request got.
  */
 enum err oauth_token(struct oauth *o, const struct client *cl, const struct oauth_token_req *r,
-		     struct buf *out, struct oauth_err *err, struct ctx *c);
+		     struct buf *out, struct oauth_err *err, struct oauth_who *who,
+		     struct ctx *c);
 
 /* ---- access tokens (token.c) ---- */
 
@@ -290,7 +307,7 @@ enum err oauth_introspect(struct oauth *o, const char *token, struct buf *out, s
  * another client is ERR_FORBIDDEN.
  */
 enum err oauth_revoke(struct oauth *o, const struct client *cl, const char *token,
-		      struct ctx *c);
+		      struct oauth_who *who, struct ctx *c);
 /* Revoke a grant by id (the patient's "remove this app"); bumps the epoch. */
 enum err oauth_grant_revoke(struct oauth *o, const char *grant_id, struct ctx *c);
 /* OpenID userinfo for principal 'p' (needs openid). */

@@ -178,6 +178,9 @@ static void grant_release(struct grant *g)
 	g->scope = NULL;
 }
 
+/* Describe grant 'id' into 'who' (NULL is fine); nothing but the id when it cannot be read. */
+static void who_of(struct oauth *o, const char *id, bool revoked, struct oauth_who *who);
+
 static enum err grant_load(struct oauth *o, const char *id, struct grant *g, struct ctx *c)
 {
 	struct store_item it;
@@ -211,6 +214,25 @@ static enum err grant_load(struct oauth *o, const char *id, struct grant *g, str
 out:
 	store_item_release(&it);
 	return e;
+}
+
+static void who_of(struct oauth *o, const char *id, bool revoked, struct oauth_who *who)
+{
+	struct grant g;
+	struct ctx ig = CTX_INIT;
+
+	if (!who || !id)
+		return;
+	memset(who, 0, sizeof(*who));
+	str_copy(who->grant, id, sizeof(who->grant));
+	who->revoked = revoked;
+	if (grant_load(o, id, &g, &ig) == ERR_OK) {
+		str_copy(who->username, g.username, sizeof(who->username));
+		str_copy(who->role, g.role, sizeof(who->role));
+		str_copy(who->fhir_user, g.fhir_user, sizeof(who->fhir_user));
+		str_copy(who->patient, g.patient, sizeof(who->patient));
+	}
+	grant_release(&g);
 }
 
 /* Is grant 'g' usable now? */
@@ -414,7 +436,7 @@ static void s256(const char *verifier, char out[64])
 
 static enum err grant_code(struct oauth *o, const struct client *cl,
 			   const struct oauth_token_req *r, struct buf *out, struct oauth_err *err,
-			   struct ctx *c)
+			   struct oauth_who *who, struct ctx *c)
 {
 	struct store_item it;
 	struct grant g;
@@ -447,6 +469,7 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 		ctx_clear(c);
 		oauth_grant_kill(o, it.grp, c);
 		ctx_clear(c);
+		who_of(o, it.grp, true, who);
 		oauth_seterr(err, 400, "invalid_grant",
 			     "the authorization code was already used; its tokens are revoked");
 		e = ERR_INVALID;
@@ -454,6 +477,7 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 	}
 	if (e)
 		goto out;
+	who_of(o, it.grp, false, who);
 	j = oauth_item_json(&it);
 	oauth_jstr(j, "client_id", cid, sizeof(cid));
 	oauth_jstr(j, "redirect_uri", ruri, sizeof(ruri));
@@ -504,7 +528,7 @@ out_notx:
 
 static enum err grant_refresh(struct oauth *o, const struct client *cl,
 			      const struct oauth_token_req *r, struct buf *out, struct oauth_err *err,
-			      struct ctx *c)
+			      struct oauth_who *who, struct ctx *c)
 {
 	struct store_item it;
 	struct grant g;
@@ -534,6 +558,8 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 		goto out;
 	j = oauth_item_json(&it);
 	oauth_jstr(j, "client_id", cid, sizeof(cid));
+	if (!strcmp(cid, cl->client_id))
+		who_of(o, it.grp, false, who); /* another client learns nothing, not even in the log */
 	if (strcmp(cid, cl->client_id)) {
 		oauth_seterr(err, 400, "invalid_grant", "the refresh token was issued to another client");
 		e = ERR_INVALID;
@@ -569,8 +595,11 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 	e = store_item_take(o->s, NS_REFRESH, h, STORE_ITEM_LIVE, STORE_ITEM_USED, &it, c);
 	if (e == ERR_CONFLICT) {
 		ctx_clear(c);
-		if (it.state == STORE_ITEM_USED) /* a rotated token came back: end the family */
+		if (it.state == STORE_ITEM_USED) { /* a rotated token came back: end the family */
 			oauth_grant_kill(o, it.grp, c);
+			if (who)
+				who->revoked = true;
+		}
 		ctx_clear(c);
 		oauth_seterr(err, 400, "invalid_grant",
 			     it.state == STORE_ITEM_USED
@@ -714,8 +743,11 @@ out:
 }
 
 enum err oauth_token(struct oauth *o, const struct client *cl, const struct oauth_token_req *r,
-		     struct buf *out, struct oauth_err *err, struct ctx *c)
+		     struct buf *out, struct oauth_err *err, struct oauth_who *who,
+		     struct ctx *c)
 {
+	if (who)
+		memset(who, 0, sizeof(*who));
 	oauth_maintain(o);
 	if (r->repeated) {
 		oauth_seterr(err, 400, "invalid_request", "a parameter was sent more than once");
@@ -726,9 +758,9 @@ enum err oauth_token(struct oauth *o, const struct client *cl, const struct oaut
 		return ERR_INVALID;
 	}
 	if (!strcmp(r->grant_type, "authorization_code"))
-		return grant_code(o, cl, r, out, err, c);
+		return grant_code(o, cl, r, out, err, who, c);
 	if (!strcmp(r->grant_type, "refresh_token"))
-		return grant_refresh(o, cl, r, out, err, c);
+		return grant_refresh(o, cl, r, out, err, who, c);
 	if (!strcmp(r->grant_type, "client_credentials"))
 		return grant_backend(o, cl, r, out, err, c);
 	oauth_seterr(err, 400, "unsupported_grant_type", "grant_type '%.64s' is not supported",
@@ -737,6 +769,12 @@ enum err oauth_token(struct oauth *o, const struct client *cl, const struct oaut
 }
 
 /* ---- verification ---- */
+
+/*
+ * Clock skew forgiven on 'nbf' (RFC 7519 4.1.5): our own tokens carry
+ * none, but one that does is refused before its time, give or take this.
+ */
+#define NBF_LEEWAY_S 60
 
 static struct jose_jwks *verify_keys(struct oauth *o, struct ctx *c)
 {
@@ -841,6 +879,11 @@ static enum err verify_new(struct oauth *o, const char *token, struct tc_entry *
 		ctx_errorf(c, rc, "the access token is for another audience");
 	else if (exp <= now)
 		ctx_errorf(c, rc, "the access token has expired");
+	else if (json_is_integer(json_object_get(cl, "nbf")) &&
+		 json_integer_value(json_object_get(cl, "nbf")) > now + NBF_LEEWAY_S)
+		ctx_errorf(c, rc, "the access token is not valid yet");
+	else if (json_object_get(cl, "nbf") && !json_is_integer(json_object_get(cl, "nbf")))
+		ctx_errorf(c, rc, "the access token's nbf is not a number");
 	else
 		rc = ERR_OK;
 	if (rc)
@@ -1023,10 +1066,13 @@ enum err oauth_introspect(struct oauth *o, const char *token, struct buf *out, s
 	return e;
 }
 
-enum err oauth_revoke(struct oauth *o, const struct client *cl, const char *token, struct ctx *c)
+enum err oauth_revoke(struct oauth *o, const struct client *cl, const char *token,
+		      struct oauth_who *who, struct ctx *c)
 {
 	enum err e;
 
+	if (who)
+		memset(who, 0, sizeof(*who));
 	if (!token || !*token)
 		return ERR_OK;
 	if (strchr(token, '.')) {
@@ -1043,6 +1089,7 @@ enum err oauth_revoke(struct oauth *o, const struct client *cl, const char *toke
 			oauth_principal_release(o, &p);
 			return ctx_errorf(c, ERR_FORBIDDEN, "the token was issued to another client");
 		}
+		who_of(o, p.grant_id, false, who); /* one token ends, not its grant */
 		e = oauth_put(o, NS_JTI, p.jti, 0, NULL, json_object(), p.exp * 1000, true, c);
 		oauth_principal_release(o, &p);
 		oauth_epoch_bump(o);
@@ -1064,8 +1111,8 @@ enum err oauth_revoke(struct oauth *o, const struct client *cl, const char *toke
 			json_decref(j);
 			if (strcmp(cid, cl->client_id))
 				e = ctx_errorf(c, ERR_FORBIDDEN, "the token was issued to another client");
-			else /* RFC 7009 2.1: revoking a refresh token ends its grant */
-				e = oauth_grant_kill(o, it.grp, c);
+			else if (!(e = oauth_grant_kill(o, it.grp, c))) /* RFC 7009 2.1: its grant ends */
+				who_of(o, it.grp, true, who);
 		}
 		store_item_release(&it);
 		return e;

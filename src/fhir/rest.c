@@ -1779,6 +1779,28 @@ static bool everything_types(struct http_req *q, const struct access *a, struct 
 	return true;
 }
 
+/*
+ * The audit log asked for anywhere but /fhir/AuditEvent (a compartment
+ * search, say): refused as GET /fhir/AuditEvent refuses everyone but the
+ * compliance role, who are told where to look.
+ */
+static void auditevent_elsewhere(struct http_req *q)
+{
+	struct access acc;
+
+	if (!guard(q, "AuditEvent", SCOPE_OP_SEARCH, &acc))
+		return;
+	if (!acc.on || !acc.p.uid || acc.p.role != USER_COMPLIANCE) {
+		audit_denied(q, NULL, &acc, "AuditEvent", NULL, "not-compliance");
+		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+		     "only the compliance role may read the audit log");
+	} else {
+		send_outcome(q, 400, "the audit log is searched at /fhir/AuditEvent (GET, or POST _search)",
+			     NULL);
+	}
+	access_done(&acc);
+}
+
 static void run_search(struct http_req *q, struct fhir *f, const char *type, const char *patient,
 		       bool everything)
 {
@@ -1796,6 +1818,11 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 	memset(&acc, 0, sizeof(acc));
 	if (!accept_ok(q))
 		goto out;
+	if (type && !strcmp(type, "AuditEvent")) {
+		/* Patient/X/AuditEvent: the log is not stored with the records */
+		auditevent_elsewhere(q);
+		goto out;
+	}
 	for (size_t i = 0; i < n; i++, k++)
 		http_req_query_at(q, i, &kv[k].name, &kv[k].value);
 	if (everything) {
@@ -1834,6 +1861,8 @@ static void handle_search(struct http_req *q, void *arg)
 	run_search(q, arg, http_req_param(q, "type"), NULL, false);
 }
 
+static void handle_auditevent(struct http_req *q, void *arg);
+
 static void handle_search_post(struct http_req *q, void *arg)
 {
 	const char *ct = http_req_header(q, "Content-Type");
@@ -1842,7 +1871,11 @@ static void handle_search_post(struct http_req *q, void *arg)
 		send_outcome(q, 415, "POST _search takes an application/x-www-form-urlencoded body", NULL);
 		return;
 	}
-	run_search(q, arg, http_req_param(q, "type"), NULL, false);
+	/* the form's fields read like the query's (http.h): the same search as GET */
+	if (!strcmp(http_req_param(q, "type"), "AuditEvent"))
+		handle_auditevent(q, arg);
+	else
+		run_search(q, arg, http_req_param(q, "type"), NULL, false);
 }
 
 static void handle_history(struct http_req *q, void *arg);
@@ -1914,7 +1947,10 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 			continue;
 		scope_decide(a->p.scopes, type, op, &d);
 		ea.d = d;
-		if (!d.allowed) {
+		if (!strcmp(type, "AuditEvent")) {
+			/* not stored with the records: only /fhir/AuditEvent, compliance only */
+			snprintf(why, sizeof(why), "entry %zu: the audit log is read at /fhir/AuditEvent, not in a Bundle", i);
+		} else if (!d.allowed) {
 			snprintf(why, sizeof(why), "entry %zu: the scopes do not allow %s %s", i, method, type);
 		} else if (op == SCOPE_OP_SEARCH) {
 			/* bounded when it runs (bundle_search()) */
@@ -2275,7 +2311,19 @@ static void handle_auditevent(struct http_req *q, void *arg)
 			goto out;
 		}
 	}
-	buf_addf(&self, "%s/AuditEvent?_count=%lld", f->base, (long long)count);
+	/* self: the filters applied, as next repeats them */
+	buf_addf(&self, "%s/AuditEvent?", f->base);
+	for (size_t i = 0; i < http_req_query_count(q); i++) {
+		const char *n;
+		http_req_query_at(q, i, &n, &v);
+		if (!strcmp(n, "_count"))
+			continue;
+		http_pct_encode(n, strlen(n), &self);
+		buf_addch(&self, '=');
+		http_pct_encode(v, strlen(v), &self);
+		buf_addch(&self, '&');
+	}
+	buf_addf(&self, "_count=%lld", (long long)count);
 	bundle = json_pack("{s:s, s:s, s:[{s:s, s:s}], s:o}", "resourceType", "Bundle", "type", "searchset",
 			   "link", "relation", "self", "url", self.data, "entry", pg.entries);
 	if (pg.more) {

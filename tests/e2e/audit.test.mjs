@@ -21,7 +21,9 @@ import * as jose from 'jose';
 import {
   makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary, sleep, freePort,
 } from './lib/server.mjs';
-import { Browser, authorize, redeem, postForm, registerClient, serveFixed, fetchJson, DEMO_PASSWORD } from './lib/oauth.mjs';
+import {
+  Browser, authorize, redeem, postForm, registerClient, serveFixed, fetchJson, accountPage, field, DEMO_PASSWORD,
+} from './lib/oauth.mjs';
 
 const SQLITE3 = spawnSync('sqlite3', ['-version']).status === 0 ? 'sqlite3' : null;
 const NO_SQLITE = SQLITE3 ? false : 'the sqlite3 command-line shell is not installed';
@@ -1090,6 +1092,180 @@ describe('refusals of requests without a token', () => {
     } finally {
       await srv.stop();
       await removeDir(srv.dataDir);
+    }
+  });
+});
+
+/* ---- security plan case 73: replays, reuse and revocations on record ---- */
+
+// What an investigation of a stolen code or refresh token needs from the log:
+// the replayed code and the reused (rotated-out) refresh token each leave a
+// failure record (outcome 4, the OAuth error) of the app that presented it,
+// the user's "Remove access" a record naming her, the app and the grant, and
+// none of them holds token text.  Which event each path records:
+// handle_token, handle_revoke and handle_account_revoke in
+// src/auth/endpoints.c.
+describe('a replayed code, a reused refresh token and revocations are on record (security plan case 73)', () => {
+  const APP = 'replay-app';
+  let dir, srv, log;
+  const seen = {};          // request ids and grants of what the test did
+  const secrets = [];       // token text that must be in no record
+
+  before(async () => {
+    requireBinary();
+    dir = await makeTempDir('veranda-audit-replay-');
+    await initDataDir(dir);
+    await seedDataDir(dir, { patients: 0 });
+    await registerClient(dir, { clientId: APP, public: true, redirectUris: [CB] });
+    srv = await startServer({ dataDir: dir });
+  });
+
+  after(async () => {
+    await srv?.stop();
+    await removeDir(dir);
+  });
+
+  /* alice allows the app in 'browser' and it redeems the code: { code, verifier, tokens, grant, requestId } */
+  async function allowed(browser) {
+    const a = await authorize(browser, srv, { clientId: APP, redirectUri: CB, scope: SCOPE, user: 'alice' });
+    assert.ok(a.code, `no code: ${JSON.stringify(a.walk.pages)}`);
+    const t = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: APP });
+    assert.equal(t.status, 200, t.text);
+    assert.ok(t.json.refresh_token, 'offline_access gives a refresh token');
+    secrets.push(a.code, a.verifier, t.json.access_token, t.json.refresh_token, t.json.id_token);
+    return { code: a.code, verifier: a.verifier, tokens: t.json, grant: jose.decodeJwt(t.json.access_token).grant,
+      requestId: t.headers.get('x-request-id') };
+  }
+  const refresh = (token) => postForm(`${srv.baseUrl}/oauth/token`, { grant_type: 'refresh_token', refresh_token: token, client_id: APP });
+
+  /*
+   * The oauth.* record of the request 'rid' (the log read once the server has
+   * stopped), and its line; a replay's second record, the grant it ended
+   * (oauth.token-revoked, replay-detected), is looked at on its own below.
+   */
+  function oauthRecord(rid) {
+    const hits = log.records.map((r, i) => [r, log.lines[i]]).filter(([r]) => r.correlation?.request === rid && r.type.startsWith('oauth.') &&
+      r.outcomeCode !== 'replay-detected');
+    assert.equal(hits.length, 1, `one oauth record for request ${rid}: ${JSON.stringify(hits.map(([r]) => r))}`);
+    return { record: hits[0][0], line: hits[0][1] };
+  }
+
+  it('the replayed code and the reused refresh token are refused and end their grants; both revocations end theirs', async () => {
+    const b = new Browser(srv.baseUrl);
+
+    // a code redeemed twice: the second attempt fails and revokes what the first got (RFC 6749 4.1.2)
+    const replayed = await allowed(b);
+    const again = await redeem(srv, { code: replayed.code, verifier: replayed.verifier, redirectUri: CB, clientId: APP });
+    assert.equal(again.status, 400, again.text);
+    assert.equal(again.json?.error, 'invalid_grant');
+    assert.equal((await fhir(srv, 'GET', 'Patient/alice', replayed.tokens.access_token)).status, 401, 'the replay ended the grant');
+    seen.redeem = replayed.requestId;
+    seen.replay = { rid: again.headers.get('x-request-id'), grant: replayed.grant };
+
+    // a refresh token used, then presented again once rotated out: refused, and its successor dies with the grant
+    const reused = await allowed(b);
+    const rf = await refresh(reused.tokens.refresh_token);
+    assert.equal(rf.status, 200, rf.text);
+    assert.ok(rf.json.refresh_token && rf.json.refresh_token !== reused.tokens.refresh_token, 'the refresh token rotates');
+    secrets.push(rf.json.access_token, rf.json.refresh_token);
+    const reuse = await refresh(reused.tokens.refresh_token);
+    assert.equal(reuse.status, 400, reuse.text);
+    assert.equal(reuse.json?.error, 'invalid_grant');
+    assert.equal((await refresh(rf.json.refresh_token)).status, 400, 'the reuse ended the whole family');
+    seen.refresh = rf.headers.get('x-request-id');
+    seen.reuse = { rid: reuse.headers.get('x-request-id'), grant: reused.grant };
+
+    // "Remove access" on /account
+    const removed = await allowed(b);
+    const f = (await accountPage(b)).forms.find((x) => x.action === '/account/revoke' && field(x, 'grant') === removed.grant);
+    assert.ok(f, 'the grant is listed on /account');
+    const rm = await b.post('/account/revoke', new URLSearchParams(f.fields));
+    assert.equal(rm.status, 303);
+    assert.equal((await fhir(srv, 'GET', 'Patient/alice', removed.tokens.access_token)).status, 401, 'access removed');
+    seen.remove = { rid: rm.headers.get('x-request-id'), grant: removed.grant };
+
+    // the app revokes its refresh token at /oauth/revoke (RFC 7009)
+    const revoked = await allowed(b);
+    const rv = await postForm(`${srv.baseUrl}/oauth/revoke`, { token: revoked.tokens.refresh_token, client_id: APP });
+    assert.equal(rv.status, 200, rv.text);
+    assert.equal((await refresh(revoked.tokens.refresh_token)).status, 400, 'revoked');
+    seen.revoke = { rid: rv.headers.get('x-request-id'), grant: revoked.grant };
+    for (const rid of [seen.redeem, seen.replay.rid, seen.refresh, seen.reuse.rid, seen.remove.rid, seen.revoke.rid]) {
+      assert.match(rid ?? '', /^[0-9a-f]{16}$/, 'every response carries its request id');
+    }
+  });
+
+  it('each leaves its oauth.* record: type, outcome (non-zero for the replay and the reuse), the app, the user who removed access, no token text', async () => {
+    // the authorization server queues its records without waiting: stopping the server flushes them
+    await srv.stop({ keepData: true });
+    log = await queryLog(dir);
+
+    // the replayed code: a failed oauth.token-issued, where the first redemption succeeded
+    assert.equal(oauthRecord(seen.redeem).record.type, 'oauth.token-issued');
+    assert.equal(oauthRecord(seen.redeem).record.outcome, 0, 'the first redemption succeeded');
+    const replay = oauthRecord(seen.replay.rid).record;
+    assert.equal(replay.type, 'oauth.token-issued');
+    assert.equal(replay.outcome, 4, `a failure: ${JSON.stringify(replay)}`);
+    assert.equal(replay.outcomeCode, 'invalid_grant');
+    assert.equal(replay.agent?.client, APP);
+
+    // the reused refresh token: a failed oauth.token-refreshed, where its first use succeeded
+    assert.equal(oauthRecord(seen.refresh).record.type, 'oauth.token-refreshed');
+    assert.equal(oauthRecord(seen.refresh).record.outcome, 0, 'the first refresh succeeded');
+    const reuse = oauthRecord(seen.reuse.rid).record;
+    assert.equal(reuse.type, 'oauth.token-refreshed');
+    assert.equal(reuse.outcome, 4, `a failure: ${JSON.stringify(reuse)}`);
+    assert.equal(reuse.outcomeCode, 'invalid_grant');
+    assert.equal(reuse.agent?.client, APP);
+
+    // "Remove access": alice, the app and the grant she removed
+    const remove = oauthRecord(seen.remove.rid).record;
+    assert.equal(remove.type, 'oauth.token-revoked');
+    assert.equal(remove.outcome, 0);
+    assert.equal(remove.outcomeCode, 'removed-by-user');
+    assert.deepEqual(remove.agent, { username: 'alice', role: 'patient', fhirUser: 'Patient/alice', client: APP });
+    assert.equal(remove.authority?.grant, seen.remove.grant);
+
+    // /oauth/revoke: the app that revoked
+    const revoke = oauthRecord(seen.revoke.rid).record;
+    assert.equal(revoke.type, 'oauth.token-revoked');
+    assert.equal(revoke.outcome, 0);
+    assert.equal(revoke.agent?.client, APP);
+
+    // no token text: no JWT, no refresh token, code or verifier, in these records or any other
+    for (const rid of [seen.replay.rid, seen.reuse.rid, seen.remove.rid, seen.revoke.rid]) {
+      const { line } = oauthRecord(rid);
+      assert.ok(!line.includes('eyJ'), `a JWT in ${line}`);
+    }
+    assert.ok(secrets.length >= 20 && secrets.every(Boolean), `the secrets to look for (${secrets.length})`);
+    for (const v of secrets) {
+      const line = log.lines.find((l) => l.includes(v));
+      assert.equal(line, undefined, `token text (${v.slice(0, 12)}...) is in the audit log: ${line}`);
+    }
+    assert.ok(!log.text.includes('eyJ'), 'no JWT anywhere in the log');
+  });
+
+  // The token endpoint and /oauth/revoke name whose grant they touched: an
+  // investigation should not have to guess it from the neighbouring records.
+  it('the records of the replay, the reuse and /oauth/revoke name alice and the grant they ended', () => {
+    for (const what of ['replay', 'reuse', 'revoke']) {
+      const r = oauthRecord(seen[what].rid).record;
+      assert.equal(r.agent?.username, 'alice', `${what}: alice is named in ${JSON.stringify(r)}`);
+      assert.equal(r.patient, 'alice', `${what}: her record in ${JSON.stringify(r)}`);
+      assert.equal(r.authority?.grant, seen[what].grant, `${what}: the grant in ${JSON.stringify(r)}`);
+    }
+  });
+
+  // docs/audit.md: oauth.token-revoked "a token or a whole grant was revoked
+  // (also on refresh-token replay)".
+  it('the grants ended by the replayed code and the reused refresh token are also recorded as oauth.token-revoked', () => {
+    for (const what of ['replay', 'reuse']) {
+      const revoked = log.records.filter((r) => r.correlation?.request === seen[what].rid && r.type === 'oauth.token-revoked');
+      assert.equal(revoked.length, 1, `oauth.token-revoked for the ${what}: ${JSON.stringify(revoked)}`);
+      assert.equal(revoked[0].outcomeCode, 'replay-detected');
+      assert.equal(revoked[0].agent?.client, APP);
+      assert.equal(revoked[0].agent?.username, 'alice');
+      assert.equal(revoked[0].authority?.grant, seen[what].grant);
     }
   });
 });

@@ -2,10 +2,11 @@
 // bearer tokens (missing, malformed, forged, expired, revoked), scopes per
 // type and interaction, the patient context of patient/ scopes, granular
 // (category) scopes, user/ and system/ scopes, _include/_revinclude/_has,
-// batches and transactions, CORS, and the decisions of DESIGN.md: a hidden
-// resource answers a 404 byte-identical to one that does not exist, a type
-// outside the scopes answers 403 insufficient_scope, and searches never
-// reveal hidden matches in entries or totals.
+// batches and transactions, CORS, the audit log and app registration kept
+// from patients, caregivers and clinicians, and the decisions of DESIGN.md:
+// a hidden resource answers a 404 byte-identical to one that does not
+// exist, a type outside the scopes answers 403 insufficient_scope, and
+// searches never reveal hidden matches in entries or totals.
 //
 // Tokens come from the real code flow (authorize -> sign-in -> patient
 // picker -> consent -> token) walked with fetch and a cookie jar; the
@@ -14,6 +15,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
+import http from 'node:http';
 import path from 'node:path';
 import * as jose from 'jose';
 import {
@@ -381,6 +383,106 @@ describe('bearer tokens (items 76-78)', () => {
     assertInvalidToken(await api(await forge(tok.access_token), 'Patient/alice'));
     assert.equal((await api(second.access_token, 'Patient/alice')).status, 200, 'other grants are untouched');
   });
+});
+
+/* ---- security plan case 29: forged tokens ---- */
+
+// An attacker who holds a genuine token (or only knows its shape) signs one
+// with a key of their own and tells the server where to find that key: in
+// the token (jwk), at a URL (jku), or under a kid the server does not have.
+// The server must verify against its own keys only.  Every forgery below
+// carries alice's genuine, live claims with a fresh jti, so the signature
+// is the only thing wrong with it.
+describe('forged tokens: the token naming its own key, unknown kids, nbf (security plan case 29)', () => {
+  let real; // alice's genuine access token
+  let attacker; // { privateKey, jwk }: the attacker's ES256 key pair
+  let serverKid; // the kid of the server's signing key
+  let jwksServer; // the attacker's JWK Set, served over HTTP
+  let jku;
+  const jwksAsked = []; // requests the attacker's JWK Set server received
+
+  before(async () => {
+    real = (await userToken('alice', 'launch/patient patient/*.rs')).access_token;
+    serverKid = jose.decodeProtectedHeader(real).kid;
+    const kp = await jose.generateKeyPair('ES256', { extractable: true });
+    attacker = { privateKey: kp.privateKey, jwk: { ...(await jose.exportJWK(kp.publicKey)), kid: 'attacker-1', alg: 'ES256', use: 'sig' } };
+    // a server the attacker controls: a jku pointing here must never be fetched
+    jwksServer = http.createServer((req, res) => {
+      jwksAsked.push(req.url);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: [attacker.jwk, { ...attacker.jwk, kid: serverKid }] }));
+    });
+    await new Promise((resolve) => jwksServer.listen(0, '127.0.0.1', resolve));
+    jku = `http://127.0.0.1:${jwksServer.address().port}/jwks.json`;
+  });
+
+  after(async () => {
+    if (!jwksServer) return;
+    jwksServer.closeAllConnections();
+    await new Promise((resolve) => jwksServer.close(resolve));
+  });
+
+  // alice's claims with a fresh jti, under 'header', signed with the attacker's key
+  const attackerSigned = (header) => new jose.SignJWT({ ...jose.decodeJwt(real), jti: crypto.randomBytes(12).toString('base64url') })
+    .setProtectedHeader(header).sign(attacker.privateKey);
+
+  async function assertAllRefused(cases) {
+    for (const [name, tok] of Object.entries(cases)) {
+      const r = await api(tok, 'Patient/alice');
+      assert.equal(r.status, 401, `${name}: ${r.status} ${r.text.slice(0, 200)}`);
+      assertInvalidToken(r);
+    }
+  }
+
+  it('the same claims signed by the server\'s own key are accepted (the baseline of the refusals below)', async () => {
+    const r = await api(await forge(real), 'Patient/alice');
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+  });
+
+  it('a jwk header carrying the attacker\'s public key, signed with that key: 401 invalid_token', async () => {
+    const { kid, ...bare } = attacker.jwk;
+    assert.equal(kid, 'attacker-1');
+    await assertAllRefused({
+      'jwk, no kid': await attackerSigned({ alg: 'ES256', typ: 'at+jwt', jwk: bare }),
+      'jwk under its own kid': await attackerSigned({ alg: 'ES256', typ: 'at+jwt', kid: 'attacker-1', jwk: attacker.jwk }),
+      'jwk under the server\'s kid': await attackerSigned({ alg: 'ES256', typ: 'at+jwt', kid: serverKid, jwk: { ...bare, kid: serverKid } }),
+    });
+  });
+
+  it('a jku header pointing to the attacker\'s JWK Set, signed with the attacker\'s key: 401 invalid_token, the URL never fetched', async () => {
+    // the attacker's server does answer: were the server to follow jku, the forgery would verify
+    const own = await fetchRaw(jku);
+    assert.equal(own.status, 200);
+    assert.ok(own.json.keys.some((k) => k.kid === 'attacker-1'));
+    jwksAsked.length = 0;
+    await assertAllRefused({
+      'jku under the attacker\'s kid': await attackerSigned({ alg: 'ES256', typ: 'at+jwt', kid: 'attacker-1', jku }),
+      'jku under the server\'s kid': await attackerSigned({ alg: 'ES256', typ: 'at+jwt', kid: serverKid, jku }),
+      'jku and no kid': await attackerSigned({ alg: 'ES256', typ: 'at+jwt', jku }),
+    });
+    assert.deepEqual(jwksAsked, [], 'the server did not fetch the token\'s jku');
+  });
+
+  it('a kid that is none of the server\'s keys, signed with the attacker\'s key: 401 invalid_token', async () => {
+    const published = (await fetchRaw(`${B}/oauth/jwks`)).json.keys.map((k) => k.kid);
+    assert.ok(published.includes(serverKid), `the token's kid is published: ${published}`);
+    const kids = ['attacker-1', `${serverKid}x`, serverKid.slice(0, -1), '', '../keys/es256', `${serverKid}\u0000`];
+    for (const kid of kids) assert.ok(!published.includes(kid), `'${kid}' is not a published kid`);
+    await assertAllRefused(Object.fromEntries(await Promise.all(kids.map(async (kid) =>
+      [`kid ${JSON.stringify(kid)}`, await attackerSigned({ alg: 'ES256', typ: 'at+jwt', kid })]))));
+  });
+
+  // The server signs its own access tokens without nbf, but one that carries
+  // it must not be accepted before then (RFC 7519 4.1.5; a minute of skew).
+  it('a token signed by the server\'s key but not valid before an hour from now (nbf): 401 invalid_token',
+    async () => {
+      const now = Math.floor(Date.now() / 1000);
+      const r = await api(await forge(real, { nbf: now + 3600 }), 'Patient/alice');
+      assert.equal(r.status, 401, `nbf an hour ahead: ${r.status} ${r.text.slice(0, 200)}`);
+      assertInvalidToken(r);
+      // an nbf already past changes nothing
+      assert.equal((await api(await forge(real, { nbf: now - 60 }), 'Patient/alice')).status, 200);
+    });
 });
 
 /* ---- 79-80: types and interactions ---- */
@@ -1153,6 +1255,127 @@ describe('CORS for registered app origins (item 86)', () => {
       for (const h of ['authorization', 'content-type', 'accept']) assert.ok(hdrs.includes(h), `${p}: ${hdrs}`);
       assert.equal(r.headers.get('access-control-allow-credentials'), null, 'bearer tokens, not cookies');
     }
+  });
+});
+
+/* ---- security plan case 51: vertical escalation ---- */
+
+// The audit log is the compliance role's alone (docs/auth.md, FHIR API rule
+// 7), and registering apps needs an administrator: a patient, a caregiver
+// and a clinician holding ordinary tokens reach neither.
+describe('vertical escalation: the audit log and app registration (security plan case 51)', () => {
+  const tokens = {}; // the access tokens of each kind of user, by a short description
+
+  before(async () => {
+    tokens['alice (patient)'] = (await userToken('alice', 'launch/patient openid fhirUser patient/*.rs')).access_token;
+    tokens['bob (caregiver, for bob-child)'] = (await userToken('bob', 'openid fhirUser launch/patient patient/*.rs', { patient: 'bob-child' })).access_token;
+    tokens['drsmith (clinician)'] = (await userToken('drsmith', 'openid fhirUser user/*.rs')).access_token;
+    tokens['carol (compliance)'] = (await userToken('carol', 'openid fhirUser user/*.rs')).access_token;
+  });
+
+  // No AuditEvent anywhere in an answer, however deeply nested (a batch's searchset).
+  const auditEventsIn = (json) => JSON.stringify(json ?? null).split('"resourceType":"AuditEvent"').length - 1;
+
+  it('GET /fhir/AuditEvent: 403 to a patient, a caregiver and a clinician, with no audit record in the body', async () => {
+    // alice reads her record first, so the log holds a record about her that a leak could show
+    assert.equal((await api(tokens['alice (patient)'], 'Patient/alice')).status, 200);
+    for (const who of ['alice (patient)', 'bob (caregiver, for bob-child)', 'drsmith (clinician)']) {
+      for (const p of ['AuditEvent', 'AuditEvent?patient=alice']) {
+        const r = await api(tokens[who], p);
+        assertOutcome(r, 403);
+        assert.equal(r.json.entry, undefined, `${who} ${p}: ${r.text.slice(0, 300)}`);
+        assert.equal(auditEventsIn(r.json), 0, `${who} ${p}: no AuditEvent in ${r.text.slice(0, 300)}`);
+      }
+    }
+  });
+
+  it('GET /fhir/AuditEvent: a searchset of AuditEvents to the compliance role, filtered by patient', async () => {
+    const carol = tokens['carol (compliance)'];
+    const all = await api(carol, 'AuditEvent?_count=20');
+    assert.equal(all.status, 200, all.text.slice(0, 300));
+    assert.equal(all.json.resourceType, 'Bundle');
+    assert.equal(all.json.type, 'searchset');
+    assert.ok(all.json.entry.length > 0, 'the log is not empty');
+    assert.equal(auditEventsIn(all.json), all.json.entry.length, 'every entry is an AuditEvent');
+    // alice's read of her own record (and this suite's others) are there, and only records about her
+    const hers = await api(carol, 'AuditEvent?patient=alice&_count=100');
+    assert.equal(hers.status, 200, hers.text.slice(0, 300));
+    assert.equal(hers.json.type, 'searchset');
+    assert.ok(hers.json.entry.length > 0, 'records about alice');
+    for (const e of hers.json.entry) {
+      assert.equal(e.resource.resourceType, 'AuditEvent');
+      assert.ok(JSON.stringify(e.resource).includes('Patient/alice'), `about alice: ${JSON.stringify(e.resource).slice(0, 300)}`);
+    }
+  });
+
+  // The other routes to the type (POST _search, a batch entry, $everything)
+  // run the ordinary search over the FHIR store, where no AuditEvent can be
+  // written (405): they must not turn into a way around the role check.
+  it('POST _search, a compartment search, a batch entry and $everything bring a non-compliance token no audit record', async () => {
+    const form = { method: 'POST', body: 'patient=alice', headers: { 'content-type': 'application/x-www-form-urlencoded' } };
+    const batch = { method: 'POST', body: JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: 'AuditEvent?_count=10' } }] }) };
+    for (const who of ['alice (patient)', 'bob (caregiver, for bob-child)', 'drsmith (clinician)']) {
+      const t = tokens[who];
+      const p = who.startsWith('alice') ? 'alice' : 'bob-child';
+      const refused = {
+        'POST _search': await api(t, 'AuditEvent/_search', form),
+        compartment: await api(t, `Patient/${p}/AuditEvent`),
+        batch: await api(t, '', batch),
+      };
+      for (const [route, r] of Object.entries(refused)) {
+        assert.equal(r.status, 403, `${who} ${route}: ${r.status} ${r.text.slice(0, 200)}`);
+        assert.equal(auditEventsIn(r.json), 0, `${who} ${route}: ${r.text.slice(0, 300)}`);
+      }
+      // $everything covers the stored record, where no AuditEvent is
+      const ev = await api(t, `Patient/${p}/$everything?_type=AuditEvent`);
+      assert.ok(ev.status === 200 || ev.status === 403, `${who} $everything: ${ev.status}`);
+      assert.equal(auditEventsIn(ev.json), 0, `${who} $everything: ${ev.text.slice(0, 300)}`);
+    }
+    // compliance: POST _search is the same search as GET; elsewhere, a pointer to it
+    const carol = tokens['carol (compliance)'];
+    const get = await api(carol, 'AuditEvent?patient=alice&_count=5');
+    const post = await api(carol, 'AuditEvent/_search', { ...form, body: 'patient=alice&_count=5' });
+    assert.equal(post.status, 200, post.text.slice(0, 200));
+    assert.ok(auditEventsIn(post.json) > 0, 'POST _search finds the log');
+    // the same records as GET, newest first (the GET, recorded meanwhile, may come first)
+    const postIds = post.json.entry.map((e) => e.resource.id);
+    for (const id of get.json.entry.slice(0, 3).map((e) => e.resource.id)) assert.ok(postIds.includes(id), `${id} in ${postIds}`);
+    assert.match(get.json.link.find((l) => l.relation === 'self').url, /patient=alice/, 'self shows the filters applied');
+    assert.equal((await api(carol, 'Patient/alice/AuditEvent')).status, 400, 'pointed to /fhir/AuditEvent');
+    assert.equal((await api(carol, '', batch)).status, 403, 'not in a Bundle');
+  });
+
+  it('POST /oauth/register (RFC 7591) with a non-administrator\'s token: 403 insufficient_scope, and no app is registered', async () => {
+    const clients = async () => {
+      const r = await runCli(['client', 'list', '--data', dir]);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout;
+    };
+    const register = (token, name) => fetchRaw(`${B}/oauth/register`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ client_name: name, redirect_uris: [`https://escalation.example/${name}/cb`], token_endpoint_auth_method: 'none' }),
+    });
+    const before = await clients();
+    for (const [who, t] of Object.entries(tokens)) {
+      const name = `escalation-${who.split(' ')[0]}`;
+      const r = await register(t, name);
+      // handle_register in src/auth/endpoints.c: a valid token without the admin role
+      assert.equal(r.status, 403, `${who}: ${r.status} ${r.text}`);
+      assert.match(r.headers.get('www-authenticate') || '', /error="insufficient_scope"/, who);
+      assert.equal(r.json?.error, 'insufficient_scope', r.text);
+      assert.equal(r.json.client_id, undefined, `${who}: no client_id`);
+      assert.ok(!r.text.includes(name), `${who}: the metadata is not echoed as registered`);
+    }
+    const after = await clients();
+    assert.equal(after, before, 'the list of apps is unchanged');
+    assert.ok(!after.includes('escalation.example'), after);
+    // the same request with an administrator's token registers: the refusals were for the role, and the list shows a new app
+    const admin = (await userToken('admin', 'openid fhirUser user/*.rs')).access_token;
+    const ok = await register(admin, 'escalation-admin');
+    assert.equal(ok.status, 201, ok.text);
+    const listed = await clients();
+    assert.ok(listed.includes(ok.json.client_id) && listed.includes('https://escalation.example/escalation-admin/cb'), listed);
   });
 });
 
