@@ -216,6 +216,19 @@ out:
 	return e;
 }
 
+/* 'who' from grant 'g', already loaded (NULL is fine). */
+static void who_from(struct oauth_who *who, const struct grant *g)
+{
+	if (!who)
+		return;
+	memset(who, 0, sizeof(*who));
+	str_copy(who->grant, g->id, sizeof(who->grant));
+	str_copy(who->username, g->username, sizeof(who->username));
+	str_copy(who->role, g->role, sizeof(who->role));
+	str_copy(who->fhir_user, g->fhir_user, sizeof(who->fhir_user));
+	str_copy(who->patient, g->patient, sizeof(who->patient));
+}
+
 static void who_of(struct oauth *o, const char *id, bool revoked, struct oauth_who *who)
 {
 	struct grant g;
@@ -440,7 +453,7 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 {
 	struct store_item it;
 	struct grant g;
-	char h[OAUTH_HASH_SIZE], ruri[1024], chal[64], cid[128], want[64], rt[OAUTH_ID_SIZE] = "";
+	char h[OAUTH_HASH_SIZE], ruri[1024], chal[64], cid[128] = "", want[64], rt[OAUTH_ID_SIZE] = "";
 	json_t *j = NULL;
 	int64_t now = clock_now_ms();
 	bool issue = false;
@@ -477,7 +490,6 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 	}
 	if (e)
 		goto out;
-	who_of(o, it.grp, false, who);
 	j = oauth_item_json(&it);
 	oauth_jstr(j, "client_id", cid, sizeof(cid));
 	oauth_jstr(j, "redirect_uri", ruri, sizeof(ruri));
@@ -505,6 +517,7 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 		goto out;
 	if ((e = grant_load(o, it.grp, &g, c)))
 		goto out;
+	who_from(who, &g);
 	if (!grant_live(&g, now)) {
 		oauth_seterr(err, 400, "invalid_grant", "the authorization was revoked");
 		e = ERR_INVALID;
@@ -514,6 +527,9 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 		goto out;
 	issue = true;
 out:
+	/* a refused exchange of this client's code: whose it was, for the record */
+	if (e && who && !who->grant[0] && it.grp[0] && cid[0] && !strcmp(cid, cl->client_id))
+		who_of(o, it.grp, false, who);
 	e = tx_end(o, e, c);
 	/* sign outside the transaction: the write lock is not held for the signatures */
 	if (!e && issue)
@@ -534,7 +550,7 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 	struct grant g;
 	struct scope_set *granted = NULL, *asked = NULL;
 	struct buf narrowed = BUF_INIT(8192);
-	char h[OAUTH_HASH_SIZE], cid[128], rt[OAUTH_ID_SIZE] = "";
+	char h[OAUTH_HASH_SIZE], cid[128] = "", rt[OAUTH_ID_SIZE] = "";
 	int64_t now = clock_now_ms();
 	json_t *j = NULL;
 	bool in_tx = false, issue = false;
@@ -558,8 +574,6 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 		goto out;
 	j = oauth_item_json(&it);
 	oauth_jstr(j, "client_id", cid, sizeof(cid));
-	if (!strcmp(cid, cl->client_id))
-		who_of(o, it.grp, false, who); /* another client learns nothing, not even in the log */
 	if (strcmp(cid, cl->client_id)) {
 		oauth_seterr(err, 400, "invalid_grant", "the refresh token was issued to another client");
 		e = ERR_INVALID;
@@ -597,8 +611,7 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 		ctx_clear(c);
 		if (it.state == STORE_ITEM_USED) { /* a rotated token came back: end the family */
 			oauth_grant_kill(o, it.grp, c);
-			if (who)
-				who->revoked = true;
+			who_of(o, it.grp, true, who);
 		}
 		ctx_clear(c);
 		oauth_seterr(err, 400, "invalid_grant",
@@ -617,6 +630,7 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 	}
 	if ((e = grant_load(o, it.grp, &g, c)))
 		goto out;
+	who_from(who, &g);
 	if (!grant_live(&g, now)) {
 		oauth_seterr(err, 400, "invalid_grant", "the authorization was revoked or has ended");
 		e = ERR_INVALID;
@@ -659,6 +673,9 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 		goto out;
 	issue = true;
 out:
+	/* a refused refresh of this client's token: whose it was, for the record */
+	if (e && who && !who->grant[0] && it.grp[0] && cid[0] && !strcmp(cid, cl->client_id))
+		who_of(o, it.grp, false, who);
 	if (in_tx)
 		e = tx_end(o, e, c);
 	/*
