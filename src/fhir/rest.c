@@ -2216,6 +2216,22 @@ static bool ae_date(const char *v, struct audit_filter *f)
  * 12), entity (Type/id), request (request id), _count (default 50, at
  * most 500); paging with _page links.
  */
+/* An AuditEvent search link: the request's parameters but 'skip', each followed by '&'. */
+static void ae_link(struct http_req *q, const struct fhir *f, const char *skip, struct buf *b)
+{
+	buf_addf(b, "%s/AuditEvent?", f->base);
+	for (size_t i = 0; i < http_req_query_count(q); i++) {
+		const char *n, *v;
+		http_req_query_at(q, i, &n, &v);
+		if (!strcmp(n, skip))
+			continue;
+		http_pct_encode(n, strlen(n), b);
+		buf_addch(b, '=');
+		http_pct_encode(v, strlen(v), b);
+		buf_addch(b, '&');
+	}
+}
+
 static void handle_auditevent(struct http_req *q, void *arg)
 {
 	struct fhir *f = arg;
@@ -2312,34 +2328,14 @@ static void handle_auditevent(struct http_req *q, void *arg)
 		}
 	}
 	/* self: the filters applied, as next repeats them */
-	buf_addf(&self, "%s/AuditEvent?", f->base);
-	for (size_t i = 0; i < http_req_query_count(q); i++) {
-		const char *n;
-		http_req_query_at(q, i, &n, &v);
-		if (!strcmp(n, "_count"))
-			continue;
-		http_pct_encode(n, strlen(n), &self);
-		buf_addch(&self, '=');
-		http_pct_encode(v, strlen(v), &self);
-		buf_addch(&self, '&');
-	}
+	ae_link(q, f, "_count", &self);
 	buf_addf(&self, "_count=%lld", (long long)count);
 	bundle = json_pack("{s:s, s:s, s:[{s:s, s:s}], s:o}", "resourceType", "Bundle", "type", "searchset",
 			   "link", "relation", "self", "url", self.data, "entry", pg.entries);
 	if (pg.more) {
 		/* the same filters, continuing after the last row */
 		struct buf nx = BUF_INIT(8192);
-		buf_addf(&nx, "%s/AuditEvent?", f->base);
-		for (size_t i = 0; i < http_req_query_count(q); i++) {
-			const char *n;
-			http_req_query_at(q, i, &n, &v);
-			if (!strcmp(n, "_page"))
-				continue;
-			http_pct_encode(n, strlen(n), &nx);
-			buf_addch(&nx, '=');
-			http_pct_encode(v, strlen(v), &nx);
-			buf_addch(&nx, '&');
-		}
+		ae_link(q, f, "_page", &nx);
 		buf_addf(&nx, "_page=%lld:%s:%llu", (long long)pg.last.time_ms, pg.last.node,
 			 (unsigned long long)pg.last.seq);
 		json_array_append_new(json_object_get(bundle, "link"),
