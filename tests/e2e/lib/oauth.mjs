@@ -11,7 +11,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import * as jose from 'jose';
-import { BIN, childEnv, requireBinary, runCli, sleep } from './server.mjs';
+import { BIN, childEnv, requireBinary, runCli, sleep, throwOnSanitizerReport } from './server.mjs';
 
 export const DEMO_PASSWORD = 'veranda-demo';
 export const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -420,12 +420,17 @@ export async function serveFixed({ dataDir, port, env = {}, args = [], startTime
     process.off('exit', onExit);
     resolve((exited = { code, signal }));
   }));
+  let checked = false;
   const stop = async () => {
     if (!exited) {
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 10000);
       await done;
       clearTimeout(t);
+    }
+    if (!checked) {
+      checked = true;
+      throwOnSanitizerReport(logs.join(''));
     }
   };
   const end = Date.now() + startTimeout;

@@ -39,6 +39,15 @@ export function childEnv(extra = {}) {
   return { ...env, ...extra };
 }
 
+/*
+ * Throw when a server's stderr holds a sanitizer report (make e2e-san): a
+ * leak is reported only as the process exits, where nothing else looks.
+ */
+export function throwOnSanitizerReport(text) {
+  const report = text.match(/(==\d+==ERROR: \w+Sanitizer|runtime error:)[\s\S]{0,3000}/);
+  if (report) throw new Error(`veranda serve reported a sanitizer error:\n${report[0]}`);
+}
+
 export async function makeTempDir(prefix = 'veranda-e2e-') {
   return fsp.mkdtemp(path.join(os.tmpdir(), prefix));
 }
@@ -253,6 +262,8 @@ export async function startServer({ dataDir, init, seed, patients, env = {}, arg
       }
     },
     // SIGTERM, wait for exit (SIGKILL after 'timeout'), remove an own data dir.
+    // Under the sanitizers (make e2e-san) a report at exit, such as a leak,
+    // fails the caller: nothing else would notice it.
     async stop({ timeout = 15000, keepData = false } = {}) {
       if (!exitInfo) {
         child.kill('SIGTERM');
@@ -261,6 +272,10 @@ export async function startServer({ dataDir, init, seed, patients, env = {}, arg
         clearTimeout(t);
       }
       if (own && !keepData) await removeDir(dataDir);
+      if (!srv.sanitizerSeen) {
+        srv.sanitizerSeen = true; // said once, by whichever stop() came first
+        throwOnSanitizerReport(srv.logText());
+      }
       return exitInfo;
     },
     async kill() {
