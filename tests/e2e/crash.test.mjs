@@ -32,6 +32,7 @@ describe('kill -9 under load', () => {
     const dir = srv.dataDir;
     const writes = new Map(); // id -> the acknowledged resource
     const disclosed = [];     // request ids of answers that carried data or acknowledged a write
+    const what = new Map();   // request id -> what it was, for the failure message
     try {
       for (let cycle = 0; cycle < CYCLES; cycle++) {
         let stop = false;
@@ -51,7 +52,10 @@ describe('kill -9 under load', () => {
               } else {
                 r = await srv.fetch(i % 3 ? '/fhir/Observation?patient=alice&_count=5' : '/fhir/Patient/alice');
               }
-              if (r.status >= 200 && r.status < 300) disclosed.push(r.headers.get('x-request-id'));
+              if (r.status >= 200 && r.status < 300) {
+                disclosed.push(r.headers.get('x-request-id'));
+                what.set(r.headers.get('x-request-id'), `cycle ${cycle} worker ${w} request ${i}: ${r.status}`);
+              }
             } catch {
               return; // the server is gone
             }
@@ -78,7 +82,8 @@ describe('kill -9 under load', () => {
       // every disclosure has its record, and the log verifies
       const ids = await loggedRequestIds(dir);
       const missing = disclosed.filter((id) => !ids.has(id));
-      assert.deepEqual(missing.slice(0, 5), [], `${missing.length} of ${disclosed.length} answers have no audit record`);
+      assert.deepEqual(missing.slice(0, 5).map((id) => `${id} (${what.get(id)})`), [],
+        `${missing.length} of ${disclosed.length} answers have no audit record`);
       const v = await runCli(['audit', 'verify', '--data', dir], { timeout: 120000 });
       assert.equal(v.code, 0, v.stdout + v.stderr);
     } finally {
