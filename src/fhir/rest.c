@@ -1055,8 +1055,14 @@ static bool write_begin(struct http_req *q, struct fhir *f)
 	return true;
 }
 
-/* Commit a successful, queued write and wait for its record; false when answered. */
-static bool write_commit(struct http_req *q, struct fhir *f, bool queued, uint64_t ticket)
+/*
+ * Commit a successful, queued write and wait for its record; false when
+ * answered.  The ticket is read through a pointer: callers pass the
+ * audit_write() that sets it as 'queued', and the order in which C
+ * evaluates arguments is unspecified, so a ticket passed by value could be
+ * read before it was set (and the answer not wait for the record).
+ */
+static bool write_commit(struct http_req *q, struct fhir *f, bool queued, const uint64_t *ticket)
 {
 	struct ctx c = CTX_INIT;
 
@@ -1070,7 +1076,7 @@ static bool write_commit(struct http_req *q, struct fhir *f, bool queued, uint64
 		send_error(q, &c);
 		return false;
 	}
-	return audit_wait_ticket(q, ticket);
+	return audit_wait_ticket(q, *ticket);
 }
 
 static void write_abort(struct fhir *f)
@@ -1287,7 +1293,7 @@ static void handle_create(struct http_req *q, void *arg)
 			send_error(q, &c);
 		}
 	} else if (write_commit(q, f, audit_write(q, f, &acc, AUDIT_FHIR_CREATE, res.type, NULL, &res,
-						   NULL, NULL, &ticket), ticket)) {
+						   NULL, NULL, &ticket), &ticket)) {
 		send_write_result(q, f, &res, 201);
 	}
 done:
@@ -1328,7 +1334,7 @@ static void handle_update(struct http_req *q, void *arg)
 			send_error(q, &c);
 		}
 	} else if (write_commit(q, f, audit_write(q, f, &acc, res.created ? AUDIT_FHIR_CREATE : AUDIT_FHIR_UPDATE,
-						   res.type, res.id, &res, NULL, NULL, &ticket), ticket)) {
+						   res.type, res.id, &res, NULL, NULL, &ticket), &ticket)) {
 		send_write_result(q, f, &res, res.created ? 201 : 200);
 	}
 done:
@@ -1371,7 +1377,7 @@ static void handle_delete(struct http_req *q, void *arg)
 			send_error(q, &c);
 		}
 	} else if (write_commit(q, f, audit_write(q, f, &acc, AUDIT_FHIR_DELETE, http_req_param(q, "type"),
-						   http_req_param(q, "id"), &res, NULL, &pre, &ticket), ticket)) {
+						   http_req_param(q, "id"), &res, NULL, &pre, &ticket), &ticket)) {
 		if (!res.unchanged) {
 			char etag[40];
 			snprintf(etag, sizeof(etag), "W/\"%lld\"", (long long)res.version);

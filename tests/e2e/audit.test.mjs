@@ -877,6 +877,46 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
       }
     });
 
+  it('a create, an update and a delete are answered only once their records are durable', async () => {
+    let lock;
+    const srv = await startServer({ seed: true });
+    try {
+      const send = (method, p, body) => new Promise((resolve) => {
+        const req = http.request(`${srv.fhirBase}${p}`, { method, agent, timeout: 30000,
+          headers: { ...srv.authHeaders, 'content-type': 'application/fhir+json', accept: 'application/fhir+json' } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode, id: res.headers['x-request-id'], at: Date.now() }));
+        });
+        req.on('error', (e) => resolve({ status: `error: ${e.message}`, at: Date.now() }));
+        req.end(body);
+      });
+      const obs = (id) => JSON.stringify({ resourceType: 'Observation', id, status: 'final', code: { text: 'held' }, subject: { reference: 'Patient/alice' } });
+      assert.equal((await send('PUT', '/Observation/held-upd', obs('held-upd'))).status, 201);
+      assert.equal((await send('PUT', '/Observation/held-del', obs('held-del'))).status, 201);
+      lock = await lockLog(srv.dataDir);
+      const answers = [
+        send('POST', '/Observation', obs(undefined)),
+        send('PUT', '/Observation/held-upd', obs('held-upd')),
+        send('DELETE', '/Observation/held-del'),
+      ];
+      await sleep(1500);
+      const released = Date.now();
+      await lock.release();
+      const got = await Promise.all(answers);
+      for (const [i, r] of got.entries()) {
+        assert.ok([200, 201, 204].includes(r.status), `write ${i}: ${r.status}`);
+        assert.ok(r.at >= released, `write ${i} was answered ${released - r.at} ms before its record could be written`);
+      }
+      await srv.stop({ keepData: true });
+      const { records } = await queryLog(srv.dataDir);
+      for (const r of got) assert.ok(records.some((x) => x.correlation?.request === r.id), `the record of ${r.id}`);
+    } finally {
+      await lock?.release();
+      await srv.stop();
+      await removeDir(srv.dataDir);
+    }
+  });
+
   it('a lock held past the busy timeout: waiting reads get 503 within seconds, not a hang, and the server recovers', async () => {
     let lock;
     const srv = await startServer({ seed: true, args: ['--audit-queue', '64'] });
