@@ -68,6 +68,7 @@ static json_t *line_of(const struct audit_view_q *q, const json_t *rec, int64_t 
 	const json_t *ent = json_array_get(json_object_get(rec, "entity"), 0);
 	const char *type = jstr(rec, "type"), *user = jstr(agent, "username"), *role = jstr(agent, "role");
 	const char *client = jstr(agent, "client"), *behalf = jstr(agent, "onBehalfOf");
+	const char *fhir_user = jstr(agent, "fhirUser");
 	const char *rtype = jstr(ent, "type"), *kind = kind_of(rtype);
 	const char *pos = q->own ? "your" : "the";
 	char who[200], what[300], through[300], why[200], when[32], app[128] = "";
@@ -82,6 +83,12 @@ static json_t *line_of(const struct audit_view_q *q, const json_t *rec, int64_t 
 	}
 	if (me)
 		str_copy(who, "You", sizeof(who));
+	else if (role && (!strcmp(role, "patient") || !strcmp(role, "caregiver")) &&
+		 !(fhir_user && !strncmp(fhir_user, "Patient/", 8) && q->patient &&
+		   !strcmp(fhir_user + 8, q->patient)) &&
+		 !(behalf && q->patient && !strcmp(behalf, q->patient)))
+		/* another patient's account (an app that asked for this record): not named */
+		str_copy(who, "Someone using another patient's account", sizeof(who));
 	else if (role && !strcmp(role, "clinician"))
 		snprintf(who, sizeof(who), "A clinician (%s)", user ? user : "unknown");
 	else if (role && !strcmp(role, "caregiver"))
