@@ -4,7 +4,8 @@
 // first and in plain language, who looked at what, through which app and
 // why; filter by staff, apps and refusals; page without skipping or
 // repeating a line; show a caregiver the records they act for and nothing
-// else; and escape what apps call themselves.
+// else; and escape what apps call themselves (and, on the patient picker,
+// what patients are called).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary } from './lib/server.mjs';
@@ -172,5 +173,27 @@ describe('who saw my record', () => {
     assert.ok(p.lines.some((l) => l.text.includes(`through the app ${EVIL}`)), p.lines.map((l) => l.text).join('\n'));
     assert.doesNotMatch(p.text, /<img src=x/, 'the app\'s name is text, not markup');
     assert.match(p.text, /&lt;img src=x onerror=/);
+  });
+
+  it('a patient\'s name with markup is text on the patient picker (security plan 38)', async () => {
+    const cur = await srv.fetch('/fhir/Patient/bob-mother');
+    assert.equal(cur.status, 200);
+    const marked = { ...cur.json, name: [{ family: '<script>alert("x")</script>', given: ['<img src=y onerror=alert(2)>'] }] };
+    const put = await srv.fetch('/fhir/Patient/bob-mother', { method: 'PUT', headers: { 'content-type': 'application/fhir+json' },
+      body: JSON.stringify(marked) });
+    assert.equal(put.status, 200, put.text);
+    try {
+      const b = new Browser(srv.baseUrl);
+      const a = await authorize(b, srv, { clientId: 'pill', redirectUri: CB, scope: 'launch/patient openid fhirUser patient/*.rs',
+        user: 'bob', stopAt: 'picker' });
+      const html = a.walk.response.text;
+      assert.match(html, /name="patient" value="bob-mother"/, 'the picker lists bob-mother');
+      assert.doesNotMatch(html, /<script>alert|<img src=y/, 'the name is not markup');
+      assert.match(html, /&lt;script&gt;alert\(&quot;x&quot;\)&lt;\/script&gt;|&lt;script&gt;alert\(&#34;x&#34;\)/);
+    } finally {
+      const back = await srv.fetch('/fhir/Patient/bob-mother', { method: 'PUT', headers: { 'content-type': 'application/fhir+json' },
+        body: JSON.stringify(cur.json) });
+      assert.equal(back.status, 200);
+    }
   });
 });
