@@ -29,8 +29,11 @@ char *oauth_authz_error_url(const struct oauth *o, const char *redirect_uri, con
 
 	buf_adds(&b, redirect_uri);
 	url_add_param(&b, "error", error);
-	if (description && *description)
-		url_add_param(&b, "error_description", description);
+	if (description && *description) {
+		char d[512];
+		oauth_text_clean(description, d, sizeof(d));
+		url_add_param(&b, "error_description", d);
+	}
 	if (state && *state)
 		url_add_param(&b, "state", state);
 	url_add_param(&b, "iss", o->issuer);

@@ -127,8 +127,11 @@ static void oauth_error(struct http_req *q, const struct oauth_err *err)
 	struct buf b = BUF_INIT(4096);
 	json_t *j = json_pack("{s:s}", "error", err->error ? err->error : "server_error");
 
-	if (err->description[0])
-		json_object_set_new(j, "error_description", json_string(err->description));
+	if (err->description[0]) {
+		char d[sizeof(err->description)];
+		oauth_text_clean(err->description, d, sizeof(d));
+		json_object_set_new(j, "error_description", json_string(d));
+	}
 	json_dump_buf(j, &b);
 	json_decref(j);
 	no_store(q);

@@ -45,6 +45,20 @@ void oauth_random(char out[OAUTH_ID_SIZE])
 	mem_wipe(raw, sizeof(raw));
 }
 
+void oauth_text_clean(const char *s, char *out, size_t size)
+{
+	size_t i = 0;
+
+	if (!size)
+		return;
+	for (; s && *s && i + 1 < size; s++) {
+		unsigned char ch = (unsigned char)*s;
+		/* RFC 6749 5.2: %x20-21 / %x23-5B / %x5D-7E */
+		out[i++] = ch >= 0x20 && ch <= 0x7e && ch != '"' && ch != '\\' ? (char)ch : '?';
+	}
+	out[i] = '\0';
+}
+
 void oauth_seterr(struct oauth_err *err, int status, const char *error, const char *fmt, ...)
 {
 	va_list ap;

@@ -61,6 +61,14 @@ struct oauth_err {
 	bool www_basic;                /* answer 401 with WWW-Authenticate: Basic */
 };
 
+/*
+ * Copy 's' into out[size] with every byte RFC 6749 (5.2) does not allow
+ * in error_description (outside %x20-21 / %x23-5B / %x5D-7E: control
+ * characters, '"', '\\', non-ASCII) replaced by '?'.  A description may
+ * quote what the client sent.
+ */
+void oauth_text_clean(const char *s, char *out, size_t size);
+
 struct oauth;
 
 enum err oauth_new(struct oauth **out, struct store *s, struct users *us, struct clients *cs,

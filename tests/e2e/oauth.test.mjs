@@ -170,6 +170,16 @@ describe('A. discovery', () => {
     assert.deepEqual(bodies[2], bodies[0]);
   });
 
+  it('A3,10,13 no discovery document offers implicit, password, plain PKCE or a token response type (security plan 21)', async () => {
+    for (const p of ['/fhir/.well-known/smart-configuration', '/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
+      const d = (await fetchJson(`${srv.baseUrl}${p}`)).json;
+      assert.deepEqual(d.code_challenge_methods_supported, ['S256'], p);
+      assert.deepEqual(d.response_types_supported, ['code'], p);
+      for (const g of d.grant_types_supported || []) assert.ok(!['implicit', 'password'].includes(g), `${p}: ${g}`);
+      assert.ok(!(d.response_modes_supported || []).includes('fragment'), `${p}: no fragment response mode`);
+    }
+  });
+
   it('A3-4,6-7 smart-configuration has the required fields, S256 only, absolute URLs', async () => {
     const d = await (await fetch(`${srv.fhirBase}/.well-known/smart-configuration`)).json();
     for (const k of ['authorization_endpoint', 'token_endpoint', 'introspection_endpoint', 'revocation_endpoint',
@@ -494,6 +504,20 @@ describe('B. authorization endpoint', () => {
     const long = await runCli(['serve', '--data', dir, '--listen', '127.0.0.1:1', '--code-ttl', '601']);
     assert.notEqual(long.code, 0, 'a code lifetime over 600 s is refused');
     assert.match(long.stderr, /code-ttl|code_ttl/);
+  });
+
+  it('B26 the authorization endpoint answers no cross-origin reads; its pages leak no Referer (security plan 26)', async () => {
+    const evil = { origin: 'https://evil.example' };
+    const req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE });
+    const b = new Browser(srv.baseUrl);
+    let r = await b.get(req.url, evil);
+    assert.equal(r.headers.get('access-control-allow-origin'), null, 'GET /oauth/authorize');
+    assert.equal(r.headers.get('referrer-policy'), 'no-referrer');
+    r = await b.post('/oauth/authorize', req.params, evil);
+    assert.equal(r.headers.get('access-control-allow-origin'), null, 'POST /oauth/authorize');
+    const w = await walk(alice, req.url, { stopAt: 'consent' });
+    assert.equal(w.response.headers.get('referrer-policy'), 'no-referrer', 'the consent page');
+    assert.equal(w.response.headers.get('access-control-allow-origin'), null);
   });
 
   it('B27 sign-in and consent pages cannot be framed; the credentials POST answers 303', async () => {
@@ -1105,6 +1129,21 @@ describe('J. introspection', () => {
     // the confidential client (a resource server) still sees it
     r = await postForm(`${srv.baseUrl}/oauth/introspect`, { token: other.access_token }, { auth: basic('conf', CONF_SECRET) });
     assert.equal(r.json.active, true);
+  });
+
+  it('J introspection answers are not cached, and no error description carries a line break (security plan 27)', async () => {
+    const t = await aliceTokens();
+    const r = await postForm(`${srv.baseUrl}/oauth/introspect`, { token: t.access_token }, { auth: basic('conf', CONF_SECRET) });
+    assert.equal(r.status, 200);
+    assert.equal(r.json.active, true);
+    assertNoStore(r);
+    for (const body of [{ grant_type: 'authorization_code', code: 'x\r\nSet-Cookie: a=b', client_id: 'pub', redirect_uri: CB, code_verifier: 'v'.repeat(43) },
+      { grant_type: 'refresh_token', refresh_token: 'r\nX', client_id: 'pub' }, { grant_type: 'wat\r\nx', client_id: 'pub' }]) {
+      const e = await postForm(tokenUrl, body);
+      assert.equal(e.status, 400, e.text);
+      assert.doesNotMatch(e.json.error_description, /[\r\n\t]/, e.text);
+      assert.equal(e.headers.get('set-cookie'), null);
+    }
   });
 
   it('J92 an unknown, revoked or garbage token: exactly {"active":false}', async () => {

@@ -8,7 +8,7 @@ import https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BIN, childEnv, freePort, initDataDir, makeTempDir, removeDir } from './lib/server.mjs';
+import { BIN, childEnv, freePort, initDataDir, makeTempDir, removeDir, seedDataDir } from './lib/server.mjs';
 
 let dir, child, port, cert;
 
@@ -20,6 +20,20 @@ function get(p, headers = {}) {
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
     });
     req.on('error', reject);
+  });
+}
+
+function post(p, form, headers = {}) {
+  const body = new URLSearchParams(form).toString();
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, path: p, method: 'POST', ca: cert, servername: 'localhost',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
+      let b = '';
+      res.on('data', (d) => (b += d));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: b }));
+    });
+    req.on('error', reject);
+    req.end(body);
   });
 }
 
@@ -40,6 +54,7 @@ describe('built-in TLS', () => {
     dir = await makeTempDir();
     const data = path.join(dir, 'data');
     await initDataDir(data);
+    await seedDataDir(data, { patients: 0 });
     const key = path.join(dir, 'key.pem'), crt = path.join(dir, 'cert.pem');
     const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
       '-nodes', '-keyout', key, '-out', crt, '-days', '2', '-subj', '/CN=localhost',
@@ -116,6 +131,26 @@ describe('built-in TLS', () => {
     assert.match(c, /SameSite=Lax/);
     assert.match(c, /Path=\//);
     assert.doesNotMatch(c, /Domain=/);
+  });
+
+  it('signing in sets a __Host- session cookie: Secure, HttpOnly, SameSite=Lax, Path=/, no Domain (security plan 32)', async () => {
+    const page = await get('/signin');
+    const csrfCookie = (page.headers['set-cookie'] || []).find((x) => x.startsWith('__Host-veranda-csrf=')).split(';')[0];
+    const field = (page.body.match(/name="csrf" value="([^"]+)"/) || [])[1];
+    assert.ok(field, 'the sign-in form carries its CSRF field');
+    const r = await post('/oauth/login', { csrf: field, username: 'alice', password: 'veranda-demo' }, { cookie: csrfCookie });
+    assert.equal(r.status, 303, r.body.slice(0, 200));
+    const sid = (r.headers['set-cookie'] || []).find((x) => /^__Host-veranda=/.test(x));
+    assert.ok(sid, `cookies: ${r.headers['set-cookie']}`);
+    for (const attr of [/; Secure/, /; HttpOnly/, /SameSite=Lax/, /; Path=\/(;|$)/]) assert.match(sid, attr);
+    assert.doesNotMatch(sid, /Domain=/i);
+    assert.ok(sid.length < 4096);
+    assert.match(sid.split(';')[0], /^__Host-veranda=[A-Za-z0-9_-]{43}$/, 'a 256-bit random id, base64url');
+    const acc = await get('/account', { cookie: sid.split(';')[0] });
+    assert.equal(acc.status, 200, 'the cookie signs the browser in');
+    const hsts = acc.headers['strict-transport-security'] || '';
+    assert.ok(Number((hsts.match(/max-age=(\d+)/) || [])[1]) >= 31536000, `HSTS of a year at least: ${hsts}`);
+    assert.match(hsts, /includeSubDomains/);
   });
 
   it('the FHIR API over https still needs a token', async () => {
