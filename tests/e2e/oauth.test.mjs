@@ -1528,6 +1528,55 @@ describe('expiry (a restart with the clock moved forward)', () => {
       await s.stop();
     }
   });
+
+  it('G75 a refresh token unused for its lifetime is refused (security plan 18)', async () => {
+    const args = ['--refresh-token-ttl', '3600'];
+    let s = await serveFixed({ dataDir: d2, port, args });
+    let t;
+    try {
+      const a = await authorize(new Browser(s.baseUrl), s, { clientId: 'pub', redirectUri: CB, scope: SCOPE });
+      t = (await redeem(s, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'pub' })).json;
+      assert.ok(t.refresh_token);
+    } finally {
+      await s.stop();
+    }
+    // an hour and a bit later, unused: gone
+    s = await serveFixed({ dataDir: d2, port, args, env: { VERANDA_CLOCK_OFFSET: '3700' } });
+    try {
+      assertOAuthError(await postForm(`${s.baseUrl}/oauth/token`, { grant_type: 'refresh_token', refresh_token: t.refresh_token, client_id: 'pub' }),
+        400, 'invalid_grant');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('a session ends at its absolute lifetime even while it is used (security plan 35)', async () => {
+    const args = ['--session-max', '300'];
+    let s = await serveFixed({ dataDir: d2, port, args });
+    const b = new Browser(s.baseUrl);
+    try {
+      assert.equal((await signIn(b, 'alice')).status, 303);
+      assert.equal((await b.get('/account')).status, 200);
+    } finally {
+      await s.stop();
+    }
+    // 250 s later: used again, within both limits
+    s = await serveFixed({ dataDir: d2, port, args, env: { VERANDA_CLOCK_OFFSET: '250' } });
+    try {
+      assert.equal((await b.get('/account')).status, 200, 'idle 250 s: still signed in');
+    } finally {
+      await s.stop();
+    }
+    // 350 s after sign-in, 100 s after the last use: past the absolute limit
+    s = await serveFixed({ dataDir: d2, port, args, env: { VERANDA_CLOCK_OFFSET: '350' } });
+    try {
+      const r = await b.get('/account');
+      assert.equal(r.status, 303, 'the absolute limit ends the session');
+      assert.match(r.location, /\/signin$/);
+    } finally {
+      await s.stop();
+    }
+  });
 });
 
 /* ================================================================ */
