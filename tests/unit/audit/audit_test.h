@@ -18,6 +18,7 @@
 #include "audit/merkle.h"
 #include "auth/jose.h"
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/err.h"
 
 /*
@@ -156,6 +157,21 @@ static inline void record_n(struct audit *a, int from, int n, bool sync)
 	}
 	if (!sync && audit_wait(a, ticket, &c) != ERR_OK)
 		fail_msg("audit_wait: %s", c.msg);
+}
+
+/* n durable records dated 'days' ago (for retention), numbered from 0. */
+static inline void record_old(struct audit *a, int n, int days)
+{
+	struct ctx c = CTX_INIT;
+
+	for (int i = 0; i < n; i++) {
+		char p[16];
+		struct audit_entity en;
+		struct audit_event ev = sample_event(i, p, sizeof(p), &en);
+		ev.time_ms = clock_now_ms() - (int64_t)days * 86400000LL;
+		if (audit_record_sync(a, &ev, &c) != ERR_OK)
+			fail_msg("audit_record_sync: %s", c.msg);
+	}
 }
 
 static inline sqlite3 *raw_db(const struct fx *f)

@@ -649,13 +649,7 @@ static void test_prune_disk_full(void **state)
 	full_vfs_install();
 	fx_init(&f, "audit-prune-full");
 	fx_open(&f, &o);
-	for (int i = 0; i < 5; i++) {
-		char p[16];
-		struct audit_entity en;
-		struct audit_event ev = sample_event(i, p, sizeof(p), &en);
-		ev.time_ms = clock_now_ms() - 10 * 86400000LL;
-		assert_int_equal(audit_record_sync(f.a, &ev, &c), ERR_OK);
-	}
+	record_old(f.a, 5, 10);
 	fx_close(&f);
 	o.retention_days = 1; /* no archive directory: the prune goes straight to the log */
 	fx_open(&f, &o);

@@ -527,13 +527,7 @@ static void test_retention_archive_failure(void **state)
 	(void)state;
 	fx_init(&f, "audit-noarchive");
 	fx_open(&f, &o);
-	for (int i = 0; i < 5; i++) {
-		char p[16];
-		struct audit_entity en;
-		struct audit_event ev = sample_event(i, p, sizeof(p), &en);
-		ev.time_ms = clock_now_ms() - 10 * 86400000LL;
-		assert_int_equal(audit_record_sync(f.a, &ev, &c), ERR_OK);
-	}
+	record_old(f.a, 5, 10);
 	fx_close(&f);
 	log_set_level(LOG_OFF);
 	o.retention_days = 1;
