@@ -123,27 +123,36 @@ static json_t *session_json(const struct session *se)
 			 "mfa_pending", se->mfa_pending, "csrf", se->csrf);
 }
 
-enum err oauth_session_start(struct oauth *o, const struct user *u, bool mfa_pending,
-			     char cookie[OAUTH_ID_SIZE], struct session *out, struct ctx *c)
+/*
+ * Store 'se' as a new session, signed in 'now', under a new random id
+ * (*cookie; its hash in se->id_hash) and a new CSRF token.
+ */
+static enum err session_new(struct oauth *o, struct session *se, int64_t now,
+			    char cookie[OAUTH_ID_SIZE], struct ctx *c)
 {
-	int64_t now = clock_now_ms();
 	enum err e;
 
-	memset(out, 0, sizeof(*out));
 	oauth_random(cookie);
-	oauth_hash(cookie, out->id_hash);
-	out->uid = u->uid;
-	str_copy(out->username, u->username, sizeof(out->username));
-	out->role = u->role;
-	str_copy(out->fhir_user, u->fhir_user, sizeof(out->fhir_user));
-	out->created = out->last_seen = out->strong_auth = now;
-	out->mfa_pending = mfa_pending;
-	oauth_random(out->csrf);
-	e = oauth_put(o, NS_SESSION, out->id_hash, u->uid, NULL, session_json(out),
+	oauth_hash(cookie, se->id_hash);
+	oauth_random(se->csrf);
+	se->created = se->last_seen = se->strong_auth = now;
+	e = oauth_put(o, NS_SESSION, se->id_hash, se->uid, NULL, session_json(se),
 		      now + o->o.session_max * MS, false, c);
 	if (e)
 		mem_wipe(cookie, OAUTH_ID_SIZE);
 	return e;
+}
+
+enum err oauth_session_start(struct oauth *o, const struct user *u, bool mfa_pending,
+			     char cookie[OAUTH_ID_SIZE], struct session *out, struct ctx *c)
+{
+	memset(out, 0, sizeof(*out));
+	out->uid = u->uid;
+	str_copy(out->username, u->username, sizeof(out->username));
+	out->role = u->role;
+	str_copy(out->fhir_user, u->fhir_user, sizeof(out->fhir_user));
+	out->mfa_pending = mfa_pending;
+	return session_new(o, out, clock_now_ms(), cookie, c);
 }
 
 enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *out,
@@ -381,16 +390,8 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 		struct ctx ig = CTX_INIT;
 
 		str_copy(old, se.id_hash, sizeof(old));
-		oauth_random(new_cookie);
-		oauth_hash(new_cookie, se.id_hash);
-		oauth_random(se.csrf);
 		se.mfa_pending = false;
-		se.strong_auth = se.last_seen = now;
-		e = oauth_put(o, NS_SESSION, se.id_hash, se.uid, NULL, session_json(&se),
-			      now + o->o.session_max * MS, false, c);
-		if (e)
-			mem_wipe(new_cookie, OAUTH_ID_SIZE);
-		else
+		if (!(e = session_new(o, &se, now, new_cookie, c)))
 			store_item_delete(o->s, NS_SESSION, old, &ig);
 	}
 out:
@@ -415,10 +416,5 @@ enum err oauth_session_end(struct oauth *o, const char *cookie, bool everywhere,
 		return ERR_OK; /* nothing to end */
 	if (!everywhere)
 		return store_item_delete(o->s, NS_SESSION, se.id_hash, c);
-	if ((e = store_item_delete_uid(o->s, NS_SESSION, se.uid, NULL, c)) ||
-	    (e = store_item_set_state_uid(o->s, NS_GRANT, se.uid, STORE_ITEM_REVOKED, NULL, c)) ||
-	    (e = store_item_set_state_uid(o->s, NS_REFRESH, se.uid, STORE_ITEM_REVOKED, NULL, c)))
-		return e;
-	oauth_epoch_bump(o);
-	return ERR_OK;
+	return user_end_access(o->us, se.uid, c);
 }

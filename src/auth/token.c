@@ -178,9 +178,6 @@ static void grant_release(struct grant *g)
 	g->scope = NULL;
 }
 
-/* Describe grant 'id' into 'who' (NULL is fine); nothing but the id when it cannot be read. */
-static void who_of(struct oauth *o, const char *id, bool revoked, struct oauth_who *who);
-
 static enum err grant_load(struct oauth *o, const char *id, struct grant *g, struct ctx *c)
 {
 	struct store_item it;
@@ -229,6 +226,7 @@ static void who_from(struct oauth_who *who, const struct grant *g)
 	str_copy(who->patient, g->patient, sizeof(who->patient));
 }
 
+/* Describe grant 'id' into 'who' (NULL is fine); nothing but the id when it cannot be read. */
 static void who_of(struct oauth *o, const char *id, bool revoked, struct oauth_who *who)
 {
 	struct grant g;
@@ -236,15 +234,13 @@ static void who_of(struct oauth *o, const char *id, bool revoked, struct oauth_w
 
 	if (!who || !id)
 		return;
-	memset(who, 0, sizeof(*who));
-	str_copy(who->grant, id, sizeof(who->grant));
-	who->revoked = revoked;
 	if (grant_load(o, id, &g, &ig) == ERR_OK) {
-		str_copy(who->username, g.username, sizeof(who->username));
-		str_copy(who->role, g.role, sizeof(who->role));
-		str_copy(who->fhir_user, g.fhir_user, sizeof(who->fhir_user));
-		str_copy(who->patient, g.patient, sizeof(who->patient));
+		who_from(who, &g);
+	} else {
+		memset(who, 0, sizeof(*who));
+		str_copy(who->grant, id, sizeof(who->grant));
 	}
+	who->revoked = revoked;
 	grant_release(&g);
 }
 

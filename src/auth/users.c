@@ -436,10 +436,20 @@ static void set_disabled(struct store_user *su, void *arg)
 	su->disabled = *(const bool *)arg;
 }
 
-/*
- * End everything account 'username' holds: its sign-in sessions, and its
- * apps' grants (so their refresh and access tokens stop working).
- */
+enum err user_end_access(struct users *us, int64_t uid, struct ctx *c)
+{
+	enum err e;
+
+	if ((e = store_item_delete_uid(us->s, "session", uid, NULL, c)) ||
+	    (e = store_item_set_state_uid(us->s, "grant", uid, STORE_ITEM_REVOKED, NULL, c)) ||
+	    (e = store_item_set_state_uid(us->s, "refresh", uid, STORE_ITEM_REVOKED, NULL, c)))
+		return e;
+	/* every process's cached access tokens of the account check again */
+	store_epoch_bump(us->s);
+	return ERR_OK;
+}
+
+/* user_end_access() of account 'username'. */
 static enum err end_access(struct users *us, const char *username, struct ctx *c)
 {
 	struct user u;
@@ -447,13 +457,7 @@ static enum err end_access(struct users *us, const char *username, struct ctx *c
 
 	if ((e = user_get_by_name(us, username, &u, c)))
 		return e;
-	if ((e = store_item_delete_uid(us->s, "session", u.uid, NULL, c)) ||
-	    (e = store_item_set_state_uid(us->s, "grant", u.uid, STORE_ITEM_REVOKED, NULL, c)) ||
-	    (e = store_item_set_state_uid(us->s, "refresh", u.uid, STORE_ITEM_REVOKED, NULL, c)))
-		return e;
-	/* every process's cached access tokens of the account check again */
-	store_epoch_bump(us->s);
-	return ERR_OK;
+	return user_end_access(us, u.uid, c);
 }
 
 enum err user_disable(struct users *us, const char *username, struct ctx *c)

@@ -132,6 +132,13 @@ enum err user_get_by_name(struct users *us, const char *username, struct user *o
 typedef int (*user_fn)(void *arg, const struct user *u);
 enum err user_list(struct users *us, user_fn fn, void *arg, struct ctx *c);
 
+/*
+ * End everything account 'uid' holds: its sign-in sessions, and its apps'
+ * grants (so their refresh and access tokens stop working, in every
+ * process on the store: the change epoch is bumped).
+ */
+enum err user_end_access(struct users *us, int64_t uid, struct ctx *c);
+
 /* Disable (or enable again) an account.  ERR_NOTFOUND when there is none. */
 enum err user_disable(struct users *us, const char *username, struct ctx *c);
 enum err user_enable(struct users *us, const char *username, struct ctx *c);

@@ -1786,6 +1786,20 @@ static bool everything_types(struct http_req *q, const struct access *a, struct 
 }
 
 /*
+ * May 'acc' read the audit log?  Only a user of the compliance role; the
+ * rest get 403 (recorded as a refusal).
+ */
+static bool compliance_only(struct http_req *q, const struct access *acc)
+{
+	if (acc->on && acc->p.uid && acc->p.role == USER_COMPLIANCE)
+		return true;
+	audit_denied(q, NULL, acc, "AuditEvent", NULL, "not-compliance");
+	deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
+	     "only the compliance role may read the audit log");
+	return false;
+}
+
+/*
  * The audit log asked for anywhere but /fhir/AuditEvent (a compartment
  * search, say): refused as GET /fhir/AuditEvent refuses everyone but the
  * compliance role, who are told where to look.
@@ -1796,11 +1810,7 @@ static void auditevent_elsewhere(struct http_req *q)
 
 	if (!guard(q, "AuditEvent", SCOPE_OP_SEARCH, &acc))
 		return;
-	if (!acc.on || !acc.p.uid || acc.p.role != USER_COMPLIANCE) {
-		audit_denied(q, NULL, &acc, "AuditEvent", NULL, "not-compliance");
-		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
-		     "only the compliance role may read the audit log");
-	} else {
+	if (compliance_only(q, &acc)) {
 		send_outcome(q, 400, "the audit log is searched at /fhir/AuditEvent (GET, or POST _search)",
 			     NULL);
 	}
@@ -2254,14 +2264,9 @@ static void handle_auditevent(struct http_req *q, void *arg)
 	enum err e;
 
 	memset(&pg, 0, sizeof(pg));
-	if (!accept_ok(q) || !guard(q, "AuditEvent", SCOPE_OP_SEARCH, &acc))
+	if (!accept_ok(q) || !guard(q, "AuditEvent", SCOPE_OP_SEARCH, &acc) ||
+	    !compliance_only(q, &acc))
 		goto out;
-	if (!acc.on || !acc.p.uid || acc.p.role != USER_COMPLIANCE) {
-		audit_denied(q, NULL, &acc, "AuditEvent", NULL, "not-compliance");
-		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
-		     "only the compliance role may read the audit log");
-		goto out;
-	}
 	if (!rest_audit_dir) {
 		send_outcome(q, 404, "this server keeps no audit log", NULL);
 		goto out;

@@ -799,13 +799,6 @@ out:
 }
 
 /*
- * Open a new connection to the store's database with the per-connection
- * settings: WAL, synchronous=NORMAL, the busy timeout, extended result
- * codes.  On success *out is unlinked and owned by the caller.  ERR_IO
- * with "cannot open 'PATH': reason" when SQLite cannot open the file or
- * cannot put it in WAL mode.
- */
-/*
  * sqlite3_progress_handler(): every few thousand virtual-machine steps,
  * stop the statement (SQLITE_INTERRUPT) once the connection's search
  * deadline has passed.  Without a deadline, one load.
@@ -817,6 +810,13 @@ static int past_deadline(void *arg)
 	return cn->deadline_us && clock_mono_us() > cn->deadline_us;
 }
 
+/*
+ * Open a new connection to the store's database with the per-connection
+ * settings: WAL, synchronous=NORMAL, the busy timeout, extended result
+ * codes.  On success *out is unlinked and owned by the caller.  ERR_IO
+ * with "cannot open 'PATH': reason" when SQLite cannot open the file or
+ * cannot put it in WAL mode.
+ */
 static enum err conn_open(struct sq_store *st, struct conn **out, struct ctx *c)
 {
 	const char *const pragmas[] = {

@@ -42,11 +42,16 @@ void store_mark_failed(struct store *s, const char *why)
 	pthread_mutex_unlock(&s->failed_mu);
 }
 
+bool store_failed(struct store *s)
+{
+	return atomic_load_explicit(&s->failed, memory_order_acquire);
+}
+
 enum err store_check_healthy(struct store *s, struct ctx *c)
 {
 	char why[sizeof(s->failed_why)];
 
-	if (!atomic_load_explicit(&s->failed, memory_order_acquire))
+	if (!store_failed(s))
 		return ERR_OK;
 	pthread_mutex_lock(&s->failed_mu);
 	str_copy(why, s->failed_why, sizeof(why));
@@ -165,11 +170,6 @@ enum err store_schema_version(struct store *s, int *version, struct ctx *c)
 {
 	*version = 0;
 	return s->ops->schema_version(s, version, c);
-}
-
-bool store_failed(struct store *s)
-{
-	return atomic_load_explicit(&s->failed, memory_order_acquire);
 }
 
 /* Not ready after a storage failure (ERR_IO with the cause), else the backend's check. */
