@@ -1527,17 +1527,30 @@ static void handle_launch(struct http_req *q, void *arg)
 
 /* ---- the patient's access history ---- */
 
+/* The last app named on a page: its lines mostly come from one or two apps. */
+struct app_names {
+	struct auth_edge *ed;
+	char id[CLIENT_ID_MAX + 1];
+	char name[CLIENT_NAME_MAX + 1];
+};
+
 /* audit_view_q.app_name: the name an app was registered with ("" when unknown). */
 static void app_name(void *arg, const char *client_id, char *buf, size_t n)
 {
-	struct auth_edge *ed = arg;
-	struct client cl;
-	struct ctx ig = CTX_INIT;
+	struct app_names *an = arg;
 
-	client_init(&cl);
-	if (client_get(oauth_clients(ed->o), client_id, &cl, &ig) == ERR_OK)
-		str_copy(buf, cl.name, n);
-	client_release(&cl);
+	if (strcmp(an->id, client_id)) {
+		struct client cl;
+		struct ctx ig = CTX_INIT;
+
+		client_init(&cl);
+		an->name[0] = '\0';
+		if (client_get(oauth_clients(an->ed->o), client_id, &cl, &ig) == ERR_OK)
+			str_copy(an->name, cl.name, sizeof(an->name));
+		client_release(&cl);
+		str_copy(an->id, client_id, sizeof(an->id));
+	}
+	str_copy(buf, an->name, n);
 }
 
 /*
@@ -1554,6 +1567,7 @@ static void handle_access(struct http_req *q, void *arg)
 	struct audit_reader *rd = NULL;
 	struct audit_cursor after, next;
 	struct audit_view_q vq = {0};
+	struct app_names names = {.ed = ed};
 	struct ctx c = CTX_INIT;
 	const char *want = http_req_query(q, "patient"), *kind = http_req_query(q, "kind");
 	const char *before = http_req_query(q, "before"), *patient = NULL;
@@ -1604,7 +1618,7 @@ static void handle_access(struct http_req *q, void *arg)
 	vq.after = before ? &after : NULL;
 	vq.limit = 25;
 	vq.app_name = app_name;
-	vq.arg = ed;
+	vq.arg = &names;
 	if (audit_reader_open(audit_dir, &rd, &c) ||
 	    audit_patient_view(rd, &vq, &lines, &next, &more, &c)) {
 		audit_reader_free(rd);
