@@ -290,7 +290,10 @@ describe('graceful shutdown', () => {
       await sleep(500);
       const early = await Promise.race([srv.exited, sleep(1).then(() => null)]);
       assert.equal(early, null, 'the server waits for the request in flight');
-      sock.end(body.subarray(half));
+      // the rest of the body, the connection left open for writing: libmicrohttpd
+      // drops an answer held for the audit log when the client has half-closed
+      // (see docs/security.md, known limitations); 'Connection: close' ends it
+      sock.write(body.subarray(half));
       await Promise.race([closed, sleep(10000, undefined, { ref: false })]);
       assert.match(response, /^HTTP\/1\.1 201 /, `response: ${response.slice(0, 300)}`);
       assert.ok(response.includes('Slowpoke'));
