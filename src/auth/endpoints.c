@@ -250,6 +250,7 @@ struct aud {
 	const char *code;          /* why it failed */
 	const char *username, *role, *fhir_user, *client_id, *patient, *scopes, *grant;
 	const char *session_id;    /* raw: hashed here */
+	const char *token_id;      /* an access token's jti, raw: hashed here */
 };
 
 /* The user and grant a token request or revocation touched (oauth_who). */
@@ -270,7 +271,7 @@ static void auth_event(struct http_req *q, struct auth_edge *ed, const struct au
 {
 	struct audit *au = oauth_audit(ed->o);
 	struct audit_event ev;
-	char sh[AUDIT_HASH_SIZE];
+	char sh[AUDIT_HASH_SIZE], th[AUDIT_HASH_SIZE];
 	struct ctx c = CTX_INIT;
 
 	if (!au)
@@ -289,6 +290,10 @@ static void auth_event(struct http_req *q, struct auth_edge *ed, const struct au
 	if (a->session_id && *a->session_id) {
 		audit_hash_id(a->session_id, sh);
 		ev.source.session_hash = sh;
+	}
+	if (a->token_id && *a->token_id) {
+		audit_hash_id(a->token_id, th);
+		ev.source.token_hash = th;
 	}
 	ev.authority.scopes = a->scopes;
 	ev.authority.grant_id = a->grant;
@@ -934,11 +939,12 @@ static void handle_decide(struct http_req *q, void *arg)
 	const char **catv = arena_zalloc(http_req_arena(q), (nf + 8) * sizeof(char *));
 	int64_t duration = 0;
 	unsigned drop = 0;
-	char *url = NULL;
+	char *url = NULL, sid[OAUTH_ID_SIZE] = "";
 	struct oauth_err err = {.redirect = true, .status = 400};
 
 	if (!form_request(q, ed, &a, &se))
 		return;
+	cookie(q, ed->sid_name, sid, sizeof(sid));
 	if (a.launch_uid && a.launch_uid != se.uid) {
 		oauth_seterr(&err, 400, "invalid_request", "the launch was made for another user");
 		authz_fail(q, ed, a.redirect_uri, a.state, &err);
@@ -948,7 +954,8 @@ static void handle_decide(struct http_req *q, void *arg)
 		struct aud ae = {.type = AUDIT_AUTHZ_DENIED, .outcome = AUDIT_MINOR, .code = "access_denied",
 				 .username = se.username, .role = user_role_name(se.role),
 				 .fhir_user = se.fhir_user, .client_id = a.client.client_id,
-				 .patient = a.patient[0] ? a.patient : NULL, .scopes = a.scope};
+				 .patient = a.patient[0] ? a.patient : NULL, .scopes = a.scope,
+				 .session_id = sid};
 		auth_event(q, ed, &ae);
 		oauth_seterr(&err, 400, "access_denied", "the user denied access");
 		oauth_authz_drop(ed->o, a.id);
@@ -1031,7 +1038,8 @@ static void handle_decide(struct http_req *q, void *arg)
 		struct ctx ig = CTX_INIT;
 		struct aud ae = {.type = AUDIT_AUTHZ_GRANTED, .username = se.username,
 				 .role = user_role_name(se.role), .fhir_user = se.fhir_user,
-				 .client_id = a.client.client_id, .patient = a.patient[0] ? a.patient : NULL};
+				 .client_id = a.client.client_id, .patient = a.patient[0] ? a.patient : NULL,
+				 .session_id = sid};
 		scope_format(granted, &gs, &ig);
 		ae.scopes = gs.data;
 		auth_event(q, ed, &ae);
@@ -1148,13 +1156,19 @@ static void handle_token(struct http_req *q, void *arg)
 		goto out;
 	}
 	{
-		json_t *j = json_loadb(out.data, out.len, 0, NULL);
+		/* the access token issued: its id (jti, hashed) ties it to the FHIR records it makes */
+		json_t *j = json_loadb(out.data, out.len, 0, NULL), *claims = NULL;
+		const char *at = json_string_value(json_object_get(j, "access_token"));
+		struct ctx ig = CTX_INIT;
 		struct aud ae = {.type = !strcmp(r.grant_type, "refresh_token") ? AUDIT_TOKEN_REFRESHED : AUDIT_TOKEN_ISSUED,
 				 .client_id = cl.client_id};
 		aud_who(&ae, &who);
 		ae.patient = json_string_value(json_object_get(j, "patient"));
 		ae.scopes = json_string_value(json_object_get(j, "scope"));
+		if (at && !jose_jws_decode_unverified(at, strlen(at), NULL, &claims, &ig))
+			ae.token_id = json_string_value(json_object_get(claims, "jti"));
 		auth_event(q, ed, &ae);
+		json_decref(claims);
 		json_decref(j);
 	}
 	no_store(q);
@@ -1246,10 +1260,15 @@ static void handle_introspect(struct http_req *q, void *arg)
 		json_decref(res);
 	}
 	{
+		/* which token (its id hashed) and whose record it opens, as the answer told */
+		json_t *j = json_loadb(out.data, out.len, 0, NULL);
 		struct aud ae = {.type = AUDIT_TOKEN_INTROSPECTED,
-				 .code = strstr(out.data, "\"active\":false") ? "inactive" : NULL,
-				 .client_id = cl_id[0] ? cl_id : NULL};
+				 .code = json_is_true(json_object_get(j, "active")) ? NULL : "inactive",
+				 .client_id = cl_id[0] ? cl_id : NULL,
+				 .patient = json_string_value(json_object_get(j, "patient")),
+				 .token_id = json_string_value(json_object_get(j, "jti"))};
 		auth_event(q, ed, &ae);
+		json_decref(j);
 	}
 	no_store(q);
 	http_resp_buf(q, 200, JSON_CT, &out);

@@ -208,6 +208,7 @@ enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *
 											   : "account-disabled";
 			ev.agent.username = out->username;
 			ev.agent.role = role;
+			ev.agent.fhir_user = out->fhir_user;
 			audit_hash_id(cookie, sh);
 			ev.source.session_hash = sh;
 			audit_record(o->audit, &ev, NULL, &ig);

@@ -271,6 +271,18 @@ static void deny(struct http_req *q, int status, const char *www, const char *ms
 static void audit_denied(struct http_req *q, struct fhir *f, const struct access *acc,
 			 const char *type, const char *id, const char *code);
 
+/*
+ * Answer 403 insufficient_scope with 'msg' and record the refusal
+ * (policy.denied, outcome code 'code'; audit_denied() says whose record
+ * it names).
+ */
+static void refuse(struct http_req *q, struct fhir *f, const struct access *acc, const char *type,
+		   const char *id, const char *code, const char *msg)
+{
+	audit_denied(q, f, acc, type, id, code);
+	deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", msg);
+}
+
 /* Does the request carry an access_token in its query or form body? */
 static bool token_in_url(struct http_req *q)
 {
@@ -1009,6 +1021,21 @@ out:
 
 /* ---- writes ---- */
 
+/*
+ * The outcome code of a failure: err_str() with each character outside
+ * [a-z0-9] made '-' ("precondition failed": "precondition-failed"), for an
+ * audit record's codes are [a-z0-9_.:-] and one that is not is refused.
+ */
+static const char *err_code(enum err e, char *out, size_t n)
+{
+	size_t i = 0;
+
+	for (const char *s = err_str(e); *s && i + 1 < n; s++, i++)
+		out[i] = (islower((unsigned char)*s) || isdigit((unsigned char)*s)) ? *s : '-';
+	out[i] = '\0';
+	return out;
+}
+
 /* Record a write's outcome; false (503 sent) when a successful one cannot be recorded. */
 static bool audit_write(struct http_req *q, struct fhir *f, const struct access *acc,
 			enum audit_type t, const char *type, const char *id,
@@ -1016,7 +1043,7 @@ static bool audit_write(struct http_req *q, struct fhir *f, const struct access 
 			uint64_t *ticket)
 {
 	struct fhir_audit fa;
-	char vs[24];
+	char vs[24], code[32];
 
 	memset(&fa, 0, sizeof(fa));
 	if (pre)
@@ -1026,7 +1053,12 @@ static bool audit_write(struct http_req *q, struct fhir *f, const struct access 
 	fa.id = res && res->id[0] ? res->id : id;
 	if (c) {
 		fa.outcome = AUDIT_MINOR;
-		fa.code = err_str(c->code);
+		fa.code = err_code(c->code, code, sizeof(code));
+		/* whose record the attempt was on, as for a refusal */
+		if (!pre)
+			fa_patients_of(&fa, f, acc, fa.rtype, fa.id);
+		if (!fa.npatients && acc && acc->on && acc->patient)
+			fa_patient(&fa, acc->patient);
 		audit_fhir(q, acc, &fa, false);
 		return true;
 	}
@@ -1436,6 +1468,8 @@ static void handle_history(struct http_req *q, void *arg)
 	if (!guard(q, hq.type, hq.id ? SCOPE_OP_READ : SCOPE_OP_SEARCH, &acc))
 		goto out;
 	if (acc.on && hq.id && !visible(q, f, &acc, hq.type, hq.id)) {
+		/* the same answer as for a resource that does not exist, as a read's */
+		audit_denied(q, f, &acc, hq.type, hq.id, "not-visible");
 		if (!http_resp_done(q)) {
 			char msg[200];
 			snprintf(msg, sizeof(msg), "%s/%s is not known", hq.type, hq.id);
@@ -1444,13 +1478,13 @@ static void handle_history(struct http_req *q, void *arg)
 		goto out;
 	}
 	if (acc.on && !hq.id && ((acc.patient && (!hq.type || confinable(hq.type))) || acc.d.nfilters)) {
-		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
-		     "history across records is not available with patient-scoped or constrained access");
+		refuse(q, NULL, &acc, hq.type, NULL, "insufficient-scope",
+		       "history across records is not available with patient-scoped or constrained access");
 		goto out;
 	}
 	if (acc.on && !hq.type && !all_types_allowed(&acc, SCOPE_OP_SEARCH)) {
-		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
-		     "the history of every type needs scopes that allow searching every type");
+		refuse(q, NULL, &acc, NULL, NULL, "insufficient-scope",
+		       "the history of every type needs scopes that allow searching every type");
 		goto out;
 	}
 	hq.count = f->opts.page_size;
@@ -1766,8 +1800,8 @@ static bool everything_types(struct http_req *q, const struct access *a, struct 
 	}
 	if (!b.len) {
 		buf_release(&b);
-		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
-		     "the access token's scopes allow none of the record's types");
+		refuse(q, NULL, a, "Patient", NULL, "insufficient-scope",
+		       "the access token's scopes allow none of the record's types");
 		return false;
 	}
 	/* every _type given becomes the list: none may widen it */
@@ -1849,7 +1883,11 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 	}
 	if (!confine_search(q, &acc, everything ? NULL : type, kv, &k, &patient, &inc_patient, why,
 			    sizeof(why))) {
-		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", why);
+		/* another patient's record (it names that patient) or what the scopes do not allow */
+		if (patient && acc.patient && strcmp(patient, acc.patient))
+			refuse(q, f, &acc, "Patient", patient, "outside-record", why);
+		else
+			refuse(q, NULL, &acc, everything ? "Patient" : type, NULL, "insufficient-scope", why);
 		goto out;
 	}
 	memset(&sr, 0, sizeof(sr));
@@ -1929,6 +1967,7 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 	size_t i;
 	bool ok = true;
 	char why[300] = "";
+	const char *code = "insufficient-scope";
 
 	if (!a->on)
 		return true;
@@ -1980,8 +2019,10 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		} else if (op == SCOPE_OP_READ || op == SCOPE_OP_DELETE) {
 			if (op == SCOPE_OP_READ)
 				read_access(&ea, type, id);
-			if (!visible(q, f, &ea, type, id) && !http_resp_done(q))
+			if (!visible(q, f, &ea, type, id) && !http_resp_done(q)) {
 				snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
+				code = "not-visible";
+			}
 			else if (op == SCOPE_OP_DELETE && a->patient && !strcmp(type, "Patient") &&
 				 !strcmp(id, a->patient))
 				snprintf(why, sizeof(why), "entry %zu: the patient's own Patient resource is kept by the clinic", i);
@@ -1990,16 +2031,20 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		} else if (a->patient && confinable(type)) {
 			char *txt = json_dumps(res, JSON_COMPACT);
 			bool in = txt && body_in_record(q, f, &ea, type, id[0] ? id : NULL, txt, strlen(txt));
-			if (!in)
+			if (!in) {
 				snprintf(why, sizeof(why), "entry %zu: the resource must belong to the record of the patient in context", i);
+				code = "outside-record";
+			}
 			else if (op == SCOPE_OP_UPDATE && id[0]) {
 				int64_t v = 0;
 				bool del = false;
 				char kept[240];
 				/* as write_allowed(): no update as create */
 				if (store_current_version(f->store, type, id, &v, &del, &c) || !v || del ||
-				    (!visible(q, f, &ea, type, id) && !http_resp_done(q)))
+				    (!visible(q, f, &ea, type, id) && !http_resp_done(q))) {
 					snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
+					code = "not-visible";
+				}
 				else if (!strcmp(type, "Patient") &&
 					 !patient_managed_kept(f, id, txt, strlen(txt), kept, sizeof(kept)))
 					snprintf(why, sizeof(why), "entry %zu: %s", i, kept);
@@ -2007,6 +2052,9 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 			free(txt);
 		}
 		if (why[0] || http_resp_done(q)) {
+			/* the entry refused, with whose record it would have touched */
+			if (why[0])
+				audit_denied(q, f, a, type[0] ? type : NULL, id[0] ? id : NULL, code);
 			ok = false;
 			break;
 		}
@@ -2043,15 +2091,19 @@ static enum err bundle_search(void *arg, struct fhir_search_req *sr, struct ctx 
 	if (!ea.on)
 		return ERR_OK;
 	scope_decide(ea.p.scopes, sr->type, SCOPE_OP_SEARCH, &ea.d);
-	if (!ea.d.allowed)
+	if (!ea.d.allowed) {
+		audit_denied(g->q, NULL, &ea, sr->type, NULL, "insufficient-scope");
 		return ctx_errorf(c, ERR_FORBIDDEN, "the access token's scopes do not allow searching %s",
 				  sr->type ? sr->type : "");
+	}
 	kv = arena_zalloc(http_req_arena(g->q), sizeof(*kv) * (k + 2 * SCOPE_KV_MAX + 2));
 	if (k)
 		memcpy(kv, sr->params, k * sizeof(*kv));
 	if (!confine_search(g->q, &ea, sr->type, kv, &k, &sr->patient, &sr->include_patient, why,
-			    sizeof(why)))
+			    sizeof(why))) {
+		audit_denied(g->q, NULL, &ea, sr->type, NULL, "insufficient-scope");
 		return ctx_errorf(c, ERR_FORBIDDEN, "%s", why);
+	}
 	sr->params = kv;
 	sr->nparams = k;
 	return ERR_OK;
@@ -2326,14 +2378,32 @@ static void handle_auditevent(struct http_req *q, void *arg)
 		goto out;
 	}
 	{
-		/* audit the audit search itself */
+		/*
+		 * audit the audit search itself, with its normalized query: the
+		 * agent searched for is a person (a username), so its value is
+		 * hashed, as are the values of parameters the search ignores
+		 */
 		struct fhir_audit fa;
+		size_t n = http_req_query_count(q);
+		struct audit_param *ap = arena_zalloc(http_req_arena(q), (n + 1) * sizeof(*ap));
+		struct buf qs = BUF_INIT(AUDIT_TEXT_MAX);
+		bool ok;
+
 		memset(&fa, 0, sizeof(fa));
 		fa.type = AUDIT_FHIR_SEARCH;
 		fa.rtype = "AuditEvent";
 		if (flt.patient)
 			fa_patient(&fa, flt.patient);
-		if (!audit_fhir(q, &acc, &fa, true)) {
+		for (size_t i = 0; i < n; i++) {
+			http_req_query_at(q, i, &ap[i].name, &ap[i].value);
+			ap[i].hash = !strcmp(ap[i].name, "agent") ||
+				     !search_param_known("AuditEvent", ap[i].name);
+		}
+		if (!audit_query_normalize(rest_audit, "AuditEvent", ap, n, flt.patient, &qs, &c))
+			fa.query = qs.data;
+		ok = audit_fhir(q, &acc, &fa, true);
+		buf_release(&qs);
+		if (!ok) {
 			json_decref(pg.entries);
 			goto out;
 		}

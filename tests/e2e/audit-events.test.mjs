@@ -1,0 +1,312 @@
+// The audit log's event catalogue, path by path, through the real server:
+// the less common FHIR interactions (vread, HEAD, 304, type- and
+// system-level history, failed writes, refused history, $everything,
+// searches and Bundle entries), introspection by a resource server, the
+// token and authorization records' hashed ids, the compliance search at
+// /fhir/AuditEvent (its filters, and its own record), a session that
+// expires, and that no record holds a token, password or secret.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import * as jose from 'jose';
+import {
+  makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary, freePort,
+} from './lib/server.mjs';
+import {
+  Browser, authorize, redeem, postForm, registerClient, serveFixed, fetchJson, accountPage, signIn, basic,
+  DEMO_PASSWORD,
+} from './lib/oauth.mjs';
+
+const CB = 'http://127.0.0.1:9999/cb';
+const RS_SECRET = 'rs-secret-0123456789-abcdefghij';
+const hashId = (id) => `sha256:${crypto.createHash('sha256').update(id).digest('base64url')}`;
+
+/* `veranda audit query` of the server's stream as parsed records and the raw text. */
+async function queryLog(dir, ...filters) {
+  const node = filters.includes('--node') ? [] : ['--node', 'node-1'];
+  const r = await runCli(['audit', 'query', '--data', dir, '--format', 'ndjson', ...node, ...filters]);
+  assert.equal(r.code, 0, `audit query failed: ${r.stderr}`);
+  const lines = r.stdout.split('\n').filter(Boolean);
+  return { records: lines.map((l) => JSON.parse(l)), text: r.stdout };
+}
+
+/* A FHIR request with token 'token' ('' sends none): { status, headers, json, text, rid }. */
+async function fhir(srv, method, p, token, { body, headers = {} } = {}) {
+  const h = { accept: 'application/fhir+json', authorization: token ? `Bearer ${token}` : '', ...headers };
+  if (body && !h['content-type']) h['content-type'] = 'application/fhir+json';
+  const r = await fetchJson(`${srv.fhirBase}/${p.replace(/^\//, '')}`, {
+    method, headers: h, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { ...r, rid: r.headers.get('x-request-id') };
+}
+
+describe('the audit event catalogue, path by path', () => {
+  let dir, srv, log;
+  const seen = {};
+  const secrets = [RS_SECRET, DEMO_PASSWORD];
+
+  /* A user's token for the public app (a fresh browser each time): { token, jti, browser, code, verifier } */
+  async function userToken(user, scope) {
+    const b = new Browser(srv.baseUrl);
+    const a = await authorize(b, srv, { clientId: 'ev-app', redirectUri: CB, scope, user });
+    assert.ok(a.code, `a code for ${user}: ${a.walk.pages.join(' → ')}`);
+    const t = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'ev-app' });
+    assert.equal(t.status, 200, t.text);
+    secrets.push(a.code, a.verifier, t.json.access_token, t.json.refresh_token, t.json.id_token);
+    for (const [, v] of b.jar) secrets.push(v);
+    return { token: t.json.access_token, jti: jose.decodeJwt(t.json.access_token).jti, browser: b,
+      tokenRid: t.headers.get('x-request-id') };
+  }
+
+  const byReq = (rid, type) => log.records.filter((r) => r.correlation?.request === rid && (!type || r.type === type));
+  const one = (rid, type) => {
+    const hits = byReq(rid, type);
+    assert.equal(hits.length, 1, `one ${type} record for request ${rid}: ${JSON.stringify(byReq(rid))}`);
+    return hits[0];
+  };
+
+  before(async () => {
+    requireBinary();
+    dir = await makeTempDir('veranda-audit-events-');
+    await initDataDir(dir);
+    await seedDataDir(dir, { patients: 0 });
+    await registerClient(dir, { clientId: 'ev-app', public: true, redirectUris: [CB] });
+    await registerClient(dir, { clientId: 'ev-rs', secret: RS_SECRET, redirectUris: [CB] });
+    srv = await startServer({ dataDir: dir, init: false });
+    secrets.push(srv.token);
+  });
+
+  after(async () => {
+    await srv?.stop();
+    await removeDir(dir);
+  });
+
+  it('drives reads, history, writes, refusals, Bundles, introspection and the compliance search', async () => {
+    const alice = await userToken('alice', 'launch/patient openid fhirUser offline_access patient/*.cruds');
+    seen.alice = alice;
+    const obs = (await fhir(srv, 'GET', 'Observation?_count=1', alice.token)).json.entry[0].resource;
+    seen.obs = obs;
+
+    // HEAD, a 304 and a vread: each a record of its own kind
+    const head = await fetch(`${srv.fhirBase}/Patient/alice`, { method: 'HEAD', headers: { authorization: `Bearer ${alice.token}` } });
+    assert.equal(head.status, 200);
+    seen.head = head.headers.get('x-request-id');
+    const rd = await fhir(srv, 'GET', 'Patient/alice', alice.token);
+    const nm = await fhir(srv, 'GET', 'Patient/alice', alice.token, { headers: { 'if-none-match': rd.headers.get('etag') } });
+    assert.equal(nm.status, 304);
+    seen.notModified = nm.rid;
+    const vr = await fhir(srv, 'GET', `Observation/${obs.id}/_history/${obs.meta.versionId}`, alice.token);
+    assert.equal(vr.status, 200);
+    seen.vread = vr.rid;
+
+    // history across records is refused to a patient's token; another patient's history is hidden
+    const ht = await fhir(srv, 'GET', 'Observation/_history', alice.token);
+    const hs = await fhir(srv, 'GET', '_history', alice.token);
+    const hh = await fhir(srv, 'GET', 'Patient/bob-self/_history', alice.token);
+    assert.deepEqual([ht.status, hs.status, hh.status], [403, 403, 404]);
+    seen.histRefused = { type: ht.rid, system: hs.rid, hidden: hh.rid };
+
+    // $everything of another patient, and a Bundle reaching into another record
+    const ev = await fhir(srv, 'GET', 'Patient/bob-self/$everything', alice.token);
+    assert.equal(ev.status, 403, ev.text);
+    seen.everythingOther = ev.rid;
+    const bobObs = (await srv.fhirFetch('/Observation?patient=bob-self&_count=1')).json.entry[0].resource;
+    const bb = await fhir(srv, 'POST', '', alice.token, { body: { resourceType: 'Bundle', type: 'batch', entry: [
+      { request: { method: 'GET', url: 'Patient/alice' } },
+      { request: { method: 'GET', url: `Observation/${bobObs.id}` } },
+    ] } });
+    assert.equal(bb.status, 403, bb.text);
+    seen.bundleRefused = { rid: bb.rid, id: bobObs.id };
+
+    // a write refused by If-Match (412): on record as a failed update of alice's Observation
+    const pre = await fhir(srv, 'PUT', `Observation/${obs.id}`, alice.token, { body: obs, headers: { 'if-match': 'W/"999"' } });
+    assert.equal(pre.status, 412, pre.text);
+    seen.precondition = pre.rid;
+
+    // the backend service: type- and system-level history, and a system-level search by POST
+    const bt = await srv.fhirFetch('/Observation/_history?_count=2');
+    const bs = await srv.fhirFetch('/_history?_count=2');
+    assert.deepEqual([bt.status, bs.status], [200, 200]);
+    seen.histType = bt.headers.get('x-request-id');
+    seen.histSystem = bs.headers.get('x-request-id');
+
+    // a resource server introspects alice's token
+    const intro = await postForm(`${srv.baseUrl}/oauth/introspect`, { token: alice.token }, { auth: basic('ev-rs', RS_SECRET) });
+    assert.equal(intro.status, 200, intro.text);
+    assert.equal(intro.json.active, true);
+    seen.introspect = intro.headers.get('x-request-id');
+
+    // the compliance officer searches the log; alice may not
+    const carol = await userToken('carol', 'openid fhirUser user/AuditEvent.rs');
+    seen.carol = carol;
+    const ae = async (q, token = carol.token) => fhir(srv, 'GET', `AuditEvent?${q}`, token);
+    const denied = await ae('patient=alice', alice.token);
+    assert.equal(denied.status, 403);
+    seen.aeDenied = denied.rid;
+    seen.aeSearch = (await ae('patient=alice&agent=alice&_count=5')).rid;
+
+    // alice signs out
+    const acc = await accountPage(alice.browser);
+    assert.equal((await alice.browser.post('/signout', { csrf: acc.csrf })).status, 200);
+  });
+
+  it('GET /fhir/AuditEvent filters by patient, agent, date, type, outcome and entity', async () => {
+    const carol = seen.carol.token;
+    const search = async (q) => {
+      const r = await fhir(srv, 'GET', `AuditEvent?${q}`, carol);
+      assert.equal(r.status, 200, r.text);
+      return (r.json.entry || []).map((e) => e.resource);
+    };
+    const subtype = (e) => e.subtype.find((s) => s.system === 'urn:veranda:audit-event-type')?.code;
+    const byPatient = await search('patient=bob-self&_count=50');
+    assert.ok(byPatient.length > 0);
+    assert.ok(byPatient.every((e) => e.entity.some((x) => /\/Patient\/bob-self$/.test(x.what?.reference ?? ''))));
+    const byAgent = await search('agent=carol&_count=50');
+    assert.ok(byAgent.length > 0 && byAgent.every((e) => e.agent.some((a) => a.altId === 'carol')));
+    const byType = await search('type=fhir.vread');
+    assert.deepEqual(byType.map(subtype), ['fhir.vread']);
+    assert.ok(byType[0].subtype.some((s) => s.code === 'vread'), 'BALP restful-interaction vread');
+    const refused = await search('outcome=4&_count=100');
+    assert.ok(refused.length > 0 && refused.every((e) => e.outcome === '4'));
+    const byEntity = await search(`entity=Observation/${seen.obs.id}&_count=100`);
+    assert.ok(byEntity.some((e) => subtype(e) === 'fhir.vread'));
+    assert.ok(byEntity.every((e) => e.entity.some((x) => (x.what?.reference ?? '').includes(`/Observation/${seen.obs.id}`))));
+    const today = new Date().toISOString().slice(0, 10);
+    assert.ok((await search(`date=${today}&type=fhir.vread`)).length === 1);
+    assert.equal((await search('date=lt2000-01-01')).length, 0);
+  });
+
+  it('each leaves the record it should, with the fields it should', async () => {
+    await srv.stop({ keepData: true });
+    log = await queryLog(dir);
+    const aliceAgent = { username: 'alice', role: 'patient', fhirUser: 'Patient/alice', client: 'ev-app' };
+    const tokenHash = hashId(seen.alice.jti);
+
+    // HEAD and 304 are reads; a vread names the version
+    for (const rid of [seen.head, seen.notModified]) {
+      const r = one(rid, 'fhir.read');
+      assert.deepEqual(r.entity, [{ type: 'Patient', id: 'alice', version: '1' }]);
+      assert.equal(r.patient, 'alice');
+      assert.deepEqual(r.agent, aliceAgent);
+      assert.equal(r.source?.token, tokenHash);
+    }
+    assert.deepEqual(one(seen.vread, 'fhir.vread').entity, [{ type: 'Observation', id: seen.obs.id, version: seen.obs.meta.versionId }]);
+
+    // refused history: policy denials, the hidden one in bob's record
+    for (const rid of [seen.histRefused.type, seen.histRefused.system]) {
+      const r = one(rid, 'policy.denied');
+      assert.equal(r.outcome, 4);
+      assert.equal(r.outcomeCode, 'insufficient-scope');
+      assert.equal(r.patient, 'alice');
+      assert.equal(r.source?.token, tokenHash);
+    }
+    assert.equal(one(seen.histRefused.type, 'policy.denied').entity?.[0]?.type, 'Observation');
+    const hidden = one(seen.histRefused.hidden, 'policy.denied');
+    assert.equal(hidden.outcomeCode, 'not-visible');
+    assert.equal(hidden.patient, 'bob-self', 'a refused look at bob\'s record is in bob\'s history');
+    assert.equal(byReq(seen.histRefused.hidden, 'fhir.history').length, 0);
+
+    // $everything of another patient and the Bundle: refusals naming bob's record
+    const ev = one(seen.everythingOther, 'policy.denied');
+    assert.equal(ev.outcomeCode, 'outside-record');
+    assert.equal(ev.patient, 'bob-self');
+    assert.deepEqual(ev.entity, [{ type: 'Patient', id: 'bob-self' }]);
+    const bd = one(seen.bundleRefused.rid, 'policy.denied');
+    assert.equal(bd.outcomeCode, 'not-visible');
+    assert.equal(bd.patient, 'bob-self');
+    assert.deepEqual(bd.entity, [{ type: 'Observation', id: seen.bundleRefused.id }]);
+    assert.deepEqual(byReq(seen.bundleRefused.rid).map((r) => r.type), ['policy.denied'], 'nothing of the Bundle ran');
+
+    // the failed update: on record, with why and whose
+    const pre = one(seen.precondition, 'fhir.update');
+    assert.equal(pre.outcome, 4);
+    assert.equal(pre.outcomeCode, 'precondition-failed');
+    assert.equal(pre.patient, 'alice');
+    assert.deepEqual(pre.entity, [{ type: 'Observation', id: seen.obs.id }]);
+
+    // type- and system-level history by the backend service
+    const ht = one(seen.histType, 'fhir.history');
+    assert.deepEqual(ht.entity, [{ type: 'Observation' }]);
+    assert.equal(ht.agent?.client, 'e2e-backend');
+    assert.deepEqual(ht.authority?.reasons, ['scope:system']);
+    const hs = one(seen.histSystem, 'fhir.history');
+    assert.equal(hs.entity, undefined, 'system-level history names no type');
+
+    // token issued and introspected: the token's id as its hash, and whose record it opens
+    const issued = one(seen.alice.tokenRid, 'oauth.token-issued');
+    assert.equal(issued.source?.token, tokenHash, 'the issued token, hashed');
+    assert.equal(issued.patient, 'alice');
+    assert.ok(issued.authority?.grant);
+    const intro = one(seen.introspect, 'oauth.token-introspected');
+    assert.equal(intro.agent?.client, 'ev-rs');
+    assert.equal(intro.outcome, 0);
+    assert.equal(intro.source?.token, tokenHash, 'the introspected token, hashed');
+    assert.equal(intro.patient, 'alice');
+
+    // sign-in, authorization and sign-out of one session carry its hash
+    const signin = log.records.find((r) => r.type === 'session.signin' && r.agent?.username === 'alice');
+    const granted = log.records.find((r) => r.type === 'oauth.authorize-granted' && r.agent?.username === 'alice');
+    const signout = log.records.find((r) => r.type === 'session.signout' && r.agent?.username === 'alice');
+    assert.match(signin.source?.session ?? '', /^sha256:[A-Za-z0-9_-]{43}$/);
+    assert.equal(granted.source?.session, signin.source.session, 'the authorization names its session');
+    assert.equal(signout.source?.session, signin.source.session);
+    assert.equal(granted.patient, 'alice');
+
+    // the compliance search: refused to alice, and carol's own search on record with its query
+    const aeDenied = one(seen.aeDenied, 'policy.denied');
+    assert.equal(aeDenied.outcomeCode, 'not-compliance');
+    assert.equal(aeDenied.agent?.username, 'alice');
+    const aeSearch = one(seen.aeSearch, 'fhir.search');
+    assert.equal(aeSearch.agent?.username, 'carol');
+    assert.equal(aeSearch.agent?.role, 'compliance');
+    assert.equal(aeSearch.patient, 'alice');
+    assert.match(aeSearch.entity?.[0]?.query ?? '', /^AuditEvent\?_count=5&agent=~[A-Za-z0-9_-]{22}&patient=alice$/,
+      `the normalized query, the agent searched for hashed: ${JSON.stringify(aeSearch.entity)}`);
+
+    // start and stop; nothing secret anywhere
+    assert.equal(log.records[0].type, 'system.start');
+    assert.equal(log.records.at(-1).type, 'system.stop');
+    assert.ok(secrets.filter(Boolean).length >= 12);
+    for (const v of secrets.filter(Boolean)) {
+      const line = log.text.split('\n').find((l) => l.includes(v));
+      assert.equal(line, undefined, `a secret (${v.slice(0, 10)}...) is in the audit log: ${line}`);
+    }
+    assert.ok(!log.text.includes('eyJ'), 'no JWT in the log');
+    assert.ok(!log.text.includes(seen.alice.jti), 'token ids only hashed');
+    const v = await runCli(['audit', 'verify', '--data', dir]);
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+  });
+});
+
+describe('a session that expires', () => {
+  it('is recorded as session.expired when next presented, with the user and the session hash', async () => {
+    requireBinary();
+    const dir = await makeTempDir('veranda-audit-expiry-');
+    const port = await freePort();
+    let s;
+    try {
+      await initDataDir(dir);
+      await seedDataDir(dir, { patients: 0 });
+      s = await serveFixed({ dataDir: dir, port });
+      const b = new Browser(s.baseUrl);
+      assert.equal((await signIn(b, 'alice')).status, 303);
+      await s.stop();
+      // an hour later: past the idle timeout (15 minutes)
+      s = await serveFixed({ dataDir: dir, port, env: { VERANDA_CLOCK_OFFSET: '3600' } });
+      const r = await b.get('/account');
+      assert.equal(r.status, 303, 'signed out');
+      await s.stop();
+      const { records } = await queryLog(dir);
+      const signin = records.find((x) => x.type === 'session.signin');
+      const expired = records.filter((x) => x.type === 'session.expired');
+      assert.equal(expired.length, 1, JSON.stringify(expired));
+      assert.equal(expired[0].outcomeCode, 'idle-timeout');
+      assert.equal(expired[0].agent?.username, 'alice');
+      assert.equal(expired[0].agent?.fhirUser, 'Patient/alice');
+      assert.equal(expired[0].source?.session, signin.source.session);
+    } finally {
+      await s?.stop();
+      await removeDir(dir);
+    }
+  });
+});
