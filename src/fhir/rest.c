@@ -1125,8 +1125,9 @@ static void write_abort(struct fhir *f)
  * update must find it live there: update as create would tell an id
  * taken by a hidden or deleted resource from a free one (and reviving a
  * deleted id would show its old versions in the history), so it answers
- * the 404 of a missing resource.  A delete of a hidden resource answers
- * as one of a missing resource.  Answers itself when not allowed.
+ * the 404 of a missing resource.  A delete of a hidden or deleted resource
+ * answers as one of a missing resource (delete_missing()).  Answers itself
+ * when not allowed.
  */
 /*
  * The elements of a Patient that tie the record to the clinic and to other
@@ -1180,6 +1181,30 @@ out:
 	return ok;
 }
 
+/*
+ * Answer a delete of type/id as handle_delete() answers one of a resource
+ * that was never written: 412 when If-Match names a version (the current
+ * version of a missing resource is 0, fhir_delete()), else 204, or 200 with
+ * an OperationOutcome when the client prefers one.
+ */
+static void delete_missing(struct http_req *q, const char *type, const char *id)
+{
+	const char *pf = http_req_header(q, "Prefer");
+	int64_t im = parse_etag(http_req_header(q, "If-Match"));
+	char msg[300];
+
+	if (im >= 0) {
+		snprintf(msg, sizeof(msg), "If-Match names version %lld but the current version of %s/%s is 0",
+			 (long long)im, type, id);
+		send_outcome(q, 412, msg, NULL);
+	} else if (pf && !strstr(pf, "return=minimal") && strstr(pf, "return=OperationOutcome")) {
+		snprintf(msg, sizeof(msg), "%s/%s was not present; nothing to delete", type, id);
+		send_outcome(q, 200, msg, NULL);
+	} else {
+		http_resp_empty(q, 204);
+	}
+}
+
 static bool write_allowed(struct http_req *q, struct fhir *f, const struct access *acc,
 			  const char *type, const char *id, const struct buf *body)
 {
@@ -1210,17 +1235,14 @@ static bool write_allowed(struct http_req *q, struct fhir *f, const struct acces
 		return false;
 	}
 	if (!body) {
-		if (live && !visible(q, f, acc, type, id)) {
-			/* what handle_delete answers when there is nothing to delete */
-			const char *pf = http_req_header(q, "Prefer");
-			if (http_resp_done(q))
-				return false;
-			if (pf && !strstr(pf, "return=minimal") && strstr(pf, "return=OperationOutcome")) {
-				snprintf(msg, sizeof(msg), "%s/%s was not present; nothing to delete", type, id);
-				send_outcome(q, 200, msg, NULL);
-			} else {
-				http_resp_empty(q, 204);
-			}
+		/*
+		 * A hidden resource, or a deleted one (its record is no longer
+		 * known), answers as a missing one, If-Match included: the
+		 * version of a deleted resource would tell that it exists.
+		 */
+		if ((live && !visible(q, f, acc, type, id)) || (version && deleted)) {
+			if (!http_resp_done(q))
+				delete_missing(q, type, id);
 			return false;
 		}
 		return true;
@@ -1648,11 +1670,11 @@ static bool includes_ok(const struct access *a, const char *type, const struct f
 /*
  * Bound a search on 'type' (NULL: $everything, whose types are bounded by
  * everything_types()) by 'a': the includes, chains and _has it may use
- * (includes_ok()), the granular filters ANDed to it (kv[*k..] needs room
- * for 2 * SCOPE_KV_MAX + 1 more), and under a patient context the
- * patient's record: *patient for a compartment type (a compartment search
- * of another patient is refused), _id for Patient, and the includes'
- * confinement in *inc_patient.  False ('why' says why: 403) otherwise.
+ * (includes_ok(), for $everything too), the granular filters ANDed to it
+ * (kv[*k..] needs room for 2 * SCOPE_KV_MAX + 1 more), and under a patient
+ * context the patient's record: *patient for a compartment type (a
+ * compartment search of another patient is refused), _id for Patient, and
+ * the includes' confinement in *inc_patient.  False ('why' says why: 403) otherwise.
  */
 static bool confine_search(struct http_req *q, const struct access *a, const char *type,
 			   struct fhir_kv *kv, size_t *k, const char **patient,
@@ -1661,7 +1683,8 @@ static bool confine_search(struct http_req *q, const struct access *a, const cha
 	*inc_patient = NULL;
 	if (!a->on)
 		return true;
-	if (type && (!includes_ok(a, type, kv, *k, why, wn) || !add_filters(q, a, type, kv, k, why, wn)))
+	/* $everything passes its includes to the search too: they are bounded alike */
+	if (!includes_ok(a, type, kv, *k, why, wn) || (type && !add_filters(q, a, type, kv, k, why, wn)))
 		return false;
 	if (!a->patient)
 		return true;
@@ -1990,7 +2013,8 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		sscanf(url, "%63[A-Za-z]/%71[A-Za-z0-9.-]", type, id);
 		if (!strchr(url, '/') && strchr(url, '?'))
 			id[0] = '\0';
-		if (!strcmp(method, "GET"))
+		/* the Bundle code runs a HEAD entry as a GET (method_of()) */
+		if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
 			op = id[0] ? SCOPE_OP_READ : SCOPE_OP_SEARCH;
 		else if (!strcmp(method, "POST"))
 			op = SCOPE_OP_CREATE;
