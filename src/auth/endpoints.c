@@ -64,11 +64,15 @@ void auth_routes_set_audit_dir(const char *data_dir)
 
 /* ---- small helpers ---- */
 
-/* The value of cookie 'name' from the Cookie header into out[size] (false when absent). */
+/*
+ * The value of cookie 'name' from the Cookie header into out[size]; false
+ * when absent, too long or sent more than once.
+ */
 static bool cookie(struct http_req *q, const char *name, char *out, size_t size)
 {
 	const char *h = http_req_header(q, "Cookie");
 	size_t nl = strlen(name);
+	bool found = false;
 
 	for (const char *p = h; p && *p;) {
 		while (*p == ' ' || *p == ';')
@@ -76,15 +80,16 @@ static bool cookie(struct http_req *q, const char *name, char *out, size_t size)
 		size_t n = strcspn(p, ";");
 		if (n > nl && !strncmp(p, name, nl) && p[nl] == '=') {
 			size_t vl = n - nl - 1;
-			if (vl >= size)
+			/* a name sent twice: one of them was planted, and which is unknown */
+			if (found || vl >= size)
 				return false;
 			memcpy(out, p + nl + 1, vl);
 			out[vl] = '\0';
-			return true;
+			found = true;
 		}
 		p += n;
 	}
-	return false;
+	return found;
 }
 
 static void set_cookie(struct http_req *q, struct auth_edge *ed, const char *name,
@@ -232,11 +237,18 @@ static void origin_of(const char *url, char *out, size_t size)
 	out[n] = '\0';
 }
 
-/* Refuse a cross-origin form post (defence in depth next to CSRF tokens). */
+/*
+ * Refuse a cross-origin form post (defence in depth next to CSRF tokens):
+ * an Origin other than ours, or a browser's Sec-Fetch-Site saying the post
+ * came from another site.
+ */
 static bool same_origin(struct http_req *q, struct auth_edge *ed)
 {
 	const char *o = http_req_header(q, "Origin");
+	const char *site = http_req_header(q, "Sec-Fetch-Site");
 
+	if (site && strcmp(site, "same-origin") && strcmp(site, "none"))
+		return false;
 	return !o || !strcmp(o, "null") ? true : !strcmp(o, ed->origin);
 }
 

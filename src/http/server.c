@@ -12,8 +12,9 @@
  * which is also what keeps connections alive):
  *   1. headers received, *con_cls == NULL: create the struct http_req,
  *      route it, and return without a response.  Only a request that must
- *      be refused before its body is read (Content-Length over the cap) is
- *      answered here; libmicrohttpd then closes the connection.
+ *      be refused before its body is read (Content-Length over the cap,
+ *      unsafe framing or header syntax) is answered here; libmicrohttpd
+ *      then closes the connection.
  *   2. body data, *upload_data_size > 0: append to the request's buffer up
  *      to the route's cap; past it, drop the bytes (not into memory) and
  *      remember 413.  After dropping as much again as the cap (at least
@@ -138,6 +139,81 @@ static const char *header_last(struct MHD_Connection *conn, const char *name)
 
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, last_header, &l);
 	return l.value;
+}
+
+/* RFC 9110 5.6.2: may 'c' appear in a token (a field name)? */
+static bool tchar(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+struct hdr_check {
+	size_t hosts;
+	bool bad;
+};
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				    size_t key_size, const char *value, size_t value_size)
+{
+	struct hdr_check *x = cls;
+	size_t i;
+
+	(void)kind;
+	if (!key || !key_size)
+		x->bad = true;
+	for (i = 0; !x->bad && i < key_size; i++)
+		x->bad = !tchar((unsigned char)key[i]);
+	for (i = 0; !x->bad && value && i < value_size; i++) {
+		unsigned char c = (unsigned char)value[i];
+
+		x->bad = (c < 0x20 && c != '\t') || c == 0x7f;
+	}
+	if (!x->bad && str_ieq(key, "Host"))
+		x->hosts++;
+	return x->bad ? MHD_NO : MHD_YES;
+}
+
+/*
+ * Refuse a request whose framing or header syntax is unsafe to act on:
+ * a field name that is not a token, a control character (CR, LF, NUL...)
+ * in a value, Host repeated (RFC 9112 3.2), Content-Length repeated (6.3),
+ * Transfer-Encoding beside Content-Length (6.1) or a transfer coding other
+ * than chunked (501).  Returns the status with *msg set, or 0.  The caller
+ * answers at once and closes the connection: the body cannot be trusted to
+ * end where the headers say.
+ */
+static int framing_fault(struct http_req *q, const char **msg)
+{
+	struct hdr_check x = {0, false};
+	const char *te;
+
+	MHD_get_connection_values_n(q->conn, MHD_HEADER_KIND, check_header, &x);
+	if (x.bad) {
+		*msg = "malformed request header";
+		return 400;
+	}
+	if (x.hosts > 1) {
+		*msg = "more than one Host";
+		return 400;
+	}
+	if (http_req_header_count(q, MHD_HTTP_HEADER_CONTENT_LENGTH) > 1) {
+		/* a proxy in front might read the other one */
+		*msg = "more than one Content-Length";
+		return 400;
+	}
+	te = http_req_header(q, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	if (!te)
+		return 0;
+	if (http_req_header(q, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+		*msg = "Transfer-Encoding and Content-Length together";
+		return 400;
+	}
+	if (http_req_header_count(q, MHD_HTTP_HEADER_TRANSFER_ENCODING) > 1 || !str_ieq(te, "chunked")) {
+		*msg = "transfer coding not supported (only chunked)";
+		return 501;
+	}
+	return 0;
 }
 
 /* The last comma-separated element of 'v', trimmed, into out[0..n). */
@@ -270,7 +346,8 @@ static enum MHD_Result add_query(void *cls, enum MHD_ValueKind kind, const char 
 	kl = http_pct_decode_mem(key, key_size, true, k);
 	if (value)
 		vl = http_pct_decode_mem(value, value_size, true, v);
-	if (kl < 0 || vl < 0) {
+	/* parameters are text: a name or value that is not UTF-8 is malformed */
+	if (kl < 0 || vl < 0 || !str_utf8_valid(k, (size_t)kl) || !str_utf8_valid(v, (size_t)vl)) {
 		x->bad = true;
 		return MHD_NO;
 	}
@@ -529,7 +606,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)version;
 	if (!q || q == (void *)&too_many_params) {
 		bool flood = q != NULL;
+		const char *fault_msg = NULL;
 		int64_t cl;
+		int fault;
 
 		q = req_new(s, conn, url, method);
 		*con_cls = q;
@@ -538,10 +617,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			q->pending_msg = "too many query parameters (at most " HTTP_PAIRS_MAX_STR ")";
 		}
 		cl = content_length(conn);
-		if (!q->pending && http_req_header(q, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
-		    http_req_header_count(q, MHD_HTTP_HEADER_CONTENT_LENGTH) > 1) {
-			/* RFC 9112 6.3: a proxy in front might read the other one */
-			render_error(s, q, 400, "more than one Content-Length");
+		fault = framing_fault(q, &fault_msg);
+		if (fault) {
+			render_error(s, q, fault, fault_msg);
 			q->close = true;
 			return queue(s, q);
 		}

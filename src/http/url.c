@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "core/str.h"
 #include "core/url.h"
 #include "http/http_int.h"
 
@@ -70,13 +71,16 @@ enum err http_pct_encode(const char *s, size_t n, struct buf *out)
 	return ERR_OK;
 }
 
-/* Decode s[0..n) into a fresh NUL-terminated arena string; NULL when malformed. */
+/*
+ * Decode s[0..n) into a fresh NUL-terminated arena string; NULL when
+ * malformed or when the decoded bytes are not UTF-8.
+ */
 static char *decode_dup(struct arena *a, const char *s, size_t n)
 {
 	char *d = arena_alloc(a, n + 1);
 	long k = http_pct_decode_mem(s, n, true, d);
 
-	if (k < 0)
+	if (k < 0 || !str_utf8_valid(d, (size_t)k))
 		return NULL;
 	d[k] = '\0';
 	return d;
@@ -86,7 +90,7 @@ static char *decode_dup(struct arena *a, const char *s, size_t n)
  * Empty pieces ("a=1&&b=2", a trailing '&') are skipped; a piece without
  * '=' is a name with an empty value.  On failure *pairs is NULL, *n is 0,
  * and 'c' says why (ERR_TOOBIG: too many pairs; ERR_INVALID: a malformed
- * escape or an encoded NUL).  Memory already taken from 'a' stays there.
+ * escape, an encoded NUL or a name or value that is not UTF-8).  Memory already taken from 'a' stays there.
  */
 enum err http_form_parse(struct arena *a, const char *s, size_t len, size_t max_pairs,
 			 struct http_pair **pairs, size_t *n, struct ctx *c)
@@ -131,7 +135,7 @@ enum err http_form_parse(struct arena *a, const char *s, size_t len, size_t max_
 			p[k].value = "";
 		}
 		if (!p[k].name || !p[k].value) {
-			e = ctx_errorf(c, ERR_INVALID, "malformed percent-encoding in parameters");
+			e = ctx_errorf(c, ERR_INVALID, "malformed percent-encoding or invalid UTF-8 in parameters");
 			goto out;
 		}
 		k++;

@@ -167,6 +167,15 @@ static void test_form_parse(void **state)
 	ctx_clear(&c);
 	assert_int_equal(http_form_parse(&a, "a=b\0c", 5, 10, &p, &n, &c), ERR_INVALID);
 	ctx_clear(&c);
+	/* names and values are UTF-8 text: invalid, overlong or surrogate bytes are malformed */
+	assert_int_equal(http_form_parse(&a, "a=%FF", 5, 10, &p, &n, &c), ERR_INVALID);
+	ctx_clear(&c);
+	assert_int_equal(http_form_parse(&a, "%C0%AE=1", 8, 10, &p, &n, &c), ERR_INVALID);
+	ctx_clear(&c);
+	assert_int_equal(http_form_parse(&a, "a=%ED%A0%80", 11, 10, &p, &n, &c), ERR_INVALID);
+	ctx_clear(&c);
+	assert_int_equal(http_form_parse(&a, "a=%C3%A9", 8, 10, &p, &n, &c), ERR_OK);
+	assert_string_equal(p[0].value, "\xc3\xa9");
 	/* a NULL context is fine */
 	assert_int_equal(http_form_parse(&a, "a=%", 3, 10, &p, &n, NULL), ERR_INVALID);
 	arena_release(&a);
