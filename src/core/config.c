@@ -26,7 +26,7 @@ const struct config_option config_options[] = {
 	STR(log_level, "info", "log level: debug, info, warn, error or off"),
 	INT(workers, "0", 0, 256, "HTTP worker threads (0: one per core, or 16 per core with audit sync, whose disclosures wait for the log)"),
 	INT(max_connections, "1024", 1, 65536, "maximum simultaneous connections"),
-	INT(connection_timeout, "30", 1, 3600, "seconds a connection may stay idle or slow before it is closed"),
+	INT(connection_timeout, "30", 1, 3600, "seconds a connection may stay idle, and a request's headers may take to arrive (its body: as long again, plus 1 s per 64 KiB)"),
 	INT(header_max, "16384", 4096, 1048576, "maximum bytes of request line and headers"),
 	INT(fhir_body_max, "16777216", 1024, 268435456, "maximum bytes of a FHIR request body"),
 	INT(form_body_max, "65536", 1024, 16777216, "maximum bytes of a form request body"),

@@ -78,6 +78,7 @@ struct http_hdr {
 struct http_req {
 	struct arena arena;
 	struct MHD_Connection *conn;
+	struct watch *watch;        /* the connection's deadline (server.c); NULL: none */
 	bool https;
 
 	enum http_method method;    /* 0 when the method is none of ours */

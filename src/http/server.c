@@ -27,6 +27,16 @@
  * The request-completed callback writes the access-log line and frees the
  * request (arena included).
  *
+ * Deadlines: libmicrohttpd's connection timeout is an idle timeout, which
+ * a client sending one byte a second never reaches.  Each connection is
+ * watched from the moment it opens (or its last answer was sent) until its
+ * request's headers are in, connection_timeout seconds at most, and from
+ * then until its body is in, connection_timeout seconds plus one for every
+ * 64 KiB it declares (BODY_RATE_MIN; a chunked body is allowed the route's
+ * cap).  A watcher thread shuts the socket of a connection past its
+ * deadline down, and libmicrohttpd then closes it as one the client left.
+ * While a request runs or its answer is sent, nothing is timed here.
+ *
  * Unescaping: an identity unescape callback leaves the path and the query
  * pieces as received; router.c splits the path on '/' before decoding each
  * segment ("%2F" stays inside its segment) and the query pairs are decoded
@@ -71,6 +81,19 @@
 #define DISCARD_MIN (64 * 1024)
 /* PEM files bigger than this are not certificates. */
 #define PEM_MAX (1024 * 1024)
+/* The slowest body accepted: bytes a second beyond the connection timeout. */
+#define BODY_RATE_MIN (64 * 1024)
+/* How often the watcher looks at the deadlines. */
+#define WATCH_MS 250
+
+/* A connection's deadline (see the file comment); 0: not timed now. */
+struct watch {
+	struct watch *prev, *next;
+	int fd;
+	struct sockaddr_storage peer;  /* to tell the socket from a later one on the same fd */
+	socklen_t peer_len;
+	_Atomic int64_t deadline_us;   /* monotonic */
+};
 
 struct http_server {
 	struct config cfg;
@@ -86,6 +109,14 @@ struct http_server {
 	pthread_key_t tkey;
 	void (*exit_fn)(void *);
 	void *exit_arg;
+
+	/* deadlines: every open connection, and the thread that enforces them */
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv;
+	struct watch *watching;
+	bool watcher_on, watcher_stop;
+	pthread_t watcher;
+	atomic_long deadline_closed;
 };
 
 static const struct http_hdr security_headers[] = {
@@ -407,6 +438,11 @@ static struct http_req *req_new(struct http_server *s, struct MHD_Connection *co
 
 	q->start_us = clock_mono_us();
 	q->conn = conn;
+	{
+		const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+		q->watch = sc ? sc->socket_context : NULL;
+	}
 	buf_init(&q->body, 0);
 	q->method = method_from(method);
 	q->method_name = arena_strndup(&q->arena, method, strnlen(method, 32));
@@ -595,6 +631,91 @@ static void unhold(struct http_server *s, struct http_req *q)
 	atomic_fetch_sub(&s->held, 1);
 }
 
+/* ---- deadlines (see the file comment) ---- */
+
+/* Time 'w' out 'secs' seconds from now; secs < 0: stop timing it. */
+static void watch_set(struct watch *w, int64_t secs)
+{
+	if (w)
+		atomic_store(&w->deadline_us, secs < 0 ? 0 : clock_mono_us() + secs * 1000000);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct http_server *s = cls;
+	struct watch *w = *socket_context;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		w = xcalloc(1, sizeof(*w));
+		w->fd = fd ? (int)fd->connect_fd : -1;
+		w->peer_len = sizeof(w->peer);
+		if (w->fd < 0 || getpeername(w->fd, (struct sockaddr *)&w->peer, &w->peer_len) != 0)
+			w->peer_len = 0;
+		watch_set(w, s->cfg.connection_timeout);
+		pthread_mutex_lock(&s->watch_mu);
+		w->next = s->watching;
+		if (w->next)
+			w->next->prev = w;
+		s->watching = w;
+		pthread_mutex_unlock(&s->watch_mu);
+		*socket_context = w;
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && w) {
+		pthread_mutex_lock(&s->watch_mu);
+		if (w->prev)
+			w->prev->next = w->next;
+		else
+			s->watching = w->next;
+		if (w->next)
+			w->next->prev = w->prev;
+		pthread_mutex_unlock(&s->watch_mu);
+		free(w);
+		*socket_context = NULL;
+	}
+}
+
+/* Is w->fd still the socket 'w' was made for (not a later one on the same number)? */
+static bool same_peer(const struct watch *w)
+{
+	struct sockaddr_storage now;
+	socklen_t len = sizeof(now);
+
+	return w->peer_len && getpeername(w->fd, (struct sockaddr *)&now, &len) == 0 &&
+	       len == w->peer_len && !memcmp(&now, &w->peer, len);
+}
+
+static void *watcher_main(void *arg)
+{
+	struct http_server *s = arg;
+
+	pthread_mutex_lock(&s->watch_mu);
+	while (!s->watcher_stop) {
+		struct timespec ts;
+		int64_t now = clock_mono_us();
+
+		for (struct watch *w = s->watching; w; w = w->next) {
+			int64_t d = atomic_load(&w->deadline_us);
+
+			if (!d || now < d)
+				continue;
+			atomic_store(&w->deadline_us, 0);
+			if (same_peer(w) && shutdown(w->fd, SHUT_RDWR) == 0)
+				atomic_fetch_add(&s->deadline_closed, 1);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += WATCH_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->watch_cv, &s->watch_mu, &ts);
+	}
+	pthread_mutex_unlock(&s->watch_mu);
+	return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version,
 				  const char *upload_data, size_t *upload_data_size,
@@ -634,6 +755,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		if (!q->pending && cl > 0)
 			buf_grow(&q->body, (size_t)cl);
+		if (cl > 0 || http_req_header(q, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+			watch_set(q->watch, s->cfg.connection_timeout +
+					    (int64_t)((cl > 0 ? (size_t)cl : q->cap) / BODY_RATE_MIN));
+		else
+			watch_set(q->watch, -1);
 		return MHD_YES;
 	}
 	if (q->held) {
@@ -665,6 +791,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		return MHD_YES;
 	}
+	watch_set(q->watch, -1); /* the request is in: no deadline while it runs */
 	if (q->pending)
 		render_error(s, q, q->pending, q->pending_msg);
 	else
@@ -732,6 +859,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	}
 	*con_cls = NULL;
+	watch_set(q->watch, s->cfg.connection_timeout); /* the next request's headers */
 	if (q->held) /* resumed, but the client had gone: the handler was not called again */
 		unhold(s, q);
 	if (log_enabled(LOG_INFO))
@@ -777,6 +905,16 @@ struct http_server *http_server_new(const struct config *cfg, struct http_router
 	atomic_init(&s->stopping, false);
 	atomic_init(&s->in_flight, 0);
 	atomic_init(&s->held, 0);
+	atomic_init(&s->deadline_closed, 0);
+	pthread_mutex_init(&s->watch_mu, NULL);
+	{
+		pthread_condattr_t a;
+
+		pthread_condattr_init(&a);
+		pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->watch_cv, &a);
+		pthread_condattr_destroy(&a);
+	}
 	if (pthread_key_create(&s->tkey, thread_exit_hook) != 0) {
 		fprintf(stderr, "veranda: pthread_key_create failed\n");
 		abort();
@@ -1038,6 +1176,7 @@ enum err http_server_start(struct http_server *s, struct ctx *c)
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
 		MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
 		MHD_OPTION_CONNECTION_LIMIT, max_conn,
@@ -1064,6 +1203,10 @@ enum err http_server_start(struct http_server *s, struct ctx *c)
 	fd = -1; /* libmicrohttpd owns it now */
 	s->tls = (flags & MHD_USE_TLS) != 0;
 	atomic_store(&s->stopping, false);
+	s->watcher_stop = false;
+	s->watcher_on = pthread_create(&s->watcher, NULL, watcher_main, s) == 0;
+	if (!s->watcher_on)
+		log_warn("http: cannot start the deadline watcher: requests are bounded by the idle timeout only");
 	log_debug("http: serving %s on port %d with %u workers", s->tls ? "https" : "http",
 		  s->port, workers);
 out:
@@ -1115,6 +1258,14 @@ void http_server_stop(struct http_server *s, int grace_ms)
 			  (long)atomic_load(&s->held));
 		return;
 	}
+	if (s->watcher_on) {
+		pthread_mutex_lock(&s->watch_mu);
+		s->watcher_stop = true;
+		pthread_cond_signal(&s->watch_cv);
+		pthread_mutex_unlock(&s->watch_mu);
+		pthread_join(s->watcher, NULL);
+		s->watcher_on = false;
+	}
 	MHD_stop_daemon(s->d);
 	s->d = NULL;
 	drop_tls_material(s);
@@ -1128,6 +1279,8 @@ void http_server_free(struct http_server *s)
 	http_server_stop(s, 0);
 	pthread_key_delete(s->tkey);
 	drop_tls_material(s);
+	pthread_cond_destroy(&s->watch_cv);
+	pthread_mutex_destroy(&s->watch_mu);
 	free(s);
 }
 

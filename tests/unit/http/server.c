@@ -1210,6 +1210,74 @@ static void test_idle_timeout(void **state)
 	http_server_free(s);
 }
 
+/*
+ * Send s[0..n) one byte every 'every_ms' until the peer closes or 'max_ms'
+ * passes; the milliseconds until the close, or -1 if the peer never did.
+ */
+static int64_t drip(int fd, const char *s, int every_ms, int max_ms)
+{
+	int64_t t0 = now_ms();
+
+	for (size_t i = 0; now_ms() - t0 < max_ms; i++) {
+		if (peer_closed(fd, every_ms))
+			return now_ms() - t0;
+		if (s[i % strlen(s)] && !send_all(fd, &s[i % strlen(s)], 1))
+			return now_ms() - t0;
+	}
+	return -1;
+}
+
+/* A client that keeps a connection busy with one byte at a time is cut off at its deadline. */
+static void test_request_deadlines(void **state)
+{
+	struct config cfg;
+	struct ctx c = CTX_INIT;
+	struct http_server *s;
+	struct resp r;
+	int fd, port;
+	int64_t ms;
+
+	(void)state;
+	test_config(&cfg);
+	cfg.connection_timeout = 1;
+	s = http_server_new(&cfg, fx.r);
+	assert_int_equal(http_server_start(s, &c), ERR_OK);
+	port = http_server_port(s);
+
+	/* headers, a byte every 300 ms: the idle timeout never fires, the deadline does */
+	fd = dial(port);
+	assert_true(send_str(fd, "GET /hello HTTP/1.1\r\n"));
+	ms = drip(fd, "X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 300, 6000);
+	assert_true(ms >= 0);
+	assert_true(ms < 3000);
+	close(fd);
+
+	/* a body of 100 bytes at the same pace: 1 s, plus nothing for so small a body */
+	fd = dial(port);
+	assert_true(send_str(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n"
+				 "Content-Length: 100\r\n\r\n"));
+	ms = drip(fd, "{\"a\":1}", 300, 6000);
+	assert_true(ms >= 0);
+	assert_true(ms < 3000);
+	close(fd);
+
+	/* a keep-alive connection that asks again after each answer is not cut */
+	fd = dial(port);
+	for (int i = 0; i < 4; i++) {
+		assert_true(send_str(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+		assert_int_equal(read_resp(fd, &r, false), 0);
+		assert_int_equal(r.status, 200);
+		sleep_ms(600); /* 2.4 s in all, past one deadline, within each */
+	}
+	close(fd);
+
+	/* and the server still answers */
+	assert_int_equal(roundtrip(port, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+	assert_int_equal(r.status, 200);
+	http_server_stop(s, 1000);
+	http_server_free(s);
+}
+
 /* ---- graceful stop ---- */
 
 struct slow_client {
@@ -1389,6 +1457,7 @@ int main(void)
 		cmocka_unit_test(test_trust_proxy),
 		cmocka_unit_test(test_slow_loris),
 		cmocka_unit_test(test_idle_timeout),
+		cmocka_unit_test(test_request_deadlines),
 		cmocka_unit_test(test_graceful_stop),
 		cmocka_unit_test(test_tls),
 	};
