@@ -761,6 +761,11 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 
 		if (!value)
 			value = "";
+		/* the HTTP layer refuses such bytes; a caller that did not gets the same answer */
+		if (!str_utf8_valid(name, strlen(name)))
+			return ctx_errorf(c, ERR_INVALID, "a parameter name is not valid UTF-8");
+		if (!str_utf8_valid(value, strlen(value)))
+			return bad(&x, name, "the value is not valid UTF-8%s", "");
 		if (is_ignored_result_param(name))
 			continue;
 		if (!strcmp(name, "_count")) {

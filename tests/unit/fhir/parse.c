@@ -587,6 +587,11 @@ static void test_string_modifiers(void **state)
 	bad_param(r, "Patient", "name:below=x", "name:below");
 	bad_param(r, "Patient", "name:Exact=x", "name:Exact");
 	bad_param(r, "Patient", "name=", "name");
+	/* bytes that are not UTF-8: refused, however the value would otherwise be read */
+	bad_param(r, "Patient", "name=Zo\xff", "name");
+	bad_param(r, "Patient", "_id=\xc3", "_id");
+	bad_param(r, "Observation", "category=vita\xff\xff\xff\xffl-signs", "category");
+	assert_int_equal(parse_as(r, "Patient", NULL, "na\xffme=x", false), ERR_INVALID);
 }
 
 static void test_uri_modifiers(void **state)
