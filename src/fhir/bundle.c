@@ -418,6 +418,14 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 			struct store_resource sr;
 			store_resource_init(&sr);
 			e = fhir_read(f, en->type, en->id, en->vid, &sr, c);
+			if ((!e || e == ERR_GONE) && en->vid && hooks && hooks->version) {
+				struct ctx vc = CTX_INIT;
+				/* the caller may see that version, or answers as if it did not exist */
+				if (hooks->version(hooks->arg, &sr, &vc)) {
+					ctx_clear(c);
+					e = ctx_errorf(c, vc.code, "%s", vc.msg);
+				}
+			}
 			if (!e)
 				e = entry_done(hooks, en, a, defer, en->vid ? FHIR_ENTRY_VREAD : FHIR_ENTRY_READ, sr.type, sr.id,
 					       sr.version, NULL, c);

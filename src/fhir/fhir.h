@@ -71,6 +71,21 @@ enum err fhir_read_compartment(struct fhir *f, const char *type, const char *id,
 			       struct ctx *c);
 
 /*
+ * Judge the stored version 'r' from its own content rather than from the
+ * index tables (which hold current versions only): *yes when it is live,
+ * in patient 'patient''s compartment (NULL: not asked) and matches every
+ * search parameter params[0..n) of its type (n 0: none asked).  Token,
+ * string, reference and uri parameters and _id are evaluated; any other
+ * (dates, numbers, quantities, _lastUpdated, chains, _has) leaves *yes
+ * false, as does a deletion.  *yes is false on error: ERR_INVALID when
+ * the parameters do not parse, ERR_UNPROCESSABLE when the stored version
+ * no longer indexes (match.c).
+ */
+struct fhir_kv;
+enum err fhir_version_judge(struct fhir *f, const struct store_resource *r, const char *patient,
+			    const struct fhir_kv *params, size_t n, bool *yes, struct ctx *c);
+
+/*
  * Create a resource of 'type' from the JSON text body[0..n) with a
  * server-assigned id.  ERR_INVALID / ERR_UNPROCESSABLE / ERR_TOOBIG for a
  * rejected body (nothing is written); ERR_NOTFOUND for an unknown type;
@@ -106,7 +121,20 @@ struct fhir_history_q {
 	int64_t at_most;
 	int64_t count;
 	int64_t cursor;
+	/*
+	 * Instance history only (may be NULL): the versions to list.  Only
+	 * versions keep() returns true for are listed, counted in total and
+	 * paged over (a next link only when another kept version follows);
+	 * when it keeps no version at all, whatever the window, the history
+	 * fails with ERR_NOTFOUND as for an unknown id.  keep() runs inside a
+	 * store history walk: it may read versions (store_get()) but not
+	 * search, write or walk.  At most FHIR_HISTORY_WALK_MAX versions are
+	 * looked at per page.
+	 */
+	bool (*keep)(void *arg, const struct store_resource *r);
+	void *keep_arg;
 };
+#define FHIR_HISTORY_WALK_MAX 100000
 enum err fhir_history(struct fhir *f, const struct fhir_history_q *q, struct buf *out,
 		      struct ctx *c);
 
@@ -171,10 +199,14 @@ struct fhir_entry_done {
 };
 
 /*
- * The caller's part in a Bundle (either function may be NULL):
+ * The caller's part in a Bundle (any function may be NULL):
  * - search bounds each search entry before it runs: it may narrow *sr (its
  *   params replaced by an array of its own that lives until fhir_bundle()
  *   returns) or return an error;
+ * - version judges the version a vread entry (GET Type/id/_history/n) read,
+ *   live or deleted, before the entry is answered with it: an error
+ *   answers the entry instead (ERR_NOTFOUND: as a version that does not
+ *   exist);
  * - done learns of each entry that succeeded, for the audit log: in a batch
  *   as it runs, in a transaction once every entry has run and before the
  *   commit (nothing is told of a transaction that fails); it may return an
@@ -185,6 +217,7 @@ struct fhir_entry_done {
 struct fhir_bundle_hooks {
 	enum err (*search)(void *arg, struct fhir_search_req *sr, struct ctx *c);
 	enum err (*done)(void *arg, const struct fhir_entry_done *d, struct ctx *c);
+	enum err (*version)(void *arg, const struct store_resource *r, struct ctx *c);
 	void *arg;
 };
 

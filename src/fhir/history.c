@@ -12,18 +12,44 @@
 #include "fhir/fhir_int.h"
 #include "fhir/model.h"
 
+/* A non-zero return of a walk's callback that is not an error: stop here. */
+#define WALK_STOP 1
+
 struct hist_walk {
 	struct fhir *f;
 	struct buf *out;
 	int n;
 	int64_t last_seq;
+	/* set when only kept versions are listed: the query, whether another kept one follows, how many */
+	const struct fhir_history_q *keep;
+	bool more, count_all;
+	int64_t kept;
 };
+
+/* Is there any version q->keep() keeps?  (Stops at the first.) */
+static int keep_any(void *arg, const struct store_resource *r)
+{
+	const struct fhir_history_q *q = arg;
+
+	return q->keep(q->keep_arg, r) ? WALK_STOP : 0;
+}
 
 static int add_entry(void *arg, const struct store_resource *r)
 {
 	struct hist_walk *w = arg;
 	struct buf *b = w->out;
 	char ts[32];
+
+	if (w->keep) {
+		if (!w->keep->keep(w->keep->keep_arg, r))
+			return 0;
+		w->kept++;
+		if (w->n == w->keep->count) {
+			/* the page is full: this one only says that more follow, and counts */
+			w->more = true;
+			return w->count_all ? 0 : WALK_STOP;
+		}
+	}
 
 	clock_format_instant(r->last_updated, ts);
 	if (w->n++)
@@ -73,7 +99,7 @@ enum err fhir_history(struct fhir *f, const struct fhir_history_q *q, struct buf
 		      struct ctx *c)
 {
 	struct store_history_q sq;
-	struct hist_walk w = {f, out, 0, 0};
+	struct hist_walk w = {f, out, 0, 0, NULL, false, false, 0};
 	struct buf entries = BUF_INIT(out->max);
 	bool more = false;
 	int64_t total = -1;
@@ -100,9 +126,39 @@ enum err fhir_history(struct fhir *f, const struct fhir_history_q *q, struct buf
 	sq.before_seq = q->cursor;
 	sq.limit = q->count;
 	w.out = &entries;
-	e = store_history(f->store, &sq, add_entry, &w, &more, q->cursor ? NULL : &total, c);
-	if (e)
-		goto out;
+	if (q->keep && q->id) {
+		/*
+		 * Only some versions are listed: a resource none of which is
+		 * kept is not known; total and the next link count kept
+		 * versions only, so that they say nothing of the others.
+		 */
+		struct store_history_q all;
+
+		memset(&all, 0, sizeof(all));
+		all.type = q->type;
+		all.id = q->id;
+		all.limit = FHIR_HISTORY_WALK_MAX;
+		e = store_history(f->store, &all, keep_any, (void *)q, NULL, NULL, c);
+		if (e != (enum err)WALK_STOP) {
+			if (!e)
+				e = ctx_errorf(c, ERR_NOTFOUND, "%s/%s is not known", q->type, q->id);
+			goto out;
+		}
+		sq.limit = FHIR_HISTORY_WALK_MAX;
+		w.keep = q;
+		w.count_all = !q->cursor;
+		e = store_history(f->store, &sq, add_entry, &w, NULL, NULL, c);
+		if (e && e != (enum err)WALK_STOP)
+			goto out;
+		e = ERR_OK;
+		more = w.more;
+		if (!q->cursor)
+			total = w.kept;
+	} else {
+		e = store_history(f->store, &sq, add_entry, &w, &more, q->cursor ? NULL : &total, c);
+		if (e)
+			goto out;
+	}
 	clock_format_instant(clock_now_ms(), now);
 	buf_addf(out, "{\"resourceType\":\"Bundle\",\"type\":\"history\",\"timestamp\":\"%s\"", now);
 	if (total >= 0)

@@ -570,6 +570,113 @@ static bool body_in_record(struct http_req *q, struct fhir *f, const struct acce
 	return ok;
 }
 
+/* ---- versions ---- */
+
+/*
+ * Are the versions of type/id judged one by one for 'a' (vread, instance
+ * history)?  Under a patient context or granular filters they are: the
+ * resource may have moved to another record, or out of a granted
+ * category, since a version was written.
+ */
+static bool versions_judged(const struct access *a, const char *type, const char *id)
+{
+	return a->on && (confined_check(a, type, id) || a->d.nfilters);
+}
+
+/* What judging the versions of one resource for one token needs, worked out once. */
+struct version_judge {
+	struct http_req *q;
+	struct fhir *f;
+	const struct access *a;
+	int64_t current;          /* the current version (0: unknown) */
+	bool current_ok;          /* may 'a' see it (visible(), as a read decides)? */
+	struct fhir_kv kv[24];    /* the granular filters as search parameters */
+	size_t nkv;
+	bool kv_ok;               /* false: they cannot be evaluated, no older version shows */
+};
+
+/*
+ * Prepare to judge versions of type/id for 'a'; 'current_ok' is what
+ * visible() said of the resource as it is now.  Reads the current version
+ * number; nothing is sent.
+ */
+static void version_judge_init(struct version_judge *vj, struct http_req *q, struct fhir *f,
+			       const struct access *a, const char *type, const char *id,
+			       bool current_ok)
+{
+	struct ctx c = CTX_INIT;
+	bool del = false;
+	char why[200];
+
+	memset(vj, 0, sizeof(*vj));
+	vj->q = q;
+	vj->f = f;
+	vj->a = a;
+	vj->current_ok = current_ok;
+	if (store_current_version(f->store, type, id, &vj->current, &del, &c))
+		vj->current = 0;
+	vj->kv_ok = add_filters(q, a, type, vj->kv, &vj->nkv, why, sizeof(why));
+}
+
+/*
+ * May the token see version 'r' (live or a deletion) of the resource
+ * vj was made for?  The current live version as a read decides
+ * (vj->current_ok); an older live version by its own content: in the
+ * confined patient's record and matching the granular filters
+ * (fhir_version_judge()); a deletion, which has no content, by the version
+ * it ended, so that it shows only where that version shows.  Reads
+ * versions and never searches, so it may run inside a history walk
+ * (fhir_history_q.keep).  Any failure hides the version.
+ */
+static bool version_ok(void *arg, const struct store_resource *r)
+{
+	struct version_judge *vj = arg;
+	struct ctx c = CTX_INIT;
+	bool yes = false;
+
+	if (r->version == vj->current && !r->deleted)
+		return vj->current_ok;
+	if (r->deleted) {
+		struct store_resource prev;
+
+		if (r->version <= 1)
+			return false;
+		store_resource_init(&prev);
+		yes = !fhir_read(vj->f, r->type, r->id, r->version - 1, &prev, &c) && version_ok(vj, &prev);
+		store_resource_release(&prev);
+		return yes;
+	}
+	if (!vj->kv_ok)
+		return false;
+	if (fhir_version_judge(vj->f, r, confined_check(vj->a, r->type, r->id) ? vj->a->patient : NULL,
+			       vj->kv, vj->nkv, &yes, &c))
+		return false;
+	return yes;
+}
+
+/*
+ * May 'a' see version 'vid' of type/id, that exists, whatever record the
+ * resource is in now (for a resource it may not see as it is now)?
+ */
+static bool version_seen(struct http_req *q, struct fhir *f, const struct access *a,
+			 const char *type, const char *id, int64_t vid)
+{
+	struct version_judge vj;
+	struct store_resource r;
+	struct ctx c = CTX_INIT;
+	enum err e;
+	bool ok = false;
+
+	store_resource_init(&r);
+	e = fhir_read(f, type, id, vid, &r, &c);
+	if (!e || e == ERR_GONE) {
+		version_judge_init(&vj, q, f, a, type, id, false);
+		ok = version_ok(&vj, &r);
+	}
+	store_resource_release(&r);
+	return ok;
+}
+
 /* ---- audit ---- */
 
 /*
@@ -964,15 +1071,30 @@ static void handle_read(struct http_req *q, void *arg)
 		send_error(q, &c);
 		goto out;
 	}
-	if (ra.on && !visible_in(q, f, &ra, type, id, in)) {
-		/* the same answer as for a resource that does not exist */
-		audit_denied(q, f, &ra, type, id, "not-visible");
-		if (!http_resp_done(q)) {
-			char msg[200];
-			snprintf(msg, sizeof(msg), "%s/%s is not known", type, id);
-			send_outcome(q, 404, msg, NULL);
+	if (ra.on) {
+		bool now = visible_in(q, f, &ra, type, id, in), ok = now;
+
+		if (vid && (!e || e == ERR_GONE) && !http_resp_done(q) && versions_judged(&ra, type, id)) {
+			/* a vread: the version's own record and categories decide */
+			struct version_judge vj;
+
+			version_judge_init(&vj, q, f, &ra, type, id, now);
+			ok = version_ok(&vj, &r);
 		}
-		goto out;
+		if (!ok) {
+			/*
+			 * The same answer as for a resource that does not exist,
+			 * which a version that does not exist also gets here (the
+			 * read tells that none is in the record)
+			 */
+			audit_denied(q, f, &ra, type, id, "not-visible");
+			if (!http_resp_done(q)) {
+				char msg[200];
+				snprintf(msg, sizeof(msg), "%s/%s is not known", type, id);
+				send_outcome(q, 404, msg, NULL);
+			}
+			goto out;
+		}
 	}
 	if (e == ERR_GONE) {
 		set_version_headers(q, r.version, r.last_updated);
@@ -1478,6 +1600,7 @@ static void handle_history(struct http_req *q, void *arg)
 	struct buf out = BUF_INIT(PAGE_BUF_MAX);
 	struct ctx c = CTX_INIT;
 	const char *count = http_req_query(q, "_count"), *cursor = http_req_query(q, "_cursor");
+	struct version_judge vj;
 	struct access acc;
 
 	if (!accept_ok(q))
@@ -1489,15 +1612,28 @@ static void handle_history(struct http_req *q, void *arg)
 		hq.type = "Patient"; /* /fhir/Patient/{id}/_history via the compartment route */
 	if (!guard(q, hq.type, hq.id ? SCOPE_OP_READ : SCOPE_OP_SEARCH, &acc))
 		goto out;
-	if (acc.on && hq.id && !visible(q, f, &acc, hq.type, hq.id)) {
-		/* the same answer as for a resource that does not exist, as a read's */
-		audit_denied(q, f, &acc, hq.type, hq.id, "not-visible");
-		if (!http_resp_done(q)) {
-			char msg[200];
-			snprintf(msg, sizeof(msg), "%s/%s is not known", hq.type, hq.id);
-			send_outcome(q, 404, msg, NULL);
+	if (acc.on && hq.id) {
+		bool now = visible(q, f, &acc, hq.type, hq.id);
+
+		if (!http_resp_done(q) && versions_judged(&acc, hq.type, hq.id)) {
+			/*
+			 * Each version shows by its own record and categories
+			 * (version_ok()); a resource none of whose versions shows
+			 * is not known (fhir_history()).
+			 */
+			version_judge_init(&vj, q, f, &acc, hq.type, hq.id, now);
+			hq.keep = version_ok;
+			hq.keep_arg = &vj;
+		} else if (!now) {
+			/* the same answer as for a resource that does not exist, as a read's */
+			audit_denied(q, f, &acc, hq.type, hq.id, "not-visible");
+			if (!http_resp_done(q)) {
+				char msg[200];
+				snprintf(msg, sizeof(msg), "%s/%s is not known", hq.type, hq.id);
+				send_outcome(q, 404, msg, NULL);
+			}
+			goto out;
 		}
-		goto out;
 	}
 	if (acc.on && !hq.id && ((acc.patient && (!hq.type || confinable(hq.type))) || acc.d.nfilters)) {
 		refuse(q, NULL, &acc, hq.type, NULL, "insufficient-scope",
@@ -1523,6 +1659,12 @@ static void handle_history(struct http_req *q, void *arg)
 	if (!parse_instant_param(q, "_since", &hq.since) || !parse_instant_param(q, "_at", &hq.at_most))
 		goto out;
 	if (fhir_history(f, &hq, &out, &c)) {
+		if (hq.keep && c.code == ERR_NOTFOUND) {
+			/* as above: no version shows, as for a resource that does not exist */
+			audit_denied(q, f, &acc, hq.type, hq.id, "not-visible");
+			send_outcome(q, 404, c.msg, NULL);
+			goto out;
+		}
 		send_error(q, &c);
 		goto out;
 	}
@@ -2002,6 +2144,7 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		const char *method = json_string_value(json_object_get(rq, "method"));
 		const char *url = json_string_value(json_object_get(rq, "url"));
 		char type[64] = "", id[72] = "";
+		long long vid = 0;
 		enum scope_op op;
 		struct scope_decision d;
 		struct access ea = *a;
@@ -2010,7 +2153,7 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 			continue; /* malformed: the Bundle code answers */
 		if (str_starts(url, f->base) && url[strlen(f->base)] == '/')
 			url += strlen(f->base) + 1;
-		sscanf(url, "%63[A-Za-z]/%71[A-Za-z0-9.-]", type, id);
+		sscanf(url, "%63[A-Za-z]/%71[A-Za-z0-9.-]/_history/%lld", type, id, &vid);
 		if (!strchr(url, '/') && strchr(url, '?'))
 			id[0] = '\0';
 		/* the Bundle code runs a HEAD entry as a GET (method_of()) */
@@ -2041,9 +2184,20 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		} else if (a->patient && op != SCOPE_OP_READ && !confinable(type)) {
 			snprintf(why, sizeof(why), "entry %zu: shared reference data cannot be written with access confined to one patient's record", i);
 		} else if (op == SCOPE_OP_READ || op == SCOPE_OP_DELETE) {
+			bool seen;
+
 			if (op == SCOPE_OP_READ)
 				read_access(&ea, type, id);
-			if (!visible(q, f, &ea, type, id) && !http_resp_done(q)) {
+			seen = visible(q, f, &ea, type, id);
+			/*
+			 * A vread: a version in the token's record shows whatever
+			 * record the resource is in now.  One of a resource it sees
+			 * that does not show answers its entry (bundle_version()).
+			 */
+			if (!seen && !http_resp_done(q) && op == SCOPE_OP_READ && vid > 0 &&
+			    versions_judged(&ea, type, id))
+				seen = version_seen(q, f, &ea, type, id, vid);
+			if (!seen && !http_resp_done(q)) {
 				snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
 				code = "not-visible";
 			}
@@ -2134,6 +2288,32 @@ static enum err bundle_search(void *arg, struct fhir_search_req *sr, struct ctx 
 }
 
 /*
+ * May the token see the version a vread entry read (as handle_read()
+ * judges)?  ERR_NOTFOUND, the answer for a version that does not exist,
+ * when it may not.
+ */
+static enum err bundle_version(void *arg, const struct store_resource *r, struct ctx *c)
+{
+	struct bundle_guard *g = arg;
+	struct access ea = *g->acc;
+	struct version_judge vj;
+
+	if (g->unrecorded)
+		return ctx_errorf(c, ERR_BUSY, AUDIT_UNAVAILABLE);
+	if (!ea.on)
+		return ERR_OK;
+	scope_decide(ea.p.scopes, r->type, SCOPE_OP_READ, &ea.d);
+	read_access(&ea, r->type, r->id);
+	if (!versions_judged(&ea, r->type, r->id))
+		return ERR_OK;
+	version_judge_init(&vj, g->q, g->f, &ea, r->type, r->id, visible(g->q, g->f, &ea, r->type, r->id));
+	if (version_ok(&vj, r))
+		return ERR_OK;
+	audit_denied(g->q, g->f, &ea, r->type, r->id, "not-visible");
+	return ctx_errorf(c, ERR_NOTFOUND, "%s/%s has no version %lld", r->type, r->id, (long long)r->version);
+}
+
+/*
  * Record what an entry of a Bundle did, as the same interaction on its own
  * is recorded, queued without waiting: the Bundle's own record, the last,
  * is waited for.  Under a transaction this runs before the commit, so a
@@ -2193,7 +2373,7 @@ static void handle_bundle(struct http_req *q, void *arg)
 	struct ctx c = CTX_INIT;
 	struct access acc;
 	struct bundle_guard bg = {q, f, &acc, false};
-	const struct fhir_bundle_hooks hooks = {bundle_search, bundle_done, &bg};
+	const struct fhir_bundle_hooks hooks = {bundle_search, bundle_done, bundle_version, &bg};
 
 	memset(&acc, 0, sizeof(acc));
 	if (!accept_ok(q) || !content_type_ok(q) || !guard(q, NULL, SCOPE_OP_READ, &acc) ||

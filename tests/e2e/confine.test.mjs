@@ -115,8 +115,9 @@ function foreignIn(text) {
   return [...seen.foreign].filter((id) => text.includes(`"id":"${id}"`));
 }
 
-// A token from the code flow for 'user', keeping every offered type and ticking 'cats'.
-async function userToken(user, scope, { cats = [] } = {}) {
+// A token from the code flow for 'user', picking 'patient' when the picker shows, keeping
+// every offered type and ticking 'cats'.
+async function userToken(user, scope, { cats = [], patient } = {}) {
   const jar = new Map();
   const go = async (url, init = {}) => {
     const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
@@ -142,6 +143,11 @@ async function userToken(user, scope, { cats = [] } = {}) {
   assert.equal(r.status, 303, `sign-in of ${user}`);
   r = await go(new URL(r.headers.get('location'), B).href);
   html = await r.text();
+  if (html.includes('name="patient"')) {
+    assert.ok(patient, `${user} is asked to pick a patient`);
+    r = await go(`${B}/oauth/patient`, { method: 'POST', body: new URLSearchParams({ csrf: field(html, 'csrf'), req: field(html, 'req'), patient }) });
+    html = await r.text();
+  }
   const offered = [...html.matchAll(/name="type" value="([^"]*)"/g)].map((m) => m[1]);
   const form = new URLSearchParams({ csrf: field(html, 'csrf'), req: field(html, 'req'), action: 'allow' });
   for (const t of offered) form.append('type', t);
@@ -422,6 +428,140 @@ describe('granular scopes on every path', () => {
       'Patient?_revinclude=Observation:subject',
       'DiagnosticReport?_include=*',
     ]) assert.equal((await api(vitals, q)).status, 403, q);
+  });
+});
+
+/* ---- old versions ---- */
+
+describe('old versions are judged by the record and categories they were written in', () => {
+  let child; // bob (caregiver) for bob-child, patient/*.cruds
+  const obs = (id, patient, name, cat, extra = {}) => ({
+    resourceType: 'Observation', id, status: 'final', code: { text: `reading ${id}` },
+    category: [{ coding: [{ system: CAT, code: cat }] }],
+    subject: { reference: `Patient/${patient}`, display: name }, ...extra,
+  });
+  const put = (o) => sys(`Observation/${o.id}`, { method: 'PUT', body: JSON.stringify(o) });
+  // an answer with the ids, version numbers and times that differ taken out
+  const shape = (r, ...ids) => {
+    let t = r.text;
+    for (const id of ids) t = t.replaceAll(id, 'ID');
+    return `${r.status} ${t.replace(/version \d+/g, 'version N').replace(/"timestamp":"[^"]*"/g, '')}`;
+  };
+  const vread = (token, id, v) => api(token, '', { method: 'POST', body: bundle('batch', [{ request: { method: 'GET', url: `Observation/${id}/_history/${v}` } }]) });
+  const versions = (r) => (r.json.entry || []).map((e) => e.response.etag);
+
+  before(async () => {
+    child = (await userToken('bob', 'launch/patient patient/*.cruds', { patient: 'bob-child' })).access_token;
+    // staff move an Observation from bob-child's record to alice's
+    await put(obs('moved', 'bob-child', 'Lily Martin', 'vital-signs', { note: [{ text: 'Lily is doing well' }] }));
+    await put(obs('moved', 'alice', 'Alice', 'vital-signs'));
+    // one deleted in bob-child's record, then written again in alice's
+    await put(obs('moved-del', 'bob-child', 'Lily Martin', 'vital-signs'));
+    await sys('Observation/moved-del', { method: 'DELETE' });
+    await put(obs('moved-del', 'alice', 'Alice', 'vital-signs'));
+    // alice's own: a lab result recategorized as a vital sign, and the reverse
+    await put(obs('to-vital', 'alice', 'Alice', 'laboratory', { note: [{ text: 'lab only' }] }));
+    await put(obs('to-vital', 'alice', 'Alice', 'vital-signs'));
+    await put(obs('to-lab', 'alice', 'Alice', 'vital-signs'));
+    await put(obs('to-lab', 'alice', 'Alice', 'laboratory', { note: [{ text: 'lab only' }] }));
+  });
+
+  it('the new patient cannot vread a version written in another record: it answers as a missing version', async () => {
+    // staff still see every version
+    assert.deepEqual(versions(await sys('Observation/moved/_history')), ['W/"2"', 'W/"1"']);
+    assert.deepEqual(versions(await sys('Observation/moved-del/_history')), ['W/"3"', 'W/"2"', 'W/"1"']);
+    assert.equal((await sys('Observation/moved/_history/1')).json.subject.reference, 'Patient/bob-child');
+    const r = await api(full, 'Observation/moved/_history/1');
+    assert.equal(r.status, 404, r.text.slice(0, 300));
+    assert.ok(!r.text.includes('bob-child') && !r.text.includes('Lily'), r.text);
+    assert.equal(shape(r), shape(await api(full, 'Observation/moved/_history/9')));
+    assert.equal((await api(full, 'Observation/moved/_history/2')).status, 200);
+  });
+
+  it('the new patient\'s instance history lists only the versions of its record, with a total and links to match', async () => {
+    const r = await api(full, 'Observation/moved/_history');
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.ok(!r.text.includes('bob-child') && !r.text.includes('Lily'), r.text);
+    assert.deepEqual(versions(r), ['W/"2"']);
+    assert.equal(r.json.total, 1);
+    const p = await api(full, 'Observation/moved/_history?_count=1');
+    assert.deepEqual(versions(p), ['W/"2"']);
+    assert.ok(!p.json.link.some((l) => l.relation === 'next'), 'no next page of hidden versions');
+  });
+
+  it('a Bundle vread entry of such a version answers as a missing version', async () => {
+    const r = await vread(full, 'moved', 1);
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.ok(!r.text.includes('bob-child') && !r.text.includes('Lily'), r.text);
+    assert.match(r.json.entry[0].response.status, /^404/);
+    assert.equal(shape(r), shape(await vread(full, 'moved', 9)));
+    assert.equal((await vread(full, 'moved', 2)).json.entry[0].resource?.subject?.reference, 'Patient/alice');
+  });
+
+  it('the old patient still reads the versions of its record, and nothing written since', async () => {
+    const v1 = await api(child, 'Observation/moved/_history/1');
+    assert.equal(v1.status, 200, v1.text.slice(0, 300));
+    assert.equal(v1.json.subject.reference, 'Patient/bob-child');
+    const miss = crypto.randomUUID();
+    const v2 = await api(child, 'Observation/moved/_history/2');
+    assert.equal(v2.status, 404);
+    assert.ok(!v2.text.includes('alice') && !v2.text.includes('Alice'), v2.text);
+    // as a resource it cannot see, of which it knows one version
+    assert.equal(shape(v2, 'moved'), shape(await api(child, `Observation/${miss}/_history/2`), miss));
+    assert.equal((await api(child, 'Observation/moved')).status, 404);
+    const h = await api(child, 'Observation/moved/_history');
+    assert.equal(h.status, 200, h.text.slice(0, 300));
+    assert.deepEqual(versions(h), ['W/"1"']);
+    assert.equal(h.json.total, 1);
+    assert.ok(!h.text.includes('alice') && !h.text.includes('Alice'), h.text);
+    let b = await vread(child, 'moved', 1);
+    assert.equal(b.status, 200, b.text.slice(0, 300));
+    assert.equal(b.json.entry[0].resource?.subject?.reference, 'Patient/bob-child');
+    // a version outside its record is refused as an unknown resource's entry is
+    b = await vread(child, 'moved', 2);
+    assert.equal(shape(b, 'moved'), shape(await vread(child, miss, 2), miss));
+    assert.equal(b.status, 403);
+  });
+
+  it('a deletion shows where the version it ended showed', async () => {
+    const a = await api(full, 'Observation/moved-del/_history');
+    assert.deepEqual(versions(a), ['W/"3"']);
+    assert.equal(a.json.total, 1);
+    assert.equal(shape(await api(full, 'Observation/moved-del/_history/2')), shape(await api(full, 'Observation/moved-del/_history/9')));
+    const b = await api(child, 'Observation/moved-del/_history');
+    assert.deepEqual(versions(b), ['W/"2"', 'W/"1"']);
+    assert.equal(b.json.total, 2);
+    assert.equal((await api(child, 'Observation/moved-del/_history/2')).status, 410);
+  });
+
+  it('a version outside the granted categories answers as a missing version, though the resource is in them now', async () => {
+    const r = await api(vitals, 'Observation/to-vital/_history/1');
+    assert.equal(r.status, 404, r.text.slice(0, 300));
+    assert.ok(!r.text.includes('lab only'), r.text);
+    assert.equal(shape(r), shape(await api(vitals, 'Observation/to-vital/_history/9')));
+    const h = await api(vitals, 'Observation/to-vital/_history');
+    assert.deepEqual(versions(h), ['W/"2"']);
+    assert.equal(h.json.total, 1);
+    assert.ok(!h.text.includes('lab only'), h.text);
+    const b = await vread(vitals, 'to-vital', 1);
+    assert.match(b.json.entry[0].response.status, /^404/);
+    assert.ok(!b.text.includes('lab only'), b.text);
+    // the whole record's token sees both
+    assert.deepEqual(versions(await api(full, 'Observation/to-vital/_history')), ['W/"2"', 'W/"1"']);
+  });
+
+  it('a version in the granted categories still shows after the resource left them', async () => {
+    assert.equal((await api(vitals, 'Observation/to-lab')).status, 404);
+    const v1 = await api(vitals, 'Observation/to-lab/_history/1');
+    assert.equal(v1.status, 200, v1.text.slice(0, 300));
+    const v2 = await api(vitals, 'Observation/to-lab/_history/2');
+    assert.equal(v2.status, 404);
+    assert.ok(!v2.text.includes('lab only'), v2.text);
+    const h = await api(vitals, 'Observation/to-lab/_history');
+    assert.deepEqual(versions(h), ['W/"1"']);
+    assert.equal(h.json.total, 1);
+    assert.ok(!h.text.includes('lab only'), h.text);
+    assert.equal((await vread(vitals, 'to-lab', 1)).json.entry[0].response.status.slice(0, 3), '200');
   });
 });
 
