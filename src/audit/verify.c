@@ -141,44 +141,123 @@ static enum err check_block(void *arg, int level, uint64_t idx, const uint8_t ha
 }
 
 /*
- * Which perfect subtree of a failed checkpoint differs: compare the
- * stored compact range (trusted only when its root is the signed one)
- * with the recomputed one.
+ * Which perfect subtree of a checkpoint differs: compare the stored
+ * compact range (trusted only when its root is the signed one) with the
+ * recomputed one, subtree by subtree from the left, as long as both sizes
+ * hold the same subtrees ('mine' may be shorter than the checkpoint when
+ * the pass stopped early).  True, with [*first, *end) clamped to lo_ok,
+ * when a subtree differs; false (and [lo_ok, mine->size)) when the stored
+ * range cannot say.
  */
-static void narrow(const uint8_t *compact, size_t clen, const struct merkle_compact *mine,
+static bool narrow(const uint8_t *compact, size_t clen, const struct merkle_compact *mine,
 		   const uint8_t signed_root[HL], uint64_t lo_ok, int64_t *first, int64_t *end)
 {
 	struct merkle_compact theirs;
 	uint8_t root[HL];
-	struct buf a = BUF_INIT(MERKLE_COMPACT_SERIAL_MAX), b = BUF_INIT(MERKLE_COMPACT_SERIAL_MAX);
 	uint64_t start = 0;
-	size_t off = 9;
 
 	*first = (int64_t)lo_ok;
 	*end = (int64_t)mine->size;
-	if (merkle_compact_parse(&theirs, compact, clen) || theirs.size != mine->size)
-		return;
+	if (merkle_compact_parse(&theirs, compact, clen) || theirs.size < mine->size)
+		return false;
 	merkle_compact_root(&theirs, root);
 	if (memcmp(root, signed_root, HL) != 0)
-		return;
-	merkle_compact_serialize(&theirs, &a);
-	merkle_compact_serialize(mine, &b);
+		return false;
 	for (int bit = 61; bit >= 0; bit--) {
 		uint64_t span = (uint64_t)1 << bit;
-		if (!(mine->size & span))
-			continue;
-		if (memcmp(a.data + off, b.data + off, HL) != 0) {
-			if (start + span > lo_ok) {
-				*first = (int64_t)(start > lo_ok ? start : lo_ok);
-				*end = (int64_t)(start + span);
-			}
+		bool in_theirs = theirs.size & span, in_mine = mine->size & span;
+
+		if (in_theirs != in_mine)
 			break;
+		if (!in_mine)
+			continue;
+		if (memcmp(theirs.level[bit], mine->level[bit], HL) != 0) {
+			if (start + span <= lo_ok)
+				return false;
+			*first = (int64_t)(start > lo_ok ? start : lo_ok);
+			*end = (int64_t)(start + span);
+			return true;
 		}
-		off += HL;
 		start += span;
 	}
-	buf_release(&a);
-	buf_release(&b);
+	return false;
+}
+
+/*
+ * The checks of one record on its own: its body against its leaf hash,
+ * its sequence and stream, its indexed columns, or its absence against
+ * the prune bound.  ERR_INVALID (the report filled in) when it fails.
+ */
+static enum err check_record(struct vstate *v, sqlite3_stmt *rs, uint64_t seq,
+			     const uint8_t leaf[HL], uint64_t prune_below, uint64_t last_ok)
+{
+	struct audit_verify_report *r = v->r;
+	const char *body = col_text(rs, 10);
+	enum err e = ERR_OK;
+
+	if (!body) {
+		if (seq >= prune_below)
+			return failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
+				     "record %llu has no body and no signed prune record allows it",
+				     (unsigned long long)seq);
+		r->pruned++;
+	} else {
+		uint8_t h[HL];
+		json_t *rec = NULL;
+		struct rec_cols cols;
+		uint64_t rseq;
+		const char *rnode, *bad = NULL;
+		struct ctx pc = CTX_INIT;
+		size_t blen = (size_t)sqlite3_column_bytes(rs, 10);
+
+		merkle_leaf_hash(body, blen, h);
+		if (memcmp(h, leaf, HL) != 0)
+			return failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
+				     "record %llu does not match its leaf hash (the record or"
+				     " the hash was altered)",
+				     (unsigned long long)seq);
+		if (rec_parse(body, blen, &rec, &rseq, &rnode, &cols, &pc))
+			return failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
+				     "record %llu is not a valid audit record: %s",
+				     (unsigned long long)seq, pc.msg);
+		if (rseq != seq)
+			bad = "its sequence number (records reordered, inserted or deleted)";
+		else if (strcmp(rnode, v->node) != 0)
+			bad = "its stream";
+		else if (cols.time_ms != sqlite3_column_int64(rs, 1))
+			bad = "the time column";
+		else if (!same(cols.type, col_text(rs, 2)))
+			bad = "the type column";
+		else if (cols.outcome != sqlite3_column_int(rs, 3))
+			bad = "the outcome column";
+		else if (!same(cols.patient, col_text(rs, 4)))
+			bad = "the patient column";
+		else if (!same(cols.agent, col_text(rs, 5)))
+			bad = "the agent column";
+		else if (!same(cols.client, col_text(rs, 6)))
+			bad = "the client column";
+		else if (!same(cols.request_id, col_text(rs, 7)))
+			bad = "the request id column";
+		else if (!same(cols.trace_id, col_text(rs, 8)))
+			bad = "the trace id column";
+		if (bad) {
+			/* a record that says it is an earlier one was pushed
+			 * along by rows inserted at [rseq, seq) */
+			int64_t first = rseq < seq && rseq >= last_ok ? (int64_t)rseq
+								     : (int64_t)seq;
+			if (rseq != seq)
+				e = failf(r, v->node, first, (int64_t)seq + (first == (int64_t)seq),
+					  "record %llu says it is record %llu: %s",
+					  (unsigned long long)seq, (unsigned long long)rseq,
+					  bad);
+			else
+				e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
+					  "record %llu does not match %s",
+					  (unsigned long long)seq, bad);
+		}
+		json_decref(rec);
+	}
+	return e;
 }
 
 static enum err verify_stream(struct vstate *v, struct ctx *c)
@@ -188,7 +267,7 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 	struct merkle_compact mc;
 	struct tiers tr;
 	uint64_t expected = 0, prune_below = 0, last_ok = 0;
-	bool have_ck = false, ck_final = false, last_final = false;
+	bool have_ck = false, ck_final = false, last_final = false, held = false;
 	uint64_t ck_size = 0;
 	enum err e;
 	int rc;
@@ -234,10 +313,15 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 	}
 	while ((rc = sqlite3_step(rs)) == SQLITE_ROW) {
 		uint64_t seq = audit_rid_seq(sqlite3_column_int64(rs, 0));
-		const char *body = col_text(rs, 10);
 		uint8_t leaf[HL];
 
-		if (seq != expected) {
+		/*
+		 * After a failure (held), only the stored leaves count, up to the
+		 * next signed checkpoint: its root says whether an earlier record
+		 * that passed its own checks was altered too (a body rewritten
+		 * with its leaf hash), and that one comes first.
+		 */
+		if (seq != expected && !held) {
 			if (seq > expected)
 				e = failf(r, v->node, (int64_t)expected, (int64_t)expected + 1,
 					  "record %llu is missing (the next stored is %llu)",
@@ -245,87 +329,21 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 			else
 				e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
 					  "record %llu is stored twice", (unsigned long long)seq);
-			goto out;
+			held = true;
 		}
 		if (sqlite3_column_bytes(rs, 9) != HL) {
-			e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
-				  "record %llu has no valid leaf hash", (unsigned long long)seq);
+			if (!held)
+				e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
+					  "record %llu has no valid leaf hash", (unsigned long long)seq);
 			goto out;
 		}
 		memcpy(leaf, sqlite3_column_blob(rs, 9), HL);
-		if (!body) {
-			if (seq >= prune_below) {
-				e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
-					  "record %llu has no body and no signed prune record allows it",
-					  (unsigned long long)seq);
-				goto out;
-			}
-			r->pruned++;
-		} else {
-			uint8_t h[HL];
-			json_t *rec = NULL;
-			struct rec_cols cols;
-			uint64_t rseq;
-			const char *rnode, *bad = NULL;
-			struct ctx pc = CTX_INIT;
-			size_t blen = (size_t)sqlite3_column_bytes(rs, 10);
-
-			merkle_leaf_hash(body, blen, h);
-			if (memcmp(h, leaf, HL) != 0) {
-				e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
-					  "record %llu does not match its leaf hash (the record or"
-					  " the hash was altered)",
-					  (unsigned long long)seq);
-				goto out;
-			}
-			if (rec_parse(body, blen, &rec, &rseq, &rnode, &cols, &pc)) {
-				e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
-					  "record %llu is not a valid audit record: %s",
-					  (unsigned long long)seq, pc.msg);
-				goto out;
-			}
-			if (rseq != seq)
-				bad = "its sequence number (records reordered, inserted or deleted)";
-			else if (strcmp(rnode, v->node) != 0)
-				bad = "its stream";
-			else if (cols.time_ms != sqlite3_column_int64(rs, 1))
-				bad = "the time column";
-			else if (!same(cols.type, col_text(rs, 2)))
-				bad = "the type column";
-			else if (cols.outcome != sqlite3_column_int(rs, 3))
-				bad = "the outcome column";
-			else if (!same(cols.patient, col_text(rs, 4)))
-				bad = "the patient column";
-			else if (!same(cols.agent, col_text(rs, 5)))
-				bad = "the agent column";
-			else if (!same(cols.client, col_text(rs, 6)))
-				bad = "the client column";
-			else if (!same(cols.request_id, col_text(rs, 7)))
-				bad = "the request id column";
-			else if (!same(cols.trace_id, col_text(rs, 8)))
-				bad = "the trace id column";
-			if (bad) {
-				/* a record that says it is an earlier one was pushed
-				 * along by rows inserted at [rseq, seq) */
-				int64_t first = rseq < seq && rseq >= last_ok ? (int64_t)rseq
-									     : (int64_t)seq;
-				if (rseq != seq)
-					e = failf(r, v->node, first, (int64_t)seq + (first == (int64_t)seq),
-						  "record %llu says it is record %llu: %s",
-						  (unsigned long long)seq, (unsigned long long)rseq,
-						  bad);
-				else
-					e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1,
-						  "record %llu does not match %s",
-						  (unsigned long long)seq, bad);
-			}
-			json_decref(rec);
-			if (e)
-				goto out;
-		}
+		if (!held && (e = check_record(v, rs, seq, leaf, prune_below, last_ok)))
+			held = true;
 		if (merkle_compact_append(&mc, leaf) ||
-		    tiers_append(&tr, seq, leaf, check_block, v)) {
-			e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1, "tree too large");
+		    tiers_append(&tr, expected, leaf, check_block, v)) {
+			if (!held)
+				e = failf(r, v->node, (int64_t)seq, (int64_t)seq + 1, "tree too large");
 			goto out;
 		}
 		expected++;
@@ -339,6 +357,8 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 			enum err je;
 
 			merkle_compact_root(&mc, root);
+			if (held && !jws)
+				goto out;
 			if (!jws) {
 				e = failf(r, v->node, (int64_t)last_ok, (int64_t)ck_size,
 					  "checkpoint at %llu is not signed: records %llu to %llu are"
@@ -348,6 +368,8 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 				goto out;
 			}
 			je = ckpt_verify_jws(jws, v->keys, &claim, &jc);
+			if (held && (je || strcmp(claim.node, v->node) != 0 || claim.size != ck_size))
+				goto out;
 			if (je) {
 				e = failf(r, v->node, (int64_t)last_ok, (int64_t)ck_size,
 					  "checkpoint at %llu: %s", (unsigned long long)ck_size,
@@ -363,9 +385,13 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 			}
 			if (memcmp(claim.root, root, HL) != 0) {
 				int64_t first, end;
-				narrow(sqlite3_column_blob(cs, 3), (size_t)sqlite3_column_bytes(cs, 3),
-				       &mc, claim.root, last_ok, &first, &end);
-				if (v->bad_block && (int64_t)v->bad_block_lo >= first &&
+				bool found = narrow(sqlite3_column_blob(cs, 3),
+						    (size_t)sqlite3_column_bytes(cs, 3), &mc, claim.root,
+						    last_ok, &first, &end);
+				/* a held failure stands unless the change lies wholly before it */
+				if (held && !(found && end <= r->first_bad))
+					goto out;
+				if (!held && v->bad_block && (int64_t)v->bad_block_lo >= first &&
 				    (int64_t)v->bad_block_hi <= end) {
 					first = (int64_t)v->bad_block_lo > first ? (int64_t)v->bad_block_lo : first;
 					end = (int64_t)v->bad_block_hi;
@@ -377,6 +403,9 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 					  (long long)end - 1);
 				goto out;
 			}
+			/* the leaves so far are the signed ones: the held failure is the first */
+			if (held)
+				goto out;
 			if (sqlite3_column_bytes(cs, 2) != HL ||
 			    memcmp(sqlite3_column_blob(cs, 2), claim.root, HL) != 0 ||
 			    sqlite3_column_int64(cs, 1) != claim.time_ms ||
@@ -392,14 +421,17 @@ static enum err verify_stream(struct vstate *v, struct ctx *c)
 			NEXT_CK();
 		}
 		if (v->bad_block) {
-			e = failf(r, v->node, (int64_t)v->bad_block_lo, (int64_t)v->bad_block_hi,
-				  "records %llu to %llu do not match the root stored for them when"
-				  " they were written (a record or that root was altered)",
-				  (unsigned long long)v->bad_block_lo,
-				  (unsigned long long)v->bad_block_hi - 1);
+			if (!held)
+				e = failf(r, v->node, (int64_t)v->bad_block_lo, (int64_t)v->bad_block_hi,
+					  "records %llu to %llu do not match the root stored for them"
+					  " when they were written (a record or that root was altered)",
+					  (unsigned long long)v->bad_block_lo,
+					  (unsigned long long)v->bad_block_hi - 1);
 			goto out;
 		}
 	}
+	if (held)
+		goto out;
 	if (rc != SQLITE_DONE) {
 		e = adb_fail(c, ERR_IO, v->db, "audit log");
 		goto out;

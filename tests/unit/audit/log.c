@@ -950,6 +950,46 @@ static void test_garbage_body(void **state)
 	expect_bad(f, 9, 0, "not a valid audit record");
 }
 
+/*
+ * Two changes before the same checkpoint: record 11 rewritten with its
+ * leaf hash (only the signed root of 20 can tell) and a later one caught
+ * on its own.  Verify must name the earlier one: the differing subtree
+ * [0, 16) of checkpoint 20, from the last good checkpoint on.
+ */
+static void test_first_of_two_changes(void **state)
+{
+	struct fx *f = *state;
+	char *b = get_body(f, 11), *b2 = edit(b, "\"outcome\":0", "\"outcome\":4");
+	char *c = get_body(f, 17), *c2 = edit(c, "\"patient\":\"p3\"", "\"patient\":\"p4\"");
+
+	set_body(f, 11, b2, true);
+	raw_exec(f, "UPDATE record SET outcome = 4 WHERE " SEQ " = 11");
+	set_body(f, 17, c2, false);
+	expect_bad(f, 10, 16, "signed root of checkpoint 20");
+	/* the same with a record deleted after it */
+	set_body(f, 17, c, false);
+	raw_exec(f, "DELETE FROM record WHERE " SEQ " = 18");
+	expect_bad(f, 10, 16, "signed root of checkpoint 20");
+	free(b);
+	free(b2);
+	free(c);
+	free(c2);
+}
+
+/* A later change does not hide behind an earlier one that is the only change before a checkpoint. */
+static void test_first_of_two_changes_same_subtree(void **state)
+{
+	struct fx *f = *state;
+	char *c = get_body(f, 17), *c2 = edit(c, "\"patient\":\"p3\"", "\"patient\":\"p4\"");
+
+	/* 17's body altered and 33's leaf: 17 is reported, not a range around 33 */
+	set_body(f, 17, c2, false);
+	raw_exec(f, "UPDATE record SET leaf = zeroblob(32) WHERE " SEQ " = 33");
+	expect_bad(f, 17, 0, "does not match its leaf hash");
+	free(c);
+	free(c2);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup45, teardown)
 
 int main(void)
@@ -983,6 +1023,8 @@ int main(void)
 		T(test_checkpoint_columns),
 		T(test_missing_body),
 		T(test_garbage_body),
+		T(test_first_of_two_changes),
+		T(test_first_of_two_changes_same_subtree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
