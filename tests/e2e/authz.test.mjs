@@ -21,6 +21,7 @@ import * as jose from 'jose';
 import {
   startServer, makeTempDir, removeDir, initDataDir, seedDataDir, runCli, fetchRaw, clientAssertion,
 } from './lib/server.mjs';
+import { consentToken } from './lib/oauth.mjs';
 
 const FHIR_JSON = 'application/fhir+json';
 const APP = 'authz-app';
@@ -147,50 +148,8 @@ async function allMatches(token, first) {
  * ticking the category boxes 'cats' ("Type system|code") and, when the
  * scope asks for offline_access, the offline box.
  */
-async function userToken(user, scope, { patient, cats = [], keep } = {}) {
-  const jar = new Map();
-  const go = async (url, init = {}) => {
-    const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
-    const r = await fetch(url, { redirect: 'manual', ...init, headers: { cookie, ...(init.headers || {}) } });
-    for (const c of r.headers.getSetCookie()) {
-      const kv = c.split(';')[0];
-      const i = kv.indexOf('=');
-      if (kv.slice(i + 1)) jar.set(kv.slice(0, i), kv.slice(i + 1));
-      else jar.delete(kv.slice(0, i));
-    }
-    return r;
-  };
-  const field = (html, n) => (html.match(new RegExp(`name="${n}" value="([^"]*)"`)) || [])[1];
-  const verifier = crypto.randomBytes(32).toString('base64url');
-  const q = new URLSearchParams({
-    response_type: 'code', client_id: APP, redirect_uri: REDIRECT, scope, state: 'st', aud: F,
-    code_challenge: crypto.createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256',
-  });
-  let r = await go(`${B}/oauth/authorize?${q}`);
-  let html = await r.text();
-  assert.equal(r.status, 200, html.slice(0, 300));
-  r = await go(`${B}/oauth/login`, { method: 'POST', body: new URLSearchParams({ csrf: field(html, 'csrf'), req: field(html, 'req'), username: user, password: 'veranda-demo' }) });
-  assert.equal(r.status, 303, `sign-in of ${user}`);
-  r = await go(new URL(r.headers.get('location'), B).href);
-  html = await r.text();
-  if (html.includes('name="patient"')) {
-    assert.ok(patient, `${user} is asked to pick a patient`);
-    r = await go(`${B}/oauth/patient`, { method: 'POST', body: new URLSearchParams({ csrf: field(html, 'csrf'), req: field(html, 'req'), patient }) });
-    html = await r.text();
-  }
-  const offered = [...html.matchAll(/name="type" value="([^"]*)"/g)].map((m) => m[1]);
-  const form = new URLSearchParams({ csrf: field(html, 'csrf'), req: field(html, 'req'), action: 'allow' });
-  if (scope.split(' ').includes('offline_access')) form.append('offline', '1');
-  for (const t of keep || offered) form.append('type', t);
-  for (const c of cats) form.append('cat', c);
-  r = await go(`${B}/oauth/decide`, { method: 'POST', body: form });
-  assert.equal(r.status, 303, `consent: ${r.status}`);
-  const code = new URL(r.headers.get('location')).searchParams.get('code');
-  assert.ok(code, `a code: ${r.headers.get('location')}`);
-  r = await fetch(`${B}/oauth/token`, { method: 'POST', body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier, client_id: APP }) });
-  const tok = await r.json();
-  assert.equal(r.status, 200, JSON.stringify(tok));
-  return tok;
+async function userToken(user, scope, opts = {}) {
+  return consentToken({ base: B, fhirBase: F, clientId: APP, redirectUri: REDIRECT }, user, scope, opts);
 }
 
 // A backend (client_credentials) token of our own backend client for 'scope'.
