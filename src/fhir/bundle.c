@@ -4,13 +4,15 @@
  *
  * A transaction runs in one store transaction: all of it or nothing.  Its
  * entries are processed in the order FHIR R4 gives (DELETE, POST, PUT,
- * GET), after "urn:uuid:" full URLs of created resources are given server
- * ids and every reference to them in the Bundle is rewritten.  Conditional
- * create (request.ifNoneExist), conditional update (PUT Type?query) and
- * conditional delete (DELETE Type?query) are resolved by searching inside
- * the transaction.  A failing entry rolls everything back and the answer is
- * that entry's error.  A batch runs each entry on its own and reports each
- * entry's status.  Responses list entries in request order.
+ * GET); after the deletes, "urn:uuid:" full URLs of created resources are
+ * given server ids and every link to them in the Bundle is rewritten.
+ * Conditional create (request.ifNoneExist), conditional update (PUT
+ * Type?query) and conditional delete (DELETE Type?query) are resolved by
+ * searching inside the transaction.  A failing entry, a reference to a
+ * "urn:" no entry defines, a full URL two entries share and two writes to
+ * one resource roll everything back and the answer is that error.  A
+ * batch runs each entry on its own and reports each entry's status.
+ * Responses list entries in request order.
  */
 #include <stdio.h>
 #include <string.h>
@@ -42,6 +44,7 @@ struct entry {
 	const char *query;      /* after '?', NULL none */
 	const char *assigned;   /* id assigned to a POST (urn:uuid mapping or conditional match) */
 	bool exists;            /* conditional create matched an existing resource */
+	const char *target;     /* Type/id a write entry touched (the overlap check) */
 	int status;             /* response status */
 	struct buf out;         /* the response entry JSON */
 	bool has_done;          /* a transaction's entry: what it did, told before the commit */
@@ -173,27 +176,72 @@ static enum err find_matches(struct fhir *f, struct arena *a, const char *type, 
 
 /* ---- references ---- */
 
-/* Replace every "reference" that is a key of 'map' by its value. */
-static void rewrite_refs(json_t *v, json_t *map)
+/*
+ * Rewrite the quoted attribute values of a narrative ('div') that are full
+ * URLs in 'map' (href="urn:uuid:..." and src="urn:uuid:..." links).
+ */
+static void narrative_links(json_t *div, json_t *map)
 {
-	const char *key;
+	const char *s = json_string_value(div), *p = s, *u;
+	struct buf b = BUF_INIT(RESP_MAX);
+	bool changed = false;
+
+	while ((u = strstr(p, "urn:"))) {
+		const char *end = u > s && (u[-1] == '"' || u[-1] == '\'') ? strchr(u, u[-1]) : NULL;
+		json_t *to = end ? json_object_getn(map, u, (size_t)(end - u)) : NULL;
+
+		if (!to) {
+			buf_add(&b, p, (size_t)(u - p) + 4);
+			p = u + 4;
+			continue;
+		}
+		buf_add(&b, p, (size_t)(u - p));
+		buf_adds(&b, json_string_value(to));
+		p = end;
+		changed = true;
+	}
+	buf_adds(&b, p);
+	if (changed && !b.err)
+		json_string_set(div, b.data);
+	buf_release(&b);
+}
+
+/*
+ * Resolve the Bundle's own links in 'v', the value of element 'key'
+ * (FHIR R4 http.html#trules): every string that is a full URL in 'map'
+ * becomes the Type/id it was given, whether a Reference.reference or an
+ * element of type uri, url, oid or uuid (Attachment.url, valueUri...), and
+ * so do the narrative's links.  A "value" (Identifier.value,
+ * ContactPoint.value) is a string, not a link, and is kept.  Returns the
+ * first Reference.reference left naming a "urn:" that no entry defines
+ * (it would point nowhere), or NULL.
+ */
+static const char *resolve_links(json_t *v, const char *key, json_t *map)
+{
+	const char *bad = NULL, *b, *k;
 	json_t *val;
 	size_t i;
 
-	if (json_is_object(v)) {
-		json_object_foreach(v, key, val) {
-			if (!strcmp(key, "reference") && json_is_string(val)) {
-				json_t *to = json_object_get(map, json_string_value(val));
-				if (to)
-					json_string_set(val, json_string_value(to));
-			} else {
-				rewrite_refs(val, map);
-			}
+	if (json_is_string(v)) {
+		json_t *to = json_object_get(map, json_string_value(v));
+		if (!strcmp(key, "div"))
+			narrative_links(v, map);
+		else if (to && strcmp(key, "value"))
+			json_string_set(v, json_string_value(to));
+		else if (!strcmp(key, "reference") && str_starts(json_string_value(v), "urn:"))
+			bad = json_string_value(v);
+	} else if (json_is_object(v)) {
+		json_object_foreach(v, k, val) {
+			if ((b = resolve_links(val, k, map)) && !bad)
+				bad = b;
 		}
 	} else if (json_is_array(v)) {
-		json_array_foreach(v, i, val)
-			rewrite_refs(val, map);
+		json_array_foreach(v, i, val) {
+			if ((b = resolve_links(val, key, map)) && !bad)
+				bad = b;
+		}
 	}
+	return bad;
 }
 
 /* ---- one entry ---- */
@@ -299,6 +347,28 @@ static enum err entry_done(const struct fhir_bundle_hooks *hooks, struct entry *
 	return ERR_OK;
 }
 
+/* request.ifMatch: W/"N", "N" or N, N a version number; ERR_INVALID otherwise. */
+static enum err parse_if_match(const char *im, int64_t *version)
+{
+	const char *p = im;
+	char num[24];
+	size_t k = 0;
+	bool quoted;
+
+	if (!strncmp(p, "W/", 2))
+		p += 2;
+	if ((quoted = *p == '"'))
+		p++;
+	while (*p >= '0' && *p <= '9' && k + 1 < sizeof(num))
+		num[k++] = *p++;
+	num[k] = '\0';
+	if (quoted && *p++ != '"')
+		return ERR_INVALID;
+	if (*p || str_to_i64(num, 1, INT64_MAX, version))
+		return ERR_INVALID;
+	return ERR_OK;
+}
+
 static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, bool repr,
 			  const struct fhir_bundle_hooks *hooks, bool defer, struct ctx *c)
 {
@@ -308,20 +378,8 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 	const char *im = json_string_value(json_object_get(json_object_get(en->e, "request"), "ifMatch"));
 	int64_t if_match = -1;
 
-	if (im) {
-		const char *p = im;
-		char num[24];
-		size_t k = 0;
-		if (!strncmp(p, "W/", 2))
-			p += 2;
-		if (*p == '"')
-			p++;
-		while (*p >= '0' && *p <= '9' && k + 1 < sizeof(num))
-			num[k++] = *p++;
-		num[k] = '\0';
-		if (str_to_i64(num, 1, INT64_MAX, &if_match))
-			return ctx_errorf(c, ERR_INVALID, "request.ifMatch must be a version ETag such as W/\"3\"");
-	}
+	if (im && parse_if_match(im, &if_match))
+		return ctx_errorf(c, ERR_INVALID, "request.ifMatch must be a version ETag such as W/\"3\", not '%s'", im);
 	fhir_result_init(&r);
 	switch (en->method) {
 	case M_POST:
@@ -333,6 +391,7 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 			if (!e)
 				e = entry_done(hooks, en, a, defer, FHIR_ENTRY_READ, sr.type, sr.id, sr.version, NULL, c);
 			if (!e) {
+				/* no write: two creates may both find one resource */
 				str_copy(r.type, sr.type, sizeof(r.type));
 				str_copy(r.id, sr.id, sizeof(r.id));
 				r.version = sr.version;
@@ -353,8 +412,10 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 				 : fhir_write_json(f, en->type, NULL, en->res, -1, &r, c);
 		if (!e)
 			e = entry_done(hooks, en, a, defer, FHIR_ENTRY_CREATE, r.type, r.id, r.version, NULL, c);
-		if (!e)
+		if (!e) {
+			en->target = arena_printf(a, "%s/%s", r.type, r.id);
 			respond_write(en, &r, 201, repr);
+		}
 		break;
 	case M_PUT: {
 		const char *id = en->id;
@@ -383,8 +444,10 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 		if (!e)
 			e = entry_done(hooks, en, a, defer, r.created ? FHIR_ENTRY_CREATE : FHIR_ENTRY_UPDATE, r.type, r.id,
 				       r.version, NULL, c);
-		if (!e)
+		if (!e) {
+			en->target = arena_printf(a, "%s/%s", r.type, r.id);
 			respond_write(en, &r, r.created ? 201 : 200, repr);
+		}
 		break;
 	}
 	case M_DELETE: {
@@ -408,6 +471,7 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 		if (!e && id && !r.unchanged)
 			e = entry_done(hooks, en, a, defer, FHIR_ENTRY_DELETE, en->type, id, r.version, NULL, c);
 		if (!e) {
+			en->target = id ? arena_printf(a, "%s/%s", en->type, id) : NULL;
 			r.version = r.unchanged ? 0 : r.version;
 			respond_write(en, &r, 204, false);
 		}
@@ -546,19 +610,34 @@ static enum err conditional_create(struct fhir *f, struct arena *a, struct entry
 	return ERR_OK;
 }
 
-/* Transaction pre-pass: ids for urn:uuid POSTs and conditional creates. */
+/*
+ * Transaction pre-pass, after the deletes: ids for urn:uuid POSTs and
+ * conditional creates, and 'map' from each full URL to its Type/id.  A full
+ * URL two entries share is ERR_INVALID (R4 bdl-7): a link to it would name
+ * either.
+ */
 static enum err assign_ids(struct fhir *f, struct arena *a, struct entry *ens, size_t n,
 			   json_t *map, struct ctx *c)
 {
-	for (size_t i = 0; i < n; i++) {
+	json_t *seen = json_object();
+	enum err e = ERR_OK;
+
+	for (size_t i = 0; i < n && !e; i++) {
 		struct entry *en = &ens[i];
 		const char *full = json_string_value(json_object_get(en->e, "fullUrl"));
+		json_t *first = full ? json_object_get(seen, full) : NULL;
 		char uuid[37];
 
+		if (first) {
+			e = ctx_errorx(c, ERR_INVALID, "Bundle.entry.fullUrl", "entries %lld and %zu have the same fullUrl '%s'",
+				       (long long)json_integer_value(first), i + 1, full);
+			break;
+		}
+		if (full)
+			json_object_set_new(seen, full, json_integer((json_int_t)i + 1));
 		if (en->method == M_POST) {
-			enum err e = conditional_create(f, a, en, i, c);
-			if (e)
-				return e;
+			if ((e = conditional_create(f, a, en, i, c)))
+				break;
 			if (!en->assigned) {
 				rand_uuid(uuid);
 				en->assigned = arena_strdup(a, uuid);
@@ -569,16 +648,62 @@ static enum err assign_ids(struct fhir *f, struct arena *a, struct entry *ens, s
 			json_object_set_new(map, full, json_string(arena_printf(a, "%s/%s", en->type, en->id)));
 		}
 	}
+	json_decref(seen);
+	return e;
+}
+
+/* Resolve the links of every entry's resource (resolve_links()); ERR_INVALID names a dangling one. */
+static enum err resolve_all(struct entry *ens, size_t n, json_t *map, struct ctx *c)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *bad = ens[i].res ? resolve_links(ens[i].res, "", map) : NULL;
+		if (bad)
+			return ctx_errorx(c, ERR_INVALID, "Bundle.entry.resource",
+					  "entry %zu: the reference '%s' names no resource of this Bundle", i + 1, bad);
+	}
+	return ERR_OK;
+}
+
+/*
+ * Run a transaction's entries of one method, in request order.  Two writes
+ * to one resource (their resolved Type/id, in 'targets') are ERR_INVALID:
+ * R4 fails a transaction whose identities overlap, for its result would
+ * depend on the order of processing.
+ */
+static enum err run_phase(struct fhir *f, struct arena *a, struct entry *ens, size_t n, enum method m,
+			  bool repr, const struct fhir_bundle_hooks *hooks, json_t *targets, struct ctx *c)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct entry *en = &ens[i];
+		json_t *rq = json_object_get(en->e, "request"), *other;
+		struct ctx ec = CTX_INIT;
+
+		if (en->method != m)
+			continue;
+		if (!run_entry(f, a, en, repr, hooks, true, &ec) && en->target && m != M_GET) {
+			if (!(other = json_object_get(targets, en->target))) {
+				json_object_set_new(targets, en->target, json_integer((json_int_t)i + 1));
+				continue;
+			}
+			ctx_errorx(&ec, ERR_INVALID, "Bundle.entry.request",
+				   "%s is changed by entry %lld too; a transaction may change a resource once",
+				   en->target, (long long)json_integer_value(other));
+		}
+		if (ec.code)
+			return ctx_errorx(c, ec.code, ec.expr, "transaction failed at entry %zu (%s %s): %s", i + 1,
+					  json_string_value(json_object_get(rq, "method")),
+					  json_string_value(json_object_get(rq, "url")), ec.msg);
+	}
 	return ERR_OK;
 }
 
 enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool representation,
 		     const struct fhir_bundle_hooks *hooks, struct buf *out, struct ctx *c)
 {
-	static const enum method order[] = {M_DELETE, M_POST, M_PUT, M_GET};
+	static const enum method order[] = {M_POST, M_PUT, M_GET}; /* after M_DELETE */
 	struct arena a = ARENA_INIT;
 	struct entry *ens = NULL;
-	json_t *doc = NULL, *entries, *map = json_object();
+	json_t *doc = NULL, *entries, *map = json_object(), *targets = json_object();
 	const char *type;
 	bool transaction, began = false;
 	size_t n = 0;
@@ -623,25 +748,13 @@ enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool represen
 		if ((e = store_begin(f->store, c)))
 			goto out;
 		began = true;
-		if ((e = assign_ids(f, &a, ens, n, map, c)))
+		/* deletes first, so that a conditional create does not find what they remove */
+		if ((e = run_phase(f, &a, ens, n, M_DELETE, representation, hooks, targets, c)) ||
+		    (e = assign_ids(f, &a, ens, n, map, c)) || (e = resolve_all(ens, n, map, c)))
 			goto out;
-		for (size_t i = 0; i < n; i++)
-			if (ens[i].res)
-				rewrite_refs(ens[i].res, map);
-		for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
-			for (size_t i = 0; i < n; i++) {
-				struct ctx ec = CTX_INIT;
-				if (ens[i].method != order[k])
-					continue;
-				if (run_entry(f, &a, &ens[i], representation, hooks, true, &ec)) {
-					e = ctx_errorx(c, ec.code, ec.expr, "transaction failed at entry %zu (%s %s): %s", i + 1,
-						       json_string_value(json_object_get(json_object_get(ens[i].e, "request"), "method")),
-						       json_string_value(json_object_get(json_object_get(ens[i].e, "request"), "url")),
-						       ec.msg);
-					goto out;
-				}
-			}
-		}
+		for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++)
+			if ((e = run_phase(f, &a, ens, n, order[k], representation, hooks, targets, c)))
+				goto out;
 		for (size_t i = 0; i < n && hooks && hooks->done; i++) {
 			struct ctx ec = CTX_INIT;
 			if (ens[i].has_done && hooks->done(hooks->arg, &ens[i].done, &ec)) {
@@ -680,6 +793,7 @@ out:
 		buf_release(&ens[i].out);
 	free(ens);
 	json_decref(map);
+	json_decref(targets);
 	json_decref(doc);
 	arena_release(&a);
 	return e;

@@ -2394,12 +2394,14 @@ static void handle_bundle(struct http_req *q, void *arg)
 		 * It names no patient: a batch of reads did not change anyone's
 		 * record, and the patient's access history shows the entries.
 		 */
+		static const char tx_answer[] = "{\"resourceType\":\"Bundle\",\"type\":\"transaction-response\"";
 		struct fhir_audit fa;
 
 		memset(&fa, 0, sizeof(fa));
 		fa.type = AUDIT_FHIR_UPDATE;
 		fa.rtype = "Bundle";
-		fa.query = strstr(body->data, "\"transaction\"") ? "transaction" : "batch";
+		/* the type fhir_bundle() read, as its answer names it */
+		fa.query = str_starts(out.data, tx_answer) ? "transaction" : "batch";
 		if (!audit_fhir(q, &acc, &fa, true))
 			goto out;
 	}
