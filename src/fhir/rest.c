@@ -2381,8 +2381,19 @@ static void handle_bundle(struct http_req *q, void *arg)
 		goto out;
 	if (fhir_bundle(f, body->data, body->len, get_prefer(q) == PREFER_REPRESENTATION &&
 			http_req_header(q, "Prefer") != NULL, &hooks, &out, &c)) {
-		if (!bg.unrecorded)
+		if (!bg.unrecorded) {
+			/* the attempt, as a failed write is recorded (its entries left no trace) */
+			struct fhir_audit fa;
+			char code[32];
+
+			memset(&fa, 0, sizeof(fa));
+			fa.type = AUDIT_FHIR_UPDATE;
+			fa.rtype = "Bundle";
+			fa.outcome = AUDIT_MINOR;
+			fa.code = err_code(c.code, code, sizeof(code));
+			audit_fhir(q, &acc, &fa, false);
 			send_error(q, &c);
+		}
 		goto out;
 	}
 	if (bg.unrecorded)

@@ -182,6 +182,13 @@ describe('transaction edges', () => {
     assert.ok(records.some((x) => x.type === 'fhir.read' && x.entity?.[0]?.id === 'edge-match'), 'the log was read up to the later request');
     const writes = records.filter((x) => x.entity?.some((e) => e.id === 'edge-gone'));
     assert.deepEqual(writes, [], 'no record claims the rolled-back writes or read');
+    // the attempt itself is recorded, as a failed write is
+    const attempt = records.find((x) => x.correlation?.request === r.headers.get('x-request-id'));
+    assert.ok(attempt, 'the failed transaction has a record');
+    assert.equal(attempt.type, 'fhir.update');
+    assert.equal(attempt.entity?.[0]?.type, 'Bundle');
+    assert.notEqual(attempt.outcome, 0, 'recorded as a failure');
+    assert.match(attempt.outcomeCode || '', /^[a-z0-9-]+$/);
   });
 
   it("the Bundle's audit record names its type, whatever its resources say", async () => {
