@@ -8,7 +8,9 @@
  * Year 0001-9999, month 01-12, day valid for the month (leap years),
  * hour 00-23, minute 00-59, second 00-60 (the regex allows a leap second,
  * which simply counts as the first second of the next minute), offset
- * -14:00..+14:00.  A time always needs a zone.  Pure functions; thread-safe.
+ * -14:00..+14:00.  A time in a resource always needs a zone; a search value
+ * may leave it out, and is then taken as UTC like a date without a time.
+ * Pure functions; thread-safe.
  */
 #include "fhir/model.h"
 
@@ -82,7 +84,8 @@ static bool zone(const char **p, int *offset_min)
 #define MS_MIN INT64_C(60000)
 #define MS_DAY INT64_C(86400000)
 
-enum err fhir_date_parse(const char *s, int64_t *lo, int64_t *hi)
+/* Parse 's'; a time without a zone is UTC when 'zone_optional', else invalid. */
+static enum err parse(const char *s, bool zone_optional, int64_t *lo, int64_t *hi)
 {
 	const char *p = s;
 	int y, m = 1, d = 1, hh = 0, mi = 0, ss = 0, ms = 0, off = 0;
@@ -134,7 +137,9 @@ enum err fhir_date_parse(const char *s, int64_t *lo, int64_t *hi)
 			width = n == 1 ? 100 : n == 2 ? 10 : 1;
 		}
 	}
-	if (!zone(&p, &off) || *p != '\0')
+	if (!(zone_optional && *p == '\0') && !zone(&p, &off))
+		return ERR_INVALID;
+	if (*p != '\0')
 		return ERR_INVALID;
 	start = days_from_civil(y, (unsigned)m, (unsigned)d) * MS_DAY +
 		((int64_t)hh * 60 + mi - off) * MS_MIN + (int64_t)ss * 1000 + ms;
@@ -142,4 +147,14 @@ done:
 	*lo = start;
 	*hi = start + width - 1;
 	return ERR_OK;
+}
+
+enum err fhir_date_parse(const char *s, int64_t *lo, int64_t *hi)
+{
+	return parse(s, false, lo, hi);
+}
+
+enum err fhir_date_parse_search(const char *s, int64_t *lo, int64_t *hi)
+{
+	return parse(s, true, lo, hi);
 }

@@ -51,6 +51,14 @@ bool fhir_id_valid(const char *id);
 enum err fhir_date_parse(const char *s, int64_t *lo, int64_t *hi);
 
 /*
+ * fhir_date_parse() for a search value: a time may also come without a
+ * zone ("2023-04-05T10:00", "2023-04-05T10:00:00"), and is then taken as
+ * UTC, as a date without a time is (R4 leaves such a value to the
+ * server's time zone; this server's is UTC).
+ */
+enum err fhir_date_parse_search(const char *s, int64_t *lo, int64_t *hi);
+
+/*
  * Normalize for string search: Unicode lowercase and accents removed for
  * Latin letters ("Zoë" -> "zoe"), whitespace runs to one space, trimmed.
  * Appends to 'out'.

@@ -104,12 +104,22 @@ static enum store_cmp take_prefix(const char **v)
 /*
  * Parse a FHIR decimal search value; [lo, hi) is its implicit precision
  * range ("5.4" is [5.35, 5.45)); exponent forms are exact-ish ranges too.
+ * While the digits fit in a double's integer range the bounds are the
+ * digits with a 5 added or taken away in the next place, scaled by a power
+ * of ten: each step is exact or rounded once, so a bound is the double
+ * nearest its decimal, the one a stored 5.35 is parsed to (5.4 - 0.05 in
+ * binary is 5.3500000000000005 and would leave 5.35 out).
  */
 static bool parse_decimal(const char *s, double *v, double *lo, double *hi)
 {
+	static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+				       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+				       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+	const int64_t exact_max = INT64_C(1) << 53;
 	const char *p = s;
-	int decimals = 0, exponent = 0;
-	bool dot = false, digits = false;
+	int decimals = 0, exponent = 0, scale;
+	bool dot = false, digits = false, neg = *s == '-', exact = true;
+	int64_t mant = 0, a, b;
 	char *end;
 	double half;
 
@@ -120,6 +130,10 @@ static bool parse_decimal(const char *s, double *v, double *lo, double *hi)
 			digits = true;
 			if (dot)
 				decimals++;
+			if (mant > exact_max / 10)
+				exact = false;
+			else
+				mant = mant * 10 + (*p - '0');
 		} else if (*p == '.' && !dot) {
 			dot = true;
 		} else {
@@ -141,6 +155,20 @@ static bool parse_decimal(const char *s, double *v, double *lo, double *hi)
 	*v = strtod(s, &end);
 	if (!isfinite(*v))
 		return false;
+	/* the bounds are (10 * mant -/+ 5) * 10^scale */
+	scale = exponent - decimals - 1;
+	if (exact && mant * 10 + 5 <= exact_max && scale >= -22 && scale <= 22) {
+		a = mant * 10 - 5;
+		b = mant * 10 + 5;
+		if (neg) {
+			int64_t t = a;
+			a = -b;
+			b = -t;
+		}
+		*lo = scale < 0 ? (double)a / pow10[-scale] : (double)a * pow10[scale];
+		*hi = scale < 0 ? (double)b / pow10[-scale] : (double)b * pow10[scale];
+		return true;
+	}
 	half = 0.5 * pow(10.0, (double)(exponent - decimals));
 	*lo = *v - half;
 	*hi = *v + half;
@@ -221,7 +249,7 @@ static enum err parse_date(struct pctx *x, const char *name, const char *alt, st
 
 	m->cmp = take_prefix(&v);
 	v = unescape(x->a, v);
-	if (fhir_date_parse(v, &m->lo, &m->hi))
+	if (fhir_date_parse_search(v, &m->lo, &m->hi))
 		return bad(x, name, "'%s' is not a FHIR date or dateTime (e.g. 2024, 2024-03-01, 2024-03-01T10:00:00Z)", alt);
 	return ERR_OK;
 }

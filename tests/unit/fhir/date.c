@@ -114,6 +114,39 @@ static void test_invalid(void **state)
 	}
 }
 
+/* fhir_date_parse_search(): a time without a zone is UTC; the rest as before. */
+static void test_search_value_without_zone(void **state)
+{
+	(void)state;
+	int64_t t = D20230405 + 10 * INT64_C(3600000), l = 0, h = 0;
+	static const struct {
+		const char *s;
+		int64_t lo, hi;
+	} ok[] = {
+		{"2023-04-05T10:00", 0, 60000 - 1},
+		{"2023-04-05T10:00:00", 0, 999},
+		{"2023-04-05T10:00:07.25", 7250, 7259},
+		{"2023-04-05T10:00:00Z", 0, 999},
+		{"2023-04-05T12:00:00+02:00", 0, 999},
+	};
+	static const char *const bad[] = {
+		"2023-04-05T10", "2023-04-05T10:00:00.", "2023-04-05T10:00:00 ", "2023-04-05T10:00:00+01",
+		"2023-04-05T", "2023-04-05T10:00:00ZZ", NULL,
+	};
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		if (fhir_date_parse_search(ok[i].s, &l, &h) != ERR_OK)
+			fail_msg("'%s' was rejected", ok[i].s);
+		if (l != t + ok[i].lo || h != t + ok[i].hi)
+			fail_msg("'%s': got [%lld, %lld]", ok[i].s, (long long)l, (long long)h);
+	}
+	for (size_t i = 0; bad[i]; i++)
+		if (fhir_date_parse_search(bad[i], &l, &h) != ERR_INVALID)
+			fail_msg("'%s' was accepted", bad[i]);
+	/* a resource's dateTime still needs its zone */
+	assert_int_equal(fhir_date_parse("2023-04-05T10:00:00", &l, &h), ERR_INVALID);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -123,6 +156,7 @@ int main(void)
 		cmocka_unit_test(test_minute_second_fraction),
 		cmocka_unit_test(test_zones),
 		cmocka_unit_test(test_invalid),
+		cmocka_unit_test(test_search_value_without_zone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

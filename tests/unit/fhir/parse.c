@@ -259,6 +259,9 @@ static void test_date_precision(void **state)
 	expect_date(r, "2023-04-05T10:00:30.5Z", t10 + 30500, t10 + 30599);
 	expect_date(r, "2023-04-05T10:00:30.25Z", t10 + 30250, t10 + 30259);
 	expect_date(r, "2023-04-05T10:00:30.125Z", t10 + 30125, t10 + 30125);
+	/* a search value without a zone is taken as UTC */
+	expect_date(r, "2023-04-05T10:00", t10, t10 + 60000 - 1);
+	expect_date(r, "ge2023-04-05T10:00:30", t10 + 30000, t10 + 30999);
 	/* zones shift the instant */
 	expect_date(r, "2023-04-05T12:00:00+02:00", t10, t10 + 999);
 	expect_date(r, "2023-04-05T05:30:00-04:30", t10, t10 + 999);
@@ -272,7 +275,7 @@ static void test_date_bad(void **state)
 	struct run *r = *state;
 	static const char *const bad[] = {
 		"date=2023-13",      "date=2023-02-29",   "date=2023-4-5",
-		"date=20230405",     "date=2023-04-05T10:00", /* a time needs a zone */
+		"date=20230405",     "date=2023-04-05T10",
 		"date=2023-04-05T25:00Z", "date=2023-04-05T10:00:00+15:00",
 		"date=gt",           "date=xx2023",       "date=GT2023",
 		"date=today",        "date=ge2023,junk",  "date=2023,",
@@ -336,6 +339,19 @@ static void test_number_prefixes(void **state)
 	assert_near(m.nlo, 0.245);
 	assert_int_equal(parse_number(&x, "n", ".5", &m), ERR_OK);
 	assert_near(m.num, 0.5);
+	/* the bounds are the doubles nearest the decimal bounds, as a stored value would be */
+	assert_int_equal(parse_number(&x, "n", "5.4", &m), ERR_OK);
+	assert_true(m.nlo == 5.35 && m.nhi == 5.45);
+	assert_int_equal(parse_number(&x, "n", "-5.4", &m), ERR_OK);
+	assert_true(m.nlo == -5.45 && m.nhi == -5.35);
+	assert_int_equal(parse_number(&x, "n", "0.3", &m), ERR_OK);
+	assert_true(m.nlo == 0.25 && m.nhi == 0.35);
+	assert_int_equal(parse_number(&x, "n", "1.15", &m), ERR_OK);
+	assert_true(m.nlo == 1.145 && m.nhi == 1.155);
+	assert_int_equal(parse_number(&x, "n", "535e-2", &m), ERR_OK);
+	assert_true(m.nlo == 5.345 && m.nhi == 5.355);
+	assert_int_equal(parse_number(&x, "n", "0", &m), ERR_OK);
+	assert_true(m.nlo == -0.5 && m.nhi == 0.5);
 
 	static const char *const bad[] = {
 		"", "gt", "abc", "5.4.3", "5..4", "1e", "1e+", "1e+-2", "1e400", "0x10", "inf",
