@@ -239,7 +239,8 @@ static int open_store(const struct config *cfg, bool must_exist, struct store **
 		return fail("%s", c.msg);
 	store_version_cache(*out, (size_t)cfg->resource_cache_mb << 20);
 	store_search_time_max(*out, (int)cfg->search_time_max);
-	if (store_schema_version(*out, &version, &c) || store_migrate(*out, &c)) {
+	if (store_schema_version(*out, &version, &c) || store_migrate(*out, &c) ||
+	    store_refold(*out, FHIR_FOLD_VERSION, fhir_str_normalize, &c)) {
 		store_close(*out);
 		*out = NULL;
 		return fail("%s", c.msg);

@@ -59,11 +59,20 @@ enum err fhir_date_parse(const char *s, int64_t *lo, int64_t *hi);
 enum err fhir_date_parse_search(const char *s, int64_t *lo, int64_t *hi);
 
 /*
- * Normalize for string search: Unicode lowercase and accents removed for
- * Latin letters ("Zoë" -> "zoe"), whitespace runs to one space, trimmed.
+ * Normalize for string search: lowercase and accents removed for Latin,
+ * Greek and Cyrillic letters ("Zoë" -> "zoe", "Nguyễn" -> "nguyen",
+ * "Иванов" -> "иванов"), whitespace runs to one space, trimmed.
  * Appends to 'out'.
  */
 enum err fhir_str_normalize(const char *s, struct buf *out);
+
+/*
+ * The version of that folding: raised whenever it reaches more letters, so
+ * that the stored search forms are folded again (store_refold()).  1:
+ * Latin-1 and Latin Extended-A; 2: also Latin Extended-B and Additional,
+ * Greek, Cyrillic and the Latin ligatures.
+ */
+#define FHIR_FOLD_VERSION 2
 
 /* ---- search parameters ---- */
 

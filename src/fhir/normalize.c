@@ -1,14 +1,17 @@
 /*
  * normalize.c - the normal form of strings for string search: lowercase,
- * accents removed from Latin letters, whitespace runs collapsed to one
- * space, trimmed.
+ * accents removed, whitespace runs collapsed to one space, trimmed.
  *
  * Folding covers ASCII, Latin-1 Supplement (U+00C0-U+00FF), Latin
  * Extended-A (U+0100-U+017F) and the Romanian comma-below letters; letters
  * that are ligatures fold to two letters (Æ -> ae, ß -> ss, Œ -> oe,
- * Þ -> th).  Combining diacritical marks (U+0300-U+036F) are dropped, so
- * decomposed input ("e" + U+0301) folds like precomposed input.  Other code
- * points are copied unchanged.  Pure function; thread-safe.
+ * Þ -> th).  Latin Extended-B, Greek, Cyrillic, Latin Extended Additional
+ * (Vietnamese: Nguyễn -> nguyen), Greek Extended and the Latin ligatures
+ * (ﬁ -> fi) fold by Unicode case folding and canonical decomposition
+ * without the marks (fold.inc, written by scripts/gen-fold).  Combining
+ * diacritical marks (U+0300-U+036F) are dropped, so decomposed input
+ * ("e" + U+0301) folds like precomposed input.  Other code points are
+ * copied unchanged.  Pure function; thread-safe.
  */
 #include "fhir/model.h"
 
@@ -44,6 +47,14 @@ static const char *const latin_ext_a[128] = {
 	"u", "u", "u", "u", "u", "u", "u", "u",     /* 0168 Ũ ũ Ū ū Ŭ ŭ Ů ů */
 	"u", "u", "u", "u", "w", "w", "y", "y",     /* 0170 Ű ű Ų ų Ŵ ŵ Ŷ ŷ */
 	"y", "z", "z", "z", "z", "z", "z", "s",     /* 0178 Ÿ Ź ź Ż ż Ž ž ſ */
+};
+
+/* Other scripts' letters whose folded form differs, by code point. */
+static const struct fold_row {
+	unsigned cp;
+	const char *to;
+} fold_rows[] = {
+#include "fhir/fold.inc"
 };
 
 /*
@@ -105,6 +116,17 @@ static const char *fold(unsigned cp)
 		return "s";
 	if (cp == 0x21A || cp == 0x21B)
 		return "t";
+	if (cp < fold_rows[0].cp)
+		return NULL;
+	for (size_t lo = 0, hi = sizeof(fold_rows) / sizeof(fold_rows[0]); lo < hi;) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (fold_rows[mid].cp == cp)
+			return fold_rows[mid].to;
+		if (fold_rows[mid].cp < cp)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return NULL;
 }
 

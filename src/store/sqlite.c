@@ -1216,6 +1216,52 @@ static enum err sqlite_migrate(struct store *s, struct ctx *c)
 	return ERR_OK;
 }
 
+/* veranda_fold(text): the store_fold_fn given as the function's user data. */
+static void fold_sql(sqlite3_context *x, int argc, sqlite3_value **argv)
+{
+	store_fold_fn fold = *(store_fold_fn *)sqlite3_user_data(x);
+	const unsigned char *in = sqlite3_value_text(argv[0]);
+	struct buf b = BUF_INIT(1 << 20);
+
+	(void)argc;
+	if (!in) {
+		sqlite3_result_null(x);
+	} else if (fold((const char *)in, &b) == ERR_INVALID || b.err) {
+		/* not UTF-8 or too long: keep the stored form */
+		sqlite3_result_value(x, argv[0]);
+	} else {
+		sqlite3_result_text(x, b.data ? b.data : "", (int)b.len, SQLITE_TRANSIENT);
+	}
+	buf_release(&b);
+}
+
+/*
+ * store_ops.refold, inside the caller's transaction: string index values
+ * and token texts (not the identifier values of :of-type rows) folded
+ * again from their stored forms.
+ */
+static enum err sqlite_refold(struct store *s, store_fold_fn fold, struct ctx *c)
+{
+	static const char sql[] =
+		"UPDATE ix_string SET norm = veranda_fold(norm) WHERE norm <> veranda_fold(norm);"
+		"UPDATE ix_token SET text = veranda_fold(text)"
+		" WHERE text IS NOT NULL AND param NOT LIKE '%:of-type' AND text <> veranda_fold(text);";
+	struct conn *cn;
+	enum err e = conn_get(s, &cn, c);
+	int rc;
+
+	if (e)
+		return e;
+	rc = sqlite3_create_function(cn->db, "veranda_fold", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+				     &fold, fold_sql, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(cn->db, sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		e = fail(cn, rc, c, "cannot fold the search forms again");
+	sqlite3_create_function(cn->db, "veranda_fold", 1, SQLITE_UTF8, NULL, NULL, NULL, NULL);
+	return e;
+}
+
 /* store_ops.schema_version: PRAGMA user_version (0 for a new file). */
 static enum err sqlite_schema_version(struct store *s, int *version, struct ctx *c)
 {
@@ -2199,4 +2245,5 @@ const struct store_ops store_sqlite_ops = {
 	.item_delete = sqlite_item_delete,
 	.item_list = sqlite_item_list,
 	.item_purge = sqlite_item_purge,
+	.refold = sqlite_refold,
 };

@@ -472,3 +472,53 @@ enum err store_compartment_of(struct store *s, const char *type, const char *id,
 				  s->ops->name);
 	return s->ops->compartment_of(s, type, id, out, max, n, c);
 }
+
+/* ---- search forms ---- */
+
+#define FOLD_NS "store"
+#define FOLD_KEY "fold"
+
+/* The folding version the store says was applied (0: none recorded). */
+static int fold_version(struct store *s, struct ctx *c)
+{
+	struct store_item it;
+	const char *v;
+	int n = 0;
+
+	store_item_init(&it);
+	if (!store_item_get(s, FOLD_NS, FOLD_KEY, &it, c) && it.data.data &&
+	    (v = strstr(it.data.data, "\"version\":")) != NULL)
+		for (v += 10; *v >= '0' && *v <= '9' && n < 100000; v++)
+			n = n * 10 + (*v - '0');
+	store_item_release(&it);
+	return n;
+}
+
+enum err store_refold(struct store *s, int version, store_fold_fn fold, struct ctx *c)
+{
+	struct ctx ig = CTX_INIT;
+	struct store_item it;
+	enum err e;
+
+	if (!s->ops->refold || !s->ops->item_put)
+		return ctx_errorf(c, ERR_UNSUPPORTED, "the %s store cannot fold its search forms again",
+				  s->ops->name);
+	if (fold_version(s, &ig) >= version)
+		return ERR_OK;
+	if ((e = store_begin(s, c)))
+		return e;
+	store_item_init(&it);
+	str_copy(it.ns, FOLD_NS, sizeof(it.ns));
+	str_copy(it.key, FOLD_KEY, sizeof(it.key));
+	buf_addf(&it.data, "{\"version\":%d}", version);
+	/* another process may have done it meanwhile: then this finds nothing to change */
+	e = s->ops->refold(s, fold, c);
+	if (!e)
+		e = store_item_put(s, &it, true, c);
+	store_item_release(&it);
+	if (e) {
+		store_rollback(s);
+		return e;
+	}
+	return store_commit(s, c);
+}

@@ -446,4 +446,19 @@ enum err store_item_list(struct store *s, const char *ns, int64_t uid, const cha
 /* Delete every item whose expiry is set and before 'now' (ms); *n gets the count. */
 enum err store_item_purge(struct store *s, int64_t now, int64_t *n, struct ctx *c);
 
+/* ---- search forms ---- */
+
+/* A folding of text into its search form (fhir_str_normalize()): appends to 'out'. */
+typedef enum err (*store_fold_fn)(const char *s, struct buf *out);
+
+/*
+ * Fold the stored search forms again with 'fold' (string index values and
+ * token texts, each from its earlier folded form), unless the store says
+ * folding 'version' has been applied: a folding that reaches more letters
+ * then also finds what was written before it.  One write transaction; the
+ * version is kept as the auth item ("store", "fold").  ERR_UNSUPPORTED
+ * from a backend without it.
+ */
+enum err store_refold(struct store *s, int version, store_fold_fn fold, struct ctx *c);
+
 #endif

@@ -125,6 +125,7 @@ struct store_ops {
 	enum err (*item_list)(struct store *s, const char *ns, int64_t uid, const char *grp,
 			      store_item_fn fn, void *arg, struct ctx *c);
 	enum err (*item_purge)(struct store *s, int64_t now, int64_t *n, struct ctx *c);
+	enum err (*refold)(struct store *s, store_fold_fn fold, struct ctx *c);
 };
 
 extern const struct store_ops store_sqlite_ops;
