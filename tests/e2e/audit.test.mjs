@@ -385,7 +385,10 @@ describe('audit records of a token flow and FHIR interactions', () => {
     assert.deepEqual(txRecs.map((r) => r.type), ['fhir.create', 'fhir.update']);
     assert.deepEqual(txRecs[0].entity, [{ type: 'Observation', id: bb.created, version: '1' }]);
     assert.equal(txRecs[0].patient, 'bob-self');
-    assert.deepEqual(byReq(bb.failed).filter((r) => r.type.startsWith('fhir.')), [], 'a failed transaction records no create');
+    // a failed transaction: no record of its rolled-back entries, one of the failed attempt
+    const failedRecs = byReq(bb.failed).filter((r) => r.type.startsWith('fhir.'));
+    assert.deepEqual(failedRecs.map((r) => [r.type, r.entity?.[0]?.type, r.outcome]), [['fhir.update', 'Bundle', 4]],
+      'a failed transaction records no create, only the failed Bundle');
 
     // refusals are policy denials (outcome 4) saying why
     const hid = one(seen.hidden, 'policy.denied');
