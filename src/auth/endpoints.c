@@ -273,6 +273,7 @@ static void aud_who(struct aud *a, const struct oauth_who *w)
 	a->fhir_user = w->fhir_user[0] ? w->fhir_user : NULL;
 	a->patient = w->patient[0] ? w->patient : NULL;
 	a->grant = w->grant[0] ? w->grant : NULL;
+	a->token_id = w->jti[0] ? w->jti : NULL;
 }
 
 /*
@@ -1169,18 +1170,13 @@ static void handle_token(struct http_req *q, void *arg)
 	}
 	{
 		/* the access token issued: its id (jti, hashed) ties it to the FHIR records it makes */
-		json_t *j = json_loadb(out.data, out.len, 0, NULL), *claims = NULL;
-		const char *at = json_string_value(json_object_get(j, "access_token"));
-		struct ctx ig = CTX_INIT;
+		json_t *j = json_loadb(out.data, out.len, 0, NULL);
 		struct aud ae = {.type = !strcmp(r.grant_type, "refresh_token") ? AUDIT_TOKEN_REFRESHED : AUDIT_TOKEN_ISSUED,
 				 .client_id = cl.client_id};
 		aud_who(&ae, &who);
 		ae.patient = json_string_value(json_object_get(j, "patient"));
 		ae.scopes = json_string_value(json_object_get(j, "scope"));
-		if (at && !jose_jws_decode_unverified(at, strlen(at), NULL, &claims, &ig))
-			ae.token_id = json_string_value(json_object_get(claims, "jti"));
 		auth_event(q, ed, &ae);
-		json_decref(claims);
 		json_decref(j);
 	}
 	no_store(q);

@@ -265,6 +265,7 @@ struct oauth_who {
 	char role[16];
 	char fhir_user[STORE_FHIR_USER_SIZE];
 	char patient[OAUTH_REF_SIZE];
+	char jti[OAUTH_ID_SIZE];   /* the access token issued, "" when none */
 	bool revoked;
 };
 

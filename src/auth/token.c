@@ -259,12 +259,12 @@ static int64_t min_pos(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
-/* Sign an access token for grant 'g' with 'scope'; *exp_s gets its expiry. */
+/* Sign an access token for grant 'g' with 'scope'; *exp_s gets its expiry, jti[] its id. */
 static enum err mint_access(struct oauth *o, const struct grant *g, const char *scope,
-			    int64_t ttl_s, struct buf *out, int64_t *exp_s, struct ctx *c)
+			    int64_t ttl_s, struct buf *out, int64_t *exp_s, char jti[OAUTH_ID_SIZE],
+			    struct ctx *c)
 {
 	const struct jose_key *k = signer(o, JOSE_ES256, c);
-	char jti[OAUTH_ID_SIZE];
 	int64_t now = clock_now_ms() / 1000, exp = now + ttl_s;
 	json_t *cl, *hdr;
 	enum err e;
@@ -342,20 +342,25 @@ static enum err mint_refresh(struct oauth *o, const struct grant *g, char tok[OA
 /*
  * The token response for grant 'g' with scope string 'scope': access
  * token, refresh token when 'refresh', id token when openid was granted.
+ * who->jti (when 'who') gets the access token's id.
  */
 static enum err respond(struct oauth *o, const struct grant *g, const char *scope,
-			const char *refresh, bool id_token, bool launch_ctx, struct buf *out, struct ctx *c)
+			const char *refresh, bool id_token, bool launch_ctx, struct buf *out,
+			struct oauth_who *who, struct ctx *c)
 {
 	struct buf at = BUF_INIT(16384), idt = BUF_INIT(16384);
 	struct scope_set *ss = NULL;
 	int64_t exp = 0, now = clock_now_ms() / 1000;
+	char jti[OAUTH_ID_SIZE];
 	json_t *r = NULL;
 	enum err e;
 
 	if ((e = scope_parse(scope, &ss, c)))
 		goto out;
-	if ((e = mint_access(o, g, scope, g->uid ? o->o.access_ttl : o->o.backend_ttl, &at, &exp, c)))
+	if ((e = mint_access(o, g, scope, g->uid ? o->o.access_ttl : o->o.backend_ttl, &at, &exp, jti, c)))
 		goto out;
+	if (who)
+		str_copy(who->jti, jti, sizeof(who->jti));
 	r = json_pack("{s:s, s:s, s:I, s:s}", "access_token", at.data, "token_type", "Bearer",
 		      "expires_in", (json_int_t)(exp - now), "scope", scope);
 	if (refresh)
@@ -529,7 +534,7 @@ out:
 	e = tx_end(o, e, c);
 	/* sign outside the transaction: the write lock is not held for the signatures */
 	if (!e && issue)
-		e = respond(o, &g, g.scope, rt[0] ? rt : NULL, true, true, out, c);
+		e = respond(o, &g, g.scope, rt[0] ? rt : NULL, true, true, out, who, c);
 out_notx:
 	mem_wipe(rt, sizeof(rt));
 	json_decref(j);
@@ -679,7 +684,7 @@ out:
 	 * leaves it out of refresh responses, and it halves the signing.
 	 */
 	if (!e && issue)
-		e = respond(o, &g, narrowed.data, rt[0] ? rt : NULL, false, true, out, c);
+		e = respond(o, &g, narrowed.data, rt[0] ? rt : NULL, false, true, out, who, c);
 	mem_wipe(rt, sizeof(rt));
 	json_decref(j);
 	scope_set_free(granted);
@@ -692,7 +697,7 @@ out:
 
 static enum err grant_backend(struct oauth *o, const struct client *cl,
 			      const struct oauth_token_req *r, struct buf *out, struct oauth_err *err,
-			      struct ctx *c)
+			      struct oauth_who *who, struct ctx *c)
 {
 	struct scope_set *asked = NULL, *allowed = NULL, *sys = NULL;
 	struct buf s = BUF_INIT(8192);
@@ -745,7 +750,7 @@ static enum err grant_backend(struct oauth *o, const struct client *cl,
 	if ((e = oauth_put(o, NS_GRANT, g.id, 0, cl->client_id, json_pack("{s:s}", "scope", s.data),
 			   g.expires, false, c)))
 		goto out;
-	e = respond(o, &g, s.data, NULL, false, false, out, c);
+	e = respond(o, &g, s.data, NULL, false, false, out, who, c);
 	g.scope = NULL;
 out:
 	scope_set_free(asked);
@@ -775,7 +780,7 @@ enum err oauth_token(struct oauth *o, const struct client *cl, const struct oaut
 	if (!strcmp(r->grant_type, "refresh_token"))
 		return grant_refresh(o, cl, r, out, err, who, c);
 	if (!strcmp(r->grant_type, "client_credentials"))
-		return grant_backend(o, cl, r, out, err, c);
+		return grant_backend(o, cl, r, out, err, who, c);
 	oauth_seterr(err, 400, "unsupported_grant_type", "grant_type '%.64s' is not supported",
 		     r->grant_type);
 	return ERR_INVALID;

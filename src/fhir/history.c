@@ -133,16 +133,20 @@ enum err fhir_history(struct fhir *f, const struct fhir_history_q *q, struct buf
 		 * versions only, so that they say nothing of the others.
 		 */
 		struct store_history_q all;
+		/* a first page without a time window walks every version anyway */
+		bool whole = !q->cursor && !sq.since && !sq.at_most;
 
-		memset(&all, 0, sizeof(all));
-		all.type = q->type;
-		all.id = q->id;
-		all.limit = FHIR_HISTORY_WALK_MAX;
-		e = store_history(f->store, &all, keep_any, (void *)q, NULL, NULL, c);
-		if (e != (enum err)WALK_STOP) {
-			if (!e)
-				e = ctx_errorf(c, ERR_NOTFOUND, "%s/%s is not known", q->type, q->id);
-			goto out;
+		if (!whole) {
+			memset(&all, 0, sizeof(all));
+			all.type = q->type;
+			all.id = q->id;
+			all.limit = FHIR_HISTORY_WALK_MAX;
+			e = store_history(f->store, &all, keep_any, (void *)q, NULL, NULL, c);
+			if (e != (enum err)WALK_STOP) {
+				if (!e)
+					e = ctx_errorf(c, ERR_NOTFOUND, "%s/%s is not known", q->type, q->id);
+				goto out;
+			}
 		}
 		sq.limit = FHIR_HISTORY_WALK_MAX;
 		w.keep = q;
@@ -151,6 +155,10 @@ enum err fhir_history(struct fhir *f, const struct fhir_history_q *q, struct buf
 		if (e && e != (enum err)WALK_STOP)
 			goto out;
 		e = ERR_OK;
+		if (whole && !w.kept) {
+			e = ctx_errorf(c, ERR_NOTFOUND, "%s/%s is not known", q->type, q->id);
+			goto out;
+		}
 		more = w.more;
 		if (!q->cursor)
 			total = w.kept;
