@@ -116,7 +116,6 @@ struct http_server {
 	struct watch *watching;
 	bool watcher_on, watcher_stop;
 	pthread_t watcher;
-	atomic_long deadline_closed;
 };
 
 static const struct http_hdr security_headers[] = {
@@ -179,9 +178,10 @@ static bool tchar(unsigned char c)
 	       (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
+/* What one pass over the headers learns for framing_fault(). */
 struct hdr_check {
-	size_t hosts;
-	bool bad;
+	size_t hosts, lengths;  /* Host and Content-Length headers */
+	bool bad;               /* a name that is not a token, a control character in a value */
 };
 
 static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -200,8 +200,10 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
 
 		x->bad = (c < 0x20 && c != '\t') || c == 0x7f;
 	}
-	if (!x->bad && str_ieq(key, "Host"))
-		x->hosts++;
+	if (!x->bad) {
+		x->hosts += str_ieq(key, MHD_HTTP_HEADER_HOST);
+		x->lengths += str_ieq(key, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	}
 	return x->bad ? MHD_NO : MHD_YES;
 }
 
@@ -216,7 +218,7 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
  */
 static int framing_fault(struct http_req *q, const char **msg)
 {
-	struct hdr_check x = {0, false};
+	struct hdr_check x = {0, 0, false};
 	const char *te;
 
 	MHD_get_connection_values_n(q->conn, MHD_HEADER_KIND, check_header, &x);
@@ -228,7 +230,7 @@ static int framing_fault(struct http_req *q, const char **msg)
 		*msg = "more than one Host";
 		return 400;
 	}
-	if (http_req_header_count(q, MHD_HTTP_HEADER_CONTENT_LENGTH) > 1) {
+	if (x.lengths > 1) {
 		/* a proxy in front might read the other one */
 		*msg = "more than one Content-Length";
 		return 400;
@@ -236,7 +238,7 @@ static int framing_fault(struct http_req *q, const char **msg)
 	te = http_req_header(q, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	if (!te)
 		return 0;
-	if (http_req_header(q, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+	if (x.lengths) {
 		*msg = "Transfer-Encoding and Content-Length together";
 		return 400;
 	}
@@ -701,8 +703,8 @@ static void *watcher_main(void *arg)
 			if (!d || now < d)
 				continue;
 			atomic_store(&w->deadline_us, 0);
-			if (same_peer(w) && shutdown(w->fd, SHUT_RDWR) == 0)
-				atomic_fetch_add(&s->deadline_closed, 1);
+			if (same_peer(w))
+				shutdown(w->fd, SHUT_RDWR);
 		}
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += WATCH_MS * 1000000L;
@@ -905,7 +907,6 @@ struct http_server *http_server_new(const struct config *cfg, struct http_router
 	atomic_init(&s->stopping, false);
 	atomic_init(&s->in_flight, 0);
 	atomic_init(&s->held, 0);
-	atomic_init(&s->deadline_closed, 0);
 	pthread_mutex_init(&s->watch_mu, NULL);
 	{
 		pthread_condattr_t a;
