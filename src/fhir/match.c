@@ -19,6 +19,7 @@
 
 #include "core/arena.h"
 #include "core/json.h"
+#include "core/str.h"
 #include "fhir/fhir.h"
 #include "fhir/fhir_int.h"
 #include "fhir/model.h"
@@ -33,7 +34,7 @@ static bool same(const char *x, const char *y)
 
 static bool starts(const char *s, const char *p)
 {
-	return s && p && !strncmp(s, p, strlen(p));
+	return s && p && str_starts(s, p);
 }
 
 /* A token system: NULL any, "" none (no system or an empty one), else equal. */
