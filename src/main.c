@@ -543,12 +543,26 @@ static void config_event(const struct config *cfg, struct audit *au)
  * hashes come from the calling thread's heap arena, and each of the
  * server's arenas (up to eight per core) keeps its 19 MiB resident for
  * good: 300 MiB after a few hundred sign-ins across the workers.  A fixed
- * threshold keeps every block of 128 KiB or more in its own mapping.
+ * threshold of 4 MiB keeps such blocks in their own mappings.
+ *
+ * It must stay well above what one request allocates and frees: at
+ * 128 KiB every search page of more than a few dozen resources mapped,
+ * faulted in and unmapped its buffers, and a fixed mmap threshold also
+ * fixes the trim threshold (128 KiB by default), so each arena gave its
+ * top back after every request and faulted it in again: a search of 50
+ * patients cost three times the CPU.  The trim threshold is set to twice
+ * the mmap threshold, the ratio glibc's adaptive rule keeps.
  */
+enum {
+	MMAP_THRESHOLD = 4 * 1024 * 1024,
+	TRIM_THRESHOLD = 2 * MMAP_THRESHOLD,
+};
+
 static void memory_policy(void)
 {
-#ifdef M_MMAP_THRESHOLD
-	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#if defined(M_MMAP_THRESHOLD) && defined(M_TRIM_THRESHOLD)
+	mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+	mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
 #endif
 }
 
