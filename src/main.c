@@ -537,13 +537,13 @@ static void config_event(const struct config *cfg, struct audit *au)
 }
 
 /*
- * Give large blocks back to the system when they are freed.  A sign-in's
- * Argon2id hash takes 19 MiB for a moment; with glibc's adaptive mmap
- * threshold the first such free raises the threshold above it, later
- * hashes come from the calling thread's heap arena, and each of the
- * server's arenas (up to eight per core) keeps its 19 MiB resident for
- * good: 300 MiB after a few hundred sign-ins across the workers.  A fixed
- * threshold of 4 MiB keeps such blocks in their own mappings.
+ * Give large blocks back to the system when they are freed.  Making a
+ * password hash (user add, reset-password) takes 19 MiB for a moment; with
+ * glibc's adaptive mmap threshold the first such free raises the threshold
+ * above it, later hashes come from the calling thread's heap arena, and
+ * each of the server's arenas (up to eight per core) would keep its 19 MiB
+ * for good.  A fixed threshold of 4 MiB keeps such blocks in their own
+ * mappings.  (Sign-ins verify in blocks of their own: auth/password.c.)
  *
  * It must stay well above what one request allocates and frees: at
  * 128 KiB every search page of more than a few dozen resources mapped,

@@ -61,6 +61,12 @@ enum err password_params_check(const struct password_params *p, struct ctx *c);
 void password_limit_set(unsigned max_concurrent, unsigned wait_ms);
 /* How many hashes are running now (for metrics and tests). */
 unsigned password_limit_in_use(void);
+/*
+ * How many memory blocks verification keeps (for metrics and tests): one
+ * for each slot that has verified a password, never more than the cap has
+ * allowed at once.
+ */
+unsigned password_blocks(void);
 
 /*
  * Hash pw[0..n) with 'params' (NULL: the defaults) and a fresh random salt

@@ -4,8 +4,10 @@
  * salt "somesalt") through the fixed-salt test hook and through verify;
  * the PHC format of fresh hashes; verify and needs_rehash; parameter
  * floors and ceilings (also for stored strings); the dummy verification
- * for unknown users; and the cap on concurrent hashes (ERR_BUSY when
- * saturated, never more than the cap at once).
+ * for unknown users; the cap on concurrent hashes (ERR_BUSY when
+ * saturated, never more than the cap at once); and verification's memory
+ * blocks (right answers from concurrent callers with different memory
+ * costs, never more blocks than slots).
  */
 #include "unit.h"
 
@@ -327,6 +329,50 @@ static void test_cap(void **state)
 	password_limit_set(0, 5000);
 }
 
+struct check {
+	size_t kat;
+	bool right;
+	enum err rc;
+};
+
+static void *verify_job(void *arg)
+{
+	struct check *k = arg;
+	struct ctx c = CTX_INIT;
+
+	for (int i = 0; i < 4; i++) {
+		k->rc = password_verify(kat[k->kat].phc, k->right ? "password" : "passw0rd", 8, &c);
+		if (k->rc != (k->right ? ERR_OK : ERR_UNAUTHORIZED))
+			break;
+		ctx_clear(&c);
+	}
+	return NULL;
+}
+
+static void test_verify_blocks(void **state)
+{
+	struct check ks[6];
+	pthread_t ths[6];
+
+	(void)state;
+	/* six callers, two slots: blocks of 256 KiB and 64 MiB taken in turns */
+	password_limit_set(2, 60000);
+	for (size_t i = 0; i < 6; i++) {
+		ks[i] = (struct check){i % NKAT, i % 2 == 0, ERR_IO};
+		assert_int_equal(pthread_create(&ths[i], NULL, verify_job, &ks[i]), 0);
+	}
+	for (size_t i = 0; i < 6; i++) {
+		assert_int_equal(pthread_join(ths[i], NULL), 0);
+		if (ks[i].rc != (ks[i].right ? ERR_OK : ERR_UNAUTHORIZED))
+			fail_msg("caller %zu (vector %zu, %s password): %s", i, ks[i].kat,
+				 ks[i].right ? "right" : "wrong", err_str(ks[i].rc));
+	}
+	assert_int_equal(password_limit_in_use(), 0);
+	/* earlier tests ran one at a time or with two slots */
+	assert_true(password_blocks() >= 1 && password_blocks() <= 2);
+	password_limit_set(0, 5000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -336,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_stored_strings),
 		cmocka_unit_test(test_dummy),
 		cmocka_unit_test(test_cap),
+		cmocka_unit_test(test_verify_blocks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
