@@ -753,7 +753,7 @@ static void qs_encode(struct buf *b, const char *s)
 	}
 }
 
-static void add_applied(struct search_parsed *p, const char *name, const char *value)
+void search_applied_add(struct search_parsed *p, const char *name, const char *value)
 {
 	if (p->applied.len)
 		buf_addch(&p->applied, '&');
@@ -815,7 +815,7 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 		if (!strcmp(name, "_sort")) {
 			if ((e = parse_sort(&x, r->type, value, p)))
 				return e;
-			add_applied(p, name, value);
+			search_applied_add(p, name, value);
 			continue;
 		}
 		if (!strcmp(name, "_total")) {
@@ -828,7 +828,7 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 				p->q.total = STORE_TOTAL_ACCURATE;
 			else
 				return bad(&x, name, "'%s' is not none, estimate or accurate", value);
-			add_applied(p, name, value);
+			search_applied_add(p, name, value);
 			continue;
 		}
 		if (!strcmp(name, "_summary")) {
@@ -844,7 +844,7 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 				p->summary = SUMMARY_COUNT;
 			else
 				return bad(&x, name, "'%s' is not true, false, text, data or count", value);
-			add_applied(p, name, value);
+			search_applied_add(p, name, value);
 			continue;
 		}
 		if (!strcmp(name, "_elements")) {
@@ -862,14 +862,14 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 					return bad(&x, name, "at most %s elements", "64");
 				p->elements[p->nelements++] = el;
 			}
-			add_applied(p, name, value);
+			search_applied_add(p, name, value);
 			continue;
 		}
 		if (!strcmp(name, "_include") || str_starts(name, "_include:") ||
 		    !strcmp(name, "_revinclude") || str_starts(name, "_revinclude:")) {
 			if ((e = parse_include(&x, name, value, p)))
 				return e;
-			add_applied(p, name, value);
+			search_applied_add(p, name, value);
 			continue;
 		}
 		if (!r->type) {
@@ -885,7 +885,7 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 		if (p->nconds == SEARCH_MAX_CONDS)
 			return bad(&x, name, "more than %s search parameters", "64");
 		p->conds[p->nconds++] = cond;
-		add_applied(p, name, value);
+		search_applied_add(p, name, value);
 		continue;
 unknown:
 		if (r->strict)

@@ -2086,7 +2086,9 @@ static void handle_search_post(struct http_req *q, void *arg)
 {
 	const char *ct = http_req_header(q, "Content-Type");
 
-	if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33)) {
+	/* the type, then nothing or its parameters: only such a body is parsed as a form */
+	if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33) ||
+	    (ct[33] != '\0' && ct[33] != ';' && ct[33] != ' ')) {
 		send_outcome(q, 415, "POST _search takes an application/x-www-form-urlencoded body", NULL);
 		return;
 	}

@@ -221,7 +221,46 @@ static const struct summary_def summaries[] = {
 	{"Organization", E("identifier", "active", "type", "name", "alias", "address", "partOf",
 			   "endpoint")},
 };
+
+/*
+ * The top-level elements R4 makes mandatory (min 1) in each supported type
+ * that has any: kept under _elements and _summary=text, which R4 asks to
+ * return them whether requested or not (search.html#elements, #summary).
+ */
+static const struct summary_def mandatory[] = {
+	{"AllergyIntolerance", E("patient")},
+	{"Appointment", E("status", "participant")},
+	{"AuditEvent", E("type", "recorded", "agent", "source")},
+	{"Binary", E("contentType")},
+	{"CarePlan", E("status", "intent", "subject")},
+	{"Communication", E("status")},
+	{"Condition", E("subject")},
+	{"Consent", E("status", "scope", "category")},
+	{"DiagnosticReport", E("status", "code")},
+	{"DocumentReference", E("status", "content")},
+	{"Encounter", E("status", "class")},
+	{"Goal", E("lifecycleStatus", "description", "subject")},
+	{"Immunization", E("status", "vaccineCode", "patient", "occurrence[x]")},
+	{"MedicationRequest", E("status", "intent", "medication[x]", "subject")},
+	{"Observation", E("status", "code")},
+	{"Procedure", E("status", "subject")},
+	{"Provenance", E("target", "recorded", "agent")},
+	{"Questionnaire", E("status")},
+	{"QuestionnaireResponse", E("status")},
+	{"RelatedPerson", E("patient")},
+	{"ServiceRequest", E("status", "intent", "subject")},
+	{"Task", E("status", "intent")},
+};
 #undef E
+
+/* The elements of 'type' in 'defs' (n entries), or NULL. */
+static const char *const *elements_of(const struct summary_def *defs, size_t n, const char *type)
+{
+	for (size_t i = 0; type && i < n; i++)
+		if (!strcmp(defs[i].type, type))
+			return defs[i].elements;
+	return NULL;
+}
 
 static bool element_listed(const char *key, const char *const *list, size_t n)
 {
@@ -261,8 +300,9 @@ static void subset(const struct search_parsed *p, struct buf *json)
 	json_t *res, *out;
 	const char *key;
 	json_t *val;
-	const char *const *list = NULL;
+	const char *const *list = NULL, *const *must;
 	size_t nlist = (size_t)-1;
+	const char *type;
 
 	if (p->nelements == 0 && (p->summary == SUMMARY_NONE || p->summary == SUMMARY_COUNT))
 		return;
@@ -270,22 +310,24 @@ static void subset(const struct search_parsed *p, struct buf *json)
 	if (!res)
 		return;
 	out = json_object();
+	type = json_get_str(res, "resourceType");
+	must = elements_of(mandatory, sizeof(mandatory) / sizeof(mandatory[0]), type);
 	if (p->nelements) {
 		list = p->elements;
 		nlist = p->nelements;
 	} else if (p->summary == SUMMARY_TRUE) {
-		const char *type = json_get_str(res, "resourceType");
-		for (size_t i = 0; i < sizeof(summaries) / sizeof(summaries[0]); i++)
-			if (type && !strcmp(summaries[i].type, type))
-				list = summaries[i].elements;
+		list = elements_of(summaries, sizeof(summaries) / sizeof(summaries[0]), type);
 	}
 	json_object_foreach(res, key, val) {
 		bool keep;
 
 		if (!strcmp(key, "resourceType") || !strcmp(key, "id") || !strcmp(key, "meta"))
 			keep = true;
+		else if ((p->nelements || p->summary == SUMMARY_TEXT) && must &&
+			 element_listed(key, must, (size_t)-1))
+			keep = true;
 		else if (p->summary == SUMMARY_TEXT && !p->nelements)
-			keep = !strcmp(key, "text") || !strcmp(key, "status");
+			keep = !strcmp(key, "text");
 		else if (p->summary == SUMMARY_DATA && !p->nelements)
 			keep = strcmp(key, "text") != 0;
 		else if (list)
@@ -461,6 +503,7 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 	const char *types[64];
 	size_t ntypes = 0;
 	int64_t since = 0, total = -1;
+	const char *since_text = NULL;
 	bool more = false, first;
 	char now[32];
 	enum err e;
@@ -494,6 +537,7 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 					goto out;
 				}
 				since = lo;
+				since_text = kv->value;
 			} else if (!strcmp(kv->name, "_type")) {
 				const char *tv = kv->value ? kv->value : "";
 				while (*tv) {
@@ -528,12 +572,8 @@ enum err fhir_search(struct fhir *f, const struct fhir_search_req *r, struct buf
 		p.q.types = ntypes ? types : NULL;
 		p.q.ntypes = ntypes;
 		p.q.since = since;
-		if (since) {
-			buf_addf(&p.applied, "%s_since=", p.applied.len ? "&" : "");
-			for (size_t i = 0; i < r->nparams; i++)
-				if (!strcmp(r->params[i].name, "_since"))
-					buf_adds(&p.applied, r->params[i].value);
-		}
+		if (since_text)
+			search_applied_add(&p, "_since", since_text);
 		for (size_t i = 0; i < ntypes; i++)
 			buf_addf(&p.applied, "%s%s%s", p.applied.len && i == 0 ? "&" : "",
 				 i == 0 ? "_type=" : ",", types[i]);

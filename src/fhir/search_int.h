@@ -62,6 +62,9 @@ struct search_parsed {
 enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_search_req *r,
 			   struct search_parsed *p, struct ctx *c);
 void search_parsed_init(struct search_parsed *p);
+
+/* Append name=value, percent-encoded, to the applied parameters (p->applied). */
+void search_applied_add(struct search_parsed *p, const char *name, const char *value);
 void search_parsed_release(struct search_parsed *p);
 
 /* Cursor token <-> struct store_cursor (base64url of a small JSON). */

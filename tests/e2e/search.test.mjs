@@ -175,13 +175,13 @@ describe('result parameters', () => {
     assert.equal(matches(r.json).length, 0);
   });
 
-  it('_elements=code,subject returns only those elements, marked SUBSETTED', async () => {
+  it('_elements=code,subject returns only those elements and the mandatory status, marked SUBSETTED', async () => {
     const r = await get('/Observation?patient=alice&_elements=code,subject&_count=10');
     assert.equal(r.status, 200, r.text);
     assert.equal(matches(r.json).length, 10);
     for (const e of matches(r.json)) {
       const keys = Object.keys(e.resource).sort();
-      assert.deepEqual(keys.filter((k) => !['resourceType', 'id', 'meta'].includes(k)), ['code', 'subject'], `elements of ${e.resource.id}: ${keys}`);
+      assert.deepEqual(keys.filter((k) => !['resourceType', 'id', 'meta'].includes(k)), ['code', 'status', 'subject'], `elements of ${e.resource.id}: ${keys}`);
       const tags = (e.resource.meta && e.resource.meta.tag) || [];
       assert.ok(tags.some((t) => t.code === 'SUBSETTED' && t.system === 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue'), 'SUBSETTED tag');
       const full = history.get(`Observation/${e.resource.id}`);

@@ -30,6 +30,7 @@
 #define search_parsed_release copy_search_parsed_release
 #define search_cursor_encode copy_search_cursor_encode
 #define search_cursor_decode copy_search_cursor_decode
+#define search_applied_add copy_search_applied_add
 enum err copy_search_cursor_encode(const struct store_cursor *cur, bool backward, struct buf *out);
 enum err copy_search_cursor_decode(const char *token, struct store_cursor *cur, bool *backward);
 #include "fhir/parse.c"
@@ -38,6 +39,7 @@ enum err copy_search_cursor_decode(const char *token, struct store_cursor *cur, 
 #undef search_parsed_release
 #undef search_cursor_encode
 #undef search_cursor_decode
+#undef search_applied_add
 
 #define BASE_URL "http://h/base"
 #define FHIR_BASE BASE_URL "/fhir"
