@@ -484,6 +484,14 @@ enum err audit_query(struct audit_reader *r, const struct audit_filter *f, audit
 		     void *arg, struct ctx *c);
 
 /*
+ * The record whose AuditEvent id (audit_event_to_fhir()) is 'id', given to
+ * 'fn' as audit_query() gives rows.  ERR_NOTFOUND when no record has that
+ * id (or it was pruned); else what 'fn' returned, or ERR_IO.
+ */
+enum err audit_read_fhir_id(struct audit_reader *r, const char *id, audit_row_fn fn, void *arg,
+			    struct ctx *c);
+
+/*
  * The latest signed checkpoint of each stream (or of 'node'), as
  * {"checkpoints":[{"node","size","root","time","jws"}...]}; with
  * 'history', every checkpoint of the stream(s), oldest first, at most

@@ -85,6 +85,14 @@ struct args {
 	struct audit_filter f;
 };
 
+static int days_in_month(int y, int mo)
+{
+	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	return mo == 2 && leap ? 29 : days[mo - 1];
+}
+
 /*
  * A time as ms since the epoch: YYYY-MM-DD (midnight UTC), or
  * YYYY-MM-DDThh:mm[:ss[.fff]] followed by Z or +hh:mm / -hh:mm.
@@ -137,8 +145,9 @@ static bool parse_time(const char *s, int64_t *ms)
 		if (*p)
 			return false;
 	}
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59 || y < 1970)
-		return false;
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+	    sec > 59 || y < 1970)
+		return false; /* timegm() would move 2026-02-30 to March: refuse it */
 	tm.tm_year = y - 1900;
 	tm.tm_mon = mo - 1;
 	tm.tm_mday = d;

@@ -247,6 +247,54 @@ enum err audit_query(struct audit_reader *r, const struct audit_filter *f, audit
 	return e;
 }
 
+/*
+ * The record whose AuditEvent id is 'id' (audit_event_to_fhir(): the
+ * stream's node id with '_' written '-', a dot, the sequence number).
+ * Two streams whose node ids differ only in '_' and '-' give the same id:
+ * the one created first answers.
+ */
+enum err audit_read_fhir_id(struct audit_reader *r, const char *id, audit_row_fn fn, void *arg,
+			    struct ctx *c)
+{
+	const char *dot = id ? strrchr(id, '.') : NULL;
+	char node[AUDIT_NODE_MAX + 1];
+	sqlite3_stmt *st = NULL;
+	int64_t seq;
+	enum err e;
+	int rc;
+
+	if (!dot || dot == id || (size_t)(dot - id) > AUDIT_NODE_MAX ||
+	    str_to_i64(dot + 1, 0, (int64_t)AUDIT_SEQ_LIMIT - 1, &seq))
+		return ctx_errorf(c, ERR_NOTFOUND, "no audit record has the id '%s'", id ? id : "");
+	memcpy(node, id, (size_t)(dot - id));
+	node[dot - id] = '\0';
+	if ((e = enter(r, c)))
+		return e;
+	e = adb_prepare(r->db,
+			"SELECT s.node, r.id, r.time_ms, r.body FROM record r"
+			" JOIN stream s ON s.no = r.id >> 48"
+			" WHERE replace(s.node, '_', '-') = ?1 AND r.id = (s.no << 48) + ?2"
+			" AND r.body IS NOT NULL ORDER BY s.no LIMIT 1",
+			&st, c);
+	if (e)
+		goto out;
+	sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, seq);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_text(st, 0) && sqlite3_column_text(st, 3))
+		e = fn(arg, (const char *)sqlite3_column_text(st, 0),
+		       audit_rid_seq(sqlite3_column_int64(st, 1)), sqlite3_column_int64(st, 2),
+		       (const char *)sqlite3_column_text(st, 3), (size_t)sqlite3_column_bytes(st, 3));
+	else if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		e = ctx_errorf(c, ERR_NOTFOUND, "no audit record has the id '%s'", id);
+	else
+		e = adb_fail(c, ERR_IO, r->db, "audit read");
+out:
+	sqlite3_finalize(st);
+	leave(r);
+	return e;
+}
+
 /* ---- checkpoints and proofs ---------------------------------------------------------- */
 
 static json_t *ckpt_json(const char *node, uint64_t size, int64_t time_ms, const uint8_t *root,

@@ -54,8 +54,8 @@ void fhir_capability_build(struct fhir *f)
 {
 	static const char *const rw[] = {"read", "vread", "update", "delete", "history-instance",
 					 "history-type", "create", "search-type", NULL};
-	/* AuditEvent: the audit log, searched by the compliance role (rest.c) */
-	static const char *const ro[] = {"search-type", NULL};
+	/* AuditEvent: the audit log, read and searched by the compliance role (rest.c) */
+	static const char *const ro[] = {"read", "search-type", NULL};
 	static const char *const sys[] = {"transaction", "batch", "history-system", NULL};
 	static const char *const kinds[] = {"token", "string", "date", "reference", "quantity",
 					    "number", "uri"};
@@ -122,8 +122,8 @@ void fhir_capability_build(struct fhir *f)
 		if (server_only)
 			json_object_set_new(r, "documentation",
 					    json_string("The audit log as IHE BALP AuditEvents, newest first, for the "
-							"compliance role only: search by patient, agent, client, date, "
-							"type, outcome, entity and request."));
+							"compliance role only: read by id, and search by patient, agent, "
+							"client, date, type, outcome, entity and request."));
 		json_array_append_new(resources, r);
 	}
 	rest = json_pack("{s:s,s:o,s:o,s:[{s:s,s:s}]}", "mode", "server", "resource", resources,

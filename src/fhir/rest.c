@@ -1031,6 +1031,9 @@ static void set_version_headers(struct http_req *q, int64_t version, int64_t las
 
 /* ---- read / vread ---- */
 
+static void auditevent_read(struct http_req *q, const struct fhir *f, const char *id,
+			    const char *vid);
+
 static void handle_read(struct http_req *q, void *arg)
 {
 	struct fhir *f = arg;
@@ -1045,6 +1048,11 @@ static void handle_read(struct http_req *q, void *arg)
 	bool in = false;
 	enum err e;
 
+	if (!strcmp(type, "AuditEvent")) {
+		/* the audit log, not the store: compliance only */
+		auditevent_read(q, f, id, vid);
+		return;
+	}
 	if (!accept_ok(q) || !guard(q, type, SCOPE_OP_READ, &acc))
 		return;
 	ra = acc;
@@ -2443,10 +2451,6 @@ static enum err ae_row(void *arg, const char *node, uint64_t seq, int64_t time_m
 	json_t *ev = NULL;
 	char url[900];
 
-	if (pg->got == pg->want) {
-		pg->more = true;
-		return ERR_CONFLICT; /* stop: one row beyond the page */
-	}
 	if (pg->entity) {
 		/* entity=Type/id: the record must name it */
 		char needle[300];
@@ -2457,6 +2461,11 @@ static enum err ae_row(void *arg, const char *node, uint64_t seq, int64_t time_m
 			 pg->entity, slash + 1);
 		if (!memmem(record, len, needle, strlen(needle)))
 			return ERR_OK;
+	}
+	if (pg->got == pg->want) {
+		/* a matching row beyond the page: there is a next page */
+		pg->more = true;
+		return ERR_CONFLICT;
 	}
 	if (audit_event_to_fhir(record, len, pg->base, &ev, &c))
 		return ERR_OK;
@@ -2471,11 +2480,15 @@ static enum err ae_row(void *arg, const char *node, uint64_t seq, int64_t time_m
 	return ERR_OK;
 }
 
-/* date=geX / leX / ltX / gtX / eqX (a FHIR date or dateTime) into the filter's time range. */
-static bool ae_date(const char *v, struct audit_filter *f)
+/*
+ * date=geX / leX / ltX / gtX / eqX / saX / ebX (a FHIR date or dateTime)
+ * narrows [*since, *until): several date parameters are all applied.
+ * False for a value or a prefix that is not one of these.
+ */
+static bool ae_date(const char *v, int64_t *since, int64_t *until)
 {
 	char pre[3] = "eq";
-	int64_t lo, hi;
+	int64_t lo, hi, s = INT64_MIN, u = INT64_MAX;
 
 	if (strlen(v) > 2 && isalpha((unsigned char)v[0]) && isalpha((unsigned char)v[1])) {
 		memcpy(pre, v, 2);
@@ -2483,15 +2496,69 @@ static bool ae_date(const char *v, struct audit_filter *f)
 	}
 	if (fhir_date_parse(v, &lo, &hi))
 		return false;
-	if (!strcmp(pre, "ge") || !strcmp(pre, "eq") || !strcmp(pre, "sa"))
-		f->since_ms = !strcmp(pre, "sa") ? hi + 1 : lo;
-	if (!strcmp(pre, "gt"))
-		f->since_ms = hi + 1;
-	if (!strcmp(pre, "le") || !strcmp(pre, "eq"))
-		f->until_ms = hi + 1;
-	if (!strcmp(pre, "lt") || !strcmp(pre, "eb"))
-		f->until_ms = lo;
-	return strcmp(pre, "ne") && strcmp(pre, "ap");
+	if (!strcmp(pre, "eq")) {
+		s = lo;
+		u = hi + 1;
+	} else if (!strcmp(pre, "ge")) {
+		s = lo;
+	} else if (!strcmp(pre, "gt") || !strcmp(pre, "sa")) {
+		s = hi + 1;
+	} else if (!strcmp(pre, "le")) {
+		u = hi + 1;
+	} else if (!strcmp(pre, "lt") || !strcmp(pre, "eb")) {
+		u = lo;
+	} else {
+		return false;
+	}
+	if (s > *since)
+		*since = s;
+	if (u < *until)
+		*until = u;
+	return true;
+}
+
+/* The parameters GET /fhir/AuditEvent applies; the search ignores others. */
+static bool ae_param_known(const char *name)
+{
+	static const char *const known[] = {
+		"patient", "agent", "client", "date", "type", "outcome", "entity", "request",
+		"_count", "_page", "_format",
+	};
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (!strcmp(name, known[i]))
+			return true;
+	return false;
+}
+
+/*
+ * A _page cursor as next links write it, TIME:NODE:SEQ, into 'out'; false
+ * for anything else.
+ */
+static bool ae_cursor(const char *v, struct audit_cursor *out)
+{
+	const char *a = strchr(v, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+	char num[24];
+	int64_t t, sq;
+	size_t n;
+
+	if (!a || !b || (size_t)(a - v) >= sizeof(num) || b == a + 1 ||
+	    (size_t)(b - a - 1) > AUDIT_NODE_MAX)
+		return false;
+	memcpy(num, v, (size_t)(a - v));
+	num[a - v] = '\0';
+	if (str_to_i64(num, 0, INT64_MAX, &t) || str_to_i64(b + 1, 0, INT64_MAX, &sq) ||
+	    !isdigit((unsigned char)b[1]))
+		return false;
+	n = (size_t)(b - a - 1);
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)a[1 + i]) && !strchr("._-", a[1 + i]))
+			return false;
+	out->time_ms = t;
+	memcpy(out->node, a + 1, n);
+	out->node[n] = '\0';
+	out->seq = (uint64_t)sq;
+	return true;
 }
 
 /*
@@ -2510,8 +2577,8 @@ static void ae_link(struct http_req *q, const struct fhir *f, const char *skip, 
 	for (size_t i = 0; i < http_req_query_count(q); i++) {
 		const char *n, *v;
 		http_req_query_at(q, i, &n, &v);
-		if (!strcmp(n, skip))
-			continue;
+		if (!strcmp(n, skip) || !ae_param_known(n))
+			continue; /* the links say what the search applied */
 		http_pct_encode(n, strlen(n), b);
 		buf_addch(b, '=');
 		http_pct_encode(v, strlen(v), b);
@@ -2529,8 +2596,8 @@ static void handle_auditevent(struct http_req *q, void *arg)
 	struct audit_cursor after;
 	struct ctx c = CTX_INIT;
 	struct buf out = BUF_INIT(PAGE_BUF_MAX), self = BUF_INIT(8192);
-	const char *v;
-	int64_t count = 50, outcome;
+	const char *v, *prefer = http_req_header(q, "Prefer");
+	int64_t count = 50, outcome, since = INT64_MIN, until = INT64_MAX;
 	json_t *bundle;
 	enum err e;
 
@@ -2542,6 +2609,39 @@ static void handle_auditevent(struct http_req *q, void *arg)
 		send_outcome(q, 404, "this server keeps no audit log", NULL);
 		goto out;
 	}
+	/*
+	 * Each filter but date matches one field of a record, so it is given
+	 * once (the same value again changes nothing); dates narrow the range.
+	 * A parameter the search does not apply is left out of its links, or
+	 * refused under Prefer: handling=strict.
+	 */
+	for (size_t i = 0; i < http_req_query_count(q); i++) {
+		const char *n, *pv;
+		char msg[200];
+		http_req_query_at(q, i, &n, &v);
+		if (!ae_param_known(n)) {
+			if (prefer && strstr(prefer, "handling=strict")) {
+				snprintf(msg, sizeof(msg),
+					 "unknown search parameter '%.64s' for AuditEvent (Prefer: handling=strict)", n);
+				send_outcome(q, 400, msg, n);
+				goto out;
+			}
+			continue;
+		}
+		if (!strcmp(n, "date")) {
+			if (!ae_date(v, &since, &until)) {
+				send_outcome(q, 400, "date must be a FHIR date with a prefix eq, ge, gt, le, lt, sa or eb",
+					     "date");
+				goto out;
+			}
+			continue;
+		}
+		if ((pv = http_req_query(q, n)) && strcmp(pv, v)) {
+			snprintf(msg, sizeof(msg), "%.32s is given twice with different values: an audit record has one", n);
+			send_outcome(q, 400, msg, n);
+			goto out;
+		}
+	}
 	flt.newest_first = true;
 	flt.patient = http_req_query(q, "patient");
 	if (flt.patient && str_starts(flt.patient, "Patient/"))
@@ -2552,35 +2652,25 @@ static void handle_auditevent(struct http_req *q, void *arg)
 	flt.request_id = http_req_query(q, "request");
 	pg.entity = http_req_query(q, "entity");
 	if ((v = http_req_query(q, "outcome"))) {
-		if (str_to_i64(v, 0, 12, &outcome)) {
+		if (str_to_i64(v, 0, 12, &outcome) || outcome % 4) {
 			send_outcome(q, 400, "outcome is 0, 4, 8 or 12", "outcome");
 			goto out;
 		}
 		flt.outcome = (int)outcome;
 	}
-	for (size_t i = 0; i < http_req_query_count(q); i++) {
-		const char *n;
-		http_req_query_at(q, i, &n, &v);
-		if (!strcmp(n, "date") && !ae_date(v, &flt)) {
-			send_outcome(q, 400, "date must be a FHIR date with a prefix ge, gt, le, lt or eq", "date");
-			goto out;
-		}
-	}
+	if (since > INT64_MIN)
+		flt.since_ms = since; /* 0, the epoch, bounds nothing: no record is older */
+	if (until < INT64_MAX)
+		flt.until_ms = until ? until : -1; /* 0 would be no bound: before the epoch, nothing */
 	if ((v = http_req_query(q, "_count")) && str_to_i64(v, 1, 500, &count)) {
 		send_outcome(q, 400, "_count must be from 1 to 500", "_count");
 		goto out;
 	}
 	if ((v = http_req_query(q, "_page"))) {
-		long long t;
-		unsigned long long sq;
-		char node[AUDIT_NODE_MAX + 1];
-		if (sscanf(v, "%lld:%64[A-Za-z0-9._-]:%llu", &t, node, &sq) != 3) {
+		if (!ae_cursor(v, &after)) {
 			send_outcome(q, 400, "_page is not a page of this search", "_page");
 			goto out;
 		}
-		after.time_ms = t;
-		str_copy(after.node, node, sizeof(after.node));
-		after.seq = sq;
 		flt.after = &after;
 	}
 	pg.want = (size_t)count;
@@ -2650,6 +2740,88 @@ out:
 	access_done(&acc);
 	buf_release(&out);
 	buf_release(&self);
+}
+
+struct ae_one {
+	const char *base;
+	json_t *ev;
+	char patient[STORE_PATIENT_ID_SIZE];
+};
+
+static enum err ae_one_row(void *arg, const char *node, uint64_t seq, int64_t time_ms,
+			   const char *record, size_t len)
+{
+	struct ae_one *o = arg;
+	struct ctx c = CTX_INIT;
+	json_t *rec = json_loadb(record, len, 0, NULL);
+	const char *p = json_string_value(json_object_get(rec, "patient"));
+
+	(void)node;
+	(void)seq;
+	(void)time_ms;
+	if (p)
+		str_copy(o->patient, p, sizeof(o->patient));
+	json_decref(rec);
+	return audit_event_to_fhir(record, len, o->base, &o->ev, &c) ? ERR_NOTFOUND : ERR_OK;
+}
+
+/*
+ * GET /fhir/AuditEvent/{id}: one record of the audit log as the AuditEvent
+ * its search entry gives (the entry's fullUrl), for the compliance role
+ * only.  Audit records have no versions: a vread is answered 404.  The
+ * read is itself recorded, as a read of that AuditEvent (and of the
+ * patient the record is about).
+ */
+static void auditevent_read(struct http_req *q, const struct fhir *f, const char *id,
+			    const char *vid)
+{
+	struct access acc;
+	struct audit_reader *rd = NULL;
+	struct ae_one one;
+	struct fhir_audit fa;
+	struct ctx c = CTX_INIT;
+	struct buf out = BUF_INIT(PAGE_BUF_MAX);
+	char msg[200];
+	enum err e;
+
+	memset(&acc, 0, sizeof(acc));
+	memset(&one, 0, sizeof(one));
+	one.base = f->base;
+	if (!accept_ok(q) || !guard(q, "AuditEvent", SCOPE_OP_READ, &acc) || !compliance_only(q, &acc))
+		goto out;
+	if (!rest_audit_dir) {
+		send_outcome(q, 404, "this server keeps no audit log", NULL);
+		goto out;
+	}
+	if (vid) {
+		send_outcome(q, 404, "AuditEvent resources have no versions", NULL);
+		goto out;
+	}
+	if (!(e = audit_reader_open(rest_audit_dir, &rd, &c)))
+		e = audit_read_fhir_id(rd, id, ae_one_row, &one, &c);
+	if (e == ERR_NOTFOUND) {
+		snprintf(msg, sizeof(msg), "AuditEvent/%.100s is not known", id);
+		send_outcome(q, 404, msg, NULL);
+		goto out;
+	}
+	if (e) {
+		send_error(q, &c);
+		goto out;
+	}
+	memset(&fa, 0, sizeof(fa));
+	fa.type = AUDIT_FHIR_READ;
+	fa.rtype = "AuditEvent";
+	fa.id = id;
+	fa_patient(&fa, one.patient);
+	if (!audit_fhir(q, &acc, &fa, true))
+		goto out;
+	json_dump_buf(one.ev, &out);
+	http_resp_buf(q, 200, FHIR_JSON, &out);
+out:
+	json_decref(one.ev);
+	audit_reader_free(rd);
+	access_done(&acc);
+	buf_release(&out);
 }
 
 static void handle_metadata(struct http_req *q, void *arg)
