@@ -117,6 +117,13 @@ static json_t *line_of(const struct audit_view_q *q, const json_t *rec, int64_t 
 			snprintf(what, sizeof(what), "%s ended the access of the app %s", me ? "You" : who, app);
 		else if (!strcmp(type, "oauth.token-revoked"))
 			snprintf(what, sizeof(what), "The app %s gave up its access to %s record", app, pos);
+		else if (!strcmp(type, "oauth.token-refreshed"))
+			snprintf(what, sizeof(what), "The app %s renewed its access to %s record", app, pos);
+		else if (!strcmp(type, "oauth.token-introspected"))
+			/* a resource server asking whether a token it was shown still counts */
+			snprintf(what, sizeof(what),
+				 "The app %s checked whether an app's access to %s record was still valid",
+				 app, pos);
 		else
 			snprintf(what, sizeof(what), "The app %s received access to %s record", app, pos);
 		who[0] = '\0';

@@ -9,11 +9,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary } from './lib/server.mjs';
-import { Browser, authorize, redeem, registerClient, signIn, fhirGet, decodeEntities } from './lib/oauth.mjs';
+import { Browser, authorize, redeem, registerClient, signIn, fhirGet, decodeEntities, postForm, basic } from './lib/oauth.mjs';
 
 const CB = 'http://127.0.0.1:9999/cb';
 const APP = 'Pill Reminder';
 const EVIL = '<img src=x onerror="alert(1)">Evil & Co';
+const LAB_SECRET = 'lab-secret-0123456789-abcdefghij';
 let dir, srv;
 
 before(async () => {
@@ -23,6 +24,7 @@ before(async () => {
   await seedDataDir(dir, { patients: 0 });
   await registerClient(dir, { clientId: 'pill', public: true, redirectUris: [CB], name: APP });
   await registerClient(dir, { clientId: 'evil', public: true, redirectUris: [CB], name: EVIL });
+  await registerClient(dir, { clientId: 'lab', secret: LAB_SECRET, redirectUris: [CB], name: 'Lab Portal' });
   srv = await startServer({ dataDir: dir, init: false });
 });
 
@@ -115,6 +117,31 @@ describe('who saw my record', () => {
     const apps = await accessPage(b, '?kind=apps');
     assert.ok(apps.lines.length >= 5);
     assert.ok(apps.lines.every((l) => /Pill Reminder/.test(l.text)), apps.lines.map((l) => l.text).join('\n'));
+  });
+
+  it('tells a renewed access and a token check apart from a new one', async () => {
+    const b = new Browser(srv.baseUrl);
+    const a = await authorize(b, srv, { clientId: 'pill', redirectUri: CB, user: 'erin',
+      scope: 'launch/patient openid fhirUser offline_access patient/*.rs' });
+    assert.ok(a.code);
+    const first = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'pill' });
+    assert.equal(first.status, 200, first.text);
+    const renewed = await postForm(`${srv.baseUrl}/oauth/token`,
+      { grant_type: 'refresh_token', refresh_token: first.json.refresh_token, client_id: 'pill' });
+    assert.equal(renewed.status, 200, renewed.text);
+    const intro = await postForm(`${srv.baseUrl}/oauth/introspect`, { token: renewed.json.access_token },
+      { auth: basic('lab', LAB_SECRET) });
+    assert.equal(intro.json.active, true);
+
+    const p = await accessPage(await signedIn('erin'), '?kind=apps');
+    const texts = p.lines.map((l) => l.text.slice(21));
+    const at = (s) => texts.indexOf(s);
+    const checked = at("The app Lab Portal checked whether an app's access to your record was still valid.");
+    const renew = at('The app Pill Reminder renewed its access to your record.');
+    const issued = at('The app Pill Reminder received access to your record.');
+    assert.ok(checked >= 0 && renew >= 0 && issued >= 0, texts.join('\n'));
+    assert.ok(checked < renew && renew < issued, `newest first:\n${texts.join('\n')}`);
+    assert.equal(texts.filter((t) => /received access/.test(t)).length, 1, 'one new access, not three');
   });
 
   it('pages 25 lines at a time without skipping or repeating one', async () => {
