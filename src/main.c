@@ -1148,8 +1148,16 @@ static int cmd_user(struct config *cfg, int argc, char **argv)
 		}
 		printf("password of user '%s' changed\n", name);
 	} else if (!strcmp(sub, "reset-mfa")) {
-		/* the authenticator and its recovery codes are forgotten; the next sign-in is password only */
-		if (user_mfa_set(us, name, NULL, 0, &c) || oauth_mfa_reset(s, name, &c)) {
+		/*
+		 * The authenticator and its recovery codes are forgotten; the next
+		 * sign-in is password only.  A lost authenticator is a suspected
+		 * compromise, as a forgotten password is: the account's sessions
+		 * (half-open ones too) and app access end with it.
+		 */
+		struct user u;
+
+		if (user_mfa_set(us, name, NULL, 0, &c) || oauth_mfa_reset(s, name, &c) ||
+		    user_get_by_name(us, name, &u, &c) || user_end_access(us, u.uid, &c)) {
 			rc = user_fail(&c);
 			goto out;
 		}

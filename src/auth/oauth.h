@@ -108,9 +108,12 @@ struct session {
  * failures beyond a few make the next attempt wait (1 s, 2 s, 4 s, ...,
  * at most 60 s) and 'lock_after' of them lock for 'lock_time' (ERR_BUSY
  * with *retry_after seconds, before any hashing).  Unknown accounts are
- * throttled like known ones.  ERR_UNAUTHORIZED "wrong username or
+ * throttled like known ones.  The attempt is counted before the password
+ * is checked and taken back unless the password was wrong, so concurrent
+ * attempts throttle each other.  ERR_UNAUTHORIZED "wrong username or
  * password" for both an unknown user and a wrong password; ERR_FORBIDDEN
- * for a disabled or locked account.  On success 'out' describes the user.
+ * for a disabled or locked account; the store's error when the attempt
+ * cannot be counted.  On success 'out' describes the user.
  */
 enum err oauth_signin(struct oauth *o, const char *username, const char *password,
 		      const char *addr, struct user *out, int64_t *retry_after, struct ctx *c);
@@ -137,7 +140,9 @@ enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *
  * ERR_BUSY with *retry_after: wrong codes are counted per account with
  * the delays and lock-out of wrong passwords, on a counter of their own
  * that only a right code clears (signing in again with the password does
- * not).  *new_cookie is "" unless a new session was made.
+ * not).  The wait, the check and the use of a code are one transaction:
+ * a code sent at once from several sessions works for one of them.
+ * *new_cookie is "" unless a new session was made.
  */
 enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code,
 			   const char *addr, char new_cookie[OAUTH_ID_SIZE], int64_t *retry_after,

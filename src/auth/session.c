@@ -7,7 +7,11 @@
  * on, the next attempt must wait 1 s, 2 s, 4 s ... (at most 60 s) after
  * the last failure; 'lock_after' failures lock for 'lock_time'.  A waiting
  * attempt is refused before any password hashing, so a flood costs no
- * Argon2id work.  Counters expire on their own after twice the lock time.
+ * Argon2id work.  An attempt is counted as a failure before its password
+ * is checked (in one transaction with the check of the delays) and taken
+ * back when the password was right: attempts sent at once meet each
+ * other's counts, so a burst gets no more guesses than one at a time.
+ * Counters expire on their own after twice the lock time.
  *
  * A session is an auth item keyed by the SHA-256 of the cookie value,
  * owned by the user; it ends after 'session_idle' without use or
@@ -30,6 +34,7 @@
 struct counter {
 	char key[STORE_ITEM_KEY_SIZE];
 	int64_t failures, last;
+	int64_t prev;        /* 'last' before the attempt counted last, to take it back */
 };
 
 static void counter_load(struct oauth *o, struct counter *k)
@@ -38,11 +43,12 @@ static void counter_load(struct oauth *o, struct counter *k)
 	struct ctx c = CTX_INIT;
 	json_t *j;
 
-	k->failures = k->last = 0;
+	k->failures = k->last = k->prev = 0;
 	store_item_init(&it);
 	if (!store_item_get(o->s, NS_THROTTLE, k->key, &it, &c) && (j = oauth_item_json(&it))) {
 		k->failures = json_integer_value(json_object_get(j, "failures"));
 		k->last = json_integer_value(json_object_get(j, "last"));
+		k->prev = json_integer_value(json_object_get(j, "prev"));
 		json_decref(j);
 	}
 	store_item_release(&it);
@@ -68,14 +74,71 @@ static int64_t counter_wait(const struct oauth *o, const struct counter *k, int6
 	return until > now ? (until - now + 999) / MS : 0;
 }
 
-static void counter_fail(struct oauth *o, struct counter *k, int64_t now)
+/* Count one more failure on 'k' (as loaded), made at 'now'. */
+static enum err counter_fail(struct oauth *o, struct counter *k, int64_t now, struct ctx *c)
 {
-	struct ctx c = CTX_INIT;
+	return oauth_put(o, NS_THROTTLE, k->key, 0, NULL,
+			 json_pack("{s:I, s:I, s:I}", "failures", (json_int_t)(k->failures + 1),
+				   "last", (json_int_t)now, "prev", (json_int_t)k->last),
+			 now + 2 * o->o.lock_time * MS, true, c);
+}
 
-	oauth_put(o, NS_THROTTLE, k->key, 0, NULL,
-		  json_pack("{s:I, s:I}", "failures", (json_int_t)(k->failures + 1), "last",
-			    (json_int_t)now),
-		  now + 2 * o->o.lock_time * MS, true, &c);
+/*
+ * Check the delays of 'ku' and 'ka' and, when neither makes the attempt
+ * wait, count it as a failure on both at 'now', in one transaction: of
+ * attempts made at once, each sees the ones before it.  *wait gets the
+ * seconds to wait (0: counted, go ahead).
+ */
+static enum err counters_reserve(struct oauth *o, struct counter *ku, struct counter *ka,
+				 int64_t now, int64_t *wait, struct ctx *c)
+{
+	enum err e;
+
+	*wait = 0;
+	if ((e = store_begin(o->s, c)))
+		return e;
+	counter_load(o, ku);
+	counter_load(o, ka);
+	*wait = counter_wait(o, ku, now);
+	if (counter_wait(o, ka, now) > *wait)
+		*wait = counter_wait(o, ka, now);
+	if (*wait > 0) {
+		store_rollback(o->s);
+		return ERR_OK;
+	}
+	if ((e = counter_fail(o, ku, now, c)) || (e = counter_fail(o, ka, now, c))) {
+		store_rollback(o->s);
+		return e;
+	}
+	return store_commit(o->s, c);
+}
+
+/*
+ * Take back the failure counted on 'k' at 'at' by counters_reserve():
+ * one failure fewer, and the time of the last one as it was, unless a
+ * later attempt has counted since.
+ */
+static void counter_undo(struct oauth *o, struct counter *k, int64_t at)
+{
+	struct ctx ig = CTX_INIT;
+
+	if (store_begin(o->s, &ig))
+		return;
+	counter_load(o, k);
+	if (k->failures <= 1) {
+		store_item_delete(o->s, NS_THROTTLE, k->key, &ig);
+	} else {
+		int64_t last = k->last == at ? k->prev : k->last;
+
+		oauth_put(o, NS_THROTTLE, k->key, 0, NULL,
+			  json_pack("{s:I, s:I, s:I}", "failures", (json_int_t)(k->failures - 1),
+				    "last", (json_int_t)last, "prev", (json_int_t)k->prev),
+			  last + 2 * o->o.lock_time * MS, true, &ig);
+	}
+	if (ig.code)
+		store_rollback(o->s);
+	else
+		store_commit(o->s, &ig);
 }
 
 enum err oauth_signin(struct oauth *o, const char *username, const char *password,
@@ -95,23 +158,22 @@ enum err oauth_signin(struct oauth *o, const char *username, const char *passwor
 		str_copy(name, "?invalid", sizeof(name));
 	snprintf(ku.key, sizeof(ku.key), "user:%s", name);
 	snprintf(ka.key, sizeof(ka.key), "addr:%.150s", addr ? addr : "-");
-	counter_load(o, &ku);
-	counter_load(o, &ka);
-	w = counter_wait(o, &ku, now);
-	if (counter_wait(o, &ka, now) > w)
-		w = counter_wait(o, &ka, now);
+	if ((e = counters_reserve(o, &ku, &ka, now, &w, c)))
+		return e;
 	if (w > 0) {
 		*retry_after = w;
 		return ctx_errorf(c, ERR_BUSY, "too many failed sign-ins: try again in %lld seconds",
 				  (long long)w);
 	}
 	e = user_verify_password(o->us, username, password, strlen(password), out, c);
-	if (e == ERR_UNAUTHORIZED) {
-		counter_fail(o, &ku, now);
-		counter_fail(o, &ka, now);
-	} else if (e == ERR_OK && ku.failures) {
+	if (e == ERR_UNAUTHORIZED)
+		return e;       /* counted already */
+	/* not a wrong password: the attempt does not count */
+	if (e == ERR_OK)
 		store_item_delete(o->s, NS_THROTTLE, ku.key, &ig);
-	}
+	else
+		counter_undo(o, &ku, now);
+	counter_undo(o, &ka, now);
 	return e;
 }
 
@@ -335,16 +397,27 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 		e = ERR_OK;
 		goto out;
 	}
+	if ((e = user_mfa_secret(o->us, se.username, secret, &n, c)))
+		goto out;
+	/*
+	 * One transaction from the wait to the code's use: of codes sent at
+	 * once (from several half-open sessions), each sees the failures
+	 * and the uses before it, so a code works once and a burst of wrong
+	 * ones is throttled like wrong ones sent one by one.
+	 */
+	if ((e = store_begin(o->s, c)))
+		goto out;
 	/* not the password's counter, which a right password clears */
 	snprintf(ku.key, sizeof(ku.key), "mfa:%s", se.username);
 	counter_load(o, &ku);
 	if ((w = counter_wait(o, &ku, now)) > 0) {
+		store_rollback(o->s);
 		*retry_after = w;
 		e = ctx_errorf(c, ERR_BUSY, "too many wrong codes: try again in %lld seconds", (long long)w);
 		goto out;
 	}
-	if ((e = user_mfa_secret(o->us, se.username, secret, &n, c)) ||
-	    (e = store_item_get(o->s, NS_MFA, se.username, &it, c)) || !(j = oauth_item_json(&it))) {
+	if ((e = store_item_get(o->s, NS_MFA, se.username, &it, c)) || !(j = oauth_item_json(&it))) {
+		store_rollback(o->s);
 		if (!e)
 			e = ctx_errorf(c, ERR_IO, "two-step verification record is damaged");
 		goto out;
@@ -361,7 +434,10 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 		e = totp_recovery_verify(se.username, code ? code : "", hv, nh, &used, c);
 	if (e) {
 		ctx_clear(c);
-		counter_fail(o, &ku, now);
+		if ((e = counter_fail(o, &ku, now, c)) || (e = store_commit(o->s, c))) {
+			store_rollback(o->s);
+			goto out;
+		}
 		e = ctx_errorf(c, ERR_UNAUTHORIZED, "that code is not right");
 		goto out;
 	}
@@ -376,11 +452,11 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 		e = store_item_update(o->s, NS_MFA, se.username, b.data, -1, c);
 		buf_release(&b);
 	}
-	if (e)
+	if (!e && ku.failures)
+		e = store_item_delete(o->s, NS_THROTTLE, ku.key, c);
+	if (e || (e = store_commit(o->s, c))) {
+		store_rollback(o->s);
 		goto out;
-	if (ku.failures) {
-		struct ctx ig = CTX_INIT;
-		store_item_delete(o->s, NS_THROTTLE, ku.key, &ig);
 	}
 	/*
 	 * Fully signed in: a new session id and CSRF token (a privilege

@@ -816,6 +816,26 @@ static struct jose_jwks *verify_keys(struct oauth *o, struct ctx *c)
 }
 
 /*
+ * Were the app 'client_id' or the account of a grant (uid, 'username';
+ * uid 0: a backend service's) disabled or removed since the grant was
+ * made?  Its tokens are then not active, whatever the grant's state.
+ */
+static bool holders_gone(struct oauth *o, const char *client_id, int64_t uid,
+			 const char *username)
+{
+	struct client cl;
+	struct user u;
+	struct ctx ig = CTX_INIT;
+	bool gone;
+
+	gone = client_get(o->cs, client_id, &cl, &ig) || cl.disabled;
+	client_release(&cl);
+	if (!gone && uid)
+		gone = !username[0] || user_get_by_name(o->us, username, &u, &ig) || u.disabled;
+	return gone;
+}
+
+/*
  * Is the token (jti) or its grant revoked, has the grant ended, or were
  * its user or app disabled or removed since?  ERR_UNAUTHORIZED when so.
  */
@@ -845,21 +865,15 @@ static enum err check_revoked(struct oauth *o, const char *jti, const char *gran
 	if (e)
 		goto out;
 	{
-		struct client cl;
-		struct user u;
-		struct ctx ig = CTX_INIT;
 		char name[USER_NAME_MAX + 1] = "";
-		bool gone;
 
-		gone = client_get(o->cs, it.grp, &cl, &ig) || cl.disabled;
-		client_release(&cl);
-		if (!gone && it.uid && (j = oauth_item_json(&it))) {
+		if (it.uid && (j = oauth_item_json(&it))) {
 			oauth_jstr(j, "username", name, sizeof(name));
 			json_decref(j);
-			gone = !name[0] || user_get_by_name(o->us, name, &u, &ig) || u.disabled;
 		}
-		if (gone)
-			e = ctx_errorf(c, ERR_UNAUTHORIZED, "the access token's app or account is no longer active");
+		if (holders_gone(o, it.grp, it.uid, name))
+			e = ctx_errorf(c, ERR_UNAUTHORIZED,
+				       "the access token's app or account is no longer active");
 	}
 out:
 	store_item_release(&it);
@@ -1064,7 +1078,8 @@ enum err oauth_introspect(struct oauth *o, const char *token, struct buf *out, s
 		oauth_hash(token, h);
 		e = store_item_get(o->s, NS_REFRESH, h, &it, c);
 		if (!e && it.state == STORE_ITEM_LIVE && (!it.expires || it.expires > now) &&
-		    !grant_load(o, it.grp, &g, c) && grant_live(&g, now)) {
+		    !grant_load(o, it.grp, &g, c) && grant_live(&g, now) &&
+		    !holders_gone(o, g.client_id, g.uid, g.username)) {
 			r = json_pack("{s:b, s:s, s:s, s:s, s:s}", "active", 1, "scope", g.scope,
 				      "client_id", g.client_id, "iss", o->issuer, "token_type",
 				      "refresh_token");
