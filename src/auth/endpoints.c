@@ -1107,10 +1107,9 @@ static bool client_of(struct http_req *q, struct auth_edge *ed, struct client *c
 /* A token-endpoint style request must be a form POST. */
 static bool form_post(struct http_req *q)
 {
-	const char *ct = http_req_header(q, "Content-Type");
 	struct oauth_err err = {.error = "invalid_request", .status = 400};
 
-	if (ct && !strncasecmp(ct, "application/x-www-form-urlencoded", 33))
+	if (http_req_is_form(q))
 		return true;
 	str_copy(err.description, "send the parameters as an application/x-www-form-urlencoded body",
 		 sizeof(err.description));

@@ -2092,11 +2092,8 @@ static void handle_auditevent(struct http_req *q, void *arg);
 
 static void handle_search_post(struct http_req *q, void *arg)
 {
-	const char *ct = http_req_header(q, "Content-Type");
-
-	/* the type, then nothing or its parameters: only such a body is parsed as a form */
-	if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33) ||
-	    (ct[33] != '\0' && ct[33] != ';' && ct[33] != ' ')) {
+	/* only such a body is parsed as a form */
+	if (!http_req_is_form(q)) {
 		send_outcome(q, 415, "POST _search takes an application/x-www-form-urlencoded body", NULL);
 		return;
 	}

@@ -123,6 +123,13 @@ const char *http_req_query(const struct http_req *q, const char *name);
 
 /* Request header (case-insensitive name); NULL when absent (the first when repeated). */
 const char *http_req_header(const struct http_req *q, const char *name);
+
+/*
+ * Whether the request's Content-Type is application/x-www-form-urlencoded
+ * (followed by nothing, ';' or a space): exactly the bodies whose pairs
+ * follow the query's (http_req_query).
+ */
+bool http_req_is_form(const struct http_req *q);
 /* How many times the request carries header 'name' (case-insensitive). */
 size_t http_req_header_count(const struct http_req *q, const char *name);
 /* Request body bytes (empty when none). */

@@ -537,7 +537,7 @@ static void render_error(struct http_server *s, struct http_req *q, int status, 
 		q->close = true;
 }
 
-static bool is_form(const struct http_req *q)
+bool http_req_is_form(const struct http_req *q)
 {
 	const char *ct = http_req_header(q, MHD_HTTP_HEADER_CONTENT_TYPE);
 	static const char form[] = "application/x-www-form-urlencoded";
@@ -583,7 +583,7 @@ static void dispatch(struct http_server *s, struct http_req *q)
 {
 	if (s->exit_fn && !pthread_getspecific(s->tkey))
 		pthread_setspecific(s->tkey, s);
-	if (q->body.len && is_form(q) && !parse_form(s, q))
+	if (q->body.len && http_req_is_form(q) && !parse_form(s, q))
 		return;
 	log_set_request(q->id, q->trace_id);
 	q->match.route->fn(q, q->match.route->arg);

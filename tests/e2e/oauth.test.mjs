@@ -862,6 +862,13 @@ describe('D/E. token endpoint', () => {
       body: JSON.stringify({ grant_type: 'authorization_code', code: 'x', client_id: 'pub' }) });
     assert.equal(res.status, 400);
     assert.equal((await res.json()).error, 'invalid_request');
+    // a type that only starts like the form type: its body is not read as a form, and the answer says why
+    res = await fetch(tokenUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencodedX' },
+      body: 'grant_type=authorization_code&code=x&client_id=pub' });
+    assert.equal(res.status, 400);
+    const lookalike = await res.json();
+    assert.equal(lookalike.error, 'invalid_request');
+    assert.match(lookalike.error_description, /application\/x-www-form-urlencoded body/);
     // Basic and client_secret_post at once
     const a = await authorize(alice, srv, { clientId: 'conf', redirectUri: CONF_CB, scope: SCOPE });
     let r = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CONF_CB, auth: basic('conf', CONF_SECRET),
