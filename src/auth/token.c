@@ -670,7 +670,12 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 	} else {
 		buf_adds(&narrowed, g.scope);
 	}
-	if (wants_refresh(narrowed.data) && (e = mint_refresh(o, &g, rt, c)))
+	/*
+	 * The spent token's successor carries the grant, not the narrowing
+	 * (RFC 6749 section 6: the same scope as the token presented), so a
+	 * narrowing without offline_access does not end offline access.
+	 */
+	if (wants_refresh(g.scope) && (e = mint_refresh(o, &g, rt, c)))
 		goto out;
 	issue = true;
 out:

@@ -1002,6 +1002,16 @@ describe('G. refresh tokens', () => {
     assert.equal((await fhirGet(srv, 'Patient/alice', r.json.access_token)).status, 200);
     // RFC 6749 6: with no scope, the scope granted at first (a narrowing is for that token only)
     assert.deepEqual(r.json.scope.split(' ').sort(), t.scope.split(' ').sort());
+    // a narrowing that leaves out offline_access: the access token is narrowed, but the
+    // rotated refresh token keeps the grant's scope (RFC 6749 6), so offline access goes on
+    r = await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: r.json.refresh_token, client_id: 'pub',
+      scope: 'launch/patient patient/Patient.rs' });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json.scope.split(' ').sort(), ['launch/patient', 'patient/Patient.rs']);
+    assert.ok(r.json.refresh_token, 'a new refresh token in place of the one spent');
+    r = await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: r.json.refresh_token, client_id: 'pub' });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json.scope.split(' ').sort(), t.scope.split(' ').sort());
   });
 
   it('G74 rotation: an old refresh token replayed revokes the whole family', async () => {
