@@ -448,9 +448,13 @@ enum err keys_rotate(const char *data_dir, int64_t retire_ms, struct ctx *c)
 		}
 		snprintf(v[i].name, sizeof(v[i].name), "%s", strrchr(to, '/') + 1);
 	}
-	/* 3. keys replaced long enough ago go */
+	/*
+	 * 3. keys past their retire time go, at the time each was given; an
+	 * emergency rotation ('retire_ms' 0, for a leaked key) drops every
+	 * replaced key, also those an earlier rotation left published
+	 */
 	for (size_t i = 0; i < n; i++) {
-		if (!(now - v[i].superseded >= retire_ms || v[i].retire <= now))
+		if (retire_ms > 0 && v[i].retire > now)
 			continue;
 		snprintf(from, sizeof(from), "%s/%s", dir, v[i].name);
 		if (unlink(from) != 0 && errno != ENOENT) {

@@ -319,11 +319,32 @@ static void test_rotate(void **state)
 	assert_true(doc_has_kid(doc, jose_key_kid(keys_signing(k1, JOSE_RS256))));
 	json_decref(doc);
 
-	/* retire 0: an emergency rotation drops the replaced keys at once */
+	/* retire 0: an emergency rotation drops the keys it replaces at once */
 	clock_set_fixed(T0 + 3 * HOUR);
 	assert_int_equal(keys_rotate(f->dir, 0, &c), ERR_OK);
 	assert_int_equal(count_files(f->keydir), 2);
 	assert_int_equal(keys_rotate(f->dir, -1, &c), ERR_INVALID);
+
+	/*
+	 * Keys replaced earlier keep the retire time they were given: a
+	 * rotation with a shorter one does not cut it short
+	 */
+	clock_set_fixed(T0 + 4 * HOUR);
+	assert_int_equal(keys_rotate(f->dir, HOUR, &c), ERR_OK);
+	assert_int_equal(count_files(f->keydir), 4);
+	clock_set_fixed(T0 + 4 * HOUR + 60000);
+	assert_int_equal(keys_rotate(f->dir, 60000, &c), ERR_OK);
+	dir_names(f->keydir, names, sizeof(names));
+	/* replaced at 4 h until 5 h, replaced now for a minute, the new ones */
+	assert_string_equal(names, "es256-1700010800000-1700014400000-1700018000000.pem "
+				   "es256-1700014400000-1700014460000-1700014520000.pem "
+				   "es256-1700014460000.pem "
+				   "rs256-1700010800000-1700014400000-1700018000000.pem "
+				   "rs256-1700014400000-1700014460000-1700014520000.pem "
+				   "rs256-1700014460000.pem");
+	/* and an emergency rotation drops all of them */
+	assert_int_equal(keys_rotate(f->dir, 0, &c), ERR_OK);
+	assert_int_equal(count_files(f->keydir), 2);
 
 	keys_free(k0);
 	keys_free(k1);
