@@ -234,9 +234,20 @@ enum err oauth_authz_begin(struct oauth *o, const char *const *names, const char
 	str_copy(out->nonce, v ? v : "", sizeof(out->nonce));
 	prompt = param(names, values, n, "prompt", NULL);
 	if (prompt) {
-		out->prompt_none = strstr(prompt, "none") != NULL;
-		out->prompt_login = strstr(prompt, "login") != NULL;
-		if (out->prompt_none && (out->prompt_login || strstr(prompt, "consent")))
+		/* a space-separated list (OIDC Core 3.1.2.1): none stands alone */
+		size_t nvals = 0;
+
+		for (const char *p = prompt; *p;) {
+			size_t k = strcspn(p, " ");
+
+			if (k) {
+				nvals++;
+				out->prompt_none |= k == 4 && !memcmp(p, "none", 4);
+				out->prompt_login |= k == 5 && !memcmp(p, "login", 5);
+			}
+			p += k + (p[k] == ' ');
+		}
+		if (out->prompt_none && nvals > 1)
 			FAIL(400, "invalid_request", "prompt=none cannot be combined with other values");
 	}
 	max_age = param(names, values, n, "max_age", NULL);

@@ -649,6 +649,26 @@ static void picker_page(struct http_req *q, struct auth_edge *ed, struct oauth_a
 	     form_extra);
 }
 
+/*
+ * 'text' with each "your " turned into "their " (the record is someone
+ * else's), into out[size]; cut short, never overrun, when it grows too long.
+ */
+static void their_words(const char *text, char *out, size_t size)
+{
+	struct buf b = BUF_INIT(4096);
+
+	for (const char *p = text, *y; *p; p = y + 5) {
+		if (!(y = strstr(p, "your "))) {
+			buf_adds(&b, p);
+			break;
+		}
+		buf_add(&b, p, (size_t)(y - p));
+		buf_adds(&b, "their ");
+	}
+	str_copy(out, b.data, size);
+	buf_release(&b);
+}
+
 /* The consent screen for request 'a'. */
 static void consent_page(struct http_req *q, struct auth_edge *ed, struct oauth_authz *a,
 			 const struct session *se)
@@ -659,7 +679,8 @@ static void consent_page(struct http_req *q, struct auth_edge *ed, struct oauth_
 	bool wildcard = false;
 	char form_extra[1100];
 	static const unsigned flag_list[] = {SCOPE_OPENID, SCOPE_FHIRUSER, SCOPE_PROFILE,
-					     SCOPE_OFFLINE, SCOPE_ONLINE};
+					     SCOPE_LAUNCH, SCOPE_LAUNCH_PATIENT,
+					     SCOPE_LAUNCH_ENCOUNTER, SCOPE_OFFLINE, SCOPE_ONLINE};
 
 	if (scope_parse(a->scope, &ss, &c)) {
 		server_error(q, &c);
@@ -674,26 +695,33 @@ static void consent_page(struct http_req *q, struct auth_edge *ed, struct oauth_
 		patient_name(ed, a->patient, pname, sizeof(pname));
 	for (size_t i = 0; i < scope_count(ss); i++) {
 		const struct scope_res *r = scope_at(ss, i);
-		char text[512];
-		size_t ncat = 0;
+		char text[512], their[512];
+		size_t ncat = 0, same = 0;
 		const struct scope_category *cats = r->nq ? NULL : scope_categories(r->type, &ncat);
 		json_t *cl = json_array();
+		struct buf val = BUF_INIT(SCOPE_STRING_MAX);
 
 		scope_describe(r, text, sizeof(text));
-		if (other) /* someone else's record: "your" is theirs */
-			for (char *y = strstr(text, "your "); y; y = strstr(y + 6, "your ")) {
-				memmove(y + 6, y + 5, strlen(y + 5) + 1);
-				memcpy(y, "their ", 6);
-				if (strlen(text) >= sizeof(text) - 8)
-					break;
-			}
+		if (other) { /* someone else's record: "your" is theirs */
+			their_words(text, their, sizeof(their));
+			str_copy(text, their, sizeof(text));
+		}
+		/* one type, several scopes: each box names its own scope */
+		for (size_t k = 0; k < scope_count(ss); k++)
+			same += !strcmp(scope_at(ss, k)->type, r->type);
+		if (same > 1)
+			scope_res_format(r, &val);
+		else
+			buf_adds(&val, r->type);
 		for (size_t k = 0; k < ncat; k++)
 			json_array_append_new(cl, json_pack("{s:s, s:s, s:s}", "type", r->type, "value",
 							    cats[k].value, "label", cats[k].label));
 		if (!strcmp(r->type, "*"))
 			wildcard = true;
-		json_array_append_new(items, json_pack("{s:s, s:s, s:o, s:b}", "type", r->type, "text",
-						       text, "categories", cl, "has_categories", ncat > 0));
+		json_array_append_new(items, json_pack("{s:s, s:s, s:s, s:o, s:b}", "type", r->type,
+						       "value", val.err ? r->type : val.data, "text", text,
+						       "categories", cl, "has_categories", ncat > 0));
+		buf_release(&val);
 	}
 	for (size_t k = 0; k < sizeof(flag_list) / sizeof(flag_list[0]); k++)
 		if ((scope_flags(ss) & flag_list[k]) && scope_describe_flag(flag_list[k]))
@@ -743,6 +771,8 @@ static void continue_request(struct http_req *q, struct auth_edge *ed, struct oa
 		oauth_authz_drop(ed->o, a->id);
 		return;
 	}
+	if (a->patient[0] && !a->launch_hash[0] && !may_act_for(ed, &se, a->patient))
+		a->patient[0] = '\0'; /* chosen in another session: this user chooses anew */
 	if (a->prompt_none) {
 		/* silent: only what the user already allowed this app, and still allows */
 		struct scope_set *granted = NULL;
@@ -923,6 +953,11 @@ static void handle_patient(struct http_req *q, void *arg)
 
 	if (!form_request(q, ed, &a, &se))
 		return;
+	if (a.launch_hash[0]) {
+		/* an EHR launch fixed the patient (and encounter): nothing to pick */
+		continue_request(q, ed, &a);
+		goto out;
+	}
 	if (!p || !*p)
 		p = http_req_form(q, "patient");
 	if (!p || !*p || strlen(p) >= OAUTH_REF_SIZE || !may_act_for(ed, &se, p)) {
@@ -938,6 +973,66 @@ out:
 	oauth_authz_release(&a);
 }
 
+/* Was the box of record scope 'r' ('written' as a scope) left ticked? */
+static bool ticked(struct http_req *q, const struct scope_res *r, const char *written)
+{
+	for (size_t k = 0; k < http_req_form_count(q); k++) {
+		const char *n, *v;
+
+		http_req_form_at(q, k, &n, &v);
+		/* the resource type covers every scope of that type; a scope, itself */
+		if (!strcmp(n, "type") && (!strcmp(v, r->type) || !strcmp(v, written)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Narrow *set to the record scopes whose boxes the consent form left
+ * ticked (flags are decided elsewhere).  Each scope is judged on its own,
+ * so withholding one scope of a type keeps the others only if ticked.
+ */
+static enum err ticked_scopes(struct http_req *q, struct scope_set **set, struct ctx *c)
+{
+	struct buf all = BUF_INIT(SCOPE_STRING_MAX), kept = BUF_INIT(SCOPE_STRING_MAX);
+	struct scope_set *out = NULL;
+	enum err e;
+
+	if ((e = scope_format(*set, &all, c)))
+		goto out;
+	for (char *tok = all.data, *end; *tok; tok = end) {
+		struct scope_set *one = NULL;
+		struct ctx ig = CTX_INIT;
+		bool keep = true;
+
+		end = tok + strcspn(tok, " ");
+		if (*end)
+			*end++ = '\0';
+		if (!*tok)
+			continue;
+		if (!scope_parse(tok, &one, &ig) && scope_count(one) == 1)
+			keep = ticked(q, scope_at(one, 0), tok);
+		scope_set_free(one);
+		if (keep) {
+			if (kept.len)
+				buf_addch(&kept, ' ');
+			buf_adds(&kept, tok);
+		}
+	}
+	if (kept.err) {
+		e = ctx_errorf(c, kept.err, "the allowed scopes are too long");
+		goto out;
+	}
+	if ((e = scope_parse(kept.data, &out, c)))
+		goto out;
+	scope_set_free(*set);
+	*set = out;
+out:
+	buf_release(&all);
+	buf_release(&kept);
+	return e;
+}
+
 static void handle_decide(struct http_req *q, void *arg)
 {
 	struct auth_edge *ed = arg;
@@ -946,8 +1041,7 @@ static void handle_decide(struct http_req *q, void *arg)
 	struct ctx c = CTX_INIT;
 	struct scope_set *asked = NULL, *granted = NULL;
 	const char *action = http_req_form(q, "action"), *dur = http_req_form(q, "duration");
-	size_t nf = http_req_form_count(q), nd = 0, nc = 0;
-	const char **denied = arena_zalloc(http_req_arena(q), (nf + 8) * sizeof(char *));
+	size_t nf = http_req_form_count(q), nc = 0;
 	struct scope_choice *choices = arena_zalloc(http_req_arena(q), (nf + 8) * sizeof(*choices));
 	const char **catv = arena_zalloc(http_req_arena(q), (nf + 8) * sizeof(char *));
 	int64_t duration = 0;
@@ -979,23 +1073,8 @@ static void handle_decide(struct http_req *q, void *arg)
 		picker_page(q, ed, &a, &se);
 		goto out;
 	}
-	if (scope_parse(a.scope, &asked, &c))
+	if (scope_parse(a.scope, &asked, &c) || ticked_scopes(q, &asked, &c))
 		goto fail;
-	/* resource types left ticked; the others are denied */
-	for (size_t i = 0; i < scope_count(asked); i++) {
-		const char *t = scope_at(asked, i)->type;
-		bool kept = false, seen = false;
-		for (size_t k = 0; k < nf; k++) {
-			const char *n, *v;
-			http_req_form_at(q, k, &n, &v);
-			if (!strcmp(n, "type") && !strcmp(v, t))
-				kept = true;
-		}
-		for (size_t k = 0; k < nd; k++)
-			seen |= !strcmp(denied[k], t);
-		if (!kept && !seen)
-			denied[nd++] = t;
-	}
 	/* category choices: "Type system|code" */
 	for (size_t k = 0; k < nf; k++) {
 		const char *n, *v, *sp;
@@ -1039,7 +1118,7 @@ static void handle_decide(struct http_req *q, void *arg)
 		duration = 0;
 	if (!(drop & SCOPE_OFFLINE) && !(scope_flags(asked) & (SCOPE_OFFLINE | SCOPE_ONLINE)))
 		duration = 0;
-	if (scope_restrict(asked, drop, denied, nd, choices, nc, &granted, &c))
+	if (scope_restrict(asked, drop, NULL, 0, choices, nc, &granted, &c))
 		goto fail;
 	/* a grant without offline access ends with its session's tokens: one day at most */
 	if (!(scope_flags(granted) & (SCOPE_OFFLINE | SCOPE_ONLINE)))
