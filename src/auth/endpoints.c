@@ -350,17 +350,21 @@ static bool origin_registered(struct auth_edge *ed, const char *origin)
 	return ok;
 }
 
-/* CORS headers: 'any' for public documents, else registered origins only. */
+/*
+ * CORS headers: 'any' for public documents (sent whether or not the
+ * request has an Origin, so that a cached copy serves every origin), else
+ * registered origins only.
+ */
 static void cors(struct http_req *q, struct auth_edge *ed, bool any)
 {
 	const char *origin = http_req_header(q, "Origin");
 
-	if (!origin)
-		return;
 	if (any) {
 		http_resp_header(q, "Access-Control-Allow-Origin", "*");
 		return;
 	}
+	if (!origin)
+		return;
 	if (origin_registered(ed, origin)) {
 		http_resp_header(q, "Access-Control-Allow-Origin", origin);
 		http_resp_header(q, "Vary", "Origin");

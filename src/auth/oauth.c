@@ -210,8 +210,12 @@ static const char *const capabilities[] = {
 	"permission-patient", "permission-user", "permission-v1", "permission-v2", NULL};
 static const char *const grant_types[] = {"authorization_code", "refresh_token",
 					  "client_credentials", NULL};
+/* "none": a public client names itself with client_id and proves nothing (RFC 7591 2) */
 static const char *const auth_methods[] = {"client_secret_basic", "client_secret_post",
-					   "private_key_jwt", NULL};
+					   "private_key_jwt", "none", NULL};
+/* introspection: confidential clients only (or a bearer token, endpoints.c) */
+static const char *const introspect_methods[] = {"client_secret_basic", "client_secret_post",
+						 "private_key_jwt", "bearer", NULL};
 static const char *const assertion_algs[] = {"RS384", "ES384", NULL};
 static const char *const s256[] = {"S256", NULL};
 static const char *const code_only[] = {"code", NULL};
@@ -244,10 +248,17 @@ static json_t *common(const struct oauth *o)
 	json_object_set_new(d, "scopes_supported", strs(scopes));
 	json_object_set_new(d, "authorization_response_iss_parameter_supported", json_true());
 	json_object_set_new(d, "introspection_endpoint_auth_methods_supported",
-			    json_pack("[s,s,s]", "client_secret_basic", "private_key_jwt", "bearer"));
+			    strs(introspect_methods));
 	json_object_set_new(d, "revocation_endpoint_auth_methods_supported",
 			    json_pack("[s,s,s,s]", "none", "client_secret_basic",
 				      "client_secret_post", "private_key_jwt"));
+	/* RFC 8414 2: required wherever private_key_jwt is listed; one client_authenticate() */
+	json_object_set_new(d, "introspection_endpoint_auth_signing_alg_values_supported",
+			    strs(assertion_algs));
+	json_object_set_new(d, "revocation_endpoint_auth_signing_alg_values_supported",
+			    strs(assertion_algs));
+	/* OpenID Connect Discovery 3: an absent member means true; request objects are not read */
+	json_object_set_new(d, "request_uri_parameter_supported", json_false());
 	return d;
 }
 

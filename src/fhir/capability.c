@@ -11,6 +11,20 @@
 #include "fhir/fhir_int.h"
 #include "fhir/model.h"
 
+#define AP(c, k, desc) {"AuditEvent", c, FHIR_PARAM_##k, NULL, NULL, NULL, desc}
+
+const struct fhir_param fhir_audit_params[] = {
+	AP("agent", TOKEN, "The username of the person who acted"),
+	AP("client", TOKEN, "The client id of the app that acted"),
+	AP("date", DATE, "When the event was recorded (eq, ge, gt, le, lt, sa, eb; repeat to narrow)"),
+	AP("entity", REFERENCE, "The resource the event was about (Type/id)"),
+	AP("outcome", TOKEN, "0 (success), 4 (minor failure), 8 (serious failure) or 12 (major failure)"),
+	AP("patient", REFERENCE, "The patient whose record was touched (id or Patient/id)"),
+	AP("request", TOKEN, "The request id (X-Request-Id) of the interaction"),
+	AP("type", TOKEN, "An event type (fhir.read, oauth.token-issued, ...) or a category"),
+	{NULL, NULL, 0, NULL, NULL, NULL, NULL},
+};
+
 static json_t *interactions(const char *const *codes)
 {
 	json_t *a = json_array();
@@ -72,13 +86,23 @@ void fhir_capability_build(struct fhir *f)
 		size_t n, ncommon;
 		json_t *r;
 
-		/* the common parameters, then the type's own */
-		own = fhir_params_of(NULL, &ncommon);
-		for (size_t k = 0; k < ncommon; k++)
-			json_array_append_new(params, json_pack("{s:s,s:s,s:s}", "name", own[k].code,
-								"type", kinds[own[k].kind],
-								"documentation", own[k].description ? own[k].description : ""));
-		own = fhir_params_of(t->name, &n);
+		if (server_only) {
+			/* the audit log: its own search (rest.c), no includes */
+			for (const struct fhir_param *p = fhir_audit_params; p->code; p++)
+				json_array_append_new(params, json_pack("{s:s,s:s,s:s}", "name", p->code,
+									"type", kinds[p->kind],
+									"documentation", p->description));
+			n = 0;
+			own = NULL;
+		} else {
+			/* the common parameters, then the type's own */
+			own = fhir_params_of(NULL, &ncommon);
+			for (size_t k = 0; k < ncommon; k++)
+				json_array_append_new(params, json_pack("{s:s,s:s,s:s}", "name", own[k].code,
+									"type", kinds[own[k].kind],
+									"documentation", own[k].description ? own[k].description : ""));
+			own = fhir_params_of(t->name, &n);
+		}
 		for (size_t k = 0; k < n; k++) {
 			json_array_append_new(params, json_pack("{s:s,s:s,s:s}", "name", own[k].code,
 								"type", kinds[own[k].kind],
@@ -89,9 +113,14 @@ void fhir_capability_build(struct fhir *f)
 				json_array_append_new(incs, json_string(inc));
 			}
 		}
-		/* revinclude: every reference parameter of another type that may point here */
-		for (const struct fhir_param *p = fhir_params; p->code; p++) {
-			bool target = p->kind == FHIR_PARAM_REFERENCE && p->type;
+		/*
+		 * revinclude: every reference parameter of another type that may
+		 * point here; not the audit log's, which no search of the records
+		 * reaches
+		 */
+		for (const struct fhir_param *p = fhir_params; p->code && !server_only; p++) {
+			bool target = p->kind == FHIR_PARAM_REFERENCE && p->type &&
+				      strcmp(p->type, "AuditEvent");
 			if (target && p->targets) {
 				target = false;
 				for (const char *const *tt = p->targets; *tt; tt++)
@@ -104,31 +133,47 @@ void fhir_capability_build(struct fhir *f)
 				json_array_append_new(revs, json_string(inc));
 			}
 		}
-		json_array_append_new(incs, json_string("*"));
+		if (!server_only)
+			json_array_append_new(incs, json_string("*"));
+		/*
+		 * Conditional creates, updates and deletes are resolved inside
+		 * transaction and batch Bundles only (bundle.c): the REST
+		 * interactions (If-None-Exist, PUT and DELETE Type?query) are not
+		 * served, so they are not claimed.  Audit records have no versions.
+		 */
 		r = json_pack("{s:s,s:o,s:s,s:b,s:b,s:b,s:b,s:s,s:s,s:[s],s:o,s:o,s:o}",
 			      "type", t->name,
 			      "interaction", interactions(server_only ? ro : rw),
-			      "versioning", "versioned-update",
-			      "readHistory", 1,
+			      "versioning", server_only ? "no-version" : "versioned-update",
+			      "readHistory", !server_only,
 			      "updateCreate", !server_only,
-			      "conditionalCreate", !server_only,
-			      "conditionalUpdate", !server_only,
+			      "conditionalCreate", 0,
+			      "conditionalUpdate", 0,
 			      "conditionalRead", "not-supported",
-			      "conditionalDelete", server_only ? "not-supported" : "single",
+			      "conditionalDelete", "not-supported",
 			      "referencePolicy", "literal",
 			      "searchInclude", incs,
 			      "searchRevInclude", revs,
 			      "searchParam", params);
+		/* FHIR JSON has no empty arrays */
+		if (!json_array_size(incs))
+			json_object_del(r, "searchInclude");
+		if (!json_array_size(revs))
+			json_object_del(r, "searchRevInclude");
 		if (server_only)
 			json_object_set_new(r, "documentation",
 					    json_string("The audit log as IHE BALP AuditEvents, newest first, for the "
 							"compliance role only: read by id, and search by patient, agent, "
 							"client, date, type, outcome, entity and request."));
+		if (!strcmp(t->name, "Patient"))
+			/* an instance operation of Patient (R4: rest.operation is for system ones) */
+			json_object_set_new(r, "operation",
+					    json_pack("[{s:s,s:s}]", "name", "everything", "definition",
+						      "http://hl7.org/fhir/OperationDefinition/Patient-everything"));
 		json_array_append_new(resources, r);
 	}
-	rest = json_pack("{s:s,s:o,s:o,s:[{s:s,s:s}]}", "mode", "server", "resource", resources,
-			 "interaction", interactions(sys), "operation", "name", "everything",
-			 "definition", "http://hl7.org/fhir/OperationDefinition/Patient-everything");
+	rest = json_pack("{s:s,s:o,s:o}", "mode", "server", "resource", resources,
+			 "interaction", interactions(sys));
 	json_object_set_new(rest, "security", security(f));
 	cs = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s,s:s},s:s,s:[s,s],s:[o]}",
 		       "resourceType", "CapabilityStatement",

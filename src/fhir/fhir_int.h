@@ -8,6 +8,7 @@
 
 #include "core/buf.h"
 #include "fhir/fhir.h"
+#include "fhir/model.h"
 
 struct fhir {
 	struct store *store;
@@ -23,6 +24,14 @@ struct fhir {
  */
 enum err fhir_write_json(struct fhir *f, const char *type, const char *id, json_t *res,
 			 int64_t if_match, struct fhir_result *out, struct ctx *c);
+
+/*
+ * The parameters GET /fhir/AuditEvent applies, NULL-code terminated
+ * (capability.c): the audit log is searched by the fields of its records,
+ * not with the index of the FHIR store, so fhir_params[] does not describe
+ * it.  The CapabilityStatement lists these; rest.c applies them.
+ */
+extern const struct fhir_param fhir_audit_params[];
 
 /* Build the CapabilityStatement into f->capability (capability.c). */
 void fhir_capability_build(struct fhir *f);

@@ -92,9 +92,12 @@ static void send_error(struct http_req *q, const struct ctx *c)
 	send_outcome(q, fhir_status_of(c->code), c->msg[0] ? c->msg : err_str(c->code), c->expr);
 }
 
-/* The HTTP layer's own errors (no route, 405, 413, ...) under /fhir. */
+static void cors_fhir(struct http_req *q);
+
+/* The HTTP layer's own errors under /fhir (no route, 405, 413, 415, ...). */
 static void render_http_error(struct http_req *q, int status, const char *msg)
 {
+	cors_fhir(q);
 	send_outcome(q, status, msg, NULL);
 }
 
@@ -124,6 +127,7 @@ static bool accept_ok(struct http_req *q)
 	if (fmt) {
 		if (media_ok(fmt))
 			return true;
+		cors_fhir(q);
 		send_outcome(q, 406, "this server serves FHIR JSON only (_format=json or application/fhir+json)", "_format");
 		return false;
 	}
@@ -145,6 +149,7 @@ static bool accept_ok(struct http_req *q)
 		}
 		p += n;
 	}
+	cors_fhir(q);
 	send_outcome(q, 406, "this server serves FHIR JSON only: ask for application/fhir+json", NULL);
 	return false;
 }
@@ -156,6 +161,7 @@ static bool content_type_ok(struct http_req *q)
 
 	if (ct && (media_ok(ct) && strncmp(ct, "*/*", 3) && strncasecmp(ct, "application/*", 13)))
 		return true;
+	cors_fhir(q);
 	send_outcome(q, 415, ct ? "request body must be application/fhir+json"
 				: "request has no Content-Type: send application/fhir+json", NULL);
 	return false;
@@ -257,7 +263,8 @@ static void cors_fhir(struct http_req *q)
 	if (origin && auth_cors_origin_ok(origin)) {
 		http_resp_header(q, "Access-Control-Allow-Origin", origin);
 		http_resp_header(q, "Vary", "Origin");
-		http_resp_header(q, "Access-Control-Expose-Headers", "ETag, Location, Content-Location, Last-Modified");
+		http_resp_header(q, "Access-Control-Expose-Headers",
+				 "ETag, Location, Content-Location, Last-Modified, X-Request-Id");
 	}
 }
 
@@ -1441,6 +1448,7 @@ static bool if_match(struct http_req *q, int64_t *v)
 {
 	*v = parse_etag(http_req_header(q, "If-Match"));
 	if (*v == -2) {
+		cors_fhir(q);
 		send_outcome(q, 400, "If-Match must be a version ETag such as W/\"3\"", NULL);
 		return false;
 	}
@@ -2094,6 +2102,7 @@ static void handle_search_post(struct http_req *q, void *arg)
 {
 	/* only such a body is parsed as a form */
 	if (!http_req_is_form(q)) {
+		cors_fhir(q);
 		send_outcome(q, 415, "POST _search takes an application/x-www-form-urlencoded body", NULL);
 		return;
 	}
@@ -2514,16 +2523,20 @@ static bool ae_date(const char *v, int64_t *since, int64_t *until)
 	return true;
 }
 
-/* The parameters GET /fhir/AuditEvent applies; the search ignores others. */
+/*
+ * The parameters GET /fhir/AuditEvent applies (fhir_audit_params[], which
+ * the CapabilityStatement lists, and the paging ones); the search ignores
+ * others.
+ */
 static bool ae_param_known(const char *name)
 {
-	static const char *const known[] = {
-		"patient", "agent", "client", "date", "type", "outcome", "entity", "request",
-		"_count", "_page", "_format",
-	};
+	static const char *const control[] = {"_count", "_page", "_format"};
 
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		if (!strcmp(name, known[i]))
+	for (const struct fhir_param *p = fhir_audit_params; p->code; p++)
+		if (!strcmp(name, p->code))
+			return true;
+	for (size_t i = 0; i < sizeof(control) / sizeof(control[0]); i++)
+		if (!strcmp(name, control[i]))
 			return true;
 	return false;
 }
@@ -2828,8 +2841,8 @@ static void handle_metadata(struct http_req *q, void *arg)
 
 	if (!accept_ok(q))
 		return;
-	if (http_req_header(q, "Origin"))
-		http_resp_header(q, "Access-Control-Allow-Origin", "*");
+	/* the same for every origin, so a cached copy serves any of them */
+	http_resp_header(q, "Access-Control-Allow-Origin", "*");
 	http_resp_header(q, "Cache-Control", "public, max-age=300");
 	http_resp_bytes(q, 200, FHIR_JSON, cs->data, cs->len);
 }
@@ -2843,8 +2856,10 @@ static void handle_preflight(struct http_req *q, void *arg)
 		http_resp_header(q, "Access-Control-Allow-Origin", origin);
 		http_resp_header(q, "Vary", "Origin");
 		http_resp_header(q, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+		/* the request headers this API reads (conditional reads, request ids, trace context) */
 		http_resp_header(q, "Access-Control-Allow-Headers",
-				 "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match");
+				 "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match, "
+				 "If-Modified-Since, X-Request-Id, traceparent");
 		http_resp_header(q, "Access-Control-Max-Age", "600");
 	}
 	http_resp_empty(q, 204);
