@@ -495,10 +495,24 @@ enum err audit_read_fhir_id(struct audit_reader *r, const char *id, audit_row_fn
  * The latest signed checkpoint of each stream (or of 'node'), as
  * {"checkpoints":[{"node","size","root","time","jws"}...]}; with
  * 'history', every checkpoint of the stream(s), oldest first, at most
- * 'limit' (0: all).  *out is a new reference.
+ * 'limit' (0: all).  ERR_INVALID for an invalid stream name.  *out is a
+ * new reference.
  */
 enum err audit_checkpoints(struct audit_reader *r, const char *node, bool history, size_t limit,
 			   json_t **out, struct ctx *c);
+
+/*
+ * One page of the checkpoint history: the signed checkpoints of stream
+ * 'node' (NULL: of every stream) that follow checkpoint 'after_size' of
+ * stream 'after_node' in (stream, size) order (after_node NULL: from the
+ * first), at most 'limit' (1 or more), as audit_checkpoints() gives them;
+ * *more says whether another follows this page.  ERR_INVALID for an
+ * invalid stream name, a size out of range or a limit of 0.  *out is a new
+ * reference.
+ */
+enum err audit_checkpoints_page(struct audit_reader *r, const char *node, const char *after_node,
+				uint64_t after_size, size_t limit, json_t **out, bool *more,
+				struct ctx *c);
 
 /*
  * The inclusion proof of record 'seq' of stream 'node' against the signed

@@ -513,6 +513,8 @@ static int cmd_proof(const char *dir, const struct args *a, const char *sub)
 		return usage("audit proof needs --seq N");
 	if (!strcmp(sub, "consistency") && (a->from < 1 || a->to < 1))
 		return usage("audit consistency needs --from N and --to M (sizes of signed checkpoints)");
+	if (!strcmp(sub, "consistency") && a->from > a->to)
+		return usage("audit consistency needs --from N no larger than --to M");
 	if ((e = audit_reader_open(dir, &r, &c)))
 		return failed(&c);
 	if (!strcmp(sub, "proof"))

@@ -308,22 +308,36 @@ static json_t *ckpt_json(const char *node, uint64_t size, int64_t time_ms, const
 			 r, "time", t, "jws", jws);
 }
 
-enum err audit_checkpoints(struct audit_reader *r, const char *node, bool history, size_t limit,
-			   json_t **out, struct ctx *c)
+/*
+ * The signed checkpoints: the latest of each stream, or (history) every one
+ * after (after_node, after_size) in (node, size) order.  'limit' 0: all;
+ * else at most 'limit', and *more says whether another follows.
+ */
+static enum err list_checkpoints(struct audit_reader *r, const char *node, bool history,
+				 const char *after_node, uint64_t after_size, size_t limit,
+				 json_t **out, bool *more, struct ctx *c)
 {
-	json_t *list = json_array();
+	json_t *list;
 	sqlite3_stmt *st = NULL;
+	size_t n = 0;
 	enum err e;
 	int rc;
 
 	*out = NULL;
-	if ((e = enter(r, c))) {
-		json_decref(list);
+	*more = false;
+	if (present(node) && !audit_node_valid(node))
+		return ctx_errorf(c, ERR_INVALID, "invalid audit stream '%s'", node);
+	if (present(after_node) && !audit_node_valid(after_node))
+		return ctx_errorf(c, ERR_INVALID, "invalid audit stream '%s'", after_node);
+	if (after_size >= AUDIT_SEQ_LIMIT)
+		return ctx_errorf(c, ERR_INVALID, "checkpoint size out of range");
+	if ((e = enter(r, c)))
 		return e;
-	}
+	list = json_array();
 	e = adb_prepare(r->db,
 			history ? "SELECT node, size, time_ms, root, jws FROM checkpoint"
 				  " WHERE jws IS NOT NULL AND (?1 IS NULL OR node = ?1)"
+				  " AND (?3 IS NULL OR node > ?3 OR (node = ?3 AND size > ?4))"
 				  " ORDER BY node, size LIMIT ?2"
 				: "SELECT node, max(size), time_ms, root, jws FROM checkpoint"
 				  " WHERE jws IS NOT NULL AND (?1 IS NULL OR node = ?1)"
@@ -332,8 +346,17 @@ enum err audit_checkpoints(struct audit_reader *r, const char *node, bool histor
 	if (e)
 		goto out;
 	adb_bind_text(st, 1, node);
-	sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64)limit : -1);
+	/* one more than asked for says whether another page follows */
+	sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64)limit + 1 : -1);
+	if (history) {
+		adb_bind_text(st, 3, after_node);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)after_size);
+	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (limit && n == limit) {
+			*more = true;
+			continue;
+		}
 		if (sqlite3_column_bytes(st, 3) != HL)
 			continue;
 		json_array_append_new(list, ckpt_json((const char *)sqlite3_column_text(st, 0),
@@ -341,6 +364,7 @@ enum err audit_checkpoints(struct audit_reader *r, const char *node, bool histor
 						      sqlite3_column_int64(st, 2),
 						      sqlite3_column_blob(st, 3),
 						      (const char *)sqlite3_column_text(st, 4)));
+		n++;
 	}
 	if (rc != SQLITE_DONE)
 		e = adb_fail(c, ERR_IO, r->db, "audit checkpoints");
@@ -352,6 +376,25 @@ out:
 	else
 		*out = json_pack("{s:o}", "checkpoints", list);
 	return e;
+}
+
+enum err audit_checkpoints(struct audit_reader *r, const char *node, bool history, size_t limit,
+			   json_t **out, struct ctx *c)
+{
+	bool more;
+
+	return list_checkpoints(r, node, history, NULL, 0, limit, out, &more, c);
+}
+
+enum err audit_checkpoints_page(struct audit_reader *r, const char *node, const char *after_node,
+				uint64_t after_size, size_t limit, json_t **out, bool *more,
+				struct ctx *c)
+{
+	*out = NULL;
+	*more = false;
+	if (limit == 0)
+		return ctx_errorf(c, ERR_INVALID, "a page holds at least one checkpoint");
+	return list_checkpoints(r, node, true, after_node, after_size, limit, out, more, c);
 }
 
 /* The only stream, when 'node' is not given. */

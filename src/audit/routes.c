@@ -21,6 +21,9 @@
 
 #define JSON_CT "application/json"
 
+/* At most this many checkpoints in one page of the history. */
+#define CHECKPOINT_PAGE_MAX 1000
+
 static struct {
 	pthread_mutex_t mu;
 	const char *dir;
@@ -84,12 +87,40 @@ static void answer(struct http_req *q, enum err e, json_t *j, const struct ctx *
 		send_json(q, j);
 }
 
+/*
+ * Parse a history cursor "NODE:SIZE" (the last checkpoint of the previous
+ * page) into 'node' and *size; false when it is not of that form.
+ */
+static bool parse_after(const char *v, char node[AUDIT_NODE_MAX + 1], uint64_t *size)
+{
+	const char *colon = v ? strchr(v, ':') : NULL;
+	int64_t n;
+
+	if (!colon || colon == v || (size_t)(colon - v) > AUDIT_NODE_MAX ||
+	    str_to_i64(colon + 1, 0, INT64_MAX, &n))
+		return false;
+	memcpy(node, v, (size_t)(colon - v));
+	node[colon - v] = '\0';
+	*size = (uint64_t)n;
+	return true;
+}
+
+/*
+ * GET /audit/checkpoints[?node=NODE]: the latest signed checkpoint of each
+ * stream.  With history=1, every checkpoint, oldest first, in pages of at
+ * most 'limit' (CHECKPOINT_PAGE_MAX, the default); a "next" link, carrying
+ * the cursor after=NODE:SIZE, is given when another page follows.
+ */
 static void handle_checkpoints(struct http_req *q, void *arg)
 {
 	struct ctx c = CTX_INIT;
 	json_t *j = NULL;
 	int64_t limit;
-	const char *h = http_req_query(q, "history");
+	const char *h = http_req_query(q, "history"), *node = http_req_query(q, "node");
+	const char *after = http_req_query(q, "after");
+	bool history = h && !strcmp(h, "1"), more = false;
+	char after_node[AUDIT_NODE_MAX + 1] = "";
+	uint64_t after_size = 0;
 	enum err e;
 
 	(void)arg;
@@ -97,10 +128,34 @@ static void handle_checkpoints(struct http_req *q, void *arg)
 		send_error(q, 400, "limit must be a non-negative integer");
 		return;
 	}
+	if (after && (!history || !parse_after(after, after_node, &after_size))) {
+		send_error(q, 400, "after is a cursor NODE:SIZE of history=1");
+		return;
+	}
+	if (history && (limit == 0 || limit > CHECKPOINT_PAGE_MAX))
+		limit = CHECKPOINT_PAGE_MAX;
 	if (!with_reader(q, &c))
 		return;
-	e = audit_checkpoints(edge.rd, http_req_query(q, "node"), h && !strcmp(h, "1"),
-			      (size_t)limit, &j, &c);
+	if (!history) {
+		e = audit_checkpoints(edge.rd, node, false, (size_t)limit, &j, &c);
+	} else {
+		e = audit_checkpoints_page(edge.rd, node, after ? after_node : NULL, after_size,
+					   (size_t)limit, &j, &more, &c);
+		if (!e && more) {
+			/* the cursor is the last checkpoint of this page */
+			const json_t *list = json_object_get(j, "checkpoints");
+			const json_t *last = json_array_get(list, json_array_size(list) - 1);
+			char next[256];
+
+			snprintf(next, sizeof(next),
+				 "/audit/checkpoints?history=1%s%s&after=%s:%lld&limit=%lld",
+				 node && *node ? "&node=" : "", node && *node ? node : "",
+				 json_string_value(json_object_get(last, "node")),
+				 (long long)json_integer_value(json_object_get(last, "size")),
+				 (long long)limit);
+			json_object_set_new(j, "next", json_string(next));
+		}
+	}
 	answer(q, e, j, &c);
 }
 

@@ -203,6 +203,40 @@ static void test_consistency_proofs(void **state)
 		assert_int_equal(audit_checkpoints(r, NULL, true, 3, &l, &c), ERR_OK);
 		assert_int_equal(json_array_size(json_object_get(l, "checkpoints")), 3);
 		json_decref(l);
+		assert_int_equal(audit_checkpoints(r, "bad node!", false, 0, &l, &c), ERR_INVALID);
+		assert_null(l);
+	}
+	/* the history in pages: each checkpoint once, in order, and *more until the last */
+	{
+		char after[AUDIT_NODE_MAX + 1] = "";
+		uint64_t size = 0, want = 50;
+		bool more = true;
+		int pages = 0;
+		json_t *l = NULL;
+
+		while (more) {
+			json_t *list;
+			assert_int_equal(audit_checkpoints_page(r, "node-1", pages ? after : NULL, size,
+								 3, &l, &more, &c),
+					 ERR_OK);
+			list = json_object_get(l, "checkpoints");
+			assert_true(json_array_size(list) >= 1 && json_array_size(list) <= 3);
+			for (size_t i = 0; i < json_array_size(list); i++, want += 50)
+				assert_int_equal(json_integer_value(json_object_get(
+							 json_array_get(list, i), "size")),
+						 want);
+			size = (uint64_t)json_integer_value(
+				json_object_get(json_array_get(list, json_array_size(list) - 1), "size"));
+			snprintf(after, sizeof(after), "node-1");
+			json_decref(l);
+			pages++;
+		}
+		assert_int_equal(want, N + 50);
+		assert_int_equal(pages, (N / 50 + 2) / 3);
+		assert_int_equal(audit_checkpoints_page(r, NULL, NULL, 0, 0, &l, &more, &c), ERR_INVALID);
+		assert_int_equal(audit_checkpoints_page(r, NULL, "x/y", 0, 3, &l, &more, &c),
+				 ERR_INVALID);
+		assert_null(l);
 	}
 	audit_reader_free(r);
 }
