@@ -607,4 +607,15 @@ struct audit_view_q {
 enum err audit_patient_view(struct audit_reader *r, const struct audit_view_q *q, json_t **out,
 			    struct audit_cursor *next, bool *more, struct ctx *c);
 
+/*
+ * May the viewer of 'q' have a receipt for record 'rec' (parsed)?  The
+ * record must be about q->patient, and done by the viewer (q->self) or by
+ * staff or a connected service: a receipt holds the record's exact bytes,
+ * which name whoever acted and their address, so records of other
+ * patients' and caregivers' accounts are not handed out (they show in the
+ * view without a name).  Lines of the view carry "receipt": "NODE:SEQ"
+ * when this holds.
+ */
+bool audit_view_receipt_ok(const struct audit_view_q *q, const json_t *rec);
+
 #endif

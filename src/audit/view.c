@@ -43,6 +43,21 @@ static const char *jstr(const json_t *o, const char *key)
 	return s && *s ? s : NULL;
 }
 
+bool audit_view_receipt_ok(const struct audit_view_q *q, const json_t *rec)
+{
+	const json_t *agent = json_object_get(rec, "agent");
+	const char *role = jstr(agent, "role"), *user = jstr(agent, "username");
+	const char *patient = jstr(rec, "patient");
+
+	if (!patient || !q->patient || strcmp(patient, q->patient))
+		return false;
+	if (user && q->self && !strcmp(user, q->self))
+		return true;
+	return role && (!strcmp(role, "clinician") || !strcmp(role, "support") ||
+			!strcmp(role, "compliance") || !strcmp(role, "admin") ||
+			!strcmp(role, "system"));
+}
+
 /* Does record 'rec' belong in the view of 'kind' (NULL: everything)? */
 static bool kind_has(const char *kind, const json_t *rec)
 {
@@ -219,7 +234,16 @@ static enum err view_row(void *arg, const char *node, uint64_t seq, int64_t time
 		v->more = true;
 		return ERR_CONFLICT;
 	}
-	json_array_append_new(v->lines, line_of(v->q, rec, time_ms));
+	{
+		json_t *line = line_of(v->q, rec, time_ms);
+		char ref[AUDIT_NODE_MAX + 32];
+
+		if (line && audit_view_receipt_ok(v->q, rec)) {
+			snprintf(ref, sizeof(ref), "%s:%llu", node, (unsigned long long)seq);
+			json_object_set_new(line, "receipt", json_string(ref));
+		}
+		json_array_append_new(v->lines, line);
+	}
 	json_decref(rec);
 	v->last.time_ms = time_ms;
 	str_copy(v->last.node, node, sizeof(v->last.node));

@@ -18,6 +18,7 @@
  *
  * OAuth errors are RFC 6749 JSON with Cache-Control: no-store.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1748,6 +1749,116 @@ static void handle_access(struct http_req *q, void *arg)
 	     NULL);
 }
 
+/* Is 'patient' one of the records linked to the signed-in user (theirs, or one they care for)? */
+static bool linked_to(struct auth_edge *ed, const struct session *se, const char *patient)
+{
+	struct store_user_patient links[USER_PATIENTS_MAX];
+	struct ctx c = CTX_INIT;
+	size_t n = 0;
+
+	if (!patient || user_patients(oauth_users(ed->o), se->uid, links, USER_PATIENTS_MAX, &n, &c))
+		return false;
+	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX; i++)
+		if (!strcmp(links[i].patient_id, patient))
+			return true;
+	return false;
+}
+
+/* "NODE:SEQ" as the access page writes it; false for anything else. */
+static bool parse_record_ref(const char *v, char node[AUDIT_NODE_MAX + 1], uint64_t *seq)
+{
+	const char *colon = v ? strrchr(v, ':') : NULL;
+	int64_t n;
+
+	if (!colon || colon == v || (size_t)(colon - v) > AUDIT_NODE_MAX ||
+	    !isdigit((unsigned char)colon[1]) || str_to_i64(colon + 1, 0, INT64_MAX, &n))
+		return false;
+	for (const char *p = v; p < colon; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
+			return false;
+	memcpy(node, v, (size_t)(colon - v));
+	node[colon - v] = '\0';
+	*seq = (uint64_t)n;
+	return true;
+}
+
+/*
+ * GET /account/access/receipt?patient=ID&record=NODE:SEQ: the receipt of
+ * one line of the access page (audit_receipt(): the record, its inclusion
+ * proof and the signed checkpoint), as a file to keep and check offline.
+ * Only for lines the page offers one for (audit_view_receipt_ok()); any
+ * other record, of this patient or another, answers as a missing one.
+ */
+static void handle_access_receipt(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+	struct audit_reader *rd = NULL;
+	struct audit_view_q vq = {0};
+	struct ctx c = CTX_INIT;
+	const char *patient = http_req_query(q, "patient");
+	char node[AUDIT_NODE_MAX + 1], self_ref[160], disp[160];
+	json_t *out = NULL, *rec = NULL;
+	struct buf body = BUF_INIT(AUDIT_RECEIPT_MAX);
+	uint64_t seq = 0;
+	enum err e;
+
+	if (!current_session(q, ed, &se)) {
+		redirect(q, "/signin");
+		return;
+	}
+	if (!linked_to(ed, &se, patient) || !audit_dir) {
+		error_page(q, ed, 403, "Nothing to show", "You cannot see this record's access history.", NULL);
+		return;
+	}
+	if (!parse_record_ref(http_req_query(q, "record"), node, &seq)) {
+		error_page(q, ed, 400, "No such receipt", "This link does not name a line of the access history.",
+			   NULL);
+		return;
+	}
+	vq.patient = patient;
+	vq.self = se.username;
+	snprintf(self_ref, sizeof(self_ref), "Patient/%s", patient);
+	vq.own = !strcmp(se.fhir_user, self_ref);
+	e = audit_reader_open(audit_dir, &rd, &c);
+	if (!e)
+		e = audit_receipt(rd, node, seq, &out, &c);
+	audit_reader_free(rd);
+	if (!e) {
+		const char *bytes = json_string_value(json_object_get(out, "record"));
+
+		rec = bytes ? json_loads(bytes, 0, NULL) : NULL;
+		if (!rec || !audit_view_receipt_ok(&vq, rec))
+			e = ERR_NOTFOUND;
+	}
+	if (e == ERR_NOTFOUND || e == ERR_GONE || e == ERR_INVALID) {
+		/* not (yet) covered by a signed checkpoint, pruned, or not this viewer's to have */
+		error_page(q, ed, 404, "No receipt for this line",
+			   "There is no receipt for this line. A new line gets one once the log has signed it,"
+			   " within a few seconds: try again shortly.",
+			   NULL);
+		goto out;
+	}
+	if (e) {
+		log_msg(LOG_ERROR, "access receipt: %s", c.msg);
+		error_page(q, ed, 503, "Not available", "The receipt cannot be made right now.", NULL);
+		goto out;
+	}
+	if (json_dump_buf(out, &body)) {
+		error_page(q, ed, 503, "Not available", "The receipt cannot be made right now.", NULL);
+		goto out;
+	}
+	snprintf(disp, sizeof(disp), "attachment; filename=\"veranda-receipt-%s-%llu.json\"", node,
+		 (unsigned long long)seq);
+	http_resp_header(q, "Content-Disposition", disp);
+	http_resp_header(q, "Cache-Control", "no-store");
+	http_resp_buf(q, 200, "application/json", &body);
+out:
+	json_decref(rec);
+	json_decref(out);
+	buf_release(&body);
+}
+
 /* ---- dynamic client registration (RFC 7591) ---- */
 
 static void reg_error(struct http_req *q, const char *error, const char *desc)
@@ -2093,6 +2204,7 @@ void auth_routes_register(struct oauth *o, struct http_router *r)
 	http_route(r, HTTP_GET, "/signout", HTTP_BODY_NONE, handle_signout_page, ed);
 	http_route(r, HTTP_GET, "/account", HTTP_BODY_NONE, handle_account, ed);
 	http_route(r, HTTP_GET, "/account/access", HTTP_BODY_NONE, handle_access, ed);
+	http_route(r, HTTP_GET, "/account/access/receipt", HTTP_BODY_NONE, handle_access_receipt, ed);
 	http_route(r, HTTP_POST, "/account/revoke", HTTP_BODY_FORM, handle_account_revoke, ed);
 }
 

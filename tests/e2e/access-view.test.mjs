@@ -8,7 +8,9 @@
 // what patients are called).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary } from './lib/server.mjs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary, runCli, sleep } from './lib/server.mjs';
 import { Browser, authorize, redeem, registerClient, signIn, fhirGet, decodeEntities, postForm, basic } from './lib/oauth.mjs';
 
 const CB = 'http://127.0.0.1:9999/cb';
@@ -51,13 +53,15 @@ async function signedIn(user) {
   return b;
 }
 
-// The page's lines as text ({ text, refused }), its heading and its "Older" link.
+// The page's lines as text ({ text, refused, receipt link }), its heading and its "Older" link.
 async function accessPage(b, query = '') {
   const r = await b.get(`/account/access${query}`);
   const lines = [...r.text.matchAll(/<li class="card( refused)?">([\s\S]*?)<\/li>/g)].map((m) => ({
     refused: Boolean(m[1]),
     html: m[2],
-    text: decodeEntities(m[2].replace(/<[^>]*>/g, ' ')).replace(/\s+/g, ' ').trim(),
+    receipt: (m[2].match(/<a href="([^"]*)" download>Receipt<\/a>/) || [])[1],
+    text: decodeEntities(m[2].replace(/<p class="muted"><a [^>]*>Receipt<\/a><\/p>/, '').replace(/<[^>]*>/g, ' '))
+      .replace(/\s+/g, ' ').trim(),
   }));
   const older = r.text.match(/<a href="([^"]*)">Older<\/a>/);
   const h1 = (r.text.match(/<h1>([^<]*)<\/h1>/) || [])[1];
@@ -117,6 +121,69 @@ describe('who saw my record', () => {
     const apps = await accessPage(b, '?kind=apps');
     assert.ok(apps.lines.length >= 5);
     assert.ok(apps.lines.every((l) => /Pill Reminder/.test(l.text)), apps.lines.map((l) => l.text).join('\n'));
+  });
+
+  it('gives a receipt for the patient\'s own and staff lines, which checks offline; none for another patient\'s account', async () => {
+    const b = await signedIn('alice');
+    const p = await accessPage(b);
+    const find = (re) => p.lines.find((l) => re.test(l.text));
+    const dr = find(/A clinician \(drsmith\) looked at your personal details/);
+    const own = find(/You looked at your personal details/);
+    const other = find(/Someone using another patient's account/);
+    assert.ok(dr?.receipt && own?.receipt, p.lines.map((l) => `${l.text} ${l.receipt || ''}`).join('\n'));
+    assert.ok(other && !other.receipt, 'no receipt offered for another patient\'s account');
+
+    // a line gets its receipt once the log has signed it (a checkpoint every few seconds)
+    const url = decodeEntities(dr.receipt);
+    let r;
+    for (let i = 0; i < 40; i++) {
+      r = await b.get(url);
+      if (r.status === 200) break;
+      assert.equal(r.status, 404, r.text);
+      await sleep(250);
+    }
+    assert.equal(r.status, 200, r.text);
+    assert.match(r.headers.get('content-disposition'), /^attachment; filename="veranda-receipt-node-1-\d+\.json"$/);
+    assert.equal(r.headers.get('cache-control'), 'no-store');
+    const receipt = JSON.parse(r.text);
+    assert.equal(receipt.receipt, 'veranda-audit-receipt/1');
+    const rec = JSON.parse(receipt.record);
+    assert.equal(rec.patient, 'alice');
+    assert.equal(rec.agent.username, 'drsmith');
+    assert.equal(url, `/account/access/receipt?patient=alice&record=${rec.node}:${rec.seq}`);
+
+    // checked offline against the keys the server publishes
+    const tmp = await makeTempDir('veranda-receipt-');
+    try {
+      const file = path.join(tmp, 'receipt.json'), jwks = path.join(tmp, 'jwks.json');
+      await fsp.writeFile(file, r.text);
+      await fsp.writeFile(jwks, await (await fetch(`${srv.baseUrl}/oauth/jwks`)).text());
+      const chk = await runCli(['audit', 'check-receipt', file, '--jwks', jwks]);
+      assert.equal(chk.code, 0, chk.stdout + chk.stderr);
+      assert.match(chk.stdout, /receipt checks/);
+    } finally {
+      await removeDir(tmp);
+    }
+
+    // the record of bob's refused attempt exists, but is not alice's to have
+    const q = await runCli(['audit', 'query', '--data', srv.dataDir, '--node', 'node-1', '--format', 'ndjson', '--patient', 'alice']);
+    assert.equal(q.code, 0, q.stderr);
+    const bobs = q.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l))
+      .find((x) => x.agent?.username === 'bob' && x.outcome !== 0);
+    assert.ok(bobs, 'bob\'s refused read is on record');
+    const notFound = await b.get(`/account/access/receipt?patient=alice&record=node-1:${bobs.seq}`);
+    assert.equal(notFound.status, 404);
+    assert.doesNotMatch(notFound.text, /\bbob\b/);
+    // bob may not have alice's lines, under her id or under his child's
+    const bb = await signedIn('bob');
+    assert.equal((await bb.get(url)).status, 403);
+    assert.equal((await bb.get(`/account/access/receipt?patient=bob-child&record=${rec.node}:${rec.seq}`)).status, 404);
+    // a link that names no line, and no session
+    assert.equal((await b.get('/account/access/receipt?patient=alice&record=node-1:x')).status, 400);
+    assert.equal((await b.get('/account/access/receipt?patient=alice&record=../x:1')).status, 400);
+    const anon = await new Browser(srv.baseUrl).get(url);
+    assert.equal(anon.status, 303);
+    assert.match(anon.location, /\/signin$/);
   });
 
   it('tells a renewed access and a token check apart from a new one', async () => {
