@@ -323,6 +323,8 @@ static int collect_origin(void *arg, const struct client *cl)
 {
 	struct auth_edge *ed = arg;
 
+	if (cl->disabled)
+		return 0; /* its tokens are refused: its pages get no cross-origin grant either */
 	for (size_t i = 0; i < cl->norigins; i++) {
 		ed->origins = xrealloc(ed->origins, (ed->norigins + 1) * sizeof(char *));
 		ed->origins[ed->norigins++] = xstrdup(cl->origins[i]);

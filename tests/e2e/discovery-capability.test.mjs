@@ -9,13 +9,14 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, fetchRaw } from './lib/server.mjs';
+import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, fetchRaw, runCli } from './lib/server.mjs';
 import {
   Browser, authorize, redeem, registerClient, postForm, basic, keyPair, assertion, JWT_BEARER,
 } from './lib/oauth.mjs';
 
 const CB = 'http://127.0.0.1:9999/cb';
 const ORIGIN = 'https://app.example';
+const OFF_ORIGIN = 'https://disabled-app.example';
 const SECRET = 'dc-secret-0123456789';
 const FHIR_JSON = 'application/fhir+json';
 const STRICT = { prefer: 'handling=strict', accept: FHIR_JSON };
@@ -38,6 +39,9 @@ before(async () => {
   await registerClient(dir, { clientId: 'dc-pub', public: true, redirectUris: [CB], origins: [ORIGIN] });
   await registerClient(dir, { clientId: 'dc-conf', secret: SECRET, redirectUris: ['https://conf.example/cb'] });
   await registerClient(dir, { clientId: 'dc-jwt', jwks: { keys: [rsKey.publicJwk] }, scope: 'system/*.rs' });
+  await registerClient(dir, { clientId: 'dc-off', public: true, redirectUris: [CB], origins: [OFF_ORIGIN] });
+  const off = await runCli(['client', 'disable', '--data', dir, '--client-id', 'dc-off']);
+  if (off.code !== 0) throw new Error(`client disable failed: ${off.stderr}`);
   srv = await startServer({ dataDir: dir, init: false });
   const b = new Browser(srv.baseUrl);
   const a = await authorize(b, srv, { clientId: 'dc-pub', redirectUri: CB, scope: 'openid fhirUser user/AuditEvent.rs', user: 'carol' });
@@ -276,10 +280,14 @@ describe('CORS where browser apps meet the server', () => {
     const exposed = (p.headers.get('access-control-expose-headers') || '').toLowerCase().split(/\s*,\s*/);
     assert.ok(exposed.includes('x-request-id'), `exposed: ${exposed}`);
     assert.ok(g.headers.get('x-request-id'));
-    // the wrong port, scheme or a look-alike is no registered origin
-    for (const o of ['https://app.example:8443', 'http://app.example', 'https://app.example.evil.example', 'https://evilapp.example', 'null']) {
+    // the wrong port, scheme or a look-alike is no registered origin, nor is a disabled app's
+    for (const o of ['https://app.example:8443', 'http://app.example', 'https://app.example.evil.example', 'https://evilapp.example', 'null', OFF_ORIGIN]) {
       const x = await fetchRaw(`${srv.fhirBase}/Patient/x`, { method: 'OPTIONS', headers: { origin: o, 'access-control-request-method': 'GET' } });
       assert.equal(x.headers.get('access-control-allow-origin'), null, o);
+    }
+    for (const [o, want] of [[ORIGIN, ORIGIN], [OFF_ORIGIN, null]]) {
+      const t = await fetchRaw(`${srv.baseUrl}/oauth/token`, { method: 'OPTIONS', headers: { origin: o, 'access-control-request-method': 'POST' } });
+      assert.equal(t.headers.get('access-control-allow-origin'), want, `token endpoint preflight from ${o}`);
     }
   });
 });
