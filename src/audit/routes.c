@@ -118,12 +118,16 @@ static void handle_checkpoints(struct http_req *q, void *arg)
 	int64_t limit;
 	const char *h = http_req_query(q, "history"), *node = http_req_query(q, "node");
 	const char *after = http_req_query(q, "after");
-	bool history = h && !strcmp(h, "1"), more = false;
+	bool history = h && (!strcmp(h, "1") || !strcmp(h, "true")), more = false;
 	char after_node[AUDIT_NODE_MAX + 1] = "";
 	uint64_t after_size = 0;
 	enum err e;
 
 	(void)arg;
+	if (h && !history && strcmp(h, "0") && strcmp(h, "false")) {
+		send_error(q, 400, "history is 1 (true) or 0 (false)");
+		return;
+	}
 	if (!num(q, "limit", 0, &limit)) {
 		send_error(q, 400, "limit must be a non-negative integer");
 		return;

@@ -196,11 +196,18 @@ SELECT 'node-old', i, 1700000000000 + i, zeroblob(32), zeroblob(41), NULL, '${jw
   it('/audit/checkpoints refuses an invalid stream name and a malformed cursor with a JSON 400', async () => {
     for (const p of ['/audit/checkpoints?node=..%2F', '/audit/checkpoints?node=a%20b', '/audit/checkpoints?history=1&after=x',
       '/audit/checkpoints?history=1&after=node-1:-1', '/audit/checkpoints?history=1&after=node-1', '/audit/checkpoints?after=node-1:3',
-      `/audit/checkpoints?node=${'n'.repeat(65)}`]) {
+      `/audit/checkpoints?node=${'n'.repeat(65)}`, '/audit/checkpoints?history=yes', '/audit/checkpoints?history=']) {
       const r = await srv.fetch(p);
       assert.equal(r.status, 400, `${p}: ${r.text}`);
       assert.equal(typeof r.json.error, 'string', p);
     }
+    // history=true is history=1, history=false the latest only
+    const yes = (await srv.fetch('/audit/checkpoints?history=true&node=node-1')).json.checkpoints;
+    const one = (await srv.fetch('/audit/checkpoints?history=1&node=node-1')).json.checkpoints;
+    const no = (await srv.fetch('/audit/checkpoints?history=false&node=node-1')).json.checkpoints;
+    assert.ok(one.length > 1);
+    assert.deepEqual(yes, one);
+    assert.equal(no.length, 1);
   });
 
   it('veranda audit consistency with --from beyond --to is a usage error', async () => {
