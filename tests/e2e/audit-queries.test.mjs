@@ -72,6 +72,18 @@ describe('the compliance search and the command line at their edges', () => {
     await removeDir(dir);
   });
 
+  it('a comma in type means any of the types or categories; an unknown one among them is 400', async () => {
+    const n = async (q) => (await search(`${q}&_count=500`)).entries.length;
+    const reads = await n('type=fhir.read'), sessions = await n('type=session'), tokens = await n('type=oauth');
+    assert.ok(reads > 0 && sessions > 0 && tokens > 0, `${reads} ${sessions} ${tokens}`);
+    assert.equal(await n('type=fhir.read,session'), reads + sessions);
+    assert.equal(await n('type=session,oauth,fhir.read'), reads + sessions + tokens);
+    assert.equal(await n('type=fhir.read,fhir.read'), reads);
+    const r = await refused('type=fhir.read,nonsense');
+    assert.match(r.text, /nonsense/);
+    await refused('type=fhir.read,');
+  });
+
   it('a date range given twice is the intersection of both, not the last one', async () => {
     const all = (await search('_count=500')).entries;
     assert.ok(all.length > 5);
