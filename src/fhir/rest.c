@@ -264,7 +264,7 @@ static void cors_fhir(struct http_req *q)
 		http_resp_header(q, "Access-Control-Allow-Origin", origin);
 		http_resp_header(q, "Vary", "Origin");
 		http_resp_header(q, "Access-Control-Expose-Headers",
-				 "ETag, Location, Content-Location, Last-Modified, X-Request-Id");
+				 "ETag, Location, Content-Location, Last-Modified, X-Request-Id, WWW-Authenticate");
 	}
 }
 

@@ -279,6 +279,11 @@ describe('CORS where browser apps meet the server', () => {
     assert.equal(p.headers.get('access-control-allow-origin'), ORIGIN);
     const exposed = (p.headers.get('access-control-expose-headers') || '').toLowerCase().split(/\s*,\s*/);
     assert.ok(exposed.includes('x-request-id'), `exposed: ${exposed}`);
+    // a 401's challenge says why (invalid_token, insufficient_scope): an app in a browser may read it
+    const u = await fetchRaw(`${srv.fhirBase}/Patient/x`, { headers: { origin: ORIGIN, accept: FHIR_JSON, authorization: 'Bearer nonsense' } });
+    assert.equal(u.status, 401);
+    assert.match(u.headers.get('www-authenticate') || '', /^Bearer /);
+    assert.ok((u.headers.get('access-control-expose-headers') || '').toLowerCase().split(/\s*,\s*/).includes('www-authenticate'));
     assert.ok(g.headers.get('x-request-id'));
     // the wrong port, scheme or a look-alike is no registered origin, nor is a disabled app's
     for (const o of ['https://app.example:8443', 'http://app.example', 'https://app.example.evil.example', 'https://evilapp.example', 'null', OFF_ORIGIN]) {
