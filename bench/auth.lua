@@ -65,6 +65,10 @@ function init(args)
 			k = k + 1
 		end
 	end
+	if mode == "repeat" and #items > 0 then
+		-- threads start at different lines (different accounts at the same moment)
+		next_item = ((thread_no or 1) - 1) * math.max(1, math.floor(#items / nthreads)) % #items + 1
+	end
 	if mode == "refresh" then
 		for i = 1, #items do
 			pool[i] = items[i]

@@ -7,24 +7,31 @@
  * on, the next attempt must wait 1 s, 2 s, 4 s ... (at most 60 s) after
  * the last failure; 'lock_after' failures lock for 'lock_time'.  A waiting
  * attempt is refused before any password hashing, so a flood costs no
- * Argon2id work.  An attempt is counted as a failure before its password
- * is checked (in one transaction with the check of the delays) and taken
- * back when the password was right: attempts sent at once meet each
- * other's counts, so a burst gets no more guesses than one at a time.
- * Counters expire on their own after twice the lock time.
+ * Argon2id work.  Attempts sent at once must not all pass the check of
+ * the delays before any of them has failed: a gate in the process lets
+ * one password check at a time run for an account and GATE_ADDR_MAX for
+ * an address, the others waiting their turn (at most GATE_WAIT_MS), so
+ * each attempt sees the failures before it and a burst gets no more
+ * guesses than attempts made one by one.  Right passwords sent at once
+ * only wait, they are never counted.  A failure is counted in a
+ * transaction of its own.  Counters expire on their own after twice the
+ * lock time.
  *
  * A session is an auth item keyed by the SHA-256 of the cookie value,
  * owned by the user; it ends after 'session_idle' without use or
  * 'session_max' after sign-in, and with sign-out.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "audit/audit.h"
 #include "auth/oauth_int.h"
 #include "auth/totp.h"
 #include "core/clock.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "core/mem.h"
 #include "core/str.h"
 
@@ -34,7 +41,6 @@
 struct counter {
 	char key[STORE_ITEM_KEY_SIZE];
 	int64_t failures, last;
-	int64_t prev;        /* 'last' before the attempt counted last, to take it back */
 };
 
 static void counter_load(struct oauth *o, struct counter *k)
@@ -43,12 +49,11 @@ static void counter_load(struct oauth *o, struct counter *k)
 	struct ctx c = CTX_INIT;
 	json_t *j;
 
-	k->failures = k->last = k->prev = 0;
+	k->failures = k->last = 0;
 	store_item_init(&it);
 	if (!store_item_get(o->s, NS_THROTTLE, k->key, &it, &c) && (j = oauth_item_json(&it))) {
 		k->failures = json_integer_value(json_object_get(j, "failures"));
 		k->last = json_integer_value(json_object_get(j, "last"));
-		k->prev = json_integer_value(json_object_get(j, "prev"));
 		json_decref(j);
 	}
 	store_item_release(&it);
@@ -78,67 +83,111 @@ static int64_t counter_wait(const struct oauth *o, const struct counter *k, int6
 static enum err counter_fail(struct oauth *o, struct counter *k, int64_t now, struct ctx *c)
 {
 	return oauth_put(o, NS_THROTTLE, k->key, 0, NULL,
-			 json_pack("{s:I, s:I, s:I}", "failures", (json_int_t)(k->failures + 1),
-				   "last", (json_int_t)now, "prev", (json_int_t)k->last),
+			 json_pack("{s:I, s:I}", "failures", (json_int_t)(k->failures + 1), "last",
+				   (json_int_t)now),
 			 now + 2 * o->o.lock_time * MS, true, c);
 }
 
-/*
- * Check the delays of 'ku' and 'ka' and, when neither makes the attempt
- * wait, count it as a failure on both at 'now', in one transaction: of
- * attempts made at once, each sees the ones before it.  *wait gets the
- * seconds to wait (0: counted, go ahead).
- */
-static enum err counters_reserve(struct oauth *o, struct counter *ku, struct counter *ka,
-				 int64_t now, int64_t *wait, struct ctx *c)
-{
-	enum err e;
-
-	*wait = 0;
-	if ((e = store_begin(o->s, c)))
-		return e;
-	counter_load(o, ku);
-	counter_load(o, ka);
-	*wait = counter_wait(o, ku, now);
-	if (counter_wait(o, ka, now) > *wait)
-		*wait = counter_wait(o, ka, now);
-	if (*wait > 0) {
-		store_rollback(o->s);
-		return ERR_OK;
-	}
-	if ((e = counter_fail(o, ku, now, c)) || (e = counter_fail(o, ka, now, c))) {
-		store_rollback(o->s);
-		return e;
-	}
-	return store_commit(o->s, c);
-}
-
-/*
- * Take back the failure counted on 'k' at 'at' by counters_reserve():
- * one failure fewer, and the time of the last one as it was, unless a
- * later attempt has counted since.
- */
-static void counter_undo(struct oauth *o, struct counter *k, int64_t at)
+/* Count a wrong password on 'ku' and 'ka' at 'now', as one transaction: no increment is lost. */
+static void counters_fail(struct oauth *o, struct counter *ku, struct counter *ka, int64_t now)
 {
 	struct ctx ig = CTX_INIT;
 
-	if (store_begin(o->s, &ig))
+	if (store_begin(o->s, &ig)) {
+		log_msg(LOG_WARN, "sign-in throttling: cannot count a failure: %s", ig.msg);
 		return;
-	counter_load(o, k);
-	if (k->failures <= 1) {
-		store_item_delete(o->s, NS_THROTTLE, k->key, &ig);
-	} else {
-		int64_t last = k->last == at ? k->prev : k->last;
-
-		oauth_put(o, NS_THROTTLE, k->key, 0, NULL,
-			  json_pack("{s:I, s:I, s:I}", "failures", (json_int_t)(k->failures - 1),
-				    "last", (json_int_t)last, "prev", (json_int_t)k->prev),
-			  last + 2 * o->o.lock_time * MS, true, &ig);
 	}
-	if (ig.code)
+	counter_load(o, ku);
+	counter_load(o, ka);
+	if (counter_fail(o, ku, now, &ig) || counter_fail(o, ka, now, &ig) ||
+	    store_commit(o->s, &ig)) {
 		store_rollback(o->s);
-	else
-		store_commit(o->s, &ig);
+		log_msg(LOG_WARN, "sign-in throttling: cannot count a failure: %s", ig.msg);
+	}
+}
+
+/* ---- the gate: password checks in flight, per account and per address ---- */
+
+#define GATE_ADDR_MAX 4      /* checks at once from one address (a clinic behind one) */
+#define GATE_WAIT_MS 5000
+#define GATE_SLOTS 64        /* keys in flight at once, all accounts and addresses */
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static struct {
+	char key[STORE_ITEM_KEY_SIZE];
+	unsigned n;
+} gate[GATE_SLOTS];
+
+/* The slot of 'key', or a free one when 'take'; NULL when none (call with gate_mu held). */
+static unsigned *gate_slot(const char *key, bool take)
+{
+	size_t free_at = GATE_SLOTS;
+
+	for (size_t i = 0; i < GATE_SLOTS; i++) {
+		if (gate[i].n && !strcmp(gate[i].key, key))
+			return &gate[i].n;
+		if (!gate[i].n && free_at == GATE_SLOTS)
+			free_at = i;
+	}
+	if (!take || free_at == GATE_SLOTS)
+		return NULL;
+	str_copy(gate[free_at].key, key, sizeof(gate[free_at].key));
+	return &gate[free_at].n;
+}
+
+static unsigned gate_count(const char *key)
+{
+	unsigned *n = gate_slot(key, false);
+
+	return n ? *n : 0;
+}
+
+/*
+ * Wait until an attempt for account key 'ku' and address key 'ka' may
+ * check its password, and count it in: false when that took longer than
+ * GATE_WAIT_MS (or the gate is full).
+ */
+static bool gate_enter(const char *ku, const char *ka)
+{
+	struct timespec until;
+	bool ok = false;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += GATE_WAIT_MS / 1000;
+	pthread_mutex_lock(&gate_mu);
+	for (;;) {
+		if (gate_count(ku) == 0 && gate_count(ka) < GATE_ADDR_MAX) {
+			unsigned *u = gate_slot(ku, true), *a;
+
+			if (u) {
+				(*u)++; /* before the address's slot is looked for: never the same free one */
+				if ((a = gate_slot(ka, true))) {
+					(*a)++;
+					ok = true;
+					break;
+				}
+				(*u)--;
+			}
+		}
+		if (pthread_cond_timedwait(&gate_cv, &gate_mu, &until) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&gate_mu);
+	return ok;
+}
+
+static void gate_leave(const char *ku, const char *ka)
+{
+	unsigned *n;
+
+	pthread_mutex_lock(&gate_mu);
+	if ((n = gate_slot(ku, false)))
+		(*n)--;
+	if ((n = gate_slot(ka, false)))
+		(*n)--;
+	pthread_cond_broadcast(&gate_cv);
+	pthread_mutex_unlock(&gate_mu);
 }
 
 enum err oauth_signin(struct oauth *o, const char *username, const char *password,
@@ -158,22 +207,29 @@ enum err oauth_signin(struct oauth *o, const char *username, const char *passwor
 		str_copy(name, "?invalid", sizeof(name));
 	snprintf(ku.key, sizeof(ku.key), "user:%s", name);
 	snprintf(ka.key, sizeof(ka.key), "addr:%.150s", addr ? addr : "-");
-	if ((e = counters_reserve(o, &ku, &ka, now, &w, c)))
-		return e;
+	if (!gate_enter(ku.key, ka.key)) {
+		*retry_after = 1;
+		return ctx_errorf(c, ERR_BUSY, "too many sign-ins at once; try again shortly");
+	}
+	/* in the gate: the failures of every attempt before this one are counted */
+	now = clock_now_ms();
+	counter_load(o, &ku);
+	counter_load(o, &ka);
+	w = counter_wait(o, &ku, now);
+	if (counter_wait(o, &ka, now) > w)
+		w = counter_wait(o, &ka, now);
 	if (w > 0) {
+		gate_leave(ku.key, ka.key);
 		*retry_after = w;
 		return ctx_errorf(c, ERR_BUSY, "too many failed sign-ins: try again in %lld seconds",
 				  (long long)w);
 	}
 	e = user_verify_password(o->us, username, password, strlen(password), out, c);
 	if (e == ERR_UNAUTHORIZED)
-		return e;       /* counted already */
-	/* not a wrong password: the attempt does not count */
-	if (e == ERR_OK)
+		counters_fail(o, &ku, &ka, now);
+	else if (e == ERR_OK && ku.failures)
 		store_item_delete(o->s, NS_THROTTLE, ku.key, &ig);
-	else
-		counter_undo(o, &ku, now);
-	counter_undo(o, &ka, now);
+	gate_leave(ku.key, ka.key);
 	return e;
 }
 
