@@ -8,9 +8,9 @@
 // tokens do.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary } from './lib/server.mjs';
 import { DEMO_PASSWORD, Browser, signIn, accountPage, formFor, decodeEntities, authorize, redeem, fhirGet, postForm, registerClient, basic } from './lib/oauth.mjs';
+import { base32, totp, nowStep } from './lib/totp.mjs';
 
 const PASSWORD = 'a-long-race-password-1';
 const CB = 'http://127.0.0.1:9999/cb';
@@ -37,25 +37,6 @@ after(async () => {
   await removeDir(dir);
 });
 
-/* ---- TOTP as an authenticator app computes it ---- */
-
-function base32(s) {
-  const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const ch of s.replace(/=+$/, '').toUpperCase()) bits += abc.indexOf(ch).toString(2).padStart(5, '0');
-  const out = [];
-  for (let i = 0; i + 8 <= bits.length; i += 8) out.push(parseInt(bits.slice(i, i + 8), 2));
-  return Buffer.from(out);
-}
-
-function totp(key, step) {
-  const msg = Buffer.alloc(8);
-  msg.writeBigUInt64BE(BigInt(step));
-  const h = crypto.createHmac('sha1', key).update(msg).digest();
-  const o = h[h.length - 1] & 15;
-  return String((h.readUInt32BE(o) & 0x7fffffff) % 1e6).padStart(6, '0');
-}
-const nowStep = () => Math.floor(Date.now() / 30000);
 
 async function enrol(user) {
   const b = new Browser(srv.baseUrl);

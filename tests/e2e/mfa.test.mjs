@@ -7,9 +7,9 @@
 // as an authenticator app would.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary } from './lib/server.mjs';
 import { Browser, signIn, accountPage, parseForms, formFor, field, registerClient, authzRequest, redeem, decodeEntities } from './lib/oauth.mjs';
+import { base32, totp, nowStep } from './lib/totp.mjs';
 
 const CB = 'http://127.0.0.1:9999/cb';
 const PASSWORD = 'a-long-mfa-password-1';
@@ -33,29 +33,6 @@ after(async () => {
   await removeDir(dir);
 });
 
-/* ---- TOTP as an authenticator app computes it ---- */
-
-function base32(s) {
-  const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const ch of s.replace(/=+$/, '').toUpperCase()) {
-    const v = abc.indexOf(ch);
-    assert.ok(v >= 0, `base32 character '${ch}'`);
-    bits += v.toString(2).padStart(5, '0');
-  }
-  const out = [];
-  for (let i = 0; i + 8 <= bits.length; i += 8) out.push(parseInt(bits.slice(i, i + 8), 2));
-  return Buffer.from(out);
-}
-
-function totp(key, step = Math.floor(Date.now() / 30000)) {
-  const msg = Buffer.alloc(8);
-  msg.writeBigUInt64BE(BigInt(step));
-  const h = crypto.createHmac('sha1', key).update(msg).digest();
-  const o = h[h.length - 1] & 15;
-  return String((h.readUInt32BE(o) & 0x7fffffff) % 1e6).padStart(6, '0');
-}
-const nowStep = () => Math.floor(Date.now() / 30000);
 
 /* ---- helpers ---- */
 
