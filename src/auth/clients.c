@@ -6,10 +6,13 @@
  * JWK Sets registered by URL are fetched with libcurl (GET, Accept:
  * application/json, http(s) only, no redirects, 5 s, 256 KiB) and cached
  * per URL as Cache-Control allows.  The cache is a small array under one
- * mutex; a fetch runs without the lock (two threads may fetch the same
- * URL at once; the later result wins).  A cached set is shared by
- * reference count, so a thread verifying with it keeps it alive while
- * another replaces it.
+ * mutex; a fetch runs without the lock, one per URL at a time: a thread
+ * that needs the same URL meanwhile waits for it on a condition variable,
+ * but no longer than CLIENT_JWKS_WAIT_MS after the fetch began, and a
+ * fetch that failed is not tried again for CLIENT_JWKS_REFETCH_MS, so a
+ * slow or broken key host holds one worker, not all of them.  A cached
+ * set is shared by reference count, so a thread verifying with it keeps
+ * it alive while another replaces it.
  *
  * Secrets: client secrets are read in place and hashed (SHA-256); the
  * stored hex hash is compared in constant time.  No message ever holds a
@@ -18,10 +21,12 @@
 #include "auth/clients.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -53,12 +58,16 @@ struct cache_entry {
 	struct jwks_ref *doc;       /* NULL: nothing cached (not fetched, or no-store) */
 	int64_t expires;            /* ms; the cached doc is used before this */
 	int64_t last_fetch;         /* ms of the last fetch started */
+	int64_t failed;             /* ms of the start of the last fetch, if it failed; else 0 */
 	int64_t last_use;           /* ms; the least recently used entry is evicted */
+	bool fetching;              /* a thread is fetching this URL now */
+	struct timespec wait_until; /* CLOCK_REALTIME: others wait for that fetch until then */
 };
 
 struct clients {
 	struct store *s;
 	pthread_mutex_t mu;
+	pthread_cond_t fetched;     /* a fetch ended (signalled under mu) */
 	struct cache_entry *cache;  /* CLIENT_JWKS_CACHE_URLS entries; url "" = free */
 };
 
@@ -502,6 +511,7 @@ enum err clients_new(struct clients **out, struct store *s, struct ctx *c)
 	cs->s = s;
 	cs->cache = xcalloc(CLIENT_JWKS_CACHE_URLS, sizeof(*cs->cache));
 	pthread_mutex_init(&cs->mu, NULL);
+	pthread_cond_init(&cs->fetched, NULL);
 	*out = cs;
 	return ERR_OK;
 }
@@ -521,6 +531,7 @@ void clients_free(struct clients *cs)
 	for (size_t i = 0; i < CLIENT_JWKS_CACHE_URLS; i++)
 		jwks_unref(cs->cache[i].doc);
 	free(cs->cache);
+	pthread_cond_destroy(&cs->fetched);
 	pthread_mutex_destroy(&cs->mu);
 	free(cs);
 }
@@ -1105,7 +1116,11 @@ static struct cache_entry *cache_slot(struct clients *cs, const char *url, bool 
  * The JWK Set at 'url' (*out: a reference the caller drops with
  * jwks_release()).  From the cache while it is fresh, unless 'refetch'
  * (an unknown kid), which fetches again at most once per
- * CLIENT_JWKS_REFETCH_MS: ERR_NOTFOUND when it may not yet.
+ * CLIENT_JWKS_REFETCH_MS: ERR_NOTFOUND when it may not yet, or while
+ * another thread fetches the URL.  Without 'refetch', a fetch of the URL
+ * in progress is waited for until CLIENT_JWKS_WAIT_MS after it began;
+ * ERR_BUSY when it takes longer, or when the last fetch failed less than
+ * CLIENT_JWKS_REFETCH_MS ago.  Other failures: the fetch's (ERR_INVALID).
  */
 static enum err jwks_get(struct clients *cs, const char *url, int64_t now, bool refetch,
 			 struct jwks_ref **out, struct ctx *c)
@@ -1113,37 +1128,73 @@ static enum err jwks_get(struct clients *cs, const char *url, int64_t now, bool 
 	struct cache_entry *e;
 	struct jose_jwks *set = NULL;
 	struct jwks_ref *d;
+	struct timespec until;
 	int64_t ttl = 0;
 	enum err rc;
 
 	*out = NULL;
 	pthread_mutex_lock(&cs->mu);
-	e = cache_slot(cs, url, true);
-	e->last_use = now;
-	if (!refetch && e->doc && now < e->expires) {
-		*out = e->doc;
-		e->doc->refs++;
-		pthread_mutex_unlock(&cs->mu);
-		return ERR_OK;
+	for (;;) {
+		e = cache_slot(cs, url, true);
+		e->last_use = now;
+		if (!refetch && e->doc && now < e->expires) {
+			*out = e->doc;
+			e->doc->refs++;
+			pthread_mutex_unlock(&cs->mu);
+			return ERR_OK;
+		}
+		if (!e->fetching)
+			break;
+		if (refetch) {
+			pthread_mutex_unlock(&cs->mu);
+			return ctx_errorf(c, ERR_NOTFOUND, "the client's JWK Set is being fetched");
+		}
+		until = e->wait_until;
+		if (pthread_cond_timedwait(&cs->fetched, &cs->mu, &until) == ETIMEDOUT) {
+			pthread_mutex_unlock(&cs->mu);
+			return ctx_errorf(c, ERR_BUSY, "the client's JWK Set is slow to fetch: try again "
+					  "later");
+		}
 	}
 	if (refetch && e->last_fetch && now - e->last_fetch < CLIENT_JWKS_REFETCH_MS) {
 		pthread_mutex_unlock(&cs->mu);
 		return ctx_errorf(c, ERR_NOTFOUND, "the client's JWK Set was fetched less than %d s ago",
 				  CLIENT_JWKS_REFETCH_MS / 1000);
 	}
+	if (e->failed && now - e->failed < CLIENT_JWKS_REFETCH_MS) {
+		pthread_mutex_unlock(&cs->mu);
+		return ctx_errorf(c, ERR_BUSY, "the client's JWK Set could not be fetched less than "
+				  "%d s ago: try again later", CLIENT_JWKS_REFETCH_MS / 1000);
+	}
 	e->last_fetch = now;
+	e->fetching = true;
+	clock_gettime(CLOCK_REALTIME, &e->wait_until);
+	e->wait_until.tv_sec += CLIENT_JWKS_WAIT_MS / 1000;
+	e->wait_until.tv_nsec += (long)(CLIENT_JWKS_WAIT_MS % 1000) * 1000000L;
+	if (e->wait_until.tv_nsec >= 1000000000L) {
+		e->wait_until.tv_sec++;
+		e->wait_until.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_unlock(&cs->mu);
 
-	if ((rc = jwks_fetch(url, &set, &ttl, c)) != ERR_OK)
+	rc = jwks_fetch(url, &set, &ttl, c);
+
+	pthread_mutex_lock(&cs->mu);
+	e = cache_slot(cs, url, true);   /* it may have been evicted meanwhile */
+	e->fetching = false;
+	e->last_fetch = e->last_fetch ? e->last_fetch : now;
+	pthread_cond_broadcast(&cs->fetched);
+	if (rc != ERR_OK) {
+		e->failed = now;
+		pthread_mutex_unlock(&cs->mu);
 		return rc;
+	}
+	e->failed = 0;
 	d = xcalloc(1, sizeof(*d));
 	d->set = set;
 	d->refs = 1;   /* the caller's */
-	pthread_mutex_lock(&cs->mu);
-	e = cache_slot(cs, url, true);
 	jwks_unref(e->doc);
 	e->doc = NULL;
-	e->last_fetch = e->last_fetch ? e->last_fetch : now;
 	if (ttl > 0) {
 		e->doc = d;
 		d->refs++;
@@ -1433,10 +1484,16 @@ static enum err auth_assertion(struct clients *cs, const struct client_auth_in *
 		rc = UNAUTH(false, "client_assertion exp is more than 5 minutes away");
 		goto out;
 	}
-	if (json_object_get(vclaims, "iat") &&
-	    (!claim_time(vclaims, "iat", &t) || t > now + CLIENT_ASSERTION_SKEW_MS)) {
-		rc = UNAUTH(false, "client_assertion iat is in the future");
-		goto out;
+	if (json_object_get(vclaims, "iat")) {
+		if (!claim_time(vclaims, "iat", &t) || t > now + CLIENT_ASSERTION_SKEW_MS) {
+			rc = UNAUTH(false, "client_assertion iat is in the future");
+			goto out;
+		}
+		/* both from the client's clock: no skew */
+		if (exp - t > CLIENT_ASSERTION_LIFETIME_MS) {
+			rc = UNAUTH(false, "client_assertion lives more than 5 minutes (exp - iat)");
+			goto out;
+		}
 	}
 	if (json_object_get(vclaims, "nbf") &&
 	    (!claim_time(vclaims, "nbf", &t) || t > now + CLIENT_ASSERTION_SKEW_MS)) {

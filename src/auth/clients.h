@@ -68,14 +68,17 @@
 #define CLIENT_ASSERTION_TYPE "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 /* Clock skew allowed on assertion times, in ms. */
 #define CLIENT_ASSERTION_SKEW_MS 60000
-/* The latest an assertion may expire, after now (plus the skew), in ms. */
+/* The latest an assertion may expire, after now (plus the skew), and the longest it
+ * may live (exp - iat, when iat is given), in ms. */
 #define CLIENT_ASSERTION_LIFETIME_MS 300000
 /* JWKS URL fetching: */
 #define CLIENT_JWKS_FETCH_MAX ((size_t)256 << 10)   /* bytes of a fetched JWK Set */
 #define CLIENT_JWKS_TIMEOUT_MS 5000                  /* whole transfer */
 #define CLIENT_JWKS_CACHE_DEFAULT_MS 300000          /* without Cache-Control max-age */
 #define CLIENT_JWKS_CACHE_MAX_MS 86400000            /* a longer max-age is cut to this */
-#define CLIENT_JWKS_REFETCH_MS 30000                 /* unknown kid: refetch at most this often */
+#define CLIENT_JWKS_REFETCH_MS 30000                 /* unknown kid: refetch at most this often;
+							 a failed fetch: not retried sooner */
+#define CLIENT_JWKS_WAIT_MS 1000                     /* wait for another thread's fetch of the URL */
 #define CLIENT_JWKS_CACHE_URLS 256                   /* URLs cached at once */
 
 enum client_kind { CLIENT_PUBLIC, CLIENT_SYMMETRIC, CLIENT_ASYMMETRIC };
@@ -215,7 +218,8 @@ struct client_auth_err {
  * whose type suits alg verifies it; iss == sub == client_id (and the
  * body's client_id when given); aud the token_url (or an array holding
  * it); exp required, after now - skew and at most now + 5 min + skew;
- * iat and nbf, when present, not after now + skew; jti required (at most
+ * iat and nbf, when present, not after now + skew; exp at most 5 min
+ * after iat, when iat is present; jti required (at most
  * 255 bytes) and used once: (client_id, jti) is recorded in namespace
  * "cjti" (key: hex SHA-256 of client_id, NUL, jti; group: client_id)
  * until exp + skew, and a second use fails.

@@ -1109,8 +1109,23 @@ static void test_assertion_refusals(void **state)
 	cm = claims("asym", "exp2");
 	json_object_set_new(cm, "exp", json_integer(NOW / 1000 + 361));
 	expect_assertion(f, assertion(rsa_key, "RS384", "rsa-1", NULL, cm), NOW, ERR_UNAUTHORIZED, "5 minutes");
+	/* a client clock 60 s ahead: exp 6 minutes away, 5 minutes after iat */
 	cm = claims("asym", "exp3");
 	json_object_set_new(cm, "exp", json_integer(NOW / 1000 + 360));
+	json_object_set_new(cm, "iat", json_integer(NOW / 1000 + 60));
+	expect_assertion(f, assertion(rsa_key, "RS384", "rsa-1", NULL, cm), NOW, ERR_OK, NULL);
+	/* exp more than 5 minutes after iat: refused, however near exp is */
+	cm = claims("asym", "life1");
+	json_object_set_new(cm, "exp", json_integer(NOW / 1000 + 301));
+	expect_assertion(f, assertion(rsa_key, "RS384", "rsa-1", NULL, cm), NOW, ERR_UNAUTHORIZED,
+			 "exp - iat");
+	cm = claims("asym", "life2");
+	json_object_set_new(cm, "iat", json_integer(NOW / 1000 - 600));
+	json_object_set_new(cm, "exp", json_integer(NOW / 1000 + 60));
+	expect_assertion(f, assertion(rsa_key, "RS384", "rsa-1", NULL, cm), NOW, ERR_UNAUTHORIZED,
+			 "exp - iat");
+	cm = claims("asym", "life3");
+	json_object_set_new(cm, "exp", json_integer(NOW / 1000 + 300));
 	expect_assertion(f, assertion(rsa_key, "RS384", "rsa-1", NULL, cm), NOW, ERR_OK, NULL);
 	/* exp missing or not a number */
 	cm = claims("asym", "exp4");
@@ -1324,6 +1339,12 @@ static void test_jwks_url_failures(void **state)
 	/* an HTTP error */
 	httpd_serve(f->httpd, 404, NULL, strdup("{}"));
 	expect_assertion(f, remote_token(ec_key, "ec-1", "f1", t, NULL), t, ERR_UNAUTHORIZED, "HTTP 404");
+	/* a failed fetch is not tried again for 30 s, even when the host is fixed */
+	httpd_serve(f->httpd, 200, NULL, jwks_text(k2, 1));
+	expect_assertion(f, remote_token(ec_key, "ec-1", "f1b", t + 29000, NULL), t + 29000,
+			 ERR_UNAUTHORIZED, "could not be fetched");
+	assert_int_equal(httpd_requests(f->httpd), 1);
+	t += CLIENT_JWKS_REFETCH_MS;
 	/* redirects are not followed */
 	httpd_serve(f->httpd, 302, NULL, strdup(""));
 	pthread_mutex_lock(&f->httpd->mu);
@@ -1332,9 +1353,11 @@ static void test_jwks_url_failures(void **state)
 	pthread_mutex_unlock(&f->httpd->mu);
 	expect_assertion(f, remote_token(ec_key, "ec-1", "f2", t, NULL), t, ERR_UNAUTHORIZED, "HTTP 302");
 	assert_int_equal(httpd_requests(f->httpd), 2);
+	t += CLIENT_JWKS_REFETCH_MS;
 	/* not JSON */
 	httpd_serve(f->httpd, 200, NULL, strdup("<html>"));
 	expect_assertion(f, remote_token(ec_key, "ec-1", "f3", t, NULL), t, ERR_UNAUTHORIZED, "JSON");
+	t += CLIENT_JWKS_REFETCH_MS;
 	/* too large */
 	big = malloc(300 << 10);
 	memset(big, ' ', (300 << 10) - 1);
@@ -1343,6 +1366,7 @@ static void test_jwks_url_failures(void **state)
 	big[(300 << 10) - 2] = '}';
 	httpd_serve(f->httpd, 200, NULL, big);
 	expect_assertion(f, remote_token(ec_key, "ec-1", "f4", t, NULL), t, ERR_UNAUTHORIZED, "larger");
+	t += CLIENT_JWKS_REFETCH_MS;
 	/* private keys published at the URL */
 	{
 		json_t *jwk = NULL, *doc;
@@ -1354,6 +1378,7 @@ static void test_jwks_url_failures(void **state)
 		json_decref(doc);
 	}
 	expect_assertion(f, remote_token(ec_key, "ec-1", "f5", t, NULL), t, ERR_UNAUTHORIZED, "private");
+	t += CLIENT_JWKS_REFETCH_MS;
 	/* and once it serves its keys, it works */
 	httpd_serve(f->httpd, 200, NULL, jwks_text(k2, 1));
 	expect_assertion(f, remote_token(ec_key, "ec-1", "f6", t, NULL), t, ERR_OK, NULL);
