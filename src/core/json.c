@@ -247,6 +247,67 @@ enum err json_dump_buf_src(const json_t *v, struct buf *b, const char *src, size
 	return b->err;
 }
 
+/* The numbers in 'v', as dump() visits them. */
+static size_t count_numbers(const json_t *v)
+{
+	const char *key;
+	json_t *val;
+	size_t i, k = 0;
+
+	if (json_is_number(v))
+		return 1;
+	if (json_is_object(v)) {
+		json_object_foreach((json_t *)v, key, val)
+			k += count_numbers(val);
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, val)
+			k += count_numbers(val);
+	}
+	return k;
+}
+
+/* The numbers in the members of 'obj' before member 'key'. */
+static size_t count_before(const json_t *obj, const char *key)
+{
+	const char *k;
+	json_t *val;
+	size_t n = 0;
+
+	json_object_foreach((json_t *)obj, k, val) {
+		if (!strcmp(k, key))
+			break;
+		n += count_numbers(val);
+	}
+	return n;
+}
+
+void json_src_offsets(const json_t *root, const char *akey, const char *key, const char *src,
+		      size_t n, size_t *offs, size_t count)
+{
+	const json_t *arr = json_object_get(root, akey), *el;
+	struct numsrc ns = {src, n, 0};
+	size_t i, k = json_is_object(root) ? count_before(root, akey) : 0, passed = 0;
+	const char *tok;
+	size_t len;
+
+	json_array_foreach(arr, i, el) {
+		size_t want = k + (json_is_object(el) ? count_before(el, key) : 0);
+
+		if (i >= count)
+			break;
+		/* move past the number tokens before this element's member */
+		for (; passed < want && src; passed++) {
+			if (!next_number(&ns, &tok, &len)) {
+				ns.pos = n; /* fewer than the tree: nothing left to match */
+				break;
+			}
+			ns.pos = (size_t)(tok - src) + len;
+		}
+		offs[i] = src ? ns.pos : 0;
+		k += count_numbers(el);
+	}
+}
+
 const char *json_get_str(const json_t *obj, const char *key)
 {
 	return json_string_value(json_object_get(obj, key));

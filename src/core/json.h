@@ -39,6 +39,16 @@ enum err json_dump_buf(const json_t *v, struct buf *b);
  * form.  src may be NULL.
  */
 enum err json_dump_buf_src(const json_t *v, struct buf *b, const char *src, size_t n);
+/*
+ * For a document 'root' parsed from src[0..n) whose array member 'akey'
+ * holds objects with a member 'key' (a Bundle's entry[].resource): sets
+ * offs[i], for the first 'count' elements, to the offset in src from which
+ * json_dump_buf_src(element's key, b, src + offs[i], n - offs[i]) finds
+ * that member's numbers first.  Elements without it get the offset where
+ * the next element's numbers start.  One pass over root and src.
+ */
+void json_src_offsets(const json_t *root, const char *akey, const char *key, const char *src,
+		      size_t n, size_t *offs, size_t count);
 
 /* Convenience getters: NULL or 0 when missing or of another type. */
 const char *json_get_str(const json_t *obj, const char *key);

@@ -37,6 +37,8 @@ enum method { M_GET, M_POST, M_PUT, M_DELETE, M_BAD };
 struct entry {
 	json_t *e;              /* the Bundle entry (borrowed) */
 	json_t *res;            /* its resource (borrowed), may be NULL */
+	const char *src;        /* the body from where its numbers start (json_src_offsets()) */
+	size_t srclen;
 	enum method method;
 	const char *type;       /* from the URL */
 	const char *id;         /* from the URL, NULL for type-level */
@@ -408,8 +410,7 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 		}
 		if (en->assigned)
 			json_object_set_new(en->res, "id", json_string(en->assigned));
-		e = en->assigned ? fhir_write_json(f, en->type, en->assigned, en->res, -1, &r, c)
-				 : fhir_write_json(f, en->type, NULL, en->res, -1, &r, c);
+		e = fhir_write_json(f, en->type, en->assigned, en->res, en->src, en->srclen, -1, &r, c);
 		if (!e)
 			e = entry_done(hooks, en, a, defer, FHIR_ENTRY_CREATE, r.type, r.id, r.version, NULL, c);
 		if (!e) {
@@ -432,7 +433,17 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 				break;
 			}
 			if (fd.n == 1) {
+				const json_t *bid = json_object_get(en->res, "id");
+
 				id = arena_strdup(a, fd.ids[0]);
+				/* FHIR: a body id that is not the match's is an error */
+				if (bid && !(json_is_string(bid) && !strcmp(json_string_value(bid), id))) {
+					e = ctx_errorx(c, ERR_INVALID, "id",
+						       "conditional update of %s?%s found %s/%s but the resource's id is '%.64s': leave the id out or make it '%s'",
+						       en->type, en->query, en->type, id,
+						       json_is_string(bid) ? json_string_value(bid) : "(not a string)", id);
+					break;
+				}
 				json_object_set_new(en->res, "id", json_string(id));
 			}
 		}
@@ -440,7 +451,7 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 			e = ctx_errorf(c, ERR_INVALID, "a PUT entry url must name Type/id or Type?search");
 			break;
 		}
-		e = fhir_write_json(f, en->type, id, en->res, if_match, &r, c);
+		e = fhir_write_json(f, en->type, id, en->res, en->src, en->srclen, if_match, &r, c);
 		if (!e)
 			e = entry_done(hooks, en, a, defer, r.created ? FHIR_ENTRY_CREATE : FHIR_ENTRY_UPDATE, r.type, r.id,
 				       r.version, NULL, c);
@@ -743,6 +754,16 @@ enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool represen
 	ens = xcalloc(n ? n : 1, sizeof(*ens));
 	if ((e = read_entries(f, &a, entries, ens, n, transaction, c)))
 		goto out;
+	if (n) {
+		size_t *offs = xcalloc(n, sizeof(*offs));
+
+		json_src_offsets(doc, "entry", "resource", body, len, offs, n);
+		for (size_t i = 0; i < n; i++) {
+			ens[i].src = body + offs[i];
+			ens[i].srclen = len - offs[i];
+		}
+		free(offs);
+	}
 
 	if (transaction) {
 		if ((e = store_begin(f->store, c)))

@@ -20,10 +20,13 @@ struct fhir {
 /*
  * Write a parsed resource of 'type': a create with a new server id when
  * 'id' is NULL, else an update (or create) of 'id' honouring if_match
- * (-1: none).  Validates first; 'res' is modified (id, meta).
+ * (-1: none).  Validates first; 'res' is modified (id, meta).  src[0..srclen)
+ * is text whose number tokens start with the resource's, so that they keep
+ * their written form (json_dump_buf_src(); NULL: none).
  */
 enum err fhir_write_json(struct fhir *f, const char *type, const char *id, json_t *res,
-			 int64_t if_match, struct fhir_result *out, struct ctx *c);
+			 const char *src, size_t srclen, int64_t if_match, struct fhir_result *out,
+			 struct ctx *c);
 
 /*
  * The parameters GET /fhir/AuditEvent applies, NULL-code terminated

@@ -85,15 +85,20 @@ static enum err import_one(struct batch *b, json_t *res, const char *src, size_t
 	return e == ERR_OK ? ERR_OK : ERR_INVALID;
 }
 
-/* Import the entries of a parsed Bundle; 'line' locates it for messages. */
+/*
+ * Import the entries of a Bundle parsed from src[0..srclen) (NULL: no
+ * text); 'line' locates it for messages.
+ */
 static enum err import_entries(struct batch *b, const char *path, int64_t line, json_t *doc,
-			       fhir_import_reject_fn reject, void *arg,
-			       struct fhir_import_stats *st, struct ctx *c)
+			       const char *src, size_t srclen, fhir_import_reject_fn reject,
+			       void *arg, struct fhir_import_stats *st, struct ctx *c)
 {
 	json_t *entries = json_object_get(doc, "entry"), *entry;
-	size_t i;
+	size_t i, n = json_array_size(entries), *offs = xcalloc(n ? n : 1, sizeof(*offs));
 	enum err e = ERR_OK;
 
+	/* each resource's numbers keep their written form, as on an NDJSON line */
+	json_src_offsets(doc, "entry", "resource", src, srclen, offs, n);
 	json_array_foreach(entries, i, entry) {
 		json_t *res = json_object_get(entry, "resource");
 		struct ctx rc = CTX_INIT;
@@ -104,9 +109,10 @@ static enum err import_entries(struct batch *b, const char *path, int64_t line, 
 			ctx_errorf(&rc, ERR_INVALID, "Bundle entry has no resource");
 			e = ERR_INVALID;
 		} else {
-			e = import_one(b, res, NULL, 0, st, &rc, c);
+			e = import_one(b, res, src ? src + offs[i] : NULL, src ? srclen - offs[i] : 0, st,
+				       &rc, c);
 			if (e == ERR_IO || e == ERR_BUSY)
-				return e;
+				break;
 		}
 		if (e) {
 			st->rejected++;
@@ -116,7 +122,14 @@ static enum err import_entries(struct batch *b, const char *path, int64_t line, 
 			e = ERR_OK;
 		}
 	}
+	free(offs);
 	return e;
+}
+
+/* A UTF-8 byte order mark is not part of the JSON: files may start with one. */
+static bool has_bom(const char *s, size_t n)
+{
+	return n >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3);
 }
 
 /*
@@ -133,7 +146,9 @@ static bool is_document(FILE *fp, int depth)
 
 	if (n > 0) {
 		struct ctx c = CTX_INIT;
-		v = json_parse_bounded(line, (size_t)n, depth, &c);
+		size_t bom = has_bom(line, (size_t)n) ? 3 : 0;
+
+		v = json_parse_bounded(line + bom, (size_t)n - bom, depth, &c);
 		doc = v == NULL && strchr(line, '{') != NULL;
 	}
 	json_decref(v);
@@ -161,7 +176,17 @@ enum err fhir_import_file(struct fhir *f, const char *path, int batch_size,
 		total = sb.st_size;
 	if (is_document(fp, f->opts.json_depth_max)) {
 		json_error_t je;
-		json_t *doc = json_loadf(fp, JSON_REJECT_DUPLICATES, &je);
+		struct buf text = BUF_INIT(SIZE_MAX / 2); /* as large as the file */
+		char bom[3], chunk[65536];
+		size_t got;
+		json_t *doc;
+
+		if (fread(bom, 1, sizeof(bom), fp) != sizeof(bom) || !has_bom(bom, sizeof(bom)))
+			rewind(fp);
+		/* the text is kept so that numbers keep their written form */
+		while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+			buf_add(&text, chunk, got);
+		doc = json_loadb(text.data, text.len, JSON_REJECT_DUPLICATES, &je);
 
 		if (!doc) {
 			char why[300];
@@ -172,11 +197,11 @@ enum err fhir_import_file(struct fhir *f, const char *path, int batch_size,
 			if (reject)
 				reject(arg, path, je.line, why);
 		} else if (!strcmp(json_get_str(doc, "resourceType") ? json_get_str(doc, "resourceType") : "", "Bundle")) {
-			e = import_entries(&b, path, 1, doc, reject, arg, st, c);
+			e = import_entries(&b, path, 1, doc, text.data, text.len, reject, arg, st, c);
 		} else {
 			struct ctx rc = CTX_INIT;
 			st->lines++;
-			e = import_one(&b, doc, NULL, 0, st, &rc, c);
+			e = import_one(&b, doc, text.data, text.len, st, &rc, c);
 			if (e && e != ERR_IO && e != ERR_BUSY) {
 				st->rejected++;
 				if (reject)
@@ -185,6 +210,7 @@ enum err fhir_import_file(struct fhir *f, const char *path, int batch_size,
 			}
 		}
 		json_decref(doc);
+		buf_release(&text);
 		goto out;
 	}
 	while ((n = getline(&line, &cap, fp)) >= 0) {
@@ -196,8 +222,7 @@ enum err fhir_import_file(struct fhir *f, const char *path, int batch_size,
 		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
 			     line[n - 1] == '\t'))
 			line[--n] = '\0';
-		if (lineno == 1 && n >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) {
-			/* a UTF-8 byte order mark is not part of the JSON */
+		if (lineno == 1 && has_bom(line, (size_t)n)) {
 			memmove(line, line + 3, (size_t)n - 2);
 			n -= 3;
 		}
@@ -223,7 +248,7 @@ enum err fhir_import_file(struct fhir *f, const char *path, int batch_size,
 		if (json_is_string(json_object_get(res, "resourceType")) &&
 		    !strcmp(json_get_str(res, "resourceType"), "Bundle")) {
 			st->lines--; /* counted per entry instead */
-			e = import_entries(&b, path, lineno, res, reject, arg, st, c);
+			e = import_entries(&b, path, lineno, res, line, (size_t)n, reject, arg, st, c);
 			json_decref(res);
 			if (e)
 				goto out;

@@ -154,13 +154,63 @@ static bool accept_ok(struct http_req *q)
 	return false;
 }
 
-/* The request body must be FHIR JSON: 415 otherwise. */
+/*
+ * The charset parameter of a Content-Type, unquoted, into 'out' (empty when
+ * there is none).  The body is read as UTF-8 whatever it says, so another
+ * charset must be refused: its bytes would be stored as different text.
+ */
+static void content_charset(const char *ct, char *out, size_t size)
+{
+	const char *p = strchr(ct, ';');
+
+	out[0] = '\0';
+	while (p) {
+		size_t n;
+
+		p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!strncasecmp(p, "charset", 7)) {
+			const char *v = p + 7;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			if (*v == '=') {
+				v++;
+				while (*v == ' ' || *v == '\t')
+					v++;
+				if (*v == '"')
+					v++;
+				n = strcspn(v, "\"; \t");
+				snprintf(out, size, "%.*s", (int)(n < size ? n : size - 1), v);
+				/* it is echoed in the answer: printable ASCII only */
+				for (char *o = out; *o; o++)
+					if ((unsigned char)*o < 0x20 || (unsigned char)*o > 0x7e)
+						*o = '?';
+				if (!out[0])
+					str_copy(out, "(empty)", size);
+				return;
+			}
+		}
+		p = strchr(p, ';');
+	}
+}
+
+/* The request body must be FHIR JSON in UTF-8: 415 otherwise. */
 static bool content_type_ok(struct http_req *q)
 {
 	const char *ct = http_req_header(q, "Content-Type");
+	char cs[64], msg[160];
 
-	if (ct && (media_ok(ct) && strncmp(ct, "*/*", 3) && strncasecmp(ct, "application/*", 13)))
-		return true;
+	if (ct && (media_ok(ct) && strncmp(ct, "*/*", 3) && strncasecmp(ct, "application/*", 13))) {
+		content_charset(ct, cs, sizeof(cs));
+		if (!cs[0] || !strcasecmp(cs, "utf-8"))
+			return true;
+		cors_fhir(q);
+		snprintf(msg, sizeof(msg), "charset '%s' is not supported: send the body in UTF-8 (charset=utf-8)",
+			 cs);
+		send_outcome(q, 415, msg, NULL);
+		return false;
+	}
 	cors_fhir(q);
 	send_outcome(q, 415, ct ? "request body must be application/fhir+json"
 				: "request has no Content-Type: send application/fhir+json", NULL);
@@ -1000,7 +1050,10 @@ static void audit_denied(struct http_req *q, struct fhir *f, const struct access
 	audit_fhir(q, acc, &fa, false);
 }
 
-/* Parse W/"N" or "N" into N; -1 when absent; -2 when malformed. */
+/*
+ * Parse W/"N" or "N" into N; -1 when absent; -2 when malformed, also when
+ * anything but spaces follows (a list of ETags names no single version).
+ */
 static int64_t parse_etag(const char *s)
 {
 	char num[24];
@@ -1009,7 +1062,7 @@ static int64_t parse_etag(const char *s)
 
 	if (!s)
 		return -1;
-	while (*s == ' ')
+	while (*s == ' ' || *s == '\t')
 		s++;
 	if (!strncmp(s, "W/", 2))
 		s += 2;
@@ -1017,7 +1070,7 @@ static int64_t parse_etag(const char *s)
 		return -2;
 	s++;
 	n = strcspn(s, "\"");
-	if (s[n] != '"' || n == 0 || n >= sizeof(num))
+	if (s[n] != '"' || n == 0 || n >= sizeof(num) || s[n + 1 + strspn(s + n + 1, " \t")])
 		return -2;
 	memcpy(num, s, n);
 	num[n] = '\0';

@@ -282,7 +282,8 @@ out:
 }
 
 enum err fhir_write_json(struct fhir *f, const char *type, const char *id, json_t *res,
-			int64_t if_match, struct fhir_result *out, struct ctx *c)
+			 const char *src, size_t srclen, int64_t if_match, struct fhir_result *out,
+			 struct ctx *c)
 {
 	char gen[37], idcopy[72];
 	enum err e;
@@ -295,10 +296,10 @@ enum err fhir_write_json(struct fhir *f, const char *type, const char *id, json_
 		return e;
 	if (!id) {
 		rand_uuid(gen);
-		return write_resource(f, type, gen, res, NULL, 0, 0, -1, out, c);
+		return write_resource(f, type, gen, res, src, srclen, 0, -1, out, c);
 	}
 	str_copy(idcopy, id, sizeof(idcopy));
-	return write_resource(f, type, idcopy, res, NULL, 0, -1, if_match, out, c);
+	return write_resource(f, type, idcopy, res, src, srclen, -1, if_match, out, c);
 }
 
 enum err fhir_put_json(struct fhir *f, json_t *res, const char *src, size_t srclen,
@@ -313,6 +314,10 @@ enum err fhir_put_json(struct fhir *f, json_t *res, const char *src, size_t srcl
 		return ctx_errorx(c, ERR_INVALID, "resourceType", "resource has no resourceType");
 	if ((e = check_writable(type, c)))
 		return e;
+	/* an id that is there but not a string is an error, not a missing id */
+	if (!id && json_object_get(res, "id"))
+		return ctx_errorx(c, ERR_INVALID, "id", "%.64s.id must be a string of 1-64 of A-Z a-z 0-9 - .",
+				  type);
 	if (!id) {
 		rand_uuid(idcopy);
 		json_object_set_new(res, "id", json_string(idcopy));

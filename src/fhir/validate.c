@@ -9,7 +9,8 @@
  *                            missing or differs from the URL's.
  *   ERR_UNPROCESSABLE (422)  a resource of the right type that breaks a
  *                            rule: meta or text of the wrong shape,
- *                            malformed extensions or contained resources, a
+ *                            malformed extensions (at any depth: each an
+ *                            object with a url) or contained resources, a
  *                            required element (R4 minimum cardinality 1)
  *                            missing.  Formats of indexed elements (dates,
  *                            codes, references) are checked by
@@ -201,6 +202,60 @@ static enum err check_extensions(const char *type, const json_t *res, const char
 	return ERR_OK;
 }
 
+/*
+ * Extensions below the top level (in elements, in primitive "_x" siblings,
+ * inside extensions and contained resources) have the same shape: an array
+ * of objects, each with a url string.  'path' names the element walked,
+ * with array indexes ("Patient.name[0]").
+ */
+static enum err check_nested_extensions(const json_t *v, char *path, size_t len, size_t size,
+					struct ctx *c)
+{
+	const char *key;
+	json_t *val, *x;
+	size_t i, k;
+	enum err e;
+
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, x) {
+			int n = snprintf(path + len, size - len, "[%zu]", i);
+			size_t nl = n > 0 && (size_t)n < size - len ? len + (size_t)n : len;
+
+			e = check_nested_extensions(x, path, nl, size, c);
+			path[len] = '\0';
+			if (e)
+				return e;
+		}
+		return ERR_OK;
+	}
+	if (!json_is_object(v))
+		return ERR_OK;
+	json_object_foreach((json_t *)v, key, val) {
+		int n = snprintf(path + len, size - len, ".%s", key);
+		size_t nl = n > 0 && (size_t)n < size - len ? len + (size_t)n : len;
+
+		e = ERR_OK;
+		if (!strcmp(key, "extension") || !strcmp(key, "modifierExtension")) {
+			if (!json_is_array(val))
+				e = ctx_errorx(c, ERR_UNPROCESSABLE, path,
+					       "%s must be an array of Extension objects", path);
+			json_array_foreach(val, k, x) {
+				if (e || (json_is_object(x) && json_is_string(json_object_get(x, "url"))))
+					continue;
+				snprintf(path + nl, size - nl, "[%zu]", k);
+				e = ctx_errorx(c, ERR_UNPROCESSABLE, path,
+					       "%s must be an Extension object with a url string", path);
+			}
+		}
+		if (!e)
+			e = check_nested_extensions(val, path, nl, size, c);
+		path[len] = '\0';
+		if (e)
+			return e;
+	}
+	return ERR_OK;
+}
+
 static enum err check_contained(const char *type, const json_t *res, struct ctx *c)
 {
 	const json_t *arr = json_object_get(res, "contained"), *x;
@@ -292,7 +347,7 @@ enum err fhir_validate(const char *url_type, const char *url_id, const json_t *r
 {
 	const json_t *rt, *id;
 	const char *type;
-	char expr[128];
+	char expr[128], path[256];
 	enum err e;
 
 	if (!fhir_type_find(url_type))
@@ -339,5 +394,8 @@ enum err fhir_validate(const char *url_type, const char *url_id, const json_t *r
 	    (e = check_contained(type, res, c)) || (e = check_required(type, res, c)))
 		return e;
 	str_copy(expr, type, sizeof(expr));
-	return check_values(res, expr, strlen(expr), sizeof(expr), false, c);
+	if ((e = check_values(res, expr, strlen(expr), sizeof(expr), false, c)))
+		return e;
+	str_copy(path, type, sizeof(path));
+	return check_nested_extensions(res, path, strlen(path), sizeof(path), c);
 }

@@ -522,6 +522,26 @@ static void test_dump_src(void **state)
 	json_decref(v);
 }
 
+/* json_src_offsets(): each Bundle entry's resource dumps with its own source numbers. */
+static void test_src_offsets(void **state)
+{
+	static const char in[] =
+		"{\"total\":3,\"entry\":[{\"n\":1.0,\"resource\":{\"a\":1.50,\"b\":[2.0E1]}},"
+		"{\"request\":{\"url\":\"x?v=9.90\"}},{\"search\":{\"score\":0.50},\"resource\":{\"c\":0.010}}]}";
+	json_t *v = parse_ok(in), *entries = json_object_get(v, "entry");
+	size_t offs[3];
+
+	(void)state;
+	json_src_offsets(v, "entry", "resource", in, strlen(in), offs, 3);
+	src_dump_is(in + offs[0], json_object_get(json_array_get(entries, 0), "resource"),
+		    "{\"a\":1.50,\"b\":[2.0E1]}");
+	src_dump_is(in + offs[2], json_object_get(json_array_get(entries, 2), "resource"), "{\"c\":0.010}");
+	/* no source: offsets 0, and the dump falls back to the shortest forms */
+	json_src_offsets(v, "entry", "resource", NULL, 0, offs, 3);
+	assert_int_equal(offs[2], 0);
+	json_decref(v);
+}
+
 /* ---- JSONTestSuite ---- */
 
 /*
@@ -665,6 +685,7 @@ int main(void)
 		cmocka_unit_test(test_dump_strings),
 		cmocka_unit_test(test_dump_cap),
 		cmocka_unit_test(test_dump_src),
+		cmocka_unit_test(test_src_offsets),
 		cmocka_unit_test(test_suite),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -66,6 +66,15 @@ static const struct vcase cases[] = {
 	 "Patient.extension[0]", "url"},
 	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"modifierExtension\":[1]}", ERR_UNPROCESSABLE,
 	 "Patient.modifierExtension[0]", "url"},
+	/* extensions at any depth need their url */
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"x\",\"extension\":[{\"valueString\":\"x\"}]}]}",
+	 ERR_UNPROCESSABLE, "Patient.name[0].extension[0]", "url"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"birthDate\":\"2000\",\"_birthDate\":{\"extension\":{\"url\":\"u\"}}}",
+	 ERR_UNPROCESSABLE, "Patient._birthDate.extension", "array"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"u\",\"extension\":[{\"url\":\"a\",\"valueInteger\":1},{\"url\":1}]}]}",
+	 ERR_UNPROCESSABLE, "Patient.extension[0].extension[1]", "url"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"u\",\"extension\":[{\"url\":\"a\",\"valueInteger\":1}]}],"
+			  "\"name\":[{\"family\":\"x\",\"modifierExtension\":[{\"url\":\"m\",\"valueBoolean\":true}]}]}", ERR_OK, NULL, NULL},
 	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"contained\":{}}", ERR_UNPROCESSABLE, "Patient.contained", "array"},
 	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"contained\":[{\"id\":\"a\"}]}", ERR_UNPROCESSABLE,
 	 "Patient.contained[0]", "resourceType"},
