@@ -90,7 +90,9 @@ static enum verdict row_matches(const struct store_cond *cd, const struct store_
 	case STORE_IX_REFERENCE:
 		if (m->b)
 			return same(x->b, m->b) && (!m->a || same(x->a, m->a)) ? V_YES : V_NO;
-		return same(x->c, m->c) ? V_YES : V_NO;
+		if (m->c)
+			return same(x->c, m->c) ? V_YES : V_NO;
+		return !x->a || same(x->a, m->a) ? V_YES : V_NO;
 	case STORE_IX_URI:
 		if (cd->mod == STORE_MOD_BELOW)
 			return starts(x->a, m->a) ? V_YES : V_NO;

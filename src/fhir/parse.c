@@ -473,6 +473,23 @@ static enum err build_cond(struct pctx *x, const char *name, const struct fhir_p
 		cond->param = fhir_param_base(pd, &tt)->code;
 		if (tt && !type_mod)
 			type_mod = tt;
+		if (tt && smod == STORE_MOD_MISSING) {
+			/*
+			 * Only the base's references to that type are the alias's
+			 * values: Observation?patient:missing=true matches an
+			 * Observation about a Group.  So "no reference to a Patient"
+			 * (:not) or "some reference to a Patient"; a reference whose
+			 * row does not say its type (another server's) counts as one.
+			 */
+			if (strcmp(value, "true") && strcmp(value, "false"))
+				return bad(x, name, ":missing takes true or false, not '%s'", value);
+			m = arena_zalloc(x->a, sizeof(*m));
+			m->a = tt;
+			cond->mod = strcmp(value, "true") ? STORE_MOD_NONE : STORE_MOD_NOT;
+			cond->m = m;
+			cond->nm = 1;
+			return ERR_OK;
+		}
 	}
 	if (smod == STORE_MOD_OF_TYPE) {
 		if (!is_identifier_param(pd))

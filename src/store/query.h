@@ -57,7 +57,7 @@ enum store_cmp {
 
 enum store_mod {
 	STORE_MOD_NONE = 0,
-	STORE_MOD_NOT,          /* token :not — no row matches */
+	STORE_MOD_NOT,          /* token :not — no row matches (also reference: see below) */
 	STORE_MOD_MISSING,      /* :missing=true — no row of this param at all */
 	STORE_MOD_PRESENT,      /* :missing=false — some row of this param */
 	STORE_MOD_TEXT,         /* token :text — c (display/text) starts with (normalized) */
@@ -84,7 +84,9 @@ enum store_mod {
  *             by a tenth of the gap between the value and now, at least a
  *             day).
  *  REFERENCE: a = target type (NULL: any), b = target id, or c = full URL
- *             when b is NULL.
+ *             when b is NULL; a alone: any reference that is or may be to
+ *             that type, i.e. all but those known to be to another type
+ *             (with STORE_MOD_NOT, none of them: an alias's :missing).
  *  QUANTITY:  num with nlo..nhi (precision range), cmp; a = system (NULL any),
  *             b = code/unit (NULL any).
  *  NUMBER:    num with nlo..nhi, cmp.  NUMBER and QUANTITY compare the row's

@@ -60,6 +60,7 @@ static bool mod_fits(enum store_ix kind, enum store_mod mod)
 	case STORE_MOD_PRESENT:
 		return true;
 	case STORE_MOD_NOT:
+		return kind == STORE_IX_TOKEN || kind == STORE_IX_REFERENCE;
 	case STORE_MOD_TEXT:
 	case STORE_MOD_OF_TYPE:
 		return kind == STORE_IX_TOKEN;
@@ -102,7 +103,7 @@ static enum err check_match(const struct store_cond *cd, const struct store_matc
 			return ctx_errorf(c, ERR_INVALID, "search on '%s' has an empty date range", p);
 		break;
 	case STORE_IX_REFERENCE:
-		if (!m->b && !m->c)
+		if (!m->a && !m->b && !m->c)
 			return ctx_errorf(c, ERR_INVALID, "search on '%s' names no target", p);
 		break;
 	case STORE_IX_QUANTITY:

@@ -745,8 +745,13 @@ static void emit_match(struct gen *g, const struct store_cond *cd, const struct 
 		if (m->b) {
 			emit_eq(g, x, "target_id", m->b, &and);
 			emit_eq(g, x, "target_type", m->a, &and);
-		} else {
+		} else if (m->c) {
 			emit_eq(g, x, "url", m->c, &and);
+		} else {
+			/* rows that keep only the URL (another server's) may be to that type */
+			emit(g, "(%s.target_type = ", x);
+			bind_text(g, m->a);
+			emit(g, " OR %s.target_type IS NULL)", x);
 		}
 		return;
 	case STORE_IX_QUANTITY:
@@ -819,7 +824,8 @@ static int max_rank(int a, int b)
  *   0 _id;  1 reference to an id, patient compartment;  2 token with a
  *   code, uri equality;  3 string prefix, date, number, quantity with a
  *   code, uri below;  4 token with a system only, reference by url,
- *   quantity without a code, uri above;  5 text, contains, :missing=false.
+ *   quantity without a code, uri above;  5 text, contains, :missing=false,
+ *   reference to a type only.
  * A chain or _has ranks as its inner cond, but never better than 2.
  */
 static int drive_rank(const struct store_cond *cd)
@@ -855,7 +861,7 @@ static int drive_rank(const struct store_cond *cd)
 							  : 3;
 			break;
 		case STORE_IX_REFERENCE:
-			r = m->b ? 1 : 4;
+			r = m->b ? 1 : m->c ? 4 : 5;
 			break;
 		case STORE_IX_QUANTITY:
 			r = m->b ? 3 : 4;
