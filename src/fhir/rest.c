@@ -1079,6 +1079,38 @@ static int64_t parse_etag(const char *s)
 	return v;
 }
 
+/*
+ * Does If-None-Match 's' match version 'v' (RFC 9110 section 13.1.2)?
+ * "*", or a comma-separated list of which one entity tag (weak
+ * comparison) is 'v'.  An element that is no tag of ours matches nothing.
+ */
+static bool inm_matches(const char *s, int64_t v)
+{
+	char one[48];
+
+	while (s && *s) {
+		size_t n = strcspn(s, ",");
+
+		while (n && (*s == ' ' || *s == '\t')) {
+			s++;
+			n--;
+		}
+		if (n && n < sizeof(one)) {
+			memcpy(one, s, n);
+			one[n] = '\0';
+			while (n && (one[n - 1] == ' ' || one[n - 1] == '\t'))
+				one[--n] = '\0';
+			if (!strcmp(one, "*") || parse_etag(one) == v)
+				return true;
+		}
+		s += n;
+		s += strspn(s, " \t");
+		if (*s == ',')
+			s++;
+	}
+	return false;
+}
+
 static void set_version_headers(struct http_req *q, int64_t version, int64_t last_updated)
 {
 	char etag[40], lm[40];
@@ -1189,15 +1221,15 @@ static void handle_read(struct http_req *q, void *arg)
 	}
 	set_version_headers(q, r.version, r.last_updated);
 	if (!vid) {
-		int64_t inm = parse_etag(http_req_header(q, "If-None-Match"));
+		const char *inm = http_req_header(q, "If-None-Match");
 		const char *ims = http_req_header(q, "If-Modified-Since");
 		int64_t since;
 
-		if (inm == r.version) {
+		if (inm_matches(inm, r.version)) {
 			http_resp_empty(q, 304);
 			goto out;
 		}
-		if (inm == -1 && ims && !clock_parse_http(ims, &since) &&
+		if (!inm && ims && !clock_parse_http(ims, &since) &&
 		    r.last_updated / 1000 <= since / 1000) {
 			http_resp_empty(q, 304);
 			goto out;

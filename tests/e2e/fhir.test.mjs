@@ -500,6 +500,12 @@ describe('conditional requests', () => {
     assert.equal(r.headers.get('etag'), etag);
     const other = await get(`/Patient/${id}`, { 'If-None-Match': 'W/"1"' });
     assert.equal(other.status, 200);
+    // a list of tags (RFC 9110 13.1.2): 304 when any is the current one; "*" matches any version
+    const v = Number(etag.match(/"(\d+)"/)[1]);
+    for (const list of [`W/"${v + 7}", ${etag}`, `${etag},W/"${v + 8}"`, '*'])
+      assert.equal((await get(`/Patient/${id}`, { 'If-None-Match': list })).status, 304, list);
+    for (const list of [`W/"${v + 7}", W/"${v + 8}"`, `W/"${v + 7}" ${etag}`])
+      assert.equal((await get(`/Patient/${id}`, { 'If-None-Match': list })).status, 200, list);
   });
 
   it('If-Modified-Since at Last-Modified is 304; earlier is 200', async () => {
