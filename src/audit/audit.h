@@ -608,6 +608,13 @@ enum err audit_patient_view(struct audit_reader *r, const struct audit_view_q *q
 			    struct audit_cursor *next, bool *more, struct ctx *c);
 
 /*
+ * A record or checkpoint named "NODE:N" (a stream id by the node rule,
+ * [A-Za-z0-9._-] up to AUDIT_NODE_MAX bytes, and a decimal number), as
+ * cursors and links write it; false for anything else.
+ */
+bool audit_ref_parse(const char *s, char node[AUDIT_NODE_MAX + 1], uint64_t *n);
+
+/*
  * May the viewer of 'q' have a receipt for record 'rec' (parsed)?  The
  * record must be about q->patient, and done by the viewer (q->self) or by
  * staff or a connected service: a receipt holds the record's exact bytes,

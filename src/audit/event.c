@@ -96,6 +96,22 @@ char audit_type_action(enum audit_type t)
 	return audit_types[t].action;
 }
 
+bool audit_ref_parse(const char *s, char node[AUDIT_NODE_MAX + 1], uint64_t *n)
+{
+	const char *colon = s ? strrchr(s, ':') : NULL;
+	int64_t v;
+
+	if (!colon || colon == s || (size_t)(colon - s) > AUDIT_NODE_MAX || colon[1] < '0' ||
+	    colon[1] > '9' || str_to_i64(colon + 1, 0, INT64_MAX, &v))
+		return false;
+	memcpy(node, s, (size_t)(colon - s));
+	node[colon - s] = '\0';
+	if (!audit_node_valid(node))
+		return false;
+	*n = (uint64_t)v;
+	return true;
+}
+
 bool audit_node_valid(const char *node)
 {
 	size_t n;

@@ -88,24 +88,6 @@ static void answer(struct http_req *q, enum err e, json_t *j, const struct ctx *
 }
 
 /*
- * Parse a history cursor "NODE:SIZE" (the last checkpoint of the previous
- * page) into 'node' and *size; false when it is not of that form.
- */
-static bool parse_after(const char *v, char node[AUDIT_NODE_MAX + 1], uint64_t *size)
-{
-	const char *colon = v ? strchr(v, ':') : NULL;
-	int64_t n;
-
-	if (!colon || colon == v || (size_t)(colon - v) > AUDIT_NODE_MAX ||
-	    str_to_i64(colon + 1, 0, INT64_MAX, &n))
-		return false;
-	memcpy(node, v, (size_t)(colon - v));
-	node[colon - v] = '\0';
-	*size = (uint64_t)n;
-	return true;
-}
-
-/*
  * GET /audit/checkpoints[?node=NODE]: the latest signed checkpoint of each
  * stream.  With history=1, every checkpoint, oldest first, in pages of at
  * most 'limit' (CHECKPOINT_PAGE_MAX, the default); a "next" link, carrying
@@ -132,7 +114,7 @@ static void handle_checkpoints(struct http_req *q, void *arg)
 		send_error(q, 400, "limit must be a non-negative integer");
 		return;
 	}
-	if (after && (!history || !parse_after(after, after_node, &after_size))) {
+	if (after && (!history || !audit_ref_parse(after, after_node, &after_size))) {
 		send_error(q, 400, "after is a cursor NODE:SIZE of history=1");
 		return;
 	}

@@ -18,7 +18,6 @@
  *
  * OAuth errors are RFC 6749 JSON with Cache-Control: no-store.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -590,20 +589,24 @@ static void handle_authorize(struct http_req *q, void *arg)
 }
 
 /* May the signed-in user act for 'patient' in this request? */
-static bool may_act_for(struct auth_edge *ed, const struct session *se, const char *patient)
+/* Is 'patient' one of the records linked to the signed-in user (theirs, or one they care for)? */
+static bool linked_to(struct auth_edge *ed, const struct session *se, const char *patient)
 {
 	struct store_user_patient links[USER_PATIENTS_MAX];
 	struct ctx c = CTX_INIT;
 	size_t n = 0;
 
-	if (se->role == USER_CLINICIAN || se->role == USER_ADMIN)
-		return true;
-	if (user_patients(oauth_users(ed->o), se->uid, links, USER_PATIENTS_MAX, &n, &c))
+	if (!patient || user_patients(oauth_users(ed->o), se->uid, links, USER_PATIENTS_MAX, &n, &c))
 		return false;
 	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX; i++)
 		if (!strcmp(links[i].patient_id, patient))
 			return true;
 	return false;
+}
+
+static bool may_act_for(struct auth_edge *ed, const struct session *se, const char *patient)
+{
+	return se->role == USER_CLINICIAN || se->role == USER_ADMIN || linked_to(ed, se, patient);
 }
 
 /* "Given Family" of Patient/'id' into out[size] (the id when the record has no name). */
@@ -1751,39 +1754,6 @@ static void handle_access(struct http_req *q, void *arg)
 	     NULL);
 }
 
-/* Is 'patient' one of the records linked to the signed-in user (theirs, or one they care for)? */
-static bool linked_to(struct auth_edge *ed, const struct session *se, const char *patient)
-{
-	struct store_user_patient links[USER_PATIENTS_MAX];
-	struct ctx c = CTX_INIT;
-	size_t n = 0;
-
-	if (!patient || user_patients(oauth_users(ed->o), se->uid, links, USER_PATIENTS_MAX, &n, &c))
-		return false;
-	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX; i++)
-		if (!strcmp(links[i].patient_id, patient))
-			return true;
-	return false;
-}
-
-/* "NODE:SEQ" as the access page writes it; false for anything else. */
-static bool parse_record_ref(const char *v, char node[AUDIT_NODE_MAX + 1], uint64_t *seq)
-{
-	const char *colon = v ? strrchr(v, ':') : NULL;
-	int64_t n;
-
-	if (!colon || colon == v || (size_t)(colon - v) > AUDIT_NODE_MAX ||
-	    !isdigit((unsigned char)colon[1]) || str_to_i64(colon + 1, 0, INT64_MAX, &n))
-		return false;
-	for (const char *p = v; p < colon; p++)
-		if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
-			return false;
-	memcpy(node, v, (size_t)(colon - v));
-	node[colon - v] = '\0';
-	*seq = (uint64_t)n;
-	return true;
-}
-
 /*
  * GET /account/access/receipt?patient=ID&record=NODE:SEQ: the receipt of
  * one line of the access page (audit_receipt(): the record, its inclusion
@@ -1813,7 +1783,7 @@ static void handle_access_receipt(struct http_req *q, void *arg)
 		error_page(q, ed, 403, "Nothing to show", "You cannot see this record's access history.", NULL);
 		return;
 	}
-	if (!parse_record_ref(http_req_query(q, "record"), node, &seq)) {
+	if (!audit_ref_parse(http_req_query(q, "record"), node, &seq)) {
 		error_page(q, ed, 400, "No such receipt", "This link does not name a line of the access history.",
 			   NULL);
 		return;

@@ -1088,25 +1088,19 @@ static bool inm_matches(const char *s, int64_t v)
 {
 	char one[48];
 
+	if (s && s[strspn(s, " \t")] == '*')
+		return true;
 	while (s && *s) {
 		size_t n = strcspn(s, ",");
 
-		while (n && (*s == ' ' || *s == '\t')) {
-			s++;
-			n--;
-		}
-		if (n && n < sizeof(one)) {
+		/* parse_etag() takes the spaces around a tag */
+		if (n < sizeof(one)) {
 			memcpy(one, s, n);
 			one[n] = '\0';
-			while (n && (one[n - 1] == ' ' || one[n - 1] == '\t'))
-				one[--n] = '\0';
-			if (!strcmp(one, "*") || parse_etag(one) == v)
+			if (parse_etag(one) == v)
 				return true;
 		}
-		s += n;
-		s += strspn(s, " \t");
-		if (*s == ',')
-			s++;
+		s += n + (s[n] == ',');
 	}
 	return false;
 }
@@ -2632,27 +2626,17 @@ static bool ae_param_known(const char *name)
  */
 static bool ae_cursor(const char *v, struct audit_cursor *out)
 {
-	const char *a = strchr(v, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+	const char *a = strchr(v, ':');
 	char num[24];
-	int64_t t, sq;
-	size_t n;
+	int64_t t;
 
-	if (!a || !b || (size_t)(a - v) >= sizeof(num) || b == a + 1 ||
-	    (size_t)(b - a - 1) > AUDIT_NODE_MAX)
+	if (!a || (size_t)(a - v) >= sizeof(num))
 		return false;
 	memcpy(num, v, (size_t)(a - v));
 	num[a - v] = '\0';
-	if (str_to_i64(num, 0, INT64_MAX, &t) || str_to_i64(b + 1, 0, INT64_MAX, &sq) ||
-	    !isdigit((unsigned char)b[1]))
+	if (str_to_i64(num, 0, INT64_MAX, &t) || !audit_ref_parse(a + 1, out->node, &out->seq))
 		return false;
-	n = (size_t)(b - a - 1);
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)a[1 + i]) && !strchr("._-", a[1 + i]))
-			return false;
 	out->time_ms = t;
-	memcpy(out->node, a + 1, n);
-	out->node[n] = '\0';
-	out->seq = (uint64_t)sq;
 	return true;
 }
 
