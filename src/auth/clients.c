@@ -1168,13 +1168,7 @@ static enum err jwks_get(struct clients *cs, const char *url, int64_t now, bool 
 	}
 	e->last_fetch = now;
 	e->fetching = true;
-	clock_gettime(CLOCK_REALTIME, &e->wait_until);
-	e->wait_until.tv_sec += CLIENT_JWKS_WAIT_MS / 1000;
-	e->wait_until.tv_nsec += (long)(CLIENT_JWKS_WAIT_MS % 1000) * 1000000L;
-	if (e->wait_until.tv_nsec >= 1000000000L) {
-		e->wait_until.tv_sec++;
-		e->wait_until.tv_nsec -= 1000000000L;
-	}
+	clock_after_ms(CLOCK_REALTIME, CLIENT_JWKS_WAIT_MS, &e->wait_until);
 	pthread_mutex_unlock(&cs->mu);
 
 	rc = jwks_fetch(url, &set, &ttl, c);

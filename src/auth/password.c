@@ -27,6 +27,7 @@
 
 #include "core/base64.h"
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/mem.h"
 #include "core/rand.h"
 #include "core/str.h"
@@ -131,13 +132,7 @@ static enum err slot_take(struct block **blk, struct ctx *c)
 
 	pthread_once(&lim_once, lim_init);
 	pthread_mutex_lock(&lim_mu);
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += lim_wait_ms / 1000;
-	deadline.tv_nsec += (long)(lim_wait_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	clock_after_ms(CLOCK_MONOTONIC, lim_wait_ms, &deadline);
 	while (lim_used >= lim_current()) {
 		int r = pthread_cond_timedwait(&lim_cv, &lim_mu, &deadline);
 

@@ -153,8 +153,7 @@ static bool gate_enter(const char *ku, const char *ka)
 	struct timespec until;
 	bool ok = false;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += GATE_WAIT_MS / 1000;
+	clock_after_ms(CLOCK_REALTIME, GATE_WAIT_MS, &until);
 	pthread_mutex_lock(&gate_mu);
 	for (;;) {
 		if (gate_count(ku) == 0 && gate_count(ka) < GATE_ADDR_MAX) {

@@ -129,3 +129,14 @@ enum err clock_parse_http(const char *s, int64_t *ms)
 	*ms = v;
 	return ERR_OK;
 }
+
+void clock_after_ms(clockid_t id, int64_t ms, struct timespec *out)
+{
+	clock_gettime(id, out);
+	out->tv_sec += (time_t)(ms / 1000);
+	out->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (out->tv_nsec >= 1000000000L) {
+		out->tv_sec++;
+		out->tv_nsec -= 1000000000L;
+	}
+}

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/err.h"
 
@@ -15,6 +16,8 @@
 int64_t clock_now_ms(void);
 /* Monotonic microseconds, for durations only. */
 int64_t clock_mono_us(void);
+/* The time 'ms' from now on clock 'id', as pthread_cond_timedwait() takes a deadline. */
+void clock_after_ms(clockid_t id, int64_t ms, struct timespec *out);
 /* Fix the wall clock at 'ms' (0 returns to real time plus offset). */
 void clock_set_fixed(int64_t ms);
 /* Add 'ms' to every later reading. */

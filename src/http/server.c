@@ -706,12 +706,7 @@ static void *watcher_main(void *arg)
 			if (same_peer(w))
 				shutdown(w->fd, SHUT_RDWR);
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += WATCH_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		clock_after_ms(CLOCK_MONOTONIC, WATCH_MS, &ts);
 		pthread_cond_timedwait(&s->watch_cv, &s->watch_mu, &ts);
 	}
 	pthread_mutex_unlock(&s->watch_mu);

@@ -667,13 +667,7 @@ static enum err write_lock(struct conn *cn, struct ctx *c)
 
 	if (cn->write_locked)
 		return ERR_OK;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += st->busy_ms / 1000;
-	until.tv_nsec += (long)(st->busy_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	clock_after_ms(CLOCK_MONOTONIC, st->busy_ms, &until);
 	pthread_mutex_lock(&st->wmu);
 	while (st->writer && rc != ETIMEDOUT)
 		rc = pthread_cond_timedwait(&st->wcv, &st->wmu, &until);

@@ -214,6 +214,22 @@ static void test_http_rejects(void **state)
 	}
 }
 
+/* clock_after_ms: a deadline 'ms' ahead on the clock asked for, nanoseconds normalized. */
+static void test_after_ms(void **state)
+{
+	struct timespec now, at;
+
+	(void)state;
+	for (int64_t ms = 0; ms < 3000; ms += 999) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		clock_after_ms(CLOCK_MONOTONIC, ms, &at);
+		int64_t d = (int64_t)(at.tv_sec - now.tv_sec) * 1000000000LL + (at.tv_nsec - now.tv_nsec);
+
+		assert_true(at.tv_nsec >= 0 && at.tv_nsec < 1000000000L);
+		assert_true(d >= ms * 1000000LL && d < ms * 1000000LL + 100000000LL);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -221,6 +237,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_fixed, reset_clock),
 		cmocka_unit_test_teardown(test_offset, reset_clock),
 		cmocka_unit_test_teardown(test_mono, reset_clock),
+		cmocka_unit_test(test_after_ms),
 		cmocka_unit_test(test_format_instant),
 		cmocka_unit_test(test_format_http),
 		cmocka_unit_test(test_http_round_trip),
