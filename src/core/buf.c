@@ -65,7 +65,7 @@ enum err buf_grow(struct buf *b, size_t extra)
 	return ERR_OK;
 }
 
-enum err buf_add(struct buf *b, const void *p, size_t n)
+enum err buf_add_grow(struct buf *b, const void *p, size_t n)
 {
 	if (buf_grow(b, n))
 		return b->err;
@@ -74,16 +74,6 @@ enum err buf_add(struct buf *b, const void *p, size_t n)
 	b->len += n;
 	b->data[b->len] = '\0';
 	return ERR_OK;
-}
-
-enum err buf_adds(struct buf *b, const char *s)
-{
-	return buf_add(b, s, strlen(s));
-}
-
-enum err buf_addch(struct buf *b, char c)
-{
-	return buf_add(b, &c, 1);
 }
 
 enum err buf_vaddf(struct buf *b, const char *fmt, va_list ap)

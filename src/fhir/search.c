@@ -121,17 +121,23 @@ static void collect_release(struct collect *k)
 	free(k->hits);
 }
 
-/* Copy a cursor's values (text keys only up to their NUL: a cursor is 1 KiB). */
-static void cursor_copy(struct store_cursor *dst, const struct store_cursor *src)
+/*
+ * Copy a cursor's values: its first 'nsort' keys (the others are unused),
+ * text only up to its NUL (a key's text is 256 bytes; this runs per hit).
+ */
+static void cursor_copy(struct store_cursor *dst, const struct store_cursor *src, size_t nsort)
 {
 	dst->set = src->set;
 	dst->snapshot_rid = src->snapshot_rid;
 	dst->rid = src->rid;
-	for (int i = 0; i < STORE_SORT_MAX; i++) {
+	for (size_t i = 0; i < STORE_SORT_MAX; i++) {
 		dst->key[i].null = src->key[i].null;
 		dst->key[i].i = src->key[i].i;
 		dst->key[i].r = src->key[i].r;
-		str_copy(dst->key[i].s, src->key[i].s, sizeof(dst->key[i].s));
+		if (i < nsort)
+			str_copy(dst->key[i].s, src->key[i].s, sizeof(dst->key[i].s));
+		else
+			dst->key[i].s[0] = '\0';
 	}
 }
 
@@ -177,8 +183,8 @@ static int collect_hit(void *arg, const struct store_hit *h)
 	if (k->watch_id && !k->watch_seen && !strcmp(r->type, "Patient") && !strcmp(r->id, k->watch_id))
 		k->watch_seen = true;
 	if (k->n == 1)
-		cursor_copy(&k->first_pos, &h->pos);
-	cursor_copy(&k->last_pos, &h->pos);
+		cursor_copy(&k->first_pos, &h->pos, k->p->q.nsort);
+	cursor_copy(&k->last_pos, &h->pos, k->p->q.nsort);
 	return 0;
 }
 
