@@ -93,6 +93,7 @@ struct watch {
 	struct sockaddr_storage peer;  /* to tell the socket from a later one on the same fd */
 	socklen_t peer_len;
 	_Atomic int64_t deadline_us;   /* monotonic */
+	char addr[64];                 /* the peer's address as text, "" if unknown (set_client()) */
 };
 
 struct http_server {
@@ -267,6 +268,19 @@ static void last_element(const char *v, char *out, size_t n)
 	out[len] = '\0';
 }
 
+/* The address of 'sa' as text into out[size]; "-" when not IPv4 or IPv6. */
+static void peer_text(const struct sockaddr *sa, char *out, size_t size)
+{
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+			  (socklen_t)size);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+			  (socklen_t)size);
+	else
+		str_copy(out, "-", size);
+}
+
 static void set_client(const struct http_server *s, struct http_req *q)
 {
 	const union MHD_ConnectionInfo *ci;
@@ -289,18 +303,14 @@ static void set_client(const struct http_server *s, struct http_req *q)
 			return;
 		}
 	}
-	ci = MHD_get_connection_info(q->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci && ci->client_addr) {
-		const struct sockaddr *sa = ci->client_addr;
-
-		if (sa->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-				  q->client, sizeof(q->client));
-		else if (sa->sa_family == AF_INET6)
-			inet_ntop(AF_INET6,
-				  &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-				  q->client, sizeof(q->client));
+	/* the same on every request of a connection: formatted once (peer_text()) */
+	if (q->watch && q->watch->addr[0]) {
+		str_copy(q->client, q->watch->addr, sizeof(q->client));
+		return;
 	}
+	ci = MHD_get_connection_info(q->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci && ci->client_addr)
+		peer_text(ci->client_addr, q->client, sizeof(q->client));
 }
 
 static void set_https(const struct http_server *s, struct http_req *q)
@@ -656,6 +666,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		w->peer_len = sizeof(w->peer);
 		if (w->fd < 0 || getpeername(w->fd, (struct sockaddr *)&w->peer, &w->peer_len) != 0)
 			w->peer_len = 0;
+		else
+			peer_text((const struct sockaddr *)&w->peer, w->addr, sizeof(w->addr));
 		watch_set(w, s->cfg.connection_timeout);
 		pthread_mutex_lock(&s->watch_mu);
 		w->next = s->watching;
