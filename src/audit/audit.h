@@ -374,6 +374,7 @@ struct audit_stats {
 	uint64_t write_us;     /* time the writer spent appending them (CPU, mostly) */
 	uint64_t sync_us;      /* time it spent in COMMIT (writing the WAL, fsync) */
 	uint64_t rejected;     /* ERR_BUSY answers */
+	uint64_t notifier_wakes; /* times the notifier thread woke (audit_notify()) */
 	size_t queued;         /* waiting now */
 	bool failed;
 };
