@@ -56,6 +56,8 @@ function queries(today) {
 	];
 }
 
+/* Veranda's rate over nginx's in each round (the two ran back to back, under the same load). */
+const roundRatios = (r) => r.rounds.rps.map((v, i) => v / r.rounds.nginx[i]);
 const mib = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const fileSize = (f) => {
 	try {
@@ -365,7 +367,8 @@ function summary(h, res) {
 		L.push(`${r.key}: ${s.withEntries}/${s.sampled} sampled requests had entries, mean ${s.meanEntries.toFixed(1)} entries ` +
 			`(total ${s.meanTotal.toFixed(1)}), ${fmt(s.minBytes)}–${fmt(s.maxBytes)} bytes; by round: p99 c=1 ` +
 			`${r.rounds.p99c1.map(h.fmtMs).join(' · ')}, req/s ${r.rounds.rps.map(fmt).join(' · ')}, nginx ${r.rounds.nginx.map(fmt).join(' · ')}; ` +
-			`p99 at ${res.conns} ${h.fmtMs(r.p99at32)}`);
+			`p99 at ${res.conns} ${h.fmtMs(r.p99at32)}; ratio by round ${roundRatios(r).map((x) => x.toFixed(2)).join(' · ')} ` +
+			`(median ${median(roundRatios(r)).toFixed(2)}; the verdict uses best round against best round)`);
 	}
 	L.push(`CPU/req: veranda serve's CPU time (user + system, /proc) over the run at ${res.conns} connections divided by the requests wrk completed`);
 	L.push(`search part: ${res.seconds.toFixed(0)} s${res.cached ? '' : `, of which seeding ${meta.wallSecs.toFixed(0)} s`}`);
