@@ -789,9 +789,15 @@ static void continue_request(struct http_req *q, struct auth_edge *ed, struct oa
 		struct ctx c = CTX_INIT;
 		int64_t dur = 0;
 		char *url = NULL;
+		bool had_patient = a->patient[0] != '\0';
 
-		if (!oauth_authz_prior(ed->o, a, &se, &granted, &dur, &c) &&
-		    !oauth_authz_approve(ed->o, a, &se, granted, dur, &url, &c)) {
+		if (!oauth_authz_prior(ed->o, a, &se, &granted, &dur, &c) && !had_patient &&
+		    a->patient[0] && !may_act_for(ed, &se, a->patient)) {
+			/* the earlier grant's patient: not one this user may act for any more */
+			a->patient[0] = '\0';
+			scope_set_free(granted);
+			granted = NULL;
+		} else if (granted && !oauth_authz_approve(ed->o, a, &se, granted, dur, &url, &c)) {
 			scope_set_free(granted);
 			redirect(q, url);
 			free(url);

@@ -5,12 +5,16 @@
 // screen offered and the user left ticked.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary } from './lib/server.mjs';
 import {
   Browser, authzRequest, walk, redeem, fhirGet, registerClient, signIn, accountPage, field, decodeEntities,
 } from './lib/oauth.mjs';
 
 const CB = 'https://app.example/cb';
+// Withdrawing a proxy link is done in the database (no command does it yet); skipped without the shell.
+const SQLITE3 = spawnSync('sqlite3', ['-version']).status === 0 ? 'sqlite3' : null;
 
 let dir, srv, alice, bob, dr;
 
@@ -166,6 +170,45 @@ describe('prompt=none', () => {
     assert.equal(u.searchParams.get('error'), 'login_required');
     assert.equal(u.searchParams.get('state'), req.state);
     assert.equal(u.searchParams.get('iss'), srv.baseUrl);
+  });
+
+  it('a silent request does not reuse a grant for a patient the user may no longer act for', { skip: SQLITE3 ? false : 'the sqlite3 command-line shell is not installed' }, async () => {
+    const scope = 'launch/patient patient/Patient.rs';
+    const silent = async () => {
+      const req = authzRequest(srv, { clientId: 'app', redirectUri: CB, scope, extra: { prompt: 'none' } });
+      const r = await bob.get(req.url);
+      assert.equal(r.status, 303, r.text.slice(0, 200));
+      return { req, u: new URL(r.location) };
+    };
+    // bob allows the app for bob-child (picked), then a silent request gets a code for bob-child
+    const { req, form } = await consentFor(bob, scope, { patient: 'bob-child' });
+    const body = new URLSearchParams(form.fields);
+    body.set('action', 'allow');
+    assert.equal((await decide(bob, req, body)).patient, 'bob-child');
+    let { req: r1, u } = await silent();
+    assert.ok(u.searchParams.get('code'), `a silent code while the link stands: ${u}`);
+    const t = await redeem(srv, { code: u.searchParams.get('code'), verifier: r1.verifier, redirectUri: CB, clientId: 'app' });
+    assert.equal(t.json.patient, 'bob-child');
+    // the link from bob to bob-child is withdrawn (and put back afterwards: later tests use it)
+    const db = path.join(dir, 'veranda.db');
+    const sql = (q) => {
+      const r = spawnSync(SQLITE3, ['-cmd', '.timeout 5000', db, q], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout;
+    };
+    const link = "FROM user_patient WHERE patient_id = 'bob-child' AND uid = (SELECT uid FROM users WHERE username = 'bob')";
+    const saved = sql(`SELECT 'INSERT INTO user_patient VALUES (' || uid || ', ' || quote(patient_id) || ', ' ||
+      quote(relationship) || ', ' || quote(related_person) || ');' ${link}`);
+    assert.match(saved, /^INSERT INTO user_patient VALUES/);
+    sql(`DELETE ${link}`);
+    try {
+      ({ u } = await silent());
+      assert.equal(u.searchParams.get('code'), null, `no code for a record bob no longer acts for: ${u}`);
+      assert.equal(u.searchParams.get('error'), 'interaction_required', String(u));
+      assert.equal(u.searchParams.get('iss'), srv.baseUrl);
+    } finally {
+      sql(saved);
+    }
   });
 
   it('none combined with another value is refused', async () => {
