@@ -245,6 +245,27 @@ static void who_of(struct oauth *o, const char *id, bool revoked, struct oauth_w
 }
 
 /* Is grant 'g' usable now? */
+/*
+ * May the grant's user still act for its patient?  Staff who may act for
+ * anyone (clinician, admin) and grants without a user or a patient: yes.
+ * Otherwise the patient must still be one of the account's linked records
+ * (its own, or one it cares for): a withdrawn link ends the app's access.
+ */
+static bool grant_patient_linked(struct oauth *o, const struct grant *g, struct ctx *c)
+{
+	struct store_user_patient links[USER_PATIENTS_MAX];
+	size_t n = 0;
+
+	if (!g->uid || !g->patient[0] || !strcmp(g->role, "clinician") || !strcmp(g->role, "admin"))
+		return true;
+	if (user_patients(o->us, g->uid, links, USER_PATIENTS_MAX, &n, c))
+		return false;
+	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX; i++)
+		if (!strcmp(links[i].patient_id, g->patient))
+			return true;
+	return false;
+}
+
 static bool grant_live(const struct grant *g, int64_t now)
 {
 	return g->state == STORE_ITEM_LIVE && (g->expires == 0 || g->expires > now);
@@ -634,6 +655,16 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 	who_from(who, &g);
 	if (!grant_live(&g, now)) {
 		oauth_seterr(err, 400, "invalid_grant", "the authorization was revoked or has ended");
+		e = ERR_INVALID;
+		goto out;
+	}
+	if (!grant_patient_linked(o, &g, c)) {
+		/* the link was withdrawn: the grant ends with it (a new link needs a new consent) */
+		ctx_clear(c);
+		oauth_grant_kill(o, g.id, c);
+		ctx_clear(c);
+		oauth_seterr(err, 400, "invalid_grant",
+			     "the user may no longer act for this patient; the grant is revoked");
 		e = ERR_INVALID;
 		goto out;
 	}

@@ -172,8 +172,11 @@ describe('prompt=none', () => {
     assert.equal(u.searchParams.get('iss'), srv.baseUrl);
   });
 
-  it('a silent request does not reuse a grant for a patient the user may no longer act for', { skip: SQLITE3 ? false : 'the sqlite3 command-line shell is not installed' }, async () => {
-    const scope = 'launch/patient patient/Patient.rs';
+  it('a withdrawn proxy link ends silent requests and refreshes for that patient', { skip: SQLITE3 ? false : 'the sqlite3 command-line shell is not installed' }, async () => {
+    const scope = 'launch/patient offline_access patient/Patient.rs';
+    const refresh = (token) => fetch(`${srv.baseUrl}/oauth/token`, { method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: token, client_id: 'app' }) });
     const silent = async () => {
       const req = authzRequest(srv, { clientId: 'app', redirectUri: CB, scope, extra: { prompt: 'none' } });
       const r = await bob.get(req.url);
@@ -185,10 +188,13 @@ describe('prompt=none', () => {
     const body = new URLSearchParams(form.fields);
     body.set('action', 'allow');
     assert.equal((await decide(bob, req, body)).patient, 'bob-child');
-    let { req: r1, u } = await silent();
+    const first = await silent();
+    const r1 = first.req;
+    let u = first.u;
     assert.ok(u.searchParams.get('code'), `a silent code while the link stands: ${u}`);
     const t = await redeem(srv, { code: u.searchParams.get('code'), verifier: r1.verifier, redirectUri: CB, clientId: 'app' });
     assert.equal(t.json.patient, 'bob-child');
+    assert.ok(t.json.refresh_token, 'offline access: a refresh token');
     // the link from bob to bob-child is withdrawn (and put back afterwards: later tests use it)
     const db = path.join(dir, 'veranda.db');
     const sql = (q) => {
@@ -206,9 +212,18 @@ describe('prompt=none', () => {
       assert.equal(u.searchParams.get('code'), null, `no code for a record bob no longer acts for: ${u}`);
       assert.equal(u.searchParams.get('error'), 'interaction_required', String(u));
       assert.equal(u.searchParams.get('iss'), srv.baseUrl);
+      const refused = await refresh(t.json.refresh_token);
+      assert.equal(refused.status, 400);
+      const body = await refused.json();
+      assert.equal(body.error, 'invalid_grant');
+      assert.match(body.error_description, /no longer act for this patient/);
     } finally {
       sql(saved);
     }
+    // the grant ended with the link: putting the link back does not revive it
+    const again = await refresh(t.json.refresh_token);
+    assert.equal(again.status, 400);
+    assert.equal((await again.json()).error, 'invalid_grant');
   });
 
   it('none combined with another value is refused', async () => {
