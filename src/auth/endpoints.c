@@ -1722,13 +1722,21 @@ static void handle_access(struct http_req *q, void *arg)
 		kind = NULL;
 	memset(&after, 0, sizeof(after));
 	if (before) {
-		long long t;
-		unsigned long long sq;
-		if (sscanf(before, "%lld:%64[A-Za-z0-9._-]:%llu", &t, after.node, &sq) == 3) {
-			after.time_ms = t;
-			after.seq = sq;
-		} else {
+		/* TIME:NODE:SEQ, as the page's "Earlier" link writes it; anything else: the first page */
+		const char *colon = strchr(before, ':');
+		size_t len = colon ? (size_t)(colon - before) : 0;
+		char num[24];
+		int64_t t;
+
+		if (len == 0 || len >= sizeof(num))
 			before = NULL;
+		else {
+			memcpy(num, before, len);
+			num[len] = '\0';
+			if (str_to_i64(num, 0, INT64_MAX, &t) || !audit_ref_parse(colon + 1, after.node, &after.seq))
+				before = NULL;
+			else
+				after.time_ms = t;
 		}
 	}
 	vq.patient = patient;

@@ -232,6 +232,13 @@ describe('who saw my record', () => {
     assert.equal(reads.length, 40, 'each of the 40 reads exactly once');
     for (let i = 1; i < seen.length; i++) assert.ok(when(seen[i - 1]) >= when(seen[i]), 'newest first across pages');
     assert.ok(seen.every((l) => !/alice|bob/.test(l.text)), 'only erin\'s record');
+    // a cursor that is not TIME:NODE:SEQ shows the first page, as if none were given
+    const first = await accessPage(b);
+    for (const bad of ['abc', '-5:n:1', '5:n', ':n:1', '5:n:-1', '5:n:1x', '5:a b:1', `${'9'.repeat(30)}:n:1`]) {
+      const q = await accessPage(b, `?before=${encodeURIComponent(bad)}`);
+      assert.equal(q.status, 200, bad);
+      assert.equal(q.lines[0].text, first.lines[0].text, `${bad}: the first page`);
+    }
   });
 
   it('a caregiver sees the records they act for, and no other', async () => {
