@@ -1722,15 +1722,15 @@ static void handle_access(struct http_req *q, void *arg)
 		kind = NULL;
 	memset(&after, 0, sizeof(after));
 	if (before) {
-		/* TIME:NODE:SEQ, as the page's "Earlier" link writes it; anything else: the first page */
+		/* TIME:NODE:SEQ, as the page's "Older" link writes it; anything else: the first page */
 		const char *colon = strchr(before, ':');
 		size_t len = colon ? (size_t)(colon - before) : 0;
 		char num[24];
 		int64_t t;
 
-		if (len == 0 || len >= sizeof(num))
+		if (len == 0 || len >= sizeof(num)) {
 			before = NULL;
-		else {
+		} else {
 			memcpy(num, before, len);
 			num[len] = '\0';
 			if (str_to_i64(num, 0, INT64_MAX, &t) || !audit_ref_parse(colon + 1, after.node, &after.seq))

@@ -244,28 +244,32 @@ static void who_of(struct oauth *o, const char *id, bool revoked, struct oauth_w
 	grant_release(&g);
 }
 
-/* Is grant 'g' usable now? */
 /*
- * May the grant's user still act for its patient?  Staff who may act for
- * anyone (clinician, admin) and grants without a user or a patient: yes.
- * Otherwise the patient must still be one of the account's linked records
- * (its own, or one it cares for): a withdrawn link ends the app's access.
+ * May the grant's user still act for its patient (*linked)?  Staff who may
+ * act for anyone (clinician, admin) and grants without a user or a
+ * patient: yes.  Otherwise the patient must still be one of the account's
+ * linked records (its own, or one it cares for): a withdrawn link ends the
+ * app's access.  Fails only when the links cannot be read.
  */
-static bool grant_patient_linked(struct oauth *o, const struct grant *g, struct ctx *c)
+static enum err grant_patient_linked(struct oauth *o, const struct grant *g, bool *linked,
+				     struct ctx *c)
 {
 	struct store_user_patient links[USER_PATIENTS_MAX];
 	size_t n = 0;
+	enum err e;
 
+	*linked = true;
 	if (!g->uid || !g->patient[0] || !strcmp(g->role, "clinician") || !strcmp(g->role, "admin"))
-		return true;
-	if (user_patients(o->us, g->uid, links, USER_PATIENTS_MAX, &n, c))
-		return false;
-	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX; i++)
-		if (!strcmp(links[i].patient_id, g->patient))
-			return true;
-	return false;
+		return ERR_OK;
+	if ((e = user_patients(o->us, g->uid, links, USER_PATIENTS_MAX, &n, c)))
+		return e;
+	*linked = false;
+	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX && !*linked; i++)
+		*linked = !strcmp(links[i].patient_id, g->patient);
+	return ERR_OK;
 }
 
+/* Is grant 'g' usable now? */
 static bool grant_live(const struct grant *g, int64_t now)
 {
 	return g->state == STORE_ITEM_LIVE && (g->expires == 0 || g->expires > now);
@@ -575,7 +579,7 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 	char h[OAUTH_HASH_SIZE], cid[128] = "", rt[OAUTH_ID_SIZE] = "";
 	int64_t now = clock_now_ms();
 	json_t *j = NULL;
-	bool in_tx = false, issue = false;
+	bool in_tx = false, issue = false, linked = true;
 	enum err e;
 
 	memset(&g, 0, sizeof(g));
@@ -658,9 +662,10 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 		e = ERR_INVALID;
 		goto out;
 	}
-	if (!grant_patient_linked(o, &g, c)) {
+	if ((e = grant_patient_linked(o, &g, &linked, c)))
+		goto out;
+	if (!linked) {
 		/* the link was withdrawn: the grant ends with it (a new link needs a new consent) */
-		ctx_clear(c);
 		oauth_grant_kill(o, g.id, c);
 		ctx_clear(c);
 		oauth_seterr(err, 400, "invalid_grant",
