@@ -614,6 +614,8 @@ enum err audit_patient_view(struct audit_reader *r, const struct audit_view_q *q
  * cursors and links write it; false for anything else.
  */
 bool audit_ref_parse(const char *s, char node[AUDIT_NODE_MAX + 1], uint64_t *n);
+/* A paging cursor "TIME:NODE:SEQ" (ms, then audit_ref_parse()); false for anything else. */
+bool audit_cursor_parse(const char *s, struct audit_cursor *out);
 
 /*
  * May the viewer of 'q' have a receipt for record 'rec' (parsed)?  The

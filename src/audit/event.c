@@ -112,6 +112,22 @@ bool audit_ref_parse(const char *s, char node[AUDIT_NODE_MAX + 1], uint64_t *n)
 	return true;
 }
 
+bool audit_cursor_parse(const char *s, struct audit_cursor *out)
+{
+	const char *colon = s ? strchr(s, ':') : NULL;
+	char num[24];
+	int64_t t;
+
+	if (!colon || (size_t)(colon - s) >= sizeof(num))
+		return false;
+	memcpy(num, s, (size_t)(colon - s));
+	num[colon - s] = '\0';
+	if (str_to_i64(num, 0, INT64_MAX, &t) || !audit_ref_parse(colon + 1, out->node, &out->seq))
+		return false;
+	out->time_ms = t;
+	return true;
+}
+
 bool audit_node_valid(const char *node)
 {
 	size_t n;

@@ -588,22 +588,16 @@ static void handle_authorize(struct http_req *q, void *arg)
 	oauth_authz_release(&a);
 }
 
-/* May the signed-in user act for 'patient' in this request? */
 /* Is 'patient' one of the records linked to the signed-in user (theirs, or one they care for)? */
 static bool linked_to(struct auth_edge *ed, const struct session *se, const char *patient)
 {
-	struct store_user_patient links[USER_PATIENTS_MAX];
 	struct ctx c = CTX_INIT;
-	size_t n = 0;
+	bool linked = false;
 
-	if (!patient || user_patients(oauth_users(ed->o), se->uid, links, USER_PATIENTS_MAX, &n, &c))
-		return false;
-	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX; i++)
-		if (!strcmp(links[i].patient_id, patient))
-			return true;
-	return false;
+	return !user_linked(oauth_users(ed->o), se->uid, patient, &linked, &c) && linked;
 }
 
+/* May the signed-in user act for 'patient' in this request? */
 static bool may_act_for(struct auth_edge *ed, const struct session *se, const char *patient)
 {
 	return se->role == USER_CLINICIAN || se->role == USER_ADMIN || linked_to(ed, se, patient);
@@ -1721,24 +1715,9 @@ static void handle_access(struct http_req *q, void *arg)
 	if (kind && strcmp(kind, "all") && strcmp(kind, "staff") && strcmp(kind, "apps") && strcmp(kind, "refused"))
 		kind = NULL;
 	memset(&after, 0, sizeof(after));
-	if (before) {
-		/* TIME:NODE:SEQ, as the page's "Older" link writes it; anything else: the first page */
-		const char *colon = strchr(before, ':');
-		size_t len = colon ? (size_t)(colon - before) : 0;
-		char num[24];
-		int64_t t;
-
-		if (len == 0 || len >= sizeof(num)) {
-			before = NULL;
-		} else {
-			memcpy(num, before, len);
-			num[len] = '\0';
-			if (str_to_i64(num, 0, INT64_MAX, &t) || !audit_ref_parse(colon + 1, after.node, &after.seq))
-				before = NULL;
-			else
-				after.time_ms = t;
-		}
-	}
+	/* as the page's "Older" link writes it; anything else: the first page */
+	if (before && !audit_cursor_parse(before, &after))
+		before = NULL;
 	vq.patient = patient;
 	vq.self = se.username;
 	snprintf(self_ref, sizeof(self_ref), "Patient/%s", patient);

@@ -254,19 +254,10 @@ static void who_of(struct oauth *o, const char *id, bool revoked, struct oauth_w
 static enum err grant_patient_linked(struct oauth *o, const struct grant *g, bool *linked,
 				     struct ctx *c)
 {
-	struct store_user_patient links[USER_PATIENTS_MAX];
-	size_t n = 0;
-	enum err e;
-
 	*linked = true;
 	if (!g->uid || !g->patient[0] || !strcmp(g->role, "clinician") || !strcmp(g->role, "admin"))
 		return ERR_OK;
-	if ((e = user_patients(o->us, g->uid, links, USER_PATIENTS_MAX, &n, c)))
-		return e;
-	*linked = false;
-	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX && !*linked; i++)
-		*linked = !strcmp(links[i].patient_id, g->patient);
-	return ERR_OK;
+	return user_linked(o->us, g->uid, g->patient, linked, c);
 }
 
 /* Is grant 'g' usable now? */

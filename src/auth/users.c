@@ -636,3 +636,18 @@ enum err user_patients(struct users *us, int64_t uid, struct store_user_patient 
 {
 	return store_user_patients(us->s, uid, out, max, n, c);
 }
+
+enum err user_linked(struct users *us, int64_t uid, const char *patient, bool *linked,
+		     struct ctx *c)
+{
+	struct store_user_patient links[USER_PATIENTS_MAX];
+	size_t n = 0;
+	enum err e;
+
+	*linked = false;
+	if (!patient || (e = user_patients(us, uid, links, USER_PATIENTS_MAX, &n, c)))
+		return patient ? e : ERR_OK;
+	for (size_t i = 0; i < n && i < USER_PATIENTS_MAX && !*linked; i++)
+		*linked = !strcmp(links[i].patient_id, patient);
+	return ERR_OK;
+}

@@ -179,5 +179,8 @@ enum err user_mfa_secret(struct users *us, const char *username,
  */
 enum err user_patients(struct users *us, int64_t uid, struct store_user_patient *out,
 		       size_t max, size_t *n, struct ctx *c);
+/* Is 'patient' one of them (*linked)?  Fails only when the links cannot be read. */
+enum err user_linked(struct users *us, int64_t uid, const char *patient, bool *linked,
+		     struct ctx *c);
 
 #endif

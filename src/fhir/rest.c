@@ -2621,26 +2621,6 @@ static bool ae_param_known(const char *name)
 }
 
 /*
- * A _page cursor as next links write it, TIME:NODE:SEQ, into 'out'; false
- * for anything else.
- */
-static bool ae_cursor(const char *v, struct audit_cursor *out)
-{
-	const char *a = strchr(v, ':');
-	char num[24];
-	int64_t t;
-
-	if (!a || (size_t)(a - v) >= sizeof(num))
-		return false;
-	memcpy(num, v, (size_t)(a - v));
-	num[a - v] = '\0';
-	if (str_to_i64(num, 0, INT64_MAX, &t) || !audit_ref_parse(a + 1, out->node, &out->seq))
-		return false;
-	out->time_ms = t;
-	return true;
-}
-
-/*
  * GET /fhir/AuditEvent: the audit log as AuditEvents (IHE BALP), newest
  * first, for users with the compliance role whose token allows reading
  * AuditEvent; everyone else gets 403.  Parameters: patient, agent
@@ -2746,7 +2726,7 @@ static void handle_auditevent(struct http_req *q, void *arg)
 		goto out;
 	}
 	if ((v = http_req_query(q, "_page"))) {
-		if (!ae_cursor(v, &after)) {
+		if (!audit_cursor_parse(v, &after)) {
 			send_outcome(q, 400, "_page is not a page of this search", "_page");
 			goto out;
 		}

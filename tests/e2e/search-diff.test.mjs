@@ -757,15 +757,23 @@ class Generator {
     throw new Error(`no query for feature ${feature}`);
   }
 
+  // A type with a reference parameter, a resource of it holding one, and one of its values that
+  // points at a resource of this server: { type, p, r, v }, or null when the draw finds none.
+  internalReference() {
+    const type = this.pick(TYPES);
+    const p = this.paramOfKind(type, 'reference');
+    if (!p) return null;
+    const r = this.pick(this.holders(type, p));
+    const v = this.pick(this.o.values(p, r).filter((x) => x.id && !x.external));
+    return v ? { type, p, r, v } : null;
+  }
+
   feature(f) {
     switch (f) {
       case 'chain': {
-        const type = this.pick(TYPES);
-        const p = this.paramOfKind(type, 'reference');
-        if (!p) return null;
-        const r = this.pick(this.holders(type, p));
-        const v = this.pick(this.o.values(p, r).filter((x) => x.id && !x.external));
-        if (!v) return null;
+        const ref = this.internalReference();
+        if (!ref) return null;
+        const { type, p, r, v } = ref;
         const ch = this.chain(type, p, v);
         if (!ch) return null;
         const q = [ch];
@@ -784,13 +792,10 @@ class Generator {
         return { type, query: q };
       }
       case 'chain-missing': {
-        const type = this.pick(TYPES);
-        const p = this.paramOfKind(type, 'reference');
-        if (!p) return null;
-        const r = this.pick(this.holders(type, p));
-        const v = this.pick(this.o.values(p, r).filter((x) => x.id && !x.external));
-        const t = v && this.o.resource(v.type, v.id);
+        const ref = this.internalReference();
+        const t = ref && this.o.resource(ref.v.type, ref.v.id);
         if (!t) return null;
+        const { type, p } = ref;
         const sp = this.pick(this.o.paramsOf(t.resourceType).filter((x) => x.kind !== 'reference' || x.code !== p.code));
         const cands = (p.targets.length ? p.targets : [...this.o.own.keys()]).filter((T) => this.o.param(T, sp.code));
         const typed = cands.length !== 1 || this.chance(0.2);
