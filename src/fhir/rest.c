@@ -2177,14 +2177,20 @@ static void handle_search(struct http_req *q, void *arg)
 
 static void handle_auditevent(struct http_req *q, void *arg);
 
+/* Only a form body is parsed as a form: anything else is 415. */
+static bool search_form(struct http_req *q)
+{
+	if (http_req_is_form(q))
+		return true;
+	cors_fhir(q);
+	send_outcome(q, 415, "POST _search takes an application/x-www-form-urlencoded body", NULL);
+	return false;
+}
+
 static void handle_search_post(struct http_req *q, void *arg)
 {
-	/* only such a body is parsed as a form */
-	if (!http_req_is_form(q)) {
-		cors_fhir(q);
-		send_outcome(q, 415, "POST _search takes an application/x-www-form-urlencoded body", NULL);
+	if (!search_form(q))
 		return;
-	}
 	/* the form's fields read like the query's (http.h): the same search as GET */
 	if (!strcmp(http_req_param(q, "type"), "AuditEvent"))
 		handle_auditevent(q, arg);
@@ -2202,6 +2208,13 @@ static void handle_compartment(struct http_req *q, void *arg)
 		return;
 	}
 	run_search(q, arg, http_req_param(q, "ctype"), http_req_param(q, "id"), false);
+}
+
+/* POST Patient/{id}/{type}/_search: the compartment search with a form body. */
+static void handle_compartment_post(struct http_req *q, void *arg)
+{
+	if (search_form(q))
+		run_search(q, arg, http_req_param(q, "ctype"), http_req_param(q, "id"), false);
 }
 
 static void handle_everything(struct http_req *q, void *arg)
@@ -2920,7 +2933,7 @@ void fhir_rest_register(struct fhir *f, struct http_router *r, struct oauth *o)
 		"/fhir", "/fhir/metadata", "/fhir/_history", "/fhir/{type}", "/fhir/{type}/_search",
 		"/fhir/{type}/_history", "/fhir/{type}/{id}", "/fhir/{type}/{id}/_history",
 		"/fhir/{type}/{id}/_history/{vid}", "/fhir/Patient/{id}/$everything",
-		"/fhir/Patient/{id}/{ctype}", NULL};
+		"/fhir/Patient/{id}/{ctype}", "/fhir/Patient/{id}/{ctype}/_search", NULL};
 
 	rest_auth = o;
 	rest_store = f->store;
@@ -2936,6 +2949,8 @@ void fhir_rest_register(struct fhir *f, struct http_router *r, struct oauth *o)
 	http_route(r, HTTP_POST, "/fhir/{type}/_search", HTTP_BODY_FORM, handle_search_post, f);
 	http_route(r, HTTP_GET, "/fhir/Patient/{id}/$everything", HTTP_BODY_NONE, handle_everything, f);
 	http_route(r, HTTP_GET, "/fhir/Patient/{id}/{ctype}", HTTP_BODY_NONE, handle_compartment, f);
+	http_route(r, HTTP_POST, "/fhir/Patient/{id}/{ctype}/_search", HTTP_BODY_FORM,
+		   handle_compartment_post, f);
 	http_route(r, HTTP_GET, "/fhir/{type}/_history", HTTP_BODY_NONE, handle_history, f);
 	http_route(r, HTTP_GET, "/fhir/{type}/{id}", HTTP_BODY_NONE, handle_read, f);
 	http_route(r, HTTP_PUT, "/fhir/{type}/{id}", HTTP_BODY_FHIR, handle_update, f);

@@ -84,6 +84,34 @@ describe('POST _search', () => {
     assert.ok(matches(ok.json).every((e) => e.resource.subject.reference === 'Patient/alice'));
     assert.equal(new URL(link(ok.json, 'self')).searchParams.get('patient'), 'alice');
   });
+
+  it('POST Patient/{id}/{type}/_search is the compartment search with a form body', async () => {
+    const form = { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: FHIR_JSON } };
+    const q = 'category=laboratory&_sort=-date&_count=4';
+    const got = await get(`/Patient/alice/Observation?${q}`);
+    assert.equal(got.status, 200, got.text);
+    assert.equal(matches(got.json).length, 4);
+    const post = await srv.fhirFetch('/Patient/alice/Observation/_search', { ...form, body: q });
+    assert.equal(post.status, 200, post.text);
+    assert.deepEqual(keys(post.json), keys(got.json));
+    assert.ok(matches(post.json).every((e) => e.resource.subject.reference === 'Patient/alice'));
+    // the next page is the same one GET gives
+    assert.equal(link(post.json, 'next'), link(got.json, 'next'));
+    // another patient's compartment holds another patient's data only
+    const bob = await srv.fhirFetch('/Patient/bob-child/Observation/_search', { ...form, body: 'category=laboratory&_count=50' });
+    assert.equal(bob.status, 200, bob.text);
+    assert.ok(matches(bob.json).length > 0);
+    assert.ok(matches(bob.json).every((e) => e.resource.subject.reference === 'Patient/bob-child'));
+    // not a form: 415 with an OperationOutcome, as for POST [type]/_search
+    const json = await srv.fhirFetch('/Patient/alice/Observation/_search', {
+      method: 'POST', headers: { 'content-type': 'application/json', accept: FHIR_JSON }, body: '{"category":"laboratory"}' });
+    assert.equal(json.status, 415, json.text);
+    assert.equal(json.json.resourceType, 'OperationOutcome');
+    // a bad parameter value names the parameter, as GET does
+    const bad = await srv.fhirFetch('/Patient/alice/Observation/_search', { ...form, body: 'date=notadate' });
+    assert.equal(bad.status, 400, bad.text);
+    assert.match(JSON.stringify(bad.json.issue), /date/);
+  });
 });
 
 describe('subsets keep the mandatory elements', () => {
