@@ -226,6 +226,55 @@ static const struct summary_def summaries[] = {
 			   "birthDate")},
 	{"Organization", E("identifier", "active", "type", "name", "alias", "address", "partOf",
 			   "endpoint")},
+	{"AllergyIntolerance", E("identifier", "clinicalStatus", "verificationStatus", "type",
+				 "category", "criticality", "code", "patient", "asserter")},
+	{"AuditEvent", E("type", "subtype", "action", "recorded", "outcome", "outcomeDesc",
+			 "purposeOfEvent")},
+	{"Binary", E("contentType", "securityContext")},
+	{"CarePlan", E("identifier", "instantiatesCanonical", "instantiatesUri", "basedOn",
+		       "replaces", "partOf", "status", "intent", "category", "title", "description",
+		       "subject", "encounter", "period", "created", "author", "addresses")},
+	{"CareTeam", E("identifier", "status", "category", "name", "subject", "encounter", "period",
+		       "managingOrganization")},
+	{"Communication", E("identifier", "instantiatesCanonical", "instantiatesUri", "basedOn",
+			    "partOf", "status", "statusReason", "priority", "subject", "encounter",
+			    "reasonCode", "reasonReference")},
+	{"Consent", E("identifier", "status", "scope", "category", "patient", "dateTime",
+		      "performer", "organization", "source[x]", "policyRule", "verification",
+		      "provision")},
+	{"Device", E("udiCarrier", "status", "safety")},
+	{"Goal", E("lifecycleStatus", "achievementStatus", "category", "priority", "description",
+		   "subject", "start[x]", "statusDate", "expressedBy")},
+	{"Immunization", E("status", "vaccineCode", "patient", "occurrence[x]", "primarySource",
+			   "performer", "note", "isSubpotent")},
+	{"Location", E("identifier", "status", "operationalStatus", "name", "description", "mode",
+		       "type", "physicalType", "managingOrganization")},
+	{"Medication", E("identifier", "code", "status", "manufacturer", "amount")},
+	{"PractitionerRole", E("identifier", "active", "period", "practitioner", "organization",
+			       "code", "specialty", "location", "telecom")},
+	{"Procedure", E("identifier", "instantiatesCanonical", "instantiatesUri", "basedOn",
+			"partOf", "status", "statusReason", "category", "code", "subject",
+			"encounter", "performed[x]", "recorder", "asserter", "performer",
+			"location", "reasonCode", "reasonReference", "bodySite", "outcome")},
+	{"Provenance", E("target", "recorded")},
+	{"Questionnaire", E("url", "identifier", "version", "name", "title", "status", "experimental",
+			    "subjectType", "date", "publisher", "contact", "useContext",
+			    "jurisdiction", "effectivePeriod", "code")},
+	{"QuestionnaireResponse", E("identifier", "basedOn", "partOf", "questionnaire", "status",
+				    "subject", "encounter", "authored", "author", "source")},
+	{"RelatedPerson", E("identifier", "active", "patient", "relationship", "name", "telecom",
+			    "gender", "birthDate", "address")},
+	{"ServiceRequest", E("identifier", "instantiatesCanonical", "instantiatesUri", "basedOn",
+			     "replaces", "requisition", "status", "intent", "category", "priority",
+			     "doNotPerform", "code", "orderDetail", "quantity[x]", "subject",
+			     "encounter", "occurrence[x]", "asNeeded[x]", "authoredOn", "requester",
+			     "performerType", "performer", "locationCode", "locationReference",
+			     "reasonCode", "reasonReference", "specimen", "bodySite",
+			     "patientInstruction")},
+	{"Task", E("instantiatesCanonical", "instantiatesUri", "basedOn", "groupIdentifier",
+		   "partOf", "status", "statusReason", "businessStatus", "intent", "code",
+		   "description", "focus", "for", "encounter", "executionPeriod", "lastModified",
+		   "requester", "owner", "location")},
 };
 
 /*
@@ -338,7 +387,7 @@ static void subset(const struct search_parsed *p, struct buf *json)
 			keep = strcmp(key, "text") != 0;
 		else if (list)
 			keep = element_listed(key, list, nlist);
-		else /* _summary=true on a type without a table: drop narrative and extensions */
+		else /* _summary=true on a type without a table (none yet): drop narrative and extensions */
 			keep = strcmp(key, "text") && strcmp(key, "contained") && strcmp(key, "extension") &&
 			       strcmp(key, "modifierExtension");
 		if (keep)

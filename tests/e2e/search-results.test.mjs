@@ -157,4 +157,37 @@ describe('subsets keep the mandatory elements', () => {
     const pat = matches(p.json)[0].resource;
     assert.deepEqual(Object.keys(pat).filter((k) => !['resourceType', 'id', 'meta', 'text'].includes(k)), []);
   });
+
+  // R4's summary elements (isSummary in the 4.0.1 StructureDefinitions) of
+  // types Synthea writes with elements outside them: each must keep exactly
+  // its summary elements, not only lose its narrative.
+  const SUMMARY = {
+    AllergyIntolerance: ['identifier', 'clinicalStatus', 'verificationStatus', 'type', 'category', 'criticality', 'code', 'patient', 'asserter'],
+    CarePlan: ['identifier', 'instantiatesCanonical', 'instantiatesUri', 'basedOn', 'replaces', 'partOf', 'status', 'intent', 'category',
+      'title', 'description', 'subject', 'encounter', 'period', 'created', 'author', 'addresses'],
+    CareTeam: ['identifier', 'status', 'category', 'name', 'subject', 'encounter', 'period', 'managingOrganization'],
+    Immunization: ['status', 'vaccineCode', 'patient', 'occurrence', 'primarySource', 'performer', 'note', 'isSubpotent'],
+  };
+  const choice = (k, list) => list.includes(k) || list.some((e) => k.startsWith(e) && /^[A-Z]/.test(k.slice(e.length)));
+
+  for (const [type, list] of Object.entries(SUMMARY)) {
+    it(`_summary=true on ${type} keeps R4's summary elements only`, async () => {
+      const full = await get(`/${type}?patient=alice&_count=20`);
+      assert.equal(full.status, 200, full.text);
+      assert.ok(matches(full.json).length > 0, `alice has ${type} resources`);
+      const sum = await get(`/${type}?patient=alice&_count=20&_summary=true`);
+      assert.equal(sum.status, 200, sum.text);
+      assert.deepEqual(keys(sum.json), keys(full.json));
+      let dropped = 0;
+      matches(full.json).forEach(({ resource: f }, i) => {
+        const r = matches(sum.json)[i].resource;
+        const want = Object.keys(f).filter((k) => ['resourceType', 'id', 'meta'].includes(k) || choice(k, list)).sort();
+        assert.deepEqual(Object.keys(r).sort(), want, `elements of ${type}/${f.id}`);
+        for (const k of want) if (k !== 'meta') assert.deepEqual(r[k], f[k], `${type}/${f.id} ${k}`);
+        assert.ok(tagged(r), 'SUBSETTED tag');
+        dropped += Object.keys(f).length - want.length;
+      });
+      assert.ok(dropped > 0, `some ${type} element outside the summary was dropped`);
+    });
+  }
 });
