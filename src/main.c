@@ -450,7 +450,7 @@ static const char *const opts_serve[] = {"data", "store", "log_level", "sqlite_b
 					 "tls_cert", "tls_key", "trust_proxy", "allow_remote",
 					 "fhir_auth", "access_token_ttl", "backend_token_ttl", "code_ttl",
 					 "refresh_token_ttl", "session_idle", "session_max", "launch_ttl",
-					 "signin_lock_after", "signin_lock_time", "audit", "node_id",
+					 "signin_lock_after", "signin_lock_time", "token_fail_limit", "audit", "node_id",
 					 "audit_queue", "audit_checkpoint_records",
 					 "audit_checkpoint_seconds", "audit_retention_days", NULL};
 
@@ -637,6 +637,7 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 	oo.launch_ttl = cfg->launch_ttl;
 	oo.lock_after = cfg->signin_lock_after;
 	oo.lock_time = cfg->signin_lock_time;
+	oo.token_fail_limit = cfg->token_fail_limit;
 	if (oauth_new(&oa, s, us, cs, keys, &oo, &c)) {
 		rc = fail("%s", c.msg);
 		goto out;

@@ -1615,6 +1615,7 @@ enum err client_authenticate(struct clients *cs, const struct client_auth_in *in
 		}
 		if (!secret_matches(sec, stored)) {
 			rc = UNAUTH(basic, "unknown client or wrong secret");
+			str_copy(err->secret_client, out->client_id, sizeof(err->secret_client));
 			goto out;
 		}
 		break;

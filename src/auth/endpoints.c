@@ -30,6 +30,7 @@
 #include "core/clock.h"
 #include "core/embedded.h"
 #include "core/json.h"
+#include "core/limit.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/mustache.h"
@@ -52,7 +53,11 @@ struct auth_edge {
 	char **origins;
 	size_t norigins;
 	int64_t origins_at;
+	/* failed token-endpoint style requests a minute, per address and per client */
+	struct limit *fails;
 };
+
+#define FAIL_WINDOW_MS 60000
 
 static struct auth_edge edge_static;
 static const char *audit_dir;
@@ -1160,7 +1165,69 @@ out:
 
 /* ---- token, introspection, revocation, userinfo ---- */
 
-/* Authenticate the client of a token-endpoint style request (answers on failure). */
+/*
+ * Failed requests to the token, introspection and revocation endpoints
+ * are counted per client address ("a:ADDR") and, for wrong secrets, per
+ * client ("c:ID"); a key with token_fail_limit failures in the current
+ * minute is refused with 429 until the minute ends.  A public client's id
+ * is not counted: anyone may send it, and its users would be locked out.
+ */
+static void fail_key(char *out, size_t size, char kind, const char *v)
+{
+	snprintf(out, size, "%c:%s", kind, v ? v : "");
+}
+
+/* Answer 429 (and return true) while the address or 'client' is refused. */
+static bool refused(struct http_req *q, struct auth_edge *ed, const char *client)
+{
+	struct oauth_err err = {.error = "temporarily_unavailable", .status = 429};
+	char key[CLIENT_ID_MAX + 8], ra[24];
+	int64_t now = clock_now_ms(), wait;
+
+	fail_key(key, sizeof(key), 'a', http_req_client_addr(q));
+	wait = limit_refused_ms(ed->fails, key, now);
+	if (client && *client) {
+		fail_key(key, sizeof(key), 'c', client);
+		int64_t wc = limit_refused_ms(ed->fails, key, now);
+		wait = wc > wait ? wc : wait;
+	}
+	if (wait <= 0)
+		return false;
+	snprintf(ra, sizeof(ra), "%lld", (long long)((wait + 999) / 1000));
+	snprintf(err.description, sizeof(err.description),
+		 "too many failed requests: try again in %s s", ra);
+	http_resp_header(q, "Retry-After", ra);
+	oauth_error(q, &err);
+	return true;
+}
+
+/* Count a failure of the address (and of 'client'); the one that reaches the limit is audited. */
+static void failed(struct http_req *q, struct auth_edge *ed, const char *client)
+{
+	char key[CLIENT_ID_MAX + 8];
+	int64_t now = clock_now_ms();
+
+	fail_key(key, sizeof(key), 'a', http_req_client_addr(q));
+	if (limit_fail(ed->fails, key, now)) {
+		struct aud ae = {.type = AUDIT_POLICY_DENIED, .outcome = AUDIT_MINOR,
+				 .code = "address-throttled"};
+		auth_event(q, ed, &ae);
+	}
+	if (client && *client) {
+		fail_key(key, sizeof(key), 'c', client);
+		if (limit_fail(ed->fails, key, now)) {
+			struct aud ae = {.type = AUDIT_POLICY_DENIED, .outcome = AUDIT_MINOR,
+					 .code = "client-throttled", .client_id = client};
+			auth_event(q, ed, &ae);
+		}
+	}
+}
+
+/*
+ * Authenticate the client of a token-endpoint style request (answers on
+ * failure).  While its address or its id is refused, a right secret gets
+ * the same 429 as a wrong one: the answer tells a guesser nothing.
+ */
 static bool client_of(struct http_req *q, struct auth_edge *ed, struct client *cl)
 {
 	struct client_auth_in in = {
@@ -1182,12 +1249,20 @@ static bool client_of(struct http_req *q, struct auth_edge *ed, struct client *c
 			server_error(q, &c);
 			return false;
 		}
+		if (refused(q, ed, cerr.secret_client))
+			return false;
+		if (cerr.status == 401)
+			failed(q, ed, cerr.secret_client);
 		memset(&err, 0, sizeof(err));
 		err.error = cerr.error;
 		err.status = cerr.status;
 		err.www_basic = cerr.www_basic;
 		str_copy(err.description, cerr.description, sizeof(err.description));
 		oauth_error(q, &err);
+		return false;
+	}
+	if (refused(q, ed, cl->kind == CLIENT_SYMMETRIC ? cl->client_id : NULL)) {
+		client_release(cl);
 		return false;
 	}
 	return true;
@@ -1220,7 +1295,7 @@ static void handle_token(struct http_req *q, void *arg)
 					   NULL};
 
 	cors(q, ed, false);
-	if (!form_post(q))
+	if (!form_post(q) || refused(q, ed, NULL))
 		return;
 	client_init(&cl);
 	if (!client_of(q, ed, &cl))
@@ -1250,10 +1325,14 @@ static void handle_token(struct http_req *q, void *arg)
 			aud_who(&rv, &who);
 			auth_event(q, ed, &rv);
 		}
-		if (!err.error)
+		if (!err.error) {
 			server_error(q, &c);
-		else
+		} else {
+			/* a wrong or spent code or refresh token: a guess, perhaps */
+			if (!strcmp(err.error, "invalid_grant"))
+				failed(q, ed, NULL);
 			oauth_error(q, &err);
+		}
 		goto out;
 	}
 	{
@@ -1308,7 +1387,7 @@ static void handle_introspect(struct http_req *q, void *arg)
 	json_t *res;
 
 	cors(q, ed, false);
-	if (!form_post(q))
+	if (!form_post(q) || refused(q, ed, NULL))
 		goto out;
 	client_init(&cl);
 	if (bt) {
@@ -1322,6 +1401,7 @@ static void handle_introspect(struct http_req *q, void *arg)
 			oauth_principal_release(ed->o, &p);
 		} else {
 			struct oauth_err err = {.error = "invalid_token", .status = 401};
+			failed(q, ed, NULL);
 			str_copy(err.description, "the bearer token is not valid", sizeof(err.description));
 			oauth_error(q, &err);
 			goto out;
@@ -1381,7 +1461,7 @@ static void handle_revoke(struct http_req *q, void *arg)
 	enum err e;
 
 	cors(q, ed, false);
-	if (!form_post(q))
+	if (!form_post(q) || refused(q, ed, NULL))
 		return;
 	client_init(&cl);
 	if (!client_of(q, ed, &cl))
@@ -2132,6 +2212,7 @@ void auth_routes_register(struct oauth *o, struct http_router *r)
 
 	memset(ed, 0, sizeof(*ed));
 	ed->o = o;
+	ed->fails = limit_new(o->o.token_fail_limit, FAIL_WINDOW_MS);
 	pthread_mutex_init(&ed->mu, NULL);
 	ed->https = str_starts(oauth_issuer(o), "https://");
 	ed->sid_name = ed->https ? "__Host-veranda" : "veranda";
@@ -2181,6 +2262,7 @@ void auth_routes_free(void)
 	for (size_t i = 0; i < ed->norigins; i++)
 		free(ed->origins[i]);
 	free(ed->origins);
+	limit_free(ed->fails);
 	pthread_mutex_destroy(&ed->mu);
 	memset(ed, 0, sizeof(*ed));
 }

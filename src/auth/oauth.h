@@ -50,6 +50,7 @@ struct oauth_opts {
 	int64_t launch_ttl;
 	int64_t lock_after;            /* failed sign-ins before a temporary lock */
 	int64_t lock_time;             /* seconds */
+	int64_t token_fail_limit;      /* failed token requests a minute per address or client (0: no limit) */
 };
 
 /* An OAuth error: RFC 6749 code, description, HTTP status for direct answers. */

@@ -52,6 +52,7 @@ struct config {
 	int64_t session_max;
 	int64_t launch_ttl;
 	int64_t signin_lock_after;      /* failed sign-ins before a temporary lock */
+	int64_t token_fail_limit;       /* failed token-endpoint requests a minute per address or client */
 	int64_t signin_lock_time;       /* seconds */
 	/* audit log */
 	char audit[16];                 /* "sync", "async" or "off" */
