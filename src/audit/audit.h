@@ -493,6 +493,13 @@ enum err audit_read_fhir_id(struct audit_reader *r, const char *id, audit_row_fn
 			    struct ctx *c);
 
 /*
+ * The size of stream 'node''s latest signed checkpoint: records below it
+ * have receipts and inclusion proofs (0: none signed yet).
+ */
+enum err audit_signed_size(struct audit_reader *r, const char *node, uint64_t *size,
+			   struct ctx *c);
+
+/*
  * The latest signed checkpoint of each stream (or of 'node'), as
  * {"checkpoints":[{"node","size","root","time","jws"}...]}; with
  * 'history', every checkpoint of the stream(s), oldest first, at most

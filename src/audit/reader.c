@@ -419,6 +419,30 @@ out:
 	return e;
 }
 
+enum err audit_signed_size(struct audit_reader *r, const char *node, uint64_t *size,
+			   struct ctx *c)
+{
+	sqlite3_stmt *st = NULL;
+	enum err e;
+
+	*size = 0;
+	pthread_mutex_lock(&r->mu);
+	e = adb_prepare(r->db,
+			"SELECT coalesce(max(size), 0) FROM checkpoint"
+			" WHERE node = ?1 AND jws IS NOT NULL",
+			&st, c);
+	if (!e) {
+		sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			*size = (uint64_t)sqlite3_column_int64(st, 0);
+		else
+			e = adb_fail(c, ERR_IO, r->db, "audit checkpoints");
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&r->mu);
+	return e;
+}
+
 enum err audit_checkpoints(struct audit_reader *r, const char *node, bool history, size_t limit,
 			   json_t **out, struct ctx *c)
 {

@@ -251,6 +251,36 @@ static enum err view_row(void *arg, const char *node, uint64_t seq, int64_t time
 	return ERR_OK;
 }
 
+/*
+ * A line whose record no signed checkpoint covers yet has no receipt to
+ * give: it says "receipt_pending" instead of linking to a 404.
+ */
+static enum err pending_receipts(struct audit_reader *r, json_t *lines, struct ctx *c)
+{
+	char node[AUDIT_NODE_MAX + 1], last[AUDIT_NODE_MAX + 1] = "";
+	uint64_t seq, signed_size = 0;
+	json_t *line;
+	size_t i;
+	enum err e;
+
+	json_array_foreach(lines, i, line) {
+		const char *ref = json_string_value(json_object_get(line, "receipt"));
+
+		if (!ref || !audit_ref_parse(ref, node, &seq))
+			continue;
+		if (strcmp(node, last)) {
+			if ((e = audit_signed_size(r, node, &signed_size, c)))
+				return e;
+			str_copy(last, node, sizeof(last));
+		}
+		if (seq >= signed_size) {
+			json_object_del(line, "receipt");
+			json_object_set_new(line, "receipt_pending", json_true());
+		}
+	}
+	return ERR_OK;
+}
+
 enum err audit_patient_view(struct audit_reader *r, const struct audit_view_q *q, json_t **out,
 			    struct audit_cursor *next, bool *more, struct ctx *c)
 {
@@ -269,7 +299,7 @@ enum err audit_patient_view(struct audit_reader *r, const struct audit_view_q *q
 	f.newest_first = true;
 	f.after = q->after;
 	e = audit_query(r, &f, view_row, &v, c);
-	if (e && e != ERR_CONFLICT) {
+	if ((e && e != ERR_CONFLICT) || (e = pending_receipts(r, v.lines, c))) {
 		json_decref(v.lines);
 		return e;
 	}
