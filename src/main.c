@@ -1039,16 +1039,17 @@ static int print_user(void *arg, const struct user *u)
 
 static const char *const opts_user[] = {"data", "store", "log_level", "sqlite_busy_timeout", NULL};
 static const char *const user_own[] = {"username", "role", "fhir-user", "password",
-				       "password-stdin", NULL};
+				       "password-stdin", "patient", "related-person", NULL};
 
 /*
- * veranda user add|list|disable|enable|reset-password|reset-mfa|check-password.
+ * veranda user add|list|disable|enable|reset-password|reset-mfa|check-password|link|unlink.
  * Values are checked before the store is opened (exit 2); passwords are
  * never printed.
  */
 static int cmd_user(struct config *cfg, int argc, char **argv)
 {
 	const char *sub, *username = NULL, *role_s = NULL, *fhir_user = NULL;
+	const char *patient = NULL, *related = NULL;
 	char name[USER_NAME_MAX + 1], pw[PASSWORD_MAX + 2];
 	struct pw_source src = {NULL, false};
 	enum user_role role = USER_PATIENT;
@@ -1060,11 +1061,11 @@ static int cmd_user(struct config *cfg, int argc, char **argv)
 
 	pw[0] = '\0';
 	if (argc < 1 || !strncmp(argv[0], "--", 2))
-		die_usage("user needs a subcommand: add, list, disable, enable, reset-password, reset-mfa or check-password");
+		die_usage("user needs a subcommand: add, list, disable, enable, reset-password, reset-mfa, check-password, link or unlink");
 	sub = argv[0];
 	if (strcmp(sub, "add") && strcmp(sub, "list") && strcmp(sub, "disable") &&
 	    strcmp(sub, "enable") && strcmp(sub, "reset-password") && strcmp(sub, "check-password") &&
-	    strcmp(sub, "reset-mfa"))
+	    strcmp(sub, "reset-mfa") && strcmp(sub, "link") && strcmp(sub, "unlink"))
 		die_usage("unknown user subcommand '%s'", sub);
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i], *eq = strchr(a, '='), *val = NULL;
@@ -1088,17 +1089,26 @@ static int cmd_user(struct config *cfg, int argc, char **argv)
 			role_s = val;
 		else if (!strcmp(flag, "--fhir-user") && !strcmp(sub, "add"))
 			fhir_user = val;
-		else if (!strcmp(flag, "--password") && strcmp(sub, "list") &&
-			 strcmp(sub, "disable") && strcmp(sub, "enable") && strcmp(sub, "reset-mfa"))
+		else if (!strcmp(flag, "--patient") && (!strcmp(sub, "link") || !strcmp(sub, "unlink")))
+			patient = val;
+		else if (!strcmp(flag, "--related-person") && !strcmp(sub, "link"))
+			related = val;
+		else if (!strcmp(flag, "--password") && (!strcmp(sub, "add") ||
+							   !strcmp(sub, "reset-password") ||
+							   !strcmp(sub, "check-password")))
 			src.arg = val;
 		else
 			die_usage("unknown flag '%s' for user %s", flag, sub);
 	}
 	if (src.arg && src.from_stdin)
 		die_usage("give --password or --password-stdin, not both");
-	if (src.from_stdin && (!strcmp(sub, "list") || !strcmp(sub, "disable") || !strcmp(sub, "enable") ||
-			       !strcmp(sub, "reset-mfa")))
+	if (src.from_stdin && strcmp(sub, "add") && strcmp(sub, "reset-password") &&
+	    strcmp(sub, "check-password"))
 		die_usage("user %s takes no password", sub);
+	if ((!strcmp(sub, "link") || !strcmp(sub, "unlink")) && !patient)
+		die_usage("user %s needs --patient ID", sub);
+	if (!strcmp(sub, "link") && !related)
+		die_usage("user link needs --related-person ID (the RelatedPerson that describes the link)");
 	if (strcmp(sub, "list")) {
 		if (!username)
 			die_usage("user %s needs --username", sub);
@@ -1177,6 +1187,18 @@ static int cmd_user(struct config *cfg, int argc, char **argv)
 			goto out;
 		}
 		printf("two-step verification of user '%s' removed\n", name);
+	} else if (!strcmp(sub, "link")) {
+		if (user_link(us, name, patient, related, &c)) {
+			rc = user_fail(&c);
+			goto out;
+		}
+		printf("user '%s' acts for Patient/%s as RelatedPerson/%s\n", name, patient, related);
+	} else if (!strcmp(sub, "unlink")) {
+		if (user_unlink(us, name, patient, &c)) {
+			rc = user_fail(&c);
+			goto out;
+		}
+		printf("user '%s' no longer acts for Patient/%s\n", name, patient);
 	} else {
 		struct user u;
 
@@ -1326,13 +1348,15 @@ static const struct command commands[] = {
 	{"import", cmd_import, "import FHIR NDJSON files or Bundles, keeping ids",
 	 "veranda import --data DIR FILE...", opts_common,
 	 "  exit status 3 when some resources were rejected (each is listed on stderr)\n"},
-	{"user", cmd_user, "manage sign-in accounts: add, list, disable, enable, reset-password, reset-mfa",
+	{"user", cmd_user, "manage sign-in accounts: add, list, disable, enable, reset-password, reset-mfa, link, unlink",
 	 "veranda user add --data DIR --username U --role R [--fhir-user Type/id] [--password-stdin | --password P]\n"
 	 "       veranda user list --data DIR\n"
 	 "       veranda user disable|enable --data DIR --username U\n"
 	 "       veranda user reset-password --data DIR --username U [--password-stdin | --password P]\n"
 	 "       veranda user reset-mfa --data DIR --username U\n"
-	 "       veranda user check-password --data DIR --username U [--password-stdin | --password P]",
+	 "       veranda user check-password --data DIR --username U [--password-stdin | --password P]\n"
+	 "       veranda user link --data DIR --username U --patient ID --related-person ID\n"
+	 "       veranda user unlink --data DIR --username U --patient ID",
 	 opts_user,
 	 "  --username U                 account name: letters a-z, digits, '.', '_', '-' (any case)\n"
 	 "  --role R                     patient, caregiver, clinician, support, compliance or admin\n"
@@ -1343,7 +1367,12 @@ static const struct command commands[] = {
 	 "  --password P                 the password on the command line (visible to other users\n"
 	 "                               of this machine while it runs: prefer --password-stdin)\n"
 	 "  passwords: 8 to 256 characters, no other rules; they are never printed\n"
-	 "  check-password exits 0 when the password is right, 1 when it is not\n"},
+	 "  check-password exits 0 when the password is right, 1 when it is not\n"
+	 "  --patient ID                 link/unlink: the patient a caregiver (or a patient account)\n"
+	 "                               acts for, or stops acting for\n"
+	 "  --related-person ID          link: the RelatedPerson that describes that relationship\n"
+	 "  an account's own record (its Patient fhir user) is neither linked nor unlinked;\n"
+	 "  after unlink, the account's apps lose that patient at their next refresh\n"},
 	{"client", cmd_client, "register apps: add, list, remove, disable, enable", auth_cli_client_usage,
 	 opts_client, auth_cli_client_help},
 	{"keys", cmd_keys, "signing keys: list, rotate", auth_cli_keys_usage, opts_common,

@@ -651,3 +651,104 @@ enum err user_linked(struct users *us, int64_t uid, const char *patient, bool *l
 		*linked = !strcmp(links[i].patient_id, patient);
 	return ERR_OK;
 }
+
+/*
+ * Read the links of 'username' (a patient or caregiver account), let
+ * 'edit' change them, and store them, in one transaction.
+ */
+static enum err edit_links(struct users *us, const char *username,
+			   enum err (*edit)(struct store_user_patient *links, size_t *n, void *arg,
+					    struct ctx *c),
+			   void *arg, struct ctx *c)
+{
+	struct store_user_patient links[USER_PATIENTS_MAX];
+	char name[USER_NAME_MAX + 1];
+	struct user u;
+	size_t n = 0;
+	enum err e;
+
+	if ((e = user_name_normalize(username, name, c)) ||
+	    (e = user_get_by_name(us, name, &u, c)))
+		return e;
+	if (u.role != USER_PATIENT && u.role != USER_CAREGIVER)
+		return ctx_errorf(c, ERR_INVALID, "'%s' is a %s account: only patient and caregiver"
+				  " accounts act for patients", name, role_names[u.role]);
+	if ((e = store_begin(us->s, c)))
+		return e;
+	if ((e = user_patients(us, u.uid, links, USER_PATIENTS_MAX, &n, c)) ||
+	    (e = edit(links, &n, arg, c)) ||
+	    (e = store_user_patients_set(us->s, u.uid, links, n, c)) ||
+	    (e = store_commit(us->s, c)))
+		store_rollback(us->s);
+	return e;
+}
+
+struct link_arg {
+	const char *patient, *related_person;
+};
+
+static enum err add_link(struct store_user_patient *links, size_t *n, void *arg, struct ctx *c)
+{
+	const struct link_arg *la = arg;
+	size_t i;
+
+	for (i = 0; i < *n && strcmp(links[i].patient_id, la->patient); i++)
+		;
+	if (i < *n && !strcmp(links[i].relationship, "self"))
+		return ctx_errorf(c, ERR_CONFLICT, "Patient/%s is the account's own record",
+				  la->patient);
+	if (i == *n && *n >= USER_PATIENTS_MAX)
+		return ctx_errorf(c, ERR_TOOBIG, "an account acts for at most %d patients",
+				  USER_PATIENTS_MAX);
+	memset(&links[i], 0, sizeof(links[i]));
+	str_copy(links[i].patient_id, la->patient, sizeof(links[i].patient_id));
+	str_copy(links[i].relationship, "proxy", sizeof(links[i].relationship));
+	str_copy(links[i].related_person, la->related_person, sizeof(links[i].related_person));
+	if (i == *n)
+		(*n)++;
+	return ERR_OK;
+}
+
+static enum err drop_link(struct store_user_patient *links, size_t *n, void *arg, struct ctx *c)
+{
+	const struct link_arg *la = arg;
+
+	for (size_t i = 0; i < *n; i++) {
+		if (strcmp(links[i].patient_id, la->patient))
+			continue;
+		if (!strcmp(links[i].relationship, "self"))
+			return ctx_errorf(c, ERR_CONFLICT,
+					  "Patient/%s is the account's own record: it cannot be"
+					  " unlinked", la->patient);
+		memmove(&links[i], &links[i + 1], (*n - i - 1) * sizeof(links[0]));
+		(*n)--;
+		return ERR_OK;
+	}
+	return ctx_errorf(c, ERR_NOTFOUND, "the account does not act for Patient/%s", la->patient);
+}
+
+enum err user_link(struct users *us, const char *username, const char *patient,
+		   const char *related_person, struct ctx *c)
+{
+	struct link_arg la = {patient, related_person};
+	enum err e;
+
+	if (!patient || !fhir_id_ok(patient, strlen(patient)))
+		return ctx_errorf(c, ERR_INVALID, "'%.80s' is not a patient id", patient ? patient : "");
+	if (!related_person || !fhir_id_ok(related_person, strlen(related_person)))
+		return ctx_errorf(c, ERR_INVALID, "a proxy link needs the RelatedPerson id that"
+				  " describes it");
+	if ((e = must_exist(us, "Patient", patient, c)) ||
+	    (e = must_exist(us, "RelatedPerson", related_person, c)))
+		return e;
+	return edit_links(us, username, add_link, &la, c);
+}
+
+enum err user_unlink(struct users *us, const char *username, const char *patient, struct ctx *c)
+{
+	struct link_arg la = {patient, NULL};
+
+	if (!patient || !*patient)
+		return ctx_errorf(c, ERR_INVALID, "which patient?");
+	return edit_links(us, username, drop_link, &la, c);
+}

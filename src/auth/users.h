@@ -183,4 +183,18 @@ enum err user_patients(struct users *us, int64_t uid, struct store_user_patient 
 enum err user_linked(struct users *us, int64_t uid, const char *patient, bool *linked,
 		     struct ctx *c);
 
+/*
+ * Let patient or caregiver account 'username' act for 'patient' as the
+ * proxy that RelatedPerson 'related_person' describes (both must exist;
+ * an existing link to the patient is replaced), or stop it.  The
+ * account's own record ("self") is neither.  ERR_NOTFOUND: no such
+ * account, resource or link; ERR_CONFLICT: the own record; ERR_INVALID:
+ * a staff account or a bad id; ERR_TOOBIG: USER_PATIENTS_MAX links.
+ * Grants already made for a patient no longer linked end at their next
+ * silent use or refresh (oauth: grant_patient_linked()).
+ */
+enum err user_link(struct users *us, const char *username, const char *patient,
+		   const char *related_person, struct ctx *c);
+enum err user_unlink(struct users *us, const char *username, const char *patient, struct ctx *c);
+
 #endif

@@ -5,16 +5,13 @@
 // screen offered and the user left ticked.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
-import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary } from './lib/server.mjs';
+import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary, runCli } from './lib/server.mjs';
 import {
   Browser, authzRequest, walk, redeem, fhirGet, registerClient, signIn, accountPage, field, decodeEntities,
 } from './lib/oauth.mjs';
 
 const CB = 'https://app.example/cb';
 // Withdrawing a proxy link is done in the database (no command does it yet); skipped without the shell.
-const SQLITE3 = spawnSync('sqlite3', ['-version']).status === 0 ? 'sqlite3' : null;
 
 let dir, srv, alice, bob, dr;
 
@@ -172,7 +169,7 @@ describe('prompt=none', () => {
     assert.equal(u.searchParams.get('iss'), srv.baseUrl);
   });
 
-  it('a withdrawn proxy link ends silent requests and refreshes for that patient', { skip: SQLITE3 ? false : 'the sqlite3 command-line shell is not installed' }, async () => {
+  it('a withdrawn proxy link ends silent requests and refreshes for that patient', async () => {
     const scope = 'launch/patient offline_access patient/Patient.rs';
     const refresh = (token) => fetch(`${srv.baseUrl}/oauth/token`, { method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -195,18 +192,14 @@ describe('prompt=none', () => {
     const t = await redeem(srv, { code: u.searchParams.get('code'), verifier: r1.verifier, redirectUri: CB, clientId: 'app' });
     assert.equal(t.json.patient, 'bob-child');
     assert.ok(t.json.refresh_token, 'offline access: a refresh token');
-    // the link from bob to bob-child is withdrawn (and put back afterwards: later tests use it)
-    const db = path.join(dir, 'veranda.db');
-    const sql = (q) => {
-      const r = spawnSync(SQLITE3, ['-cmd', '.timeout 5000', db, q], { encoding: 'utf8' });
-      assert.equal(r.status, 0, r.stderr);
+    // the link from bob to bob-child is withdrawn with the command line (and put back
+    // afterwards: later tests use it)
+    const cli = async (...args) => {
+      const r = await runCli(['user', ...args, '--data', dir, '--username', 'bob', '--patient', 'bob-child']);
+      assert.equal(r.code, 0, r.stderr);
       return r.stdout;
     };
-    const link = "FROM user_patient WHERE patient_id = 'bob-child' AND uid = (SELECT uid FROM users WHERE username = 'bob')";
-    const saved = sql(`SELECT 'INSERT INTO user_patient VALUES (' || uid || ', ' || quote(patient_id) || ', ' ||
-      quote(relationship) || ', ' || quote(related_person) || ');' ${link}`);
-    assert.match(saved, /^INSERT INTO user_patient VALUES/);
-    sql(`DELETE ${link}`);
+    assert.match(await cli('unlink'), /no longer acts for Patient\/bob-child/);
     try {
       ({ u } = await silent());
       assert.equal(u.searchParams.get('code'), null, `no code for a record bob no longer acts for: ${u}`);
@@ -218,7 +211,7 @@ describe('prompt=none', () => {
       assert.equal(body.error, 'invalid_grant');
       assert.match(body.error_description, /no longer act for this patient/);
     } finally {
-      sql(saved);
+      await cli('link', '--related-person', 'bob-for-child');
     }
     // the grant ended with the link: putting the link back does not revive it
     const again = await refresh(t.json.refresh_token);

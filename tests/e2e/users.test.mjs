@@ -1,7 +1,7 @@
 // `veranda user …` and the demo accounts of `veranda seed`.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { runCli, makeTempDir, removeDir, initDataDir, requireBinary } from './lib/server.mjs';
+import { runCli, makeTempDir, removeDir, initDataDir, seedDataDir, requireBinary } from './lib/server.mjs';
 
 before(() => requireBinary());
 
@@ -170,5 +170,78 @@ describe('seed demo accounts', () => {
     const r = await runCli(['seed', '--data', dir, '--patients', '0', '--demo-password', 'short']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /at least 8 characters/);
+  });
+});
+
+describe('user link and unlink', () => {
+  let dir;
+
+  before(async () => {
+    dir = await makeTempDir();
+    await initDataDir(dir);
+    await seedDataDir(dir, { patients: 0 });
+  });
+  after(() => removeDir(dir));
+
+  const user = (...args) => runCli(['user', ...args, '--data', dir]);
+  const adminRecords = async () => {
+    const r = await runCli(['audit', 'query', '--data', dir, '--node', 'cli', '--format', 'ndjson', '--type', 'admin.user']);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  };
+
+  it('links a caregiver to another patient through a RelatedPerson, once, and unlinks', async () => {
+    const before = (await adminRecords()).length;
+    for (let i = 0; i < 2; i++) {
+      const r = await user('link', '--username', 'Frank', '--patient', 'bob-child', '--related-person', 'bob-for-child');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), "user 'frank' acts for Patient/bob-child as RelatedPerson/bob-for-child");
+    }
+    let r = await user('unlink', '--username', 'frank', '--patient', 'bob-child');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), "user 'frank' no longer acts for Patient/bob-child");
+    // linking twice made one link: it is gone now
+    r = await user('unlink', '--username', 'frank', '--patient', 'bob-child');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /does not act for Patient\/bob-child/);
+    // frank's other link (erin) is untouched
+    r = await user('unlink', '--username', 'frank', '--patient', 'erin');
+    assert.equal(r.code, 0, r.stderr);
+    // each change is an administrative record of the cli stream, naming the account only
+    const recs = (await adminRecords()).slice(before);
+    assert.equal(recs.length, 4, JSON.stringify(recs));
+    for (const e of recs) {
+      assert.equal(e.action, 'U');
+      assert.deepEqual(e.entity, [{ type: 'User', id: 'frank' }]);
+    }
+  });
+
+  it('refuses links that make no sense, and changes nothing', async () => {
+    const cases = [
+      [['link', '--username', 'bob', '--patient', 'alice'], 2, /needs --related-person/],
+      [['link', '--username', 'bob', '--related-person', 'bob-for-child'], 2, /needs --patient/],
+      [['unlink', '--username', 'bob'], 2, /needs --patient/],
+      [['unlink', '--username', 'bob', '--patient', 'alice', '--related-person', 'x'], 2, /unknown flag/],
+      [['link', '--username', 'bob', '--patient', 'nobody', '--related-person', 'bob-for-child'], 1, /Patient\/nobody does not exist/],
+      [['link', '--username', 'bob', '--patient', 'alice', '--related-person', 'nobody'], 1, /RelatedPerson\/nobody does not exist/],
+      [['link', '--username', 'bob', '--patient', '../x', '--related-person', 'bob-for-child'], 2, /not a patient id/],
+      [['link', '--username', 'drsmith', '--patient', 'alice', '--related-person', 'bob-for-child'], 2, /only patient and caregiver accounts/],
+      [['link', '--username', 'nobody', '--patient', 'alice', '--related-person', 'bob-for-child'], 1, /nobody/],
+      [['link', '--username', 'bob', '--patient', 'bob-self', '--related-person', 'bob-for-child'], 1, /own record/],
+      [['unlink', '--username', 'bob', '--patient', 'bob-self'], 1, /own record: it cannot be unlinked/],
+      [['unlink', '--username', 'bob', '--patient', 'alice'], 1, /does not act for Patient\/alice/],
+    ];
+    const before = (await adminRecords()).length;
+    for (const [args, code, re] of cases) {
+      const r = await user(...args);
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, re, args.join(' '));
+    }
+    assert.equal((await adminRecords()).length, before, 'no record of a refused change');
+    // bob's two proxy links are intact (an unlink succeeds only for a link that exists)
+    for (const [p, rp] of [['bob-child', 'bob-for-child'], ['bob-mother', 'bob-for-mother']]) {
+      assert.equal((await user('unlink', '--username', 'bob', '--patient', p)).code, 0, p);
+      assert.equal((await user('link', '--username', 'bob', '--patient', p, '--related-person', rp)).code, 0, p);
+    }
   });
 });
