@@ -1,15 +1,15 @@
-// No sensitive data in logs (issue 5, item 7).  Runs last (zz-): seeds a
-// data directory, drives one server (at --log-level debug, the most it ever
-// says) through a broad workload — sign-in, a failed sign-in, consent, code
-// exchange, refresh, introspection, revocation, FHIR reads and searches by
-// name, birth date, phone, identifier and address, $everything, writes that
-// carry clinical text, refusals and errors — then scans every line the
-// server wrote (stderr and stdout) and every record of `veranda audit
-// export` for the seeded patients' names, birth dates, addresses, phone
-// numbers, e-mail addresses, record numbers, lab values, note text and
-// diagnoses (read first through the FHIR API), for the clinical text the
-// workload wrote, and for passwords and tokens.  Any hit fails the test and
-// prints the offending line.
+// No sensitive data in logs.  Named to sort last, though it needs no other
+// test file (they may run beside it): seeds a data directory, drives one
+// server (at --log-level debug, the most it ever says) through a broad
+// workload — sign-in, a failed sign-in, consent, code exchange, refresh,
+// introspection, revocation, FHIR reads and searches by name, birth date,
+// phone, identifier and address, $everything, writes that carry clinical text,
+// refusals and errors — then scans every line the server wrote (stderr and
+// stdout) and every record of `veranda audit export` for the seeded patients'
+// names, birth dates, addresses, phone numbers, e-mail addresses, record
+// numbers, lab values, note text and diagnoses (read first through the FHIR
+// API), for the clinical text the workload wrote, and for passwords and
+// tokens.  Any hit fails the test and prints the offending line.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
