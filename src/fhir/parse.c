@@ -789,6 +789,7 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 {
 	struct pctx x = {f, a, c};
 	struct store_cond cond;
+	const char *last_sort = NULL, *last_total = NULL, *last_summary = NULL;
 	size_t i;
 	enum err e;
 
@@ -832,7 +833,7 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 		if (!strcmp(name, "_sort")) {
 			if ((e = parse_sort(&x, r->type, value, p)))
 				return e;
-			search_applied_add(p, name, value);
+			last_sort = value; /* the last one applies: the self link shows it alone */
 			continue;
 		}
 		if (!strcmp(name, "_total")) {
@@ -845,7 +846,7 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 				p->q.total = STORE_TOTAL_ACCURATE;
 			else
 				return bad(&x, name, "'%s' is not none, estimate or accurate", value);
-			search_applied_add(p, name, value);
+			last_total = value;
 			continue;
 		}
 		if (!strcmp(name, "_summary")) {
@@ -861,7 +862,7 @@ enum err fhir_search_parse(struct fhir *f, struct arena *a, const struct fhir_se
 				p->summary = SUMMARY_COUNT;
 			else
 				return bad(&x, name, "'%s' is not true, false, text, data or count", value);
-			search_applied_add(p, name, value);
+			last_summary = value;
 			continue;
 		}
 		if (!strcmp(name, "_elements")) {
@@ -913,6 +914,12 @@ unknown:
 			buf_adds(&p->ignored, ", ");
 		buf_adds(&p->ignored, name);
 	}
+	if (last_sort)
+		search_applied_add(p, "_sort", last_sort);
+	if (last_total)
+		search_applied_add(p, "_total", last_total);
+	if (last_summary)
+		search_applied_add(p, "_summary", last_summary);
 	p->q.conds = p->conds;
 	p->q.nconds = p->nconds;
 	p->q.limit = p->summary == SUMMARY_COUNT ? 0 : p->count;

@@ -1181,11 +1181,19 @@ static void test_applied(void **state)
 		      "&_include=Observation:patient&_total=none&_summary=data&_elements=code",
 		 tok.data);
 	p = ok(r, "Observation", qs.data);
-	assert_string_equal(p->applied.data, "code=a&_sort=-date&date=ge2023"
-					     "&_include=Observation:patient&_total=none"
-					     "&_summary=data&_elements=code");
+	/* the single-valued controls (_sort, _total, _summary) come last */
+	assert_string_equal(p->applied.data, "code=a&date=ge2023&_include=Observation:patient"
+					     "&_elements=code&_sort=-date&_total=none&_summary=data");
 	assert_true(p->has_cursor);
 	assert_int_equal(p->count, 5);
+
+	/* given twice, only the one that applies (the last) is shown */
+	p = ok(r, "Observation", "_sort=date&code=a&_total=accurate&_sort=-date&_summary=text"
+				 "&_total=none&_summary=data");
+	assert_string_equal(p->applied.data, "code=a&_sort=-date&_total=none&_summary=data");
+	assert_true(p->q.nsort == 1 && p->q.sort[0].desc);
+	assert_int_equal(p->q.total, STORE_TOTAL_NONE);
+	assert_int_equal(p->summary, SUMMARY_DATA);
 
 	/* names keep ':', values are percent-encoded */
 	p = ok(r, "Observation", "code:not=http://loinc.org|8302-2&patient.name=A B");
