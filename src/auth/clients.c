@@ -1615,7 +1615,6 @@ enum err client_authenticate(struct clients *cs, const struct client_auth_in *in
 		}
 		if (!secret_matches(sec, stored)) {
 			rc = UNAUTH(basic, "unknown client or wrong secret");
-			str_copy(err->secret_client, out->client_id, sizeof(err->secret_client));
 			goto out;
 		}
 		break;
@@ -1632,6 +1631,9 @@ enum err client_authenticate(struct clients *cs, const struct client_auth_in *in
 out:
 	mem_wipe(secret, sizeof(secret));
 	mem_wipe(stored, sizeof(stored));
+	/* a registered client with a secret: its failures are its own (the endpoints count them) */
+	if (rc != ERR_OK && err->error && out->kind == CLIENT_SYMMETRIC && out->client_id[0])
+		str_copy(err->secret_client, out->client_id, sizeof(err->secret_client));
 	if (rc != ERR_OK)
 		client_release(out);
 	return rc;

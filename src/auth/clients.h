@@ -196,7 +196,7 @@ struct client_auth_err {
 	char description[256];            /* error_description: names the reason, never a secret */
 	int status;                       /* 400, 401 (500 or 503 for server_error) */
 	bool www_basic;                   /* answer with WWW-Authenticate: Basic */
-	/* a registered client with a secret that sent a wrong one: its id (else "") */
+	/* a registered client with a secret that failed (a wrong secret, disabled...): its id, else "" */
 	char secret_client[CLIENT_ID_MAX + 1];
 };
 

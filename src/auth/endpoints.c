@@ -18,6 +18,7 @@
  *
  * OAuth errors are RFC 6749 JSON with Cache-Control: no-store.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,10 +55,12 @@ struct auth_edge {
 	size_t norigins;
 	int64_t origins_at;
 	/* failed token-endpoint style requests a minute, per address and per client */
-	struct limit *fails;
+	struct limit *addr_fails, *client_fails;
 };
 
 #define FAIL_WINDOW_MS 60000
+/* an app may fail this many times the limit of one address (from many) */
+#define CLIENT_FAIL_FACTOR 10
 
 static struct auth_edge edge_static;
 static const char *audit_dir;
@@ -1167,28 +1170,42 @@ out:
 
 /*
  * Failed requests to the token, introspection and revocation endpoints
- * are counted per client address ("a:ADDR") and, for wrong secrets, per
- * client ("c:ID"); a key with token_fail_limit failures in the current
- * minute is refused with 429 until the minute ends.  A public client's id
- * is not counted: anyone may send it, and its users would be locked out.
+ * are counted per client address (an IPv6 address by its /64, which one
+ * host usually holds whole) and, for the apps that have a secret, per app:
+ * an address with token_fail_limit failures in the current minute, or an
+ * app with ten times as many (which takes several addresses, since an
+ * address is refused before it can fail more), is refused with 429 until
+ * the minute ends.  A public app's id is not counted: anyone may send it,
+ * and its users would be locked out.
  */
-static void fail_key(char *out, size_t size, char kind, const char *v)
+static void addr_key(struct http_req *q, char *out, size_t size)
 {
-	snprintf(out, size, "%c:%s", kind, v ? v : "");
+	const char *a = http_req_client_addr(q);
+	unsigned char v6[16];
+
+	if (a && strchr(a, ':') && inet_pton(AF_INET6, a, v6) == 1)
+		snprintf(out, size, "%02x%02x:%02x%02x:%02x%02x:%02x%02x::/64", v6[0], v6[1], v6[2],
+			 v6[3], v6[4], v6[5], v6[6], v6[7]);
+	else
+		str_copy(out, a ? a : "", size);
+}
+
+static int64_t fail_now(void)
+{
+	return clock_mono_us() / 1000;
 }
 
 /* Answer 429 (and return true) while the address or 'client' is refused. */
 static bool refused(struct http_req *q, struct auth_edge *ed, const char *client)
 {
 	struct oauth_err err = {.error = "temporarily_unavailable", .status = 429};
-	char key[CLIENT_ID_MAX + 8], ra[24];
-	int64_t now = clock_now_ms(), wait;
+	char key[64], ra[24];
+	int64_t now = fail_now(), wait;
 
-	fail_key(key, sizeof(key), 'a', http_req_client_addr(q));
-	wait = limit_refused_ms(ed->fails, key, now);
+	addr_key(q, key, sizeof(key));
+	wait = limit_refused_ms(ed->addr_fails, key, now);
 	if (client && *client) {
-		fail_key(key, sizeof(key), 'c', client);
-		int64_t wc = limit_refused_ms(ed->fails, key, now);
+		int64_t wc = limit_refused_ms(ed->client_fails, client, now);
 		wait = wc > wait ? wc : wait;
 	}
 	if (wait <= 0)
@@ -1201,25 +1218,22 @@ static bool refused(struct http_req *q, struct auth_edge *ed, const char *client
 	return true;
 }
 
-/* Count a failure of the address (and of 'client'); the one that reaches the limit is audited. */
+/* Count a failure of the address (and of 'client'); the one that reaches a limit is audited. */
 static void failed(struct http_req *q, struct auth_edge *ed, const char *client)
 {
-	char key[CLIENT_ID_MAX + 8];
-	int64_t now = clock_now_ms();
+	char key[64];
+	int64_t now = fail_now();
 
-	fail_key(key, sizeof(key), 'a', http_req_client_addr(q));
-	if (limit_fail(ed->fails, key, now)) {
+	addr_key(q, key, sizeof(key));
+	if (limit_fail(ed->addr_fails, key, now)) {
 		struct aud ae = {.type = AUDIT_POLICY_DENIED, .outcome = AUDIT_MINOR,
 				 .code = "address-throttled"};
 		auth_event(q, ed, &ae);
 	}
-	if (client && *client) {
-		fail_key(key, sizeof(key), 'c', client);
-		if (limit_fail(ed->fails, key, now)) {
-			struct aud ae = {.type = AUDIT_POLICY_DENIED, .outcome = AUDIT_MINOR,
-					 .code = "client-throttled", .client_id = client};
-			auth_event(q, ed, &ae);
-		}
+	if (client && *client && limit_fail(ed->client_fails, client, now)) {
+		struct aud ae = {.type = AUDIT_POLICY_DENIED, .outcome = AUDIT_MINOR,
+				 .code = "client-throttled", .client_id = client};
+		auth_event(q, ed, &ae);
 	}
 }
 
@@ -2212,7 +2226,8 @@ void auth_routes_register(struct oauth *o, struct http_router *r)
 
 	memset(ed, 0, sizeof(*ed));
 	ed->o = o;
-	ed->fails = limit_new(o->o.token_fail_limit, FAIL_WINDOW_MS);
+	ed->addr_fails = limit_new(o->o.token_fail_limit, FAIL_WINDOW_MS);
+	ed->client_fails = limit_new(o->o.token_fail_limit * CLIENT_FAIL_FACTOR, FAIL_WINDOW_MS);
 	pthread_mutex_init(&ed->mu, NULL);
 	ed->https = str_starts(oauth_issuer(o), "https://");
 	ed->sid_name = ed->https ? "__Host-veranda" : "veranda";
@@ -2262,7 +2277,8 @@ void auth_routes_free(void)
 	for (size_t i = 0; i < ed->norigins; i++)
 		free(ed->origins[i]);
 	free(ed->origins);
-	limit_free(ed->fails);
+	limit_free(ed->addr_fails);
+	limit_free(ed->client_fails);
 	pthread_mutex_destroy(&ed->mu);
 	memset(ed, 0, sizeof(*ed));
 }

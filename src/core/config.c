@@ -50,7 +50,7 @@ const struct config_option config_options[] = {
 	INT(launch_ttl, "300", 30, 3600, "seconds an EHR launch context may wait to be used"),
 	INT(signin_lock_after, "10", 3, 1000, "failed sign-ins to one account or from one address before a temporary lock"),
 	INT(signin_lock_time, "900", 60, 86400, "seconds of that temporary lock"),
-	INT(token_fail_limit, "300", 0, 1000000, "failed token, introspection and revocation requests from one address, or wrong secrets of one client, in a minute; then 429 until the minute ends (0: no limit)"),
+	INT(token_fail_limit, "300", 0, 1000000, "failed token, introspection and revocation requests a minute from one address (an IPv6 /64), or ten times as many failures of one app with a secret; then 429 until the minute ends (0: no limit)"),
 	STR(audit, "sync", "audit durability: 'sync' (patient data is sent only once its audit record is on disk), 'async', or 'off' (loopback benchmarks only)"),
 	STR(node_id, "node-1", "this node's name in the audit log (each node writes its own stream)"),
 	INT(audit_queue, "65536", 64, 4194304, "audit records that may wait for the writer; beyond, disclosures get 503"),

@@ -4,9 +4,12 @@
  * A key (a client address, a client id) that reaches 'max' failures
  * within one window is refused until that window ends; the next window
  * starts from zero.  The table has a fixed number of slots: a key looks
- * at a few of them, and when all are held by live windows the one that
- * started first gives way, so many keys can push a count out early but
- * never make the table grow.  Counts live in this process only.
+ * at a few of them (where, depends on a random seed), and when all are
+ * held by live windows the one with the fewest failures gives way — never
+ * one that is refusing — so many keys can push a partial count out early,
+ * or go uncounted, but never lift a refusal or make the table grow.
+ * Times are the caller's, from a clock that does not step (monotonic).
+ * Counts live in this process only.
  *
  * Threading: every function may be called from any thread at once.
  */

@@ -1,10 +1,11 @@
 // Guessing at the token endpoint (security test plan case 98): failed
 // token, introspection and revocation requests are counted per client
-// address, and wrong secrets per confidential client; at the limit
-// (--token-fail-limit, here 5 a minute) further requests get 429 with
-// Retry-After until the minute ends — a right secret and a good code
-// included, so the answer tells a guesser nothing — while other addresses
-// and clients go on.  A public client's id is not counted (anyone may send
+// address, and the failures of an app with a secret per app; at the limit
+// (--token-fail-limit, here 5 a minute; ten times as many for an app)
+// further requests get 429 with Retry-After until the minute ends — a
+// right secret and a good code included, so the answer tells a guesser
+// nothing — while other addresses and apps go on.  One address alone
+// cannot lock an app out.  A public client's id is not counted (anyone may send
 // it).  The request that reaches a limit leaves one policy.denied record.
 // The server trusts X-Forwarded-For here so that each test speaks from
 // addresses of its own.
@@ -25,6 +26,7 @@ before(async () => {
   await seedDataDir(dir, { patients: 0 });
   await registerClient(dir, { clientId: 'pub-app', public: true, redirectUris: [CB] });
   await registerClient(dir, { clientId: 'conf-app', secret: SECRET, redirectUris: [CB] });
+  await registerClient(dir, { clientId: 'conf-two', secret: SECRET, redirectUris: [CB] });
   srv = await startServer({ dataDir: dir, init: false, args: ['--trust-proxy', 'true', '--token-fail-limit', String(LIMIT)] });
 });
 
@@ -88,10 +90,26 @@ describe('failed token requests per address', () => {
 });
 
 describe('wrong secrets per confidential client', () => {
-  it(`${LIMIT} wrong secrets from ${LIMIT} addresses: the client is refused everywhere, its right secret included; a public client is not`, async () => {
+  it('one address cannot lock an app out: it is refused itself, the app works elsewhere', async () => {
     for (let i = 0; i < LIMIT; i++) {
-      const r = await token({ grant_type: 'client_credentials' }, `203.0.113.${10 + i}`, basic('conf-app', `wrong-${i}`));
+      const r = await token({ grant_type: 'client_credentials' }, '203.0.113.200', basic('conf-two', `wrong-${i}`));
       assert.equal(r.status, 401, r.text);
+    }
+    // refused now at that address, wrong secrets and right ones alike, without being counted
+    for (let i = 0; i < LIMIT * 12; i++) {
+      assert429(await postForm(`${srv.baseUrl}/oauth/introspect`, { token: 'x' },
+        { auth: basic('conf-two', i % 2 ? SECRET : `wrong-again-${i}`), headers: from('203.0.113.200') }), 'refused address');
+    }
+    const elsewhere = await postForm(`${srv.baseUrl}/oauth/introspect`, { token: 'x' }, { auth: basic('conf-two', SECRET), headers: from('203.0.113.201') });
+    assert.equal(elsewhere.status, 200, elsewhere.text);
+    assert.deepEqual(elsewhere.json, { active: false });
+  });
+
+  it(`${LIMIT * 10} wrong secrets from several addresses: the app is refused everywhere, its right secret included; a public app is not`, async () => {
+    // four from each address: no address reaches its own limit
+    for (let i = 0; i < LIMIT * 10; i++) {
+      const r = await token({ grant_type: 'client_credentials' }, `203.0.113.${10 + Math.floor(i / (LIMIT - 1))}`, basic('conf-app', `wrong-${i}`));
+      assert.equal(r.status, 401, `${i}: ${r.text}`);
       assert.equal(r.json.error, 'invalid_client');
     }
     // a new address, the right secret: 429, as a wrong one gets
@@ -106,6 +124,15 @@ describe('wrong secrets per confidential client', () => {
     const recs = await policyDenials('client-throttled');
     assert.equal(recs.length, 1);
     assert.equal(recs[0].agent?.client, 'conf-app');
+  });
+
+  it('an IPv6 host is one address however many of its /64 it uses', async () => {
+    for (let i = 0; i < LIMIT; i++) {
+      const r = await badCode(`2001:db8:1:2::${(i + 1).toString(16)}`);
+      assert.equal(r.status, 400, r.text);
+    }
+    assert429(await badCode('2001:db8:1:2:ffff::1'), 'another address of the same /64');
+    assert.equal((await badCode('2001:db8:1:3::1')).status, 400, 'the next /64 is not refused');
   });
 
   it('secrets sent with a public client id count against the address only, never lock the public client', async () => {

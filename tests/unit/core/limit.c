@@ -2,7 +2,7 @@
  * tests/unit/core/limit.c - failures counted per key in fixed windows:
  * the limit is reached on the max-th failure and refuses until the window
  * ends, keys count apart, max 0 refuses nothing, and a table full of live
- * windows gives way to new keys without growing or refusing them.
+ * windows never lets a refusal go.
  */
 #include "unit.h"
 
@@ -66,24 +66,39 @@ static void test_long_keys(void **state)
 }
 
 /*
- * Far more live keys than slots: each new key still gets counted (it
- * pushes out the oldest window it probes), and a key refused a moment ago
- * stays refused while fresher keys arrive, unless pushed out.
+ * Far more live keys than slots: a refused key is never pushed out by
+ * others, however many; keys that reach the limit keep their refusal
+ * while the table can hold them, and the rest go uncounted.
  */
 static void test_full_table(void **state)
 {
 	struct limit *l = limit_new(2, 60000);
 	char k[32];
-	int reached = 0;
+	int reached = 0, still = 0;
 
 	(void)state;
+	assert_false(limit_fail(l, "a:victim", 1000));
+	assert_true(limit_fail(l, "a:victim", 1000));
 	for (int i = 0; i < 20000; i++) {
 		snprintf(k, sizeof(k), "a:10.0.%d.%d", i / 256, i % 256);
-		limit_fail(l, k, 1000 + i);
-		reached += limit_fail(l, k, 1000 + i);
-		assert_true(limit_refused_ms(l, k, 1000 + i) > 0);
+		assert_false(limit_fail(l, k, 1000 + i));
 	}
-	assert_int_equal(reached, 20000);
+	assert_true(limit_refused_ms(l, "a:victim", 30000) > 0);
+	for (int i = 0; i < 20000; i++) {
+		snprintf(k, sizeof(k), "b:%d", i);
+		limit_fail(l, k, 40000);
+		reached += limit_fail(l, k, 40000);
+	}
+	for (int i = 0; i < 20000; i++) {
+		snprintf(k, sizeof(k), "b:%d", i);
+		still += limit_refused_ms(l, k, 50000) > 0;
+	}
+	assert_true(reached > 1000 && reached < 4096);
+	assert_int_equal(still, reached);
+	assert_true(limit_refused_ms(l, "a:victim", 50000) > 0);
+	/* the windows end: the slots serve new keys again */
+	assert_false(limit_fail(l, "c:new", 200000));
+	assert_true(limit_fail(l, "c:new", 200000));
 	limit_free(l);
 }
 
