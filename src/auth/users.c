@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/mem.h"
 #include "core/str.h"
 
@@ -676,6 +677,9 @@ static enum err edit_links(struct users *us, const char *username,
 	if ((e = store_begin(us->s, c)))
 		return e;
 	if ((e = user_patients(us, u.uid, links, USER_PATIENTS_MAX, &n, c)) ||
+	    (n > USER_PATIENTS_MAX &&
+	     (e = ctx_errorf(c, ERR_TOOBIG, "'%s' has more than %d patient links", name,
+			     USER_PATIENTS_MAX))) ||
 	    (e = edit(links, &n, arg, c)) ||
 	    (e = store_user_patients_set(us->s, u.uid, links, n, c)) ||
 	    (e = store_commit(us->s, c)))
@@ -727,6 +731,34 @@ static enum err drop_link(struct store_user_patient *links, size_t *n, void *arg
 	return ctx_errorf(c, ERR_NOTFOUND, "the account does not act for Patient/%s", la->patient);
 }
 
+/* RelatedPerson 'id' must exist and be about Patient 'patient' (its 'patient' element). */
+static enum err related_of(struct users *us, const char *id, const char *patient, struct ctx *c)
+{
+	struct store_resource r;
+	char want[96];
+	json_t *doc = NULL;
+	enum err e;
+
+	store_resource_init(&r);
+	e = store_get(us->s, "RelatedPerson", id, 0, &r, c);
+	if (e == ERR_NOTFOUND || (!e && r.deleted)) {
+		ctx_clear(c);
+		e = ctx_errorf(c, ERR_NOTFOUND, "RelatedPerson/%s does not exist", id);
+	}
+	else if (!e) {
+		const char *ref;
+
+		doc = json_loadb(r.json.data, r.json.len, 0, NULL);
+		ref = json_get_str(json_object_get(doc, "patient"), "reference");
+		snprintf(want, sizeof(want), "Patient/%s", patient);
+		if (!ref || strcmp(ref, want))
+			e = ctx_errorf(c, ERR_CONFLICT, "RelatedPerson/%s is not about %s", id, want);
+	}
+	json_decref(doc);
+	store_resource_release(&r);
+	return e;
+}
+
 enum err user_link(struct users *us, const char *username, const char *patient,
 		   const char *related_person, struct ctx *c)
 {
@@ -739,7 +771,7 @@ enum err user_link(struct users *us, const char *username, const char *patient,
 		return ctx_errorf(c, ERR_INVALID, "a proxy link needs the RelatedPerson id that"
 				  " describes it");
 	if ((e = must_exist(us, "Patient", patient, c)) ||
-	    (e = must_exist(us, "RelatedPerson", related_person, c)))
+	    (e = related_of(us, related_person, patient, c)))
 		return e;
 	return edit_links(us, username, add_link, &la, c);
 }

@@ -225,9 +225,10 @@ describe('user link and unlink', () => {
       [['link', '--username', 'bob', '--patient', 'nobody', '--related-person', 'bob-for-child'], 1, /Patient\/nobody does not exist/],
       [['link', '--username', 'bob', '--patient', 'alice', '--related-person', 'nobody'], 1, /RelatedPerson\/nobody does not exist/],
       [['link', '--username', 'bob', '--patient', '../x', '--related-person', 'bob-for-child'], 2, /not a patient id/],
-      [['link', '--username', 'drsmith', '--patient', 'alice', '--related-person', 'bob-for-child'], 2, /only patient and caregiver accounts/],
-      [['link', '--username', 'nobody', '--patient', 'alice', '--related-person', 'bob-for-child'], 1, /nobody/],
-      [['link', '--username', 'bob', '--patient', 'bob-self', '--related-person', 'bob-for-child'], 1, /own record/],
+      [['link', '--username', 'drsmith', '--patient', 'bob-child', '--related-person', 'bob-for-child'], 2, /only patient and caregiver accounts/],
+      [['link', '--username', 'nobody', '--patient', 'bob-child', '--related-person', 'bob-for-child'], 1, /nobody/],
+      [['link', '--username', 'bob', '--patient', 'alice', '--related-person', 'bob-for-child'], 1, /RelatedPerson\/bob-for-child is not about Patient\/alice/],
+      [['link', '--username', 'bob', '--patient', 'bob-self', '--related-person', 'bob-for-child'], 1, /is not about Patient\/bob-self/],
       [['unlink', '--username', 'bob', '--patient', 'bob-self'], 1, /own record: it cannot be unlinked/],
       [['unlink', '--username', 'bob', '--patient', 'alice'], 1, /does not act for Patient\/alice/],
     ];
