@@ -2144,7 +2144,10 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 		return;
 	}
 	if (oauth_mfa_enrol_begin(ed->o, &se, &b32, &uri, &c)) {
-		server_error(q, &c);
+		if (c.code == ERR_CONFLICT)
+			error_page(q, ed, 409, "Two-step verification is already on", c.msg, NULL);
+		else
+			server_error(q, &c);
 	} else {
 		page(q, ed, 200, "mfa_setup",
 		     json_pack("{s:s, s:s, s:s, s:s, s:b, s:s}", "title", "Set up two-step verification",
@@ -2172,6 +2175,10 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 		return;
 	}
 	e = oauth_mfa_enrol_finish(ed->o, &se, http_req_form(q, "code"), codes, &c);
+	if (e == ERR_CONFLICT) {
+		error_page(q, ed, 409, "Two-step verification is already on", c.msg, NULL);
+		return;
+	}
 	if (e == ERR_UNAUTHORIZED || e == ERR_NOTFOUND || e == ERR_INVALID) {
 		error_page(q, ed, 400, "Two-step verification is not on yet", c.msg,
 			   "Go back to your account page and start the set-up again.");

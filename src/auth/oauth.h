@@ -156,7 +156,9 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 /*
  * Start enrolling a TOTP authenticator for the signed-in user: a new
  * secret, kept with the session for ten minutes; b32 gets it in base32
- * and uri the otpauth:// URI for authenticator apps.
+ * and uri the otpauth:// URI for authenticator apps.  ERR_CONFLICT when
+ * the account has one already: a session alone must not replace the
+ * factor that protects it (an administrator resets it: user reset-mfa).
  */
 enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, struct buf *b32,
 			       struct buf *uri, struct ctx *c);
@@ -164,7 +166,7 @@ enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, struct
  * Finish with the first code from the app: the secret becomes the
  * account's and codes[] receives the recovery codes to show once.
  * ERR_UNAUTHORIZED for a wrong code, ERR_NOTFOUND when no set-up is
- * pending.
+ * pending, ERR_CONFLICT when the account has an authenticator by now.
  */
 enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const char *code,
 				struct totp_recovery codes[OAUTH_RECOVERY_CODES], struct ctx *c);

@@ -358,12 +358,26 @@ out:
 #define NS_MFA_NEW "mfanew"  /* per session: a secret being enrolled */
 #define MFA_ENROL_MS (10 * 60 * 1000)
 
+/* ERR_CONFLICT when the session's account has an authenticator already. */
+static enum err mfa_off(struct oauth *o, const struct session *se, struct ctx *c)
+{
+	struct user u;
+	enum err e = user_get_by_name(o->us, se->username, &u, c);
+
+	if (!e && u.mfa_enrolled)
+		e = ctx_errorf(c, ERR_CONFLICT, "Two-step verification is already on for this account."
+			       " To use another authenticator, ask an administrator to reset it.");
+	return e;
+}
+
 enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, struct buf *b32,
 			       struct buf *uri, struct ctx *c)
 {
 	unsigned char secret[TOTP_SECRET_LEN];
 	enum err e;
 
+	if ((e = mfa_off(o, se, c)))
+		return e;
 	totp_secret_generate(secret);
 	if ((e = totp_base32_encode(secret, sizeof(secret), b32)) ||
 	    (e = totp_uri("Veranda", se->username, secret, sizeof(secret), uri, c)))
@@ -410,7 +424,8 @@ enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const
 		json_decref(hashes);
 		goto out;
 	}
-	if (!(e = user_mfa_set(o->us, se->username, secret, n, c)) &&
+	/* checked again inside the transaction: two set-ups begun side by side enrol one */
+	if (!(e = mfa_off(o, se, c)) && !(e = user_mfa_set(o->us, se->username, secret, n, c)) &&
 	    !(e = oauth_put(o, NS_MFA, se->username, se->uid, NULL,
 			    json_pack("{s:I, s:o}", "last_step", (json_int_t)step, "recovery", hashes), 0,
 			    true, c)) &&

@@ -21,7 +21,7 @@ before(async () => {
   await initDataDir(dir);
   await seedDataDir(dir, { patients: 0 });
   await registerClient(dir, { clientId: 'mfa-app', public: true, redirectUris: [CB], name: 'MFA App' });
-  for (const u of ['mia', 'max', 'moe']) {
+  for (const u of ['mia', 'max', 'moe', 'mae']) {
     const r = await runCli(['user', 'add', '--data', dir, '--username', u, '--role', 'support', '--password-stdin'], { input: `${PASSWORD}\n` });
     assert.equal(r.code, 0, r.stderr);
   }
@@ -133,6 +133,36 @@ describe('two-step verification', () => {
     const wrong = await sendCode(h, totp(mia.key, nowStep() + 5));
     assert.equal(wrong.status, 401, 'a code far from now is refused');
     assert.equal((await h.b.get('/account')).status, 303, 'still half signed in');
+  });
+
+  it('a signed-in session cannot replace the authenticator, even with two set-ups begun side by side', async () => {
+    const begin = async () => {
+      const b = new Browser(srv.baseUrl);
+      assert.equal((await signIn(b, 'mae', PASSWORD)).status, 303);
+      const acc = await accountPage(b);
+      const setup = await b.post('/account/mfa', new URLSearchParams(acc.forms.find((f) => f.action === '/account/mfa').fields));
+      assert.equal(setup.status, 200, setup.text.slice(0, 300));
+      const key = base32(decodeEntities((setup.text.match(/<code class="secret">([^<]+)<\/code>/) || [])[1] || ''));
+      return { b, key, form: formFor(setup.text, '/account/mfa/confirm') };
+    };
+    const confirm = (x) => {
+      const body = new URLSearchParams(x.form.fields);
+      body.set('code', totp(x.key, nowStep()));
+      return x.b.post('/account/mfa/confirm', body);
+    };
+    const one = await begin();
+    const two = await begin();
+    assert.equal((await confirm(one)).status, 200, 'the first set-up confirmed turns it on');
+    const late = await confirm(two);
+    assert.equal(late.status, 409, late.text.slice(0, 300));
+    assert.match(late.text, /already on/);
+    // a new set-up is refused too, and offers nothing to scan
+    const again = await one.b.post('/account/mfa', new URLSearchParams({ csrf: field(one.form, 'csrf') }));
+    assert.equal(again.status, 409, again.text.slice(0, 300));
+    assert.doesNotMatch(again.text, /otpauth:|class="secret"/);
+    // the second key opens nothing at sign-in
+    const h = await halfSignIn('mae');
+    assert.equal((await sendCode(h, totp(two.key, nowStep()))).status, 401, 'the refused key is not the account\'s');
   });
 
   it('each recovery code works once', async () => {
