@@ -2020,17 +2020,51 @@ static bool audit_search(struct http_req *q, const struct access *acc, const cha
 
 /*
  * $everything under a token: only the compartment types the scopes allow
- * without constraints, intersected with the client's own _type.
+ * without constraints, intersected with the client's own _type.  An
+ * unknown type in _type is a 400; types the scopes allow that cannot be in
+ * a record (Practitioner...) give an empty answer, not a refusal.
  */
 static bool everything_types(struct http_req *q, const struct access *a, struct fhir_kv *kv,
 			     size_t *k)
 {
-	struct buf b = BUF_INIT(1 << 16);
+	struct buf b = BUF_INIT(1 << 16), outside = BUF_INIT(1 << 16);
 	size_t at = *k;
 	const char *list;
 
 	if (!a->on)
 		return true;
+	for (size_t i = 0; i < *k; i++) {
+		const char *p = kv[i].value;
+
+		if (strcmp(kv[i].name, "_type"))
+			continue;
+		while (*p) {
+			char t[64];
+			size_t l = strcspn(p, ",");
+			struct scope_decision d;
+
+			snprintf(t, sizeof(t), "%.*s", (int)(l < sizeof(t) ? l : sizeof(t) - 1), p);
+			if (l >= sizeof(t) || !fhir_type_find(t)) {
+				char msg[160];
+				snprintf(msg, sizeof(msg), "parameter '_type': unknown resource type '%s'",
+					 t);
+				buf_release(&b);
+				buf_release(&outside);
+				send_outcome(q, 400, msg, "_type");
+				return false;
+			}
+			/* a type the scopes allow that no record holds */
+			if (!confinable(t)) {
+				scope_decide(a->p.scopes, t, SCOPE_OP_SEARCH, &d);
+				if (d.allowed && !d.nfilters) {
+					if (outside.len)
+						buf_addch(&outside, ',');
+					buf_adds(&outside, t);
+				}
+			}
+			p += l + (p[l] == ',');
+		}
+	}
 	for (const struct fhir_type *t = fhir_types; t->name; t++) {
 		struct scope_decision d;
 		bool in = true;
@@ -2058,6 +2092,12 @@ static bool everything_types(struct http_req *q, const struct access *a, struct 
 			buf_addch(&b, ',');
 		buf_adds(&b, t->name);
 	}
+	if (!b.len && outside.len) {
+		/* asked only for types no record holds (or not allowed): it finds none of them */
+		buf_reset(&b);
+		buf_add(&b, outside.data, outside.len);
+	}
+	buf_release(&outside);
 	if (!b.len) {
 		buf_release(&b);
 		refuse(q, NULL, a, "Patient", NULL, "insufficient-scope",

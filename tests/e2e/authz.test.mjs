@@ -647,6 +647,29 @@ describe('patient/ scopes confine to the patient in context (items 81, 85)', () 
     assertInsufficientScope(await api(rs, 'Patient/bob-mother/$everything?_type=Observation'));
   });
 
+  it('$everything?_type: an unknown type is a 400, a type no record holds finds nothing, and no type outside the scopes comes in', async () => {
+    let r = await api(rs, 'Patient/alice/$everything?_type=Nope');
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.resourceType, 'OperationOutcome');
+    assert.match(JSON.stringify(r.json.issue), /unknown resource type 'Nope'/);
+    // allowed by patient/*.rs but in no record: an empty answer, not a refusal
+    for (const t of ['Practitioner', 'Organization', 'Practitioner,Organization']) {
+      r = await api(rs, `Patient/alice/$everything?_type=${t}`);
+      assert.equal(r.status, 200, `${t}: ${r.text.slice(0, 300)}`);
+      assert.deepEqual(ids(r.json), [], t);
+    }
+    // no Condition in the scopes: a type no record holds asked beside Condition brings no Condition
+    const obsOnly = (await userToken('alice', 'launch/patient patient/Patient.rs patient/Observation.rs patient/Practitioner.rs')).access_token;
+    r = await api(obsOnly, 'Patient/alice/$everything?_type=Practitioner,Condition&_count=500');
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.deepEqual(ids(r.json), []);
+    r = await api(obsOnly, 'Patient/alice/$everything?_type=Observation,Condition&_count=500');
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.ok(ids(r.json).length > 0 && ids(r.json).every((x) => x.startsWith('Observation/')), ids(r.json).join(' '));
+    // a type the scopes do not allow, alone: refused as before
+    assertInsufficientScope(await api(obsOnly, 'Patient/alice/$everything?_type=Condition'));
+  });
+
   it('history: alice\'s resource yes, another\'s 404, type and system history refused', async () => {
     const r = await api(rs, `Observation/${data.aliceObs[0]}/_history`);
     assert.equal(r.status, 200, r.text);
