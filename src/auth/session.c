@@ -397,7 +397,7 @@ enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const
 	char b32[128];
 	size_t n = 0;
 	int64_t step = 0;
-	json_t *j = NULL, *hashes;
+	json_t *j = NULL, *hashes, *data = NULL;
 	enum err e;
 
 	store_item_init(&it);
@@ -420,20 +420,22 @@ enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const
 	hashes = json_array();
 	for (size_t i = 0; i < OAUTH_RECOVERY_CODES; i++)
 		json_array_append_new(hashes, json_string(codes[i].hash));
-	if ((e = store_begin(o->s, c))) {
-		json_decref(hashes);
+	data = json_pack("{s:I, s:o}", "last_step", (json_int_t)step, "recovery", hashes);
+	if ((e = store_begin(o->s, c)))
 		goto out;
-	}
 	/* checked again inside the transaction: two set-ups begun side by side enrol one */
-	if (!(e = mfa_off(o, se, c)) && !(e = user_mfa_set(o->us, se->username, secret, n, c)) &&
-	    !(e = oauth_put(o, NS_MFA, se->username, se->uid, NULL,
-			    json_pack("{s:I, s:o}", "last_step", (json_int_t)step, "recovery", hashes), 0,
-			    true, c)) &&
-	    !(e = store_item_delete(o->s, NS_MFA_NEW, se->id_hash, c)))
+	if (!(e = mfa_off(o, se, c)) && !(e = user_mfa_set(o->us, se->username, secret, n, c))) {
+		e = oauth_put(o, NS_MFA, se->username, se->uid, NULL, data, 0, true, c);
+		data = NULL; /* oauth_put() took it */
+		if (!e)
+			e = store_item_delete(o->s, NS_MFA_NEW, se->id_hash, c);
+	}
+	if (!e)
 		e = store_commit(o->s, c);
 	else
 		store_rollback(o->s);
 out:
+	json_decref(data);
 	json_decref(j);
 	mem_wipe(secret, sizeof(secret));
 	mem_wipe(b32, sizeof(b32));
