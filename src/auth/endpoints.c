@@ -1195,18 +1195,22 @@ static int64_t fail_now(void)
 	return clock_mono_us() / 1000;
 }
 
-/* Answer 429 (and return true) while the address or 'client' is refused. */
+/*
+ * Answer 429 (and return true) while 'client' is refused, or, with
+ * client NULL, the request's address (checked once, on entry: client_of()
+ * asks only about the app).
+ */
 static bool refused(struct http_req *q, struct auth_edge *ed, const char *client)
 {
 	struct oauth_err err = {.error = "temporarily_unavailable", .status = 429};
 	char key[64], ra[24];
-	int64_t now = fail_now(), wait;
+	int64_t wait;
 
-	addr_key(q, key, sizeof(key));
-	wait = limit_refused_ms(ed->addr_fails, key, now);
-	if (client && *client) {
-		int64_t wc = limit_refused_ms(ed->client_fails, client, now);
-		wait = wc > wait ? wc : wait;
+	if (client) {
+		wait = *client ? limit_refused_ms(ed->client_fails, client, fail_now()) : 0;
+	} else {
+		addr_key(q, key, sizeof(key));
+		wait = limit_refused_ms(ed->addr_fails, key, fail_now());
 	}
 	if (wait <= 0)
 		return false;
@@ -1239,8 +1243,9 @@ static void failed(struct http_req *q, struct auth_edge *ed, const char *client)
 
 /*
  * Authenticate the client of a token-endpoint style request (answers on
- * failure).  While its address or its id is refused, a right secret gets
- * the same 429 as a wrong one: the answer tells a guesser nothing.
+ * failure).  While its id is refused (its address was checked on entry),
+ * a right secret gets the same 429 as a wrong one: the answer tells a
+ * guesser nothing.
  */
 static bool client_of(struct http_req *q, struct auth_edge *ed, struct client *cl)
 {
@@ -1275,7 +1280,7 @@ static bool client_of(struct http_req *q, struct auth_edge *ed, struct client *c
 		oauth_error(q, &err);
 		return false;
 	}
-	if (refused(q, ed, cl->kind == CLIENT_SYMMETRIC ? cl->client_id : NULL)) {
+	if (refused(q, ed, cl->kind == CLIENT_SYMMETRIC ? cl->client_id : "")) {
 		client_release(cl);
 		return false;
 	}

@@ -2021,8 +2021,9 @@ static bool audit_search(struct http_req *q, const struct access *acc, const cha
 /*
  * $everything under a token: only the compartment types the scopes allow
  * without constraints, intersected with the client's own _type.  An
- * unknown type in _type is a 400; types the scopes allow that cannot be in
- * a record (Practitioner...) give an empty answer, not a refusal.
+ * unknown type in _type is left for the search to refuse (400, the same
+ * check as without a token); types the scopes allow that cannot be in a
+ * record (Practitioner...) give an empty answer, not a refusal.
  */
 static bool everything_types(struct http_req *q, const struct access *a, struct fhir_kv *kv,
 			     size_t *k)
@@ -2045,13 +2046,10 @@ static bool everything_types(struct http_req *q, const struct access *a, struct 
 
 			snprintf(t, sizeof(t), "%.*s", (int)(l < sizeof(t) ? l : sizeof(t) - 1), p);
 			if (l >= sizeof(t) || !fhir_type_find(t)) {
-				char msg[160];
-				snprintf(msg, sizeof(msg), "parameter '_type': unknown resource type '%s'",
-					 t);
+				/* left as given: the search refuses it (400) before it reads anything */
 				buf_release(&b);
 				buf_release(&outside);
-				send_outcome(q, 400, msg, "_type");
-				return false;
+				return true;
 			}
 			/* a type the scopes allow that no record holds */
 			if (!confinable(t)) {
