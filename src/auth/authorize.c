@@ -458,9 +458,17 @@ enum err oauth_authz_approve(struct oauth *o, struct oauth_authz *a, const struc
 					"redirect_uri", a->redirect_uri, "challenge", a->challenge),
 			      now + o->o.code_ttl * MS, false, c);
 	if (!e) {
+		/* the decision is taken once: of posts of one form at the same moment, one takes it */
 		char ah[OAUTH_HASH_SIZE];
 		oauth_hash(a->id, ah);
-		e = store_item_delete(o->s, NS_AUTHZ, ah, c);
+		e = store_item_take(o->s, NS_AUTHZ, ah, STORE_ITEM_LIVE, STORE_ITEM_USED, NULL, c);
+		if (e == ERR_NOTFOUND || e == ERR_CONFLICT) {
+			ctx_clear(c);
+			e = ctx_errorf(c, ERR_NOTFOUND,
+				       "this sign-in request has expired: start again from the app");
+		} else if (!e) {
+			e = store_item_delete(o->s, NS_AUTHZ, ah, c);
+		}
 	}
 	if (e) {
 		store_rollback(o->s);
