@@ -445,6 +445,24 @@ static enum err run_entry(struct fhir *f, struct arena *a, struct entry *en, boo
 					break;
 				}
 				json_object_set_new(en->res, "id", json_string(id));
+			} else if (json_is_string(json_object_get(en->res, "id"))) {
+				/*
+				 * FHIR: no match and an id is an update as create of that
+				 * id; one naming a live resource the query did not match
+				 * would overwrite it, so that is refused
+				 */
+				int64_t v = 0;
+				bool del = false;
+
+				id = arena_strdup(a, json_string_value(json_object_get(en->res, "id")));
+				if (fhir_id_valid(id) && (e = store_current_version(f->store, en->type, id, &v, &del, c)))
+					break;
+				if (v && !del) {
+					e = ctx_errorx(c, ERR_PRECONDITION, "id",
+						       "conditional update of %s?%s matches nothing, but %s/%s exists: it would be overwritten; leave the id out to create a new resource",
+						       en->type, en->query, en->type, id);
+					break;
+				}
 			}
 		}
 		if (!id && !en->query) {

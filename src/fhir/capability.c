@@ -136,10 +136,10 @@ void fhir_capability_build(struct fhir *f)
 		if (!server_only)
 			json_array_append_new(incs, json_string("*"));
 		/*
-		 * Conditional creates, updates and deletes are resolved inside
-		 * transaction and batch Bundles only (bundle.c): the REST
-		 * interactions (If-None-Exist, PUT and DELETE Type?query) are not
-		 * served, so they are not claimed.  Audit records have no versions.
+		 * Conditional creates, updates and deletes (one match at most)
+		 * are served over REST and in Bundles (bundle.c); conditional
+		 * reads are not.  Audit records are written by the server only
+		 * and have no versions.
 		 */
 		r = json_pack("{s:s,s:o,s:s,s:b,s:b,s:b,s:b,s:s,s:s,s:[s],s:o,s:o,s:o}",
 			      "type", t->name,
@@ -147,10 +147,10 @@ void fhir_capability_build(struct fhir *f)
 			      "versioning", server_only ? "no-version" : "versioned-update",
 			      "readHistory", !server_only,
 			      "updateCreate", !server_only,
-			      "conditionalCreate", 0,
-			      "conditionalUpdate", 0,
+			      "conditionalCreate", !server_only,
+			      "conditionalUpdate", !server_only,
 			      "conditionalRead", "not-supported",
-			      "conditionalDelete", "not-supported",
+			      "conditionalDelete", server_only ? "not-supported" : "single",
 			      "referencePolicy", "literal",
 			      "searchInclude", incs,
 			      "searchRevInclude", revs,

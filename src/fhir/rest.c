@@ -19,6 +19,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/str.h"
+#include "core/url.h"
 #include "fhir/fhir.h"
 #include "fhir/fhir_int.h"
 #include "fhir/model.h"
@@ -1482,6 +1483,8 @@ static bool write_allowed(struct http_req *q, struct fhir *f, const struct acces
 	return true;
 }
 
+enum cond_kind { COND_CREATE, COND_UPDATE, COND_DELETE };
+
 enum prefer { PREFER_REPRESENTATION, PREFER_MINIMAL, PREFER_OUTCOME };
 
 static enum prefer get_prefer(struct http_req *q)
@@ -1534,6 +1537,8 @@ static bool if_match(struct http_req *q, int64_t *v)
 	return true;
 }
 
+static void handle_conditional(struct http_req *q, struct fhir *f, enum cond_kind k, const char *ine);
+
 static void handle_create(struct http_req *q, void *arg)
 {
 	struct fhir *f = arg;
@@ -1543,6 +1548,10 @@ static void handle_create(struct http_req *q, void *arg)
 	struct access acc;
 	uint64_t ticket = 0;
 
+	if (http_req_header(q, "If-None-Exist")) {
+		handle_conditional(q, f, COND_CREATE, http_req_header(q, "If-None-Exist"));
+		return;
+	}
 	if (!accept_ok(q) || !content_type_ok(q) ||
 	    !guard(q, http_req_param(q, "type"), SCOPE_OP_CREATE, &acc))
 		return;
@@ -1613,6 +1622,24 @@ done:
 	access_done(&acc);
 }
 
+/* Answer a delete that deleted version 'version' of type/id (0: nothing was there). */
+static void send_delete_result(struct http_req *q, const char *type, const char *id, int64_t version)
+{
+	if (version) {
+		char etag[40];
+		snprintf(etag, sizeof(etag), "W/\"%lld\"", (long long)version);
+		http_resp_header(q, "ETag", etag);
+	}
+	if (get_prefer(q) == PREFER_OUTCOME) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "%s/%s %s", type, id,
+			 version ? "deleted" : "was not present; nothing to delete");
+		send_outcome(q, 200, msg, NULL);
+	} else {
+		http_resp_empty(q, 204);
+	}
+}
+
 static void handle_delete(struct http_req *q, void *arg)
 {
 	struct fhir *f = arg;
@@ -1649,19 +1676,7 @@ static void handle_delete(struct http_req *q, void *arg)
 		}
 	} else if (write_commit(q, f, audit_write(q, f, &acc, AUDIT_FHIR_DELETE, http_req_param(q, "type"),
 						   http_req_param(q, "id"), &res, NULL, &pre, &ticket), &ticket)) {
-		if (!res.unchanged) {
-			char etag[40];
-			snprintf(etag, sizeof(etag), "W/\"%lld\"", (long long)res.version);
-			http_resp_header(q, "ETag", etag);
-		}
-		if (get_prefer(q) == PREFER_OUTCOME) {
-			char msg[200];
-			snprintf(msg, sizeof(msg), "%s/%s %s", res.type, res.id,
-				 res.unchanged ? "was not present; nothing to delete" : "deleted");
-			send_outcome(q, 200, msg, NULL);
-		} else {
-			http_resp_empty(q, 204);
-		}
+		send_delete_result(q, res.type, res.id, res.unchanged ? 0 : res.version);
 	}
 done:
 	fhir_result_release(&res);
@@ -2271,7 +2286,7 @@ static void handle_everything(struct http_req *q, void *arg)
  * (bundle_search()).
  */
 static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct access *a,
-			   const struct buf *body)
+			   const struct buf *body, bool single)
 {
 	struct ctx c = CTX_INIT;
 	json_t *doc, *entries, *en;
@@ -2294,7 +2309,10 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		enum scope_op op;
 		struct scope_decision d;
 		struct access ea = *a;
+		char pre[32] = "";
 
+		if (!single)
+			snprintf(pre, sizeof(pre), "entry %zu: ", i);
 		if (!method || !url)
 			continue; /* malformed: the Bundle code answers */
 		if (str_starts(url, f->base) && url[strlen(f->base)] == '/')
@@ -2317,18 +2335,28 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		ea.d = d;
 		if (!strcmp(type, "AuditEvent")) {
 			/* not stored with the records: only /fhir/AuditEvent, compliance only */
-			snprintf(why, sizeof(why), "entry %zu: the audit log is read at /fhir/AuditEvent, not in a Bundle", i);
+			snprintf(why, sizeof(why), "%sthe audit log is read at /fhir/AuditEvent, not in a Bundle", pre);
 		} else if (!d.allowed) {
-			snprintf(why, sizeof(why), "entry %zu: the scopes do not allow %s %s", i, method, type);
+			snprintf(why, sizeof(why), "%sthe scopes do not allow %s %s", pre, method, type);
 		} else if (op == SCOPE_OP_SEARCH) {
 			/* bounded when it runs (bundle_search()) */
-		} else if ((a->patient || d.nfilters) &&
-			   ((op == SCOPE_OP_UPDATE && !id[0]) ||
-			    (op == SCOPE_OP_CREATE && json_object_get(rq, "ifNoneExist")))) {
-			/* their queries would run over every record */
-			snprintf(why, sizeof(why), "entry %zu: conditional creates and updates inside a Bundle are not available with patient-scoped or constrained access", i);
+		} else if (((op == SCOPE_OP_UPDATE || op == SCOPE_OP_DELETE) && !id[0]) ||
+			   (op == SCOPE_OP_CREATE && json_object_get(rq, "ifNoneExist"))) {
+			struct scope_decision sd;
+
+			/*
+			 * A conditional interaction searches: whether it matched
+			 * tells what exists, so it needs the search scope too; and
+			 * its query would run over every record, so not under a
+			 * patient context or constraints
+			 */
+			scope_decide(a->p.scopes, type, SCOPE_OP_SEARCH, &sd);
+			if (a->patient || d.nfilters || sd.nfilters)
+				snprintf(why, sizeof(why), "%sconditional creates, updates and deletes are not available with patient-scoped or constrained access", pre);
+			else if (!sd.allowed)
+				snprintf(why, sizeof(why), "%sa conditional %s searches: the scopes do not allow searching %s", pre, method, type);
 		} else if (a->patient && op != SCOPE_OP_READ && !confinable(type)) {
-			snprintf(why, sizeof(why), "entry %zu: shared reference data cannot be written with access confined to one patient's record", i);
+			snprintf(why, sizeof(why), "%sshared reference data cannot be written with access confined to one patient's record", pre);
 		} else if (op == SCOPE_OP_READ || op == SCOPE_OP_DELETE) {
 			bool seen;
 
@@ -2344,19 +2372,19 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 			    versions_judged(&ea, type, id))
 				seen = version_seen(q, f, &ea, type, id, vid);
 			if (!seen && !http_resp_done(q)) {
-				snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
+				snprintf(why, sizeof(why), "%s%s/%s is not in the record this token may see", pre, type, id);
 				code = "not-visible";
 			}
 			else if (op == SCOPE_OP_DELETE && a->patient && !strcmp(type, "Patient") &&
 				 !strcmp(id, a->patient))
-				snprintf(why, sizeof(why), "entry %zu: the patient's own Patient resource is kept by the clinic", i);
+				snprintf(why, sizeof(why), "%sthe patient's own Patient resource is kept by the clinic", pre);
 		} else if (d.nfilters) {
-			snprintf(why, sizeof(why), "entry %zu: writes need a scope without search-parameter constraints", i);
+			snprintf(why, sizeof(why), "%swrites need a scope without search-parameter constraints", pre);
 		} else if (a->patient && confinable(type)) {
 			char *txt = json_dumps(res, JSON_COMPACT);
 			bool in = txt && body_in_record(q, f, &ea, type, id[0] ? id : NULL, txt, strlen(txt));
 			if (!in) {
-				snprintf(why, sizeof(why), "entry %zu: the resource must belong to the record of the patient in context", i);
+				snprintf(why, sizeof(why), "%sthe resource must belong to the record of the patient in context", pre);
 				code = "outside-record";
 			}
 			else if (op == SCOPE_OP_UPDATE && id[0]) {
@@ -2366,12 +2394,12 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 				/* as write_allowed(): no update as create */
 				if (store_current_version(f->store, type, id, &v, &del, &c) || !v || del ||
 				    (!visible(q, f, &ea, type, id) && !http_resp_done(q))) {
-					snprintf(why, sizeof(why), "entry %zu: %s/%s is not in the record this token may see", i, type, id);
+					snprintf(why, sizeof(why), "%s%s/%s is not in the record this token may see", pre, type, id);
 					code = "not-visible";
 				}
 				else if (!strcmp(type, "Patient") &&
 					 !patient_managed_kept(f, id, txt, strlen(txt), kept, sizeof(kept)))
-					snprintf(why, sizeof(why), "entry %zu: %s", i, kept);
+					snprintf(why, sizeof(why), "%s%s", pre, kept);
 			}
 			free(txt);
 		}
@@ -2395,6 +2423,12 @@ struct bundle_guard {
 	struct fhir *f;
 	const struct access *acc;
 	bool unrecorded;             /* a record could not be queued: 503 sent */
+	/* what the last entry did, for a conditional interaction (one entry) */
+	bool did;
+	enum fhir_entry_op op;
+	char type[64], id[72];
+	int64_t version;
+	uint64_t ticket;             /* its record's */
 };
 
 /*
@@ -2503,6 +2537,12 @@ static enum err bundle_done(void *arg, const struct fhir_entry_done *d, struct c
 		}
 		fa_patients_of(&fa, g->f, &ea, d->type, d->id);
 		ok = audit_fhir_q(g->q, &ea, &fa, false, &ticket);
+		g->did = true;
+		g->op = d->op;
+		str_copy(g->type, d->type, sizeof(g->type));
+		str_copy(g->id, d->id, sizeof(g->id));
+		g->version = d->version;
+		g->ticket = ticket;
 	}
 	if (!ok) {
 		g->unrecorded = true;
@@ -2518,12 +2558,12 @@ static void handle_bundle(struct http_req *q, void *arg)
 	struct buf out = BUF_INIT(PAGE_BUF_MAX);
 	struct ctx c = CTX_INIT;
 	struct access acc;
-	struct bundle_guard bg = {q, f, &acc, false};
+	struct bundle_guard bg = {.q = q, .f = f, .acc = &acc};
 	const struct fhir_bundle_hooks hooks = {bundle_search, bundle_done, bundle_version, &bg};
 
 	memset(&acc, 0, sizeof(acc));
 	if (!accept_ok(q) || !content_type_ok(q) || !guard(q, NULL, SCOPE_OP_READ, &acc) ||
-	    !bundle_allowed(q, f, &acc, body))
+	    !bundle_allowed(q, f, &acc, body, false))
 		goto out;
 	if (fhir_bundle(f, body->data, body->len, get_prefer(q) == PREFER_REPRESENTATION &&
 			http_req_header(q, "Prefer") != NULL, &hooks, &out, &c)) {
@@ -2566,6 +2606,172 @@ static void handle_bundle(struct http_req *q, void *arg)
 out:
 	access_done(&acc);
 	buf_release(&out);
+}
+
+/* ---- Conditional create, update and delete ---- */
+
+/*
+ * The message of a one-entry transaction's failure without the entry's
+ * number ("transaction failed at entry 1 (PUT Patient?...): ", "entry 1: "),
+ * which a plain request has no use for.
+ */
+static const char *single_msg(const char *m)
+{
+	const char *p;
+
+	if (str_starts(m, "transaction failed at entry 1") && (p = strstr(m, ": ")))
+		m = p + 2;
+	if (str_starts(m, "entry 1: "))
+		m += 9;
+	return m;
+}
+
+/*
+ * A conditional create (POST with If-None-Exist), update (PUT Type?query)
+ * or delete (DELETE Type?query) runs as a transaction of one entry: the
+ * Bundle code resolves the query inside the transaction (no match, one,
+ * several: 412), bundle_allowed() and its hooks bound and record it as
+ * they do the same entry of a Bundle, and it is answered as the plain
+ * interaction is.  The body is spliced in as sent, once it parses, so that
+ * its numbers keep their written form.  'ine' is the If-None-Exist query.
+ */
+static void handle_conditional(struct http_req *q, struct fhir *f, enum cond_kind k, const char *ine)
+{
+	static const char *const methods[] = {"POST", "PUT", "DELETE"};
+	static const enum scope_op ops[] = {SCOPE_OP_CREATE, SCOPE_OP_UPDATE, SCOPE_OP_DELETE};
+	static const enum audit_type types[] = {AUDIT_FHIR_CREATE, AUDIT_FHIR_UPDATE, AUDIT_FHIR_DELETE};
+	const char *type = http_req_param(q, "type"), *name, *value;
+	const struct fhir_type *t;
+	const struct buf *body = http_req_body(q);
+	struct buf url = BUF_INIT(8192), doc = BUF_INIT(body->len + 65536), out = BUF_INIT(PAGE_BUF_MAX);
+	struct store_resource sr;
+	struct ctx c = CTX_INIT;
+	struct access acc;
+	struct bundle_guard bg = {.q = q, .f = f, .acc = &acc};
+	const struct fhir_bundle_hooks hooks = {bundle_search, bundle_done, bundle_version, &bg};
+	json_t *rq = NULL, *res = NULL;
+	char *rqs = NULL;
+	int64_t v = -1;
+
+	memset(&acc, 0, sizeof(acc));
+	store_resource_init(&sr);
+	if (!(t = fhir_type_find(type)) || (t->flags & FHIR_TYPE_SERVER_WRITES_ONLY)) {
+		char msg[200];
+		/* /fhir/metadata and /fhir/_history are read only, as is the audit log */
+		cors_fhir(q);
+		if (t || !strcmp(type, "metadata") || !strcmp(type, "_history")) {
+			snprintf(msg, sizeof(msg), "%s cannot be written", type);
+			http_resp_header(q, "Allow", "GET, HEAD");
+			send_outcome(q, 405, msg, NULL);
+		} else {
+			snprintf(msg, sizeof(msg), "resource type '%.64s' is not supported by this server", type);
+			send_outcome(q, 404, msg, NULL);
+		}
+		goto out;
+	}
+	if (!accept_ok(q) || (k != COND_DELETE && !content_type_ok(q)) || (k != COND_CREATE && !if_match(q, &v)) ||
+	    !guard(q, type, ops[k], &acc))
+		goto out;
+	buf_adds(&url, type);
+	for (size_t i = 0; k != COND_CREATE && i < http_req_query_count(q); i++) {
+		http_req_query_at(q, i, &name, &value);
+		if (strcmp(name, "_format") && strcmp(name, "_pretty"))
+			url_add_param(&url, name, value);
+	}
+	if (k != COND_CREATE && !strchr(url.data ? url.data : "", '?')) {
+		send_outcome(q, 400, "a conditional update or delete needs search parameters", NULL);
+		goto out;
+	}
+	rq = json_pack("{s:s, s:s%}", "method", methods[k], "url", url.data, url.len);
+	if (ine) {
+		/* "identifier=x", also as "?identifier=x" or "Patient?identifier=x" */
+		const char *qm = strchr(ine, '?');
+		json_object_set_new(rq, "ifNoneExist", json_string(qm ? qm + 1 : ine));
+	}
+	if (v >= 0) {
+		char et[40];
+		snprintf(et, sizeof(et), "W/\"%lld\"", (long long)v);
+		json_object_set_new(rq, "ifMatch", json_string(et));
+	}
+	if (url.err || !rq || !(rqs = json_dumps(rq, JSON_COMPACT))) {
+		send_outcome(q, 400, "the conditional request is too long", NULL);
+		goto out;
+	}
+	buf_adds(&doc, "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{\"request\":");
+	buf_adds(&doc, rqs);
+	if (k != COND_DELETE) {
+		/* the body must be one JSON value before it is spliced in */
+		if (!(res = json_parse_bounded(body->data, body->len, f->opts.json_depth_max, &c))) {
+			send_error(q, &c);
+			goto out;
+		}
+		buf_adds(&doc, ",\"resource\":");
+		buf_add(&doc, body->data, body->len);
+	}
+	buf_adds(&doc, "}]}");
+	if (doc.err) {
+		send_outcome(q, 413, "the resource is too large", NULL);
+		goto out;
+	}
+	if (!bundle_allowed(q, f, &acc, &doc, true))
+		goto out;
+	if (fhir_bundle(f, doc.data, doc.len, false, &hooks, &out, &c)) {
+		if (!bg.unrecorded) {
+			struct ctx sc = CTX_INIT;
+
+			ctx_errorx(&sc, c.code, c.expr, "%s", single_msg(c.msg));
+			audit_write(q, f, &acc, types[k], type, NULL, NULL, &sc, NULL, NULL);
+			send_error(q, &sc);
+		}
+		goto out;
+	}
+	if (bg.unrecorded)
+		goto out; /* 503 sent */
+	if (!bg.did) {
+		/* a conditional delete that matched nothing */
+		send_delete_result(q, type, "?", 0);
+		goto out;
+	}
+	if (bg.op != FHIR_ENTRY_DELETE && fhir_read(f, bg.type, bg.id, bg.version, &sr, &c)) {
+		send_error(q, &c);
+		goto out;
+	}
+	if (!audit_wait_ticket(q, bg.ticket))
+		goto out;
+	if (bg.op == FHIR_ENTRY_DELETE) {
+		send_delete_result(q, bg.type, bg.id, bg.version);
+	} else {
+		struct fhir_result fr;
+
+		fhir_result_init(&fr);
+		str_copy(fr.type, sr.type, sizeof(fr.type));
+		str_copy(fr.id, sr.id, sizeof(fr.id));
+		fr.version = sr.version;
+		fr.last_updated = sr.last_updated;
+		buf_add(&fr.json, sr.json.data, sr.json.len);
+		/* 200 for a create that found its match, or an update */
+		send_write_result(q, f, &fr, bg.op == FHIR_ENTRY_CREATE ? 201 : 200);
+		fhir_result_release(&fr);
+	}
+out:
+	free(rqs);
+	json_decref(rq);
+	json_decref(res);
+	store_resource_release(&sr);
+	buf_release(&url);
+	buf_release(&doc);
+	buf_release(&out);
+	access_done(&acc);
+}
+
+static void handle_cond_update(struct http_req *q, void *arg)
+{
+	handle_conditional(q, arg, COND_UPDATE, NULL);
+}
+
+static void handle_cond_delete(struct http_req *q, void *arg)
+{
+	handle_conditional(q, arg, COND_DELETE, NULL);
 }
 
 /* ---- AuditEvent: the audit log, for the compliance role only ---- */
@@ -2991,6 +3197,8 @@ void fhir_rest_register(struct fhir *f, struct http_router *r, struct oauth *o)
 		   handle_compartment_post, f);
 	http_route(r, HTTP_GET, "/fhir/{type}/_history", HTTP_BODY_NONE, handle_history, f);
 	http_route(r, HTTP_GET, "/fhir/{type}/{id}", HTTP_BODY_NONE, handle_read, f);
+	http_route(r, HTTP_PUT, "/fhir/{type}", HTTP_BODY_FHIR, handle_cond_update, f);
+	http_route(r, HTTP_DELETE, "/fhir/{type}", HTTP_BODY_NONE, handle_cond_delete, f);
 	http_route(r, HTTP_PUT, "/fhir/{type}/{id}", HTTP_BODY_FHIR, handle_update, f);
 	http_route(r, HTTP_DELETE, "/fhir/{type}/{id}", HTTP_BODY_NONE, handle_delete, f);
 	http_route(r, HTTP_GET, "/fhir/{type}/{id}/_history", HTTP_BODY_NONE, handle_history, f);

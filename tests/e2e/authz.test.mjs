@@ -900,6 +900,20 @@ describe('patient/ scopes confine to the patient in context (items 81, 85)', () 
     assert.equal((await sys(`Observation/${other}`)).status, 200);
   });
 
+  it('conditional creates, updates and deletes over REST are refused under a patient context, and change nothing', async () => {
+    const id = data.childObs[4];
+    const before = (await sys(`Observation/${id}`)).json;
+    const upd = await api(cruds, `Observation?_id=${id}`, { method: 'PUT', body: JSON.stringify(newObs('alice', marker())) });
+    assertInsufficientScope(upd);
+    const cc = await api(cruds, 'Observation', { method: 'POST', body: JSON.stringify(newObs('alice', marker())), headers: { 'if-none-exist': `_id=${id}` } });
+    assertInsufficientScope(cc);
+    assert.ok(!cc.text.includes(id), cc.text);
+    assertInsufficientScope(await api(cruds, `Observation?_id=${id}`, { method: 'DELETE' }));
+    // not even within alice's own record: the query would run over every record
+    assertInsufficientScope(await api(cruds, 'Observation?patient=alice', { method: 'DELETE' }));
+    assert.deepEqual((await sys(`Observation/${id}`)).json, before);
+  });
+
   it('searches inside a batch or transaction answer what the same searches answer alone: alice\'s record only', async () => {
     const qs = ['Observation?code=http://loinc.org|8867-4&_count=500', 'Condition?_count=500', 'Patient', 'Observation?patient=bob-child',
       'Observation?patient=alice&_include=Observation:subject&_count=500', 'Practitioner?_revinclude=Observation:performer&_count=1000',
