@@ -309,7 +309,12 @@ export async function startServer({ dataDir, init, seed, patients, env = {}, arg
   }
   srv.authHeaders = {};
   if (backend) {
-    srv.token = await backendToken(baseUrl, backend);
+    try {
+      srv.token = await backendToken(baseUrl, backend);
+    } catch (e) {
+      await srv.stop();
+      throw e;
+    }
     srv.authHeaders = { authorization: `Bearer ${srv.token}` };
     authFor.set(`${baseUrl}/fhir`, srv.authHeaders.authorization);
     exited.then(() => authFor.delete(`${baseUrl}/fhir`));
