@@ -69,6 +69,29 @@ enum err adb_stream_no(sqlite3 *db, const char *node, bool create, int64_t *no, 
 
 	*no = 0;
 	if (create) {
+		/*
+		 * AuditEvent ids write '_' as '-' (FHIR ids have no '_'): a new
+		 * stream must not share them with an existing one
+		 */
+		if ((e = adb_prepare(db, "SELECT node FROM stream WHERE replace(node, '_', '-') = replace(?1, '_', '-')"
+				     " AND node <> ?1 AND NOT EXISTS (SELECT 1 FROM stream WHERE node = ?1) LIMIT 1",
+				     &st, c)))
+			return e;
+		sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
+		switch (sqlite3_step(st)) {
+		case SQLITE_ROW:
+			e = ctx_errorf(c, ERR_CONFLICT,
+				       "node id '%s' differs from the audit stream '%s' only in '_' and '-', so their AuditEvent ids would be the same: choose another node id",
+				       node, (const char *)sqlite3_column_text(st, 0));
+			break;
+		case SQLITE_DONE:
+			break;
+		default:
+			e = adb_fail(c, ERR_IO, db, "cannot register the audit stream");
+		}
+		sqlite3_finalize(st);
+		if (e)
+			return e;
 		if ((e = adb_prepare(db, "INSERT INTO stream(node) VALUES (?) ON CONFLICT(node) DO NOTHING",
 				     &st, c)))
 			return e;

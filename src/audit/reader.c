@@ -291,8 +291,9 @@ enum err audit_query(struct audit_reader *r, const struct audit_filter *f, audit
 /*
  * The record whose AuditEvent id is 'id' (audit_event_to_fhir(): the
  * stream's node id with '_' written '-', a dot, the sequence number).
- * Two streams whose node ids differ only in '_' and '-' give the same id:
- * the one created first answers.
+ * No new stream may differ from an existing one only in '_' and '-'
+ * (adb_stream_no()); in a log made before that rule, the stream created
+ * first answers.
  */
 enum err audit_read_fhir_id(struct audit_reader *r, const char *id, audit_row_fn fn, void *arg,
 			    struct ctx *c)

@@ -282,6 +282,27 @@ static void test_async_and_reopen(void **state)
 		bad.data_dir = NULL;
 		assert_int_equal(audit_open(&bad, &a, &c), ERR_INVALID);
 	}
+	/*
+	 * a node id that differs from an existing stream's only in '_' and
+	 * '-' would share its AuditEvent ids: refused, and nothing registered
+	 */
+	{
+		struct audit *a = NULL;
+		struct audit_opts twin = {.data_dir = f.dir, .node = "node_1", .key = f.key, .archive_dir = ""};
+		struct audit_opts other = {.node = "node_2"};
+
+		ctx_clear(&c);
+		assert_int_equal(audit_open(&twin, &a, &c), ERR_CONFLICT);
+		assert_null(a);
+		assert_non_null(strstr(c.msg, "node-1"));
+		assert_int_equal(count(&f, "SELECT count(*) FROM stream WHERE node = 'node_1'"), 0);
+		ctx_clear(&c);
+		fx_open(&f, &other);
+		fx_close(&f);
+		fx_open(&f, &o); /* the existing stream opens as before */
+		fx_close(&f);
+		assert_int_equal(count(&f, "SELECT count(*) FROM stream"), 2);
+	}
 	fx_release(&f);
 }
 
