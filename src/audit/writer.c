@@ -11,7 +11,11 @@
  * taking the lock, so the lock is held only to push a pointer.  The
  * writer takes up to BATCH_MAX records at a time: one transaction, one
  * fsync at COMMIT (WAL, synchronous=FULL), then wakes every waiter whose
- * ticket is now durable.
+ * ticket is now durable.  Records no one waits for (audit_wait() or
+ * audit_notify(): a token issued, a sign-in) may wait LINGER_US for
+ * company, up to LINGER_RECORDS of them, so that a stream of such events
+ * costs a commit and a flush per batch rather than one each; the first
+ * waiter ends the wait.
  *
  * Failure.  Any storage error stops the writer for good: queued records
  * are dropped, waiters get ERR_IO, audit_record() answers ERR_IO.  The
@@ -54,6 +58,9 @@
 #define RECORD_COLS "id, time_ms, type, outcome, patient, agent, client, request_id, trace_id, leaf, body"
 #define RECORD_VALUES "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 #define DAY_MS 86400000LL
+/* How long, and for how many, records no one waits for wait for more (see the top). */
+#define LINGER_US 10000
+#define LINGER_RECORDS 256
 /* How often a writer facing a full disk tries again. */
 #define FULL_RETRY_MS 250
 
@@ -118,6 +125,8 @@ struct audit {
 	pthread_cond_t done_cv[2];
 	struct pending **q;
 	size_t qhead, qcount;
+	int64_t q_since;          /* monotonic us when the queue last became non-empty */
+	uint64_t wanted;          /* the highest ticket someone waits for */
 	uint64_t enq;             /* tickets handed out */
 	uint64_t gen;             /* batches taken */
 	uint64_t inflight_end;    /* last ticket of the batch being written */
@@ -205,6 +214,21 @@ static struct pending *pending_new(const struct audit_event *ev, int64_t time_ms
 	return p;
 }
 
+static size_t linger_max(const struct audit *a)
+{
+	return a->queue_max / 4 < LINGER_RECORDS ? a->queue_max / 4 + 1 : LINGER_RECORDS;
+}
+
+/* Someone waits for 'ticket' (under mu): a lingering writer writes now. */
+static void want(struct audit *a, uint64_t ticket)
+{
+	if (ticket > a->wanted) {
+		a->wanted = ticket;
+		if (a->writer_idle)
+			pthread_cond_signal(&a->work_cv);
+	}
+}
+
 enum err audit_record(struct audit *a, const struct audit_event *ev, uint64_t *ticket,
 		      struct ctx *c)
 {
@@ -234,12 +258,14 @@ enum err audit_record(struct audit *a, const struct audit_event *ev, uint64_t *t
 		e = ctx_errorf(c, ERR_BUSY, "audit queue is full (%zu records waiting)", a->qcount);
 	} else {
 		a->q[(a->qhead + a->qcount) % a->queue_max] = p;
-		a->qcount++;
+		if (a->qcount++ == 0)
+			a->q_since = clock_mono_us();
 		p = NULL;
 		a->enq++;
 		if (ticket)
 			*ticket = a->enq;
-		if (a->writer_idle)
+		/* the first record sets the writer's deadline; the rest wait with it */
+		if (a->writer_idle && (a->qcount == 1 || a->qcount >= linger_max(a)))
 			pthread_cond_signal(&a->work_cv);
 	}
 	pthread_mutex_unlock(&a->mu);
@@ -260,6 +286,8 @@ enum err audit_wait(struct audit *a, uint64_t ticket, struct ctx *c)
 	ts.tv_sec = (time_t)(deadline / 1000000);
 	ts.tv_nsec = (long)(deadline % 1000000) * 1000;
 	pthread_mutex_lock(&a->mu);
+	if (a->durability == AUDIT_SYNC && a->durable < ticket)
+		want(a, ticket);
 	if (a->durability == AUDIT_SYNC)
 		while (a->durable < ticket && !a->failed) {
 			uint64_t g = ticket <= a->inflight_end ? a->gen : a->gen + 1;
@@ -302,7 +330,9 @@ enum err audit_notify(struct audit *a, uint64_t ticket, struct audit_notice *n, 
 			e = ctx_errorf(c, ERR_IO, "audit log is closing");
 		} else if (!n) {
 			*pending = true;
+			want(a, ticket);
 		} else {
+			want(a, ticket);
 			n->ticket = ticket;
 			n->deadline = clock_mono_us() + AUDIT_WAIT_MS * 1000LL;
 			n->result = ERR_OK;
@@ -970,9 +1000,17 @@ static void *writer_main(void *arg)
 			int64_t now = clock_mono_us(), wake = now + 3600 * 1000000LL;
 			struct timespec ts;
 
-			if (a->qcount || a->stopping || a->rejected_unreported || a->prune_active ||
+			if (a->stopping || a->rejected_unreported || a->prune_active ||
 			    a->prune_req != a->prune_done || now >= a->next_prune)
 				break;
+			if (a->qcount) {
+				/* linger only while no one waits (see the top) */
+				int64_t d = a->q_since + LINGER_US;
+				if (a->wanted > a->durable || a->qcount >= linger_max(a) || now >= d)
+					break;
+				if (d < wake)
+					wake = d;
+			}
 			if (a->mc.size > a->signed_size) {
 				int64_t d = a->unsigned_since + (int64_t)a->ckpt_ms * 1000;
 				if (now >= d)

@@ -244,6 +244,45 @@ static void test_concurrent_producers(void **state)
 	fx_release(&f);
 }
 
+/*
+ * Records no one waits for keep each other company: twenty that come 2 ms
+ * apart go in a few commits (each record waits up to 10 ms for others)
+ * rather than one each, as they did when every record was written at
+ * once.  One waited for after each record gets a commit of its own.
+ */
+static void test_linger(void **state)
+{
+	const struct timespec gap = {0, 2000000};
+	struct fx f;
+	struct audit_stats st, st2;
+	struct ctx c = CTX_INIT;
+	uint64_t ticket = 0;
+
+	(void)state;
+	fx_init(&f, "audit-linger");
+	fx_open(&f, NULL);
+	for (int i = 0; i < 20; i++) {
+		char p[16];
+		struct audit_entity en;
+		struct audit_event ev = sample_event(i, p, sizeof(p), &en);
+
+		assert_int_equal(audit_record(f.a, &ev, &ticket, &c), ERR_OK);
+		nanosleep(&gap, NULL);
+	}
+	assert_int_equal(audit_wait(f.a, ticket, &c), ERR_OK);
+	audit_stats(f.a, &st);
+	assert_int_equal(st.records, 20);
+	print_message("20 records 2 ms apart, nobody waiting: %llu commits\n", (unsigned long long)st.commits);
+	assert_true(st.commits <= 12);
+	record_n(f.a, 20, 10, true);
+	audit_stats(f.a, &st2);
+	assert_int_equal(st2.records, 30);
+	assert_true(st2.commits - st.commits >= 10);
+	fx_close(&f);
+	expect_ok(&f, 30);
+	fx_release(&f);
+}
+
 static void test_async_and_reopen(void **state)
 {
 	struct fx f;
@@ -1049,6 +1088,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_clean_log),
 		cmocka_unit_test(test_concurrent_producers),
+		cmocka_unit_test(test_linger),
 		cmocka_unit_test(test_async_and_reopen),
 		cmocka_unit_test(test_crash_tail_signed_at_start),
 		cmocka_unit_test(test_unsigned_log_refused),
