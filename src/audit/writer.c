@@ -11,8 +11,8 @@
  * taking the lock, so the lock is held only to push a pointer.  The
  * writer takes up to BATCH_MAX records at a time: one transaction, one
  * fsync at COMMIT (WAL, synchronous=FULL), then wakes every waiter whose
- * ticket is now durable.  Records no one waits for (audit_wait() or
- * audit_notify(): a token issued, a sign-in) may wait LINGER_US for
+ * ticket is now durable.  Records no one will wait for (recorded without
+ * a ticket: a token issued, a sign-in) may wait LINGER_US for
  * company, up to LINGER_RECORDS of them, so that a stream of such events
  * costs a commit and a flush per batch rather than one each; the first
  * waiter ends the wait.
@@ -262,8 +262,12 @@ enum err audit_record(struct audit *a, const struct audit_event *ev, uint64_t *t
 			a->q_since = clock_mono_us();
 		p = NULL;
 		a->enq++;
-		if (ticket)
+		if (ticket) {
+			/* a caller that takes a ticket will wait for it: no lingering */
 			*ticket = a->enq;
+			if (a->durability == AUDIT_SYNC)
+				want(a, a->enq);
+		}
 		/* the first record sets the writer's deadline; the rest wait with it */
 		if (a->writer_idle && (a->qcount == 1 || a->qcount >= linger_max(a)))
 			pthread_cond_signal(&a->work_cv);
