@@ -1194,11 +1194,14 @@ static int cmd_user(struct config *cfg, int argc, char **argv)
 		}
 		printf("user '%s' acts for Patient/%s as RelatedPerson/%s\n", name, patient, related);
 	} else if (!strcmp(sub, "unlink")) {
-		if (user_unlink(us, name, patient, &c)) {
+		size_t ended = 0;
+
+		if (user_unlink(us, name, patient, &ended, &c)) {
 			rc = user_fail(&c);
 			goto out;
 		}
-		printf("user '%s' no longer acts for Patient/%s\n", name, patient);
+		printf("user '%s' no longer acts for Patient/%s (%zu app authorization%s for that patient ended)\n",
+		       name, patient, ended, ended == 1 ? "" : "s");
 	} else {
 		struct user u;
 

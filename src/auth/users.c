@@ -657,10 +657,67 @@ enum err user_linked(struct users *us, int64_t uid, const char *patient, bool *l
  * Read the links of 'username' (a patient or caregiver account), let
  * 'edit' change them, and store them, in one transaction.
  */
+/* The keys of the live grants (authorizations) an account holds for one patient. */
+struct patient_grants {
+	const char *patient;
+	char (*keys)[STORE_ITEM_KEY_SIZE];
+	size_t n, cap;
+};
+
+static int grant_for_patient(void *arg, const struct store_item *it)
+{
+	struct patient_grants *pg = arg;
+	json_t *j;
+
+	if (it->state != STORE_ITEM_LIVE)
+		return 0;
+	j = json_loadb(it->data.data, it->data.len, 0, NULL);
+	if (j && json_is_string(json_object_get(j, "patient")) &&
+	    !strcmp(json_string_value(json_object_get(j, "patient")), pg->patient)) {
+		if (pg->n == pg->cap) {
+			pg->cap = pg->cap ? 2 * pg->cap : 8;
+			pg->keys = xrealloc(pg->keys, pg->cap * sizeof(*pg->keys));
+		}
+		str_copy(pg->keys[pg->n++], it->key, sizeof(pg->keys[0]));
+	}
+	json_decref(j);
+	return 0;
+}
+
+/*
+ * End every authorization account 'uid' holds for 'patient', and the
+ * refresh tokens of each (inside the caller's transaction); *ended gets how
+ * many.  The access tokens they issued stop working once the caller bumps
+ * the store's epoch (their grant is checked again).
+ */
+static enum err end_patient_grants(struct users *us, int64_t uid, const char *patient,
+				   size_t *ended, struct ctx *c)
+{
+	struct patient_grants pg = {.patient = patient};
+	enum err e;
+
+	*ended = 0;
+	e = store_item_list(us->s, "grant", uid, NULL, grant_for_patient, &pg, c);
+	for (size_t i = 0; !e && i < pg.n; i++) {
+		e = store_item_take(us->s, "grant", pg.keys[i], STORE_ITEM_LIVE, STORE_ITEM_REVOKED, NULL, c);
+		if (e == ERR_CONFLICT || e == ERR_NOTFOUND) {
+			ctx_clear(c);
+			e = ERR_OK;
+			continue;
+		}
+		if (!e)
+			e = store_item_set_state_grp(us->s, "refresh", pg.keys[i], STORE_ITEM_REVOKED, NULL, c);
+		if (!e)
+			(*ended)++;
+	}
+	free(pg.keys);
+	return e;
+}
+
 static enum err edit_links(struct users *us, const char *username,
 			   enum err (*edit)(struct store_user_patient *links, size_t *n, void *arg,
 					    struct ctx *c),
-			   void *arg, struct ctx *c)
+			   void *arg, const char *end_for, size_t *ended, struct ctx *c)
 {
 	struct store_user_patient links[USER_PATIENTS_MAX];
 	char name[USER_NAME_MAX + 1];
@@ -682,8 +739,11 @@ static enum err edit_links(struct users *us, const char *username,
 			     USER_PATIENTS_MAX))) ||
 	    (e = edit(links, &n, arg, c)) ||
 	    (e = store_user_patients_set(us->s, u.uid, links, n, c)) ||
+	    (end_for && (e = end_patient_grants(us, u.uid, end_for, ended, c))) ||
 	    (e = store_commit(us->s, c)))
 		store_rollback(us->s);
+	else if (end_for)
+		store_epoch_bump(us->s); /* every process's cached access tokens check again */
 	return e;
 }
 
@@ -773,14 +833,16 @@ enum err user_link(struct users *us, const char *username, const char *patient,
 	if ((e = must_exist(us, "Patient", patient, c)) ||
 	    (e = related_of(us, related_person, patient, c)))
 		return e;
-	return edit_links(us, username, add_link, &la, c);
+	return edit_links(us, username, add_link, &la, NULL, NULL, c);
 }
 
-enum err user_unlink(struct users *us, const char *username, const char *patient, struct ctx *c)
+enum err user_unlink(struct users *us, const char *username, const char *patient, size_t *ended,
+		     struct ctx *c)
 {
 	struct link_arg la = {patient, NULL};
+	size_t dummy;
 
 	if (!patient || !*patient)
 		return ctx_errorf(c, ERR_INVALID, "which patient?");
-	return edit_links(us, username, drop_link, &la, c);
+	return edit_links(us, username, drop_link, &la, patient, ended ? ended : &dummy, c);
 }

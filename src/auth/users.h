@@ -190,11 +190,15 @@ enum err user_linked(struct users *us, int64_t uid, const char *patient, bool *l
  * account's own record ("self") is neither.  ERR_NOTFOUND: no such
  * account, resource or link; ERR_CONFLICT: the own record; ERR_INVALID:
  * a staff account or a bad id; ERR_TOOBIG: USER_PATIENTS_MAX links.
- * Grants already made for a patient no longer linked end at their next
- * silent use or refresh (oauth: grant_patient_linked()).
+ * user_unlink() also ends, in the same transaction, every authorization
+ * the account holds for that patient and their refresh tokens (*ended, may
+ * be NULL, gets how many), and bumps the store's epoch so that access
+ * tokens already issued under them are refused from the next request on,
+ * in every process.
  */
 enum err user_link(struct users *us, const char *username, const char *patient,
 		   const char *related_person, struct ctx *c);
-enum err user_unlink(struct users *us, const char *username, const char *patient, struct ctx *c);
+enum err user_unlink(struct users *us, const char *username, const char *patient, size_t *ended,
+		     struct ctx *c);
 
 #endif

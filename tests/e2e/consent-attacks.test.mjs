@@ -169,7 +169,7 @@ describe('prompt=none', () => {
     assert.equal(u.searchParams.get('iss'), srv.baseUrl);
   });
 
-  it('a withdrawn proxy link ends silent requests and refreshes for that patient', async () => {
+  it('a withdrawn proxy link ends silent requests, refreshes and access tokens for that patient at once', async () => {
     const scope = 'launch/patient offline_access patient/Patient.rs';
     const refresh = (token) => fetch(`${srv.baseUrl}/oauth/token`, { method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -192,6 +192,8 @@ describe('prompt=none', () => {
     const t = await redeem(srv, { code: u.searchParams.get('code'), verifier: r1.verifier, redirectUri: CB, clientId: 'app' });
     assert.equal(t.json.patient, 'bob-child');
     assert.ok(t.json.refresh_token, 'offline access: a refresh token');
+    const read = () => fetch(`${srv.baseUrl}/fhir/Patient/bob-child`, { headers: { authorization: `Bearer ${t.json.access_token}` } });
+    assert.equal((await read()).status, 200, 'the access token works while the link stands');
     // the link from bob to bob-child is withdrawn with the command line (and put back
     // afterwards: later tests use it)
     const cli = async (...args) => {
@@ -199,8 +201,14 @@ describe('prompt=none', () => {
       assert.equal(r.code, 0, r.stderr);
       return r.stdout;
     };
-    assert.match(await cli('unlink'), /no longer acts for Patient\/bob-child/);
+    const out = await cli('unlink');
     try {
+      // this grant, and the one an earlier test made for bob-child
+      assert.match(out, /no longer acts for Patient\/bob-child \([1-9]\d* app authorizations? for that patient ended\)/);
+      // the access token issued under the grant stops working at once, not at its expiry
+      const gone = await read();
+      assert.equal(gone.status, 401);
+      assert.match(gone.headers.get('www-authenticate') || '', /invalid_token/);
       ({ u } = await silent());
       assert.equal(u.searchParams.get('code'), null, `no code for a record bob no longer acts for: ${u}`);
       assert.equal(u.searchParams.get('error'), 'interaction_required', String(u));
@@ -209,7 +217,7 @@ describe('prompt=none', () => {
       assert.equal(refused.status, 400);
       const body = await refused.json();
       assert.equal(body.error, 'invalid_grant');
-      assert.match(body.error_description, /no longer act for this patient/);
+      assert.match(body.error_description, /revoked/);
     } finally {
       await cli('link', '--related-person', 'bob-for-child');
     }

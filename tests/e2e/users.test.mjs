@@ -199,7 +199,7 @@ describe('user link and unlink', () => {
     }
     let r = await user('unlink', '--username', 'frank', '--patient', 'bob-child');
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout.trim(), "user 'frank' no longer acts for Patient/bob-child");
+    assert.equal(r.stdout.trim(), "user 'frank' no longer acts for Patient/bob-child (0 app authorizations for that patient ended)");
     // linking twice made one link: it is gone now
     r = await user('unlink', '--username', 'frank', '--patient', 'bob-child');
     assert.equal(r.code, 1);
