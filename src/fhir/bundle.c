@@ -606,6 +606,12 @@ static enum err read_entries(struct fhir *f, struct arena *a, json_t *entries, s
 				ctx_errorx(&ec, ERR_INVALID, "Bundle.entry.resource.resourceType",
 					   "entry %zu: the resource is not a %s as its request url says", i + 1, en->type);
 		}
+		if (!ec.code && en->id && en->query && *en->query &&
+		    (en->method == M_PUT || en->method == M_DELETE))
+			/* the query would be ignored: say so rather than write what it did not select */
+			ctx_errorx(&ec, ERR_INVALID, "Bundle.entry.request.url",
+				   "entry %zu: request.url '%s' names both a resource and a search: use Type/id, or Type?search for a conditional %s",
+				   i + 1, url, en->method == M_PUT ? "update" : "delete");
 		if (ec.code) {
 			if (transaction) {
 				*c = ec;

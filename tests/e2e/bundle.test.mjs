@@ -141,6 +141,30 @@ describe('batch and transaction', () => {
     assert.equal(r.json.resourceType, 'OperationOutcome');
   });
 
+  it('a PUT or DELETE entry whose url names both an id and a search is 400, and nothing is written', async () => {
+    const made = await srv.fhirFetch('/Patient/bq-1', { method: 'PUT', headers: { 'content-type': FHIR_JSON },
+      body: JSON.stringify({ resourceType: 'Patient', id: 'bq-1', gender: 'female' }) });
+    assert.equal(made.status, 201, made.text);
+    const tx = await post({
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [{ resource: { resourceType: 'Patient', id: 'bq-1', gender: 'male' }, request: { method: 'PUT', url: 'Patient/bq-1?identifier=urn:e2e:x|1' } }],
+    });
+    assert.equal(tx.status, 400, tx.text);
+    assert.match(tx.json.issue[0].diagnostics, /names both a resource and a search/);
+    const batch = await post({
+      resourceType: 'Bundle',
+      type: 'batch',
+      entry: [{ request: { method: 'DELETE', url: 'Patient/bq-1?gender=female' } }],
+    });
+    assert.equal(batch.status, 200, batch.text);
+    assert.match(batch.json.entry[0].response.status, /^400/);
+    const now = await srv.fhirFetch('/Patient/bq-1', { headers: { accept: FHIR_JSON } });
+    assert.equal(now.status, 200);
+    assert.equal(now.json.gender, 'female');
+    assert.equal(now.json.meta.versionId, '1');
+  });
+
   it('a batch answers each entry on its own', async () => {
     const r = await post({
       resourceType: 'Bundle',
