@@ -225,6 +225,25 @@ describe('create, read, vread, update, delete', () => {
     assert.equal(res.headers.get('etag'), 'W/"1"');
   });
 
+  it('the client\'s conditional create (If-None-Exist) and conditional update (searchParams) find their match', async () => {
+    const value = newId('kit');
+    const body = { resourceType: 'Patient', identifier: [{ system: 'urn:e2e:kit', value }], gender: 'female' };
+    const ine = { headers: { 'If-None-Exist': `identifier=urn:e2e:kit|${value}` } };
+    const a = await client.create({ resourceType: 'Patient', body, options: ine });
+    assert.equal(http(a).status, 201);
+    const b = await client.create({ resourceType: 'Patient', body: { ...body, gender: 'male' }, options: ine });
+    assert.equal(http(b).status, 200);
+    assert.equal(b.id, a.id);
+    assert.equal(b.gender, 'female', 'the match is answered, nothing written');
+    const u = await client.update({ resourceType: 'Patient', searchParams: { identifier: `urn:e2e:kit|${value}` }, body: { ...body, gender: 'other' } });
+    assert.equal(http(u).status, 200);
+    assert.equal(u.id, a.id);
+    assert.equal(u.meta.versionId, '2');
+    const found = await client.search({ resourceType: 'Patient', searchParams: { identifier: `urn:e2e:kit|${value}` } });
+    assert.equal(found.entry.length, 1);
+    assert.equal(found.entry[0].resource.gender, 'other');
+  });
+
   it('delete: then read is 410 with an OperationOutcome, old versions still vread, history shows the delete', async () => {
     const id = newId('del');
     await client.update({ resourceType: 'Patient', id, body: { resourceType: 'Patient', id, active: true } });
