@@ -2143,17 +2143,43 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 	struct session se;
 	struct ctx c = CTX_INIT;
 	struct buf b32 = BUF_INIT(256), uri = BUF_INIT(2048);
+	const char *current = http_req_form(q, "current");
+	int64_t retry = 0;
 
 	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
 		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
 		return;
 	}
-	if (oauth_mfa_enrol_begin(ed->o, &se, &b32, &uri, &c)) {
-		if (c.code == ERR_CONFLICT)
+	if (oauth_mfa_enrol_begin(ed->o, &se, current, &retry, &b32, &uri, &c)) {
+		if (current && *current && (c.code == ERR_UNAUTHORIZED || c.code == ERR_BUSY)) {
+			/* a code of the current authenticator, as at sign-in */
+			struct aud ae = {.type = AUDIT_MFA_USE, .outcome = AUDIT_MINOR,
+					 .code = c.code == ERR_BUSY ? "throttled" : "wrong-code",
+					 .username = se.username, .role = user_role_name(se.role),
+					 .fhir_user = se.fhir_user};
+			auth_event(q, ed, &ae);
+		}
+		if (c.code == ERR_CONFLICT) {
 			error_page(q, ed, 409, "Two-step verification is already on", c.msg, NULL);
-		else
+		} else if (c.code == ERR_UNAUTHORIZED) {
+			error_page(q, ed, 400, "That code is not right",
+				   "Enter a code from the authenticator app you use now, or one of your recovery codes.",
+				   "Go back to your account page and try again.");
+		} else if (c.code == ERR_BUSY && retry > 0) {
+			char ra[24];
+			snprintf(ra, sizeof(ra), "%lld", (long long)retry);
+			http_resp_header(q, "Retry-After", ra);
+			error_page(q, ed, 429, "Too many wrong codes", c.msg, NULL);
+		} else {
 			server_error(q, &c);
+		}
 	} else {
+		if (current && *current) {
+			/* the current authenticator's code was used to begin its replacement */
+			struct aud ae = {.type = AUDIT_MFA_USE, .username = se.username,
+					 .role = user_role_name(se.role), .fhir_user = se.fhir_user};
+			auth_event(q, ed, &ae);
+		}
 		page(q, ed, 200, "mfa_setup",
 		     json_pack("{s:s, s:s, s:s, s:s, s:b, s:s}", "title", "Set up two-step verification",
 			       "secret", b32.data, "uri", uri.data, "csrf", se.csrf, "signed_in", 1,

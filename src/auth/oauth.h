@@ -156,17 +156,21 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 /*
  * Start enrolling a TOTP authenticator for the signed-in user: a new
  * secret, kept with the session for ten minutes; b32 gets it in base32
- * and uri the otpauth:// URI for authenticator apps.  ERR_CONFLICT when
- * the account has one already: a session alone must not replace the
- * factor that protects it (an administrator resets it: user reset-mfa).
+ * and uri the otpauth:// URI for authenticator apps.  When the account
+ * has one already, 'current' must be a code of it (or a recovery code),
+ * checked and used as at sign-in (ERR_UNAUTHORIZED, or ERR_BUSY with
+ * *retry_after when throttled): a session alone must not replace the
+ * factor that protects it.  Without one: ERR_CONFLICT.
  */
-enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, struct buf *b32,
-			       struct buf *uri, struct ctx *c);
+enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, const char *current,
+			       int64_t *retry_after, struct buf *b32, struct buf *uri, struct ctx *c);
 /*
  * Finish with the first code from the app: the secret becomes the
- * account's and codes[] receives the recovery codes to show once.
- * ERR_UNAUTHORIZED for a wrong code, ERR_NOTFOUND when no set-up is
- * pending, ERR_CONFLICT when the account has an authenticator by now.
+ * account's (replacing the old one, and its recovery codes, when the
+ * set-up began with a code of it) and codes[] receives the recovery codes
+ * to show once.  ERR_UNAUTHORIZED for a wrong code, ERR_NOTFOUND when no
+ * set-up is pending, ERR_CONFLICT when the account's authenticator
+ * changed since the set-up began.
  */
 enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const char *code,
 				struct totp_recovery codes[OAUTH_RECOVERY_CODES], struct ctx *c);

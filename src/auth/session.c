@@ -358,31 +358,52 @@ out:
 #define NS_MFA_NEW "mfanew"  /* per session: a secret being enrolled */
 #define MFA_ENROL_MS (10 * 60 * 1000)
 
-/* ERR_CONFLICT when the session's account has an authenticator already. */
-static enum err mfa_off(struct oauth *o, const struct session *se, struct ctx *c)
+static enum err mfa_use_code(struct oauth *o, const char *username, const char *code,
+			     int64_t *retry_after, struct ctx *c);
+
+/*
+ * ERR_CONFLICT unless the session's account is as the set-up expects:
+ * without an authenticator, or with one when 'replace' (the set-up
+ * began with a code of it).
+ */
+static enum err mfa_state_is(struct oauth *o, const struct session *se, bool replace, struct ctx *c)
 {
 	struct user u;
 	enum err e = user_get_by_name(o->us, se->username, &u, c);
 
-	if (!e && u.mfa_enrolled)
+	if (!e && u.mfa_enrolled && !replace)
 		e = ctx_errorf(c, ERR_CONFLICT, "Two-step verification is already on for this account."
-			       " To use another authenticator, ask an administrator to reset it.");
+			       " To use another authenticator, enter a code from your current one (or a"
+			       " recovery code) on your account page.");
+	else if (!e && !u.mfa_enrolled && replace)
+		e = ctx_errorf(c, ERR_CONFLICT, "Two-step verification was turned off meanwhile: start"
+			       " the set-up again from your account page.");
 	return e;
 }
 
-enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, struct buf *b32,
-			       struct buf *uri, struct ctx *c)
+enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, const char *current,
+			       int64_t *retry_after, struct buf *b32, struct buf *uri, struct ctx *c)
 {
 	unsigned char secret[TOTP_SECRET_LEN];
+	struct user u;
+	bool replace;
 	enum err e;
 
-	if ((e = mfa_off(o, se, c)))
+	*retry_after = 0;
+	if ((e = user_get_by_name(o->us, se->username, &u, c)))
+		return e;
+	replace = u.mfa_enrolled;
+	if (replace && !(current && *current))
+		return mfa_state_is(o, se, false, c); /* the ERR_CONFLICT that says how */
+	/* a session alone must not replace the factor that protects it */
+	if (replace && (e = mfa_use_code(o, se->username, current, retry_after, c)))
 		return e;
 	totp_secret_generate(secret);
 	if ((e = totp_base32_encode(secret, sizeof(secret), b32)) ||
 	    (e = totp_uri("Veranda", se->username, secret, sizeof(secret), uri, c)))
 		goto out;
-	e = oauth_put(o, NS_MFA_NEW, se->id_hash, se->uid, NULL, json_pack("{s:s}", "secret", b32->data),
+	e = oauth_put(o, NS_MFA_NEW, se->id_hash, se->uid, NULL,
+		      json_pack("{s:s, s:b}", "secret", b32->data, "replace", replace),
 		      clock_now_ms() + MFA_ENROL_MS, true, c);
 out:
 	mem_wipe(secret, sizeof(secret));
@@ -423,8 +444,13 @@ enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const
 	data = json_pack("{s:I, s:o}", "last_step", (json_int_t)step, "recovery", hashes);
 	if ((e = store_begin(o->s, c)))
 		goto out;
-	/* checked again inside the transaction: two set-ups begun side by side enrol one */
-	if (!(e = mfa_off(o, se, c)) && !(e = user_mfa_set(o->us, se->username, secret, n, c))) {
+	/*
+	 * Checked again inside the transaction: of two first set-ups begun
+	 * side by side one enrols; a replacement needs the authenticator it
+	 * was begun with to be there still.
+	 */
+	if (!(e = mfa_state_is(o, se, json_is_true(json_object_get(j, "replace")), c)) &&
+	    !(e = user_mfa_set(o->us, se->username, secret, n, c))) {
 		e = oauth_put(o, NS_MFA, se->username, se->uid, NULL, data, 0, true, c);
 		data = NULL; /* oauth_put() took it */
 		if (!e)
@@ -443,11 +469,18 @@ out:
 	return e;
 }
 
-enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code,
-			   const char *addr, char new_cookie[OAUTH_ID_SIZE], int64_t *retry_after,
-			   struct ctx *c)
+/*
+ * Check and use a code of 'username''s authenticator: a TOTP code (each
+ * step once) or a recovery code (each once).  ERR_UNAUTHORIZED for a wrong
+ * one, ERR_BUSY with *retry_after when wrong codes are throttled.  Wrong
+ * codes are counted per account with the delays and lock-out of wrong
+ * passwords, on a counter of their own that only a right code clears.
+ * The wait, the check and the use are one transaction: a code sent at
+ * once from several sessions works for one of them.
+ */
+static enum err mfa_use_code(struct oauth *o, const char *username, const char *code,
+			     int64_t *retry_after, struct ctx *c)
 {
-	struct session se;
 	struct store_item it;
 	struct counter ku;
 	unsigned char secret[STORE_MFA_SECRET_MAX];
@@ -459,28 +492,14 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 	bool totp;
 	enum err e;
 
-	(void)addr;
 	*retry_after = 0;
-	new_cookie[0] = '\0';
 	store_item_init(&it);
-	if ((e = oauth_session_get(o, cookie, &se, c)))
+	if ((e = user_mfa_secret(o->us, username, secret, &n, c)))
 		goto out;
-	if (!se.mfa_pending) {
-		e = ERR_OK;
-		goto out;
-	}
-	if ((e = user_mfa_secret(o->us, se.username, secret, &n, c)))
-		goto out;
-	/*
-	 * One transaction from the wait to the code's use: of codes sent at
-	 * once (from several half-open sessions), each sees the failures
-	 * and the uses before it, so a code works once and a burst of wrong
-	 * ones is throttled like wrong ones sent one by one.
-	 */
 	if ((e = store_begin(o->s, c)))
 		goto out;
 	/* not the password's counter, which a right password clears */
-	snprintf(ku.key, sizeof(ku.key), "mfa:%s", se.username);
+	snprintf(ku.key, sizeof(ku.key), "mfa:%s", username);
 	counter_load(o, &ku);
 	if ((w = counter_wait(o, &ku, now)) > 0) {
 		store_rollback(o->s);
@@ -488,7 +507,7 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 		e = ctx_errorf(c, ERR_BUSY, "too many wrong codes: try again in %lld seconds", (long long)w);
 		goto out;
 	}
-	if ((e = store_item_get(o->s, NS_MFA, se.username, &it, c)) || !(j = oauth_item_json(&it))) {
+	if ((e = store_item_get(o->s, NS_MFA, username, &it, c)) || !(j = oauth_item_json(&it))) {
 		store_rollback(o->s);
 		if (!e)
 			e = ctx_errorf(c, ERR_IO, "two-step verification record is damaged");
@@ -503,7 +522,7 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 	if (totp)
 		e = totp_verify(secret, n, code, last, &step, c);
 	else
-		e = totp_recovery_verify(se.username, code ? code : "", hv, nh, &used, c);
+		e = totp_recovery_verify(username, code ? code : "", hv, nh, &used, c);
 	if (e) {
 		ctx_clear(c);
 		if ((e = counter_fail(o, &ku, now, c)) || (e = store_commit(o->s, c))) {
@@ -521,15 +540,36 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 	{
 		struct buf b = BUF_INIT(STORE_ITEM_DATA_MAX);
 		json_dump_buf(j, &b);
-		e = store_item_update(o->s, NS_MFA, se.username, b.data, -1, c);
+		e = store_item_update(o->s, NS_MFA, username, b.data, -1, c);
 		buf_release(&b);
 	}
 	if (!e && ku.failures)
 		e = store_item_delete(o->s, NS_THROTTLE, ku.key, c);
-	if (e || (e = store_commit(o->s, c))) {
+	if (e || (e = store_commit(o->s, c)))
 		store_rollback(o->s);
-		goto out;
-	}
+out:
+	json_decref(j);
+	mem_wipe(secret, sizeof(secret));
+	store_item_release(&it);
+	return e;
+}
+
+enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code,
+			   const char *addr, char new_cookie[OAUTH_ID_SIZE], int64_t *retry_after,
+			   struct ctx *c)
+{
+	struct session se;
+	enum err e;
+
+	(void)addr;
+	*retry_after = 0;
+	new_cookie[0] = '\0';
+	if ((e = oauth_session_get(o, cookie, &se, c)))
+		return e;
+	if (!se.mfa_pending)
+		return ERR_OK;
+	if ((e = mfa_use_code(o, se.username, code, retry_after, c)))
+		return e;
 	/*
 	 * Fully signed in: a new session id and CSRF token (a privilege
 	 * change), and the pending session goes.
@@ -540,13 +580,9 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 
 		str_copy(old, se.id_hash, sizeof(old));
 		se.mfa_pending = false;
-		if (!(e = session_new(o, &se, now, new_cookie, c)))
+		if (!(e = session_new(o, &se, clock_now_ms(), new_cookie, c)))
 			store_item_delete(o->s, NS_SESSION, old, &ig);
 	}
-out:
-	json_decref(j);
-	mem_wipe(secret, sizeof(secret));
-	store_item_release(&it);
 	return e;
 }
 

@@ -21,7 +21,7 @@ before(async () => {
   await initDataDir(dir);
   await seedDataDir(dir, { patients: 0 });
   await registerClient(dir, { clientId: 'mfa-app', public: true, redirectUris: [CB], name: 'MFA App' });
-  for (const u of ['mia', 'max', 'moe', 'mae']) {
+  for (const u of ['mia', 'max', 'moe', 'mae', 'mel']) {
     const r = await runCli(['user', 'add', '--data', dir, '--username', u, '--role', 'support', '--password-stdin'], { input: `${PASSWORD}\n` });
     assert.equal(r.code, 0, r.stderr);
   }
@@ -163,6 +163,48 @@ describe('two-step verification', () => {
     // the second key opens nothing at sign-in
     const h = await halfSignIn('mae');
     assert.equal((await sendCode(h, totp(two.key, nowStep()))).status, 401, 'the refused key is not the account\'s');
+  });
+
+  it('a code of the current authenticator lets the user replace it; the old key and recovery codes stop working', async () => {
+    const first = await enrol('mel');
+    // signed in with both steps
+    const h = await halfSignIn('mel');
+    assert.equal((await sendCode(h, totp(first.key, first.step + 1))).status, 303);
+    const acc = await accountPage(h.b);
+    const form = acc.forms.find((f) => f.action === '/account/mfa');
+    assert.ok(form, 'the account page offers to use another authenticator');
+    // a wrong code (or none) opens nothing to scan
+    for (const current of ['', '000000', 'not-a-recovery-code']) {
+      const body = new URLSearchParams(form.fields);
+      body.set('current', current);
+      const r = await h.b.post('/account/mfa', body);
+      assert.equal(r.status, current ? 400 : 409, r.text.slice(0, 300));
+      assert.doesNotMatch(r.text, /otpauth:|class="secret"/);
+    }
+    // the code just used at sign-in does not work again here either
+    const replay = new URLSearchParams(form.fields);
+    replay.set('current', totp(first.key, first.step + 1));
+    assert.equal((await h.b.post('/account/mfa', replay)).status, 400);
+    // a recovery code of the current authenticator does
+    const body = new URLSearchParams(form.fields);
+    body.set('current', first.codes[0]);
+    const setup = await h.b.post('/account/mfa', body);
+    assert.equal(setup.status, 200, setup.text.slice(0, 300));
+    const key = base32(decodeEntities((setup.text.match(/<code class="secret">([^<]+)<\/code>/) || [])[1] || ''));
+    const confirm = new URLSearchParams(formFor(setup.text, '/account/mfa/confirm').fields);
+    const step = nowStep();
+    confirm.set('code', totp(key, step));
+    const done = await h.b.post('/account/mfa/confirm', confirm);
+    assert.equal(done.status, 200, done.text.slice(0, 300));
+    const codes = [...done.text.matchAll(/<li><code>([^<]+)<\/code><\/li>/g)].map((m) => decodeEntities(m[1]));
+    assert.equal(codes.length, 10, 'new recovery codes');
+    // at the next sign-in the old key and the old recovery codes are refused, the new ones work
+    const old = await halfSignIn('mel');
+    assert.equal((await sendCode(old, totp(first.key, nowStep()))).status, 401, 'the old key');
+    assert.equal((await sendCode(old, first.codes[1])).status, 401, 'an old recovery code');
+    assert.equal((await sendCode(old, totp(key, step + 1))).status, 303, 'the new key');
+    const rec = await halfSignIn('mel');
+    assert.equal((await sendCode(rec, codes[0])).status, 303, 'a new recovery code');
   });
 
   it('each recovery code works once', async () => {
