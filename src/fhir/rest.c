@@ -2513,6 +2513,15 @@ static enum err bundle_done(void *arg, const struct fhir_entry_done *d, struct c
 
 	if (g->unrecorded)
 		return ctx_errorf(c, ERR_BUSY, AUDIT_UNAVAILABLE);
+	if (d->op != FHIR_ENTRY_SEARCH) {
+		/* what the entry did, for a conditional interaction's answer */
+		g->did = true;
+		g->op = d->op;
+		str_copy(g->type, d->type, sizeof(g->type));
+		str_copy(g->id, d->id, sizeof(g->id));
+		g->version = d->version;
+		g->ticket = 0;
+	}
 	if (!rest_audit)
 		return ERR_OK;
 	if (ea.on)
@@ -2537,11 +2546,6 @@ static enum err bundle_done(void *arg, const struct fhir_entry_done *d, struct c
 		}
 		fa_patients_of(&fa, g->f, &ea, d->type, d->id);
 		ok = audit_fhir_q(g->q, &ea, &fa, false, &ticket);
-		g->did = true;
-		g->op = d->op;
-		str_copy(g->type, d->type, sizeof(g->type));
-		str_copy(g->id, d->id, sizeof(g->id));
-		g->version = d->version;
 		g->ticket = ticket;
 	}
 	if (!ok) {

@@ -217,3 +217,30 @@ describe('conditional interactions over REST', () => {
     assert.equal(left[0].meta.versionId, '1');
   });
 });
+
+describe('conditional interactions with the audit log off', () => {
+  let srv;
+  before(async () => {
+    srv = await startServer({ args: ['--audit', 'off'] });
+  });
+  after(async () => {
+    if (srv) await srv.stop();
+  });
+
+  it('answer as with it on (the answer does not depend on the records)', async () => {
+    const send = (method, p, body, headers = {}) =>
+      srv.fhirFetch(p, { method, headers: { ...H, ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const c = await send('POST', '/Patient', patient('off-1'), { 'if-none-exist': `identifier=${SYS}|off-1` });
+    assert.equal(c.status, 201, c.text);
+    assert.equal(c.json.resourceType, 'Patient');
+    const m = await send('POST', '/Patient', patient('off-1'), { 'if-none-exist': `identifier=${SYS}|off-1` });
+    assert.equal(m.status, 200, m.text);
+    assert.equal(m.json.id, c.json.id);
+    const u = await send('PUT', `/Patient?identifier=${encodeURIComponent(`${SYS}|off-1`)}`, patient('off-1', { gender: 'male' }));
+    assert.equal(u.status, 200, u.text);
+    assert.equal(u.json.meta.versionId, '2');
+    const d = await srv.fhirFetch(`/Patient?identifier=${encodeURIComponent(`${SYS}|off-1`)}`, { method: 'DELETE' });
+    assert.equal(d.status, 204);
+    assert.equal(etagVersion(d.headers.get('etag')), 3);
+  });
+});
