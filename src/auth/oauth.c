@@ -128,6 +128,17 @@ void oauth_epoch_bump(struct oauth *o)
 	store_epoch_bump(o->s);
 }
 
+/* Did this thread revoke a grant since it last asked (oauth_grant_kill())? */
+static _Thread_local bool killed;
+
+bool oauth_killed_take(void)
+{
+	bool k = killed;
+
+	killed = false;
+	return k;
+}
+
 enum err oauth_grant_kill(struct oauth *o, const char *grant_id, struct ctx *c)
 {
 	enum err e;
@@ -140,6 +151,7 @@ enum err oauth_grant_kill(struct oauth *o, const char *grant_id, struct ctx *c)
 	if (!e)
 		e = store_item_set_state_grp(o->s, NS_REFRESH, grant_id, STORE_ITEM_REVOKED, NULL, c);
 	oauth_epoch_bump(o);
+	killed = true; /* inside a transaction, its end bumps again (token.c tx_end()) */
 	return e;
 }
 

@@ -432,7 +432,13 @@ static enum err tx_end(struct oauth *o, enum err e, struct ctx *c)
 		*c = cc;
 		e = cc.code;
 	}
-	oauth_epoch_bump(o); /* a replay may have revoked a grant in this transaction */
+	/*
+	 * A replay or a withdrawn link revoked a grant in this transaction:
+	 * bump again now that it is committed.  Only then: a bump makes every
+	 * cached access token, in every process, check its grant again.
+	 */
+	if (oauth_killed_take())
+		oauth_epoch_bump(o);
 	return e;
 }
 
