@@ -1516,7 +1516,9 @@ static void send_write_result(struct http_req *q, struct fhir *f, struct fhir_re
 	case PREFER_OUTCOME: {
 		char msg[200];
 		snprintf(msg, sizeof(msg), "%s/%s %s as version %lld", res->type, res->id,
-			 status == 201 ? "created" : "updated", (long long)res->version);
+			 /* 200 with 'created': a conditional create's existing match */
+			 status == 201 ? "created" : res->created ? "already exists" : "updated",
+			 (long long)res->version);
 		send_outcome(q, status, msg, NULL);
 		break;
 	}
@@ -2752,6 +2754,8 @@ static void handle_conditional(struct http_req *q, struct fhir *f, enum cond_kin
 		str_copy(fr.id, sr.id, sizeof(fr.id));
 		fr.version = sr.version;
 		fr.last_updated = sr.last_updated;
+		/* a conditional create that found its match: nothing was written */
+		fr.created = bg.op == FHIR_ENTRY_READ;
 		buf_add(&fr.json, sr.json.data, sr.json.len);
 		/* 200 for a create that found its match, or an update */
 		send_write_result(q, f, &fr, bg.op == FHIR_ENTRY_CREATE ? 201 : 200);

@@ -61,6 +61,9 @@ describe('conditional interactions over REST', () => {
     const found = await byIdent('c1');
     assert.equal(found.length, 1);
     assert.equal(found[0].meta.versionId, '1');
+    // Prefer: return=OperationOutcome says that nothing was written
+    const oo = await send('POST', '/Patient', patient('c1'), { 'if-none-exist': `identifier=${SYS}|c1`, prefer: 'return=OperationOutcome' });
+    assertOutcome(oo, 200, new RegExp(`Patient/${id} already exists as version 1`));
     // Prefer: return=minimal gives no body but the Location
     const min = await send('POST', '/Patient', patient('c1b'), { 'if-none-exist': `identifier=${SYS}|c1b`, prefer: 'return=minimal' });
     assert.equal(min.status, 201);
