@@ -1477,12 +1477,23 @@ describe('revocation from the command line', () => {
     await registerClient(dir, { clientId: 'cli-off', public: true, redirectUris: [CB] });
     const t = await aliceTokens({ clientId: 'cli-off' });
     assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 200);
+    const refresh = (token) => postForm(`${srv.baseUrl}/oauth/token`, { grant_type: 'refresh_token', refresh_token: token, client_id: 'cli-off' });
+    // the token endpoint has read the app's record (and keeps it): a change must still reach it at once
+    let rt = await refresh(t.refresh_token);
+    assert.equal(rt.status, 200, rt.text);
     await cliOk(['client', 'disable', '--data', dir, '--client-id', 'cli-off']);
     assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 401, 'a disabled app\'s token is refused at once');
+    const off = await refresh(rt.json.refresh_token);
+    assert.notEqual(off.status, 200, 'a disabled app cannot refresh');
+    assert.equal(off.json?.error, 'invalid_client', off.text);
     await cliOk(['client', 'enable', '--data', dir, '--client-id', 'cli-off']);
     assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 200, 'and works again once the app is enabled');
+    rt = await refresh(rt.json.refresh_token);
+    assert.equal(rt.status, 200, `the enabled app refreshes again: ${rt.text}`);
     await cliOk(['client', 'remove', '--data', dir, '--client-id', 'cli-off']);
     assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 401, 'a removed app\'s token is refused at once');
+    const gone = await refresh(rt.json.refresh_token);
+    assert.equal(gone.json?.error, 'invalid_client', gone.text);
   });
 });
 
