@@ -2353,7 +2353,8 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 			 * patient context or constraints
 			 */
 			scope_decide(a->p.scopes, type, SCOPE_OP_SEARCH, &sd);
-			if (a->patient || d.nfilters || sd.nfilters)
+			/* a search allowed only by a patient/ scope is confined too */
+			if (a->patient || d.nfilters || sd.nfilters || (sd.allowed && sd.ctx == SCOPE_PATIENT))
 				snprintf(why, sizeof(why), "%sconditional creates, updates and deletes are not available with patient-scoped or constrained access", pre);
 			else if (!sd.allowed)
 				snprintf(why, sizeof(why), "%sa conditional %s searches: the scopes do not allow searching %s", pre, method, type);

@@ -1089,6 +1089,24 @@ describe('granular scopes (items 82-84)', () => {
 /* ---- user/ and system/ scopes ---- */
 
 describe('user/ scopes act with the user\'s own rights', () => {
+  it('a conditional write whose search only a patient/ scope allows is refused: the search would not be confined', async () => {
+    // user-level create, but searching Observations only in alice's record
+    const t = await userToken('drsmith', 'launch/patient patient/Observation.rs user/Observation.c', { patient: 'alice' });
+    assert.equal(t.patient, 'alice');
+    const other = data.childObs[6];
+    const cc = await api(t.access_token, 'Observation', { method: 'POST', body: JSON.stringify(newObs('alice', marker())),
+      headers: { 'if-none-exist': `_id=${other}` } });
+    assertInsufficientScope(cc);
+    assert.ok(!cc.text.includes('bob-child'), cc.text);
+    const tx = await api(t.access_token, '', { method: 'POST', body: JSON.stringify({ resourceType: 'Bundle', type: 'transaction',
+      entry: [{ resource: newObs('alice', marker()), request: { method: 'POST', url: 'Observation', ifNoneExist: `_id=${other}` } }] }) });
+    assertInsufficientScope(tx);
+    assert.ok(!tx.text.includes('bob-child'), tx.text);
+    // the plain create is allowed
+    const plain = await api(t.access_token, 'Observation', { method: 'POST', body: JSON.stringify(newObs('alice', marker())) });
+    assert.equal(plain.status, 201, plain.text);
+  });
+
   it('a clinician with user/*.rs sees any patient\'s data', async () => {
     const t = await userToken('drsmith', 'openid fhirUser user/*.rs');
     assert.equal(t.patient, undefined);

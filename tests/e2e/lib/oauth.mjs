@@ -493,6 +493,11 @@ export async function consentToken(app, user, scope, { patient, cats = [], keep 
     assert.ok(patient, `${user} is asked to pick a patient`);
     r = await go(`${B}/oauth/patient`, { method: 'POST', body: new URLSearchParams({ csrf: valueOf(html, 'csrf'), req: valueOf(html, 'req'), patient }) });
     html = await r.text();
+  } else if (html.includes('name="patient_id"')) {
+    // staff: the picker asks for a patient id
+    assert.ok(patient, `${user} is asked for a patient id`);
+    r = await go(`${B}/oauth/patient`, { method: 'POST', body: new URLSearchParams({ csrf: valueOf(html, 'csrf'), req: valueOf(html, 'req'), patient_id: patient, action: 'continue' }) });
+    html = await r.text();
   }
   const offered = [...html.matchAll(/name="type" value="([^"]*)"/g)].map((m) => m[1]);
   const form = new URLSearchParams({ csrf: valueOf(html, 'csrf'), req: valueOf(html, 'req'), action: 'allow' });
