@@ -68,6 +68,17 @@ enum err adb_stream_no(sqlite3 *db, const char *node, bool create, int64_t *no, 
 	enum err e;
 
 	*no = 0;
+	if (create && sqlite3_get_autocommit(db)) {
+		/* the check and the registration in one transaction */
+		if ((e = adb_exec(db, "BEGIN IMMEDIATE", c)))
+			return e;
+		if ((e = adb_stream_no(db, node, true, no, c))) {
+			struct ctx ig = CTX_INIT;
+			adb_exec(db, "ROLLBACK", &ig);
+			return e;
+		}
+		return adb_exec(db, "COMMIT", c);
+	}
 	if (create) {
 		/*
 		 * AuditEvent ids write '_' as '-' (FHIR ids have no '_'): a new

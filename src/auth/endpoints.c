@@ -2145,12 +2145,13 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 	struct buf b32 = BUF_INIT(256), uri = BUF_INIT(2048);
 	const char *current = http_req_form(q, "current");
 	int64_t retry = 0;
+	bool used = false;
 
 	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
 		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
 		return;
 	}
-	if (oauth_mfa_enrol_begin(ed->o, &se, current, &retry, &b32, &uri, &c)) {
+	if (oauth_mfa_enrol_begin(ed->o, &se, current, &retry, &used, &b32, &uri, &c)) {
 		if (current && *current && (c.code == ERR_UNAUTHORIZED || c.code == ERR_BUSY)) {
 			/* a code of the current authenticator, as at sign-in */
 			struct aud ae = {.type = AUDIT_MFA_USE, .outcome = AUDIT_MINOR,
@@ -2174,7 +2175,7 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 			server_error(q, &c);
 		}
 	} else {
-		if (current && *current) {
+		if (used) {
 			/* the current authenticator's code was used to begin its replacement */
 			struct aud ae = {.type = AUDIT_MFA_USE, .username = se.username,
 					 .role = user_role_name(se.role), .fhir_user = se.fhir_user};

@@ -159,11 +159,12 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
  * and uri the otpauth:// URI for authenticator apps.  When the account
  * has one already, 'current' must be a code of it (or a recovery code),
  * checked and used as at sign-in (ERR_UNAUTHORIZED, or ERR_BUSY with
- * *retry_after when throttled): a session alone must not replace the
- * factor that protects it.  Without one: ERR_CONFLICT.
+ * *retry_after when throttled; *used says it was): a session alone must
+ * not replace the factor that protects it.  Without one: ERR_CONFLICT.
  */
 enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, const char *current,
-			       int64_t *retry_after, struct buf *b32, struct buf *uri, struct ctx *c);
+			       int64_t *retry_after, bool *used, struct buf *b32, struct buf *uri,
+			       struct ctx *c);
 /*
  * Finish with the first code from the app: the secret becomes the
  * account's (replacing the old one, and its recovery codes, when the

@@ -362,48 +362,79 @@ static enum err mfa_use_code(struct oauth *o, const char *username, const char *
 			     int64_t *retry_after, struct ctx *c);
 
 /*
- * ERR_CONFLICT unless the session's account is as the set-up expects:
- * without an authenticator, or with one when 'replace' (the set-up
- * began with a code of it).
+ * A fingerprint of 'username''s authenticator: the hex SHA-256 of its
+ * secret in base32, "" when it has none.
  */
-static enum err mfa_state_is(struct oauth *o, const struct session *se, bool replace, struct ctx *c)
+static enum err mfa_fingerprint(struct oauth *o, const char *username, char fp[OAUTH_HASH_SIZE],
+				struct ctx *c)
 {
-	struct user u;
-	enum err e = user_get_by_name(o->us, se->username, &u, c);
+	unsigned char secret[STORE_MFA_SECRET_MAX];
+	struct buf b = BUF_INIT(256);
+	size_t n = 0;
+	enum err e;
 
-	if (!e && u.mfa_enrolled && !replace)
-		e = ctx_errorf(c, ERR_CONFLICT, "Two-step verification is already on for this account."
-			       " To use another authenticator, enter a code from your current one (or a"
-			       " recovery code) on your account page.");
-	else if (!e && !u.mfa_enrolled && replace)
-		e = ctx_errorf(c, ERR_CONFLICT, "Two-step verification was turned off meanwhile: start"
-			       " the set-up again from your account page.");
+	fp[0] = '\0';
+	if (!(e = user_mfa_secret(o->us, username, secret, &n, c)) && n &&
+	    !(e = totp_base32_encode(secret, n, &b)))
+		oauth_hash(b.data, fp);
+	mem_wipe(secret, sizeof(secret));
+	if (b.data)
+		mem_wipe(b.data, b.len);
+	buf_release(&b);
+	return e;
+}
+
+static const char mfa_on_msg[] = "Two-step verification is already on for this account. To use another"
+				 " authenticator, enter a code from your current one (or a recovery code)"
+				 " on your account page.";
+
+/*
+ * ERR_CONFLICT unless the session's account has the authenticator the
+ * set-up found: none ("" fingerprint), or the one it replaces.
+ */
+static enum err mfa_unchanged(struct oauth *o, const struct session *se, const char *found,
+			      struct ctx *c)
+{
+	char fp[OAUTH_HASH_SIZE];
+	enum err e = mfa_fingerprint(o, se->username, fp, c);
+
+	if (!e && strcmp(fp, found))
+		e = found[0] ? ctx_errorf(c, ERR_CONFLICT, "Your authenticator changed after this set-up"
+					  " began: start again from your account page.")
+			     : ctx_errorf(c, ERR_CONFLICT, "%s", mfa_on_msg);
 	return e;
 }
 
 enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, const char *current,
-			       int64_t *retry_after, struct buf *b32, struct buf *uri, struct ctx *c)
+			       int64_t *retry_after, bool *used, struct buf *b32, struct buf *uri,
+			       struct ctx *c)
 {
 	unsigned char secret[TOTP_SECRET_LEN];
-	struct user u;
-	bool replace;
+	char fp[OAUTH_HASH_SIZE];
 	enum err e;
 
 	*retry_after = 0;
-	if ((e = user_get_by_name(o->us, se->username, &u, c)))
+	*used = false;
+	if ((e = mfa_fingerprint(o, se->username, fp, c)))
 		return e;
-	replace = u.mfa_enrolled;
-	if (replace && !(current && *current))
-		return mfa_state_is(o, se, false, c); /* the ERR_CONFLICT that says how */
-	/* a session alone must not replace the factor that protects it */
-	if (replace && (e = mfa_use_code(o, se->username, current, retry_after, c)))
-		return e;
+	if (fp[0] && !(current && *current))
+		return ctx_errorf(c, ERR_CONFLICT, "%s", mfa_on_msg);
+	/*
+	 * A session alone must not replace the factor that protects it: a
+	 * code of it first, checked and used as at sign-in
+	 */
+	if (fp[0]) {
+		if ((e = mfa_use_code(o, se->username, current, retry_after, c)))
+			return e;
+		*used = true;
+	}
 	totp_secret_generate(secret);
 	if ((e = totp_base32_encode(secret, sizeof(secret), b32)) ||
 	    (e = totp_uri("Veranda", se->username, secret, sizeof(secret), uri, c)))
 		goto out;
+	/* 'replaces': the authenticator the confirmation must still find */
 	e = oauth_put(o, NS_MFA_NEW, se->id_hash, se->uid, NULL,
-		      json_pack("{s:s, s:b}", "secret", b32->data, "replace", replace),
+		      json_pack("{s:s, s:s}", "secret", b32->data, "replaces", fp),
 		      clock_now_ms() + MFA_ENROL_MS, true, c);
 out:
 	mem_wipe(secret, sizeof(secret));
@@ -445,11 +476,11 @@ enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const
 	if ((e = store_begin(o->s, c)))
 		goto out;
 	/*
-	 * Checked again inside the transaction: of two first set-ups begun
-	 * side by side one enrols; a replacement needs the authenticator it
-	 * was begun with to be there still.
+	 * Checked again inside the transaction: of two set-ups begun side by
+	 * side (first ones, or replacements of the same authenticator) the
+	 * first confirmed takes effect and the other finds it changed.
 	 */
-	if (!(e = mfa_state_is(o, se, json_is_true(json_object_get(j, "replace")), c)) &&
+	if (!(e = mfa_unchanged(o, se, json_get_str(j, "replaces") ? json_get_str(j, "replaces") : "", c)) &&
 	    !(e = user_mfa_set(o->us, se->username, secret, n, c))) {
 		e = oauth_put(o, NS_MFA, se->username, se->uid, NULL, data, 0, true, c);
 		data = NULL; /* oauth_put() took it */

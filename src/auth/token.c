@@ -490,6 +490,7 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 	store_item_init(&it);
 	oauth_hash(r->code, h);
 	/* one transaction (one flush): consume the code, check it, write the refresh token */
+	(void)oauth_killed_take(); /* a kill outside any transaction bumped already */
 	if ((e = store_begin(o->s, c)))
 		goto out_notx;
 	/* the first redemption attempt consumes the code, whatever happens next */
@@ -626,6 +627,7 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 		grant_release(&g);
 	}
 	/* one transaction (one flush): rotate the token, check the grant, write the next token */
+	(void)oauth_killed_take(); /* a kill outside any transaction bumped already */
 	if ((e = store_begin(o->s, c)))
 		goto out;
 	in_tx = true;

@@ -744,12 +744,13 @@ enum err fhir_bundle(struct fhir *f, const char *body, size_t len, bool represen
 	size_t n = 0;
 	enum err e = ERR_OK;
 
-	if ((int64_t)len > f->opts.body_max) {
+	if ((int64_t)len > f->opts.body_max + (int64_t)(hooks ? hooks->wrap_bytes : 0)) {
 		e = ctx_errorf(c, ERR_TOOBIG, "Bundle of %zu bytes exceeds the limit of %lld", len,
 			       (long long)f->opts.body_max);
 		goto out;
 	}
-	if (!(doc = json_parse_bounded(body, len, f->opts.json_depth_max, c))) {
+	if (!(doc = json_parse_bounded(body, len, f->opts.json_depth_max + (hooks ? hooks->wrap_depth : 0),
+				       c))) {
 		e = c->code;
 		goto out;
 	}

@@ -219,6 +219,13 @@ struct fhir_bundle_hooks {
 	enum err (*done)(void *arg, const struct fhir_entry_done *d, struct ctx *c);
 	enum err (*version)(void *arg, const struct store_resource *r, struct ctx *c);
 	void *arg;
+	/*
+	 * A Bundle the caller wrapped around one resource (a conditional
+	 * interaction): its bytes and nesting are not counted against the
+	 * body and depth limits.  0 for a Bundle a client sent.
+	 */
+	size_t wrap_bytes;
+	int wrap_depth;
 };
 
 /* The HTTP status for an error code (the FHIR edge's mapping). */

@@ -2299,7 +2299,8 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 
 	if (!a->on)
 		return true;
-	if (!(doc = json_parse_bounded(body->data, body->len, f->opts.json_depth_max, &c)))
+	/* as deep as fhir_bundle() reads it, the wrapper of a conditional included */
+	if (!(doc = json_parse_bounded(body->data, body->len, f->opts.json_depth_max + (single ? 3 : 0), &c)))
 		return true; /* the Bundle code answers the syntax error */
 	entries = json_object_get(doc, "entry");
 	json_array_foreach(entries, i, en) {
@@ -2527,9 +2528,15 @@ static enum err bundle_done(void *arg, const struct fhir_entry_done *d, struct c
 	}
 	if (!rest_audit)
 		return ERR_OK;
-	if (ea.on)
-		scope_decide(ea.p.scopes, d->type, d->op == FHIR_ENTRY_SEARCH ? SCOPE_OP_SEARCH : SCOPE_OP_READ,
-			     &ea.d);
+	if (ea.on) {
+		/* the authority of the interaction the entry did */
+		static const enum scope_op ops[] = {
+			[FHIR_ENTRY_READ] = SCOPE_OP_READ, [FHIR_ENTRY_VREAD] = SCOPE_OP_READ,
+			[FHIR_ENTRY_SEARCH] = SCOPE_OP_SEARCH, [FHIR_ENTRY_CREATE] = SCOPE_OP_CREATE,
+			[FHIR_ENTRY_UPDATE] = SCOPE_OP_UPDATE, [FHIR_ENTRY_DELETE] = SCOPE_OP_DELETE,
+		};
+		scope_decide(ea.p.scopes, d->type, ops[d->op], &ea.d);
+	}
 	if (d->op == FHIR_ENTRY_SEARCH) {
 		const struct fhir_search_req *sr = d->search;
 		ok = audit_search(g->q, &ea, sr->type, sr->patient, false, sr->params, sr->nparams, &ticket);
@@ -2566,7 +2573,7 @@ static void handle_bundle(struct http_req *q, void *arg)
 	struct ctx c = CTX_INIT;
 	struct access acc;
 	struct bundle_guard bg = {.q = q, .f = f, .acc = &acc};
-	const struct fhir_bundle_hooks hooks = {bundle_search, bundle_done, bundle_version, &bg};
+	const struct fhir_bundle_hooks hooks = {bundle_search, bundle_done, bundle_version, &bg, 0, 0};
 
 	memset(&acc, 0, sizeof(acc));
 	if (!accept_ok(q) || !content_type_ok(q) || !guard(q, NULL, SCOPE_OP_READ, &acc) ||
@@ -2655,7 +2662,9 @@ static void handle_conditional(struct http_req *q, struct fhir *f, enum cond_kin
 	struct ctx c = CTX_INIT;
 	struct access acc;
 	struct bundle_guard bg = {.q = q, .f = f, .acc = &acc};
-	const struct fhir_bundle_hooks hooks = {bundle_search, bundle_done, bundle_version, &bg};
+	/* the Bundle around the body does not count against the body's limits */
+	const struct fhir_bundle_hooks hooks = {bundle_search, bundle_done, bundle_version, &bg,
+						 .wrap_bytes = 65536, .wrap_depth = 3};
 	json_t *rq = NULL, *res = NULL;
 	char *rqs = NULL;
 	int64_t v = -1;
@@ -2689,18 +2698,29 @@ static void handle_conditional(struct http_req *q, struct fhir *f, enum cond_kin
 		send_outcome(q, 400, "a conditional update or delete needs search parameters", NULL);
 		goto out;
 	}
-	rq = json_pack("{s:s, s:s%}", "method", methods[k], "url", url.data, url.len);
+	if (url.err) {
+		send_outcome(q, 400, "the conditional request is too long", NULL);
+		goto out;
+	}
+	if (!(rq = json_pack("{s:s, s:s%}", "method", methods[k], "url", url.data, url.len))) {
+		send_outcome(q, 400, "the search of a conditional request must be UTF-8", NULL);
+		goto out;
+	}
 	if (ine) {
 		/* "identifier=x", also as "?identifier=x" or "Patient?identifier=x" */
 		const char *qm = strchr(ine, '?');
-		json_object_set_new(rq, "ifNoneExist", json_string(qm ? qm + 1 : ine));
+		json_t *js = json_string(qm ? qm + 1 : ine);
+		if (!js || json_object_set_new(rq, "ifNoneExist", js)) {
+			send_outcome(q, 400, "If-None-Exist must be a search in UTF-8", NULL);
+			goto out;
+		}
 	}
 	if (v >= 0) {
 		char et[40];
 		snprintf(et, sizeof(et), "W/\"%lld\"", (long long)v);
 		json_object_set_new(rq, "ifMatch", json_string(et));
 	}
-	if (url.err || !rq || !(rqs = json_dumps(rq, JSON_COMPACT))) {
+	if (!(rqs = json_dumps(rq, JSON_COMPACT))) {
 		send_outcome(q, 400, "the conditional request is too long", NULL);
 		goto out;
 	}
@@ -2735,8 +2755,29 @@ static void handle_conditional(struct http_req *q, struct fhir *f, enum cond_kin
 	if (bg.unrecorded)
 		goto out; /* 503 sent */
 	if (!bg.did) {
-		/* a conditional delete that matched nothing */
-		send_delete_result(q, type, "?", 0);
+		/*
+		 * A conditional delete that matched nothing, answered as a delete
+		 * of a missing resource (delete_missing()) and recorded: whether a
+		 * search matched tells something too
+		 */
+		struct fhir_audit fa;
+		char msg[200];
+
+		memset(&fa, 0, sizeof(fa));
+		fa.type = AUDIT_FHIR_DELETE;
+		fa.rtype = type;
+		if (rest_audit && !audit_fhir(q, &acc, &fa, true))
+			goto out;
+		if (v >= 0) {
+			snprintf(msg, sizeof(msg), "If-Match names version %lld but the search matched no %s",
+				 (long long)v, type);
+			send_outcome(q, 412, msg, NULL);
+		} else if (get_prefer(q) == PREFER_OUTCOME) {
+			snprintf(msg, sizeof(msg), "the search matched no %s; nothing to delete", type);
+			send_outcome(q, 200, msg, NULL);
+		} else {
+			http_resp_empty(q, 204);
+		}
 		goto out;
 	}
 	if (bg.op != FHIR_ENTRY_DELETE && fhir_read(f, bg.type, bg.id, bg.version, &sr, &c)) {

@@ -140,6 +140,19 @@ describe('conditional interactions over REST', () => {
     const sev = await srv.fhirFetch(`/Patient?identifier=${encodeURIComponent(`${SYS}|dup`)}`, { method: 'DELETE', headers: { accept: FHIR_JSON } });
     assertOutcome(sev, 412, /more than one/);
     assert.equal((await byIdent('dup')).length, 2);
+    // no match answers as a delete of a missing resource: If-Match names a version that is not there
+    const im = await srv.fhirFetch(`/Patient?identifier=${encodeURIComponent(`${SYS}|none-at-all`)}`, { method: 'DELETE', headers: { accept: FHIR_JSON, 'if-match': 'W/"1"' } });
+    assertOutcome(im, 412, /matched no Patient/);
+    const oo = await srv.fhirFetch(`/Patient?identifier=${encodeURIComponent(`${SYS}|none-at-all`)}`, { method: 'DELETE', headers: { accept: FHIR_JSON, prefer: 'return=OperationOutcome' } });
+    assertOutcome(oo, 200, /matched no Patient; nothing to delete/);
+  });
+
+  it('an If-None-Exist that is not UTF-8 is 400, not a plain create', async () => {
+    const before = (await srv.fhirFetch('/Patient?_summary=count', { headers: { accept: FHIR_JSON } })).json.total;
+    // the header's bytes as sent: 0xFC alone is not UTF-8
+    const r = await send('POST', '/Patient', patient('latin'), { 'if-none-exist': `identifier=${SYS}|M\u00fcller` });
+    assertOutcome(r, 400, /UTF-8/);
+    assert.equal((await srv.fhirFetch('/Patient?_summary=count', { headers: { accept: FHIR_JSON } })).json.total, before);
   });
 
   it('a conditional update or delete without search parameters is 400 and changes nothing', async () => {
@@ -184,6 +197,13 @@ describe('conditional interactions over REST', () => {
     assert.equal(one(u, 'fhir.update').entity[0].version, '2');
     assert.equal(one(f, 'fhir.update', 4).outcome, 4);
     assert.equal(one(d, 'fhir.delete').entity[0].id, id);
+    // a conditional delete that matched nothing is on record too (type only)
+    const none = await srv.fhirFetch(`/Patient?identifier=${encodeURIComponent(`${SYS}|a1`)}`, { method: 'DELETE' });
+    assert.equal(none.status, 204);
+    const rec = recordOf(await records(), none).find((x) => x.type === 'fhir.delete');
+    assert.ok(rec, 'a fhir.delete record');
+    assert.equal(rec.entity[0].type, 'Patient');
+    assert.equal(rec.entity[0].id, undefined);
     // no Bundle record: the client sent no Bundle
     for (const r of [c, m, u, d]) assert.ok(!recordOf(all, r).some((x) => x.entity?.[0]?.type === 'Bundle'));
   });

@@ -21,7 +21,7 @@ before(async () => {
   await initDataDir(dir);
   await seedDataDir(dir, { patients: 0 });
   await registerClient(dir, { clientId: 'mfa-app', public: true, redirectUris: [CB], name: 'MFA App' });
-  for (const u of ['mia', 'max', 'moe', 'mae', 'mel']) {
+  for (const u of ['mia', 'max', 'moe', 'mae', 'mel', 'mox']) {
     const r = await runCli(['user', 'add', '--data', dir, '--username', u, '--role', 'support', '--password-stdin'], { input: `${PASSWORD}\n` });
     assert.equal(r.code, 0, r.stderr);
   }
@@ -205,6 +205,38 @@ describe('two-step verification', () => {
     assert.equal((await sendCode(old, totp(key, step + 1))).status, 303, 'the new key');
     const rec = await halfSignIn('mel');
     assert.equal((await sendCode(rec, codes[0])).status, 303, 'a new recovery code');
+  });
+
+  it('of two replacements begun side by side, the first confirmed wins; the other finds the authenticator changed', async () => {
+    const first = await enrol('mox');
+    const session = async (code) => {
+      const h = await halfSignIn('mox');
+      assert.equal((await sendCode(h, code)).status, 303);
+      const acc = await accountPage(h.b);
+      const body = new URLSearchParams(acc.forms.find((f) => f.action === '/account/mfa').fields);
+      return { b: h.b, body };
+    };
+    const begin = async (x, current) => {
+      x.body.set('current', current);
+      const setup = await x.b.post('/account/mfa', x.body);
+      assert.equal(setup.status, 200, setup.text.slice(0, 300));
+      return { ...x, key: base32(decodeEntities((setup.text.match(/<code class="secret">([^<]+)<\/code>/) || [])[1] || '')),
+        form: formFor(setup.text, '/account/mfa/confirm') };
+    };
+    const confirm = (x) => {
+      const body = new URLSearchParams(x.form.fields);
+      body.set('code', totp(x.key, nowStep()));
+      return x.b.post('/account/mfa/confirm', body);
+    };
+    const one = await begin(await session(first.codes[0]), first.codes[1]);
+    const two = await begin(await session(first.codes[2]), first.codes[3]);
+    assert.equal((await confirm(one)).status, 200);
+    const late = await confirm(two);
+    assert.equal(late.status, 409, late.text.slice(0, 300));
+    assert.match(late.text, /changed after this set-up began/);
+    const h = await halfSignIn('mox');
+    assert.equal((await sendCode(h, totp(two.key, nowStep()))).status, 401, 'the losing key opens nothing');
+    assert.equal((await sendCode(h, totp(one.key, nowStep() + 1))).status, 303, 'the winning key does');
   });
 
   it('each recovery code works once', async () => {
