@@ -221,6 +221,16 @@ static void error_page(struct http_req *q, struct auth_edge *ed, int status, con
 	     NULL);
 }
 
+/* error_page() with a link back to the account page, for its forms. */
+static void account_error(struct http_req *q, struct auth_edge *ed, int status, const char *heading,
+			  const char *message)
+{
+	page(q, ed, status, "error",
+	     json_pack("{s:s, s:s, s:s, s:s, s:s}", "title", heading, "heading", heading, "message",
+		       message, "back", "/account", "back_text", "Back to your account"),
+	     NULL);
+}
+
 static void redirect(struct http_req *q, const char *url)
 {
 	http_resp_header(q, "Location", url);
@@ -2161,16 +2171,15 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 			auth_event(q, ed, &ae);
 		}
 		if (c.code == ERR_CONFLICT) {
-			error_page(q, ed, 409, "Two-step verification is already on", c.msg, NULL);
+			account_error(q, ed, 409, "Two-step verification is already on", c.msg);
 		} else if (c.code == ERR_UNAUTHORIZED) {
-			error_page(q, ed, 400, "That code is not right",
-				   "Enter a code from the authenticator app you use now, or one of your recovery codes.",
-				   "Go back to your account page and try again.");
+			account_error(q, ed, 400, "That code is not right",
+				      "Enter a code from the authenticator app you use now, or one of your recovery codes.");
 		} else if (c.code == ERR_BUSY && retry > 0) {
 			char ra[24];
 			snprintf(ra, sizeof(ra), "%lld", (long long)retry);
 			http_resp_header(q, "Retry-After", ra);
-			error_page(q, ed, 429, "Too many wrong codes", c.msg, NULL);
+			account_error(q, ed, 429, "Too many wrong codes", c.msg);
 		} else {
 			server_error(q, &c);
 		}
@@ -2208,7 +2217,7 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 	}
 	e = oauth_mfa_enrol_finish(ed->o, &se, http_req_form(q, "code"), codes, &c);
 	if (e == ERR_CONFLICT) {
-		error_page(q, ed, 409, "Two-step verification is already on", c.msg, NULL);
+		account_error(q, ed, 409, "Two-step verification is already on", c.msg);
 		return;
 	}
 	if (e == ERR_UNAUTHORIZED || e == ERR_NOTFOUND || e == ERR_INVALID) {

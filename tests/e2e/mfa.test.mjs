@@ -180,6 +180,7 @@ describe('two-step verification', () => {
       const r = await h.b.post('/account/mfa', body);
       assert.equal(r.status, current ? 400 : 409, r.text.slice(0, 300));
       assert.doesNotMatch(r.text, /otpauth:|class="secret"/);
+      assert.match(r.text, /<a href="\/account">Back to your account<\/a>/, 'a way back');
     }
     // the code just used at sign-in does not work again here either
     const replay = new URLSearchParams(form.fields);
