@@ -18,6 +18,10 @@
 //    Veranda serving the same data directory with --fhir-auth=false: ratio
 //    (goal ≥ 0.9×, authorization costing under 10%).  Both read servers run
 //    with --audit off, so that the authorization is all that differs.
+//    The read with the token once more while the token endpoint refreshes
+//    other chains (a second wrk at the same time), reported against the
+//    read alone: its CPU per read says what token traffic costs the
+//    verified-token cache.
 // 5. Password sign-ins (POST /oauth/login with the double-submit CSRF
 //    cookie and field) at the configured Argon2id cost, at concurrency =
 //    cores and 2 × cores: sign-ins/s, per core (goal ≥ 15) and latency.
@@ -646,7 +650,7 @@ async function main() {
 	await wrk({ label: 'warm-up: veranda read, no authorization', server: open, path: readPath, conns: CONNS, secs: 1,
 		headers: ['Accept: application/fhir+json'] });
 
-	const runs = { vCode: [], oCode: [], vRefresh: [], oRefresh: [], readAuth: [], readOpen: [], signin1: [], signin2: [] };
+	const runs = { vCode: [], oCode: [], vRefresh: [], oRefresh: [], readAuth: [], readOpen: [], readMixed: [], signin1: [], signin2: [] };
 	for (let k = 1; k <= ROUNDS; k++) {
 		log(`round ${k}/${ROUNDS}`);
 		/* codes for this round: the best rate so far for SECS seconds, and a third more (twice as
@@ -681,6 +685,23 @@ async function main() {
 		];
 		for (const f of k % 2 ? reads : [...reads].reverse())
 			await f();
+		{
+			/*
+			 * The read with a token again, while the token endpoint refreshes
+			 * tokens of other chains: what the verified-token cache costs when
+			 * token traffic runs beside the reads (compare its CPU per read
+			 * with the read alone).
+			 */
+			const f = path.join(tmp, `chains-mixed-${k}.txt`);
+			await chains(CONNS, vMint, ver.port, '/oauth/token', f);
+			const [rd] = await Promise.all([
+				wrk({ label: 'veranda read with token, during refreshes', server: auth, path: readPath, conns: CONNS,
+					headers: [`Authorization: Bearer ${bearer}`, 'Accept: application/fhir+json'] }),
+				wrk({ label: 'veranda refresh, beside the reads', server: ver, path: '/oauth/token', conns: CONNS,
+					lua: tokenLua(f, '/oauth/token', 'refresh') }),
+			]);
+			runs.readMixed.push(rd);
+		}
 		for (const [key, c] of [['signin1', CORES], ['signin2', 2 * CORES]])
 			runs[key].push(await wrk({ label: `veranda password sign-in`, server: ver, path: '/oauth/login', conns: c,
 				lua: { AUTH_MODE: 'repeat', AUTH_FILE: signinFile, AUTH_PATH: '/oauth/login', AUTH_EXPECT: '303',
@@ -728,6 +749,7 @@ async function main() {
 			row('vRefresh', 'Veranda: refresh_token', 'oRefresh', GOAL_TOKEN),
 			row('readOpen', 'Veranda read, --fhir-auth=false'),
 			row('readAuth', 'Veranda read, bearer token', 'readOpen', GOAL_READ),
+			row('readMixed', 'Veranda read, token, while refreshing', 'readAuth'),
 			row('signin1', `Veranda sign-in, ${CORES} concurrent`, null, GOAL_SIGNIN_PER_CORE, 'core'),
 			row('signin2', `Veranda sign-in, ${2 * CORES} concurrent`, null, GOAL_SIGNIN_PER_CORE, 'core'),
 		],
