@@ -1294,6 +1294,8 @@ describe('search differential', () => {
         for (const k of sorts[i]) {
           const x = oracle.sortKey(oracle.resource(probe.type, a), k);
           const y = oracle.sortKey(oracle.resource(probe.type, b), k);
+          // as checkOrder(): missing last, and two missing keys leave it to the next key
+          if (x === undefined && y === undefined) continue;
           if (x === undefined || y === undefined) return (x === undefined) - (y === undefined);
           const c = compareKeys(x, y) * (k.startsWith('-') ? -1 : 1);
           if (c) return c;
