@@ -332,27 +332,26 @@ enum err audit_notify(struct audit *a, uint64_t ticket, struct audit_notice *n, 
 	else if (a->durability == AUDIT_SYNC && a->durable < ticket) {
 		if (!a->notifier_started || a->notify_stop) {
 			e = ctx_errorf(c, ERR_IO, "audit log is closing");
-		} else if (!n) {
-			*pending = true;
-			want(a, ticket);
 		} else {
-			want(a, ticket);
-			n->ticket = ticket;
-			n->deadline = clock_mono_us() + AUDIT_WAIT_MS * 1000LL;
-			n->result = ERR_OK;
-			n->next = a->notices;
-			a->notices = n;
 			*pending = true;
-			/*
-			 * The notifier sleeps until the earliest deadline it knows
-			 * of, and the writer wakes it after each commit: wake it
-			 * only if this deadline comes first.  Deadlines are all
-			 * AUDIT_WAIT_MS after their registration, so that is rare;
-			 * a wake-up on every registration was a futex call and a
-			 * thread switch on every audited read.
-			 */
-			if (n->deadline < a->notify_wake)
-				pthread_cond_signal(&a->notify_cv);
+			want(a, ticket);
+			if (n) {
+				n->ticket = ticket;
+				n->deadline = clock_mono_us() + AUDIT_WAIT_MS * 1000LL;
+				n->result = ERR_OK;
+				n->next = a->notices;
+				a->notices = n;
+				/*
+				 * The notifier sleeps until the earliest deadline it
+				 * knows of, and the writer wakes it after each commit:
+				 * wake it only if this deadline comes first.  Deadlines
+				 * are all AUDIT_WAIT_MS after their registration, so
+				 * that is rare; a wake-up on every registration was a
+				 * futex call and a thread switch on every audited read.
+				 */
+				if (n->deadline < a->notify_wake)
+					pthread_cond_signal(&a->notify_cv);
+			}
 		}
 	}
 	pthread_mutex_unlock(&a->mu);

@@ -334,6 +334,18 @@ static void auth_event(struct http_req *q, struct auth_edge *ed, const struct au
 		log_msg(LOG_WARN, "audit: %s", c.msg);
 }
 
+/* Record a code of 'se''s authenticator entered: 'e' its outcome (ERR_BUSY: throttled). */
+static void mfa_used(struct http_req *q, struct auth_edge *ed, const struct session *se, enum err e,
+		     const char *session_id)
+{
+	struct aud ae = {.type = AUDIT_MFA_USE, .outcome = e ? AUDIT_MINOR : AUDIT_OK,
+			 .code = e == ERR_BUSY ? "throttled" : e ? "wrong-code" : NULL,
+			 .username = se->username, .role = user_role_name(se->role),
+			 .fhir_user = se->fhir_user, .session_id = session_id};
+
+	auth_event(q, ed, &ae);
+}
+
 /* ---- CORS ---- */
 
 static int collect_origin(void *arg, const struct client *cl)
@@ -2113,13 +2125,7 @@ static void handle_mfa(struct http_req *q, void *arg)
 	}
 	cookie(q, ed->sid_name, sid, sizeof(sid));
 	e = oauth_session_mfa(ed->o, sid, code, http_req_client_addr(q), fresh, &retry, &c);
-	{
-		struct aud ae = {.type = AUDIT_MFA_USE, .outcome = e ? AUDIT_MINOR : AUDIT_OK,
-				 .code = e == ERR_BUSY ? "throttled" : e ? "wrong-code" : NULL,
-				 .username = se.username, .role = user_role_name(se.role),
-				 .fhir_user = se.fhir_user, .session_id = sid};
-		auth_event(q, ed, &ae);
-	}
+	mfa_used(q, ed, &se, e, sid);
 	if (e == ERR_BUSY && retry > 0) {
 		char ra[24];
 		snprintf(ra, sizeof(ra), "%lld", (long long)retry);
@@ -2156,20 +2162,17 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 	const char *current = http_req_form(q, "current");
 	int64_t retry = 0;
 	bool used = false;
+	enum err e;
 
 	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
 		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
 		return;
 	}
-	if (oauth_mfa_enrol_begin(ed->o, &se, current, &retry, &used, &b32, &uri, &c)) {
-		if (current && *current && (c.code == ERR_UNAUTHORIZED || c.code == ERR_BUSY)) {
-			/* a code of the current authenticator, as at sign-in */
-			struct aud ae = {.type = AUDIT_MFA_USE, .outcome = AUDIT_MINOR,
-					 .code = c.code == ERR_BUSY ? "throttled" : "wrong-code",
-					 .username = se.username, .role = user_role_name(se.role),
-					 .fhir_user = se.fhir_user};
-			auth_event(q, ed, &ae);
-		}
+	e = oauth_mfa_enrol_begin(ed->o, &se, current, &retry, &used, &b32, &uri, &c);
+	/* a code of the current authenticator, recorded as at sign-in */
+	if (used || (current && *current && (e == ERR_UNAUTHORIZED || e == ERR_BUSY)))
+		mfa_used(q, ed, &se, used ? ERR_OK : e, NULL);
+	if (e) {
 		if (c.code == ERR_CONFLICT) {
 			account_error(q, ed, 409, "Two-step verification is already on", c.msg);
 		} else if (c.code == ERR_UNAUTHORIZED) {
@@ -2184,12 +2187,6 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 			server_error(q, &c);
 		}
 	} else {
-		if (used) {
-			/* the current authenticator's code was used to begin its replacement */
-			struct aud ae = {.type = AUDIT_MFA_USE, .username = se.username,
-					 .role = user_role_name(se.role), .fhir_user = se.fhir_user};
-			auth_event(q, ed, &ae);
-		}
 		page(q, ed, 200, "mfa_setup",
 		     json_pack("{s:s, s:s, s:s, s:s, s:b, s:s}", "title", "Set up two-step verification",
 			       "secret", b32.data, "uri", uri.data, "csrf", se.csrf, "signed_in", 1,

@@ -128,31 +128,9 @@ void oauth_epoch_bump(struct oauth *o)
 	store_epoch_bump(o->s);
 }
 
-/* Did this thread revoke a grant since it last asked (oauth_grant_kill())? */
-static _Thread_local bool killed;
-
-bool oauth_killed_take(void)
-{
-	bool k = killed;
-
-	killed = false;
-	return k;
-}
-
 enum err oauth_grant_kill(struct oauth *o, const char *grant_id, struct ctx *c)
 {
-	enum err e;
-
-	e = store_item_take(o->s, NS_GRANT, grant_id, STORE_ITEM_LIVE, STORE_ITEM_REVOKED, NULL, c);
-	if (e == ERR_CONFLICT || e == ERR_NOTFOUND) {
-		ctx_clear(c);
-		e = ERR_OK;
-	}
-	if (!e)
-		e = store_item_set_state_grp(o->s, NS_REFRESH, grant_id, STORE_ITEM_REVOKED, NULL, c);
-	oauth_epoch_bump(o);
-	killed = true; /* inside a transaction, its end bumps again (token.c tx_end()) */
-	return e;
+	return user_grant_end(o->us, grant_id, NULL, c);
 }
 
 enum err oauth_grant_revoke(struct oauth *o, const char *grant_id, struct ctx *c)

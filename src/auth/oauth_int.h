@@ -66,13 +66,6 @@ void oauth_maintain(struct oauth *o);
 
 /* Revoke grant 'grant_id' and every refresh token of it. */
 enum err oauth_grant_kill(struct oauth *o, const char *grant_id, struct ctx *c);
-/*
- * Whether this thread called oauth_grant_kill() since it last asked.  A
- * kill inside a transaction bumps the epoch before the commit, when other
- * processes re-checking would still see the grant live; the transaction's
- * end bumps again when this says so.
- */
-bool oauth_killed_take(void);
 
 /* Token cache (token.c). */
 struct token_cache *token_cache_new(void);

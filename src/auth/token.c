@@ -433,12 +433,11 @@ static enum err tx_end(struct oauth *o, enum err e, struct ctx *c)
 		e = cc.code;
 	}
 	/*
-	 * A replay or a withdrawn link revoked a grant in this transaction:
-	 * bump again now that it is committed.  Only then: a bump makes every
-	 * cached access token, in every process, check its grant again.
+	 * No bump of the epoch here: a grant revoked in this transaction (a
+	 * replay, a withdrawn link) bumped it, and the store bumps again as the
+	 * transaction ends.  A bump makes every cached access token, in every
+	 * process, check its grant again.
 	 */
-	if (oauth_killed_take())
-		oauth_epoch_bump(o);
 	return e;
 }
 
@@ -490,7 +489,6 @@ static enum err grant_code(struct oauth *o, const struct client *cl,
 	store_item_init(&it);
 	oauth_hash(r->code, h);
 	/* one transaction (one flush): consume the code, check it, write the refresh token */
-	(void)oauth_killed_take(); /* a kill outside any transaction bumped already */
 	if ((e = store_begin(o->s, c)))
 		goto out_notx;
 	/* the first redemption attempt consumes the code, whatever happens next */
@@ -627,7 +625,6 @@ static enum err grant_refresh(struct oauth *o, const struct client *cl,
 		grant_release(&g);
 	}
 	/* one transaction (one flush): rotate the token, check the grant, write the next token */
-	(void)oauth_killed_take(); /* a kill outside any transaction bumped already */
 	if ((e = store_begin(o->s, c)))
 		goto out;
 	in_tx = true;

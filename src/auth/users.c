@@ -450,6 +450,23 @@ enum err user_end_access(struct users *us, int64_t uid, struct ctx *c)
 	return ERR_OK;
 }
 
+enum err user_grant_end(struct users *us, const char *grant_id, bool *was_live, struct ctx *c)
+{
+	enum err e = store_item_take(us->s, "grant", grant_id, STORE_ITEM_LIVE, STORE_ITEM_REVOKED, NULL, c);
+
+	if (was_live)
+		*was_live = e == ERR_OK;
+	if (e == ERR_CONFLICT || e == ERR_NOTFOUND) {
+		ctx_clear(c);
+		e = ERR_OK;
+	}
+	if (!e)
+		e = store_item_set_state_grp(us->s, "refresh", grant_id, STORE_ITEM_REVOKED, NULL, c);
+	/* cached access tokens of the grant, in every process, check again */
+	store_epoch_bump(us->s);
+	return e;
+}
+
 /* user_end_access() of account 'username'. */
 static enum err end_access(struct users *us, const char *username, struct ctx *c)
 {
@@ -653,10 +670,6 @@ enum err user_linked(struct users *us, int64_t uid, const char *patient, bool *l
 	return ERR_OK;
 }
 
-/*
- * Read the links of 'username' (a patient or caregiver account), let
- * 'edit' change them, and store them, in one transaction.
- */
 /* The keys of the live grants (authorizations) an account holds for one patient. */
 struct patient_grants {
 	const char *patient;
@@ -687,8 +700,7 @@ static int grant_for_patient(void *arg, const struct store_item *it)
 /*
  * End every authorization account 'uid' holds for 'patient', and the
  * refresh tokens of each (inside the caller's transaction); *ended gets how
- * many.  The access tokens they issued stop working once the caller bumps
- * the store's epoch (their grant is checked again).
+ * many.
  */
 static enum err end_patient_grants(struct users *us, int64_t uid, const char *patient,
 				   size_t *ended, struct ctx *c)
@@ -699,21 +711,20 @@ static enum err end_patient_grants(struct users *us, int64_t uid, const char *pa
 	*ended = 0;
 	e = store_item_list(us->s, "grant", uid, NULL, grant_for_patient, &pg, c);
 	for (size_t i = 0; !e && i < pg.n; i++) {
-		e = store_item_take(us->s, "grant", pg.keys[i], STORE_ITEM_LIVE, STORE_ITEM_REVOKED, NULL, c);
-		if (e == ERR_CONFLICT || e == ERR_NOTFOUND) {
-			ctx_clear(c);
-			e = ERR_OK;
-			continue;
-		}
-		if (!e)
-			e = store_item_set_state_grp(us->s, "refresh", pg.keys[i], STORE_ITEM_REVOKED, NULL, c);
-		if (!e)
+		bool was_live = false;
+
+		if (!(e = user_grant_end(us, pg.keys[i], &was_live, c)) && was_live)
 			(*ended)++;
 	}
 	free(pg.keys);
 	return e;
 }
 
+/*
+ * Read the links of 'username' (a patient or caregiver account), let
+ * 'edit' change them, and store them, in one transaction; with 'end_for',
+ * also end the account's grants for that patient (*ended: how many).
+ */
 static enum err edit_links(struct users *us, const char *username,
 			   enum err (*edit)(struct store_user_patient *links, size_t *n, void *arg,
 					    struct ctx *c),
@@ -742,8 +753,6 @@ static enum err edit_links(struct users *us, const char *username,
 	    (end_for && (e = end_patient_grants(us, u.uid, end_for, ended, c))) ||
 	    (e = store_commit(us->s, c)))
 		store_rollback(us->s);
-	else if (end_for)
-		store_epoch_bump(us->s); /* every process's cached access tokens check again */
 	return e;
 }
 

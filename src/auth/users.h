@@ -196,6 +196,13 @@ enum err user_linked(struct users *us, int64_t uid, const char *patient, bool *l
  * tokens already issued under them are refused from the next request on,
  * in every process.
  */
+/*
+ * End grant 'grant_id' (an app's authorization) if it is live, and every
+ * refresh token of it, and bump the store's epoch so that its access tokens
+ * are checked again (again as the caller's transaction ends, if one is
+ * open).  *was_live (may be NULL) says whether it was live.
+ */
+enum err user_grant_end(struct users *us, const char *grant_id, bool *was_live, struct ctx *c);
 enum err user_link(struct users *us, const char *username, const char *patient,
 		   const char *related_person, struct ctx *c);
 enum err user_unlink(struct users *us, const char *username, const char *patient, size_t *ended,

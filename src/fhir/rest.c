@@ -1485,6 +1485,15 @@ static bool write_allowed(struct http_req *q, struct fhir *f, const struct acces
 
 enum cond_kind { COND_CREATE, COND_UPDATE, COND_DELETE };
 
+/*
+ * A conditional interaction's Bundle around the client's body: at most
+ * this many bytes (the request: its url, If-None-Exist, If-Match) and
+ * levels of nesting (Bundle, entry, entry object), not counted against the
+ * body's limits.
+ */
+#define COND_WRAP_BYTES 65536
+#define COND_WRAP_DEPTH 3
+
 enum prefer { PREFER_REPRESENTATION, PREFER_MINIMAL, PREFER_OUTCOME };
 
 static enum prefer get_prefer(struct http_req *q)
@@ -2300,7 +2309,8 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 	if (!a->on)
 		return true;
 	/* as deep as fhir_bundle() reads it, the wrapper of a conditional included */
-	if (!(doc = json_parse_bounded(body->data, body->len, f->opts.json_depth_max + (single ? 3 : 0), &c)))
+	if (!(doc = json_parse_bounded(body->data, body->len,
+				       f->opts.json_depth_max + (single ? COND_WRAP_DEPTH : 0), &c)))
 		return true; /* the Bundle code answers the syntax error */
 	entries = json_object_get(doc, "entry");
 	json_array_foreach(entries, i, en) {
@@ -2657,14 +2667,13 @@ static void handle_conditional(struct http_req *q, struct fhir *f, enum cond_kin
 	const char *type = http_req_param(q, "type"), *name, *value;
 	const struct fhir_type *t;
 	const struct buf *body = http_req_body(q);
-	struct buf url = BUF_INIT(8192), doc = BUF_INIT(body->len + 65536), out = BUF_INIT(PAGE_BUF_MAX);
+	struct buf url = BUF_INIT(8192), doc = BUF_INIT(body->len + COND_WRAP_BYTES), out = BUF_INIT(PAGE_BUF_MAX);
 	struct store_resource sr;
 	struct ctx c = CTX_INIT;
 	struct access acc;
 	struct bundle_guard bg = {.q = q, .f = f, .acc = &acc};
-	/* the Bundle around the body does not count against the body's limits */
 	const struct fhir_bundle_hooks hooks = {bundle_search, bundle_done, bundle_version, &bg,
-						 .wrap_bytes = 65536, .wrap_depth = 3};
+						 .wrap_bytes = COND_WRAP_BYTES, .wrap_depth = COND_WRAP_DEPTH};
 	json_t *rq = NULL, *res = NULL;
 	char *rqs = NULL;
 	int64_t v = -1;

@@ -84,4 +84,5 @@ uint64_t store_epoch(struct store *s)
 void store_epoch_bump(struct store *s)
 {
 	atomic_fetch_add_explicit(s->epoch, 1, memory_order_acq_rel);
+	store_tx_note_bump(s);
 }

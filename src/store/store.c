@@ -182,12 +182,43 @@ enum err store_ping(struct store *s, struct ctx *c)
 
 /* ---- transactions ---- */
 
+/*
+ * The store whose transaction this thread has open, and whether the epoch
+ * was bumped inside it: such a bump is seen by other processes before the
+ * change is committed (one re-checking then would find nothing yet), so
+ * the transaction's end bumps again (store_epoch_bump()).
+ */
+static _Thread_local struct store *tx_store;
+static _Thread_local bool tx_bumped;
+
+void store_tx_note_bump(struct store *s)
+{
+	if (tx_store == s)
+		tx_bumped = true;
+}
+
+static void tx_ended(struct store *s)
+{
+	bool bump = tx_store == s && tx_bumped;
+
+	if (tx_store == s) {
+		tx_store = NULL;
+		tx_bumped = false;
+	}
+	if (bump)
+		store_epoch_bump(s);
+}
+
 /* Writes (begin, commit, savepoint, put) are refused after a storage failure. */
 enum err store_begin(struct store *s, struct ctx *c)
 {
 	enum err e = store_check_healthy(s, c);
 
-	return e ? e : s->ops->begin(s, c);
+	if (!e && !(e = s->ops->begin(s, c))) {
+		tx_store = s;
+		tx_bumped = false;
+	}
+	return e;
 }
 
 /* After a storage failure the transaction is rolled back, not committed. */
@@ -195,16 +226,18 @@ enum err store_commit(struct store *s, struct ctx *c)
 {
 	enum err e = store_check_healthy(s, c);
 
-	if (e) {
+	if (e)
 		s->ops->rollback(s);
-		return e;
-	}
-	return s->ops->commit(s, c);
+	else
+		e = s->ops->commit(s, c);
+	tx_ended(s);
+	return e;
 }
 
 void store_rollback(struct store *s)
 {
 	s->ops->rollback(s);
+	tx_ended(s);
 }
 
 enum err store_savepoint(struct store *s, struct ctx *c)

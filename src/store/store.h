@@ -47,8 +47,10 @@ void store_thread_done(struct store *s);
  * store open (for SQLite, through a memory map of a file beside the
  * database), so that one process's bump is seen by every other's next
  * store_epoch() at once.  Callers bump it after a change that ends
- * access has committed; caches compare it with the value they last
- * checked at.  Costs one atomic load or add, no system call.
+ * access; caches compare it with the value they last checked at.  A bump
+ * inside a transaction is repeated when the transaction ends, so that no
+ * one re-checks between the bump and the commit and keeps what it saw.
+ * Costs one atomic load or add, no system call.
  */
 uint64_t store_epoch(struct store *s);
 void store_epoch_bump(struct store *s);

@@ -168,6 +168,8 @@ struct store {
  * releases it (NULL is fine).
  */
 _Atomic uint64_t *store_epoch_map(const char *path);
+/* store_epoch_bump() tells store.c, which bumps again when this thread's transaction ends. */
+void store_tx_note_bump(struct store *s);
 void store_epoch_unmap(_Atomic uint64_t *w);
 
 /*

@@ -451,6 +451,24 @@ static void test_epoch_shared(void **state)
 	store_epoch_bump(other);
 	store_epoch_bump(other);
 	assert_int_equal(store_epoch(f->s), a + 3);
+	/*
+	 * a bump inside a transaction is repeated as it ends (others see the
+	 * first before the commit), on commit or rollback; one outside, once
+	 */
+	assert_int_equal(store_begin(f->s, &c), ERR_OK);
+	store_epoch_bump(f->s);
+	assert_int_equal(store_epoch(other), a + 4);
+	assert_int_equal(store_commit(f->s, &c), ERR_OK);
+	assert_int_equal(store_epoch(other), a + 5);
+	assert_int_equal(store_begin(f->s, &c), ERR_OK);
+	store_epoch_bump(f->s);
+	store_rollback(f->s);
+	assert_int_equal(store_epoch(other), a + 7);
+	assert_int_equal(store_begin(f->s, &c), ERR_OK);
+	assert_int_equal(store_commit(f->s, &c), ERR_OK);
+	store_epoch_bump(f->s);
+	assert_int_equal(store_epoch(other), a + 8);
+	a += 5;
 	store_close(other);
 
 	/* reopened later, the counter is where it was left */
