@@ -116,6 +116,8 @@ enum audit_type {
 	AUDIT_SYSTEM_STORE_ERROR,/* system.store-error      E */
 	AUDIT_SYSTEM_BACKLOG,    /* system.audit-backlog    E  (written by the writer itself) */
 	AUDIT_SYSTEM_PRUNE,      /* system.audit-prune      D  (written by the writer itself) */
+	/* appended later: numbers are kept, so new types go last */
+	AUDIT_PASSWORD_CHANGE,   /* session.password-change U */
 	AUDIT_TYPE_COUNT
 };
 

@@ -70,6 +70,7 @@ const struct audit_type_info audit_types[AUDIT_TYPE_COUNT] = {
 	[AUDIT_SYSTEM_STORE_ERROR] = {"system.store-error", 'E'},
 	[AUDIT_SYSTEM_BACKLOG] = {"system.audit-backlog", 'E'},
 	[AUDIT_SYSTEM_PRUNE] = {"system.audit-prune", 'D'},
+	[AUDIT_PASSWORD_CHANGE] = {"session.password-change", 'U'},
 };
 
 const char *audit_type_name(enum audit_type t)

@@ -1621,6 +1621,10 @@ static int add_app(void *arg, const struct client *cl)
 	return 0;
 }
 
+static const char password_changed[] =
+	"Your password is changed. Everywhere else you were signed in, you are now signed out. "
+	"Apps you allowed keep their access: remove any you do not recognise below.";
+
 static void handle_account(struct http_req *q, void *arg)
 {
 	struct auth_edge *ed = arg;
@@ -1629,6 +1633,7 @@ static void handle_account(struct http_req *q, void *arg)
 	struct grants_view gv;
 	struct apps_view av = {json_array(), BUF_INIT(1 << 14)};
 	json_t *apps = av.list;
+	const char *done;
 	bool staff, mfa = false;
 
 	if (!current_session(q, ed, &se)) {
@@ -1649,11 +1654,14 @@ static void handle_account(struct http_req *q, void *arg)
 	store_item_list(ed->o->s, NS_GRANT, se.uid, NULL, add_grant, &gv, &c);
 	if (staff)
 		client_list(oauth_clients(ed->o), add_app, &av, &c);
+	/* after POST /account/password (a fixed text: nothing of the query is shown) */
+	done = http_req_query(q, "changed");
 	page(q, ed, 200, "account",
-	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:b, s:b, s:b, s:b}", "title", "Your account",
+	     json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:b, s:b, s:b, s:b, s:s*}", "title", "Your account",
 		       "username", se.username, "role", user_role_name(se.role), "csrf", se.csrf,
 		       "grants", gv.list, "apps", apps, "staff", staff, "signed_in", 1, "mfa", mfa,
-		       "record", audit_dir && (se.role == USER_PATIENT || se.role == USER_CAREGIVER)),
+		       "record", audit_dir && (se.role == USER_PATIENT || se.role == USER_CAREGIVER),
+		       "notice", done && !strcmp(done, "password") ? password_changed : NULL),
 	     /* "Open app" ends in a redirect to the app's launch URL */
 	     av.origins.len ? av.origins.data : NULL);
 	buf_release(&av.origins);
@@ -2153,6 +2161,97 @@ static void handle_mfa(struct http_req *q, void *arg)
 	}
 }
 
+/* The outcome of a change of password, as recorded ('e' from oauth_password_change()). */
+static const char *password_outcome(enum err e)
+{
+	switch (e) {
+	case ERR_OK:
+		return NULL;
+	case ERR_UNAUTHORIZED:
+		return "wrong-password";
+	case ERR_BUSY:
+		return "throttled";
+	case ERR_FORBIDDEN:
+		return "locked";
+	case ERR_INVALID:
+	case ERR_CONFLICT:
+		return "unacceptable-password";
+	default:
+		return "error";
+	}
+}
+
+/*
+ * POST /account/password: current, password, again.  The current password
+ * is checked as at sign-in (its throttle counts wrong ones); a change ends
+ * the account's other sessions (oauth_password_change()).  Every attempt
+ * is recorded, never a password.
+ */
+static void handle_password(struct http_req *q, void *arg)
+{
+	struct auth_edge *ed = arg;
+	struct session se;
+	struct ctx c = CTX_INIT;
+	char sid[OAUTH_ID_SIZE] = "", msg[300];
+	int64_t retry = 0, ended = 0; /* the page says it in words */
+	enum err e;
+
+	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
+		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
+		return;
+	}
+	cookie(q, ed->sid_name, sid, sizeof(sid));
+	e = oauth_password_change(ed->o, &se, http_req_form(q, "current"), http_req_form(q, "password"),
+				  http_req_form(q, "again"), http_req_client_addr(q), &retry, &ended, &c);
+	{
+		struct aud ae = {.type = AUDIT_PASSWORD_CHANGE, .outcome = e ? AUDIT_MINOR : AUDIT_OK,
+				 .code = password_outcome(e), .username = se.username,
+				 .role = user_role_name(se.role), .fhir_user = se.fhir_user,
+				 .session_id = sid};
+		auth_event(q, ed, &ae);
+	}
+	mem_wipe(sid, sizeof(sid));
+	switch (e) {
+	case ERR_OK:
+		redirect(q, "/account?changed=password");
+		return;
+	case ERR_INVALID:
+		if (!strncmp(c.msg, "password ", 9))
+			snprintf(msg, sizeof(msg), "The new %s.", c.msg);
+		else
+			str_copy(msg, "The two new passwords are not the same. Type the new password twice, the same way.",
+				 sizeof(msg));
+		account_error(q, ed, 400, "Your password is not changed", msg);
+		return;
+	case ERR_CONFLICT:
+		account_error(q, ed, 400, "Your password is not changed",
+			      "The new password is the one you use now. Choose another one.");
+		return;
+	case ERR_UNAUTHORIZED:
+		account_error(q, ed, 400, "Your password is not changed",
+			      "The current password you entered is not right.");
+		return;
+	case ERR_FORBIDDEN:
+		account_error(q, ed, 403, "Your password is not changed",
+			      "This account is locked or disabled. Try again later, or ask for help.");
+		return;
+	case ERR_BUSY:
+		if (retry > 0) {
+			char ra[24];
+			snprintf(ra, sizeof(ra), "%lld", (long long)retry);
+			http_resp_header(q, "Retry-After", ra);
+			snprintf(msg, sizeof(msg),
+				 "Too many wrong passwords were tried. Try again in %lld seconds.",
+				 (long long)retry);
+			account_error(q, ed, 429, "Your password is not changed", msg);
+			return;
+		}
+		/* fall through */
+	default:
+		server_error(q, &c);
+	}
+}
+
 static void handle_mfa_setup(struct http_req *q, void *arg)
 {
 	struct auth_edge *ed = arg;
@@ -2205,6 +2304,7 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 	struct session se;
 	struct ctx c = CTX_INIT;
 	struct totp_recovery codes[OAUTH_RECOVERY_CODES];
+	int64_t ended = 0;
 	json_t *list;
 	enum err e;
 
@@ -2212,7 +2312,7 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
 		return;
 	}
-	e = oauth_mfa_enrol_finish(ed->o, &se, http_req_form(q, "code"), codes, &c);
+	e = oauth_mfa_enrol_finish(ed->o, &se, http_req_form(q, "code"), codes, &ended, &c);
 	if (e == ERR_CONFLICT) {
 		account_error(q, ed, 409, "Two-step verification is already on", c.msg);
 		return;
@@ -2236,8 +2336,8 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 		json_array_append_new(list, json_string(codes[i].code));
 	mem_wipe(codes, sizeof(codes));
 	page(q, ed, 200, "recovery",
-	     json_pack("{s:s, s:o, s:b, s:s}", "title", "Recovery codes", "codes", list, "signed_in", 1,
-		       "username", se.username),
+	     json_pack("{s:s, s:o, s:b, s:s, s:I}", "title", "Recovery codes", "codes", list, "signed_in", 1,
+		       "username", se.username, "ended", (json_int_t)ended),
 	     NULL);
 }
 
@@ -2303,6 +2403,7 @@ void auth_routes_register(struct oauth *o, struct http_router *r)
 	http_route(r, HTTP_POST, "/oauth/register", HTTP_BODY_FHIR, handle_register, ed);
 	http_route(r, HTTP_GET, "/oauth/mfa", HTTP_BODY_NONE, handle_mfa_page, ed);
 	http_route(r, HTTP_POST, "/oauth/mfa", HTTP_BODY_FORM, handle_mfa, ed);
+	http_route(r, HTTP_POST, "/account/password", HTTP_BODY_FORM, handle_password, ed);
 	http_route(r, HTTP_POST, "/account/mfa", HTTP_BODY_FORM, handle_mfa_setup, ed);
 	http_route(r, HTTP_POST, "/account/mfa/confirm", HTTP_BODY_FORM, handle_mfa_confirm, ed);
 	http_route(r, HTTP_GET, "/signin", HTTP_BODY_NONE, handle_signin_page, ed);

@@ -151,6 +151,19 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 
 /* ---- enrolling two-step verification (session.c) ---- */
 
+/*
+ * The signed-in user's own change of password.  'fresh' and 'again' must
+ * be the same and an acceptable password (ERR_INVALID, checked first),
+ * 'current' the account's password, checked on the sign-in throttle
+ * (ERR_UNAUTHORIZED, ERR_BUSY with *retry_after, ERR_FORBIDDEN); a new
+ * password equal to the current one is ERR_CONFLICT.  Then the new hash
+ * and the end of every other session of the account are one transaction
+ * (*ended: how many); this session and the apps' grants stay.
+ */
+enum err oauth_password_change(struct oauth *o, const struct session *se, const char *current,
+			       const char *fresh, const char *again, const char *addr,
+			       int64_t *retry_after, int64_t *ended, struct ctx *c);
+
 #define OAUTH_RECOVERY_CODES 10
 
 /*
@@ -168,13 +181,15 @@ enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, const 
 /*
  * Finish with the first code from the app: the secret becomes the
  * account's (replacing the old one, and its recovery codes, when the
- * set-up began with a code of it) and codes[] receives the recovery codes
- * to show once.  ERR_UNAUTHORIZED for a wrong code, ERR_NOTFOUND when no
+ * set-up began with a code of it), every other session of the account
+ * ends (*ended: how many; they did not prove this factor) and codes[]
+ * receives the recovery codes to show once.  ERR_UNAUTHORIZED for a wrong code, ERR_NOTFOUND when no
  * set-up is pending, ERR_CONFLICT when the account's authenticator
  * changed since the set-up began.
  */
 enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const char *code,
-				struct totp_recovery codes[OAUTH_RECOVERY_CODES], struct ctx *c);
+				struct totp_recovery codes[OAUTH_RECOVERY_CODES], int64_t *ended,
+				struct ctx *c);
 /* Forget an account's TOTP state (with user_mfa_set(NULL): "reset-mfa"). */
 enum err oauth_mfa_reset(struct store *s, const char *username, struct ctx *c);
 /* End one session; 'everywhere': every session and every grant of its user. */

@@ -442,7 +442,8 @@ out:
 }
 
 enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const char *code,
-				struct totp_recovery codes[OAUTH_RECOVERY_CODES], struct ctx *c)
+				struct totp_recovery codes[OAUTH_RECOVERY_CODES], int64_t *ended,
+				struct ctx *c)
 {
 	struct store_item it;
 	unsigned char secret[TOTP_SECRET_MAX];
@@ -486,11 +487,15 @@ enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const
 		data = NULL; /* oauth_put() took it */
 		if (!e)
 			e = store_item_delete(o->s, NS_MFA_NEW, se->id_hash, c);
+		if (!e)
+			e = user_end_other_sessions(o->us, se->uid, se->id_hash, ended, c);
 	}
 	if (!e)
 		e = store_commit(o->s, c);
 	else
 		store_rollback(o->s);
+	if (e && ended)
+		*ended = 0;
 out:
 	json_decref(data);
 	json_decref(j);
@@ -615,6 +620,29 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 			store_item_delete(o->s, NS_SESSION, old, &ig);
 	}
 	return e;
+}
+
+enum err oauth_password_change(struct oauth *o, const struct session *se, const char *current,
+			       const char *fresh, const char *again, const char *addr,
+			       int64_t *retry_after, int64_t *ended, struct ctx *c)
+{
+	struct user u;
+	enum err e;
+
+	*retry_after = 0;
+	*ended = 0;
+	if (!fresh || !again || strcmp(fresh, again))
+		return ctx_errorf(c, ERR_INVALID, "the new password and its repetition are not the same");
+	if ((e = user_password_check(fresh, strlen(fresh), c)))
+		return e;
+	/* the current password as at sign-in: its throttle, its counters, its lock */
+	if ((e = oauth_signin(o, se->username, current ? current : "", addr, &u, retry_after, c)))
+		return e;
+	if (u.uid != se->uid)
+		return ctx_errorf(c, ERR_UNAUTHORIZED, "wrong username or password");
+	if (!strcmp(fresh, current))
+		return ctx_errorf(c, ERR_CONFLICT, "the new password is the one in use now");
+	return user_change_password(o->us, se->username, fresh, strlen(fresh), se->id_hash, ended, c);
 }
 
 enum err oauth_mfa_reset(struct store *s, const char *username, struct ctx *c)

@@ -13,6 +13,7 @@
  */
 #include "auth/users.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/clock.h"
@@ -450,6 +451,48 @@ enum err user_end_access(struct users *us, int64_t uid, struct ctx *c)
 	return ERR_OK;
 }
 
+/* The keys of a user's sessions, gathered before any is deleted (a walk must not write). */
+struct keys {
+	char (*key)[STORE_ITEM_KEY_SIZE];
+	size_t n, cap;
+	const char *keep;
+};
+
+static int gather_key(void *arg, const struct store_item *it)
+{
+	struct keys *k = arg;
+
+	if (k->keep && !strcmp(it->key, k->keep))
+		return 0;
+	if (k->n == k->cap) {
+		k->cap = k->cap ? 2 * k->cap : 8;
+		k->key = xrealloc(k->key, k->cap * sizeof(*k->key));
+	}
+	str_copy(k->key[k->n++], it->key, STORE_ITEM_KEY_SIZE);
+	return 0;
+}
+
+enum err user_end_other_sessions(struct users *us, int64_t uid, const char *keep, int64_t *n,
+				 struct ctx *c)
+{
+	struct keys k = {.keep = keep};
+	enum err e;
+
+	if (n)
+		*n = 0;
+	if (uid <= 0)
+		return ctx_errorf(c, ERR_INVALID, "no account");
+	if (!keep)
+		return store_item_delete_uid(us->s, "session", uid, n, c);
+	e = store_item_list(us->s, "session", uid, NULL, gather_key, &k, c);
+	for (size_t i = 0; i < k.n && !e; i++)
+		e = store_item_delete(us->s, "session", k.key[i], c);
+	if (!e && n)
+		*n = (int64_t)k.n;
+	free(k.key);
+	return e;
+}
+
 enum err user_grant_end(struct users *us, const char *grant_id, bool *was_live, struct ctx *c)
 {
 	enum err e = store_item_take(us->s, "grant", grant_id, STORE_ITEM_LIVE, STORE_ITEM_REVOKED, NULL, c);
@@ -503,23 +546,57 @@ static void set_hash(struct store_user *su, void *arg)
 	su->locked_until = 0;
 }
 
+/*
+ * The checks and the Argon2id hash of a new password for 'username': its
+ * normalized name in name[], its account in *u, the hash in phc[] (the
+ * caller wipes it).  An unknown name fails before the hash is paid for.
+ */
+static enum err new_hash(struct users *us, const char *username, const char *pw, size_t n,
+			 char name[USER_NAME_MAX + 1], struct user *u, char phc[PASSWORD_PHC_MAX],
+			 struct ctx *c)
+{
+	enum err e;
+
+	if ((e = user_name_normalize(username, name, c)) || (e = user_password_check(pw, n, c)) ||
+	    (e = user_get_by_name(us, name, u, c)))
+		return e;
+	return password_hash(pw, n, &us->params, phc, c);
+}
+
 enum err user_set_password(struct users *us, const char *username, const char *pw, size_t n,
 			   struct ctx *c)
 {
-	char name[USER_NAME_MAX + 1], phc[PASSWORD_PHC_MAX];
+	char name[USER_NAME_MAX + 1], phc[PASSWORD_PHC_MAX] = "";
 	struct user u;
 	enum err e;
 
-	if ((e = user_name_normalize(username, name, c)) || (e = user_password_check(pw, n, c)))
-		return e;
-	/* an unknown name fails before the hash is paid for */
-	if ((e = user_get_by_name(us, name, &u, c)))
-		return e;
-	if ((e = password_hash(pw, n, &us->params, phc, c)))
-		goto out;
 	/* a new password (a suspected compromise) ends the old sessions and grants */
-	if (!(e = modify(us, name, set_hash, phc, c)))
+	if (!(e = new_hash(us, username, pw, n, name, &u, phc, c)) &&
+	    !(e = modify(us, name, set_hash, phc, c)))
 		e = end_access(us, name, c);
+	mem_wipe(phc, sizeof(phc));
+	return e;
+}
+
+enum err user_change_password(struct users *us, const char *username, const char *pw, size_t n,
+			      const char *keep, int64_t *ended, struct ctx *c)
+{
+	char name[USER_NAME_MAX + 1], phc[PASSWORD_PHC_MAX] = "";
+	struct user u;
+	enum err e;
+
+	if (ended)
+		*ended = 0;
+	/* the hash before the transaction: the write lock is not held for Argon2id */
+	if ((e = new_hash(us, username, pw, n, name, &u, phc, c)) || (e = store_begin(us->s, c)))
+		goto out;
+	if (!(e = modify(us, name, set_hash, phc, c)) &&
+	    !(e = user_end_other_sessions(us, u.uid, keep, ended, c)))
+		e = store_commit(us->s, c);
+	else
+		store_rollback(us->s);
+	if (e && ended)
+		*ended = 0;
 out:
 	mem_wipe(phc, sizeof(phc));
 	return e;

@@ -139,6 +139,15 @@ enum err user_list(struct users *us, user_fn fn, void *arg, struct ctx *c);
  */
 enum err user_end_access(struct users *us, int64_t uid, struct ctx *c);
 
+/*
+ * End every sign-in session of account 'uid' but the one stored under
+ * 'keep' (its key, the hash of its cookie; NULL ends them all); its apps'
+ * grants stay.  *n (may be NULL) gets how many ended.  Inside the
+ * caller's transaction when there is one.
+ */
+enum err user_end_other_sessions(struct users *us, int64_t uid, const char *keep, int64_t *n,
+				 struct ctx *c);
+
 /* Disable (or enable again) an account.  ERR_NOTFOUND when there is none. */
 enum err user_disable(struct users *us, const char *username, struct ctx *c);
 enum err user_enable(struct users *us, const char *username, struct ctx *c);
@@ -149,6 +158,16 @@ enum err user_enable(struct users *us, const char *username, struct ctx *c);
  */
 enum err user_set_password(struct users *us, const char *username, const char *pw, size_t n,
 			   struct ctx *c);
+
+/*
+ * The account holder's own change of password (the caller has checked the
+ * current one): the new hash and the end of every other session of the
+ * account ('keep' is the key of the session that asked, as for
+ * user_end_other_sessions()) in one transaction; apps' grants stay.
+ * ERR_INVALID for an unacceptable password, ERR_NOTFOUND, ERR_BUSY.
+ */
+enum err user_change_password(struct users *us, const char *username, const char *pw, size_t n,
+			      const char *keep, int64_t *ended, struct ctx *c);
 
 /*
  * Check a sign-in.  ERR_OK when the account exists, is enabled, is not

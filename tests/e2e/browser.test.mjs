@@ -466,4 +466,32 @@ describe('SMART app in a browser (fhirclient + chromium)', { skip }, () => {
       await context.close();
     }
   });
+  it('a user changes their password on the account page, and another browser of theirs is signed out', T, async () => {
+    const r = await runCli(['user', 'add', '--data', dir, '--username', 'paula', '--role', 'support', '--password-stdin'],
+      { input: 'veranda-demo\n' });
+    assert.equal(r.code, 0, r.stderr);
+    const other = await open();
+    const { context, page } = await open();
+    try {
+      for (const p of [other.page, page]) {
+        await p.goto(`${srv.baseUrl}/signin`);
+        await signIn(p, 'paula');
+        await p.waitForURL(`${srv.baseUrl}/account`);
+      }
+      await page.getByLabel('Current password').fill('veranda-demo');
+      await page.getByLabel(/^New password \(/).fill('paulas-new-password');
+      await page.getByLabel('New password again').fill('paulas-new-password');
+      await page.getByRole('button', { name: 'Change password' }).click();
+      await page.waitForURL(`${srv.baseUrl}/account?changed=password`);
+      const notice = page.getByRole('status');
+      assert.match(await notice.textContent(), /Your password is changed/);
+      await shot(page, '17-password-changed');
+      await other.page.reload();
+      assert.equal(new URL(other.page.url()).pathname, '/signin', 'the other browser is back at the sign-in page');
+      assert.deepEqual([...page.errors, ...other.page.errors], []);
+    } finally {
+      await context.close();
+      await other.context.close();
+    }
+  });
 });

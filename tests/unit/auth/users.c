@@ -2,7 +2,8 @@
  * tests/unit/auth/users.c - the accounts service (auth/users.h) over a
  * real SQLite store in a temporary directory: add, duplicates,
  * case-insensitive names, validation, disable, password checks (right,
- * wrong, unknown, disabled), reset, patient links and idempotent put.
+ * wrong, unknown, disabled), reset, the holder's own change (which ends
+ * the account's other sessions), patient links and idempotent put.
  *
  * Hashes use the default (OWASP) parameters, ~20 ms each.
  */
@@ -309,6 +310,78 @@ static int count_users(void *arg, const struct user *u)
 	return 0;
 }
 
+/* An item of namespace 'ns' owned by 'uid' (a session or a grant, as auth stores them). */
+static void put_item(struct store *s, const char *ns, const char *key, int64_t uid)
+{
+	struct store_item it;
+	struct ctx c = CTX_INIT;
+
+	store_item_init(&it);
+	str_copy(it.ns, ns, sizeof(it.ns));
+	str_copy(it.key, key, sizeof(it.key));
+	it.uid = uid;
+	it.state = STORE_ITEM_LIVE;
+	assert_int_equal(store_item_put(s, &it, false, &c), ERR_OK);
+	store_item_release(&it);
+}
+
+static bool has_item(struct store *s, const char *ns, const char *key)
+{
+	struct store_item it;
+	struct ctx c = CTX_INIT;
+	enum err e;
+
+	store_item_init(&it);
+	e = store_item_get(s, ns, key, &it, &c);
+	store_item_release(&it);
+	return e == ERR_OK;
+}
+
+static void test_change_password(void **state)
+{
+	struct fx *f = *state;
+	struct user_spec sp = spec_of("dave", USER_SUPPORT, NULL, "first password");
+	struct user u;
+	struct ctx c = CTX_INIT;
+	int64_t ended = -1;
+
+	assert_int_equal(user_add(f->us, &sp, NULL, &c), ERR_OK);
+	assert_int_equal(user_get_by_name(f->us, "dave", &u, &c), ERR_OK);
+	put_item(f->s, "session", "s-this", u.uid);
+	put_item(f->s, "session", "s-phone", u.uid);
+	put_item(f->s, "session", "s-laptop", u.uid);
+	put_item(f->s, "session", "s-someone-else", u.uid + 1000);
+	put_item(f->s, "grant", "g-app", u.uid);
+
+	/* an unacceptable password changes nothing and ends nothing */
+	assert_int_equal(user_change_password(f->us, "dave", "short", 5, "s-this", &ended, &c), ERR_INVALID);
+	ctx_clear(&c);
+	assert_int_equal(ended, 0);
+	assert_true(has_item(f->s, "session", "s-phone"));
+	assert_int_equal(user_change_password(f->us, "ghost", "long enough", 11, "s-this", &ended, &c),
+			 ERR_NOTFOUND);
+	ctx_clear(&c);
+
+	assert_int_equal(user_change_password(f->us, "Dave", "second password", 15, "s-this", &ended, &c),
+			 ERR_OK);
+	assert_int_equal(ended, 2);
+	assert_true(has_item(f->s, "session", "s-this"));
+	assert_false(has_item(f->s, "session", "s-phone"));
+	assert_false(has_item(f->s, "session", "s-laptop"));
+	assert_true(has_item(f->s, "session", "s-someone-else"));
+	assert_true(has_item(f->s, "grant", "g-app"));
+	assert_int_equal(user_verify_password(f->us, "dave", "first password", 14, NULL, &c),
+			 ERR_UNAUTHORIZED);
+	ctx_clear(&c);
+	assert_int_equal(user_verify_password(f->us, "dave", "second password", 15, NULL, &c), ERR_OK);
+
+	/* without a session to keep, every one ends */
+	assert_int_equal(user_end_other_sessions(f->us, u.uid, NULL, &ended, &c), ERR_OK);
+	assert_int_equal(ended, 1);
+	assert_false(has_item(f->s, "session", "s-this"));
+	assert_true(has_item(f->s, "session", "s-someone-else"));
+}
+
 static void test_list(void **state)
 {
 	struct fx *f = *state;
@@ -330,6 +403,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_change_password, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_patients_and_put, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
 	};
