@@ -2854,7 +2854,7 @@ static enum err ae_row(void *arg, const char *node, uint64_t seq, int64_t time_m
 
 	if (pg->entity) {
 		/* entity=Type/id: the record must name it */
-		char needle[300];
+		char needle[64 + 256 + 32]; /* ae_entity_ok()'s limits */
 		const char *slash = strchr(pg->entity, '/');
 		if (!slash)
 			return ERR_OK;
@@ -2879,6 +2879,33 @@ static enum err ae_row(void *arg, const char *node, uint64_t seq, int64_t time_m
 	str_copy(pg->last.node, node, sizeof(pg->last.node));
 	pg->last.seq = seq;
 	return ERR_OK;
+}
+
+/*
+ * Is 'v' an entity the filter can look for: Type/id, the type letters and
+ * digits starting with a letter (FHIR types and the log's own, such as
+ * User and Client), the id 1 to 256 bytes of UTF-8 that the record's
+ * canonical form writes as they are (so the text match in ae_row() is
+ * exact)?
+ */
+static bool ae_entity_ok(const char *v)
+{
+	const char *slash = strchr(v, '/'), *id;
+	size_t n;
+
+	if (!slash || slash == v || slash - v > 64 || !isalpha((unsigned char)v[0]))
+		return false;
+	for (const char *p = v; p < slash; p++)
+		if (!isalnum((unsigned char)*p))
+			return false;
+	id = slash + 1;
+	n = strlen(id);
+	if (n == 0 || n > 256 || !str_utf8_valid(id, n))
+		return false;
+	for (const char *p = id; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == '"' || *p == '\\')
+			return false;
+	return true;
 }
 
 /*
@@ -3026,6 +3053,13 @@ static void handle_auditevent(struct http_req *q, void *arg)
 	flt.type = http_req_query(q, "type");
 	flt.request_id = http_req_query(q, "request");
 	pg.entity = http_req_query(q, "entity");
+	if (pg.entity && !ae_entity_ok(pg.entity)) {
+		/* refused here: a malformed value would scan the whole log to match nothing */
+		send_outcome(q, 400,
+			     "entity must be Type/id: a type of letters and digits, and an id of at most 256 bytes of text without quotes, backslashes or control characters",
+			     "entity");
+		goto out;
+	}
 	if ((v = http_req_query(q, "outcome"))) {
 		if (str_to_i64(v, 0, 12, &outcome) || outcome % 4) {
 			send_outcome(q, 400, "outcome is 0, 4, 8 or 12", "outcome");

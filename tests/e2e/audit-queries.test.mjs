@@ -164,6 +164,22 @@ describe('the compliance search and the command line at their edges', () => {
     }
   });
 
+  it('entity must be Type/id (400 otherwise, not a scan that matches nothing); the log\'s own types match too', async () => {
+    for (const v of ['Observation', '/x', 'Observation/', '1bad/x', 'Obs-ervation/x', 'Observation/a"b', 'Observation/a\\b',
+      `Observation/${'x'.repeat(257)}`, 'Observation/a%0Ab']) {
+      const r = await refused(`entity=${v.includes('%') ? v : encodeURIComponent(v)}`);
+      assert.match(r.json.issue[0].diagnostics, /entity must be Type\/id/);
+    }
+    // the longest id allowed is a search like any other
+    assert.equal((await search(`entity=Observation/${'x'.repeat(256)}`)).entries.length, 0);
+    // an administrative record names a User: `veranda seed` recorded carol's account
+    const users = await search('entity=User/carol&_count=5');
+    assert.ok(users.entries.length >= 1, 'the seed\'s admin.user record of carol');
+    for (const e of users.entries)
+      assert.ok(e.entity.some((x) => x.what?.identifier?.value === 'carol' || (x.what?.reference ?? '').endsWith('/carol')),
+        JSON.stringify(e.entity));
+  });
+
   it('each search entry\'s fullUrl reads that AuditEvent, for the compliance role only', async () => {
     const { full } = await search('type=fhir.read&patient=alice&_count=1');
     assert.equal(full.length, 1);
