@@ -2161,39 +2161,39 @@ static void handle_mfa(struct http_req *q, void *arg)
 	}
 }
 
-/* The outcome of a change of password, as recorded ('e' from oauth_password_change()). */
-static const char *password_outcome(enum err e)
+/*
+ * A failure of the store or the server behind an account form: an HTML
+ * page (the form is a browser's), 503 with Retry-After when it is busy.
+ */
+static void account_failed(struct http_req *q, struct auth_edge *ed, const struct ctx *c)
 {
-	switch (e) {
-	case ERR_OK:
-		return NULL;
-	case ERR_UNAUTHORIZED:
-		return "wrong-password";
-	case ERR_BUSY:
-		return "throttled";
-	case ERR_FORBIDDEN:
-		return "locked";
-	case ERR_INVALID:
-	case ERR_CONFLICT:
-		return "unacceptable-password";
-	default:
-		return "error";
-	}
+	bool busy = c->code == ERR_BUSY;
+
+	log_msg(LOG_ERROR, "account page: %s", c->msg);
+	if (busy)
+		http_resp_header(q, "Retry-After", "1");
+	account_error(q, ed, busy ? 503 : 500, busy ? "The server is busy" : "Something went wrong",
+		      busy ? "Nothing was changed. Try again in a moment."
+			   : "Nothing was changed. Try again; if it happens again, ask for help.");
 }
 
 /*
- * POST /account/password: current, password, again.  The current password
- * is checked as at sign-in (its throttle counts wrong ones); a change ends
- * the account's other sessions (oauth_password_change()).  Every attempt
- * is recorded, never a password.
+ * POST /account/password: current, password, again.  The new password is
+ * checked first, then the current one as at sign-in (its throttle counts
+ * wrong ones); a change ends every session of the account and renews
+ * this one under a new id (oauth_password_change()).  Every attempt
+ * with a live session and a valid form is recorded, never a password.
  */
 static void handle_password(struct http_req *q, void *arg)
 {
 	struct auth_edge *ed = arg;
 	struct session se;
 	struct ctx c = CTX_INIT;
-	char sid[OAUTH_ID_SIZE] = "", msg[300];
-	int64_t retry = 0, ended = 0; /* the page says it in words */
+	const char *fresh = http_req_form(q, "password"), *again = http_req_form(q, "again");
+	const char *code = NULL;
+	char sid[OAUTH_ID_SIZE] = "", fresh_sid[OAUTH_ID_SIZE] = "", msg[300] = "";
+	int64_t retry = 0, ended = 0;
+	int status = 400;
 	enum err e;
 
 	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
@@ -2201,55 +2201,82 @@ static void handle_password(struct http_req *q, void *arg)
 		return;
 	}
 	cookie(q, ed->sid_name, sid, sizeof(sid));
-	e = oauth_password_change(ed->o, &se, http_req_form(q, "current"), http_req_form(q, "password"),
-				  http_req_form(q, "again"), http_req_client_addr(q), &retry, &ended, &c);
+	/* what is wrong with the new password, said here in the user's words */
+	if (!fresh || !again || strcmp(fresh, again)) {
+		e = ERR_INVALID;
+		str_copy(msg, "The two new passwords are not the same. Type the new password twice, the same way.",
+			 sizeof(msg));
+	} else if ((e = user_password_check(fresh, strlen(fresh), &c))) {
+		snprintf(msg, sizeof(msg), "The new %s.", c.msg);
+	} else {
+		e = oauth_password_change(ed->o, &se, http_req_form(q, "current"), fresh, again,
+					  http_req_client_addr(q), &retry, fresh_sid, &ended, &c);
+	}
+	switch (e) {
+	case ERR_OK:
+		break;
+	case ERR_INVALID:
+		if (!msg[0])
+			goto failed; /* not the form's fault: the checks above passed */
+		code = "unacceptable-password";
+		break;
+	case ERR_CONFLICT:
+		code = "unacceptable-password";
+		str_copy(msg, strstr(c.msg, "session") ? "You were signed out while the change was made. Sign in and try again."
+			      : "The new password is the one you use now. Choose another one.", sizeof(msg));
+		status = strstr(c.msg, "session") ? 409 : 400;
+		break;
+	case ERR_UNAUTHORIZED:
+		code = "wrong-password";
+		str_copy(msg, "The current password you entered is not right.", sizeof(msg));
+		break;
+	case ERR_FORBIDDEN:
+		code = "locked";
+		status = 403;
+		str_copy(msg, "This account is locked or disabled. Try again later, or ask for help.", sizeof(msg));
+		break;
+	case ERR_BUSY:
+		if (retry > 0 && str_starts(c.msg, "too many failed")) {
+			code = "throttled";
+			status = 429;
+			snprintf(msg, sizeof(msg), "Too many wrong passwords were tried. Try again in %lld second%s.",
+				 (long long)retry, retry == 1 ? "" : "s");
+			break;
+		}
+		goto failed;
+	default:
+		goto failed;
+	}
 	{
 		struct aud ae = {.type = AUDIT_PASSWORD_CHANGE, .outcome = e ? AUDIT_MINOR : AUDIT_OK,
-				 .code = password_outcome(e), .username = se.username,
-				 .role = user_role_name(se.role), .fhir_user = se.fhir_user,
-				 .session_id = sid};
+				 .code = code, .username = se.username, .role = user_role_name(se.role),
+				 .fhir_user = se.fhir_user, .session_id = e ? sid : fresh_sid};
 		auth_event(q, ed, &ae);
 	}
 	mem_wipe(sid, sizeof(sid));
-	switch (e) {
-	case ERR_OK:
+	if (!e) {
+		/* this browser goes on under the session's new id */
+		set_cookie(q, ed, ed->sid_name, fresh_sid, -1);
+		mem_wipe(fresh_sid, sizeof(fresh_sid));
 		redirect(q, "/account?changed=password");
 		return;
-	case ERR_INVALID:
-		if (!strncmp(c.msg, "password ", 9))
-			snprintf(msg, sizeof(msg), "The new %s.", c.msg);
-		else
-			str_copy(msg, "The two new passwords are not the same. Type the new password twice, the same way.",
-				 sizeof(msg));
-		account_error(q, ed, 400, "Your password is not changed", msg);
-		return;
-	case ERR_CONFLICT:
-		account_error(q, ed, 400, "Your password is not changed",
-			      "The new password is the one you use now. Choose another one.");
-		return;
-	case ERR_UNAUTHORIZED:
-		account_error(q, ed, 400, "Your password is not changed",
-			      "The current password you entered is not right.");
-		return;
-	case ERR_FORBIDDEN:
-		account_error(q, ed, 403, "Your password is not changed",
-			      "This account is locked or disabled. Try again later, or ask for help.");
-		return;
-	case ERR_BUSY:
-		if (retry > 0) {
-			char ra[24];
-			snprintf(ra, sizeof(ra), "%lld", (long long)retry);
-			http_resp_header(q, "Retry-After", ra);
-			snprintf(msg, sizeof(msg),
-				 "Too many wrong passwords were tried. Try again in %lld seconds.",
-				 (long long)retry);
-			account_error(q, ed, 429, "Your password is not changed", msg);
-			return;
-		}
-		/* fall through */
-	default:
-		server_error(q, &c);
 	}
+	if (status == 429) {
+		char ra[24];
+		snprintf(ra, sizeof(ra), "%lld", (long long)retry);
+		http_resp_header(q, "Retry-After", ra);
+	}
+	account_error(q, ed, status, "Your password is not changed", msg);
+	return;
+failed:
+	{
+		struct aud ae = {.type = AUDIT_PASSWORD_CHANGE, .outcome = AUDIT_SERIOUS, .code = "error",
+				 .username = se.username, .role = user_role_name(se.role),
+				 .fhir_user = se.fhir_user, .session_id = sid};
+		auth_event(q, ed, &ae);
+	}
+	mem_wipe(sid, sizeof(sid));
+	account_failed(q, ed, &c);
 }
 
 static void handle_mfa_setup(struct http_req *q, void *arg)
@@ -2260,30 +2287,46 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 	struct buf b32 = BUF_INIT(256), uri = BUF_INIT(2048);
 	const char *current = http_req_form(q, "current");
 	int64_t retry = 0;
-	bool used = false;
+	bool used = false, replacing = false;
 	enum err e;
 
 	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
 		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
 		return;
 	}
-	e = oauth_mfa_enrol_begin(ed->o, &se, current, &retry, &used, &b32, &uri, &c);
-	/* a code of the current authenticator, recorded as at sign-in */
-	if (used || (current && *current && (e == ERR_UNAUTHORIZED || e == ERR_BUSY)))
-		mfa_used(q, ed, &se, used ? ERR_OK : e, NULL);
+	e = oauth_mfa_enrol_begin(ed->o, &se, current, http_req_client_addr(q), &retry, &used, &replacing,
+				  &b32, &uri, &c);
+	if (replacing) {
+		/* a code of the current authenticator, recorded as at sign-in */
+		if (used || (current && *current && (e == ERR_UNAUTHORIZED || e == ERR_BUSY)))
+			mfa_used(q, ed, &se, used ? ERR_OK : e, NULL);
+	} else if (e == ERR_UNAUTHORIZED || e == ERR_BUSY || e == ERR_FORBIDDEN) {
+		/* the password asked before turning it on, refused */
+		struct aud ae = {.type = AUDIT_MFA_ENROL, .outcome = AUDIT_MINOR,
+				 .code = e == ERR_UNAUTHORIZED ? "wrong-password" : e == ERR_BUSY ? "throttled" : "locked",
+				 .username = se.username, .role = user_role_name(se.role), .fhir_user = se.fhir_user};
+		auth_event(q, ed, &ae);
+	}
 	if (e) {
 		if (c.code == ERR_CONFLICT) {
 			account_error(q, ed, 409, "Two-step verification is already on", c.msg);
+		} else if (c.code == ERR_UNAUTHORIZED && !replacing) {
+			account_error(q, ed, 400, "That password is not right",
+				      "To turn on two-step verification, enter the password you sign in with.");
 		} else if (c.code == ERR_UNAUTHORIZED) {
 			account_error(q, ed, 400, "That code is not right",
 				      "Enter a code from the authenticator app you use now, or one of your recovery codes.");
+		} else if (c.code == ERR_FORBIDDEN) {
+			account_error(q, ed, 403, "Two-step verification is not on",
+				      "This account is locked or disabled. Try again later, or ask for help.");
 		} else if (c.code == ERR_BUSY && retry > 0) {
 			char ra[24];
 			snprintf(ra, sizeof(ra), "%lld", (long long)retry);
 			http_resp_header(q, "Retry-After", ra);
-			account_error(q, ed, 429, "Too many wrong codes", c.msg);
+			account_error(q, ed, 429, replacing ? "Too many wrong codes" : "Too many wrong passwords",
+				      c.msg);
 		} else {
-			server_error(q, &c);
+			account_failed(q, ed, &c);
 		}
 	} else {
 		page(q, ed, 200, "mfa_setup",
@@ -2304,6 +2347,7 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 	struct session se;
 	struct ctx c = CTX_INIT;
 	struct totp_recovery codes[OAUTH_RECOVERY_CODES];
+	char fresh_sid[OAUTH_ID_SIZE] = "", others[64] = "";
 	int64_t ended = 0;
 	json_t *list;
 	enum err e;
@@ -2312,7 +2356,7 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
 		return;
 	}
-	e = oauth_mfa_enrol_finish(ed->o, &se, http_req_form(q, "code"), codes, &ended, &c);
+	e = oauth_mfa_enrol_finish(ed->o, &se, http_req_form(q, "code"), codes, fresh_sid, &ended, &c);
 	if (e == ERR_CONFLICT) {
 		account_error(q, ed, 409, "Two-step verification is already on", c.msg);
 		return;
@@ -2328,16 +2372,22 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 	}
 	{
 		struct aud ae = {.type = AUDIT_MFA_ENROL, .username = se.username,
-				 .role = user_role_name(se.role), .fhir_user = se.fhir_user};
+				 .role = user_role_name(se.role), .fhir_user = se.fhir_user,
+				 .session_id = fresh_sid};
 		auth_event(q, ed, &ae);
 	}
+	/* this browser goes on under the session's new id */
+	set_cookie(q, ed, ed->sid_name, fresh_sid, -1);
+	mem_wipe(fresh_sid, sizeof(fresh_sid));
+	if (ended > 0)
+		snprintf(others, sizeof(others), "%lld other sign-in%s", (long long)ended, ended == 1 ? "" : "s");
 	list = json_array();
 	for (size_t i = 0; i < OAUTH_RECOVERY_CODES; i++)
 		json_array_append_new(list, json_string(codes[i].code));
 	mem_wipe(codes, sizeof(codes));
 	page(q, ed, 200, "recovery",
-	     json_pack("{s:s, s:o, s:b, s:s, s:I}", "title", "Recovery codes", "codes", list, "signed_in", 1,
-		       "username", se.username, "ended", (json_int_t)ended),
+	     json_pack("{s:s, s:o, s:b, s:s, s:s*}", "title", "Recovery codes", "codes", list, "signed_in", 1,
+		       "username", se.username, "others", others[0] ? others : NULL),
 	     NULL);
 }
 

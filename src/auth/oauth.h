@@ -156,40 +156,47 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
  * be the same and an acceptable password (ERR_INVALID, checked first),
  * 'current' the account's password, checked on the sign-in throttle
  * (ERR_UNAUTHORIZED, ERR_BUSY with *retry_after, ERR_FORBIDDEN); a new
- * password equal to the current one is ERR_CONFLICT.  Then the new hash
- * and the end of every other session of the account are one transaction
- * (*ended: how many); this session and the apps' grants stay.
+ * password equal to the current one is ERR_CONFLICT.  Then, in one
+ * transaction, the new hash, the end of every session of the account,
+ * and this one again under a new id (*cookie; se updated; its online
+ * grants follow it): *ended other sessions ended.  ERR_CONFLICT when this
+ * session ended meanwhile.
  */
-enum err oauth_password_change(struct oauth *o, const struct session *se, const char *current,
+enum err oauth_password_change(struct oauth *o, struct session *se, const char *current,
 			       const char *fresh, const char *again, const char *addr,
-			       int64_t *retry_after, int64_t *ended, struct ctx *c);
+			       int64_t *retry_after, char cookie[OAUTH_ID_SIZE], int64_t *ended,
+			       struct ctx *c);
 
 #define OAUTH_RECOVERY_CODES 10
 
 /*
  * Start enrolling a TOTP authenticator for the signed-in user: a new
  * secret, kept with the session for ten minutes; b32 gets it in base32
- * and uri the otpauth:// URI for authenticator apps.  When the account
- * has one already, 'current' must be a code of it (or a recovery code),
- * checked and used as at sign-in (ERR_UNAUTHORIZED, or ERR_BUSY with
- * *retry_after when throttled; *used says it was): a session alone must
- * not replace the factor that protects it.  Without one: ERR_CONFLICT.
+ * and uri the otpauth:// URI for authenticator apps.  A session alone
+ * must not change the account's factors (*replacing says which case
+ * this is): when the account has an authenticator, 'current' must be a
+ * code of it (or a recovery code), checked and used as at sign-in (*used
+ * says it was; without one: ERR_CONFLICT); when it has none, 'current'
+ * must be the account's password, checked as at sign-in from 'addr'.
+ * ERR_UNAUTHORIZED for a wrong one, ERR_BUSY with *retry_after when
+ * throttled, ERR_FORBIDDEN for a locked account.
  */
 enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, const char *current,
-			       int64_t *retry_after, bool *used, struct buf *b32, struct buf *uri,
-			       struct ctx *c);
+			       const char *addr, int64_t *retry_after, bool *used, bool *replacing,
+			       struct buf *b32, struct buf *uri, struct ctx *c);
 /*
  * Finish with the first code from the app: the secret becomes the
  * account's (replacing the old one, and its recovery codes, when the
  * set-up began with a code of it), every other session of the account
- * ends (*ended: how many; they did not prove this factor) and codes[]
- * receives the recovery codes to show once.  ERR_UNAUTHORIZED for a wrong code, ERR_NOTFOUND when no
+ * ends (*ended: how many; they did not prove this factor), this one goes
+ * on under a new id (*cookie; se updated) and codes[] receives the
+ * recovery codes to show once.  ERR_UNAUTHORIZED for a wrong code, ERR_NOTFOUND when no
  * set-up is pending, ERR_CONFLICT when the account's authenticator
  * changed since the set-up began.
  */
-enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const char *code,
-				struct totp_recovery codes[OAUTH_RECOVERY_CODES], int64_t *ended,
-				struct ctx *c);
+enum err oauth_mfa_enrol_finish(struct oauth *o, struct session *se, const char *code,
+				struct totp_recovery codes[OAUTH_RECOVERY_CODES],
+				char cookie[OAUTH_ID_SIZE], int64_t *ended, struct ctx *c);
 /* Forget an account's TOTP state (with user_mfa_set(NULL): "reset-mfa"). */
 enum err oauth_mfa_reset(struct store *s, const char *username, struct ctx *c);
 /* End one session; 'everywhere': every session and every grant of its user. */

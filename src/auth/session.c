@@ -241,23 +241,49 @@ static json_t *session_json(const struct session *se)
 }
 
 /*
+ * Store 'se' under a new random id (*cookie; its hash in se->id_hash) and
+ * a new CSRF token, used 'now'; when it signed in (its absolute timeout)
+ * and last authenticated strongly are kept from 'se'.
+ */
+static enum err session_store(struct oauth *o, struct session *se, int64_t now,
+			      char cookie[OAUTH_ID_SIZE], struct ctx *c)
+{
+	struct store_item it;
+	json_t *j;
+	enum err e;
+
+	oauth_random(cookie);
+	oauth_hash(cookie, se->id_hash);
+	oauth_random(se->csrf);
+	se->last_seen = now;
+	/* not oauth_put(): the item's creation time is the session's sign-in */
+	store_item_init(&it);
+	str_copy(it.ns, NS_SESSION, sizeof(it.ns));
+	str_copy(it.key, se->id_hash, sizeof(it.key));
+	it.uid = se->uid;
+	it.created = se->created;
+	it.expires = se->created + o->o.session_max * MS;
+	j = session_json(se);
+	if (!(e = json_dump_buf(j, &it.data)))
+		e = store_item_put(o->s, &it, false, c);
+	else
+		e = ctx_errorf(c, e, "cannot encode a session");
+	json_decref(j);
+	store_item_release(&it);
+	if (e)
+		mem_wipe(cookie, OAUTH_ID_SIZE);
+	return e;
+}
+
+/*
  * Store 'se' as a new session, signed in 'now', under a new random id
  * (*cookie; its hash in se->id_hash) and a new CSRF token.
  */
 static enum err session_new(struct oauth *o, struct session *se, int64_t now,
 			    char cookie[OAUTH_ID_SIZE], struct ctx *c)
 {
-	enum err e;
-
-	oauth_random(cookie);
-	oauth_hash(cookie, se->id_hash);
-	oauth_random(se->csrf);
-	se->created = se->last_seen = se->strong_auth = now;
-	e = oauth_put(o, NS_SESSION, se->id_hash, se->uid, NULL, session_json(se),
-		      now + o->o.session_max * MS, false, c);
-	if (e)
-		mem_wipe(cookie, OAUTH_ID_SIZE);
-	return e;
+	se->created = se->strong_auth = now;
+	return session_store(o, se, now, cookie, c);
 }
 
 enum err oauth_session_start(struct oauth *o, const struct user *u, bool mfa_pending,
@@ -384,6 +410,90 @@ static enum err mfa_fingerprint(struct oauth *o, const char *username, char fp[O
 	return e;
 }
 
+/* The keys of the grants tied to one session (gathered before any is rewritten). */
+struct tied {
+	const char *session;
+	char (*key)[STORE_ITEM_KEY_SIZE];
+	size_t n, cap;
+};
+
+static int gather_tied(void *arg, const struct store_item *it)
+{
+	struct tied *t = arg;
+	char needle[OAUTH_HASH_SIZE + 16];
+
+	snprintf(needle, sizeof(needle), "\"session\":\"%s\"", t->session);
+	if (it->state != STORE_ITEM_LIVE || !it->data.len || !memmem(it->data.data, it->data.len, needle, strlen(needle)))
+		return 0;
+	if (t->n == t->cap) {
+		t->cap = t->cap ? 2 * t->cap : 4;
+		t->key = xrealloc(t->key, t->cap * sizeof(*t->key));
+	}
+	str_copy(t->key[t->n++], it->key, STORE_ITEM_KEY_SIZE);
+	return 0;
+}
+
+/* Tie the live grants of se->uid that name session 'old' to session 'now_id' instead. */
+static enum err grants_follow(struct oauth *o, int64_t uid, const char *old, const char *now_id,
+			      struct ctx *c)
+{
+	struct tied t = {.session = old};
+	enum err e = store_item_list(o->s, NS_GRANT, uid, NULL, gather_tied, &t, c);
+
+	for (size_t i = 0; i < t.n && !e; i++) {
+		struct store_item it;
+		json_t *j = NULL;
+
+		store_item_init(&it);
+		if (!(e = store_item_get(o->s, NS_GRANT, t.key[i], &it, c)) && (j = oauth_item_json(&it))) {
+			json_object_set_new(j, "session", json_string(now_id));
+			buf_reset(&it.data);
+			if (!(e = json_dump_buf(j, &it.data)))
+				e = store_item_put(o->s, &it, true, c);
+			else
+				e = ctx_errorf(c, e, "cannot encode a grant");
+		}
+		json_decref(j);
+		store_item_release(&it);
+	}
+	free(t.key);
+	return e;
+}
+
+/*
+ * After a change of the account's credentials, inside the caller's
+ * transaction: every session of the account ends, and this one goes on
+ * under a new id and CSRF token (*cookie), keeping its sign-in times, so
+ * that no copy of any old cookie survives the change.  The grants for
+ * online access tied to this session follow it.  *others: how many other
+ * sessions ended.  ERR_CONFLICT when this session ended meanwhile (signed
+ * out everywhere, say): the change must not go through then.
+ */
+static enum err session_renew(struct oauth *o, struct session *se, char cookie[OAUTH_ID_SIZE],
+			      int64_t *others, struct ctx *c)
+{
+	struct store_item it;
+	char old[OAUTH_HASH_SIZE];
+	int64_t n = 0;
+	enum err e;
+
+	*others = 0;
+	store_item_init(&it);
+	e = store_item_get(o->s, NS_SESSION, se->id_hash, &it, c);
+	store_item_release(&it);
+	if (e == ERR_NOTFOUND) {
+		ctx_clear(c);
+		return ctx_errorf(c, ERR_CONFLICT, "this session ended while the change was made");
+	}
+	str_copy(old, se->id_hash, sizeof(old));
+	if (e || (e = user_end_other_sessions(o->us, se->uid, NULL, &n, c)) ||
+	    (e = session_store(o, se, clock_now_ms(), cookie, c)) ||
+	    (e = grants_follow(o, se->uid, old, se->id_hash, c)))
+		return e;
+	*others = n > 0 ? n - 1 : 0;
+	return ERR_OK;
+}
+
 static const char mfa_on_msg[] = "Two-step verification is already on for this account. To use another"
 				 " authenticator, enter a code from your current one (or a recovery code)"
 				 " on your account page.";
@@ -406,8 +516,8 @@ static enum err mfa_unchanged(struct oauth *o, const struct session *se, const c
 }
 
 enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, const char *current,
-			       int64_t *retry_after, bool *used, struct buf *b32, struct buf *uri,
-			       struct ctx *c)
+			       const char *addr, int64_t *retry_after, bool *used, bool *replacing,
+			       struct buf *b32, struct buf *uri, struct ctx *c)
 {
 	unsigned char secret[TOTP_SECRET_LEN];
 	char fp[OAUTH_HASH_SIZE];
@@ -417,16 +527,26 @@ enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, const 
 	*used = false;
 	if ((e = mfa_fingerprint(o, se->username, fp, c)))
 		return e;
+	*replacing = fp[0] != '\0';
 	if (fp[0] && !(current && *current))
 		return ctx_errorf(c, ERR_CONFLICT, "%s", mfa_on_msg);
 	/*
-	 * A session alone must not replace the factor that protects it: a
-	 * code of it first, checked and used as at sign-in
+	 * A session alone must not change the account's factors: replacing
+	 * the authenticator takes a code of it, checked and used as at
+	 * sign-in; turning it on takes the password, checked as at sign-in
+	 * (otherwise a stolen session could add its own authenticator, and
+	 * the sessions it then ends would include the owner's)
 	 */
 	if (fp[0]) {
 		if ((e = mfa_use_code(o, se->username, current, retry_after, c)))
 			return e;
 		*used = true;
+	} else {
+		struct user u;
+		if ((e = oauth_signin(o, se->username, current ? current : "", addr, &u, retry_after, c)))
+			return e;
+		if (u.uid != se->uid)
+			return ctx_errorf(c, ERR_UNAUTHORIZED, "wrong username or password");
 	}
 	totp_secret_generate(secret);
 	if ((e = totp_base32_encode(secret, sizeof(secret), b32)) ||
@@ -441,9 +561,9 @@ out:
 	return e;
 }
 
-enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const char *code,
-				struct totp_recovery codes[OAUTH_RECOVERY_CODES], int64_t *ended,
-				struct ctx *c)
+enum err oauth_mfa_enrol_finish(struct oauth *o, struct session *se, const char *code,
+				struct totp_recovery codes[OAUTH_RECOVERY_CODES],
+				char cookie[OAUTH_ID_SIZE], int64_t *ended, struct ctx *c)
 {
 	struct store_item it;
 	unsigned char secret[TOTP_SECRET_MAX];
@@ -488,14 +608,16 @@ enum err oauth_mfa_enrol_finish(struct oauth *o, const struct session *se, const
 		if (!e)
 			e = store_item_delete(o->s, NS_MFA_NEW, se->id_hash, c);
 		if (!e)
-			e = user_end_other_sessions(o->us, se->uid, se->id_hash, ended, c);
+			e = session_renew(o, se, cookie, ended, c);
 	}
 	if (!e)
 		e = store_commit(o->s, c);
 	else
 		store_rollback(o->s);
-	if (e && ended)
+	if (e) {
 		*ended = 0;
+		mem_wipe(cookie, OAUTH_ID_SIZE);
+	}
 out:
 	json_decref(data);
 	json_decref(j);
@@ -622,10 +744,12 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 	return e;
 }
 
-enum err oauth_password_change(struct oauth *o, const struct session *se, const char *current,
+enum err oauth_password_change(struct oauth *o, struct session *se, const char *current,
 			       const char *fresh, const char *again, const char *addr,
-			       int64_t *retry_after, int64_t *ended, struct ctx *c)
+			       int64_t *retry_after, char cookie[OAUTH_ID_SIZE], int64_t *ended,
+			       struct ctx *c)
 {
+	char phc[PASSWORD_PHC_MAX] = "";
 	struct user u;
 	enum err e;
 
@@ -642,7 +766,21 @@ enum err oauth_password_change(struct oauth *o, const struct session *se, const 
 		return ctx_errorf(c, ERR_UNAUTHORIZED, "wrong username or password");
 	if (!strcmp(fresh, current))
 		return ctx_errorf(c, ERR_CONFLICT, "the new password is the one in use now");
-	return user_change_password(o->us, se->username, fresh, strlen(fresh), se->id_hash, ended, c);
+	/* the hash before the transaction: the write lock is not held for Argon2id */
+	if (!(e = user_password_hash(o->us, se->username, fresh, strlen(fresh), phc, c)) &&
+	    !(e = store_begin(o->s, c))) {
+		if (!(e = user_password_store(o->us, se->username, phc, c)) &&
+		    !(e = session_renew(o, se, cookie, ended, c)))
+			e = store_commit(o->s, c);
+		else
+			store_rollback(o->s);
+	}
+	if (e) {
+		*ended = 0;
+		mem_wipe(cookie, OAUTH_ID_SIZE);
+	}
+	mem_wipe(phc, sizeof(phc));
+	return e;
 }
 
 enum err oauth_mfa_reset(struct store *s, const char *username, struct ctx *c)

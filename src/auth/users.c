@@ -578,28 +578,19 @@ enum err user_set_password(struct users *us, const char *username, const char *p
 	return e;
 }
 
-enum err user_change_password(struct users *us, const char *username, const char *pw, size_t n,
-			      const char *keep, int64_t *ended, struct ctx *c)
+enum err user_password_hash(struct users *us, const char *username, const char *pw, size_t n,
+			    char phc[PASSWORD_PHC_MAX], struct ctx *c)
 {
-	char name[USER_NAME_MAX + 1], phc[PASSWORD_PHC_MAX] = "";
+	char name[USER_NAME_MAX + 1];
 	struct user u;
-	enum err e;
 
-	if (ended)
-		*ended = 0;
-	/* the hash before the transaction: the write lock is not held for Argon2id */
-	if ((e = new_hash(us, username, pw, n, name, &u, phc, c)) || (e = store_begin(us->s, c)))
-		goto out;
-	if (!(e = modify(us, name, set_hash, phc, c)) &&
-	    !(e = user_end_other_sessions(us, u.uid, keep, ended, c)))
-		e = store_commit(us->s, c);
-	else
-		store_rollback(us->s);
-	if (e && ended)
-		*ended = 0;
-out:
-	mem_wipe(phc, sizeof(phc));
-	return e;
+	return new_hash(us, username, pw, n, name, &u, phc, c);
+}
+
+enum err user_password_store(struct users *us, const char *username, const char *phc,
+			     struct ctx *c)
+{
+	return modify(us, username, set_hash, (void *)phc, c);
 }
 
 static void count_failure(struct store_user *su, void *arg)

@@ -160,14 +160,17 @@ enum err user_set_password(struct users *us, const char *username, const char *p
 			   struct ctx *c);
 
 /*
- * The account holder's own change of password (the caller has checked the
- * current one): the new hash and the end of every other session of the
- * account ('keep' is the key of the session that asked, as for
- * user_end_other_sessions()) in one transaction; apps' grants stay.
- * ERR_INVALID for an unacceptable password, ERR_NOTFOUND, ERR_BUSY.
+ * A new password for 'username' in two steps, for a change made inside
+ * the caller's transaction: user_password_hash() checks it and computes
+ * the Argon2id hash into phc[] (slow: before the transaction; the caller
+ * wipes phc), user_password_store() writes it (also clearing failed
+ * sign-ins and any lock).  ERR_INVALID for an unacceptable password,
+ * ERR_NOTFOUND, ERR_BUSY.
  */
-enum err user_change_password(struct users *us, const char *username, const char *pw, size_t n,
-			      const char *keep, int64_t *ended, struct ctx *c);
+enum err user_password_hash(struct users *us, const char *username, const char *pw, size_t n,
+			    char phc[PASSWORD_PHC_MAX], struct ctx *c);
+enum err user_password_store(struct users *us, const char *username, const char *phc,
+			     struct ctx *c);
 
 /*
  * Check a sign-in.  ERR_OK when the account exists, is enabled, is not

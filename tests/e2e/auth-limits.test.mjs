@@ -13,6 +13,13 @@ import { DEMO_PASSWORD, Browser, signIn, accountPage, formFor, decodeEntities, a
 import { base32, totp, nowStep } from './lib/totp.mjs';
 
 const PASSWORD = 'a-long-race-password-1';
+/* A form's fields (name, value pairs) with some set to other values. */
+const formWith = (fields, set) => {
+  const body = new URLSearchParams(fields);
+  for (const [k, v] of Object.entries(set)) body.set(k, v);
+  return body;
+};
+
 const CB = 'http://127.0.0.1:9999/cb';
 const RS_SECRET = 'resource-server-secret-1';
 let dir, srv;
@@ -43,7 +50,7 @@ async function enrol(user) {
   assert.equal((await signIn(b, user, PASSWORD)).status, 303);
   const acc = await accountPage(b);
   const start = acc.forms.find((f) => f.action === '/account/mfa');
-  const setup = await b.post('/account/mfa', new URLSearchParams(start.fields));
+  const setup = await b.post('/account/mfa', formWith(start.fields, { current: PASSWORD }));
   assert.equal(setup.status, 200);
   const secret = decodeEntities((setup.text.match(/<code class="secret">([^<]+)<\/code>/) || [])[1] || '');
   const key = base32(secret);

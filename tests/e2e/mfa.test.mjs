@@ -11,6 +11,13 @@ import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, 
 import { Browser, signIn, accountPage, parseForms, formFor, field, registerClient, authzRequest, redeem, decodeEntities } from './lib/oauth.mjs';
 import { base32, totp, nowStep } from './lib/totp.mjs';
 
+/* A form's fields (name, value pairs) with some set to other values. */
+const formWith = (fields, set) => {
+  const body = new URLSearchParams(fields);
+  for (const [k, v] of Object.entries(set)) body.set(k, v);
+  return body;
+};
+
 const CB = 'http://127.0.0.1:9999/cb';
 const PASSWORD = 'a-long-mfa-password-1';
 let dir, srv;
@@ -21,7 +28,7 @@ before(async () => {
   await initDataDir(dir);
   await seedDataDir(dir, { patients: 0 });
   await registerClient(dir, { clientId: 'mfa-app', public: true, redirectUris: [CB], name: 'MFA App' });
-  for (const u of ['mia', 'max', 'moe', 'mae', 'mel', 'mox', 'mik']) {
+  for (const u of ['mia', 'max', 'moe', 'mae', 'mel', 'mox', 'mik', 'mic']) {
     const r = await runCli(['user', 'add', '--data', dir, '--username', u, '--role', 'support', '--password-stdin'], { input: `${PASSWORD}\n` });
     assert.equal(r.code, 0, r.stderr);
   }
@@ -45,7 +52,7 @@ async function enrol(user) {
   const acc = await accountPage(b);
   const start = acc.forms.find((f) => f.action === '/account/mfa');
   assert.ok(start, 'the account page offers two-step verification');
-  const setup = await b.post('/account/mfa', new URLSearchParams(start.fields));
+  const setup = await b.post('/account/mfa', formWith(start.fields, { current: PASSWORD }));
   assert.equal(setup.status, 200, setup.text.slice(0, 300));
   const secret = decodeEntities((setup.text.match(/<code class="secret">([^<]+)<\/code>/) || [])[1] || '');
   assert.match(secret, /^[A-Z2-7]{16,}$/, 'a base32 key is shown');
@@ -65,7 +72,7 @@ async function enrol(user) {
   const codes = [...done.text.matchAll(/<li><code>([^<]+)<\/code><\/li>/g)].map((m) => decodeEntities(m[1]));
   assert.equal(codes.length, 10, 'ten recovery codes');
   assert.equal(new Set(codes).size, 10);
-  return { key, codes, step };
+  return { key, codes, step, page: done.text };
 }
 
 // Sign in with the password only: resolves the browser, now at the code step.
@@ -98,7 +105,7 @@ describe('two-step verification', () => {
     const b = new Browser(srv.baseUrl);
     assert.equal((await signIn(b, 'moe', PASSWORD)).status, 303);
     const acc = await accountPage(b);
-    const setup = await b.post('/account/mfa', new URLSearchParams(acc.forms.find((f) => f.action === '/account/mfa').fields));
+    const setup = await b.post('/account/mfa', formWith(acc.forms.find((f) => f.action === '/account/mfa').fields, { current: PASSWORD }));
     const body = new URLSearchParams(formFor(setup.text, '/account/mfa/confirm').fields);
     body.set('code', '000000');
     const r = await b.post('/account/mfa/confirm', body);
@@ -140,7 +147,7 @@ describe('two-step verification', () => {
       const b = new Browser(srv.baseUrl);
       assert.equal((await signIn(b, 'mae', PASSWORD)).status, 303);
       const acc = await accountPage(b);
-      const setup = await b.post('/account/mfa', new URLSearchParams(acc.forms.find((f) => f.action === '/account/mfa').fields));
+      const setup = await b.post('/account/mfa', formWith(acc.forms.find((f) => f.action === '/account/mfa').fields, { current: PASSWORD }));
       assert.equal(setup.status, 200, setup.text.slice(0, 300));
       const key = base32(decodeEntities((setup.text.match(/<code class="secret">([^<]+)<\/code>/) || [])[1] || ''));
       return { b, key, form: formFor(setup.text, '/account/mfa/confirm') };
@@ -156,8 +163,8 @@ describe('two-step verification', () => {
     const late = await confirm(two);
     assert.equal(late.status, 403, `turning it on ended the other session, and its set-up: ${late.text.slice(0, 300)}`);
     assert.match(late.text, /This form has expired/);
-    // a new set-up is refused too, and offers nothing to scan
-    const again = await one.b.post('/account/mfa', new URLSearchParams({ csrf: field(one.form, 'csrf') }));
+    // a new set-up is refused too, and offers nothing to scan (the form of the session's new id)
+    const again = await one.b.post('/account/mfa', new URLSearchParams((await accountPage(one.b)).forms.find((f) => f.action === '/account/mfa').fields));
     assert.equal(again.status, 409, again.text.slice(0, 300));
     assert.doesNotMatch(again.text, /otpauth:|class="secret"/);
     // the second key opens nothing at sign-in
@@ -253,15 +260,37 @@ describe('two-step verification', () => {
     const b = new Browser(srv.baseUrl);
     assert.equal((await signIn(b, 'mik', PASSWORD)).status, 303);
     const acc = await accountPage(b);
-    const setup = await b.post('/account/mfa', new URLSearchParams(acc.forms.find((f) => f.action === '/account/mfa').fields));
+    const start = acc.forms.find((f) => f.action === '/account/mfa');
+    // a session alone cannot turn it on: no password, or a wrong one, shows nothing to scan
+    for (const current of [undefined, 'not-the-password']) {
+      const r = await b.post('/account/mfa', formWith(start.fields, current ? { current } : {}));
+      assert.equal(r.status, 400, r.text.slice(0, 300));
+      assert.match(r.text, /That password is not right/);
+      assert.doesNotMatch(r.text, /otpauth:|class="secret"/);
+    }
+    const setup = await b.post('/account/mfa', formWith(start.fields, { current: PASSWORD }));
     const key = base32(decodeEntities((setup.text.match(/<code class="secret">([^<]+)<\/code>/) || [])[1] || ''));
     const body = new URLSearchParams(formFor(setup.text, '/account/mfa/confirm').fields);
     body.set('code', totp(key, nowStep()));
+    const old = cookieName(b) && b.cookie(cookieName(b));
     const done = await b.post('/account/mfa/confirm', body);
     assert.equal(done.status, 200, done.text.slice(0, 300));
-    assert.match(done.text, /Everywhere else you were signed in \(1 other sign-ins\), you are now signed out/);
+    assert.match(done.text, /Everywhere else you were signed in \(1 other sign-in\), you are now signed out/);
     assert.equal((await other.get('/account')).status, 303, 'the session that did not prove the new factor ended');
-    assert.equal((await b.get('/account')).status, 200, 'the one that did goes on');
+    const now = b.cookie(cookieName(b));
+    assert.ok(now && now !== old, 'this browser goes on under a new session id');
+    assert.equal((await b.get('/account')).status, 200, 'and is still signed in');
+    const stale = new Browser(srv.baseUrl);
+    stale.setCookie(cookieName(b), old);
+    assert.equal((await stale.get('/account')).status, 303, 'a copy of the old cookie is signed out');
+  });
+
+  it('turning it on with no other session says nothing about other sign-ins', async () => {
+    const { page } = await enrol('mic');
+    assert.doesNotMatch(page, /Everywhere else|other sign-in/, 'no other session: nothing said about one');
+    const b = new Browser(srv.baseUrl);
+    assert.equal((await signIn(b, 'mic', PASSWORD)).status, 303);
+    assert.match((await b.get('/oauth/mfa')).text, /code/i, 'the code step now');
   });
 
   it('each recovery code works once', async () => {

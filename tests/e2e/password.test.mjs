@@ -80,10 +80,22 @@ describe('changing one\'s own password', () => {
     assert.ok(a.code, `a code (${a.walk.pages})`);
     const t = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'pw-app' });
     assert.equal(t.status, 200, t.text);
+    // and one allowed only while this session lives (online_access)
+    const on = await authorize(s.b, srv, { clientId: 'pw-app', redirectUri: CB, scope: 'openid online_access user/Patient.rs' });
+    assert.ok(on.code, `a code (${on.walk.pages})`);
+    const ton = await redeem(srv, { code: on.code, verifier: on.verifier, redirectUri: CB, clientId: 'pw-app' });
+    assert.equal(ton.status, 200, ton.text);
+    assert.ok(ton.json.refresh_token, 'online access has a refresh token');
 
     const NEW = 'second-password-for-pat';
+    const cookieName = [...s.b.jar.keys()].find((k) => !/csrf/i.test(k));
+    const oldId = s.b.cookie(cookieName);
     const r = await change(s, { current: FIRST, password: NEW });
     assert.equal(r.status, 303, r.text.slice(0, 300));
+    assert.ok(s.b.cookie(cookieName) && s.b.cookie(cookieName) !== oldId, 'this browser goes on under a new session id');
+    const copy = new Browser(srv.baseUrl);
+    copy.setCookie(cookieName, oldId);
+    assert.equal((await copy.get('/account')).status, 303, 'a copy of the old cookie is signed out');
     assert.equal(new URL(r.location).pathname + new URL(r.location).search, '/account?changed=password');
     const acc = await s.b.get(r.location);
     assert.equal(acc.status, 200, 'this session goes on');
@@ -93,9 +105,17 @@ describe('changing one\'s own password', () => {
     assert.equal(await canSignIn('pat', NEW), true, 'the new one works');
     const rt = await postForm(`${srv.baseUrl}/oauth/token`, { grant_type: 'refresh_token', refresh_token: t.json.refresh_token, client_id: 'pw-app' });
     assert.equal(rt.status, 200, `the app keeps its access: ${rt.text}`);
+    const rton = await postForm(`${srv.baseUrl}/oauth/token`, { grant_type: 'refresh_token', refresh_token: ton.json.refresh_token, client_id: 'pw-app' });
+    assert.equal(rton.status, 200, `the online grant follows the session to its new id: ${rton.text}`);
     // the notice is a fixed text: nothing of the query is shown
     const odd = await s.b.get('/account?changed=%3Cb%3Ex');
+    assert.equal(odd.status, 200);
     assert.doesNotMatch(odd.text, /role="status"|<b>x/);
+    // ... and still ends with it
+    const so = await accountPage(s.b);
+    assert.equal((await s.b.post('/signout', new URLSearchParams({ csrf: so.csrf, everywhere: '0' }))).status < 400, true);
+    const after = await postForm(`${srv.baseUrl}/oauth/token`, { grant_type: 'refresh_token', refresh_token: rton.json.refresh_token, client_id: 'pw-app' });
+    assert.equal(after.status, 400, `signed out: the online grant cannot refresh: ${after.text}`);
 
     const { list, text } = await records('pat');
     const ok = list.filter((e) => e.outcome === 0);
@@ -153,9 +173,11 @@ describe('changing one\'s own password: the throttle (a fresh server)', () => {
     [mainDir, mainSrv] = [dir, srv];
     dir = await makeTempDir('veranda-password-throttle-');
     await initDataDir(dir);
-    const r = await runCli(['user', 'add', '--data', dir, '--username', 'pia', '--role', 'support', '--password-stdin'],
-      { input: `${FIRST}\n` });
-    assert.equal(r.code, 0, r.stderr);
+    for (const u of ['pia', 'pim']) {
+      const r = await runCli(['user', 'add', '--data', dir, '--username', u, '--role', 'support', '--password-stdin'],
+        { input: `${FIRST}\n` });
+      assert.equal(r.code, 0, r.stderr);
+    }
     srv = await startServer({ dataDir: dir, init: false });
   });
 
@@ -167,23 +189,31 @@ describe('changing one\'s own password: the throttle (a fresh server)', () => {
 
   it('a wrong current password changes nothing, is recorded, and counts on the sign-in throttle', async () => {
     const s = await signedIn('pia');
-    for (let i = 0; i < 4; i++) {
+    const wrong = async (i) => {
       const r = await change(s, { current: `wrong-password-${i}`, password: 'pia-new-password-1' });
       assert.equal(r.status, 400, r.text.slice(0, 300));
       assert.match(r.text, /The current password you entered is not right\./);
       assert.match(r.text, /<a href="\/account">Back to your account<\/a>/);
-    }
-    // the fifth try, at once, waits, even with the right password; so does signing in
-    const held = await change(s, { current: FIRST, password: 'pia-new-password-1' });
+    };
+    for (let i = 0; i < 4; i++)
+      await wrong(i);
+    // the fourth failure asks for a second's wait; a fifth after it asks for two
+    let held = await change(s, { current: `wrong-password-4`, password: 'pia-new-password-1' });
+    assert.equal(held.status, 429, 'sent at once, it waits');
+    await new Promise((r) => setTimeout(r, 1000 * Number(held.headers.get('retry-after')) + 100));
+    await wrong(4);
+    // now, within two seconds: the right password waits too, and so does signing in, for
+    // this account and (the same address) another one
+    held = await change(s, { current: FIRST, password: 'pia-new-password-1' });
     assert.equal(held.status, 429, held.text.slice(0, 300));
     assert.ok(Number(held.headers.get('retry-after')) >= 1, 'Retry-After');
-    assert.match(held.text, /Too many wrong passwords were tried\. Try again in \d+ seconds\./);
-    const signin = await signIn(new Browser(srv.baseUrl), 'pia', FIRST);
-    assert.notEqual(signin.status, 303, 'the account\'s sign-in waits too');
+    assert.match(held.text, /Too many wrong passwords were tried\. Try again in \d+ seconds?\./);
+    assert.equal((await signIn(new Browser(srv.baseUrl), 'pia', FIRST)).status, 429, 'the account\'s sign-in waits');
+    assert.equal((await signIn(new Browser(srv.baseUrl), 'pim', FIRST)).status, 429, 'the address\'s other sign-ins wait');
     assert.equal((await s.b.get('/account')).status, 200, 'the session itself is not ended');
     const { list, text } = await records('pia');
     const codes = list.map((e) => [e.outcome, e.outcomeCode]);
-    assert.equal(codes.filter(([o, c]) => o === 4 && c === 'wrong-password').length, 4, JSON.stringify(codes));
+    assert.equal(codes.filter(([o, c]) => o === 4 && c === 'wrong-password').length, 5, JSON.stringify(codes));
     assert.ok(codes.some(([o, c]) => o === 4 && c === 'throttled'), JSON.stringify(codes));
     assert.ok(!text.includes('wrong-password-0') && !text.includes('pia-new-password-1'), 'no password in the records');
     // and after the wait the right password changes it

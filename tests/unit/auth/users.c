@@ -341,6 +341,7 @@ static void test_change_password(void **state)
 {
 	struct fx *f = *state;
 	struct user_spec sp = spec_of("dave", USER_SUPPORT, NULL, "first password");
+	char phc[PASSWORD_PHC_MAX];
 	struct user u;
 	struct ctx c = CTX_INIT;
 	int64_t ended = -1;
@@ -353,17 +354,18 @@ static void test_change_password(void **state)
 	put_item(f->s, "session", "s-someone-else", u.uid + 1000);
 	put_item(f->s, "grant", "g-app", u.uid);
 
-	/* an unacceptable password changes nothing and ends nothing */
-	assert_int_equal(user_change_password(f->us, "dave", "short", 5, "s-this", &ended, &c), ERR_INVALID);
+	/* the checks come before the hash */
+	assert_int_equal(user_password_hash(f->us, "dave", "short", 5, phc, &c), ERR_INVALID);
 	ctx_clear(&c);
-	assert_int_equal(ended, 0);
-	assert_true(has_item(f->s, "session", "s-phone"));
-	assert_int_equal(user_change_password(f->us, "ghost", "long enough", 11, "s-this", &ended, &c),
-			 ERR_NOTFOUND);
+	assert_int_equal(user_password_hash(f->us, "ghost", "long enough", 11, phc, &c), ERR_NOTFOUND);
 	ctx_clear(&c);
 
-	assert_int_equal(user_change_password(f->us, "Dave", "second password", 15, "s-this", &ended, &c),
-			 ERR_OK);
+	/* a change in one transaction, as the account page makes it */
+	assert_int_equal(user_password_hash(f->us, "Dave", "second password", 15, phc, &c), ERR_OK);
+	assert_int_equal(store_begin(f->s, &c), ERR_OK);
+	assert_int_equal(user_password_store(f->us, "dave", phc, &c), ERR_OK);
+	assert_int_equal(user_end_other_sessions(f->us, u.uid, "s-this", &ended, &c), ERR_OK);
+	assert_int_equal(store_commit(f->s, &c), ERR_OK);
 	assert_int_equal(ended, 2);
 	assert_true(has_item(f->s, "session", "s-this"));
 	assert_false(has_item(f->s, "session", "s-phone"));
@@ -373,6 +375,16 @@ static void test_change_password(void **state)
 	assert_int_equal(user_verify_password(f->us, "dave", "first password", 14, NULL, &c),
 			 ERR_UNAUTHORIZED);
 	ctx_clear(&c);
+	assert_int_equal(user_verify_password(f->us, "dave", "second password", 15, NULL, &c), ERR_OK);
+
+	/* rolled back, nothing of it stays */
+	assert_int_equal(user_password_hash(f->us, "dave", "third password", 14, phc, &c), ERR_OK);
+	assert_int_equal(store_begin(f->s, &c), ERR_OK);
+	assert_int_equal(user_password_store(f->us, "dave", phc, &c), ERR_OK);
+	assert_int_equal(user_end_other_sessions(f->us, u.uid, NULL, &ended, &c), ERR_OK);
+	assert_int_equal(ended, 1);
+	store_rollback(f->s);
+	assert_true(has_item(f->s, "session", "s-this"));
 	assert_int_equal(user_verify_password(f->us, "dave", "second password", 15, NULL, &c), ERR_OK);
 
 	/* without a session to keep, every one ends */
