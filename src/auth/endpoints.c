@@ -2161,6 +2161,10 @@ static void handle_mfa(struct http_req *q, void *arg)
 	}
 }
 
+static const char session_changed[] =
+	"Your sign-in changed while this was being done (you signed out, or made another change, "
+	"in another window). Nothing was changed. Go back to your account page and try again.";
+
 /*
  * A failure of the store or the server behind an account form: an HTML
  * page (the form is a browser's), 503 with Retry-After when it is busy.
@@ -2222,9 +2226,12 @@ static void handle_password(struct http_req *q, void *arg)
 		break;
 	case ERR_CONFLICT:
 		code = "unacceptable-password";
-		str_copy(msg, strstr(c.msg, "session") ? "You were signed out while the change was made. Sign in and try again."
-			      : "The new password is the one you use now. Choose another one.", sizeof(msg));
-		status = strstr(c.msg, "session") ? 409 : 400;
+		str_copy(msg, "The new password is the one you use now. Choose another one.", sizeof(msg));
+		break;
+	case ERR_GONE:
+		code = "session-ended";
+		status = 409;
+		str_copy(msg, session_changed, sizeof(msg));
 		break;
 	case ERR_UNAUTHORIZED:
 		code = "wrong-password";
@@ -2248,9 +2255,10 @@ static void handle_password(struct http_req *q, void *arg)
 		goto failed;
 	}
 	{
+		/* the session that asked (its old id: the one its earlier records name) */
 		struct aud ae = {.type = AUDIT_PASSWORD_CHANGE, .outcome = e ? AUDIT_MINOR : AUDIT_OK,
 				 .code = code, .username = se.username, .role = user_role_name(se.role),
-				 .fhir_user = se.fhir_user, .session_id = e ? sid : fresh_sid};
+				 .fhir_user = se.fhir_user, .session_id = sid};
 		auth_event(q, ed, &ae);
 	}
 	mem_wipe(sid, sizeof(sid));
@@ -2287,7 +2295,7 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 	struct buf b32 = BUF_INIT(256), uri = BUF_INIT(2048);
 	const char *current = http_req_form(q, "current");
 	int64_t retry = 0;
-	bool used = false, replacing = false;
+	bool used = false, replacing = false, throttled;
 	enum err e;
 
 	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
@@ -2296,14 +2304,17 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 	}
 	e = oauth_mfa_enrol_begin(ed->o, &se, current, http_req_client_addr(q), &retry, &used, &replacing,
 				  &b32, &uri, &c);
+	/* refused for wrong passwords or codes before it (not a busy store, nor the gate) */
+	throttled = e == ERR_BUSY && retry > 0 && str_starts(c.msg, "too many ") &&
+		    !str_starts(c.msg, "too many sign-ins at once");
 	if (replacing) {
 		/* a code of the current authenticator, recorded as at sign-in */
 		if (used || (current && *current && (e == ERR_UNAUTHORIZED || e == ERR_BUSY)))
 			mfa_used(q, ed, &se, used ? ERR_OK : e, NULL);
-	} else if (e == ERR_UNAUTHORIZED || e == ERR_BUSY || e == ERR_FORBIDDEN) {
+	} else if (e == ERR_UNAUTHORIZED || throttled || e == ERR_FORBIDDEN) {
 		/* the password asked before turning it on, refused */
 		struct aud ae = {.type = AUDIT_MFA_ENROL, .outcome = AUDIT_MINOR,
-				 .code = e == ERR_UNAUTHORIZED ? "wrong-password" : e == ERR_BUSY ? "throttled" : "locked",
+				 .code = e == ERR_UNAUTHORIZED ? "wrong-password" : throttled ? "throttled" : "locked",
 				 .username = se.username, .role = user_role_name(se.role), .fhir_user = se.fhir_user};
 		auth_event(q, ed, &ae);
 	}
@@ -2319,7 +2330,7 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 		} else if (c.code == ERR_FORBIDDEN) {
 			account_error(q, ed, 403, "Two-step verification is not on",
 				      "This account is locked or disabled. Try again later, or ask for help.");
-		} else if (c.code == ERR_BUSY && retry > 0) {
+		} else if (throttled) {
 			char ra[24];
 			snprintf(ra, sizeof(ra), "%lld", (long long)retry);
 			http_resp_header(q, "Retry-After", ra);
@@ -2347,7 +2358,7 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 	struct session se;
 	struct ctx c = CTX_INIT;
 	struct totp_recovery codes[OAUTH_RECOVERY_CODES];
-	char fresh_sid[OAUTH_ID_SIZE] = "", others[64] = "";
+	char fresh_sid[OAUTH_ID_SIZE] = "", old_sid[OAUTH_ID_SIZE] = "", others[64] = "";
 	int64_t ended = 0;
 	json_t *list;
 	enum err e;
@@ -2356,9 +2367,16 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 		error_page(q, ed, 403, "This form has expired", "Please sign in and try again.", NULL);
 		return;
 	}
+	cookie(q, ed->sid_name, old_sid, sizeof(old_sid));
 	e = oauth_mfa_enrol_finish(ed->o, &se, http_req_form(q, "code"), codes, fresh_sid, &ended, &c);
 	if (e == ERR_CONFLICT) {
+		mem_wipe(old_sid, sizeof(old_sid));
 		account_error(q, ed, 409, "Two-step verification is already on", c.msg);
+		return;
+	}
+	if (e == ERR_GONE) {
+		mem_wipe(old_sid, sizeof(old_sid));
+		account_error(q, ed, 409, "Two-step verification is not on", session_changed);
 		return;
 	}
 	if (e == ERR_UNAUTHORIZED || e == ERR_NOTFOUND || e == ERR_INVALID) {
@@ -2367,14 +2385,17 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 		return;
 	}
 	if (e) {
-		server_error(q, &c);
+		mem_wipe(old_sid, sizeof(old_sid));
+		account_failed(q, ed, &c);
 		return;
 	}
 	{
+		/* the session that confirmed (its old id: the one its earlier records name) */
 		struct aud ae = {.type = AUDIT_MFA_ENROL, .username = se.username,
 				 .role = user_role_name(se.role), .fhir_user = se.fhir_user,
-				 .session_id = fresh_sid};
+				 .session_id = old_sid};
 		auth_event(q, ed, &ae);
+		mem_wipe(old_sid, sizeof(old_sid));
 	}
 	/* this browser goes on under the session's new id */
 	set_cookie(q, ed, ed->sid_name, fresh_sid, -1);

@@ -159,8 +159,8 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
  * password equal to the current one is ERR_CONFLICT.  Then, in one
  * transaction, the new hash, the end of every session of the account,
  * and this one again under a new id (*cookie; se updated; its online
- * grants follow it): *ended other sessions ended.  ERR_CONFLICT when this
- * session ended meanwhile.
+ * grants follow it): *ended other sessions ended.  ERR_GONE when this
+ * session ended or was renewed meanwhile.
  */
 enum err oauth_password_change(struct oauth *o, struct session *se, const char *current,
 			       const char *fresh, const char *again, const char *addr,
@@ -190,7 +190,8 @@ enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, const 
  * set-up began with a code of it), every other session of the account
  * ends (*ended: how many; they did not prove this factor), this one goes
  * on under a new id (*cookie; se updated) and codes[] receives the
- * recovery codes to show once.  ERR_UNAUTHORIZED for a wrong code, ERR_NOTFOUND when no
+ * recovery codes to show once.  ERR_GONE when this session ended or was
+ * renewed meanwhile.  ERR_UNAUTHORIZED for a wrong code, ERR_NOTFOUND when no
  * set-up is pending, ERR_CONFLICT when the account's authenticator
  * changed since the set-up began.
  */

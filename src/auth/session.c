@@ -445,7 +445,8 @@ static enum err grants_follow(struct oauth *o, int64_t uid, const char *old, con
 		json_t *j = NULL;
 
 		store_item_init(&it);
-		if (!(e = store_item_get(o->s, NS_GRANT, t.key[i], &it, c)) && (j = oauth_item_json(&it))) {
+		if (!(e = store_item_get(o->s, NS_GRANT, t.key[i], &it, c)) && (j = oauth_item_json(&it)) &&
+		    json_get_str(j, "session") && !strcmp(json_get_str(j, "session"), old)) {
 			json_object_set_new(j, "session", json_string(now_id));
 			buf_reset(&it.data);
 			if (!(e = json_dump_buf(j, &it.data)))
@@ -466,14 +467,15 @@ static enum err grants_follow(struct oauth *o, int64_t uid, const char *old, con
  * under a new id and CSRF token (*cookie), keeping its sign-in times, so
  * that no copy of any old cookie survives the change.  The grants for
  * online access tied to this session follow it.  *others: how many other
- * sessions ended.  ERR_CONFLICT when this session ended meanwhile (signed
- * out everywhere, say): the change must not go through then.
+ * sessions ended.  ERR_GONE when this session ended or was renewed
+ * meanwhile (signed out everywhere, another change at the same time):
+ * the change must not go through then.  *se changes only on success.
  */
 static enum err session_renew(struct oauth *o, struct session *se, char cookie[OAUTH_ID_SIZE],
 			      int64_t *others, struct ctx *c)
 {
 	struct store_item it;
-	char old[OAUTH_HASH_SIZE];
+	struct session next = *se;
 	int64_t n = 0;
 	enum err e;
 
@@ -483,13 +485,15 @@ static enum err session_renew(struct oauth *o, struct session *se, char cookie[O
 	store_item_release(&it);
 	if (e == ERR_NOTFOUND) {
 		ctx_clear(c);
-		return ctx_errorf(c, ERR_CONFLICT, "this session ended while the change was made");
+		return ctx_errorf(c, ERR_GONE, "this session ended or changed while the change was made");
 	}
-	str_copy(old, se->id_hash, sizeof(old));
-	if (e || (e = user_end_other_sessions(o->us, se->uid, NULL, &n, c)) ||
-	    (e = session_store(o, se, clock_now_ms(), cookie, c)) ||
-	    (e = grants_follow(o, se->uid, old, se->id_hash, c)))
+	/* a set-up of an authenticator begun in this session is tied to its old id: it ends too */
+	if (e || (e = user_end_sessions(o->us, se->uid, &n, c)) ||
+	    (e = store_item_delete(o->s, NS_MFA_NEW, se->id_hash, c)) ||
+	    (e = session_store(o, &next, clock_now_ms(), cookie, c)) ||
+	    (e = grants_follow(o, se->uid, se->id_hash, next.id_hash, c)))
 		return e;
+	*se = next;
 	*others = n > 0 ? n - 1 : 0;
 	return ERR_OK;
 }

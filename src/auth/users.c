@@ -13,7 +13,6 @@
  */
 #include "auth/users.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/clock.h"
@@ -451,46 +450,13 @@ enum err user_end_access(struct users *us, int64_t uid, struct ctx *c)
 	return ERR_OK;
 }
 
-/* The keys of a user's sessions, gathered before any is deleted (a walk must not write). */
-struct keys {
-	char (*key)[STORE_ITEM_KEY_SIZE];
-	size_t n, cap;
-	const char *keep;
-};
-
-static int gather_key(void *arg, const struct store_item *it)
+enum err user_end_sessions(struct users *us, int64_t uid, int64_t *n, struct ctx *c)
 {
-	struct keys *k = arg;
-
-	if (k->keep && !strcmp(it->key, k->keep))
-		return 0;
-	if (k->n == k->cap) {
-		k->cap = k->cap ? 2 * k->cap : 8;
-		k->key = xrealloc(k->key, k->cap * sizeof(*k->key));
-	}
-	str_copy(k->key[k->n++], it->key, STORE_ITEM_KEY_SIZE);
-	return 0;
-}
-
-enum err user_end_other_sessions(struct users *us, int64_t uid, const char *keep, int64_t *n,
-				 struct ctx *c)
-{
-	struct keys k = {.keep = keep};
-	enum err e;
-
 	if (n)
 		*n = 0;
 	if (uid <= 0)
 		return ctx_errorf(c, ERR_INVALID, "no account");
-	if (!keep)
-		return store_item_delete_uid(us->s, "session", uid, n, c);
-	e = store_item_list(us->s, "session", uid, NULL, gather_key, &k, c);
-	for (size_t i = 0; i < k.n && !e; i++)
-		e = store_item_delete(us->s, "session", k.key[i], c);
-	if (!e && n)
-		*n = (int64_t)k.n;
-	free(k.key);
-	return e;
+	return store_item_delete_uid(us->s, "session", uid, n, c);
 }
 
 enum err user_grant_end(struct users *us, const char *grant_id, bool *was_live, struct ctx *c)

@@ -140,13 +140,11 @@ enum err user_list(struct users *us, user_fn fn, void *arg, struct ctx *c);
 enum err user_end_access(struct users *us, int64_t uid, struct ctx *c);
 
 /*
- * End every sign-in session of account 'uid' but the one stored under
- * 'keep' (its key, the hash of its cookie; NULL ends them all); its apps'
- * grants stay.  *n (may be NULL) gets how many ended.  Inside the
- * caller's transaction when there is one.
+ * End every sign-in session of account 'uid' (its apps' grants stay);
+ * *n (may be NULL) gets how many ended.  Inside the caller's transaction
+ * when there is one.
  */
-enum err user_end_other_sessions(struct users *us, int64_t uid, const char *keep, int64_t *n,
-				 struct ctx *c);
+enum err user_end_sessions(struct users *us, int64_t uid, int64_t *n, struct ctx *c);
 
 /* Disable (or enable again) an account.  ERR_NOTFOUND when there is none. */
 enum err user_disable(struct users *us, const char *username, struct ctx *c);

@@ -6,6 +6,7 @@
 // is in the audit log without a password in it.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary } from './lib/server.mjs';
 import { Browser, signIn, accountPage, field, registerClient, authorize, redeem, postForm } from './lib/oauth.mjs';
 
@@ -19,7 +20,7 @@ before(async () => {
   await initDataDir(dir);
   await seedDataDir(dir, { patients: 0 });
   await registerClient(dir, { clientId: 'pw-app', public: true, redirectUris: [CB], name: 'Password App' });
-  for (const u of ['pat', 'pia', 'pol', 'pru']) {
+  for (const u of ['pat', 'pam', 'pol', 'pru']) {
     const r = await runCli(['user', 'add', '--data', dir, '--username', u, '--role', 'support', '--password-stdin'],
       { input: `${FIRST}\n` });
     assert.equal(r.code, 0, r.stderr);
@@ -122,8 +123,27 @@ describe('changing one\'s own password', () => {
     assert.equal(ok.length, 1, 'the change is on record');
     assert.equal(ok[0].action, 'U');
     assert.equal(ok[0].agent.username, 'pat');
-    assert.match(ok[0].source.session, /^sha256:/, 'the session as a hash');
+    assert.equal(ok[0].source.session, `sha256:${crypto.createHash('sha256').update(oldId).digest('base64url')}`,
+      'the session that asked, as a hash of the id its earlier records carry');
     assert.ok(!text.includes(FIRST) && !text.includes(NEW), 'no password in the record');
+  });
+
+  it('of two changes sent at once from one session, one goes through and the other changes nothing', async () => {
+    const s = await signedIn('pam');
+    const [a, b] = await Promise.all([
+      change(s, { current: FIRST, password: 'pam-password-one' }),
+      change(s, { current: FIRST, password: 'pam-password-two' }),
+    ]);
+    const won = [a, b].filter((r) => r.status === 303);
+    assert.equal(won.length, 1, `one goes through: ${a.status} ${b.status}`);
+    const lost = a.status === 303 ? b : a;
+    // the loser finds its session renewed by the winner (409), or, if the winner committed
+    // before its password check, a current password that is no longer right (400)
+    assert.ok([409, 400].includes(lost.status), `${lost.status}: ${lost.text.slice(0, 200)}`);
+    assert.match(lost.text, lost.status === 409 ? /Your sign-in changed while this was being done/ : /not right/);
+    const winner = a.status === 303 ? 'pam-password-one' : 'pam-password-two';
+    assert.equal(await canSignIn('pam', winner), true, 'the winner\'s password is the one');
+    assert.equal(await canSignIn('pam', winner === 'pam-password-one' ? 'pam-password-two' : 'pam-password-one'), false);
   });
 
   it('refuses, in plain words and without a change, a new password that does not fit', async () => {

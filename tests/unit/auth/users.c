@@ -2,8 +2,9 @@
  * tests/unit/auth/users.c - the accounts service (auth/users.h) over a
  * real SQLite store in a temporary directory: add, duplicates,
  * case-insensitive names, validation, disable, password checks (right,
- * wrong, unknown, disabled), reset, the holder's own change (which ends
- * the account's other sessions), patient links and idempotent put.
+ * wrong, unknown, disabled), reset, the holder's own change (the new hash
+ * and the end of the account's sessions in one transaction, or neither),
+ * patient links and idempotent put.
  *
  * Hashes use the default (OWASP) parameters, ~20 ms each.
  */
@@ -364,10 +365,12 @@ static void test_change_password(void **state)
 	assert_int_equal(user_password_hash(f->us, "Dave", "second password", 15, phc, &c), ERR_OK);
 	assert_int_equal(store_begin(f->s, &c), ERR_OK);
 	assert_int_equal(user_password_store(f->us, "dave", phc, &c), ERR_OK);
-	assert_int_equal(user_end_other_sessions(f->us, u.uid, "s-this", &ended, &c), ERR_OK);
+	assert_int_equal(user_end_sessions(f->us, u.uid, &ended, &c), ERR_OK);
+	put_item(f->s, "session", "s-this-renewed", u.uid);
 	assert_int_equal(store_commit(f->s, &c), ERR_OK);
-	assert_int_equal(ended, 2);
-	assert_true(has_item(f->s, "session", "s-this"));
+	assert_int_equal(ended, 3);
+	assert_false(has_item(f->s, "session", "s-this"));
+	assert_true(has_item(f->s, "session", "s-this-renewed"));
 	assert_false(has_item(f->s, "session", "s-phone"));
 	assert_false(has_item(f->s, "session", "s-laptop"));
 	assert_true(has_item(f->s, "session", "s-someone-else"));
@@ -381,16 +384,15 @@ static void test_change_password(void **state)
 	assert_int_equal(user_password_hash(f->us, "dave", "third password", 14, phc, &c), ERR_OK);
 	assert_int_equal(store_begin(f->s, &c), ERR_OK);
 	assert_int_equal(user_password_store(f->us, "dave", phc, &c), ERR_OK);
-	assert_int_equal(user_end_other_sessions(f->us, u.uid, NULL, &ended, &c), ERR_OK);
+	assert_int_equal(user_end_sessions(f->us, u.uid, &ended, &c), ERR_OK);
 	assert_int_equal(ended, 1);
 	store_rollback(f->s);
-	assert_true(has_item(f->s, "session", "s-this"));
+	assert_true(has_item(f->s, "session", "s-this-renewed"));
 	assert_int_equal(user_verify_password(f->us, "dave", "second password", 15, NULL, &c), ERR_OK);
 
-	/* without a session to keep, every one ends */
-	assert_int_equal(user_end_other_sessions(f->us, u.uid, NULL, &ended, &c), ERR_OK);
+	assert_int_equal(user_end_sessions(f->us, u.uid, &ended, &c), ERR_OK);
 	assert_int_equal(ended, 1);
-	assert_false(has_item(f->s, "session", "s-this"));
+	assert_false(has_item(f->s, "session", "s-this-renewed"));
 	assert_true(has_item(f->s, "session", "s-someone-else"));
 }
 
