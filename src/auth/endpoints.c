@@ -930,8 +930,19 @@ static void handle_login(struct http_req *q, void *arg)
 		goto out;
 	}
 	ctx_clear(&c);
-	if (oauth_session_start(ed->o, &u, u.mfa_enrolled, sid, &se, &c)) {
-		server_error(q, &c);
+	if ((e = oauth_session_start(ed->o, &u, u.mfa_enrolled, sid, &se, &c))) {
+		struct aud ae = {.type = AUDIT_SIGNIN_FAILED, .outcome = AUDIT_MINOR,
+				 .code = e == ERR_CONFLICT ? "account-changed" : "error", .username = u.username,
+				 .role = user_role_name(u.role), .fhir_user = u.fhir_user,
+				 .client_id = app ? a.client.client_id : NULL};
+		auth_event(q, ed, &ae);
+		if (e == ERR_CONFLICT) {
+			login_page(q, ed, 409, req, app, user,
+				   "Your account changed while you were signing in. Please sign in again.");
+		} else {
+			log_msg(LOG_ERROR, "sign-in: %s", c.msg);
+			error_page(q, ed, 503, "Sign-in is not available", "Please try again in a moment.", NULL);
+		}
 		goto out;
 	}
 	{

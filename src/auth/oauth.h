@@ -122,6 +122,10 @@ enum err oauth_signin(struct oauth *o, const char *username, const char *passwor
 /*
  * Start a session for 'u' (a new id every time): cookie[] receives the
  * value for the browser.  mfa_pending when the user still owes a TOTP code.
+ * ERR_CONFLICT when the account's password or authenticator changed, or
+ * it was disabled, since 'u' was read (the password check): a change
+ * that ends every session must end this one too, so the sign-in starts
+ * again.
  */
 enum err oauth_session_start(struct oauth *o, const struct user *u, bool mfa_pending,
 			     char cookie[OAUTH_ID_SIZE], struct session *out, struct ctx *c);

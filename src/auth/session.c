@@ -289,13 +289,34 @@ static enum err session_new(struct oauth *o, struct session *se, int64_t now,
 enum err oauth_session_start(struct oauth *o, const struct user *u, bool mfa_pending,
 			     char cookie[OAUTH_ID_SIZE], struct session *out, struct ctx *c)
 {
+	struct user now;
+	enum err e;
+
 	memset(out, 0, sizeof(*out));
 	out->uid = u->uid;
 	str_copy(out->username, u->username, sizeof(out->username));
 	out->role = u->role;
 	str_copy(out->fhir_user, u->fhir_user, sizeof(out->fhir_user));
 	out->mfa_pending = mfa_pending;
-	return session_new(o, out, clock_now_ms(), cookie, c);
+	/*
+	 * The account as it is when the session is stored, not as it was when
+	 * the password was checked: a change of password or authenticator, or
+	 * a disabling, committed in between ended every session of the account
+	 * and must end this one too.
+	 */
+	if ((e = store_begin(o->s, c)))
+		return e;
+	if (!(e = user_get_by_name(o->us, u->username, &now, c)) &&
+	    (now.uid != u->uid || strcmp(now.credentials, u->credentials) ||
+	     now.mfa_enrolled != u->mfa_enrolled || now.disabled))
+		e = ctx_errorf(c, ERR_CONFLICT, "the account changed while signing in: sign in again");
+	if (!e && !(e = session_new(o, out, clock_now_ms(), cookie, c)))
+		e = store_commit(o->s, c);
+	else
+		store_rollback(o->s);
+	if (e)
+		mem_wipe(cookie, OAUTH_ID_SIZE);
+	return e;
 }
 
 enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *out,

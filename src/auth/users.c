@@ -13,6 +13,9 @@
  */
 #include "auth/users.h"
 
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/clock.h"
@@ -125,6 +128,35 @@ void users_free(struct users *us)
 }
 
 /* Copy the public part of a row into 'out'. */
+/*
+ * 16 hex digits of SHA-256(password hash, 0, TOTP secret): equal for two
+ * readings of an account exactly when neither credential changed between
+ * them.  A fingerprint, not a secret's stand-in: it is never stored.
+ */
+static void credentials_of(const struct store_user *su, char out[17])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char h[EVP_MAX_MD_SIZE];
+	unsigned int hl = 0;
+	EVP_MD_CTX *x = EVP_MD_CTX_new();
+
+	if (!x || !EVP_DigestInit_ex(x, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(x, su->password_hash, strlen(su->password_hash) + 1) ||
+	    !EVP_DigestUpdate(x, su->mfa_secret, su->mfa_secret_len) || !EVP_DigestFinal_ex(x, h, &hl) ||
+	    hl < 8) {
+		EVP_MD_CTX_free(x);
+		fputs("fatal: SHA-256 failed\n", stderr);
+		abort();
+	}
+	EVP_MD_CTX_free(x);
+	for (int i = 0; i < 8; i++) {
+		out[2 * i] = hex[h[i] >> 4];
+		out[2 * i + 1] = hex[h[i] & 15];
+	}
+	out[16] = '\0';
+	mem_wipe(h, sizeof(h));
+}
+
 static void to_user(const struct store_user *su, struct user *out)
 {
 	enum user_role r = USER_PATIENT;
@@ -143,6 +175,7 @@ static void to_user(const struct store_user *su, struct user *out)
 	out->failed_logins = su->failed_logins;
 	out->locked_until = su->locked_until;
 	out->last_strong_auth = su->last_strong_auth;
+	credentials_of(su, out->credentials);
 }
 
 /* Is id[0..n) a FHIR id ([A-Za-z0-9.-]{1,64})? */
@@ -625,8 +658,10 @@ enum err user_verify_password(struct users *us, const char *username, const char
 	if (password_needs_rehash(su.password_hash, &us->params) &&
 	    password_hash(pw, n, &us->params, phc, &ignore))
 		phc[0] = '\0';
-	if (su.failed_logins || phc[0])
-		modify(us, name, signin_ok, phc[0] ? phc : NULL, &ignore);
+	/* a replaced hash is the account's from now on: 'out' describes it */
+	if ((su.failed_logins || phc[0]) && !modify(us, name, signin_ok, phc[0] ? phc : NULL, &ignore) &&
+	    phc[0])
+		str_copy(su.password_hash, phc, sizeof(su.password_hash));
 	if (out) {
 		to_user(&su, out);
 		out->failed_logins = 0;

@@ -71,6 +71,8 @@ struct user {
 	int64_t failed_logins;
 	int64_t locked_until;                    /* ms since epoch; 0: not locked */
 	int64_t last_strong_auth;                /* ms since epoch; 0: never */
+	/* a fingerprint of the password's hash and the TOTP secret: it changes with either */
+	char credentials[17];
 };
 
 /* What an account is made of (user_add(), user_put()). */
