@@ -2144,7 +2144,8 @@ static void handle_mfa(struct http_req *q, void *arg)
 	}
 	cookie(q, ed->sid_name, sid, sizeof(sid));
 	e = oauth_session_mfa(ed->o, sid, code, http_req_client_addr(q), fresh, &retry, &c);
-	mfa_used(q, ed, &se, e, sid);
+	/* ERR_GONE: the code was right, and used */
+	mfa_used(q, ed, &se, e == ERR_GONE ? ERR_OK : e, sid);
 	if (e == ERR_BUSY && retry > 0) {
 		char ra[24];
 		snprintf(ra, sizeof(ra), "%lld", (long long)retry);
@@ -2154,6 +2155,12 @@ static void handle_mfa(struct http_req *q, void *arg)
 	}
 	if (e == ERR_UNAUTHORIZED) {
 		mfa_page(q, ed, 401, &se, req, "That code is not right.");
+		return;
+	}
+	if (e == ERR_GONE) {
+		/* the half-open session ended while the code was checked */
+		login_page(q, ed, 409, req, NULL, NULL,
+			   "Your account changed while you were signing in. Please sign in again.");
 		return;
 	}
 	if (e) {

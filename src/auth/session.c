@@ -755,16 +755,32 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 		return e;
 	/*
 	 * Fully signed in: a new session id and CSRF token (a privilege
-	 * change), and the pending session goes.
+	 * change), and the pending session goes, in one transaction that
+	 * first finds it still there: a change of password or authenticator
+	 * since the code was checked ended it, and must end this sign-in too.
 	 */
 	{
 		char old[OAUTH_HASH_SIZE];
-		struct ctx ig = CTX_INIT;
+		struct store_item it;
 
 		str_copy(old, se.id_hash, sizeof(old));
 		se.mfa_pending = false;
-		if (!(e = session_new(o, &se, clock_now_ms(), new_cookie, c)))
-			store_item_delete(o->s, NS_SESSION, old, &ig);
+		if ((e = store_begin(o->s, c)))
+			return e;
+		store_item_init(&it);
+		e = store_item_get(o->s, NS_SESSION, old, &it, c);
+		store_item_release(&it);
+		if (e == ERR_NOTFOUND) {
+			ctx_clear(c);
+			e = ctx_errorf(c, ERR_GONE, "the account changed while signing in: sign in again");
+		}
+		if (!e && !(e = session_new(o, &se, clock_now_ms(), new_cookie, c)) &&
+		    !(e = store_item_delete(o->s, NS_SESSION, old, c)))
+			e = store_commit(o->s, c);
+		else
+			store_rollback(o->s);
+		if (e)
+			mem_wipe(new_cookie, OAUTH_ID_SIZE);
 	}
 	return e;
 }
