@@ -2200,6 +2200,17 @@ static void account_failed(struct http_req *q, struct auth_edge *ed, const struc
 }
 
 /*
+ * Was 'e' a refusal for wrong passwords or codes tried before (429 with
+ * *retry seconds), rather than a busy store or the sign-in gate ("too
+ * many sign-ins at once": ERR_BUSY with a retry too)?
+ */
+static bool throttled(enum err e, int64_t retry, const struct ctx *c)
+{
+	return e == ERR_BUSY && retry > 0 && str_starts(c->msg, "too many ") &&
+	       !str_starts(c->msg, "too many sign-ins at once");
+}
+
+/*
  * POST /account/password: current, password, again.  The new password is
  * checked first, then the current one as at sign-in (its throttle counts
  * wrong ones); a change ends every session of the account and renews
@@ -2214,8 +2225,8 @@ static void handle_password(struct http_req *q, void *arg)
 	const char *fresh = http_req_form(q, "password"), *again = http_req_form(q, "again");
 	const char *code = NULL;
 	char sid[OAUTH_ID_SIZE] = "", fresh_sid[OAUTH_ID_SIZE] = "", msg[300] = "";
-	int64_t retry = 0, ended = 0;
-	int status = 400;
+	int64_t retry = 0, ended = 0; /* the page says it in words */
+	int status = 400, outcome = AUDIT_MINOR;
 	enum err e;
 
 	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
@@ -2231,16 +2242,15 @@ static void handle_password(struct http_req *q, void *arg)
 	} else if ((e = user_password_check(fresh, strlen(fresh), &c))) {
 		snprintf(msg, sizeof(msg), "The new %s.", c.msg);
 	} else {
-		e = oauth_password_change(ed->o, &se, http_req_form(q, "current"), fresh, again,
+		e = oauth_password_change(ed->o, &se, http_req_form(q, "current"), fresh,
 					  http_req_client_addr(q), &retry, fresh_sid, &ended, &c);
 	}
 	switch (e) {
 	case ERR_OK:
+		outcome = AUDIT_OK;
 		break;
 	case ERR_INVALID:
-		if (!msg[0])
-			goto failed; /* not the form's fault: the checks above passed */
-		code = "unacceptable-password";
+		code = msg[0] ? "unacceptable-password" : "error"; /* else not the form's fault */
 		break;
 	case ERR_CONFLICT:
 		code = "unacceptable-password";
@@ -2260,22 +2270,22 @@ static void handle_password(struct http_req *q, void *arg)
 		status = 403;
 		str_copy(msg, "This account is locked or disabled. Try again later, or ask for help.", sizeof(msg));
 		break;
-	case ERR_BUSY:
-		if (retry > 0 && str_starts(c.msg, "too many failed")) {
+	default:
+		if (throttled(e, retry, &c)) {
 			code = "throttled";
 			status = 429;
 			snprintf(msg, sizeof(msg), "Too many wrong passwords were tried. Try again in %lld second%s.",
 				 (long long)retry, retry == 1 ? "" : "s");
-			break;
+		} else {
+			code = "error";
 		}
-		goto failed;
-	default:
-		goto failed;
 	}
+	if (e && !msg[0])
+		outcome = AUDIT_SERIOUS; /* the server failed, not the form */
 	{
 		/* the session that asked (its old id: the one its earlier records name) */
-		struct aud ae = {.type = AUDIT_PASSWORD_CHANGE, .outcome = e ? AUDIT_MINOR : AUDIT_OK,
-				 .code = code, .username = se.username, .role = user_role_name(se.role),
+		struct aud ae = {.type = AUDIT_PASSWORD_CHANGE, .outcome = outcome, .code = code,
+				 .username = se.username, .role = user_role_name(se.role),
 				 .fhir_user = se.fhir_user, .session_id = sid};
 		auth_event(q, ed, &ae);
 	}
@@ -2285,24 +2295,16 @@ static void handle_password(struct http_req *q, void *arg)
 		set_cookie(q, ed, ed->sid_name, fresh_sid, -1);
 		mem_wipe(fresh_sid, sizeof(fresh_sid));
 		redirect(q, "/account?changed=password");
-		return;
+	} else if (!msg[0]) {
+		account_failed(q, ed, &c);
+	} else {
+		if (status == 429) {
+			char ra[24];
+			snprintf(ra, sizeof(ra), "%lld", (long long)retry);
+			http_resp_header(q, "Retry-After", ra);
+		}
+		account_error(q, ed, status, "Your password is not changed", msg);
 	}
-	if (status == 429) {
-		char ra[24];
-		snprintf(ra, sizeof(ra), "%lld", (long long)retry);
-		http_resp_header(q, "Retry-After", ra);
-	}
-	account_error(q, ed, status, "Your password is not changed", msg);
-	return;
-failed:
-	{
-		struct aud ae = {.type = AUDIT_PASSWORD_CHANGE, .outcome = AUDIT_SERIOUS, .code = "error",
-				 .username = se.username, .role = user_role_name(se.role),
-				 .fhir_user = se.fhir_user, .session_id = sid};
-		auth_event(q, ed, &ae);
-	}
-	mem_wipe(sid, sizeof(sid));
-	account_failed(q, ed, &c);
 }
 
 static void handle_mfa_setup(struct http_req *q, void *arg)
@@ -2313,7 +2315,7 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 	struct buf b32 = BUF_INIT(256), uri = BUF_INIT(2048);
 	const char *current = http_req_form(q, "current");
 	int64_t retry = 0;
-	bool used = false, replacing = false, throttled;
+	bool used = false, replacing = false, held;
 	enum err e;
 
 	if (!current_session(q, ed, &se) || !csrf_ok(q, ed, &se)) {
@@ -2322,17 +2324,15 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 	}
 	e = oauth_mfa_enrol_begin(ed->o, &se, current, http_req_client_addr(q), &retry, &used, &replacing,
 				  &b32, &uri, &c);
-	/* refused for wrong passwords or codes before it (not a busy store, nor the gate) */
-	throttled = e == ERR_BUSY && retry > 0 && str_starts(c.msg, "too many ") &&
-		    !str_starts(c.msg, "too many sign-ins at once");
+	held = throttled(e, retry, &c);
 	if (replacing) {
 		/* a code of the current authenticator, recorded as at sign-in */
 		if (used || (current && *current && (e == ERR_UNAUTHORIZED || e == ERR_BUSY)))
 			mfa_used(q, ed, &se, used ? ERR_OK : e, NULL);
-	} else if (e == ERR_UNAUTHORIZED || throttled || e == ERR_FORBIDDEN) {
+	} else if (e == ERR_UNAUTHORIZED || held || e == ERR_FORBIDDEN) {
 		/* the password asked before turning it on, refused */
 		struct aud ae = {.type = AUDIT_MFA_ENROL, .outcome = AUDIT_MINOR,
-				 .code = e == ERR_UNAUTHORIZED ? "wrong-password" : throttled ? "throttled" : "locked",
+				 .code = e == ERR_UNAUTHORIZED ? "wrong-password" : held ? "throttled" : "locked",
 				 .username = se.username, .role = user_role_name(se.role), .fhir_user = se.fhir_user};
 		auth_event(q, ed, &ae);
 	}
@@ -2348,7 +2348,7 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 		} else if (c.code == ERR_FORBIDDEN) {
 			account_error(q, ed, 403, "Two-step verification is not on",
 				      "This account is locked or disabled. Try again later, or ask for help.");
-		} else if (throttled) {
+		} else if (held) {
 			char ra[24];
 			snprintf(ra, sizeof(ra), "%lld", (long long)retry);
 			http_resp_header(q, "Retry-After", ra);
@@ -2387,13 +2387,19 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 	}
 	cookie(q, ed->sid_name, old_sid, sizeof(old_sid));
 	e = oauth_mfa_enrol_finish(ed->o, &se, http_req_form(q, "code"), codes, fresh_sid, &ended, &c);
+	if (!e) {
+		/* the session that confirmed (its old id: the one its earlier records name) */
+		struct aud ae = {.type = AUDIT_MFA_ENROL, .username = se.username,
+				 .role = user_role_name(se.role), .fhir_user = se.fhir_user,
+				 .session_id = old_sid};
+		auth_event(q, ed, &ae);
+	}
+	mem_wipe(old_sid, sizeof(old_sid));
 	if (e == ERR_CONFLICT) {
-		mem_wipe(old_sid, sizeof(old_sid));
 		account_error(q, ed, 409, "Two-step verification is already on", c.msg);
 		return;
 	}
 	if (e == ERR_GONE) {
-		mem_wipe(old_sid, sizeof(old_sid));
 		account_error(q, ed, 409, "Two-step verification is not on", session_changed);
 		return;
 	}
@@ -2403,17 +2409,8 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 		return;
 	}
 	if (e) {
-		mem_wipe(old_sid, sizeof(old_sid));
 		account_failed(q, ed, &c);
 		return;
-	}
-	{
-		/* the session that confirmed (its old id: the one its earlier records name) */
-		struct aud ae = {.type = AUDIT_MFA_ENROL, .username = se.username,
-				 .role = user_role_name(se.role), .fhir_user = se.fhir_user,
-				 .session_id = old_sid};
-		auth_event(q, ed, &ae);
-		mem_wipe(old_sid, sizeof(old_sid));
 	}
 	/* this browser goes on under the session's new id */
 	set_cookie(q, ed, ed->sid_name, fresh_sid, -1);

@@ -156,20 +156,20 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 /* ---- enrolling two-step verification (session.c) ---- */
 
 /*
- * The signed-in user's own change of password.  'fresh' and 'again' must
- * be the same and an acceptable password (ERR_INVALID, checked first),
- * 'current' the account's password, checked on the sign-in throttle
- * (ERR_UNAUTHORIZED, ERR_BUSY with *retry_after, ERR_FORBIDDEN); a new
- * password equal to the current one is ERR_CONFLICT.  Then, in one
+ * The signed-in user's own change of password to 'fresh' (check it with
+ * user_password_check() first: here an unacceptable one is ERR_INVALID
+ * only after the current one was checked).  'current' must be the
+ * account's password, checked on the sign-in throttle (ERR_UNAUTHORIZED,
+ * ERR_BUSY with *retry_after, ERR_FORBIDDEN); a new password equal to
+ * the current one is ERR_CONFLICT.  Then, in one
  * transaction, the new hash, the end of every session of the account,
  * and this one again under a new id (*cookie; se updated; its online
  * grants follow it): *ended other sessions ended.  ERR_GONE when this
  * session ended or was renewed meanwhile.
  */
 enum err oauth_password_change(struct oauth *o, struct session *se, const char *current,
-			       const char *fresh, const char *again, const char *addr,
-			       int64_t *retry_after, char cookie[OAUTH_ID_SIZE], int64_t *ended,
-			       struct ctx *c);
+			       const char *fresh, const char *addr, int64_t *retry_after,
+			       char cookie[OAUTH_ID_SIZE], int64_t *ended, struct ctx *c);
 
 #define OAUTH_RECOVERY_CODES 10
 

@@ -431,6 +431,41 @@ static enum err mfa_fingerprint(struct oauth *o, const char *username, char fp[O
 	return e;
 }
 
+/*
+ * Is the session stored under 'id_hash' still there?  ERR_GONE when a
+ * change that ends every session of the account (or a sign-out) came
+ * first: what was about to build on it must not go through.
+ */
+static enum err session_alive(struct oauth *o, const char *id_hash, struct ctx *c)
+{
+	struct store_item it;
+	enum err e;
+
+	store_item_init(&it);
+	e = store_item_get(o->s, NS_SESSION, id_hash, &it, c);
+	store_item_release(&it);
+	if (e == ERR_NOTFOUND) {
+		ctx_clear(c);
+		e = ctx_errorf(c, ERR_GONE, "this sign-in ended or changed meanwhile: sign in again");
+	}
+	return e;
+}
+
+/*
+ * The password of se's account, checked as at sign-in (its throttle, its
+ * counters, its lock; oauth_signin()) before a change of credentials.
+ */
+static enum err password_again(struct oauth *o, const struct session *se, const char *password,
+			       const char *addr, int64_t *retry_after, struct ctx *c)
+{
+	struct user u;
+	enum err e = oauth_signin(o, se->username, password ? password : "", addr, &u, retry_after, c);
+
+	if (!e && u.uid != se->uid)
+		e = ctx_errorf(c, ERR_UNAUTHORIZED, "wrong username or password");
+	return e;
+}
+
 /* The keys of the grants tied to one session (gathered before any is rewritten). */
 struct tied {
 	const char *session;
@@ -495,21 +530,13 @@ static enum err grants_follow(struct oauth *o, int64_t uid, const char *old, con
 static enum err session_renew(struct oauth *o, struct session *se, char cookie[OAUTH_ID_SIZE],
 			      int64_t *others, struct ctx *c)
 {
-	struct store_item it;
 	struct session next = *se;
 	int64_t n = 0;
 	enum err e;
 
 	*others = 0;
-	store_item_init(&it);
-	e = store_item_get(o->s, NS_SESSION, se->id_hash, &it, c);
-	store_item_release(&it);
-	if (e == ERR_NOTFOUND) {
-		ctx_clear(c);
-		return ctx_errorf(c, ERR_GONE, "this session ended or changed while the change was made");
-	}
 	/* a set-up of an authenticator begun in this session is tied to its old id: it ends too */
-	if (e || (e = user_end_sessions(o->us, se->uid, &n, c)) ||
+	if ((e = session_alive(o, se->id_hash, c)) || (e = user_end_sessions(o->us, se->uid, &n, c)) ||
 	    (e = store_item_delete(o->s, NS_MFA_NEW, se->id_hash, c)) ||
 	    (e = session_store(o, &next, clock_now_ms(), cookie, c)) ||
 	    (e = grants_follow(o, se->uid, se->id_hash, next.id_hash, c)))
@@ -566,12 +593,8 @@ enum err oauth_mfa_enrol_begin(struct oauth *o, const struct session *se, const 
 		if ((e = mfa_use_code(o, se->username, current, retry_after, c)))
 			return e;
 		*used = true;
-	} else {
-		struct user u;
-		if ((e = oauth_signin(o, se->username, current ? current : "", addr, &u, retry_after, c)))
-			return e;
-		if (u.uid != se->uid)
-			return ctx_errorf(c, ERR_UNAUTHORIZED, "wrong username or password");
+	} else if ((e = password_again(o, se, current, addr, retry_after, c))) {
+		return e;
 	}
 	totp_secret_generate(secret);
 	if ((e = totp_base32_encode(secret, sizeof(secret), b32)) ||
@@ -761,20 +784,12 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 	 */
 	{
 		char old[OAUTH_HASH_SIZE];
-		struct store_item it;
 
 		str_copy(old, se.id_hash, sizeof(old));
 		se.mfa_pending = false;
 		if ((e = store_begin(o->s, c)))
 			return e;
-		store_item_init(&it);
-		e = store_item_get(o->s, NS_SESSION, old, &it, c);
-		store_item_release(&it);
-		if (e == ERR_NOTFOUND) {
-			ctx_clear(c);
-			e = ctx_errorf(c, ERR_GONE, "the account changed while signing in: sign in again");
-		}
-		if (!e && !(e = session_new(o, &se, clock_now_ms(), new_cookie, c)) &&
+		if (!(e = session_alive(o, old, c)) && !(e = session_new(o, &se, clock_now_ms(), new_cookie, c)) &&
 		    !(e = store_item_delete(o->s, NS_SESSION, old, c)))
 			e = store_commit(o->s, c);
 		else
@@ -786,25 +801,18 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 }
 
 enum err oauth_password_change(struct oauth *o, struct session *se, const char *current,
-			       const char *fresh, const char *again, const char *addr,
-			       int64_t *retry_after, char cookie[OAUTH_ID_SIZE], int64_t *ended,
-			       struct ctx *c)
+			       const char *fresh, const char *addr, int64_t *retry_after,
+			       char cookie[OAUTH_ID_SIZE], int64_t *ended, struct ctx *c)
 {
 	char phc[PASSWORD_PHC_MAX] = "";
-	struct user u;
 	enum err e;
 
 	*retry_after = 0;
 	*ended = 0;
-	if (!fresh || !again || strcmp(fresh, again))
-		return ctx_errorf(c, ERR_INVALID, "the new password and its repetition are not the same");
-	if ((e = user_password_check(fresh, strlen(fresh), c)))
+	if (!fresh)
+		return ctx_errorf(c, ERR_INVALID, "no new password given");
+	if ((e = password_again(o, se, current, addr, retry_after, c)))
 		return e;
-	/* the current password as at sign-in: its throttle, its counters, its lock */
-	if ((e = oauth_signin(o, se->username, current ? current : "", addr, &u, retry_after, c)))
-		return e;
-	if (u.uid != se->uid)
-		return ctx_errorf(c, ERR_UNAUTHORIZED, "wrong username or password");
 	if (!strcmp(fresh, current))
 		return ctx_errorf(c, ERR_CONFLICT, "the new password is the one in use now");
 	/* the hash before the transaction: the write lock is not held for Argon2id */

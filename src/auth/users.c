@@ -474,7 +474,7 @@ enum err user_end_access(struct users *us, int64_t uid, struct ctx *c)
 {
 	enum err e;
 
-	if ((e = store_item_delete_uid(us->s, "session", uid, NULL, c)) ||
+	if ((e = user_end_sessions(us, uid, NULL, c)) ||
 	    (e = store_item_set_state_uid(us->s, "grant", uid, STORE_ITEM_REVOKED, NULL, c)) ||
 	    (e = store_item_set_state_uid(us->s, "refresh", uid, STORE_ITEM_REVOKED, NULL, c)))
 		return e;

@@ -13,11 +13,24 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+static inline int unit_rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+/* Remove the directory tree 'dir' (a test's temporary directory). */
+static inline void unit_rmtree(const char *dir)
+{
+	nftw(dir, unit_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /*
  * Find shared test data: 'rel' ("../shared/testdata/...") from the

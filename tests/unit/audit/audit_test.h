@@ -8,7 +8,6 @@
 
 #include "unit.h"
 
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,14 +35,6 @@ struct fx {
 	struct jose_jwks *pub; /* the key's public half */
 	struct audit *a;
 };
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static inline void fx_dir(struct fx *f, const char *name)
 {
@@ -110,7 +101,7 @@ static inline void fx_release(struct fx *f)
 		audit_close(f->a, &c);
 	jose_key_free(f->key);
 	jose_jwks_free(f->pub);
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	unit_rmtree(f->dir);
 	memset(f, 0, sizeof(*f));
 }
 

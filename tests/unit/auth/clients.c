@@ -11,7 +11,6 @@
 #include "unit.h"
 
 #include <arpa/inet.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -245,12 +244,6 @@ struct fx {
 	char jwks_url[128];
 };
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(p);
-}
-
 static const char *const REDIRECT1[] = {"https://app.example/callback"};
 
 static void add_ok(struct fx *f, const struct client_spec *sp)
@@ -289,7 +282,7 @@ static int teardown(void **state)
 	httpd_stop(f->httpd);
 	clients_free(f->cs);
 	store_close(f->s);
-	nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	unit_rmtree(f->dir);
 	free(f);
 	return 0;
 }

@@ -10,7 +10,6 @@
  */
 #include "unit.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +35,6 @@ struct fx {
 	struct oauth *o;
 	struct user u;
 };
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(p);
-}
 
 static int setup(void **state)
 {
@@ -78,7 +71,7 @@ static int teardown(void **state)
 	clients_free(f->cs);
 	users_free(f->us);
 	store_close(f->s);
-	nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	unit_rmtree(f->dir);
 	free(f);
 	return 0;
 }
@@ -178,8 +171,7 @@ static void test_password_change_renews_the_session(void **state)
 	put_grant(f, "g-revoked", se.id_hash, STORE_ITEM_REVOKED);
 	put_grant(f, "g-other", so.id_hash, STORE_ITEM_LIVE);
 
-	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", "second password",
-					       "192.0.2.1", &retry, fresh, &ended, &c),
+	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", "192.0.2.1", &retry, fresh, &ended, &c),
 			 ERR_OK);
 	assert_int_equal(ended, 1);
 	/* the old ids are gone; the new one is this session, its times kept */
@@ -219,8 +211,7 @@ static void test_password_change_of_an_ended_session(void **state)
 	kept = se;
 	/* signed out everywhere after the form was shown */
 	assert_int_equal(oauth_session_end(f->o, mine, true, &c), ERR_OK);
-	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", "second password",
-					       "192.0.2.1", &retry, fresh, &ended, &c),
+	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", "192.0.2.1", &retry, fresh, &ended, &c),
 			 ERR_GONE);
 	ctx_clear(&c);
 	assert_int_equal(ended, 0);

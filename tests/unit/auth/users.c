@@ -10,7 +10,6 @@
  */
 #include "unit.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +26,6 @@ struct fx {
 	struct store *s;
 	struct users *us;
 };
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(p);
-}
 
 /* A minimal current resource type/id (the service only checks existence). */
 static int put_resource(struct store *s, const char *type, const char *id)
@@ -82,7 +75,7 @@ static int teardown(void **state)
 
 	users_free(f->us);
 	store_close(f->s);
-	nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	unit_rmtree(f->dir);
 	free(f);
 	return 0;
 }

@@ -14,7 +14,6 @@
  */
 #include "unit.h"
 
-#include <ftw.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -41,14 +40,6 @@ struct fx {
 	int64_t clock;      /* last_updated of the next put */
 };
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
@@ -74,7 +65,7 @@ static int teardown(void **state)
 
 	clock_set_fixed(0);
 	store_close(f->s);
-	nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	unit_rmtree(f->dir);
 	free(f);
 	return 0;
 }

@@ -14,7 +14,6 @@
  */
 #include "unit.h"
 
-#include <ftw.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -40,14 +39,6 @@ struct fx {
 	char url[340];
 	struct store *s;
 };
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
 
 static void fx_paths(struct fx *f, const char *vfs)
 {
@@ -90,7 +81,7 @@ static int teardown(void **state)
 	struct fx *f = *state;
 
 	store_close(f->s);
-	nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	unit_rmtree(f->dir);
 	free(f);
 	return 0;
 }
@@ -1959,7 +1950,7 @@ static void test_power_loss(void **state)
 	assert_int_equal(rows_tagged(&g, "acked"), 6 * (N * WRITES + N * WRITES / 4));
 	PUT_OK(g.s, "Patient", "after", 0, 1, "after");
 	store_close(g.s);
-	nftw(g.dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	unit_rmtree(g.dir);
 }
 
 /*
@@ -1980,7 +1971,7 @@ static void test_io_fault_loop(void **state)
 		/* A fresh database each round. */
 		store_close(f->s);
 		f->s = NULL;
-		nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+		unit_rmtree(f->dir);
 		assert_int_equal(fx_newdir(f), 0);
 		fx_open_faulty(f);
 		assert_int_equal(store_migrate(f->s, &c), ERR_OK);
@@ -2178,7 +2169,7 @@ static void test_import_rate(void **state)
 	/* a second store of the same size, without the per-resource savepoints */
 	store_close(f->s);
 	f->s = NULL;
-	nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	unit_rmtree(f->dir);
 	assert_int_equal(fx_newdir(f), 0);
 	assert_int_equal(store_open(&f->s, f->url, 5000, &c), ERR_OK);
 	assert_int_equal(store_migrate(f->s, &c), ERR_OK);
