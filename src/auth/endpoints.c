@@ -281,6 +281,7 @@ struct aud {
 	const char *username, *role, *fhir_user, *client_id, *patient, *scopes, *grant;
 	const char *session_id;    /* raw: hashed here */
 	const char *token_id;      /* an access token's jti, raw: hashed here */
+	const char *renewed_id;    /* the session's new id after a renewal, raw: hashed here */
 };
 
 /* The user and grant a token request or revocation touched (oauth_who). */
@@ -302,7 +303,8 @@ static void auth_event(struct http_req *q, struct auth_edge *ed, const struct au
 {
 	struct audit *au = oauth_audit(ed->o);
 	struct audit_event ev;
-	char sh[AUDIT_HASH_SIZE], th[AUDIT_HASH_SIZE];
+	struct audit_entity renewed = {.type = "Session"};
+	char sh[AUDIT_HASH_SIZE], th[AUDIT_HASH_SIZE], nh[AUDIT_HASH_SIZE];
 	struct ctx c = CTX_INIT;
 
 	if (!au)
@@ -325,6 +327,13 @@ static void auth_event(struct http_req *q, struct auth_edge *ed, const struct au
 	if (a->token_id && *a->token_id) {
 		audit_hash_id(a->token_id, th);
 		ev.source.token_hash = th;
+	}
+	if (a->renewed_id && *a->renewed_id) {
+		/* links the session's records under its old id to those under its new one */
+		audit_hash_id(a->renewed_id, nh);
+		renewed.id = nh;
+		ev.entities = &renewed;
+		ev.n_entities = 1;
 	}
 	ev.authority.scopes = a->scopes;
 	ev.authority.grant_id = a->grant;
@@ -2286,7 +2295,8 @@ static void handle_password(struct http_req *q, void *arg)
 		/* the session that asked (its old id: the one its earlier records name) */
 		struct aud ae = {.type = AUDIT_PASSWORD_CHANGE, .outcome = outcome, .code = code,
 				 .username = se.username, .role = user_role_name(se.role),
-				 .fhir_user = se.fhir_user, .session_id = sid};
+				 .fhir_user = se.fhir_user, .session_id = sid,
+				 .renewed_id = e ? NULL : fresh_sid};
 		auth_event(q, ed, &ae);
 	}
 	mem_wipe(sid, sizeof(sid));
@@ -2391,7 +2401,7 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 		/* the session that confirmed (its old id: the one its earlier records name) */
 		struct aud ae = {.type = AUDIT_MFA_ENROL, .username = se.username,
 				 .role = user_role_name(se.role), .fhir_user = se.fhir_user,
-				 .session_id = old_sid};
+				 .session_id = old_sid, .renewed_id = fresh_sid};
 		auth_event(q, ed, &ae);
 	}
 	mem_wipe(old_sid, sizeof(old_sid));

@@ -7,6 +7,7 @@
 // as an authenticator app would.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary } from './lib/server.mjs';
 import { Browser, signIn, accountPage, parseForms, formFor, field, registerClient, authzRequest, redeem, decodeEntities } from './lib/oauth.mjs';
 import { base32, totp, nowStep } from './lib/totp.mjs';
@@ -67,12 +68,13 @@ async function enrol(user) {
   const body = new URLSearchParams(confirm.fields);
   const step = nowStep();
   body.set('code', totp(key, step));
+  const before = b.cookie(cookieName(b));
   const done = await b.post('/account/mfa/confirm', body);
   assert.equal(done.status, 200, done.text.slice(0, 300));
   const codes = [...done.text.matchAll(/<li><code>([^<]+)<\/code><\/li>/g)].map((m) => decodeEntities(m[1]));
   assert.equal(codes.length, 10, 'ten recovery codes');
   assert.equal(new Set(codes).size, 10);
-  return { key, codes, step, page: done.text };
+  return { key, codes, step, page: done.text, before, after: b.cookie(cookieName(b)) };
 }
 
 // Sign in with the password only: resolves the browser, now at the code step.
@@ -84,6 +86,23 @@ async function halfSignIn(user) {
   const page = await b.get('/oauth/mfa');
   assert.equal(page.status, 200);
   return { b, form: formFor(page.text, '/oauth/mfa'), cookie: b.cookie(cookieName(b)) };
+}
+
+const hashId = (id) => `sha256:${crypto.createHash('sha256').update(id).digest('base64url')}`;
+
+// The audit records of 'type' for 'user' (sign-in events are queued, not
+// waited for: give the writer a moment).
+async function records(type, user, atLeast = 1) {
+  let list = [], text = '';
+  for (let i = 0; i < 40 && list.length < atLeast; i++) {
+    if (i) await new Promise((r) => setTimeout(r, 50));
+    const r = await runCli(['audit', 'query', '--data', dir, '--node', 'node-1', '--format', 'ndjson',
+      '--type', type, '--agent', user]);
+    assert.equal(r.code, 0, r.stderr);
+    text = r.stdout;
+    list = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  }
+  return { list, text };
 }
 
 async function sendCode(h, code) {
@@ -140,6 +159,29 @@ describe('two-step verification', () => {
     const wrong = await sendCode(h, totp(mia.key, nowStep() + 5));
     assert.equal(wrong.status, 401, 'a code far from now is refused');
     assert.equal((await h.b.get('/account')).status, 303, 'still half signed in');
+  });
+
+  it('enrolment and every code entered are on record, without the key or a code', async () => {
+    const enrolled = await records('session.mfa-enrol', 'mia');
+    assert.equal(enrolled.list.length, 1, enrolled.text);
+    const [r] = enrolled.list;
+    assert.equal(r.outcome, 0);
+    assert.equal(r.action, 'C');
+    assert.equal(r.source.session, hashId(mia.before), 'the session that confirmed, by the id its earlier records carry');
+    assert.ok(mia.after && mia.after !== mia.before);
+    assert.deepEqual(r.entity, [{ type: 'Session', id: hashId(mia.after) }],
+      'and the new id it goes on under, so its records before and after can be joined');
+    // the two earlier tests: one right code at the code step, then a replay and a wrong code
+    const used = await records('session.mfa-use', 'mia', 3);
+    const codes = used.list.map((x) => [x.outcome, x.outcomeCode || '']);
+    assert.equal(codes.filter(([o]) => o === 0).length, 1, used.text);
+    assert.equal(codes.filter(([o, w]) => o === 4 && w === 'wrong-code').length, 2, used.text);
+    assert.ok(used.list.every((x) => x.source.session), 'each names its session');
+    const secret = mia.page.match(/<li><code>([^<]+)<\/code><\/li>/)[1];
+    for (const t of [enrolled.text, used.text]) {
+      assert.ok(!t.includes(secret), 'no recovery code in the log');
+      assert.ok(!t.includes(totp(mia.key, mia.step)), 'no code in the log');
+    }
   });
 
   it('a signed-in session cannot replace the authenticator, even with two set-ups begun side by side', async () => {

@@ -93,7 +93,8 @@ describe('changing one\'s own password', () => {
     const oldId = s.b.cookie(cookieName);
     const r = await change(s, { current: FIRST, password: NEW });
     assert.equal(r.status, 303, r.text.slice(0, 300));
-    assert.ok(s.b.cookie(cookieName) && s.b.cookie(cookieName) !== oldId, 'this browser goes on under a new session id');
+    const newId = s.b.cookie(cookieName);
+    assert.ok(newId && newId !== oldId, 'this browser goes on under a new session id');
     const copy = new Browser(srv.baseUrl);
     copy.setCookie(cookieName, oldId);
     assert.equal((await copy.get('/account')).status, 303, 'a copy of the old cookie is signed out');
@@ -125,6 +126,9 @@ describe('changing one\'s own password', () => {
     assert.equal(ok[0].agent.username, 'pat');
     assert.equal(ok[0].source.session, `sha256:${crypto.createHash('sha256').update(oldId).digest('base64url')}`,
       'the session that asked, as a hash of the id its earlier records carry');
+    assert.deepEqual(ok[0].entity, [{ type: 'Session', id: `sha256:${crypto.createHash('sha256').update(newId).digest('base64url')}` }],
+      'and the new id it goes on under, so its records before and after can be joined');
+    assert.ok(list.filter((e) => e.outcome !== 0).every((e) => !e.entity), 'a refused change names no new session');
     assert.ok(!text.includes(FIRST) && !text.includes(NEW), 'no password in the record');
   });
 
