@@ -527,22 +527,50 @@ static enum err grants_follow(struct oauth *o, int64_t uid, const char *old, con
  * meanwhile (signed out everywhere, another change at the same time):
  * the change must not go through then.  *se changes only on success.
  */
+struct live_count {
+	const struct oauth *o;
+	const char *self;       /* the renewed session's key: not counted */
+	int64_t now, n;
+};
+
+/* Count a session that current_session() would still accept. */
+static int count_live(void *arg, const struct store_item *it)
+{
+	struct live_count *lc = arg;
+	json_t *j;
+
+	if (it->state != STORE_ITEM_LIVE || !strcmp(it->key, lc->self) ||
+	    lc->now - it->created >= lc->o->o.session_max * MS || !(j = oauth_item_json(it)))
+		return 0;
+	if (lc->now - json_integer_value(json_object_get(j, "last_seen")) < lc->o->o.session_idle * MS)
+		lc->n++;
+	json_decref(j);
+	return 0;
+}
+
 static enum err session_renew(struct oauth *o, struct session *se, char cookie[OAUTH_ID_SIZE],
 			      int64_t *others, struct ctx *c)
 {
 	struct session next = *se;
-	int64_t n = 0;
+	struct live_count lc = {.o = o, .self = se->id_hash, .now = clock_now_ms()};
 	enum err e;
 
 	*others = 0;
-	/* a set-up of an authenticator begun in this session is tied to its old id: it ends too */
-	if ((e = session_alive(o, se->id_hash, c)) || (e = user_end_sessions(o->us, se->uid, &n, c)) ||
+	/*
+	 * The others counted are those still in use: one that has timed out
+	 * but not yet been noticed (and deleted) is ended too, not counted.
+	 * A set-up of an authenticator begun in this session is tied to its
+	 * old id: it ends too.
+	 */
+	if ((e = session_alive(o, se->id_hash, c)) ||
+	    (e = store_item_list(o->s, NS_SESSION, se->uid, NULL, count_live, &lc, c)) ||
+	    (e = user_end_sessions(o->us, se->uid, NULL, c)) ||
 	    (e = store_item_delete(o->s, NS_MFA_NEW, se->id_hash, c)) ||
 	    (e = session_store(o, &next, clock_now_ms(), cookie, c)) ||
 	    (e = grants_follow(o, se->uid, se->id_hash, next.id_hash, c)))
 		return e;
 	*se = next;
-	*others = n > 0 ? n - 1 : 0;
+	*others = lc.n;
 	return ERR_OK;
 }
 

@@ -20,6 +20,7 @@
 #include "auth/oauth.h"
 #include "auth/users.h"
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/str.h"
 #include "store/store.h"
 
@@ -198,6 +199,50 @@ static void test_password_change_renews_the_session(void **state)
 	assert_string_equal(sess, so.id_hash);
 }
 
+/* Session 'hash' as last used 'ago_ms' before now. */
+static void age_session(struct fx *f, const char *hash, int64_t ago_ms)
+{
+	struct store_item it;
+	struct ctx c = CTX_INIT;
+	json_t *j;
+	char *text;
+
+	store_item_init(&it);
+	assert_int_equal(store_item_get(f->s, "session", hash, &it, &c), ERR_OK);
+	j = json_loadb(it.data.data, it.data.len, 0, NULL);
+	assert_non_null(j);
+	json_object_set_new(j, "last_seen", json_integer(clock_now_ms() - ago_ms));
+	text = json_dumps(j, JSON_COMPACT);
+	assert_int_equal(store_item_update(f->s, "session", hash, text, -1, &c), ERR_OK);
+	free(text);
+	json_decref(j);
+	store_item_release(&it);
+}
+
+static void test_renewal_counts_only_sessions_in_use(void **state)
+{
+	struct fx *f = *state;
+	char mine[OAUTH_ID_SIZE], live[OAUTH_ID_SIZE], idle[OAUTH_ID_SIZE], fresh[OAUTH_ID_SIZE];
+	struct session se, sl, si, now;
+	int64_t retry = 0, ended = -1;
+	struct ctx c = CTX_INIT;
+
+	sign_in(f, idle, &si);
+	sign_in(f, live, &sl);
+	sign_in(f, mine, &se);
+	/* one other session timed out 16 minutes ago (idle limit 15) and is not yet noticed */
+	age_session(f, si.id_hash, 16 * 60 * 1000);
+	age_session(f, sl.id_hash, 14 * 60 * 1000);
+	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", "192.0.2.1", &retry, fresh, &ended, &c),
+			 ERR_OK);
+	assert_int_equal(ended, 1); /* the one still in use; this one is not counted */
+	assert_int_equal(oauth_session_get(f->o, live, &now, &c), ERR_NOTFOUND);
+	ctx_clear(&c);
+	assert_int_equal(oauth_session_get(f->o, idle, &now, &c), ERR_NOTFOUND);
+	ctx_clear(&c);
+	assert_int_equal(oauth_session_get(f->o, fresh, &now, &c), ERR_OK);
+}
+
 static void test_password_change_of_an_ended_session(void **state)
 {
 	struct fx *f = *state;
@@ -226,6 +271,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_signin_straddling_a_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_password_change_renews_the_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_password_change_of_an_ended_session, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_renewal_counts_only_sessions_in_use, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
