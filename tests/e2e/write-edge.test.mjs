@@ -88,6 +88,37 @@ describe('refused writes over REST', () => {
     assert.equal(ok.status, 200, ok.text);
   });
 
+  it('an element in the wrong JSON shape or a code outside its required value set is 422 naming it; nothing is kept', async () => {
+    const base = { resourceType: 'Observation', id: 'shape-1', status: 'final', code: { text: 'Shapeold' }, subject: { reference: 'Patient/shape-p' } };
+    const put = await send('PUT', '/Observation/shape-1', JSON.stringify(base));
+    assert.equal(put.status, 201, put.text);
+    const bodies = [
+      [{ code: 'Shapenew' }, 'Observation.code', /one JSON object/],
+      [{ code: [{ text: 'Shapenew' }] }, 'Observation.code', /not a list/],
+      [{ category: { text: 'Shapenew' } }, 'Observation.category', /list \(a JSON array\) of objects/],
+      [{ status: 'done' }, 'Observation.status', /one of: registered, preliminary, final, .* \(found 'done'\)/],
+      [{ status: 'FINAL' }, 'Observation.status', /found 'FINAL'/],
+      [{ valueBoolean: 'true' }, 'Observation.valueBoolean', /true or false/],
+    ];
+    for (const [extra, expr, msg] of bodies) {
+      const r = await send('PUT', '/Observation/shape-1', JSON.stringify({ ...base, code: { text: 'Shapenew' }, ...extra }));
+      assertOutcome(r, 422, msg);
+      assert.deepEqual(r.json.issue[0].expression, [expr], JSON.stringify(extra));
+      const c = await send('POST', '/Observation', JSON.stringify({ ...base, id: undefined, code: { text: 'Shapenew' }, ...extra }));
+      assertOutcome(c, 422, msg);
+    }
+    const now = await srv.fhirFetch('/Observation/shape-1', { headers: { accept: FHIR_JSON } });
+    assert.equal(now.json.meta.versionId, '1');
+    assert.equal(now.json.code.text, 'Shapeold');
+    assert.equal(await count('/Observation?subject=Patient/shape-p'), 1, 'no refused create was kept');
+    const g = await send('POST', '/Patient', JSON.stringify({ resourceType: 'Patient', gender: 'M', name: [{ family: 'Shapenew' }] }));
+    assertOutcome(g, 422, /male, female, other, unknown/);
+    assert.equal(await count('/Patient?family=Shapenew'), 0);
+    // the same resource in the right shapes and codes is fine
+    const ok = await send('PUT', '/Observation/shape-1', JSON.stringify({ ...base, status: 'amended', category: [{ text: 'Shapenew' }], valueBoolean: true }));
+    assert.equal(ok.status, 200, ok.text);
+  });
+
   it('the failed write is audited without the body', async () => {
     const r = await send('POST', '/Patient', JSON.stringify({ resourceType: 'Patient', name: [{ family: 'Auditsecret', extension: [{ valueString: 'Auditsecret' }] }] }));
     assert.equal(r.status, 422);

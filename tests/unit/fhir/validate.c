@@ -1,4 +1,8 @@
-/* Tests for fhir_validate(): 400 for structure, 422 for rules, with expressions. */
+/*
+ * Tests for fhir_validate(): 400 for structure, 422 for rules (required
+ * elements, JSON shapes of top-level elements, codes of required
+ * bindings), with expressions.
+ */
 #include "unit.h"
 
 #include <string.h>
@@ -101,6 +105,62 @@ static const struct vcase cases[] = {
 	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"maritalStatus\":{}}", ERR_UNPROCESSABLE, "Patient.maritalStatus", "empty object"},
 	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\"}]}", ERR_UNPROCESSABLE, "Patient.name.family", "empty string"},
 	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"A\",null],\"_given\":[null,{\"id\":\"x\"}]}]}", ERR_OK, NULL, NULL},
+	/* top-level elements in the JSON shape R4 gives them */
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":\"abc\"}",
+	 ERR_UNPROCESSABLE, "Observation.code", "one JSON object"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":[{\"text\":\"x\"}]}",
+	 ERR_UNPROCESSABLE, "Observation.code", "not a list"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+			      "\"category\":{\"text\":\"lab\"}}",
+	 ERR_UNPROCESSABLE, "Observation.category", "a list (a JSON array) of objects"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+			      "\"performer\":[\"Practitioner/1\"]}",
+	 ERR_UNPROCESSABLE, "Observation.performer[0]", "JSON object"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":[\"final\"],\"code\":{\"text\":\"x\"}}",
+	 ERR_UNPROCESSABLE, "Observation.status", "JSON string"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+			      "\"valueBoolean\":\"true\"}",
+	 ERR_UNPROCESSABLE, "Observation.valueBoolean", "true or false"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"name\":{\"family\":\"X\"}}", ERR_UNPROCESSABLE,
+	 "Patient.name", "a list"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"active\":\"yes\"}", ERR_UNPROCESSABLE, "Patient.active",
+	 "true or false"},
+	{"Location", NULL, "{\"resourceType\":\"Location\",\"address\":[{\"city\":\"X\"}]}", ERR_UNPROCESSABLE,
+	 "Location.address", "one JSON object"},
+	{"Encounter", NULL, "{\"resourceType\":\"Encounter\",\"status\":\"finished\",\"class\":{\"code\":\"AMB\"},"
+			    "\"type\":[{\"text\":\"visit\"}],\"period\":{\"start\":\"2020\"},\"subject\":{\"reference\":\"Patient/p\"}}",
+	 ERR_OK, NULL, NULL},
+	/* codes of a required binding */
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"done\",\"code\":{\"text\":\"x\"}}",
+	 ERR_UNPROCESSABLE, "Observation.status", "must be one of: registered, preliminary, final, amended, corrected, "
+	 "cancelled, entered-in-error, unknown (found 'done')"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"Final\",\"code\":{\"text\":\"x\"}}",
+	 ERR_UNPROCESSABLE, "Observation.status", "found 'Final'"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"entered-in-error\",\"code\":{\"text\":\"x\"}}",
+	 ERR_OK, NULL, NULL},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"in\",\"code\":{\"text\":\"x\"}}",
+	 ERR_UNPROCESSABLE, "Observation.status", "found 'in'"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final unknown\",\"code\":{\"text\":\"x\"}}",
+	 ERR_UNPROCESSABLE, "Observation.status", "found"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"gender\":\"M\"}", ERR_UNPROCESSABLE, "Patient.gender",
+	 "male, female, other, unknown"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"gender\":\"unknown\"}", ERR_OK, NULL, NULL},
+	{"AllergyIntolerance", NULL, "{\"resourceType\":\"AllergyIntolerance\",\"patient\":{\"reference\":\"Patient/p\"},"
+				     "\"category\":[\"food\",\"drink\"]}",
+	 ERR_UNPROCESSABLE, "AllergyIntolerance.category[1]", "found 'drink'"},
+	{"AllergyIntolerance", NULL, "{\"resourceType\":\"AllergyIntolerance\",\"patient\":{\"reference\":\"Patient/p\"},"
+				     "\"category\":\"food\"}",
+	 ERR_UNPROCESSABLE, "AllergyIntolerance.category", "list (a JSON array) of strings"},
+	{"AllergyIntolerance", NULL, "{\"resourceType\":\"AllergyIntolerance\",\"patient\":{\"reference\":\"Patient/p\"},"
+				     "\"category\":[\"food\",null],\"_category\":[null,{\"extension\":[{\"url\":\"u\",\"valueString\":\"x\"}]}]}",
+	 ERR_OK, NULL, NULL},
+	{"MedicationRequest", NULL, "{\"resourceType\":\"MedicationRequest\",\"status\":\"active\",\"intent\":\"orders\","
+				    "\"medicationCodeableConcept\":{\"text\":\"x\"},\"subject\":{\"reference\":\"Patient/p\"}}",
+	 ERR_UNPROCESSABLE, "MedicationRequest.intent", "found 'orders'"},
+	/* a code with only an extension, and an element not in the table, are left alone */
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"code\":{\"text\":\"x\"},\"status\":\"final\","
+			      "\"_status\":{\"extension\":[{\"url\":\"u\",\"valueString\":\"x\"}]},\"valueInteger\":3}",
+	 ERR_OK, NULL, NULL},
 	{NULL, NULL, NULL, ERR_OK, NULL, NULL},
 };
 
