@@ -285,6 +285,8 @@ static char shape_of(const char *spec, const char *key)
 {
 	size_t n = strlen(key);
 
+	if (!n || strpbrk(key, " :"))
+		return 0; /* no element's name: "" would match everywhere */
 	for (const char *p = strstr(spec, key); p; p = strstr(p + 1, key))
 		if (p > spec && p[-1] == ' ' && p[n] == ':')
 			return p[n + 1];

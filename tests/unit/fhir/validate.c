@@ -157,6 +157,12 @@ static const struct vcase cases[] = {
 	{"MedicationRequest", NULL, "{\"resourceType\":\"MedicationRequest\",\"status\":\"active\",\"intent\":\"orders\","
 				    "\"medicationCodeableConcept\":{\"text\":\"x\"},\"subject\":{\"reference\":\"Patient/p\"}}",
 	 ERR_UNPROCESSABLE, "MedicationRequest.intent", "found 'orders'"},
+	/* keys that are no element's name match nothing in the table (found by fuzzing: "" overran it) */
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"\":\"x\",\"status\":\"final\",\"code\":{\"text\":\"x\"}}",
+	 ERR_OK, NULL, NULL},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+			      "\"status:s category\":\"x\",\"code:o\":1}",
+	 ERR_OK, NULL, NULL},
 	/* a code with only an extension, and an element not in the table, are left alone */
 	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"code\":{\"text\":\"x\"},\"status\":\"final\","
 			      "\"_status\":{\"extension\":[{\"url\":\"u\",\"valueString\":\"x\"}]},\"valueInteger\":3}",
