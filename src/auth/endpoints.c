@@ -1644,6 +1644,9 @@ static int add_app(void *arg, const struct client *cl)
 static const char password_changed[] =
 	"Your password is changed. Everywhere else you were signed in, you are now signed out. "
 	"Apps you allowed keep their access: remove any you do not recognise below.";
+static const char password_changed_apps[] =
+	"Your password is changed. Everywhere else you were signed in, you are now signed out, "
+	"and every app you had allowed must ask for your permission again.";
 
 static void handle_account(struct http_req *q, void *arg)
 {
@@ -1681,7 +1684,10 @@ static void handle_account(struct http_req *q, void *arg)
 		       "username", se.username, "role", user_role_name(se.role), "csrf", se.csrf,
 		       "grants", gv.list, "apps", apps, "staff", staff, "signed_in", 1, "mfa", mfa,
 		       "record", audit_dir && (se.role == USER_PATIENT || se.role == USER_CAREGIVER),
-		       "notice", done && !strcmp(done, "password") ? password_changed : NULL),
+		       "notice", !done ? NULL
+				 : !strcmp(done, "password")	 ? password_changed
+				 : !strcmp(done, "password-apps") ? password_changed_apps
+								   : NULL),
 	     /* "Open app" ends in a redirect to the app's launch URL */
 	     av.origins.len ? av.origins.data : NULL);
 	buf_release(&av.origins);
@@ -2220,11 +2226,13 @@ static bool throttled(enum err e, int64_t retry, const struct ctx *c)
 }
 
 /*
- * POST /account/password: current, password, again.  The new password is
- * checked first, then the current one as at sign-in (its throttle counts
- * wrong ones); a change ends every session of the account and renews
- * this one under a new id (oauth_password_change()).  Every attempt
- * with a live session and a valid form is recorded, never a password.
+ * POST /account/password: current, password, again, and apps=end (the
+ * box, ticked on the page) to revoke every app's access as well.  The new
+ * password is checked first, then the current one as at sign-in (its
+ * throttle counts wrong ones); a change ends every session of the account
+ * and renews this one under a new id (oauth_password_change()).  Every
+ * attempt with a live session and a valid form is recorded, never a
+ * password.
  */
 static void handle_password(struct http_req *q, void *arg)
 {
@@ -2232,7 +2240,8 @@ static void handle_password(struct http_req *q, void *arg)
 	struct session se;
 	struct ctx c = CTX_INIT;
 	const char *fresh = http_req_form(q, "password"), *again = http_req_form(q, "again");
-	const char *code = NULL;
+	const char *apps = http_req_form(q, "apps"), *code = NULL;
+	bool end_apps = apps && !strcmp(apps, "end");
 	char sid[OAUTH_ID_SIZE] = "", fresh_sid[OAUTH_ID_SIZE] = "", msg[300] = "";
 	int64_t retry = 0, ended = 0; /* the page says it in words */
 	int status = 400, outcome = AUDIT_MINOR;
@@ -2251,12 +2260,13 @@ static void handle_password(struct http_req *q, void *arg)
 	} else if ((e = user_password_check(fresh, strlen(fresh), &c))) {
 		snprintf(msg, sizeof(msg), "The new %s.", c.msg);
 	} else {
-		e = oauth_password_change(ed->o, &se, http_req_form(q, "current"), fresh,
+		e = oauth_password_change(ed->o, &se, http_req_form(q, "current"), fresh, end_apps,
 					  http_req_client_addr(q), &retry, fresh_sid, &ended, &c);
 	}
 	switch (e) {
 	case ERR_OK:
 		outcome = AUDIT_OK;
+		code = end_apps ? "apps-ended" : NULL; /* what else the change did */
 		break;
 	case ERR_INVALID:
 		code = msg[0] ? "unacceptable-password" : "error"; /* else not the form's fault */
@@ -2304,7 +2314,7 @@ static void handle_password(struct http_req *q, void *arg)
 		/* this browser goes on under the session's new id */
 		set_cookie(q, ed, ed->sid_name, fresh_sid, -1);
 		mem_wipe(fresh_sid, sizeof(fresh_sid));
-		redirect(q, "/account?changed=password");
+		redirect(q, end_apps ? "/account?changed=password-apps" : "/account?changed=password");
 	} else if (!msg[0]) {
 		account_failed(q, ed, &c);
 	} else {

@@ -164,12 +164,15 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
  * the current one is ERR_CONFLICT.  Then, in one
  * transaction, the new hash, the end of every session of the account,
  * and this one again under a new id (*cookie; se updated; its online
- * grants follow it): *ended other sessions ended.  ERR_GONE when this
- * session ended or was renewed meanwhile.
+ * grants follow it): *ended other sessions ended.  With 'end_apps', the
+ * same transaction revokes every grant and refresh token of the account
+ * (user_end_grants()).  ERR_GONE when this session ended or was renewed
+ * meanwhile.
  */
 enum err oauth_password_change(struct oauth *o, struct session *se, const char *current,
-			       const char *fresh, const char *addr, int64_t *retry_after,
-			       char cookie[OAUTH_ID_SIZE], int64_t *ended, struct ctx *c);
+			       const char *fresh, bool end_apps, const char *addr,
+			       int64_t *retry_after, char cookie[OAUTH_ID_SIZE], int64_t *ended,
+			       struct ctx *c);
 
 #define OAUTH_RECOVERY_CODES 10
 

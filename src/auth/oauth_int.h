@@ -60,9 +60,16 @@ void oauth_epoch_bump(struct oauth *o);
 
 /*
  * Delete expired auth items (codes, sessions, tokens, assertion ids...)
- * at most once a minute; called on the token and sign-in paths.
+ * at most once a minute, after ending lapsed sessions on record; called
+ * on the token and sign-in paths and wherever a session is looked up.
  */
 void oauth_maintain(struct oauth *o);
+/*
+ * End every session past its idle or absolute limit that no request has
+ * noticed, each with a session.expired record (idle-timeout or
+ * absolute-timeout), at most a few hundred a call (session.c).
+ */
+void oauth_sessions_sweep(struct oauth *o, int64_t now);
 
 /* Revoke grant 'grant_id' and every refresh token of it. */
 enum err oauth_grant_kill(struct oauth *o, const char *grant_id, struct ctx *c);

@@ -29,6 +29,7 @@
 #include "audit/audit.h"
 #include "auth/oauth_int.h"
 #include "auth/totp.h"
+#include "core/base64.h"
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -319,6 +320,120 @@ enum err oauth_session_start(struct oauth *o, const struct user *u, bool mfa_pen
 	return e;
 }
 
+/* Why a session with these times has ended, or NULL while it lasts. */
+static const char *lapse_reason(const struct oauth *o, int64_t now, int64_t created,
+				int64_t last_seen)
+{
+	if (now - created >= o->o.session_max * MS)
+		return "absolute-timeout";
+	if (now - last_seen >= o->o.session_idle * MS)
+		return "idle-timeout";
+	return NULL;
+}
+
+/*
+ * End session 'id_hash' that the server found over (lapsed or its account
+ * disabled): claim it first (LIVE to REVOKED), so that of a request and
+ * the sweep noticing it at once only one records session.expired; then
+ * delete it.  'audit_hash' is its audit_hash_id().
+ */
+static void session_lapse(struct oauth *o, const char *id_hash, const char *audit_hash,
+			  const char *username, const char *role, const char *fhir_user,
+			  const char *why)
+{
+	struct ctx ig = CTX_INIT;
+	bool first = store_item_take(o->s, NS_SESSION, id_hash, STORE_ITEM_LIVE, STORE_ITEM_REVOKED,
+				     NULL, &ig) == ERR_OK;
+
+	store_item_delete(o->s, NS_SESSION, id_hash, &ig);
+	if (first && o->audit) {
+		/* the session's end, as it is noticed (not waited for) */
+		struct audit_event ev;
+
+		memset(&ev, 0, sizeof(ev));
+		ev.type = AUDIT_SESSION_EXPIRED;
+		ev.outcome_code = why;
+		ev.agent.username = username;
+		ev.agent.role = role;
+		ev.agent.fhir_user = fhir_user;
+		ev.source.session_hash = audit_hash;
+		audit_record(o->audit, &ev, NULL, &ig);
+	}
+}
+
+/* A session the sweep found over, copied out of the walk (which must not call the store). */
+struct lapsed {
+	char key[OAUTH_HASH_SIZE];
+	char username[USER_NAME_MAX + 1], role[16], fhir_user[STORE_FHIR_USER_SIZE];
+	const char *why;
+};
+
+#define SWEEP_MAX 512 /* sessions ended by one sweep; the next takes the rest */
+
+struct sweep {
+	const struct oauth *o;
+	int64_t now;
+	struct lapsed *v;
+	size_t n;
+};
+
+static int sweep_one(void *arg, const struct store_item *it)
+{
+	struct sweep *sw = arg;
+	struct lapsed *l = &sw->v[sw->n];
+	json_t *j;
+
+	if (it->state != STORE_ITEM_LIVE || strlen(it->key) != OAUTH_HASH_SIZE - 1 ||
+	    !(j = oauth_item_json(it)))
+		return 0;
+	l->why = lapse_reason(sw->o, sw->now, it->created,
+			      json_integer_value(json_object_get(j, "last_seen")));
+	if (l->why) {
+		str_copy(l->key, it->key, sizeof(l->key));
+		oauth_jstr(j, "username", l->username, sizeof(l->username));
+		oauth_jstr(j, "role", l->role, sizeof(l->role));
+		oauth_jstr(j, "fhirUser", l->fhir_user, sizeof(l->fhir_user));
+		sw->n++;
+	}
+	json_decref(j);
+	return sw->n == SWEEP_MAX;
+}
+
+/* audit_hash_id() of the cookie whose oauth_hash() is 'hex'. */
+static void audit_hash_of(const char *hex, char out[AUDIT_HASH_SIZE])
+{
+	unsigned char md[32];
+	struct buf b = BUF_INIT(64);
+
+	for (size_t i = 0; i < 32; i++) {
+		unsigned hi = (unsigned)(hex[2 * i] <= '9' ? hex[2 * i] - '0' : hex[2 * i] - 'a' + 10);
+		unsigned lo = (unsigned)(hex[2 * i + 1] <= '9' ? hex[2 * i + 1] - '0'
+							     : hex[2 * i + 1] - 'a' + 10);
+		md[i] = (unsigned char)(hi << 4 | lo);
+	}
+	if (base64url_encode(md, sizeof(md), &b) == ERR_OK && b.len + 8 <= AUDIT_HASH_SIZE)
+		snprintf(out, AUDIT_HASH_SIZE, "sha256:%s", b.data);
+	else
+		out[0] = '\0';
+	buf_release(&b);
+}
+
+void oauth_sessions_sweep(struct oauth *o, int64_t now)
+{
+	struct sweep sw = {.o = o, .now = now, .v = xcalloc(SWEEP_MAX, sizeof(struct lapsed))};
+	struct ctx c = CTX_INIT;
+	char ah[AUDIT_HASH_SIZE];
+
+	if (store_item_list(o->s, NS_SESSION, 0, NULL, sweep_one, &sw, &c) && c.code != ERR_OK)
+		log_msg(LOG_WARN, "cannot look for ended sessions: %s", c.msg);
+	for (size_t i = 0; i < sw.n; i++) {
+		const struct lapsed *l = &sw.v[i];
+		audit_hash_of(l->key, ah);
+		session_lapse(o, l->key, ah[0] ? ah : NULL, l->username, l->role, l->fhir_user, l->why);
+	}
+	free(sw.v);
+}
+
 enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *out,
 			   struct ctx *c)
 {
@@ -326,11 +441,13 @@ enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *
 	struct user u;
 	int64_t now = clock_now_ms();
 	struct ctx ig = CTX_INIT;
+	const char *why = NULL;
 	json_t *j = NULL;
 	char role[16];
 	enum err e;
 
 	memset(out, 0, sizeof(*out));
+	oauth_maintain(o);
 	if (!cookie || strlen(cookie) != 43)
 		return ctx_errorf(c, ERR_NOTFOUND, "not signed in");
 	store_item_init(&it);
@@ -356,27 +473,13 @@ enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *
 	out->last_seen = json_integer_value(json_object_get(j, "last_seen"));
 	out->mfa_pending = json_is_true(json_object_get(j, "mfa_pending"));
 	if (user_role_parse(role, &out->role, &ig) || it.state != STORE_ITEM_LIVE ||
-	    now - out->created >= o->o.session_max * MS ||
-	    now - out->last_seen >= o->o.session_idle * MS ||
+	    (why = lapse_reason(o, now, out->created, out->last_seen)) ||
 	    user_get_by_name(o->us, out->username, &u, &ig) || u.disabled) {
-		store_item_delete(o->s, NS_SESSION, out->id_hash, &ig);
-		if (o->audit) {
-			/* the session's end, as it is noticed (not waited for) */
-			struct audit_event ev;
-			char sh[AUDIT_HASH_SIZE];
+		char sh[AUDIT_HASH_SIZE];
 
-			memset(&ev, 0, sizeof(ev));
-			ev.type = AUDIT_SESSION_EXPIRED;
-			ev.outcome_code = now - out->created >= o->o.session_max * MS ? "absolute-timeout"
-					  : now - out->last_seen >= o->o.session_idle * MS ? "idle-timeout"
-											   : "account-disabled";
-			ev.agent.username = out->username;
-			ev.agent.role = role;
-			ev.agent.fhir_user = out->fhir_user;
-			audit_hash_id(cookie, sh);
-			ev.source.session_hash = sh;
-			audit_record(o->audit, &ev, NULL, &ig);
-		}
+		audit_hash_id(cookie, sh);
+		session_lapse(o, out->id_hash, sh, out->username, role, out->fhir_user,
+			      why ? why : "account-disabled");
 		e = ctx_errorf(c, ERR_NOTFOUND, "your session has ended: please sign in again");
 		goto out;
 	}
@@ -829,8 +932,9 @@ enum err oauth_session_mfa(struct oauth *o, const char *cookie, const char *code
 }
 
 enum err oauth_password_change(struct oauth *o, struct session *se, const char *current,
-			       const char *fresh, const char *addr, int64_t *retry_after,
-			       char cookie[OAUTH_ID_SIZE], int64_t *ended, struct ctx *c)
+			       const char *fresh, bool end_apps, const char *addr,
+			       int64_t *retry_after, char cookie[OAUTH_ID_SIZE], int64_t *ended,
+			       struct ctx *c)
 {
 	char phc[PASSWORD_PHC_MAX] = "";
 	enum err e;
@@ -847,6 +951,7 @@ enum err oauth_password_change(struct oauth *o, struct session *se, const char *
 	if (!(e = user_password_hash(o->us, se->username, fresh, strlen(fresh), phc, c)) &&
 	    !(e = store_begin(o->s, c))) {
 		if (!(e = user_password_store(o->us, se->username, phc, c)) &&
+		    !(e = end_apps ? user_end_grants(o->us, se->uid, c) : ERR_OK) &&
 		    !(e = session_renew(o, se, cookie, ended, c)))
 			e = store_commit(o->s, c);
 		else

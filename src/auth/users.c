@@ -470,17 +470,25 @@ static void set_disabled(struct store_user *su, void *arg)
 	su->disabled = *(const bool *)arg;
 }
 
-enum err user_end_access(struct users *us, int64_t uid, struct ctx *c)
+enum err user_end_grants(struct users *us, int64_t uid, struct ctx *c)
 {
 	enum err e;
 
-	if ((e = user_end_sessions(us, uid, NULL, c)) ||
-	    (e = store_item_set_state_uid(us->s, "grant", uid, STORE_ITEM_REVOKED, NULL, c)) ||
+	if (uid <= 0)
+		return ctx_errorf(c, ERR_INVALID, "no account");
+	if ((e = store_item_set_state_uid(us->s, "grant", uid, STORE_ITEM_REVOKED, NULL, c)) ||
 	    (e = store_item_set_state_uid(us->s, "refresh", uid, STORE_ITEM_REVOKED, NULL, c)))
 		return e;
 	/* every process's cached access tokens of the account check again */
 	store_epoch_bump(us->s);
 	return ERR_OK;
+}
+
+enum err user_end_access(struct users *us, int64_t uid, struct ctx *c)
+{
+	enum err e = user_end_sessions(us, uid, NULL, c);
+
+	return e ? e : user_end_grants(us, uid, c);
 }
 
 enum err user_end_sessions(struct users *us, int64_t uid, int64_t *n, struct ctx *c)

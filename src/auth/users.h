@@ -140,6 +140,12 @@ enum err user_list(struct users *us, user_fn fn, void *arg, struct ctx *c);
  * process on the store: the change epoch is bumped).
  */
 enum err user_end_access(struct users *us, int64_t uid, struct ctx *c);
+/*
+ * Revoke every grant and refresh token of account 'uid' (its apps must
+ * ask again; their access tokens stop at once): user_end_access()
+ * without the sessions.
+ */
+enum err user_end_grants(struct users *us, int64_t uid, struct ctx *c);
 
 /*
  * End every sign-in session of account 'uid' (its apps' grants stay);

@@ -4,7 +4,8 @@
 // searches and Bundle entries), introspection by a resource server, the
 // token and authorization records' hashed ids, the compliance search at
 // /fhir/AuditEvent (its filters, and its own record), a session that
-// expires, and that no record holds a token, password or secret.
+// expires (presented again or not), and that no record holds a token,
+// password or secret.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -304,6 +305,47 @@ describe('a session that expires', () => {
       assert.equal(expired[0].agent?.username, 'alice');
       assert.equal(expired[0].agent?.fhirUser, 'Patient/alice');
       assert.equal(expired[0].source?.session, signin.source.session);
+    } finally {
+      await s?.stop();
+      await removeDir(dir);
+    }
+  });
+
+  it('is recorded even if never presented again: the server ends lapsed sessions on record', async () => {
+    requireBinary();
+    const dir = await makeTempDir('veranda-audit-sweep-');
+    const port = await freePort();
+    let s;
+    try {
+      await initDataDir(dir);
+      await seedDataDir(dir, { patients: 0 });
+      s = await serveFixed({ dataDir: dir, port });
+      const idle = new Browser(s.baseUrl), old = new Browser(s.baseUrl);
+      assert.equal((await signIn(idle, 'alice')).status, 303);
+      assert.equal((await signIn(old, 'carol')).status, 303);
+      await s.stop();
+      // an hour later alice's session is past the idle limit (15 minutes)...
+      s = await serveFixed({ dataDir: dir, port, env: { VERANDA_CLOCK_OFFSET: '3600' } });
+      const other = new Browser(s.baseUrl);
+      assert.equal((await signIn(other, 'bob')).status, 303, 'someone else signs in: the server looks for lapsed sessions');
+      await s.stop();
+      let { records } = await queryLog(dir, '--type', 'session.expired');
+      assert.deepEqual(records.map((x) => [x.agent?.username, x.outcomeCode]).sort(),
+        [['alice', 'idle-timeout'], ['carol', 'idle-timeout']]);
+      const signins = (await queryLog(dir, '--type', 'session.signin')).records;
+      const alice = records.find((x) => x.agent?.username === 'alice');
+      assert.equal(alice.source?.session, signins.find((x) => x.agent?.username === 'alice').source.session,
+        'the same session hash its sign-in carries');
+      assert.equal(alice.agent?.fhirUser, 'Patient/alice');
+      // ... and thirteen hours later bob's is past the absolute limit (12 hours), used or not
+      s = await serveFixed({ dataDir: dir, port, env: { VERANDA_CLOCK_OFFSET: String(13 * 3600) } });
+      assert.equal((await idle.get('/account')).status, 303, 'alice is signed out');
+      assert.equal((await signIn(new Browser(s.baseUrl), 'erin')).status, 303);
+      await s.stop();
+      ({ records } = await queryLog(dir, '--type', 'session.expired'));
+      assert.equal(records.length, 3, `one record per session, none again when presented: ${JSON.stringify(records)}`);
+      const bob = records.find((x) => x.agent?.username === 'bob');
+      assert.equal(bob?.outcomeCode, 'absolute-timeout');
     } finally {
       await s?.stop();
       await removeDir(dir);

@@ -481,10 +481,11 @@ describe('SMART app in a browser (fhirclient + chromium)', { skip }, () => {
       await page.getByLabel('Current password').fill('veranda-demo');
       await page.getByLabel(/^New password \(/).fill('paulas-new-password');
       await page.getByLabel('New password again').fill('paulas-new-password');
+      assert.equal(await page.getByLabel(/Also remove every app's access/).isChecked(), true, 'apps are signed out unless unticked');
       await page.getByRole('button', { name: 'Change password' }).click();
-      await page.waitForURL(`${srv.baseUrl}/account?changed=password`);
+      await page.waitForURL(`${srv.baseUrl}/account?changed=password-apps`);
       const notice = page.getByRole('status');
-      assert.match(await notice.textContent(), /Your password is changed/);
+      assert.match(await notice.textContent(), /Your password is changed\..*every app you had allowed must ask/);
       await shot(page, '17-password-changed');
       await other.page.reload();
       assert.equal(new URL(other.page.url()).pathname, '/signin', 'the other browser is back at the sign-in page');

@@ -20,7 +20,7 @@ before(async () => {
   await initDataDir(dir);
   await seedDataDir(dir, { patients: 0 });
   await registerClient(dir, { clientId: 'pw-app', public: true, redirectUris: [CB], name: 'Password App' });
-  for (const u of ['pat', 'pam', 'pol', 'pru']) {
+  for (const u of ['pat', 'pam', 'pol', 'pru', 'pax']) {
     const r = await runCli(['user', 'add', '--data', dir, '--username', u, '--role', 'support', '--password-stdin'],
       { input: `${FIRST}\n` });
     assert.equal(r.code, 0, r.stderr);
@@ -45,9 +45,11 @@ async function signedIn(user, password = FIRST) {
   return { b, form };
 }
 
-function change(s, { current, password, again = password, csrf } = {}) {
+// apps: false unticks "Also remove every app's access" (ticked on the page)
+function change(s, { current, password, again = password, csrf, apps } = {}) {
   const body = new URLSearchParams(s.form.fields);
   if (csrf !== undefined) body.set('csrf', csrf);
+  if (apps === false) body.delete('apps');
   for (const [k, v] of Object.entries({ current, password, again }))
     if (v === undefined) body.delete(k);
     else body.set(k, v);
@@ -73,7 +75,7 @@ describe('changing one\'s own password', () => {
     assert.match(page, /name="again" type="password" autocomplete="new-password"/);
   });
 
-  it('changes it, keeps this session and the apps\' access, and signs out every other session', async () => {
+  it('changes it, keeps this session and, with the box unticked, the apps\' access, and signs out every other session', async () => {
     const s = await signedIn('pat');
     const other = await signedIn('pat');
     // an app the user allowed before the change
@@ -91,7 +93,7 @@ describe('changing one\'s own password', () => {
     const NEW = 'second-password-for-pat';
     const cookieName = [...s.b.jar.keys()].find((k) => !/csrf/i.test(k));
     const oldId = s.b.cookie(cookieName);
-    const r = await change(s, { current: FIRST, password: NEW });
+    const r = await change(s, { current: FIRST, password: NEW, apps: false });
     assert.equal(r.status, 303, r.text.slice(0, 300));
     const newId = s.b.cookie(cookieName);
     assert.ok(newId && newId !== oldId, 'this browser goes on under a new session id');
@@ -130,6 +132,35 @@ describe('changing one\'s own password', () => {
       'and the new id it goes on under, so its records before and after can be joined');
     assert.ok(list.filter((e) => e.outcome !== 0).every((e) => !e.entity), 'a refused change names no new session');
     assert.ok(!text.includes(FIRST) && !text.includes(NEW), 'no password in the record');
+  });
+
+  it('with the box ticked (as the page offers it), every app must ask again: its refresh and access tokens stop at once', async () => {
+    const s = await signedIn('pax');
+    assert.deepEqual(s.form.fields.filter(([k]) => k === 'apps'), [['apps', 'end']], 'the box is ticked on the page');
+    const a = await authorize(s.b, srv, { clientId: 'pw-app', redirectUri: CB, scope: 'openid offline_access user/Patient.rs', user: 'pax' });
+    assert.ok(a.code, `a code (${a.walk.pages})`);
+    const t = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'pw-app' });
+    assert.equal(t.status, 200, t.text);
+    const read = () => fetch(`${srv.baseUrl}/oauth/userinfo`, { headers: { authorization: `Bearer ${t.json.access_token}` } });
+    assert.equal((await read()).status, 200, 'the app\'s token works before the change');
+
+    const r = await change(s, { current: FIRST, password: 'pax-new-password-1' });
+    assert.equal(r.status, 303, r.text.slice(0, 300));
+    assert.equal(new URL(r.location).search, '?changed=password-apps');
+    const acc = await s.b.get(r.location);
+    assert.equal(acc.status, 200, 'this session goes on');
+    assert.match(acc.text, /role="status">Your password is changed\. .*every app you had allowed must ask for your permission again\./);
+    assert.match(acc.text, /No app has access\./, 'the account page lists no app');
+    const rt = await postForm(`${srv.baseUrl}/oauth/token`, { grant_type: 'refresh_token', refresh_token: t.json.refresh_token, client_id: 'pw-app' });
+    assert.equal(rt.status, 400, rt.text);
+    assert.equal(rt.json.error, 'invalid_grant');
+    const after = await read();
+    assert.equal(after.status, 401, 'its access token stops at once');
+    assert.match(after.headers.get('www-authenticate') || '', /invalid_token/);
+    const { list } = await records('pax');
+    const ok = list.filter((e) => e.outcome === 0);
+    assert.equal(ok.length, 1);
+    assert.equal(ok[0].outcomeCode, 'apps-ended', 'the record says the apps were signed out too');
   });
 
   it('of two changes sent at once from one session, one goes through and the other changes nothing', async () => {

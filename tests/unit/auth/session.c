@@ -18,6 +18,7 @@
 #include "auth/clients.h"
 #include "auth/keys.h"
 #include "auth/oauth.h"
+#include "auth/oauth_int.h"
 #include "auth/users.h"
 #include "core/clock.h"
 #include "core/json.h"
@@ -172,7 +173,7 @@ static void test_password_change_renews_the_session(void **state)
 	put_grant(f, "g-revoked", se.id_hash, STORE_ITEM_REVOKED);
 	put_grant(f, "g-other", so.id_hash, STORE_ITEM_LIVE);
 
-	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", "192.0.2.1", &retry, fresh, &ended, &c),
+	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", false, "192.0.2.1", &retry, fresh, &ended, &c),
 			 ERR_OK);
 	assert_int_equal(ended, 1);
 	/* the old ids are gone; the new one is this session, its times kept */
@@ -233,13 +234,84 @@ static void test_renewal_counts_only_sessions_in_use(void **state)
 	/* one other session timed out 16 minutes ago (idle limit 15) and is not yet noticed */
 	age_session(f, si.id_hash, 16 * 60 * 1000);
 	age_session(f, sl.id_hash, 14 * 60 * 1000);
-	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", "192.0.2.1", &retry, fresh, &ended, &c),
+	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", false, "192.0.2.1", &retry, fresh, &ended, &c),
 			 ERR_OK);
 	assert_int_equal(ended, 1); /* the one still in use; this one is not counted */
 	assert_int_equal(oauth_session_get(f->o, live, &now, &c), ERR_NOTFOUND);
 	ctx_clear(&c);
 	assert_int_equal(oauth_session_get(f->o, idle, &now, &c), ERR_NOTFOUND);
 	ctx_clear(&c);
+	assert_int_equal(oauth_session_get(f->o, fresh, &now, &c), ERR_OK);
+}
+
+static bool session_stored(struct fx *f, const char *hash)
+{
+	struct store_item it;
+	struct ctx c = CTX_INIT;
+	enum err e;
+
+	store_item_init(&it);
+	e = store_item_get(f->s, "session", hash, &it, &c);
+	store_item_release(&it);
+	return e == ERR_OK;
+}
+
+static void test_sweep_ends_lapsed_sessions(void **state)
+{
+	struct fx *f = *state;
+	char live[OAUTH_ID_SIZE], idle[OAUTH_ID_SIZE], old[OAUTH_HASH_SIZE];
+	struct session sl, si, now;
+	struct store_item it;
+	struct ctx c = CTX_INIT;
+	int64_t t = clock_now_ms();
+
+	sign_in(f, idle, &si);
+	sign_in(f, live, &sl);
+	age_session(f, si.id_hash, 16 * 60 * 1000);        /* idle limit 15 minutes */
+	age_session(f, sl.id_hash, 14 * 60 * 1000);
+	/* one signed in 13 hours ago (absolute limit 12), used a minute ago */
+	oauth_hash("a-session-id-that-is-43-characters-long-xx", old);
+	store_item_init(&it);
+	str_copy(it.ns, "session", sizeof(it.ns));
+	str_copy(it.key, old, sizeof(it.key));
+	it.uid = f->u.uid;
+	it.created = t - 13 * 3600 * 1000LL;
+	it.expires = t + 3600 * 1000; /* not yet purged by its item expiry */
+	buf_addf(&it.data, "{\"username\":\"dana\",\"role\":\"support\",\"last_seen\":%lld,\"csrf\":\"x\"}",
+		 (long long)(t - 60000));
+	assert_int_equal(store_item_put(f->s, &it, false, &c), ERR_OK);
+	store_item_release(&it);
+
+	oauth_sessions_sweep(f->o, clock_now_ms());
+	assert_false(session_stored(f, si.id_hash));
+	assert_false(session_stored(f, old));
+	assert_true(session_stored(f, sl.id_hash));
+	assert_int_equal(oauth_session_get(f->o, live, &now, &c), ERR_OK);
+	/* a second sweep finds nothing more to end */
+	oauth_sessions_sweep(f->o, clock_now_ms());
+	assert_true(session_stored(f, sl.id_hash));
+}
+
+static void test_password_change_ending_the_apps(void **state)
+{
+	struct fx *f = *state;
+	char mine[OAUTH_ID_SIZE], fresh[OAUTH_ID_SIZE], sess[OAUTH_HASH_SIZE + 8];
+	struct session se, now;
+	int64_t retry = 0, ended = -1, created;
+	int st;
+	struct ctx c = CTX_INIT;
+
+	sign_in(f, mine, &se);
+	put_grant(f, "g-online", se.id_hash, STORE_ITEM_LIVE);
+	put_grant(f, "g-offline", "", STORE_ITEM_LIVE);
+	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", true, "192.0.2.1", &retry, fresh,
+					       &ended, &c),
+			 ERR_OK);
+	/* every grant is revoked in the same transaction; this session goes on */
+	grant_of(f, "g-online", sess, sizeof(sess), &st, &created);
+	assert_int_equal(st, STORE_ITEM_REVOKED);
+	grant_of(f, "g-offline", sess, sizeof(sess), &st, &created);
+	assert_int_equal(st, STORE_ITEM_REVOKED);
 	assert_int_equal(oauth_session_get(f->o, fresh, &now, &c), ERR_OK);
 }
 
@@ -256,7 +328,7 @@ static void test_password_change_of_an_ended_session(void **state)
 	kept = se;
 	/* signed out everywhere after the form was shown */
 	assert_int_equal(oauth_session_end(f->o, mine, true, &c), ERR_OK);
-	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", "192.0.2.1", &retry, fresh, &ended, &c),
+	assert_int_equal(oauth_password_change(f->o, &se, PW, "second password", false, "192.0.2.1", &retry, fresh, &ended, &c),
 			 ERR_GONE);
 	ctx_clear(&c);
 	assert_int_equal(ended, 0);
@@ -272,6 +344,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_password_change_renews_the_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_password_change_of_an_ended_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_renewal_counts_only_sessions_in_use, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_ends_lapsed_sessions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_password_change_ending_the_apps, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
