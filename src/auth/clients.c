@@ -572,6 +572,24 @@ enum err client_add(struct clients *cs, const struct client_spec *sp, struct ctx
 		rc = ctx_errorf(c, ERR_INVALID, "unknown client kind");
 		goto out;
 	}
+	/* users' tokens carry the username as "sub", apps' own the client_id (RFC 9068 section 6) */
+	{
+		struct store_user su;
+		struct ctx ig = CTX_INIT;
+
+		memset(&su, 0, sizeof(su));
+		rc = store_user_get(cs->s, sp->client_id, &su, &ig);
+		store_user_wipe(&su);
+		if (rc == ERR_OK) {
+			rc = ctx_errorf(c, ERR_CONFLICT, "client_id '%s' is a user's username: choose another "
+					"(tokens name users and apps in the same \"sub\" claim)", sp->client_id);
+			goto out;
+		}
+		if (rc != ERR_NOTFOUND) {
+			rc = ctx_errorf(c, rc, "%s", ig.msg);
+			goto out;
+		}
+	}
 	/* credentials by kind */
 	if (sp->kind != CLIENT_SYMMETRIC && has_secret) {
 		rc = ctx_errorf(c, ERR_INVALID, "only a confidential-symmetric client has a secret");

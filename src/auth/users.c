@@ -257,12 +257,38 @@ static enum err check_fhir_user(struct users *us, enum user_role role, const cha
 }
 
 /* Everything user_add()/user_put() check before hashing. */
+/*
+ * A user's tokens carry the username as "sub", an app's own tokens
+ * (client_credentials) its client_id: the two must not meet, or a
+ * resource server reading "sub" could take one for the other (RFC 9068
+ * section 6).  ERR_CONFLICT when an app has 'name' as its client_id.
+ */
+static enum err name_free_of_apps(struct users *us, const char *name, struct ctx *c)
+{
+	struct store_item it;
+	enum err e;
+
+	store_item_init(&it);
+	e = store_item_get(us->s, "client", name, &it, c);
+	store_item_release(&it);
+	if (e == ERR_NOTFOUND) {
+		ctx_clear(c);
+		return ERR_OK;
+	}
+	if (e == ERR_OK)
+		return ctx_errorf(c, ERR_CONFLICT, "the username '%s' is an app's client_id: choose "
+				  "another (tokens name users and apps in the same \"sub\" claim)", name);
+	return e;
+}
+
 static enum err check_spec(struct users *us, const struct user_spec *spec,
 			   char name[USER_NAME_MAX + 1], char *self_patient, struct ctx *c)
 {
 	enum err e;
 
 	if ((e = user_name_normalize(spec->username, name, c)))
+		return e;
+	if ((e = name_free_of_apps(us, name, c)))
 		return e;
 	if (!user_role_name(spec->role))
 		return ctx_errorf(c, ERR_INVALID, "unknown role %d", (int)spec->role);

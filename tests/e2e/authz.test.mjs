@@ -645,6 +645,12 @@ describe('patient/ scopes confine to the patient in context (items 81, 85)', () 
     for (const x of got) assert.ok(!data.forbidden.has(x.split('/')[1]), `${x} is not alice's`);
     assertInsufficientScope(await api(rs, 'Patient/bob-child/$everything'));
     assertInsufficientScope(await api(rs, 'Patient/bob-mother/$everything?_type=Observation'));
+    // security plan 44: another patient's record and one that does not exist look the same
+    for (const p of ['Patient/%s/$everything', 'Patient/%s/Observation', 'Patient/%s', 'Patient/%s/_history']) {
+      const a = await api(rs, p.replace('%s', 'bob-child')), b = await api(rs, p.replace('%s', 'no-such-patient'));
+      assert.equal(a.status, b.status, p);
+      assert.equal(a.text.replaceAll('bob-child', 'X'), b.text.replaceAll('no-such-patient', 'X'), `${p}: the same answer`);
+    }
   });
 
   it('$everything?_type: an unknown type is a 400, a type no record holds finds nothing, and no type outside the scopes comes in', async () => {

@@ -221,9 +221,22 @@ describe('client command', () => {
     r = await clientAdd(dir, ['--client-id', 'dup', '--redirect-uri', 'https://b.example/cb', '--public']);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /client 'dup' already exists/);
+    // an id that is a user's username, and a username that is an app's id: tokens name both in "sub" (RFC 9068 6)
+    r = await runCli(['user', 'add', '--data', dir, '--username', 'sam-u', '--role', 'support', '--password-stdin'],
+      { input: 'a-long-password-1\n' });
+    assert.equal(r.code, 0, r.stderr);
+    r = await clientAdd(dir, ['--client-id', 'sam-u', '--redirect-uri', 'https://a.example/cb', '--public']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /client_id 'sam-u' is a user's username/);
+    r = await runCli(['user', 'add', '--data', dir, '--username', 'dup', '--role', 'support', '--password-stdin'],
+      { input: 'a-long-password-1\n' });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /the username 'dup' is an app's client_id/);
+    assert.ok(!(await runCli(['user', 'list', '--data', dir])).stdout.split('\n').some((l) => /^dup\s/.test(l)),
+      'no such account was made');
     // nothing refused was registered
     const { rows } = await listClients(dir);
-    assert.ok(!rows.some((c) => /^r\d+$/.test(c.id) || c.id === 'leaky'), JSON.stringify(rows));
+    assert.ok(!rows.some((c) => /^r\d+$/.test(c.id) || c.id === 'leaky' || c.id === 'sam-u'), JSON.stringify(rows));
   });
 
   it('disables, enables and removes apps', async () => {

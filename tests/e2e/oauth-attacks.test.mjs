@@ -22,6 +22,7 @@ const NATIVE_CB = 'http://127.0.0.1/native';
 const OTHER_CB = 'https://other.example/cb';
 const CONF_CB = 'https://conf.example/cb';
 const CONF_SECRET = 'conf-secret-0123456789';
+const CONF2_SECRET = 'conf2-secret-9876543210';
 const EVIL = 'https://evil.example';
 const XSS_NAME = '"><script>alert(1)</script><img src=x onerror=alert(2)>';
 
@@ -36,6 +37,7 @@ before(async () => {
     launchUrl: 'https://app.example/launch' });
   await registerClient(dir, { clientId: 'other', public: true, redirectUris: [OTHER_CB] });
   await registerClient(dir, { clientId: 'conf', secret: CONF_SECRET, redirectUris: [CONF_CB] });
+  await registerClient(dir, { clientId: 'conf2', secret: CONF2_SECRET, redirectUris: [CONF_CB] });
   await registerClient(dir, { clientId: 'xss', public: true, redirectUris: ['https://xss.example/cb'], name: XSS_NAME });
   srv = await startServer({ dataDir: dir, init: false, auth: false });
   tokenUrl = `${srv.baseUrl}/oauth/token`;
@@ -87,6 +89,9 @@ describe('redirect URI manipulation (RFC 9700 4.1)', () => {
     'https://app.example:8443/cb', 'https://app.example:443/cb', 'http://app.example/cb', 'HTTPS://APP.EXAMPLE/cb',
     'https://APP.example/cb', '//evil.example/cb', '/cb', 'javascript:alert(1)//https://app.example/cb',
     'https://app.example/q', 'https://app.example/q?x=2', 'https://app.example/q?x=1&y=2',
+    // security test plan case 2: double encoding, a subdomain, a trailing-dot host
+    'https://app.example/cb/%252E%252E/evil', 'https://app.example/cb%252F..%252Fevil', 'https://evil.app.example/cb',
+    'https://app.example./cb',
   ];
 
   it('a redirect_uri that differs from the registered one in any way gets an error page', async () => {
@@ -146,10 +151,16 @@ describe('open redirects (RFC 9700 4.11)', () => {
       const r = await b.get(`/oauth/authorize?${q}`);
       assertRefusedPage(r, bad);
     }
-    // pages that take a "next"-like parameter
-    for (const p of [`/signin?next=${encodeURIComponent(bad)}`, `/signin?redirect_uri=${encodeURIComponent(bad)}`,
-      `/oauth/continue?req=bogus&redirect_uri=${encodeURIComponent(bad)}`, `/account?next=${encodeURIComponent(bad)}`]) {
-      assertNoOffsiteRedirect(await b.get(p));
+    // pages that take a "next"-like parameter, with the forms browsers read as off-site (security test plan case 40)
+    for (const v of [bad, '//evil.example', '/\\evil.example', 'https:evil.example', '%2F%2Fevil.example', '/%09/evil.example',
+      'javascript:alert(1)', '/\t/evil.example']) {
+      for (const p of [`/signin?next=${encodeURIComponent(v)}`, `/signin?redirect_uri=${encodeURIComponent(v)}`,
+        `/oauth/continue?req=bogus&redirect_uri=${encodeURIComponent(v)}`, `/account?next=${encodeURIComponent(v)}`,
+        `/signout?post_logout_redirect_uri=${encodeURIComponent(v)}`, `/signin?return_to=${encodeURIComponent(v)}`]) {
+        const r = await b.get(p);
+        assertNoOffsiteRedirect(r);
+        if (r.location) assert.ok(!/evil|javascript/i.test(r.location), `${p}: ${r.location}`);
+      }
     }
     // a sign-in with a "next" goes to the account page
     const page = await b.get(`/signin?next=${encodeURIComponent(bad)}&return_to=${encodeURIComponent(bad)}`);
@@ -213,6 +224,24 @@ describe('stolen and injected codes (RFC 9700 4.5, 4.2.4)', () => {
     // "consumed by its first redemption attempt": the victim's own exchange now fails too
     r = await redeem(srv, { code: b.code, verifier: b.verifier, redirectUri: APP_CB, clientId: 'app' });
     assert.equal(r.status, 400);
+  });
+
+  it('a confidential client\'s code: another registered client\'s id with its secret is invalid_client, with its own secret invalid_grant (security plan 11)', async () => {
+    const a = await authorize(alice, srv, { clientId: 'conf', redirectUri: CONF_CB, scope: SCOPE });
+    assert.ok(a.code, `a code (${a.walk.pages})`);
+    let r = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CONF_CB, auth: basic('conf2', CONF_SECRET) });
+    assert.equal(r.status, 401, r.text);
+    assert.equal(r.json.error, 'invalid_client');
+    r = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CONF_CB,
+      extra: { client_id: 'conf2', client_secret: CONF_SECRET } });
+    assert.equal(r.status, 401, r.text);
+    assert.equal(r.json.error, 'invalid_client');
+    r = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CONF_CB, auth: basic('conf2', CONF2_SECRET) });
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.error, 'invalid_grant');
+    // the attempt spent the code: its own client cannot redeem it now
+    r = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CONF_CB, auth: basic('conf', CONF_SECRET) });
+    assert.equal(r.status, 400, r.text);
   });
 
   it('a code injected into another session is useless without its PKCE verifier', async () => {
@@ -315,13 +344,18 @@ describe('mix-up (RFC 9700 4.4, RFC 9207)', () => {
     const ok = await authorize(alice, srv, { clientId: 'app', redirectUri: APP_CB, scope: SCOPE });
     responses.push(ok.redirect);
     responses.push((await authorize(alice, srv, { clientId: 'app', redirectUri: APP_CB, scope: SCOPE, action: 'deny' })).redirect);
+    const errors = [];
     for (const extra of [{ response_type: 'token' }, { scope: undefined }, { aud: undefined }, { code_challenge: undefined },
-      { prompt: 'none' }, { launch: 'nope', scope: 'launch patient/*.rs' }]) {
+      { prompt: 'none' }, { launch: 'nope', scope: 'launch patient/*.rs' }, { scope: 'patient/*.rs"' }]) {
       const req = authzRequest(srv, { clientId: 'app', redirectUri: APP_CB, scope: SCOPE, extra });
       const r = await new Browser(srv.baseUrl).get(req.url);
       assert.equal(r.status, 303, JSON.stringify(extra));
       responses.push(new URL(r.location));
+      errors.push(new URL(r.location).searchParams.get('error'));
     }
+    // security test plan case 20: the success, access_denied, invalid_scope and login_required responses
+    for (const want of ['access_denied', 'invalid_scope', 'login_required', 'invalid_request', 'unsupported_response_type'])
+      assert.ok([...errors, responses[1].searchParams.get('error')].includes(want), `${want} among ${errors}`);
     for (const u of responses) {
       assert.ok(u.searchParams.get('code') || u.searchParams.get('error'), u.href);
       assert.equal(u.searchParams.getAll('iss').length, 1, u.href);
@@ -664,5 +698,37 @@ describe('oversized and malformed input', () => {
     const { privateKey } = await jose.generateKeyPair('ES256');
     const forged = await new jose.SignJWT(claims).setProtectedHeader(hdr).sign(privateKey);
     assert.equal((await fhirGet(srv, 'Patient/alice', forged)).status, 401);
+  });
+
+  it('forged tokens: HS256 keyed with the server\'s public key, alg none, and keys or key URLs in the header (security plan 29)', async () => {
+    const t = await tokensFor(alice);
+    assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 200, 'the real token reads');
+    const claims = jose.decodeJwt(t.access_token);
+    const hdr = jose.decodeProtectedHeader(t.access_token);
+    const jwks = await (await fetch(`${srv.baseUrl}/oauth/jwks`)).json();
+    const pub = jwks.keys.find((k) => k.kid === hdr.kid);
+    assert.ok(pub, 'the signing key is published');
+    const pem = (await jose.exportSPKI(await jose.importJWK(pub, hdr.alg)));
+    const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const hmac = async (secret) => new jose.SignJWT(claims).setProtectedHeader({ ...hdr, alg: 'HS256' })
+      .sign(new TextEncoder().encode(secret));
+    const { privateKey, publicKey } = await jose.generateKeyPair('ES256', { extractable: true });
+    const own = await jose.exportJWK(publicKey);
+    const forged = [
+      await hmac(pem), await hmac(JSON.stringify(pub)), await hmac(pub.x || pub.n),
+      `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`,
+      `${b64({ ...hdr, alg: 'none' })}.${b64(claims)}.`,
+      await new jose.SignJWT(claims).setProtectedHeader({ ...hdr, jwk: own }).sign(privateKey),
+      await new jose.SignJWT(claims).setProtectedHeader({ alg: 'ES256', jwk: own }).sign(privateKey),
+      await new jose.SignJWT(claims).setProtectedHeader({ ...hdr, jku: 'https://evil.example/jwks' }).sign(privateKey),
+      await new jose.SignJWT(claims).setProtectedHeader({ ...hdr, x5u: 'https://evil.example/cert.pem' }).sign(privateKey),
+      await new jose.SignJWT(claims).setProtectedHeader({ ...hdr, x5c: ['MIIBfake'] }).sign(privateKey),
+      await new jose.SignJWT(claims).setProtectedHeader({ ...hdr, kid: '../../keys/signing' }).sign(privateKey),
+    ];
+    for (const f of forged) {
+      const r = await fhirGet(srv, 'Patient/alice', f);
+      assert.equal(r.status, 401, `${f.slice(0, 80)}: ${r.status}`);
+      assert.match(r.headers.get('www-authenticate') || '', /invalid_token/);
+    }
   });
 });
