@@ -1423,17 +1423,10 @@ static void handle_token_get(struct http_req *q, void *arg)
 	oauth_error(q, &err);
 }
 
-/* The bearer token of the Authorization header, or NULL. */
-static const char *bearer(struct http_req *q)
+/* The bearer token of the Authorization header (in buf when trimmed), or NULL. */
+static const char *bearer(struct http_req *q, char *buf, size_t size)
 {
-	const char *h = http_req_header(q, "Authorization");
-
-	if (!h || strncasecmp(h, "Bearer ", 7))
-		return NULL;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	return *h ? h : NULL;
+	return oauth_bearer(http_req_header(q, "Authorization"), buf, size);
 }
 
 static void handle_introspect(struct http_req *q, void *arg)
@@ -1442,7 +1435,8 @@ static void handle_introspect(struct http_req *q, void *arg)
 	struct buf out = BUF_INIT(1 << 16);
 	struct ctx c = CTX_INIT;
 	struct client cl;
-	const char *bt = bearer(q);
+	char tb[OAUTH_BEARER_MAX];
+	const char *bt = bearer(q, tb, sizeof(tb));
 	char cl_id[CLIENT_ID_MAX + 1] = "";
 	bool ok = false, any = false;  /* any: may introspect every client's tokens */
 	json_t *res;
@@ -1554,7 +1548,8 @@ static void handle_revoke(struct http_req *q, void *arg)
 static void handle_userinfo(struct http_req *q, void *arg)
 {
 	struct auth_edge *ed = arg;
-	const char *bt = bearer(q);
+	char tb[OAUTH_BEARER_MAX];
+	const char *bt = bearer(q, tb, sizeof(tb));
 	struct principal p;
 	struct buf out = BUF_INIT(1 << 14);
 	struct ctx c = CTX_INIT;
@@ -2023,7 +2018,8 @@ static bool str_array(struct http_req *q, const json_t *a, const char ***out, si
 static void handle_register(struct http_req *q, void *arg)
 {
 	struct auth_edge *ed = arg;
-	const char *bt = bearer(q), *method;
+	char tb[OAUTH_BEARER_MAX];
+	const char *bt = bearer(q, tb, sizeof(tb)), *method;
 	const struct buf *body = http_req_body(q);
 	struct principal p;
 	struct ctx c = CTX_INIT;

@@ -111,6 +111,28 @@ void oauth_jstr(const json_t *obj, const char *key, char *dst, size_t size)
 	str_copy(dst, s ? s : "", size);
 }
 
+const char *oauth_bearer(const char *h, char *buf, size_t size)
+{
+	size_t n;
+
+	if (!h || strncasecmp(h, "Bearer ", 7))
+		return NULL;
+	for (h += 7; *h == ' ';)
+		h++;
+	n = strlen(h);
+	if (!n)
+		return NULL;
+	if (h[n - 1] != ' ' && h[n - 1] != '\t')
+		return h;
+	while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+		n--;
+	if (n >= size)
+		return NULL;
+	memcpy(buf, h, n);
+	buf[n] = '\0';
+	return buf;
+}
+
 void oauth_maintain(struct oauth *o)
 {
 	int64_t now = clock_now_ms(), last = atomic_load(&o->purged_at);

@@ -347,6 +347,16 @@ struct principal {
  * The principal borrows the cache entry: release it when done.
  */
 enum err oauth_verify(struct oauth *o, const char *token, struct principal *p, struct ctx *c);
+
+/*
+ * The token of an Authorization header value "Bearer TOKEN" (RFC 6750
+ * 2.1: the scheme in any case, one or more spaces), or NULL when it is
+ * not one.  Whitespace after the token is not part of the value (RFC
+ * 9110 5.5): then the token is copied into buf (size bytes; NULL when it
+ * does not fit).
+ */
+const char *oauth_bearer(const char *authorization, char *buf, size_t size);
+#define OAUTH_BEARER_MAX 8192 /* a buffer for oauth_bearer(): longer trimmed tokens are refused */
 void oauth_principal_release(struct oauth *o, struct principal *p);
 
 /* ---- introspection, revocation, userinfo (token.c) ---- */

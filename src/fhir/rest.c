@@ -363,6 +363,7 @@ static bool token_in_url(struct http_req *q)
 static bool guard(struct http_req *q, const char *type, enum scope_op op, struct access *a)
 {
 	const char *h = http_req_header(q, "Authorization");
+	char tb[OAUTH_BEARER_MAX];
 	struct ctx c = CTX_INIT;
 	bool in_url;
 
@@ -381,14 +382,11 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 		     "send one access token, in one Authorization header, and none in the URL");
 		return false;
 	}
-	if (!h || strncasecmp(h, "Bearer ", 7) || !h[7]) {
+	if (!(h = oauth_bearer(h, tb, sizeof(tb)))) {
 		audit_denied(q, NULL, NULL, type, NULL, "no-token");
 		deny(q, 401, "Bearer realm=\"veranda\"", "an access token is required (Authorization: Bearer)");
 		return false;
 	}
-	h += 7;
-	while (*h == ' ')
-		h++;
 	if (oauth_verify(rest_auth, h, &a->p, &c)) {
 		char www[400];
 		snprintf(www, sizeof(www), "Bearer realm=\"veranda\", error=\"invalid_token\", error_description=\"%s\"",

@@ -377,6 +377,41 @@ describe('B. sessions and pages (plan cases 33, 34, 37, 38, 39, 66)', () => {
   });
 });
 
+describe('B. the Authorization header, and headers that claim an identity (plan cases 57, 66)', () => {
+  it('the scheme in any case and spaces around the token are accepted; a tab, a second word or a split token are not', async () => {
+    const t = (await tokens()).access_token;
+    const read = async (h) => {
+      const r = await fetch(`${srv.fhirBase}/Patient/alice`, { headers: { authorization: h, accept: FHIR_JSON } });
+      await r.arrayBuffer();
+      return [r.status, r.headers.get('www-authenticate') || ''];
+    };
+    for (const h of [`Bearer ${t}`, `bearer ${t}`, `BEARER ${t}`, `Bearer   ${t}`, `Bearer ${t}  `])
+      assert.equal((await read(h))[0], 200, JSON.stringify(h.replace(t, 'T')));
+    for (const h of [`Bearer\t${t}`, `Bearer ${t} extra`, `Bearer ${t.slice(0, 30)} ${t.slice(30)}`, 'Bearer', 'Bearer    ',
+      `Basic ${t}`, `Bearer ${t},Bearer ${t}`, `Token ${t}`]) {
+      const [status, www] = await read(h);
+      assert.equal(status, 401, JSON.stringify(h.replace(t, 'T')));
+      assert.match(www, /^Bearer/);
+    }
+  });
+
+  it('X-User-ID, X-Forwarded-User, X-Client-Cert and the like grant nothing (case 57)', async () => {
+    const t = (await tokens()).access_token;
+    const forged = { 'x-user-id': 'bob', 'x-forwarded-user': 'bob', 'x-remote-user': 'admin', 'remote-user': 'admin',
+      'x-client-cert': 'MIIBfake', 'x-ssl-client-s-dn': 'CN=admin', 'x-patient-id': 'bob-child', 'x-scope': 'system/*.rs' };
+    // (authorization '' keeps the suite's own backend token off the request)
+    let r = await fetch(`${srv.fhirBase}/Patient/alice`, { headers: { ...forged, authorization: '', accept: FHIR_JSON } });
+    await r.arrayBuffer();
+    assert.equal(r.status, 401, 'no token, whatever the headers say');
+    r = await fetch(`${srv.fhirBase}/Patient/bob-child`, { headers: { ...forged, authorization: `Bearer ${t}`, accept: FHIR_JSON } });
+    await r.arrayBuffer();
+    assert.equal(r.status, 404, 'alice\'s token still reads only alice\'s record');
+    r = await fetch(`${srv.baseUrl}/account`, { headers: forged, redirect: 'manual' });
+    await r.arrayBuffer();
+    assert.equal(r.status, 303, 'no session, whatever the headers say');
+  });
+});
+
 describe('B. sign-in throttling counts every spelling of a username as one account (plan case 41c)', () => {
   let s2;
   before(async () => {
