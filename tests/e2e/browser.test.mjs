@@ -210,7 +210,7 @@ describe('SMART app in a browser (fhirclient + chromium)', { skip }, () => {
     await page.goto(`${srv.baseUrl}/signin`);
     await signIn(page, 'drsmith');
     await page.waitForURL(`${srv.baseUrl}/account`);
-    await page.getByLabel('App').selectOption({ label: APP_NAME });
+    await page.getByLabel('App', { exact: true }).selectOption({ label: APP_NAME });
     await page.getByLabel('Patient id').fill(patient);
     if (encounter) await page.getByLabel(/Encounter id/).fill(encounter);
   }

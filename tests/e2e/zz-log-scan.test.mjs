@@ -14,9 +14,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary } from './lib/server.mjs';
-import { Browser, authorize, redeem, postForm, registerClient, signIn, DEMO_PASSWORD } from './lib/oauth.mjs';
+import { Browser, authorize, redeem, postForm, registerClient, signIn, keyPair, assertion, basic, JWT_BEARER, DEMO_PASSWORD } from './lib/oauth.mjs';
 
 const CB = 'http://127.0.0.1:9999/cb';
+const SCAN_SECRET = 'scan-conf-secret-7c1d9e2b44';
 const WRONG_PASSWORD = 'Walker-wrong-password-1991';
 const ALICE_SCOPE = 'launch/patient openid fhirUser offline_access patient/*.cruds';
 const BOB_SCOPE = 'launch/patient openid fhirUser offline_access patient/*.rs';
@@ -67,7 +68,7 @@ function sentences(text) {
 }
 
 describe('no sensitive data in server logs or audit records', () => {
-  let dir, srv;
+  let dir, srv, scanKey;
   let exportLines = [];
   const needles = [];
   const written = [];      // clinical text this workload sent
@@ -80,6 +81,9 @@ describe('no sensitive data in server logs or audit records', () => {
     await initDataDir(dir);
     await seedDataDir(dir, { patients: 3 });
     await registerClient(dir, { clientId: 'scan-app', public: true, redirectUris: [CB] });
+    await registerClient(dir, { clientId: 'scan-conf', secret: SCAN_SECRET, redirectUris: ['https://conf.example/cb'] });
+    scanKey = await keyPair('ES384');
+    await registerClient(dir, { clientId: 'scan-backend', jwks: { keys: [scanKey.publicJwk] }, scope: 'system/Patient.rs' });
     srv = await startServer({ dataDir: dir, args: ['--log-level', 'debug', '--audit-checkpoint-seconds', '1'] });
   });
 
@@ -190,6 +194,20 @@ describe('no sensitive data in server logs or audit records', () => {
     assert.equal(intro.status, 200, intro.text);
     assert.equal(intro.json.active, true);
     secrets.push(srv.token);
+    // a confidential app's secret (right and wrong), and a backend app's signed assertion
+    const ci = await postForm(`${srv.baseUrl}/oauth/introspect`, { token: refreshed.bob.access_token }, { auth: basic('scan-conf', SCAN_SECRET) });
+    assert.equal(ci.status, 200, ci.text);
+    const bad = await postForm(`${srv.baseUrl}/oauth/introspect`, { token: 'x' }, { auth: basic('scan-conf', `${SCAN_SECRET}-wrong`) });
+    assert.equal(bad.status, 401, bad.text);
+    const conf = await (await fetch(`${srv.baseUrl}/.well-known/openid-configuration`)).json();
+    const jwt = await assertion(conf.token_endpoint, 'scan-backend', scanKey);
+    const cc = await postForm(conf.token_endpoint, { grant_type: 'client_credentials', scope: 'system/Patient.rs',
+      client_assertion_type: JWT_BEARER, client_assertion: jwt });
+    assert.equal(cc.status, 200, cc.text);
+    const replay = await postForm(conf.token_endpoint, { grant_type: 'client_credentials', scope: 'system/Patient.rs',
+      client_assertion_type: JWT_BEARER, client_assertion: jwt });
+    assert.equal(replay.status, 401, `a replayed assertion: ${replay.text}`);
+    secrets.push(SCAN_SECRET, `${SCAN_SECRET}-wrong`, jwt, cc.json.access_token);
 
     const A = refreshed.alice.access_token;
     const B = refreshed.bob.access_token;
@@ -330,8 +348,10 @@ describe('no sensitive data in server logs or audit records', () => {
     assert.deepEqual(hits.slice(0, 20), [], `${hits.length} hits`);
   });
 
-  it('no log line or audit record holds a password or a token', () => {
+  it('no log line or audit record holds a password, a password hash, a client secret, an assertion or a token', () => {
     const lines = [...srv.logs, ...srv.stdout.split('\n'), ...exportLines].filter(Boolean);
+    // an Argon2id hash of any account (PHC string), in any line
+    assert.deepEqual(lines.filter((l) => /\$argon2(id|i|d)\$/.test(l)).slice(0, 5), [], 'no password hash');
     const values = [DEMO_PASSWORD, WRONG_PASSWORD, ...secrets.filter((s) => typeof s === 'string' && s.length >= 8)];
     assert.ok(values.length >= 12, 'tokens, codes, cookies and passwords to look for');
     const hits = [];
