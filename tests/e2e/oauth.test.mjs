@@ -839,13 +839,16 @@ describe('D/E. token endpoint', () => {
     assertOAuthError(rr, 400, 'invalid_grant');
   });
 
-  it('E59 redirect_uri missing or different, code of another client: 400 invalid_grant', async () => {
+  it('E59 redirect_uri missing or different, code of another client: 400 invalid_grant, and the code is spent', async () => {
     let a = await authorize(alice, srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE });
     assertOAuthError(await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: 'http://127.0.0.1:7778/cb', clientId: 'pub' }),
       400, 'invalid_grant');
+    // security plan case 4: the attempt consumed it, so the right redirect_uri is refused too
+    assertOAuthError(await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'pub' }), 400, 'invalid_grant');
     a = await authorize(alice, srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE });
     assertOAuthError(await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: undefined, clientId: 'pub' }),
       400, 'invalid_grant');
+    assertOAuthError(await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'pub' }), 400, 'invalid_grant');
     a = await authorize(alice, srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE });
     assertOAuthError(await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'pub2' }),
       400, 'invalid_grant');
@@ -1575,6 +1578,76 @@ describe('expiry (a restart with the clock moved forward)', () => {
         400, 'invalid_grant');
     } finally {
       await s.stop();
+    }
+  });
+
+  it('G75 a grant allowed for one day ends after a day however often the app refreshes (security plan 18)', async () => {
+    let s = await serveFixed({ dataDir: d2, port });
+    let t;
+    try {
+      const a = await authorize(new Browser(s.baseUrl), s, { clientId: 'pub', redirectUri: CB, scope: SCOPE,
+        consent: (f, body) => body.set('duration', '86400') });
+      t = (await redeem(s, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'pub' })).json;
+      assert.ok(t.refresh_token);
+    } finally {
+      await s.stop();
+    }
+    const start = Date.now() / 1000;
+    // twelve hours later: refreshes, but the new token ends with the grant, not 90 days on
+    s = await serveFixed({ dataDir: d2, port, env: { VERANDA_CLOCK_OFFSET: String(12 * 3600) } });
+    try {
+      const r = await postForm(`${s.baseUrl}/oauth/token`, { grant_type: 'refresh_token', refresh_token: t.refresh_token, client_id: 'pub' });
+      assert.equal(r.status, 200, r.text);
+      t = r.json;
+      const i = await postForm(`${s.baseUrl}/oauth/introspect`, { token: t.refresh_token }, { auth: basic('conf', CONF_SECRET) });
+      assert.equal(i.json.active, true, i.text);
+      assert.ok(i.json.exp <= start + 86400 + 60, `the refresh token ends with the grant: exp ${i.json.exp - start} s after it began`);
+    } finally {
+      await s.stop();
+    }
+    // a day and an hour after the consent: refused, however recently it was refreshed
+    s = await serveFixed({ dataDir: d2, port, env: { VERANDA_CLOCK_OFFSET: String(25 * 3600) } });
+    try {
+      assertOAuthError(await postForm(`${s.baseUrl}/oauth/token`, { grant_type: 'refresh_token', refresh_token: t.refresh_token, client_id: 'pub' }),
+        400, 'invalid_grant');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('a sign-in lock survives a restart and ends after its time (security plan 41, 91)', async () => {
+    // a data directory of its own: the failures also count on this address's counter
+    const d3 = await makeTempDir('veranda-oauth-lock-');
+    await initDataDir(d3);
+    await seedDataDir(d3, { patients: 0 });
+    const args = ['--signin-lock-time', '900'];
+    let s = await serveFixed({ dataDir: d3, port, args });
+    const attempt = async (srvx, password) => (await signIn(new Browser(srvx.baseUrl), 'erin', password)).status;
+    try {
+      let locked = false;
+      for (let i = 0; i < 40 && !locked; i++) {
+        const st = await attempt(s, `wrong-password-${i}`);
+        locked = st === 429 || st === 403;
+        if (st === 429) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(locked, 'throttled or locked after repeated failures');
+    } finally {
+      await s.stop();
+    }
+    // a restart forgets nothing: the right password is still refused
+    s = await serveFixed({ dataDir: d3, port, args });
+    try {
+      assert.notEqual(await attempt(s, 'veranda-demo'), 303, 'still locked after a restart');
+    } finally {
+      await s.stop();
+    }
+    // sixteen minutes later the lock is over and the right password works
+    s = await serveFixed({ dataDir: d3, port, args, env: { VERANDA_CLOCK_OFFSET: String(16 * 60) } });
+    try {
+      assert.equal(await attempt(s, 'veranda-demo'), 303, 'the lock ended');
+    } finally {
+      await s.stop();
+      await removeDir(d3);
     }
   });
 
