@@ -324,12 +324,15 @@ describe('PKCE downgrade (RFC 9700 4.8)', () => {
     }
   });
 
-  it('no code is issued without an S256 challenge, so there is nothing to downgrade', async () => {
-    for (const extra of [{ code_challenge: undefined, code_challenge_method: undefined }, { code_challenge_method: 'plain' }]) {
-      const req = authzRequest(srv, { clientId: 'app', redirectUri: APP_CB, scope: SCOPE, extra });
-      const w = await walk(alice, req.url, {});
-      assert.equal(w.redirect.searchParams.get('code'), null);
-      assert.equal(w.redirect.searchParams.get('error'), 'invalid_request');
+  it('no code is issued without an S256 challenge, so there is nothing to downgrade; confidential apps too (security plan 5)', async () => {
+    for (const [clientId, cb] of [['app', APP_CB], ['conf', CONF_CB]]) {
+      for (const extra of [{ code_challenge: undefined, code_challenge_method: undefined }, { code_challenge_method: 'plain' },
+        { code_challenge_method: undefined }]) {
+        const req = authzRequest(srv, { clientId, redirectUri: cb, scope: SCOPE, extra });
+        const w = await walk(alice, req.url, {});
+        assert.equal(w.redirect.searchParams.get('code'), null, `${clientId} ${JSON.stringify(extra)}`);
+        assert.equal(w.redirect.searchParams.get('error'), 'invalid_request');
+      }
     }
   });
 });
