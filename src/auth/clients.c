@@ -31,6 +31,7 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
+#include "auth/users.h"
 #include "core/base64.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -545,6 +546,32 @@ static json_t *strv_json(const char *const *v, size_t n)
 	return a;
 }
 
+/*
+ * Users' tokens carry the username as "sub", apps' own the client_id: an
+ * id that is an account's username is ERR_CONFLICT (RFC 9068 section 6).
+ * Only an id that could be a username (as user_name_normalize() leaves
+ * it) is looked up; a store without accounts has none to meet.
+ */
+static enum err not_a_username(struct clients *cs, const char *client_id, struct ctx *c)
+{
+	char name[USER_NAME_MAX + 1];
+	struct store_user su;
+	struct ctx ig = CTX_INIT;
+	enum err e;
+
+	if (user_name_normalize(client_id, name, &ig) || strcmp(name, client_id))
+		return ERR_OK;
+	memset(&su, 0, sizeof(su));
+	e = store_user_get(cs->s, name, &su, &ig);
+	store_user_wipe(&su);
+	if (e == ERR_OK)
+		return ctx_errorf(c, ERR_CONFLICT, "client_id '%s' is a user's username: choose another "
+				  "(tokens name users and apps in the same \"sub\" claim)", client_id);
+	if (e == ERR_NOTFOUND || e == ERR_UNSUPPORTED)
+		return ERR_OK;
+	return ctx_errorf(c, e, "%s", ig.msg);
+}
+
 enum err client_add(struct clients *cs, const struct client_spec *sp, struct ctx *c)
 {
 	char origins[CLIENT_ORIGIN_MAX][CLIENT_URI_MAX + 1];
@@ -572,24 +599,8 @@ enum err client_add(struct clients *cs, const struct client_spec *sp, struct ctx
 		rc = ctx_errorf(c, ERR_INVALID, "unknown client kind");
 		goto out;
 	}
-	/* users' tokens carry the username as "sub", apps' own the client_id (RFC 9068 section 6) */
-	{
-		struct store_user su;
-		struct ctx ig = CTX_INIT;
-
-		memset(&su, 0, sizeof(su));
-		rc = store_user_get(cs->s, sp->client_id, &su, &ig);
-		store_user_wipe(&su);
-		if (rc == ERR_OK) {
-			rc = ctx_errorf(c, ERR_CONFLICT, "client_id '%s' is a user's username: choose another "
-					"(tokens name users and apps in the same \"sub\" claim)", sp->client_id);
-			goto out;
-		}
-		if (rc != ERR_NOTFOUND) {
-			rc = ctx_errorf(c, rc, "%s", ig.msg);
-			goto out;
-		}
-	}
+	if ((rc = not_a_username(cs, sp->client_id, c)))
+		goto out;
 	/* credentials by kind */
 	if (sp->kind != CLIENT_SYMMETRIC && has_secret) {
 		rc = ctx_errorf(c, ERR_INVALID, "only a confidential-symmetric client has a secret");

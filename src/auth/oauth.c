@@ -141,8 +141,12 @@ void oauth_maintain(struct oauth *o)
 
 	if (now - last < 60 * 1000 || !atomic_compare_exchange_strong(&o->purged_at, &last, now))
 		return;
-	/* sessions past their limits end on record before the purge drops them unseen */
-	oauth_sessions_sweep(o, now);
+	/*
+	 * Sessions past their limits end on record before the purge drops
+	 * them unseen: while some may be left, no purge this time.
+	 */
+	if (!oauth_sessions_sweep(o, 0, now))
+		return;
 	if (store_item_purge(o->s, now, &n, &c))
 		log_msg(LOG_WARN, "cannot purge expired sign-in state: %s", c.msg);
 }

@@ -66,10 +66,14 @@ void oauth_epoch_bump(struct oauth *o);
 void oauth_maintain(struct oauth *o);
 /*
  * End every session past its idle or absolute limit that no request has
- * noticed, each with a session.expired record (idle-timeout or
- * absolute-timeout), at most a few hundred a call (session.c).
+ * noticed (of account 'uid', or of all when 0), each with a
+ * session.expired record (idle-timeout or absolute-timeout): before a
+ * change that ends every session of an account, so that none of them goes
+ * unrecorded, and once a minute for all.  At most a few thousand a call;
+ * false when some may be left (or the store failed), or when called
+ * inside a transaction, which it leaves alone (session.c).
  */
-void oauth_sessions_sweep(struct oauth *o, int64_t now);
+bool oauth_sessions_sweep(struct oauth *o, int64_t uid, int64_t now);
 
 /* Revoke grant 'grant_id' and every refresh token of it. */
 enum err oauth_grant_kill(struct oauth *o, const char *grant_id, struct ctx *c);

@@ -331,44 +331,95 @@ static const char *lapse_reason(const struct oauth *o, int64_t now, int64_t crea
 	return NULL;
 }
 
-/*
- * End session 'id_hash' that the server found over (lapsed or its account
- * disabled): claim it first (LIVE to REVOKED), so that of a request and
- * the sweep noticing it at once only one records session.expired; then
- * delete it.  'audit_hash' is its audit_hash_id().
- */
-static void session_lapse(struct oauth *o, const char *id_hash, const char *audit_hash,
-			  const char *username, const char *role, const char *fhir_user,
-			  const char *why)
-{
-	struct ctx ig = CTX_INIT;
-	bool first = store_item_take(o->s, NS_SESSION, id_hash, STORE_ITEM_LIVE, STORE_ITEM_REVOKED,
-				     NULL, &ig) == ERR_OK;
-
-	store_item_delete(o->s, NS_SESSION, id_hash, &ig);
-	if (first && o->audit) {
-		/* the session's end, as it is noticed (not waited for) */
-		struct audit_event ev;
-
-		memset(&ev, 0, sizeof(ev));
-		ev.type = AUDIT_SESSION_EXPIRED;
-		ev.outcome_code = why;
-		ev.agent.username = username;
-		ev.agent.role = role;
-		ev.agent.fhir_user = fhir_user;
-		ev.source.session_hash = audit_hash;
-		audit_record(o->audit, &ev, NULL, &ig);
-	}
-}
-
-/* A session the sweep found over, copied out of the walk (which must not call the store). */
+/* A session found over (lapsed, or its account disabled), to end on record. */
 struct lapsed {
 	char key[OAUTH_HASH_SIZE];
 	char username[USER_NAME_MAX + 1], role[16], fhir_user[STORE_FHIR_USER_SIZE];
+	char audit_hash[AUDIT_HASH_SIZE]; /* its audit_hash_id(), "" when unknown */
 	const char *why;
+	bool claimed;
 };
 
-#define SWEEP_MAX 512 /* sessions ended by one sweep; the next takes the rest */
+/*
+ * End sessions v[0..n) in a transaction of their own: each is claimed
+ * (LIVE to REVOKED, so that of a request and the sweep, or two processes,
+ * noticing it at once only one claims it) and deleted; after the commit
+ * each claimed one gets its session.expired record.  When the transaction
+ * fails nothing is deleted or recorded, and the next sweep tries again.
+ * Not inside a caller's transaction (a rollback there would leave records
+ * of sessions that still exist): then nothing is done.
+ */
+static enum err lapses_end(struct oauth *o, struct lapsed *v, size_t n, struct ctx *c)
+{
+	struct ctx ig = CTX_INIT;
+	enum err e = ERR_OK;
+
+	if (!n || store_in_tx(o->s))
+		return ERR_OK;
+	if ((e = store_begin(o->s, c)))
+		return e;
+	for (size_t i = 0; i < n && !e; i++) {
+		enum err t = store_item_take(o->s, NS_SESSION, v[i].key, STORE_ITEM_LIVE,
+					     STORE_ITEM_REVOKED, NULL, &ig);
+		v[i].claimed = t == ERR_OK;
+		if (t == ERR_OK)
+			e = store_item_delete(o->s, NS_SESSION, v[i].key, c);
+		else if (t != ERR_CONFLICT && t != ERR_NOTFOUND)
+			e = ctx_errorf(c, t, "%s", ig.msg);
+		ctx_clear(&ig);
+	}
+	if (e) {
+		store_rollback(o->s);
+		return e;
+	}
+	if ((e = store_commit(o->s, c)))
+		return e;
+	for (size_t i = 0; i < n && o->audit; i++) {
+		struct audit_event ev;
+
+		if (!v[i].claimed)
+			continue;
+		/* the session's end, as it is noticed (not waited for) */
+		memset(&ev, 0, sizeof(ev));
+		ev.type = AUDIT_SESSION_EXPIRED;
+		ev.outcome_code = v[i].why;
+		ev.agent.username = v[i].username;
+		ev.agent.role = v[i].role;
+		ev.agent.fhir_user = v[i].fhir_user;
+		ev.source.session_hash = v[i].audit_hash[0] ? v[i].audit_hash : NULL;
+		if (audit_record(o->audit, &ev, NULL, &ig))
+			log_msg(LOG_WARN, "audit: a session's end was not recorded: %s", ig.msg);
+		ctx_clear(&ig);
+	}
+	return ERR_OK;
+}
+
+/* audit_hash_id() of the cookie whose oauth_hash() is 'hex' into out ("" if 'hex' is not one). */
+static void audit_hash_of(const char *hex, char out[AUDIT_HASH_SIZE])
+{
+	unsigned char md[32];
+	struct buf b = BUF_INIT(64);
+
+	out[0] = '\0';
+	for (size_t i = 0; i < 64; i++) {
+		char ch = hex[i];
+		unsigned d = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0')
+			     : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
+						       : 16;
+		if (d == 16)
+			return;
+		if (i % 2 == 0)
+			md[i / 2] = (unsigned char)(d << 4);
+		else
+			md[i / 2] |= (unsigned char)d;
+	}
+	if (base64url_encode(md, sizeof(md), &b) == ERR_OK && b.len + 8 <= AUDIT_HASH_SIZE)
+		snprintf(out, AUDIT_HASH_SIZE, "sha256:%s", b.data);
+	buf_release(&b);
+}
+
+#define SWEEP_BATCH 512 /* sessions ended in one transaction */
+#define SWEEP_ROUNDS 8  /* batches in one sweep: the rest wait for the next */
 
 struct sweep {
 	const struct oauth *o;
@@ -393,45 +444,39 @@ static int sweep_one(void *arg, const struct store_item *it)
 		oauth_jstr(j, "username", l->username, sizeof(l->username));
 		oauth_jstr(j, "role", l->role, sizeof(l->role));
 		oauth_jstr(j, "fhirUser", l->fhir_user, sizeof(l->fhir_user));
+		audit_hash_of(l->key, l->audit_hash);
 		sw->n++;
 	}
 	json_decref(j);
-	return sw->n == SWEEP_MAX;
+	return sw->n == SWEEP_BATCH;
 }
 
-/* audit_hash_id() of the cookie whose oauth_hash() is 'hex'. */
-static void audit_hash_of(const char *hex, char out[AUDIT_HASH_SIZE])
+bool oauth_sessions_sweep(struct oauth *o, int64_t uid, int64_t now)
 {
-	unsigned char md[32];
-	struct buf b = BUF_INIT(64);
-
-	for (size_t i = 0; i < 32; i++) {
-		unsigned hi = (unsigned)(hex[2 * i] <= '9' ? hex[2 * i] - '0' : hex[2 * i] - 'a' + 10);
-		unsigned lo = (unsigned)(hex[2 * i + 1] <= '9' ? hex[2 * i + 1] - '0'
-							     : hex[2 * i + 1] - 'a' + 10);
-		md[i] = (unsigned char)(hi << 4 | lo);
-	}
-	if (base64url_encode(md, sizeof(md), &b) == ERR_OK && b.len + 8 <= AUDIT_HASH_SIZE)
-		snprintf(out, AUDIT_HASH_SIZE, "sha256:%s", b.data);
-	else
-		out[0] = '\0';
-	buf_release(&b);
-}
-
-void oauth_sessions_sweep(struct oauth *o, int64_t now)
-{
-	struct sweep sw = {.o = o, .now = now, .v = xcalloc(SWEEP_MAX, sizeof(struct lapsed))};
+	struct sweep sw = {.o = o, .now = now, .v = xcalloc(SWEEP_BATCH, sizeof(struct lapsed))};
 	struct ctx c = CTX_INIT;
-	char ah[AUDIT_HASH_SIZE];
+	bool done = false;
 
-	if (store_item_list(o->s, NS_SESSION, 0, NULL, sweep_one, &sw, &c) && c.code != ERR_OK)
-		log_msg(LOG_WARN, "cannot look for ended sessions: %s", c.msg);
-	for (size_t i = 0; i < sw.n; i++) {
-		const struct lapsed *l = &sw.v[i];
-		audit_hash_of(l->key, ah);
-		session_lapse(o, l->key, ah[0] ? ah : NULL, l->username, l->role, l->fhir_user, l->why);
+	for (int round = 0; round < SWEEP_ROUNDS && !store_in_tx(o->s); round++) {
+		enum err e;
+
+		sw.n = 0;
+		e = store_item_list(o->s, NS_SESSION, uid, NULL, sweep_one, &sw, &c);
+		if (e && c.code != ERR_OK) {
+			log_msg(LOG_WARN, "cannot look for ended sessions: %s", c.msg);
+			break;
+		}
+		if (lapses_end(o, sw.v, sw.n, &c)) {
+			log_msg(LOG_WARN, "cannot end lapsed sessions: %s", c.msg);
+			break;
+		}
+		if (sw.n < SWEEP_BATCH) {
+			done = true;
+			break;
+		}
 	}
 	free(sw.v);
+	return done;
 }
 
 enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *out,
@@ -439,7 +484,7 @@ enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *
 {
 	struct store_item it;
 	struct user u;
-	int64_t now = clock_now_ms();
+	int64_t now;
 	struct ctx ig = CTX_INIT;
 	const char *why = NULL;
 	json_t *j = NULL;
@@ -448,6 +493,7 @@ enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *
 
 	memset(out, 0, sizeof(*out));
 	oauth_maintain(o);
+	now = clock_now_ms();
 	if (!cookie || strlen(cookie) != 43)
 		return ctx_errorf(c, ERR_NOTFOUND, "not signed in");
 	store_item_init(&it);
@@ -475,11 +521,15 @@ enum err oauth_session_get(struct oauth *o, const char *cookie, struct session *
 	if (user_role_parse(role, &out->role, &ig) || it.state != STORE_ITEM_LIVE ||
 	    (why = lapse_reason(o, now, out->created, out->last_seen)) ||
 	    user_get_by_name(o->us, out->username, &u, &ig) || u.disabled) {
-		char sh[AUDIT_HASH_SIZE];
+		struct lapsed l = {.why = why ? why : "account-disabled"};
 
-		audit_hash_id(cookie, sh);
-		session_lapse(o, out->id_hash, sh, out->username, role, out->fhir_user,
-			      why ? why : "account-disabled");
+		str_copy(l.key, out->id_hash, sizeof(l.key));
+		str_copy(l.username, out->username, sizeof(l.username));
+		str_copy(l.role, role, sizeof(l.role));
+		str_copy(l.fhir_user, out->fhir_user, sizeof(l.fhir_user));
+		audit_hash_id(cookie, l.audit_hash);
+		if (lapses_end(o, &l, 1, &ig))
+			log_msg(LOG_WARN, "cannot end a lapsed session: %s", ig.msg);
 		e = ctx_errorf(c, ERR_NOTFOUND, "your session has ended: please sign in again");
 		goto out;
 	}
@@ -773,6 +823,8 @@ enum err oauth_mfa_enrol_finish(struct oauth *o, struct session *se, const char 
 	for (size_t i = 0; i < OAUTH_RECOVERY_CODES; i++)
 		json_array_append_new(hashes, json_string(codes[i].hash));
 	data = json_pack("{s:I, s:o}", "last_step", (json_int_t)step, "recovery", hashes);
+	/* sessions already over end on record first; the renewal ends the rest */
+	oauth_sessions_sweep(o, se->uid, clock_now_ms());
 	if ((e = store_begin(o->s, c)))
 		goto out;
 	/*
@@ -948,14 +1000,17 @@ enum err oauth_password_change(struct oauth *o, struct session *se, const char *
 	if (!strcmp(fresh, current))
 		return ctx_errorf(c, ERR_CONFLICT, "the new password is the one in use now");
 	/* the hash before the transaction: the write lock is not held for Argon2id */
-	if (!(e = user_password_hash(o->us, se->username, fresh, strlen(fresh), phc, c)) &&
-	    !(e = store_begin(o->s, c))) {
-		if (!(e = user_password_store(o->us, se->username, phc, c)) &&
-		    !(e = end_apps ? user_end_grants(o->us, se->uid, c) : ERR_OK) &&
-		    !(e = session_renew(o, se, cookie, ended, c)))
-			e = store_commit(o->s, c);
-		else
-			store_rollback(o->s);
+	if (!(e = user_password_hash(o->us, se->username, fresh, strlen(fresh), phc, c))) {
+		/* sessions already over end on record first; the renewal ends the rest */
+		oauth_sessions_sweep(o, se->uid, clock_now_ms());
+		if (!(e = store_begin(o->s, c))) {
+			if (!(e = user_password_store(o->us, se->username, phc, c)) &&
+			    !(e = end_apps ? user_end_grants(o->us, se->uid, c) : ERR_OK) &&
+			    !(e = session_renew(o, se, cookie, ended, c)))
+				e = store_commit(o->s, c);
+			else
+				store_rollback(o->s);
+		}
 	}
 	if (e) {
 		*ended = 0;
@@ -980,5 +1035,7 @@ enum err oauth_session_end(struct oauth *o, const char *cookie, bool everywhere,
 		return ERR_OK; /* nothing to end */
 	if (!everywhere)
 		return store_item_delete(o->s, NS_SESSION, se.id_hash, c);
+	/* sessions already over end on record first; the rest end with this sign-out */
+	oauth_sessions_sweep(o, se.uid, clock_now_ms());
 	return user_end_access(o->us, se.uid, c);
 }

@@ -269,7 +269,7 @@ static enum err name_free_of_apps(struct users *us, const char *name, struct ctx
 	enum err e;
 
 	store_item_init(&it);
-	e = store_item_get(us->s, "client", name, &it, c);
+	e = store_item_get(us->s, "client", name, &it, c); /* NS_CLIENT of clients.c */
 	store_item_release(&it);
 	if (e == ERR_NOTFOUND) {
 		ctx_clear(c);

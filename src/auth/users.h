@@ -108,7 +108,8 @@ void users_free(struct users *us);
  * patients; then hashes and writes the account and its patient links in
  * one transaction (the caller's when open).  *uid (may be NULL) gets the
  * new id.  ERR_INVALID (bad value), ERR_NOTFOUND (a FHIR resource named
- * does not exist), ERR_CONFLICT (username taken), ERR_BUSY (no hashing
+ * does not exist), ERR_CONFLICT (username taken, by an account or as an
+ * app's client_id: tokens carry both in "sub"), ERR_BUSY (no hashing
  * slot), ERR_IO (storage).
  */
 enum err user_add(struct users *us, const struct user_spec *spec, int64_t *uid, struct ctx *c);
@@ -117,8 +118,8 @@ enum err user_add(struct users *us, const struct user_spec *spec, int64_t *uid, 
  * Create the account, or make an existing one with that username match
  * 'spec' (role, fhir_user, password, links; enabled, unlocked): seeding
  * demo accounts twice gives the same accounts.  *created (may be NULL)
- * says which happened.  Errors as user_add() but never ERR_CONFLICT for
- * the username.
+ * says which happened.  Errors as user_add() but ERR_CONFLICT only for a
+ * username that is an app's client_id.
  */
 enum err user_put(struct users *us, const struct user_spec *spec, int64_t *uid, bool *created,
 		  struct ctx *c);

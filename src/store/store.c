@@ -191,6 +191,11 @@ enum err store_ping(struct store *s, struct ctx *c)
 static _Thread_local struct store *tx_store;
 static _Thread_local bool tx_bumped;
 
+bool store_in_tx(const struct store *s)
+{
+	return tx_store == s;
+}
+
 void store_tx_note_bump(struct store *s)
 {
 	if (tx_store == s)

@@ -74,6 +74,8 @@ bool store_failed(struct store *s);
 
 /* ---- transactions (per thread; not nestable) ---- */
 enum err store_begin(struct store *s, struct ctx *c);
+/* Has this thread a transaction open on 's'? */
+bool store_in_tx(const struct store *s);
 enum err store_commit(struct store *s, struct ctx *c);
 void store_rollback(struct store *s);
 /*
