@@ -6,7 +6,9 @@
  *                            JSON object, no or unknown resourceType, a
  *                            resourceType other than the URL's, an id that
  *                            is not an id, an update whose body id is
- *                            missing or differs from the URL's.
+ *                            missing or differs from the URL's, a
+ *                            top-level member that is no element of the
+ *                            type.
  *   ERR_UNPROCESSABLE (422)  a resource of the right type that breaks a
  *                            rule: meta or text of the wrong shape,
  *                            malformed extensions (at any depth: each an
@@ -14,7 +16,8 @@
  *                            required element (R4 minimum cardinality 1)
  *                            missing, a top-level element of the wrong
  *                            JSON shape (a list where R4 has one value,
- *                            a plain value where it has an object), a
+ *                            a plain value where it has an object, a
+ *                            number out of its type's range), a
  *                            code outside its required value set (status,
  *                            intent, gender...).  Formats of indexed elements (dates,
  *                            codes, references) are checked by
@@ -69,7 +72,12 @@ static const struct {
  *   s  one string (code, date, dateTime, instant, string, uri...)
  *   S  a list of strings
  *   b  true or false
- * Elements not listed (numbers, rarer ones) are left to the other checks.
+ *   i  an integer of 32 bits; p one above 0 (positiveInt); u one of 0 or
+ *      above (unsignedInt)
+ * Every top-level element R4 defines for the type is listed (besides
+ * those of every resource: id, meta, implicitRules, language, text,
+ * contained, extension, modifierExtension), so a member that is none of
+ * them is not FHIR: taken from the R4 4.0.1 StructureDefinitions.
  */
 static const struct {
 	const char *type;
@@ -83,7 +91,7 @@ static const struct {
 	 " identifier:O status:s cancelationReason:o serviceCategory:O serviceType:O specialty:O"
 	 " appointmentType:o reasonCode:O reasonReference:O description:s supportingInformation:O"
 	 " start:s end:s created:s comment:s patientInstruction:s basedOn:O participant:O"
-	 " requestedPeriod:O"},
+	 " requestedPeriod:O minutesDuration:p priority:u slot:O"},
 	{"CarePlan",
 	 " identifier:O instantiatesCanonical:S instantiatesUri:S basedOn:O replaces:O partOf:O"
 	 " status:s intent:s category:O title:s description:s subject:o encounter:o period:o"
@@ -150,7 +158,7 @@ static const struct {
 	{"Observation",
 	 " identifier:O basedOn:O partOf:O status:s category:O code:o subject:o focus:O encounter:o"
 	 " effectiveDateTime:s effectivePeriod:o effectiveTiming:o effectiveInstant:s issued:s"
-	 " performer:O valueQuantity:o valueCodeableConcept:o valueString:s valueBoolean:b"
+	 " performer:O valueQuantity:o valueCodeableConcept:o valueString:s valueBoolean:b valueInteger:i"
 	 " valueRange:o valueRatio:o valueSampledData:o valueTime:s valueDateTime:s valuePeriod:o"
 	 " dataAbsentReason:o interpretation:O note:O bodySite:o method:o specimen:o device:o"
 	 " referenceRange:O hasMember:O derivedFrom:O component:O"},
@@ -159,7 +167,8 @@ static const struct {
 	 " endpoint:O"},
 	{"Patient",
 	 " identifier:O active:b name:O telecom:O gender:s birthDate:s deceasedBoolean:b"
-	 " deceasedDateTime:s address:O maritalStatus:o multipleBirthBoolean:b photo:O contact:O"
+	 " deceasedDateTime:s address:O maritalStatus:o multipleBirthBoolean:b multipleBirthInteger:i"
+	 " photo:O contact:O"
 	 " communication:O generalPractitioner:O managingOrganization:o link:O"},
 	{"Practitioner",
 	 " identifier:O active:b name:O telecom:O address:O gender:s birthDate:s photo:O"
@@ -194,7 +203,8 @@ static const struct {
 	 " subject:o encounter:o occurrenceDateTime:s occurrencePeriod:o occurrenceTiming:o"
 	 " asNeededBoolean:b asNeededCodeableConcept:o authoredOn:s requester:o performerType:o"
 	 " performer:O locationCode:O locationReference:O reasonCode:O reasonReference:O insurance:O"
-	 " supportingInfo:O specimen:O bodySite:O note:O patientInstruction:s relevantHistory:O"},
+	 " supportingInfo:O specimen:O bodySite:O note:O patientInstruction:s relevantHistory:O"
+	 " quantityQuantity:o quantityRange:o quantityRatio:o"},
 	{"Task",
 	 " identifier:O instantiatesCanonical:s instantiatesUri:s basedOn:O groupIdentifier:o"
 	 " partOf:O status:s statusReason:o businessStatus:o intent:s priority:s code:o"
@@ -304,9 +314,22 @@ static const char *shape_words(char k)
 		return "must be a JSON string";
 	case 'S':
 		return "must be a list (a JSON array) of strings, even when there is one";
+	case 'i':
+		return "must be a whole number from -2147483648 to 2147483647";
+	case 'p':
+		return "must be a whole number from 1 to 2147483647";
+	case 'u':
+		return "must be a whole number from 0 to 2147483647";
 	default:
 		return "must be true or false";
 	}
+}
+
+/* Is 'v' a JSON integer from lo to 2^31 - 1? */
+static bool int32_from(const json_t *v, json_int_t lo)
+{
+	return json_is_integer(v) && json_integer_value(v) >= lo &&
+	       json_integer_value(v) <= 2147483647;
 }
 
 static bool shape_ok(char k, const json_t *v)
@@ -319,9 +342,29 @@ static bool shape_ok(char k, const json_t *v)
 		return json_is_string(v);
 	case 'b':
 		return json_is_boolean(v);
+	case 'i':
+		return int32_from(v, -2147483647 - 1);
+	case 'p':
+		return int32_from(v, 1);
+	case 'u':
+		return int32_from(v, 0);
 	default:
 		return json_is_object(v);
 	}
+}
+
+/* Members every resource may have, checked elsewhere. */
+static bool base_member(const char *key)
+{
+	static const char *const names[] = {"resourceType", "id", "meta", "implicitRules",
+					    "language", "text", "contained", "extension",
+					    "modifierExtension", "_id", "_implicitRules",
+					    "_language"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(key, names[i]))
+			return true;
+	return false;
 }
 
 /* The codes of a bound element, for the message: "a, b, c". */
@@ -358,7 +401,12 @@ static enum err check_binding(const char *type, const char *key, const json_t *v
 	return ERR_OK;
 }
 
-/* Top-level elements in the shape R4 gives them, and bound codes from their value set. */
+/*
+ * Top-level elements in the shape R4 gives them, and bound codes from
+ * their value set (422); a member that is no element of the type, nor the
+ * "_name" of a primitive one, is 400: it is not FHIR, and keeping it would
+ * keep data no search or reader knows of (a misspelt element, say).
+ */
 static enum err check_shapes(const char *type, const json_t *res, struct ctx *c)
 {
 	const char *spec = NULL, *key;
@@ -373,10 +421,18 @@ static enum err check_shapes(const char *type, const json_t *res, struct ctx *c)
 	if (!spec)
 		return ERR_OK;
 	json_object_foreach((json_t *)res, key, v) {
-		char k = key[0] == '_' || json_is_null(v) ? 0 : shape_of(spec, key);
-		if (!k)
+		char k;
+
+		if (base_member(key))
 			continue;
-		snprintf(expr, sizeof(expr), "%s.%s", type, key);
+		snprintf(expr, sizeof(expr), "%s.%.100s", type, key);
+		k = shape_of(spec, key[0] == '_' ? key + 1 : key);
+		if (!k || (key[0] == '_' && (k == 'o' || k == 'O')))
+			return ctx_errorx(c, ERR_INVALID, expr,
+					  "%s is not an element of %s in FHIR R4: check its spelling, or "
+					  "carry the data in an extension", expr, type);
+		if (key[0] == '_' || json_is_null(v))
+			continue;
 		if (k == 'O' || k == 'S') {
 			if (!json_is_array(v))
 				return ctx_errorx(c, ERR_UNPROCESSABLE, expr, "%s %s", expr, shape_words(k));

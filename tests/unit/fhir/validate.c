@@ -159,10 +159,42 @@ static const struct vcase cases[] = {
 	 ERR_UNPROCESSABLE, "MedicationRequest.intent", "found 'orders'"},
 	/* keys that are no element's name match nothing in the table (found by fuzzing: "" overran it) */
 	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"\":\"x\",\"status\":\"final\",\"code\":{\"text\":\"x\"}}",
-	 ERR_OK, NULL, NULL},
+	 ERR_INVALID, "Observation.", "is not an element of Observation"},
 	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
-			      "\"status:s category\":\"x\",\"code:o\":1}",
+			      "\"status:s category\":\"x\"}",
+	 ERR_INVALID, "Observation.status:s category", "not an element"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},\"code:o\":1}",
+	 ERR_INVALID, "Observation.code:o", "not an element"},
+	/* members that are no element of the type: 400 */
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"frobnicate\":true}", ERR_INVALID, "Patient.frobnicate",
+	 "is not an element of Patient in FHIR R4"},
+	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+			      "\"valueQuanity\":{\"value\":1}}",
+	 ERR_INVALID, "Observation.valueQuanity", "check its spelling"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"_frobnicate\":{\"id\":\"x\"}}", ERR_INVALID, "Patient._frobnicate",
+	 "not an element"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"_name\":[{\"id\":\"x\"}]}", ERR_INVALID, "Patient._name",
+	 "not an element"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"gender\":\"male\",\"_gender\":{\"id\":\"g\"},\"_id\":{\"id\":\"i\"},"
+			  "\"language\":\"en\",\"implicitRules\":\"http://x\"}",
 	 ERR_OK, NULL, NULL},
+	/* whole numbers in the range of their type */
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"multipleBirthInteger\":2147483648}", ERR_UNPROCESSABLE,
+	 "Patient.multipleBirthInteger", "from -2147483648 to 2147483647"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"multipleBirthInteger\":-2147483648}", ERR_OK, NULL, NULL},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"multipleBirthInteger\":2.5}", ERR_UNPROCESSABLE,
+	 "Patient.multipleBirthInteger", "whole number"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"multipleBirthInteger\":\"2\"}", ERR_UNPROCESSABLE,
+	 "Patient.multipleBirthInteger", "whole number"},
+	{"Appointment", NULL, "{\"resourceType\":\"Appointment\",\"status\":\"booked\",\"participant\":[{\"status\":\"accepted\"}],"
+			      "\"minutesDuration\":0}",
+	 ERR_UNPROCESSABLE, "Appointment.minutesDuration", "from 1 to"},
+	{"Appointment", NULL, "{\"resourceType\":\"Appointment\",\"status\":\"booked\",\"participant\":[{\"status\":\"accepted\"}],"
+			      "\"minutesDuration\":30,\"priority\":0}",
+	 ERR_OK, NULL, NULL},
+	{"Appointment", NULL, "{\"resourceType\":\"Appointment\",\"status\":\"booked\",\"participant\":[{\"status\":\"accepted\"}],"
+			      "\"priority\":-1}",
+	 ERR_UNPROCESSABLE, "Appointment.priority", "from 0 to"},
 	/* a code with only an extension, and an element not in the table, are left alone */
 	{"Observation", NULL, "{\"resourceType\":\"Observation\",\"code\":{\"text\":\"x\"},\"status\":\"final\","
 			      "\"_status\":{\"extension\":[{\"url\":\"u\",\"valueString\":\"x\"}]},\"valueInteger\":3}",
