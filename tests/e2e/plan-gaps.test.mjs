@@ -7,8 +7,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
-import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary, sleep } from './lib/server.mjs';
+import path from 'node:path';
+import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, requireBinary, sleep, TESTDATA, runCli } from './lib/server.mjs';
 import {
   Browser, authorize, authzRequest, walk, redeem, postForm, basic, fhirGet, registerClient, signIn,
   accountPage, formFor, field, pkcePair,
@@ -605,6 +607,52 @@ describe('D. JSON and search input (plan cases 63, 64, 65, 67)', () => {
       assert.equal(r.json?.resourceType, 'OperationOutcome');
     }
     assert.deepEqual(await totals(), before_);
+  });
+
+  const SUITE = path.join(TESTDATA, 'json-test-suite', 'test_parsing');
+  const noSuite = !fs.existsSync(SUITE) && 'test data not found at ../shared/testdata/json-test-suite (a clone outside the workplace): skipped';
+
+  it('JSONTestSuite through the API: every n_ case is 400, no case is a 5xx, the server lives, nothing odd is kept (case 62)', { skip: noSuite }, async () => {
+    const files = fs.readdirSync(SUITE).filter((f) => f.endsWith('.json')).sort();
+    assert.ok(files.length > 300, `${files.length} cases`);
+    const before_ = await totals();
+    const seen = { n: 0, y: 0, i: 0 };
+    for (const f of files) {
+      const body = fs.readFileSync(path.join(SUITE, f));
+      const r = await srv.fhirFetch('/Patient', { method: 'POST', headers: H, body });
+      assert.ok(r.status < 500, `${f}: ${r.status}`);
+      if (f.startsWith('n_')) assert.equal(r.status, 400, `${f} is not JSON: ${r.status}`);
+      // none of the cases is a Patient: a 201 would be a body read as something it is not
+      assert.notEqual(r.status, 201, `${f} stored`);
+      assert.equal(r.json?.resourceType, 'OperationOutcome', f);
+      seen[f[0]]++;
+    }
+    assert.ok(seen.n > 150 && seen.y > 50, JSON.stringify(seen));
+    assert.equal((await fetch(`${srv.baseUrl}/healthz`)).status, 200, 'the server lives');
+    assert.deepEqual(await totals(), before_, 'nothing written');
+  });
+
+  it('control characters in search parameters forge no log line and stay escaped in the audit record (case 68)', async () => {
+    const before = srv.logs.length;
+    const evil = 'x\r\n{"level":"error","msg":"FORGED-SEARCH"}\u001b[31m\u0007';
+    // a refused one (400: malformed requests are not audited) and one that runs and is recorded
+    const bad = await srv.fhirFetch(`/Patient?_sort=${encodeURIComponent(evil)}`, { headers: { accept: FHIR_JSON } });
+    assert.equal(bad.status, 400);
+    const r = await srv.fhirFetch(`/Patient?name=${encodeURIComponent(evil)}&family=${encodeURIComponent(evil)}`, { headers: { accept: FHIR_JSON } });
+    assert.equal(r.status, 200, r.text);
+    await sleep(300);
+    for (const line of srv.logs.slice(before)) {
+      assert.ok(!line.startsWith('{"level":"error","msg":"FORGED-SEARCH"'), `a forged line: ${line}`);
+      assert.ok(!/[\u0000-\u0008\u000b-\u001f\u007f]/.test(line), `a raw control character in: ${JSON.stringify(line)}`);
+      if (line.includes('FORGED-SEARCH')) assert.doesNotThrow(() => JSON.parse(line), `one JSON line: ${line}`);
+    }
+    const q = await runCli(['audit', 'query', '--data', srv.dataDir, '--format', 'ndjson', '--node', 'node-1', '--since', new Date(Date.now() - 600000).toISOString(), '--request-id', r.headers.get('x-request-id')]);
+    assert.equal(q.code, 0, q.stderr);
+    assert.ok(q.stdout.includes('FORGED-SEARCH') || q.stdout.includes('~'), `the search is on record: ${q.stdout}`);
+    for (const line of q.stdout.split('\n').filter(Boolean)) {
+      assert.ok(!/[\u0000-\u001f\u007f]/.test(line), `a raw control character in the record: ${JSON.stringify(line)}`);
+      assert.doesNotThrow(() => JSON.parse(line));
+    }
   });
 
   it('an integer element outside 32 bits: 422 naming it, nothing written (case 63)', async () => {
