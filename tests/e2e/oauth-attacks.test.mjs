@@ -265,6 +265,20 @@ describe('stolen and injected codes (RFC 9700 4.5, 4.2.4)', () => {
     assert.equal(rr.status, 400);
   });
 
+  it('a code replayed a second and a half later fails too, and revokes what the first redemption got (security plan 9)', async () => {
+    const a = await authorize(alice, srv, { clientId: 'app', redirectUri: APP_CB, scope: SCOPE });
+    const first = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: APP_CB, clientId: 'app' });
+    assert.equal(first.status, 200, first.text);
+    assert.equal((await fhirGet(srv, 'Patient/alice', first.json.access_token)).status, 200);
+    await new Promise((r) => setTimeout(r, 1500));
+    const again = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: APP_CB, clientId: 'app' });
+    assert.equal(again.status, 400);
+    assert.equal(again.json.error, 'invalid_grant');
+    assert.equal((await fhirGet(srv, 'Patient/alice', first.json.access_token)).status, 401, 'the first access token is revoked');
+    const rr = await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: first.json.refresh_token, client_id: 'app' });
+    assert.equal(rr.status, 400, 'and its refresh token');
+  });
+
   it('twenty redemptions of one code at once: exactly one succeeds, and what it got is then revoked', async () => {
     const a = await authorize(alice, srv, { clientId: 'app', redirectUri: APP_CB, scope: SCOPE });
     const all = await Promise.all(Array.from({ length: 20 },

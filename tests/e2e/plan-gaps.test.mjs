@@ -327,6 +327,26 @@ describe('B. sessions and pages (plan cases 33, 34, 37, 38, 39, 66)', () => {
     assert.equal((await fhirGet(srv, 'Patient/alice', t.access_token)).status, 200, 'still granted');
   });
 
+  it('a CSRF token from before a new sign-in, or from another session, changes nothing (case 37)', async () => {
+    const b = new Browser(srv.baseUrl);
+    await signIn(b, 'alice');
+    const stale = (await accountPage(b)).csrf;
+    assert.ok(stale);
+    await b.post('/signout', { csrf: stale, everywhere: '0' });
+    await signIn(b, 'alice');
+    const fresh = (await accountPage(b)).csrf;
+    assert.notEqual(fresh, stale, 'a new sign-in, a new token');
+    const other = new Browser(srv.baseUrl);
+    await signIn(other, 'bob');
+    const foreign = (await accountPage(other)).csrf;
+    for (const csrf of [stale, foreign, '', 'x'.repeat(43)]) {
+      const r = await b.post('/signout', { csrf, everywhere: '1' });
+      assert.equal(r.status, 403, `csrf ${csrf.slice(0, 8)}`);
+      assert.equal((await b.get('/account')).status, 200, 'still signed in');
+    }
+    assert.equal((await other.get('/account')).status, 200, 'bob is signed in too');
+  });
+
   it('query parameters reflected into error pages are escaped (case 38)', async () => {
     const mark = '"><script>alert(1)</script><img src=x onerror=alert(2)>';
     for (const p of [`/oauth/authorize?client_id=${encodeURIComponent(mark)}`,
