@@ -406,11 +406,13 @@ static enum err check_binding(const char *type, const char *key, const json_t *v
  * their value set (422); a member that is no element of the type, nor the
  * "_name" of a primitive one, is 400: it is not FHIR, and keeping it would
  * keep data no search or reader knows of (a misspelt element, say).
+ * 'at' begins each element's expression ("Patient", or
+ * "MedicationRequest.contained[0]" for a contained resource).
  */
-static enum err check_shapes(const char *type, const json_t *res, struct ctx *c)
+static enum err check_shapes(const char *type, const json_t *res, const char *at, struct ctx *c)
 {
 	const char *spec = NULL, *key;
-	char expr[160];
+	char expr[224];
 	json_t *v, *x;
 	size_t i;
 	enum err e;
@@ -425,7 +427,7 @@ static enum err check_shapes(const char *type, const json_t *res, struct ctx *c)
 
 		if (base_member(key))
 			continue;
-		snprintf(expr, sizeof(expr), "%s.%.100s", type, key);
+		snprintf(expr, sizeof(expr), "%s.%.100s", at, key);
 		k = shape_of(spec, key[0] == '_' ? key + 1 : key);
 		if (!k || (key[0] == '_' && (k == 'o' || k == 'O')))
 			return ctx_errorx(c, ERR_INVALID, expr,
@@ -437,7 +439,7 @@ static enum err check_shapes(const char *type, const json_t *res, struct ctx *c)
 			if (!json_is_array(v))
 				return ctx_errorx(c, ERR_UNPROCESSABLE, expr, "%s %s", expr, shape_words(k));
 			json_array_foreach(v, i, x) {
-				snprintf(expr, sizeof(expr), "%s.%s[%zu]", type, key, i);
+				snprintf(expr, sizeof(expr), "%s.%.100s[%zu]", at, key, i);
 				if (!(k == 'S' && json_is_null(x)) && !shape_ok(k, x))
 					return ctx_errorx(c, ERR_UNPROCESSABLE, expr, "%s %s", expr,
 							  k == 'S' ? "must be a JSON string"
@@ -659,6 +661,7 @@ static enum err check_contained(const char *type, const json_t *res, struct ctx 
 	const json_t *arr = json_object_get(res, "contained"), *x;
 	char expr[128];
 	size_t i;
+	enum err e;
 
 	if (!arr)
 		return ERR_OK;
@@ -684,6 +687,9 @@ static enum err check_contained(const char *type, const json_t *res, struct ctx 
 			return ctx_errorx(c, ERR_UNPROCESSABLE, expr,
 					  "%s must not have meta.versionId or meta.lastUpdated (dom-4)",
 					  expr);
+		/* a contained resource of a type this server knows: its elements as at the top */
+		if ((e = check_shapes(rt, x, expr, c)))
+			return e;
 	}
 	return ERR_OK;
 }
@@ -790,7 +796,7 @@ enum err fhir_validate(const char *url_type, const char *url_id, const json_t *r
 	    (e = check_extensions(type, res, "extension", c)) ||
 	    (e = check_extensions(type, res, "modifierExtension", c)) ||
 	    (e = check_contained(type, res, c)) || (e = check_required(type, res, c)) ||
-	    (e = check_shapes(type, res, c)))
+	    (e = check_shapes(type, res, type, c)))
 		return e;
 	str_copy(expr, type, sizeof(expr));
 	if ((e = check_values(res, expr, strlen(expr), sizeof(expr), false, c)))

@@ -178,6 +178,17 @@ static const struct vcase cases[] = {
 	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"gender\":\"male\",\"_gender\":{\"id\":\"g\"},\"_id\":{\"id\":\"i\"},"
 			  "\"language\":\"en\",\"implicitRules\":\"http://x\"}",
 	 ERR_OK, NULL, NULL},
+	/* contained resources of a known type: their elements as at the top */
+	{"MedicationRequest", NULL, "{\"resourceType\":\"MedicationRequest\",\"status\":\"active\",\"intent\":\"order\","
+				    "\"subject\":{\"reference\":\"Patient/p\"},\"medicationReference\":{\"reference\":\"#m\"},"
+				    "\"contained\":[{\"resourceType\":\"Medication\",\"id\":\"m\",\"code\":\"abc\"}]}",
+	 ERR_UNPROCESSABLE, "MedicationRequest.contained[0].code", "one JSON object"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
+			  "\"nmae\":\"X\"}]}",
+	 ERR_INVALID, "Patient.contained[0].nmae", "not an element of Organization"},
+	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\","
+			  "\"name\":\"X\",\"active\":true},{\"resourceType\":\"Substance\",\"id\":\"s\",\"anything\":1}]}",
+	 ERR_OK, NULL, NULL},
 	/* whole numbers in the range of their type */
 	{"Patient", NULL, "{\"resourceType\":\"Patient\",\"multipleBirthInteger\":2147483648}", ERR_UNPROCESSABLE,
 	 "Patient.multipleBirthInteger", "from -2147483648 to 2147483647"},
