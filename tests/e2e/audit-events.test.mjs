@@ -352,3 +352,64 @@ describe('a session that expires', () => {
     }
   });
 });
+
+describe('one record per request under load (security plan 71)', () => {
+  it('300 mixed FHIR requests, 32 at a time: each request id has exactly one record, of its kind', async () => {
+    requireBinary();
+    const dir = await makeTempDir('veranda-audit-load-');
+    let srv;
+    try {
+      await initDataDir(dir);
+      await seedDataDir(dir, { patients: 2 });
+      await registerClient(dir, { clientId: 'ld-app', public: true, redirectUris: [CB] });
+      srv = await startServer({ dataDir: dir, init: false });
+      const b = new Browser(srv.baseUrl);
+      const a = await authorize(b, srv, { clientId: 'ld-app', redirectUri: CB, scope: 'launch/patient patient/*.cruds', user: 'alice' });
+      const t = await redeem(srv, { code: a.code, verifier: a.verifier, redirectUri: CB, clientId: 'ld-app' });
+      assert.equal(t.status, 200, t.text);
+      const tok = t.json.access_token;
+      const obs = (await fhir(srv, 'GET', 'Observation?_count=1', tok)).json.entry[0].resource;
+      const newObs = (i) => ({ resourceType: 'Observation', status: 'final', code: { text: `load ${i}` },
+        subject: { reference: 'Patient/alice' }, valueQuantity: { value: i, unit: 'mg' } });
+      // each kind: the request, its expected status, and the record types that may stand for it
+      const kinds = [
+        [() => fhir(srv, 'GET', 'Patient/alice', tok), 200, ['fhir.read']],
+        [() => fhir(srv, 'GET', 'Observation?patient=alice&_count=5', tok), 200, ['fhir.search']],
+        [() => fhir(srv, 'GET', `Observation/${obs.id}/_history/${obs.meta.versionId}`, tok), 200, ['fhir.vread']],
+        [() => fhir(srv, 'GET', 'Patient/alice/_history', tok), 200, ['fhir.history']],
+        [() => fhir(srv, 'GET', 'Patient/bob-child', tok), 404, ['policy.denied']],
+        [(i) => fhir(srv, 'POST', 'Observation', tok, { body: newObs(i) }), 201, ['fhir.create']],
+        [(i) => fhir(srv, 'POST', 'Observation', tok, { body: { ...newObs(i), status: 'done' } }), 422, ['fhir.create']],
+      ];
+      const sent = [];
+      let next = 0;
+      const worker = async () => {
+        for (let i = next++; i < 300; i = next++) {
+          const [go, status, types] = kinds[i % kinds.length];
+          const r = await go(i);
+          assert.equal(r.status, status, `request ${i}: ${r.text.slice(0, 200)}`);
+          assert.ok(r.rid, 'a request id');
+          sent.push({ rid: r.rid, types, i });
+        }
+      };
+      await Promise.all(Array.from({ length: 32 }, worker));
+      assert.equal(sent.length, 300);
+      const { records } = await queryLog(dir);
+      const byRid = new Map();
+      for (const r of records) {
+        const rid = r.correlation?.request;
+        if (rid) byRid.set(rid, [...(byRid.get(rid) || []), r]);
+      }
+      for (const s of sent) {
+        const hits = byRid.get(s.rid) || [];
+        assert.equal(hits.length, 1, `request ${s.i} (${s.rid}): ${hits.length} records ${JSON.stringify(hits.map((h) => h.type))}`);
+        assert.ok(s.types.includes(hits[0].type), `request ${s.i}: ${hits[0].type}, expected ${s.types}`);
+        assert.equal(hits[0].agent?.username, 'alice', `request ${s.i}: the agent`);
+      }
+      assert.equal(new Set(sent.map((s) => s.rid)).size, 300, 'request ids are unique');
+    } finally {
+      await srv?.stop();
+      await removeDir(dir);
+    }
+  });
+});
