@@ -598,6 +598,27 @@ static void authz_fail(struct http_req *q, struct auth_edge *ed, const char *red
 		   "Nothing was shared. Go back to the app and try again, or tell its developer.");
 }
 
+/*
+ * A signed-in user's authorization refused by a rule (an EHR launch made
+ * for another user): on record as oauth.authorize-denied with 'code',
+ * then the error to the app.
+ */
+static void authz_refuse(struct http_req *q, struct auth_edge *ed, const struct session *se,
+			 const struct oauth_authz *a, const char *code, const struct oauth_err *err)
+{
+	char sid[OAUTH_ID_SIZE] = "";
+	struct aud ae = {.type = AUDIT_AUTHZ_DENIED, .outcome = AUDIT_MINOR, .code = code,
+			 .username = se->username, .role = user_role_name(se->role),
+			 .fhir_user = se->fhir_user, .client_id = a->client.client_id,
+			 .patient = a->patient[0] ? a->patient : NULL, .scopes = a->scope,
+			 .session_id = sid};
+
+	cookie(q, ed->sid_name, sid, sizeof(sid));
+	auth_event(q, ed, &ae);
+	mem_wipe(sid, sizeof(sid));
+	authz_fail(q, ed, a->redirect_uri, a->state, err);
+}
+
 static void handle_authorize(struct http_req *q, void *arg)
 {
 	struct auth_edge *ed = arg;
@@ -810,7 +831,7 @@ static void continue_request(struct http_req *q, struct auth_edge *ed, struct oa
 	}
 	if (a->launch_uid && a->launch_uid != se.uid) {
 		oauth_seterr(&err, 400, "invalid_request", "the launch was made for another user");
-		authz_fail(q, ed, a->redirect_uri, a->state, &err);
+		authz_refuse(q, ed, &se, a, "launch-other-user", &err);
 		oauth_authz_drop(ed->o, a->id);
 		return;
 	}
@@ -1114,7 +1135,7 @@ static void handle_decide(struct http_req *q, void *arg)
 	cookie(q, ed->sid_name, sid, sizeof(sid));
 	if (a.launch_uid && a.launch_uid != se.uid) {
 		oauth_seterr(&err, 400, "invalid_request", "the launch was made for another user");
-		authz_fail(q, ed, a.redirect_uri, a.state, &err);
+		authz_refuse(q, ed, &se, &a, "launch-other-user", &err);
 		goto out;
 	}
 	if (!action || strcmp(action, "allow")) {

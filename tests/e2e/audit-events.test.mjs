@@ -73,6 +73,7 @@ describe('the audit event catalogue, path by path', () => {
     await seedDataDir(dir, { patients: 0 });
     await registerClient(dir, { clientId: 'ev-app', public: true, redirectUris: [CB] });
     await registerClient(dir, { clientId: 'ev-rs', secret: RS_SECRET, redirectUris: [CB] });
+    await registerClient(dir, { clientId: 'ev-launch', public: true, redirectUris: [CB], launchUrl: 'http://127.0.0.1:9/launch' });
     srv = await startServer({ dataDir: dir, init: false });
     secrets.push(srv.token);
   });
@@ -149,6 +150,30 @@ describe('the audit event catalogue, path by path', () => {
     // alice signs out
     const acc = await accountPage(alice.browser);
     assert.equal((await alice.browser.post('/signout', { csrf: acc.csrf })).status, 200);
+  });
+
+  it('an app denied at the consent page, and an EHR launch used by another user, are oauth.authorize-denied records', async () => {
+    const b = new Browser(srv.baseUrl);
+    const denied = await authorize(b, srv, { clientId: 'ev-app', redirectUri: CB, scope: 'launch/patient patient/*.rs', user: 'alice', action: 'deny' });
+    assert.equal(denied.error, 'access_denied');
+    // drsmith opens ev-launch for alice; alice's browser tries to use that launch
+    const dr = new Browser(srv.baseUrl);
+    assert.equal((await signIn(dr, 'drsmith')).status, 303);
+    const acc = await accountPage(dr);
+    const l = await dr.post('/oauth/launch', { client_id: 'ev-launch', patient: 'alice', csrf: acc.csrf });
+    assert.equal(l.status, 303);
+    const lid = new URL(l.location).searchParams.get('launch');
+    const other = await authorize(b, srv, { clientId: 'ev-launch', redirectUri: CB, scope: 'launch patient/*.rs', launch: lid, user: 'alice' });
+    assert.equal(other.code, null);
+    assert.equal(other.error, 'invalid_request');
+    let recs = [];
+    for (let i = 0; i < 40 && recs.length < 2; i++) {
+      if (i) await new Promise((r) => setTimeout(r, 50));
+      recs = (await queryLog(dir, '--type', 'oauth.authorize-denied', '--agent', 'alice')).records;
+    }
+    const codes = recs.map((r) => [r.outcome, r.outcomeCode, r.agent?.client]).sort();
+    assert.deepEqual(codes, [[4, 'access_denied', 'ev-app'], [4, 'launch-other-user', 'ev-launch']], JSON.stringify(recs));
+    for (const r of recs) assert.ok(r.source?.session, 'the session as a hash');
   });
 
   it('GET /fhir/AuditEvent filters by patient, agent, date, type, outcome and entity', async () => {
