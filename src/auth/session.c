@@ -692,10 +692,10 @@ static int count_live(void *arg, const struct store_item *it)
 	struct live_count *lc = arg;
 	json_t *j;
 
-	if (it->state != STORE_ITEM_LIVE || !strcmp(it->key, lc->self) ||
-	    lc->now - it->created >= lc->o->o.session_max * MS || !(j = oauth_item_json(it)))
+	if (it->state != STORE_ITEM_LIVE || !strcmp(it->key, lc->self) || !(j = oauth_item_json(it)))
 		return 0;
-	if (lc->now - json_integer_value(json_object_get(j, "last_seen")) < lc->o->o.session_idle * MS)
+	if (!lapse_reason(lc->o, lc->now, it->created,
+			  json_integer_value(json_object_get(j, "last_seen"))))
 		lc->n++;
 	json_decref(j);
 	return 0;

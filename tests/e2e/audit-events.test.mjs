@@ -304,21 +304,40 @@ describe('the audit event catalogue, path by path', () => {
   });
 });
 
+/*
+ * fn(dir, serve) on a fresh seeded data directory; serve(offsetSeconds)
+ * starts a server on it (one port for all, so cookies carry over), with
+ * the clock moved forward.  Every server started is stopped and the
+ * directory removed, whatever happens.
+ */
+async function withRestarts(prefix, fn) {
+  requireBinary();
+  const dir = await makeTempDir(prefix);
+  const port = await freePort();
+  const servers = [];
+  try {
+    await initDataDir(dir);
+    await seedDataDir(dir, { patients: 0 });
+    await fn(dir, async (offset = 0) => {
+      const s = await serveFixed({ dataDir: dir, port, env: offset ? { VERANDA_CLOCK_OFFSET: String(offset) } : {} });
+      servers.push(s);
+      return s;
+    });
+  } finally {
+    for (const s of servers) await s.stop();
+    await removeDir(dir);
+  }
+}
+
 describe('a session that expires', () => {
   it('is recorded as session.expired when next presented, with the user and the session hash', async () => {
-    requireBinary();
-    const dir = await makeTempDir('veranda-audit-expiry-');
-    const port = await freePort();
-    let s;
-    try {
-      await initDataDir(dir);
-      await seedDataDir(dir, { patients: 0 });
-      s = await serveFixed({ dataDir: dir, port });
+    await withRestarts('veranda-audit-expiry-', async (dir, serve) => {
+      let s = await serve();
       const b = new Browser(s.baseUrl);
       assert.equal((await signIn(b, 'alice')).status, 303);
       await s.stop();
       // an hour later: past the idle timeout (15 minutes)
-      s = await serveFixed({ dataDir: dir, port, env: { VERANDA_CLOCK_OFFSET: '3600' } });
+      s = await serve(3600);
       const r = await b.get('/account');
       assert.equal(r.status, 303, 'signed out');
       await s.stop();
@@ -330,27 +349,18 @@ describe('a session that expires', () => {
       assert.equal(expired[0].agent?.username, 'alice');
       assert.equal(expired[0].agent?.fhirUser, 'Patient/alice');
       assert.equal(expired[0].source?.session, signin.source.session);
-    } finally {
-      await s?.stop();
-      await removeDir(dir);
-    }
+    });
   });
 
   it('is recorded even if never presented again: the server ends lapsed sessions on record', async () => {
-    requireBinary();
-    const dir = await makeTempDir('veranda-audit-sweep-');
-    const port = await freePort();
-    let s;
-    try {
-      await initDataDir(dir);
-      await seedDataDir(dir, { patients: 0 });
-      s = await serveFixed({ dataDir: dir, port });
+    await withRestarts('veranda-audit-sweep-', async (dir, serve) => {
+      let s = await serve();
       const idle = new Browser(s.baseUrl), old = new Browser(s.baseUrl);
       assert.equal((await signIn(idle, 'alice')).status, 303);
       assert.equal((await signIn(old, 'carol')).status, 303);
       await s.stop();
       // an hour later alice's session is past the idle limit (15 minutes)...
-      s = await serveFixed({ dataDir: dir, port, env: { VERANDA_CLOCK_OFFSET: '3600' } });
+      s = await serve(3600);
       const other = new Browser(s.baseUrl);
       assert.equal((await signIn(other, 'bob')).status, 303, 'someone else signs in: the server looks for lapsed sessions');
       await s.stop();
@@ -363,7 +373,7 @@ describe('a session that expires', () => {
         'the same session hash its sign-in carries');
       assert.equal(alice.agent?.fhirUser, 'Patient/alice');
       // ... and thirteen hours later bob's is past the absolute limit (12 hours), used or not
-      s = await serveFixed({ dataDir: dir, port, env: { VERANDA_CLOCK_OFFSET: String(13 * 3600) } });
+      s = await serve(13 * 3600);
       assert.equal((await idle.get('/account')).status, 303, 'alice is signed out');
       assert.equal((await signIn(new Browser(s.baseUrl), 'erin')).status, 303);
       await s.stop();
@@ -371,10 +381,7 @@ describe('a session that expires', () => {
       assert.equal(records.length, 3, `one record per session, none again when presented: ${JSON.stringify(records)}`);
       const bob = records.find((x) => x.agent?.username === 'bob');
       assert.equal(bob?.outcomeCode, 'absolute-timeout');
-    } finally {
-      await s?.stop();
-      await removeDir(dir);
-    }
+    });
   });
 });
 
