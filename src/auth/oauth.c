@@ -119,13 +119,12 @@ const char *oauth_bearer(const char *h, char *buf, size_t size)
 		return NULL;
 	for (h += 7; *h == ' ';)
 		h++;
-	n = strlen(h);
+	for (n = strlen(h); n && (h[n - 1] == ' ' || h[n - 1] == '\t');)
+		n--;
 	if (!n)
 		return NULL;
-	if (h[n - 1] != ' ' && h[n - 1] != '\t')
-		return h;
-	while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
-		n--;
+	if (!h[n])
+		return h; /* nothing after the token: no copy */
 	if (n >= size)
 		return NULL;
 	memcpy(buf, h, n);

@@ -256,7 +256,6 @@ static enum err check_fhir_user(struct users *us, enum user_role role, const cha
 	return must_exist(us, tbuf, slash + 1, c);
 }
 
-/* Everything user_add()/user_put() check before hashing. */
 /*
  * A user's tokens carry the username as "sub", an app's own tokens
  * (client_credentials) its client_id: the two must not meet, or a
@@ -281,6 +280,7 @@ static enum err name_free_of_apps(struct users *us, const char *name, struct ctx
 	return e;
 }
 
+/* Everything user_add()/user_put() check before hashing. */
 static enum err check_spec(struct users *us, const struct user_spec *spec,
 			   char name[USER_NAME_MAX + 1], char *self_patient, struct ctx *c)
 {
