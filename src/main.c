@@ -283,6 +283,7 @@ static int open_audit(const struct config *cfg, const struct keys *keys, struct 
 	o.node = cfg->node_id;
 	o.durability = !strcmp(cfg->audit, "async") ? AUDIT_ASYNC : AUDIT_SYNC;
 	o.queue_max = (size_t)cfg->audit_queue;
+	o.journal_bytes = (size_t)cfg->audit_journal_kib << 10;
 	o.checkpoint_records = (uint32_t)cfg->audit_checkpoint_records;
 	o.checkpoint_ms = (uint32_t)(cfg->audit_checkpoint_seconds * 1000);
 	o.key = keys_signing(keys ? keys : own, JOSE_ES256);
@@ -336,6 +337,7 @@ static int audit_admin_many(const struct config *cfg, enum audit_type type, cons
 		goto out;
 	}
 	str_copy(cc.node_id, "cli", sizeof(cc.node_id));
+	cc.audit_journal_kib = AUDIT_JOURNAL_MIN >> 10; /* a record per command: the smallest journal */
 	str_copy(cc.audit, "sync", sizeof(cc.audit));
 	if ((rc = open_audit(&cc, keys, &au))) {
 		fprintf(stderr, "veranda: the change above was made but not recorded in the audit log\n");
@@ -451,7 +453,7 @@ static const char *const opts_serve[] = {"data", "store", "log_level", "sqlite_b
 					 "fhir_auth", "access_token_ttl", "backend_token_ttl", "code_ttl",
 					 "refresh_token_ttl", "session_idle", "session_max", "launch_ttl",
 					 "signin_lock_after", "signin_lock_time", "token_fail_limit", "audit", "node_id",
-					 "audit_queue", "audit_checkpoint_records",
+					 "audit_queue", "audit_journal_kib", "audit_checkpoint_records",
 					 "audit_checkpoint_seconds", "audit_retention_days", NULL};
 
 /* A system event in the audit log (start, stop), waited for. */

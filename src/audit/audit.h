@@ -267,6 +267,8 @@ enum audit_durability {
 };
 
 #define AUDIT_QUEUE_DEFAULT 65536
+#define AUDIT_JOURNAL_DEFAULT (2u << 20)
+#define AUDIT_JOURNAL_MIN (64u << 10) /* holds the largest record with room to spare */
 #define AUDIT_WAIT_MS 5000 /* audit_wait() gives up after this long */
 #define AUDIT_CHECKPOINT_RECORDS_DEFAULT 1000
 #define AUDIT_CHECKPOINT_MS_DEFAULT 5000
@@ -278,6 +280,7 @@ struct audit_opts {
 	const char *node;       /* this process's stream; NULL: "node-1" */
 	enum audit_durability durability;
 	size_t queue_max;       /* records waiting for the writer; 0: AUDIT_QUEUE_DEFAULT */
+	size_t journal_bytes;   /* each journal file (>= AUDIT_JOURNAL_MIN); 0: AUDIT_JOURNAL_DEFAULT */
 	uint32_t checkpoint_records; /* sign after this many records; 0: default */
 	uint32_t checkpoint_ms;      /* ... or this long after the first unsigned one; 0: default */
 	/*
@@ -323,6 +326,14 @@ enum err audit_record(struct audit *a, const struct audit_event *ev, uint64_t *t
  * failed.  ERR_IO when the writer failed before the record was durable.
  */
 enum err audit_wait(struct audit *a, uint64_t ticket, struct ctx *c);
+
+/*
+ * Block until every record queued before the call is in audit.db, where
+ * readers (audit_query(), the views) find it: a record is durable once in
+ * the journal, and inserted a moment later.  At most AUDIT_WAIT_MS:
+ * ERR_BUSY after that; ERR_IO when the log failed.
+ */
+enum err audit_settle(struct audit *a, struct ctx *c);
 
 /*
  * audit_wait() for a caller that must not block (a request whose answer
@@ -372,9 +383,12 @@ const char *audit_node(const struct audit *a);
 struct audit_stats {
 	uint64_t records;      /* this node's stream size */
 	uint64_t checkpoints;  /* signed by this process */
-	uint64_t commits;      /* group commits by this process */
-	uint64_t write_us;     /* time the writer spent appending them (CPU, mostly) */
+	uint64_t commits;      /* group commits to the journal by this process */
+	uint64_t inserts;      /* transactions that moved them into audit.db */
+	uint64_t write_us;     /* time the writer spent inserting them (CPU, mostly) */
 	uint64_t sync_us;      /* time it spent in COMMIT (writing the WAL, fsync) */
+	uint64_t journal_us;   /* time the journal thread spent writing and syncing */
+	size_t unapplied;      /* durable in the journal, not yet in audit.db */
 	uint64_t rejected;     /* ERR_BUSY answers */
 	uint64_t notifier_wakes; /* times the notifier thread woke (audit_notify()) */
 	size_t queued;         /* waiting now */

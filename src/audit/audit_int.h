@@ -103,6 +103,62 @@ enum err rec_parse(const char *body, size_t n, json_t **root, uint64_t *seq, con
 /* "YYYY-MM-DDThh:mm:ss.sssZ" exactly (as clock_format_instant) to ms. */
 enum err instant_parse_ms(const char *s, int64_t *ms);
 
+/* ---- the intake journal (journal.c) ---- */
+
+/* The largest payload of one entry. */
+#define JOURNAL_ENTRY_MAX (2 * AUDIT_RECORD_MAX + 64)
+
+struct journal {
+	uint64_t cap;         /* bytes of each file used (the files may be longer) */
+	int fd[2];
+	int cur;              /* the file being written */
+	uint64_t off;         /* where its next entry goes */
+	uint64_t last[2];     /* the last sequence number written in each this run; 0: none */
+	uint64_t next;        /* the next entry's sequence number */
+};
+
+/*
+ * Open (creating and preallocating to 'cap' bytes each) DATA/audit-journal/
+ * NODE.0 and .1 and lock the stream.  ERR_CONFLICT when another process
+ * holds it.
+ */
+enum err journal_open(const char *data_dir, const char *node, uint64_t cap, struct journal *j,
+		      struct ctx *c);
+void journal_close(struct journal *j);
+
+/* Bytes an entry with an 'n'-byte payload takes. */
+size_t journal_entry_size(size_t n);
+
+/* Append an entry to 'b' (ERR_TOOBIG past JOURNAL_ENTRY_MAX or b's limit). */
+enum err journal_put(struct buf *b, uint64_t jseq, const void *payload, size_t n);
+
+typedef enum err (*journal_entry_fn)(void *arg, uint64_t jseq, const uint8_t *payload, size_t n,
+				     struct ctx *c);
+
+/*
+ * The run of valid entries at the start of d[0, n): its length in bytes;
+ * *first and *last get its first and last sequence numbers (0: none).
+ */
+size_t journal_parse(const uint8_t *d, size_t n, uint64_t *first, uint64_t *last);
+
+/*
+ * Check a journal entry's payload as the writer decodes it (writer.c):
+ * ERR_OK when it is a well-formed record, ERR_IO when not.
+ */
+enum err journal_payload_check(const uint8_t *d, size_t n, struct ctx *c);
+
+/*
+ * Call fn, in order, for every entry after 'applied' (the last one
+ * audit.db holds); *count gets how many.  ERR_IO when entries are missing
+ * between 'applied' and the journal's.  Afterwards the journal writes
+ * from the start of its first file, numbering on from the last entry.
+ */
+enum err journal_replay(struct journal *j, uint64_t applied, journal_entry_fn fn, void *arg,
+			uint64_t *count, struct ctx *c);
+
+/* Write 'n' bytes of entries at the current place and fdatasync them. */
+enum err journal_write(struct journal *j, const void *data, size_t n, struct ctx *c);
+
 /* ---- storage (db.c) ---- */
 
 /*

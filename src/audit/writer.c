@@ -66,6 +66,8 @@
 
 /* One queued record: the canonical tail and the indexed columns. */
 struct pending {
+	struct pending *next;     /* in the list of journaled records */
+	uint64_t jseq;            /* its journal entry; 0 until journaled */
 	int64_t time_ms;
 	enum audit_type type;
 	int outcome;
@@ -81,6 +83,7 @@ struct audit {
 	int64_t no;               /* the stream's number (record keys) */
 	enum audit_durability durability;
 	size_t queue_max;
+	size_t journal_bytes;
 	uint32_t ckpt_records, ckpt_ms;
 	uint32_t retention_days;
 	uint32_t prune_interval_ms;
@@ -89,9 +92,13 @@ struct audit {
 	char *sign_header;
 	uint8_t pepper[AUDIT_PEPPER_LEN];
 
+	/* the journal thread's */
+	struct journal jn;
+	struct buf jbuf, jpay;
+
 	/* the writer thread's */
 	sqlite3 *db;
-	sqlite3_stmt *ins_record, *ins_rows, *ins_subtree, *ins_ckpt;
+	sqlite3_stmt *ins_record, *ins_rows, *ins_subtree, *ins_ckpt, *set_mark;
 	/* records appended but not yet inserted: ROWS_PER_INSERT go in one
 	 * multi-row INSERT (a third less work per row in SQLite than one
 	 * statement each); the rest at the end of the transaction */
@@ -110,13 +117,17 @@ struct audit {
 	int64_t unsigned_since;   /* monotonic us when the tree first outgrew it */
 	int64_t next_prune;       /* monotonic us */
 	bool disk_full;           /* the last commit() failed on a full disk */
+	uint64_t jseq_in_db;      /* published as applied_jseq */
 	uint64_t prune_below, prune_cleared;
 	bool prune_active;
 
 	/* shared, under mu */
 	pthread_mutex_t mu;
-	pthread_cond_t work_cv;   /* the writer waits for records */
+	pthread_cond_t journal_cv; /* the journal thread waits for records */
+	bool journal_idle;        /* ... and is waiting on journal_cv now */
+	pthread_cond_t work_cv;   /* the writer waits for journaled records */
 	bool writer_idle;         /* ... and is waiting on work_cv now */
+	pthread_cond_t applied_cv; /* the writer has inserted records */
 	/*
 	 * Producers wait for durability on done_cv[g & 1], g the number of the
 	 * batch that will hold their ticket: a commit wakes only the waiters
@@ -130,9 +141,18 @@ struct audit {
 	uint64_t enq;             /* tickets handed out */
 	uint64_t gen;             /* batches taken */
 	uint64_t inflight_end;    /* last ticket of the batch being written */
-	uint64_t durable;         /* last ticket on disk */
+	uint64_t durable;         /* last ticket on disk (in the journal) */
+	/* journaled records the writer has yet to insert, oldest first */
+	struct pending *ready, **ready_tail;
+	size_t ready_count;
+	int64_t ready_since;      /* monotonic us when the list last became non-empty */
+	uint64_t applied;         /* last ticket in audit.db */
+	uint64_t applied_jseq;    /* last journal entry in audit.db */
+	uint64_t settle;          /* someone waits until this ticket is in audit.db */
+	bool journal_done;        /* the journal thread has ended */
+	uint64_t journal_us;      /* time the journal thread spent writing and syncing */
 	uint64_t rejected, rejected_unreported;
-	uint64_t commits, checkpoints, size_pub;
+	uint64_t commits, inserts, checkpoints, size_pub;
 	uint64_t write_us, sync_us;       /* published from the writer's own counters */
 	uint64_t write_us_local, sync_us_local;
 	uint64_t checkpoints_local; /* the writer's count, published as 'checkpoints' */
@@ -146,8 +166,8 @@ struct audit {
 	enum err prune_soft;
 	char prune_soft_msg[256];
 
-	pthread_t thread;
-	bool started;
+	pthread_t thread, jthread;
+	bool started, jstarted;
 	/* audit_notify(): registrations the notifier thread answers, under mu */
 	pthread_t notifier;
 	bool notifier_started, notify_stop;
@@ -219,13 +239,13 @@ static size_t linger_max(const struct audit *a)
 	return a->queue_max / 4 < LINGER_RECORDS ? a->queue_max / 4 + 1 : LINGER_RECORDS;
 }
 
-/* Someone waits for 'ticket' (under mu): a lingering writer writes now. */
+/* Someone waits for 'ticket' (under mu): a lingering journal thread writes now. */
 static void want(struct audit *a, uint64_t ticket)
 {
 	if (ticket > a->wanted) {
 		a->wanted = ticket;
-		if (a->writer_idle)
-			pthread_cond_signal(&a->work_cv);
+		if (a->journal_idle)
+			pthread_cond_signal(&a->journal_cv);
 	}
 }
 
@@ -268,15 +288,21 @@ enum err audit_record(struct audit *a, const struct audit_event *ev, uint64_t *t
 			if (a->durability == AUDIT_SYNC)
 				want(a, a->enq);
 		}
-		/* the first record sets the writer's deadline; the rest wait with it */
-		if (a->writer_idle && (a->qcount == 1 || a->qcount >= linger_max(a)))
-			pthread_cond_signal(&a->work_cv);
+		/* the first record sets the journal's deadline; the rest wait with it */
+		if (a->journal_idle && (a->qcount == 1 || a->qcount >= linger_max(a)))
+			pthread_cond_signal(&a->journal_cv);
 	}
 	pthread_mutex_unlock(&a->mu);
 out:
 	free(p);
 	buf_release(&tail);
 	return e;
+}
+
+static void abs_deadline(struct timespec *ts, int64_t mono_us)
+{
+	ts->tv_sec = (time_t)(mono_us / 1000000);
+	ts->tv_nsec = (long)(mono_us % 1000000) * 1000;
 }
 
 enum err audit_wait(struct audit *a, uint64_t ticket, struct ctx *c)
@@ -312,10 +338,38 @@ out:
 	return e;
 }
 
-static void abs_deadline(struct timespec *ts, int64_t mono_us)
+enum err audit_settle(struct audit *a, struct ctx *c)
 {
-	ts->tv_sec = (time_t)(mono_us / 1000000);
-	ts->tv_nsec = (long)(mono_us % 1000000) * 1000;
+	struct timespec ts;
+	uint64_t target;
+	enum err e = ERR_OK;
+
+	if (!a)
+		return ctx_errorf(c, ERR_IO, "audit log is not open");
+	abs_deadline(&ts, clock_mono_us() + AUDIT_WAIT_MS * 1000LL);
+	pthread_mutex_lock(&a->mu);
+	target = a->enq;
+	if (a->applied < target && !a->failed) {
+		/* no lingering on the way: the journal writes now, the writer inserts now */
+		want(a, target);
+		if (target > a->settle)
+			a->settle = target;
+		if (a->writer_idle)
+			pthread_cond_signal(&a->work_cv);
+	}
+	while (a->applied < target && !a->failed)
+		if (pthread_cond_timedwait(&a->applied_cv, &a->mu, &ts) == ETIMEDOUT &&
+		    a->applied < target && !a->failed) {
+			e = ctx_errorf(c, ERR_BUSY,
+				       "audit records not in the log after %d ms (the audit log is"
+				       " locked or stalled)",
+				       AUDIT_WAIT_MS);
+			break;
+		}
+	if (!e && a->applied < target)
+		e = ctx_errorf(c, ERR_IO, "audit log failed: %s", a->failmsg);
+	pthread_mutex_unlock(&a->mu);
+	return e;
 }
 
 enum err audit_notify(struct audit *a, uint64_t ticket, struct audit_notice *n, bool *pending,
@@ -434,8 +488,11 @@ void audit_stats(struct audit *a, struct audit_stats *out)
 	out->records = a->size_pub;
 	out->checkpoints = a->checkpoints;
 	out->commits = a->commits;
+	out->inserts = a->inserts;
 	out->write_us = a->write_us;
 	out->sync_us = a->sync_us;
+	out->journal_us = a->journal_us;
+	out->unapplied = (size_t)(a->durable - a->applied);
 	out->rejected = a->rejected;
 	out->notifier_wakes = a->notifier_wakes;
 	out->queued = a->qcount;
@@ -727,6 +784,26 @@ static enum err full_wait(struct audit *a, bool *warned, struct ctx *c)
 			: ERR_OK;
 }
 
+/* The meta row that names the last journal entry audit.db holds. */
+static void mark_name(const struct audit *a, char *out, size_t n)
+{
+	snprintf(out, n, "journal:%s", a->node);
+}
+
+/* Record, in the writer's transaction, that the journal is in up to 'jseq'. */
+static enum err set_mark(struct audit *a, uint64_t jseq, struct ctx *c)
+{
+	char name[AUDIT_NODE_MAX + 16];
+	int rc;
+
+	mark_name(a, name, sizeof(name));
+	sqlite3_bind_text(a->set_mark, 1, name, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(a->set_mark, 2, (sqlite3_int64)jseq);
+	rc = sqlite3_step(a->set_mark);
+	sqlite3_reset(a->set_mark);
+	return rc == SQLITE_DONE ? ERR_OK : adb_fail(c, ERR_IO, a->db, "cannot append to the audit log");
+}
+
 /* One group commit: the batch, a backlog record if needed, a checkpoint if due. */
 static enum err write_batch(struct audit *a, struct pending **batch, size_t n, uint64_t rejected,
 			    bool stopping, struct ctx *c)
@@ -741,8 +818,14 @@ static enum err write_batch(struct audit *a, struct pending **batch, size_t n, u
 		snprintf(q, sizeof(q), "rejected=%llu", (unsigned long long)rejected);
 		e = append_internal(a, AUDIT_SYSTEM_BACKLOG, AUDIT_SERIOUS, "queue_full", q, c);
 	}
-	for (size_t i = 0; i < n && !e; i++)
+	for (size_t i = 0; i < n && !e; i++) {
 		e = append(a, batch[i], c);
+		/* every ckpt_records records exactly, however the batches fall */
+		if (!e && a->mc.size - a->signed_size >= a->ckpt_records)
+			e = checkpoint(a, false, c);
+	}
+	if (!e && n)
+		e = set_mark(a, batch[n - 1]->jseq, c);
 	if (!e && checkpoint_due(a, stopping))
 		e = checkpoint(a, stopping, c);
 	if (!e)
@@ -751,6 +834,8 @@ static enum err write_batch(struct audit *a, struct pending **batch, size_t n, u
 	e = commit(a, e, c);
 	a->write_us_local += (uint64_t)(t1 - t0);
 	a->sync_us_local += (uint64_t)(clock_mono_us() - t1);
+	if (!e && n)
+		a->jseq_in_db = batch[n - 1]->jseq;
 	return e;
 }
 
@@ -975,12 +1060,241 @@ static void fail(struct audit *a, enum err e, const struct ctx *c)
 	}
 	pthread_cond_broadcast(&a->done_cv[0]);
 	pthread_cond_broadcast(&a->done_cv[1]);
+	pthread_cond_broadcast(&a->applied_cv);
 	pthread_cond_signal(&a->notify_cv);
+	pthread_cond_signal(&a->journal_cv);
+	pthread_cond_signal(&a->work_cv);
 	if (a->prune_req != a->prune_done) {
 		a->prune_err = a->failed;
 		str_copy(a->prune_msg, a->failmsg, sizeof(a->prune_msg));
 		a->prune_done = a->prune_req;
 	}
+}
+
+/* ---- the journal thread ------------------------------------------------------ */
+
+/*
+ * A queued record as a journal entry's payload: time, type, outcome and
+ * the tail's length (this machine's byte order: the journal is read back
+ * only where it was written), the tail and a NUL, then patient, agent,
+ * client, request id and trace id, each NUL-terminated ("" when absent).
+ */
+#define PAYLOAD_FIXED 20
+
+static void payload_put(struct buf *b, const struct pending *p)
+{
+	int64_t t = p->time_ms;
+	uint32_t type = (uint32_t)p->type, tlen = (uint32_t)p->tail_len;
+	int32_t outcome = p->outcome;
+	const char *cols[] = {p->patient, p->agent, p->client, p->request, p->trace};
+
+	buf_reset(b);
+	buf_add(b, &t, 8);
+	buf_add(b, &type, 4);
+	buf_add(b, &outcome, 4);
+	buf_add(b, &tlen, 4);
+	buf_add(b, p->mem, p->tail_len + 1);
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
+		buf_add(b, cols[i] ? cols[i] : "", cols[i] ? strlen(cols[i]) + 1 : 1);
+}
+
+/* The next NUL-terminated string of [*at, end), NULL when empty; false when unterminated. */
+static bool payload_str(char **at, const char *end, const char **out)
+{
+	char *z = memchr(*at, '\0', (size_t)(end - *at));
+
+	if (!z)
+		return false;
+	*out = z == *at ? NULL : *at;
+	*at = z + 1;
+	return true;
+}
+
+static enum err payload_get(const uint8_t *d, size_t n, struct pending **out, struct ctx *c)
+{
+	struct pending *p;
+	uint32_t type, tlen;
+	char *at, *end;
+	bool ok;
+
+	*out = NULL;
+	if (n < PAYLOAD_FIXED + 1)
+		return ctx_errorf(c, ERR_IO, "audit journal entry too short");
+	memcpy(&type, d + 8, 4);
+	memcpy(&tlen, d + 16, 4);
+	if (type >= AUDIT_TYPE_COUNT || tlen > AUDIT_RECORD_MAX || tlen >= n - PAYLOAD_FIXED ||
+	    d[PAYLOAD_FIXED + tlen] != '\0')
+		return ctx_errorf(c, ERR_IO, "audit journal entry malformed");
+	p = xmalloc(sizeof(*p) + n - PAYLOAD_FIXED);
+	memset(p, 0, sizeof(*p));
+	memcpy(&p->time_ms, d, 8);
+	memcpy(&p->outcome, d + 12, 4);
+	p->type = (enum audit_type)type;
+	p->tail_len = tlen;
+	memcpy(p->mem, d + PAYLOAD_FIXED, n - PAYLOAD_FIXED);
+	at = p->mem + tlen + 1;
+	end = p->mem + (n - PAYLOAD_FIXED);
+	ok = payload_str(&at, end, &p->patient) && payload_str(&at, end, &p->agent) &&
+	     payload_str(&at, end, &p->client) && payload_str(&at, end, &p->request) &&
+	     payload_str(&at, end, &p->trace) && at == end;
+	if (!ok) {
+		free(p);
+		return ctx_errorf(c, ERR_IO, "audit journal entry malformed");
+	}
+	*out = p;
+	return ERR_OK;
+}
+
+enum err journal_payload_check(const uint8_t *d, size_t n, struct ctx *c)
+{
+	struct pending *p;
+	enum err e = payload_get(d, n, &p, c);
+
+	free(p);
+	return e;
+}
+
+static size_t payload_size(const struct pending *p)
+{
+	const char *cols[] = {p->patient, p->agent, p->client, p->request, p->trace};
+	size_t n = PAYLOAD_FIXED + p->tail_len + 1;
+
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
+		n += cols[i] ? strlen(cols[i]) + 1 : 1;
+	return n;
+}
+
+/*
+ * Wait until every entry of the file the journal would write next is in
+ * audit.db, then write it from its start.  false when the log failed
+ * meanwhile.
+ */
+static bool journal_turn(struct audit *a)
+{
+	int other = !a->jn.cur;
+	bool ok;
+
+	pthread_mutex_lock(&a->mu);
+	while (a->applied_jseq < a->jn.last[other] && !a->failed) {
+		if (a->writer_idle)
+			pthread_cond_signal(&a->work_cv);
+		pthread_cond_wait(&a->applied_cv, &a->mu);
+	}
+	ok = !a->failed;
+	pthread_mutex_unlock(&a->mu);
+	a->jn.cur = other;
+	a->jn.off = 0;
+	a->jn.last[other] = 0;
+	return ok;
+}
+
+/* Journal a batch: one write, one fdatasync. */
+static enum err journal_batch(struct audit *a, struct pending **batch, size_t n, size_t bytes,
+			      struct ctx *c)
+{
+	int64_t t0;
+	enum err e = ERR_OK;
+
+	if (a->jn.off + bytes > a->jn.cap && !journal_turn(a))
+		return ctx_errorf(c, ERR_IO, "audit log failed");
+	t0 = clock_mono_us();
+	buf_reset(&a->jbuf);
+	for (size_t i = 0; i < n && !e; i++) {
+		batch[i]->jseq = a->jn.next++;
+		payload_put(&a->jpay, batch[i]);
+		if (a->jpay.err || journal_put(&a->jbuf, batch[i]->jseq, a->jpay.data, a->jpay.len))
+			e = ctx_errorf(c, ERR_TOOBIG, "audit record too large for the journal");
+	}
+	if (!e)
+		e = journal_write(&a->jn, a->jbuf.data, a->jbuf.len, c);
+	if (!e)
+		a->jn.last[a->jn.cur] = batch[n - 1]->jseq;
+	a->journal_us += (uint64_t)(clock_mono_us() - t0);
+	return e;
+}
+
+/*
+ * The journal thread: takes what is queued (lingering while no one waits,
+ * see the top), journals it, answers its waiters and passes the records
+ * on to the writer thread.
+ */
+static void *journal_main(void *arg)
+{
+	struct audit *a = arg;
+	struct pending **batch = xcalloc(BATCH_MAX, sizeof(*batch));
+
+	pthread_setname_np(pthread_self(), "audit-journal");
+	pthread_mutex_lock(&a->mu);
+	for (;;) {
+		struct ctx c = CTX_INIT;
+		size_t n = 0, bytes = 0;
+		enum err e;
+
+		for (;;) {
+			int64_t now = clock_mono_us(), wake = now + 3600 * 1000000LL;
+			struct timespec ts;
+
+			if (a->stopping || a->failed)
+				break;
+			if (a->qcount) {
+				int64_t d = a->q_since + LINGER_US;
+				if (a->wanted > a->durable || a->qcount >= linger_max(a) || now >= d)
+					break;
+				wake = d;
+			}
+			abs_deadline(&ts, wake);
+			a->journal_idle = true;
+			pthread_cond_timedwait(&a->journal_cv, &a->mu, &ts);
+			a->journal_idle = false;
+		}
+		if (a->failed || !a->qcount)
+			break; /* failed, or closing with nothing left */
+		while (n < BATCH_MAX && a->qcount) {
+			struct pending *p = a->q[a->qhead];
+			size_t sz = journal_entry_size(payload_size(p));
+			if (n && bytes + sz > a->jn.cap / 4)
+				break;
+			bytes += sz;
+			batch[n++] = p;
+			a->q[a->qhead] = NULL;
+			a->qhead = (a->qhead + 1) % a->queue_max;
+			a->qcount--;
+		}
+		a->gen++;
+		a->inflight_end = a->durable + n;
+		pthread_mutex_unlock(&a->mu);
+
+		e = journal_batch(a, batch, n, bytes, &c);
+
+		pthread_mutex_lock(&a->mu);
+		if (e) {
+			for (size_t i = 0; i < n; i++)
+				free(batch[i]);
+			if (!a->failed)
+				fail(a, e, &c);
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			batch[i]->next = NULL;
+			*a->ready_tail = batch[i];
+			a->ready_tail = &batch[i]->next;
+		}
+		if (a->ready_count == 0)
+			a->ready_since = clock_mono_us();
+		a->ready_count += n;
+		a->durable += n;
+		a->commits++;
+		pthread_cond_broadcast(&a->done_cv[a->gen & 1]);
+		if (a->notices)
+			pthread_cond_signal(&a->notify_cv);
+		if (a->writer_idle)
+			pthread_cond_signal(&a->work_cv);
+	}
+	a->journal_done = true;
+	pthread_cond_signal(&a->work_cv);
+	pthread_mutex_unlock(&a->mu);
+	free(batch);
+	return NULL;
 }
 
 static void *writer_main(void *arg)
@@ -1003,17 +1317,9 @@ static void *writer_main(void *arg)
 			int64_t now = clock_mono_us(), wake = now + 3600 * 1000000LL;
 			struct timespec ts;
 
-			if (a->stopping || a->rejected_unreported || a->prune_active ||
-			    a->prune_req != a->prune_done || now >= a->next_prune)
+			if (a->journal_done || a->failed || a->rejected_unreported || a->ready_count ||
+			    a->prune_active || a->prune_req != a->prune_done || now >= a->next_prune)
 				break;
-			if (a->qcount) {
-				/* linger only while no one waits (see the top) */
-				int64_t d = a->q_since + LINGER_US;
-				if (a->wanted > a->durable || a->qcount >= linger_max(a) || now >= d)
-					break;
-				if (d < wake)
-					wake = d;
-			}
 			if (a->mc.size > a->signed_size) {
 				int64_t d = a->unsigned_since + (int64_t)a->ckpt_ms * 1000;
 				if (now >= d)
@@ -1028,19 +1334,18 @@ static void *writer_main(void *arg)
 			pthread_cond_timedwait(&a->work_cv, &a->mu, &ts);
 			a->writer_idle = false;
 		}
-		while (n < BATCH_MAX && a->qcount) {
-			batch[n++] = a->q[a->qhead];
-			a->q[a->qhead] = NULL;
-			a->qhead = (a->qhead + 1) % a->queue_max;
-			a->qcount--;
+		if (a->failed)
+			break; /* the journal thread failed: what it journaled waits for the next start */
+		while (n < BATCH_MAX && a->ready) {
+			batch[n++] = a->ready;
+			a->ready = a->ready->next;
+			a->ready_count--;
 		}
-		if (n) {
-			a->gen++;
-			a->inflight_end = a->durable + n;
-		}
+		if (!a->ready)
+			a->ready_tail = &a->ready;
 		rejected = a->rejected_unreported;
 		a->rejected_unreported = 0;
-		stopping = a->stopping && a->qcount == 0;
+		stopping = a->journal_done && a->ready_count == 0;
 		prune_ticket = a->prune_req;
 		prune_due = !stopping && (prune_ticket != a->prune_done ||
 					  clock_mono_us() >= a->next_prune);
@@ -1066,23 +1371,22 @@ static void *writer_main(void *arg)
 		for (size_t i = 0; i < n; i++)
 			free(batch[i]);
 
-		/* tell the producers first: retention work must not delay them */
+		/* tell the waiting first: retention work must not delay them */
 		pthread_mutex_lock(&a->mu);
 		if (e) {
 			fail(a, e, &c);
 			break;
 		}
 		if (n || rejected)
-			a->commits++;
+			a->inserts++;
 		a->size_pub = a->mc.size;
 		a->checkpoints = a->checkpoints_local;
 		a->write_us = a->write_us_local;
 		a->sync_us = a->sync_us_local;
 		if (n) {
-			a->durable += n;
-			pthread_cond_broadcast(&a->done_cv[a->gen & 1]);
-			if (a->notices)
-				pthread_cond_signal(&a->notify_cv);
+			a->applied += n;
+			a->applied_jseq = a->jseq_in_db;
+			pthread_cond_broadcast(&a->applied_cv);
 		}
 		if (stopping && a->mc.size <= a->signed_size)
 			break;
@@ -1260,6 +1564,84 @@ static enum err check_last_checkpoint(struct audit *a, struct ctx *c)
 	return ERR_OK;
 }
 
+/* Drain: the journal thread journals what is queued, the writer inserts it; both end. */
+static void stop_threads(struct audit *a)
+{
+	pthread_mutex_lock(&a->mu);
+	a->stopping = true;
+	pthread_cond_signal(&a->journal_cv);
+	pthread_cond_signal(&a->work_cv);
+	pthread_mutex_unlock(&a->mu);
+	if (a->jstarted)
+		pthread_join(a->jthread, NULL);
+	if (a->started)
+		pthread_join(a->thread, NULL);
+	a->jstarted = a->started = false;
+}
+
+/* Replay: collect entries and insert them BATCH_MAX at a time. */
+struct replay {
+	struct audit *a;
+	struct pending **batch;
+	size_t n;
+};
+
+static enum err replay_flush(struct replay *r, struct ctx *c)
+{
+	enum err e = r->n ? write_batch(r->a, r->batch, r->n, 0, false, c) : ERR_OK;
+
+	for (size_t i = 0; i < r->n; i++)
+		free(r->batch[i]);
+	r->n = 0;
+	return e;
+}
+
+static enum err replay_entry(void *arg, uint64_t jseq, const uint8_t *d, size_t n, struct ctx *c)
+{
+	struct replay *r = arg;
+	struct pending *p;
+	enum err e = payload_get(d, n, &p, c);
+
+	if (e)
+		return e;
+	p->jseq = jseq;
+	r->batch[r->n++] = p;
+	return r->n == BATCH_MAX ? replay_flush(r, c) : ERR_OK;
+}
+
+/*
+ * Open and lock the journal, and insert what it holds beyond audit.db:
+ * records a previous run made durable but did not insert (it crashed, or
+ * its disk filled).
+ */
+static enum err recover(struct audit *a, struct ctx *c)
+{
+	struct replay r = {.a = a};
+	char name[AUDIT_NODE_MAX + 16];
+	uint64_t mark = 0, count = 0;
+	enum err e;
+
+	if ((e = journal_open(a->dir, a->node, a->journal_bytes, &a->jn, c)))
+		return e;
+	mark_name(a, name, sizeof(name));
+	if ((e = query_u64(a->db, "SELECT coalesce((SELECT value FROM meta WHERE name = ?), 0)", name,
+			   &mark, c)))
+		return e;
+	r.batch = xcalloc(BATCH_MAX, sizeof(*r.batch));
+	e = journal_replay(&a->jn, mark, replay_entry, &r, &count, c);
+	if (!e)
+		e = replay_flush(&r, c);
+	a->jseq_in_db = a->applied_jseq = a->jn.next - 1;
+	for (size_t i = 0; i < r.n; i++)
+		free(r.batch[i]);
+	free(r.batch);
+	if (!e && count)
+		log_warn("audit: %llu records of stream '%s' were durable in the journal but not in"
+			 " the log (an earlier run stopped before inserting them): inserted now",
+			 (unsigned long long)count, a->node);
+	return e;
+}
+
 static void audit_free(struct audit *a)
 {
 	if (!a)
@@ -1270,13 +1652,24 @@ static void audit_free(struct audit *a)
 		buf_release(&a->rows[i].body);
 	sqlite3_finalize(a->ins_subtree);
 	sqlite3_finalize(a->ins_ckpt);
+	sqlite3_finalize(a->set_mark);
 	tree_src_free(a->tree);
+	while (a->ready) {
+		struct pending *p = a->ready;
+		a->ready = p->next;
+		free(p);
+	}
+	journal_close(&a->jn);
+	buf_release(&a->jbuf);
+	buf_release(&a->jpay);
 	sqlite3_close(a->db);
 	for (size_t i = 0; a->q && i < a->qcount; i++)
 		free(a->q[(a->qhead + i) % a->queue_max]);
 	free(a->q);
 	pthread_mutex_destroy(&a->mu);
 	pthread_cond_destroy(&a->work_cv);
+	pthread_cond_destroy(&a->journal_cv);
+	pthread_cond_destroy(&a->applied_cv);
 	pthread_cond_destroy(&a->done_cv[0]);
 	pthread_cond_destroy(&a->done_cv[1]);
 	pthread_cond_destroy(&a->notify_cv);
@@ -1327,6 +1720,8 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&a->work_cv, &ca);
+	pthread_cond_init(&a->journal_cv, &ca);
+	pthread_cond_init(&a->applied_cv, &ca);
 	pthread_cond_init(&a->done_cv[0], &ca);
 	pthread_cond_init(&a->done_cv[1], &ca);
 	pthread_cond_init(&a->notify_cv, &ca);
@@ -1334,10 +1729,18 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	a->notify_wake = INT64_MAX; /* not yet asleep: its first scan sees every registration */
 	for (int i = 0; i < ROWS_PER_INSERT; i++)
 		buf_init(&a->rows[i].body, AUDIT_RECORD_MAX + 64);
+	a->jn.fd[0] = a->jn.fd[1] = -1;
+	a->ready_tail = &a->ready;
+	buf_init(&a->jpay, JOURNAL_ENTRY_MAX);
 	a->dir = xstrdup(o->data_dir);
 	str_copy(a->node, o->node ? o->node : "node-1", sizeof(a->node));
 	a->durability = o->durability;
 	a->queue_max = o->queue_max ? o->queue_max : AUDIT_QUEUE_DEFAULT;
+	a->journal_bytes = o->journal_bytes ? o->journal_bytes : AUDIT_JOURNAL_DEFAULT;
+	if (a->journal_bytes < AUDIT_JOURNAL_MIN)
+		a->journal_bytes = AUDIT_JOURNAL_MIN;
+	a->journal_bytes &= ~(size_t)7;
+	buf_init(&a->jbuf, a->journal_bytes / 4 + JOURNAL_ENTRY_MAX + 64);
 	a->ckpt_records = o->checkpoint_records ? o->checkpoint_records
 						: AUDIT_CHECKPOINT_RECORDS_DEFAULT;
 	a->ckpt_ms = o->checkpoint_ms ? o->checkpoint_ms : AUDIT_CHECKPOINT_MS_DEFAULT;
@@ -1369,7 +1772,11 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	    (e = adb_prepare(a->db,
 			     "INSERT OR REPLACE INTO checkpoint(node, size, time_ms, root, compact,"
 			     " kid, jws, final) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-			     &a->ins_ckpt, c)))
+			     &a->ins_ckpt, c)) ||
+	    (e = adb_prepare(a->db,
+			     "INSERT INTO meta(name, value) VALUES (?1, ?2)"
+			     " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+			     &a->set_mark, c)))
 		goto out;
 	{
 		struct buf sql = BUF_INIT(4096);
@@ -1402,10 +1809,11 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	a->prune_active = a->prune_cleared < a->prune_below;
 	a->tree = tree_src_new(a->db, a->node);
 	if ((e = tree_compact(a->tree, size, &a->mc, c)) ||
-	    (e = tiers_load(&a->tiers, a->tree, size, c)) || (e = check_last_checkpoint(a, c)))
+	    (e = tiers_load(&a->tiers, a->tree, size, c)) || (e = check_last_checkpoint(a, c)) ||
+	    (e = recover(a, c)))
 		goto out;
 	a->unsigned_since = clock_mono_us();
-	a->size_pub = size;
+	a->size_pub = a->mc.size;
 	if (a->key) {
 		if ((e = begin(a, c)))
 			goto out;
@@ -1417,10 +1825,16 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 			goto out;
 	}
 	a->next_prune = clock_mono_us();
+	if (pthread_create(&a->jthread, NULL, journal_main, a) != 0) {
+		e = ctx_errorf(c, ERR_IO, "cannot start the audit journal");
+		goto out;
+	}
+	a->jstarted = true;
 	a->in_thread = true;
 	if (pthread_create(&a->thread, NULL, writer_main, a) != 0) {
 		a->in_thread = false;
 		e = ctx_errorf(c, ERR_IO, "cannot start the audit writer");
+		stop_threads(a);
 		goto out;
 	}
 	a->started = true;
@@ -1440,13 +1854,7 @@ enum err audit_close(struct audit *a, struct ctx *c)
 
 	if (!a)
 		return ERR_OK;
-	if (a->started) {
-		pthread_mutex_lock(&a->mu);
-		a->stopping = true;
-		pthread_cond_signal(&a->work_cv);
-		pthread_mutex_unlock(&a->mu);
-		pthread_join(a->thread, NULL);
-	}
+	stop_threads(a);
 	if (a->notifier_started) {
 		/* what is durable now is all there will be: answer every notice */
 		pthread_mutex_lock(&a->mu);

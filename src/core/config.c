@@ -54,6 +54,7 @@ const struct config_option config_options[] = {
 	STR(audit, "sync", "audit durability: 'sync' (patient data is sent only once its audit record is on disk), 'async', or 'off' (loopback benchmarks only)"),
 	STR(node_id, "node-1", "this node's name in the audit log (each node writes its own stream)"),
 	INT(audit_queue, "65536", 64, 4194304, "audit records that may wait for the writer; beyond, disclosures get 503"),
+	INT(audit_journal_kib, "2048", 64, 1048576, "size of each of the audit journal's two files, in KiB: how far records may run ahead of audit.db"),
 	INT(audit_checkpoint_records, "1000", 1, 1000000, "sign an audit checkpoint after this many records"),
 	INT(audit_checkpoint_seconds, "5", 1, 3600, "or this many seconds after the first unsigned record"),
 	INT(audit_retention_days, "2192", 1, 36500, "days audit records are kept (then archived and pruned; the log stays verifiable)"),

@@ -58,6 +58,7 @@ struct config {
 	char audit[16];                 /* "sync", "async" or "off" */
 	char node_id[65];               /* this node's audit stream */
 	int64_t audit_queue;
+	int64_t audit_journal_kib;
 	int64_t audit_checkpoint_records;
 	int64_t audit_checkpoint_seconds;
 	int64_t audit_retention_days;

@@ -268,6 +268,17 @@ static void audit_store_error(struct http_req *q)
 }
 static const char *rest_audit_dir;
 
+/*
+ * Before reading the log: wait until what was recorded so far is in it
+ * (audit_settle()).  A log that cannot catch up is read as it is.
+ */
+static void settle_audit(void)
+{
+	struct ctx ig = CTX_INIT;
+
+	audit_settle(rest_audit, &ig);
+}
+
 void fhir_rest_set_audit(struct audit *a, const char *data_dir)
 {
 	rest_audit = a;
@@ -3084,6 +3095,7 @@ static void handle_auditevent(struct http_req *q, void *arg)
 	pg.entries = json_array();
 	pg.base = f->base;
 	flt.limit = pg.entity ? 0 : pg.want + 1;
+	settle_audit();
 	if ((e = audit_reader_open(rest_audit_dir, &rd, &c)) ||
 	    ((e = audit_query(rd, &flt, ae_row, &pg, &c)) && e != ERR_CONFLICT)) {
 		json_decref(pg.entries);
@@ -3204,6 +3216,7 @@ static void auditevent_read(struct http_req *q, const struct fhir *f, const char
 		send_outcome(q, 404, "AuditEvent resources have no versions", NULL);
 		goto out;
 	}
+	settle_audit();
 	if (!(e = audit_reader_open(rest_audit_dir, &rd, &c)))
 		e = audit_read_fhir_id(rd, id, ae_one_row, &one, &c);
 	if (e == ERR_NOTFOUND) {

@@ -701,7 +701,12 @@ describe('signed checkpoints and proofs', () => {
 
 /* ---- fail closed ---- */
 
+// Records are durable once in the audit journal and reach audit.db a moment
+// later, so a lock on audit.db holds nothing back until the journal is full.
+// These servers run with the smallest journal (two files of 64 KiB, a few
+// hundred records) so that it fills in a second.
 describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () => {
+  const SMALL_JOURNAL = ['--audit-journal-kib', '64'];
   /* Hold SQLite's write lock on audit.db from a sqlite3 shell until release(). */
   const shells = new Set();
   after(() => {
@@ -749,6 +754,16 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
     });
   }
 
+  // With audit.db locked, fill the journal: 400 reads at once, of which a few
+  // hundred go into the journal and the rest wait or are refused. Returns
+  // their answers, to await once the lock is gone.
+  async function jamJournal(srv) {
+    const fired = [];
+    for (let i = 0; i < 400; i++) fired.push(get(srv, '/Patient/alice', 30000));
+    await sleep(1500);
+    return fired;
+  }
+
   async function until200(srv, ms = 5000) {
     const end = Date.now() + ms;
     let r;
@@ -776,7 +791,7 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
   it('a full queue answers 503 with Retry-After and no data; reads resume once the lock goes; every 200 has its record', async () => {
     // enough workers that more requests wait for the writer than the queue holds
     let lock;
-    const srv = await startServer({ seed: true, args: ['--audit-queue', '64', '--workers', '256'] });
+    const srv = await startServer({ seed: true, args: ['--audit-queue', '64', '--workers', '256', ...SMALL_JOURNAL] });
     try {
       assert.equal((await get(srv, '/Patient/alice')).status, 200);
       lock = await lockLog(srv.dataDir);
@@ -825,7 +840,7 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
   it('a write the log cannot record is not made (or is recorded): every stored create has its fhir.create record',
     async () => {
       let lock;
-      const srv = await startServer({ seed: true, args: ['--audit-queue', '64', '--workers', '256'] });
+      const srv = await startServer({ seed: true, args: ['--audit-queue', '64', '--workers', '256', ...SMALL_JOURNAL] });
       try {
         const code = `lock-${crypto.randomBytes(4).toString('hex')}`;
         const body = JSON.stringify({ resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'urn:e2e', code }] },
@@ -882,7 +897,7 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
 
   it('a create, an update and a delete are answered only once their records are durable', async () => {
     let lock;
-    const srv = await startServer({ seed: true });
+    const srv = await startServer({ seed: true, args: SMALL_JOURNAL });
     try {
       const send = (method, p, body) => new Promise((resolve) => {
         const req = http.request(`${srv.fhirBase}${p}`, { method, agent, timeout: 30000,
@@ -897,6 +912,7 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
       assert.equal((await send('PUT', '/Observation/held-upd', obs('held-upd'))).status, 201);
       assert.equal((await send('PUT', '/Observation/held-del', obs('held-del'))).status, 201);
       lock = await lockLog(srv.dataDir);
+      const jam = await jamJournal(srv);
       const answers = [
         send('POST', '/Observation', obs(undefined)),
         send('PUT', '/Observation/held-upd', obs('held-upd')),
@@ -906,6 +922,7 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
       const released = Date.now();
       await lock.release();
       const got = await Promise.all(answers);
+      await Promise.all(jam);
       for (const [i, r] of got.entries()) {
         assert.ok([200, 201, 204].includes(r.status), `write ${i}: ${r.status}`);
         assert.ok(r.at >= released, `write ${i} was answered ${released - r.at} ms before its record could be written`);
@@ -922,9 +939,10 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
 
   it('a lock held past the busy timeout: waiting reads get 503 within seconds, not a hang, and the server recovers', async () => {
     let lock;
-    const srv = await startServer({ seed: true, args: ['--audit-queue', '64'] });
+    const srv = await startServer({ seed: true, args: ['--audit-queue', '64', ...SMALL_JOURNAL] });
     try {
       lock = await lockLog(srv.dataDir);
+      const jam = await jamJournal(srv);
       const t0 = Date.now();
       const first = await get(srv, '/Patient/alice', 20000);
       const waited = Date.now() - t0;
@@ -936,6 +954,7 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
       const during = await get(srv, '/Patient/alice', 20000);
       assert.equal(during.status, 503);
       await lock.release();
+      await Promise.all(jam);
       const after = await until200(srv, 8000);
       assert.equal(after.status, 200, `reads answer 200 again after the lock is released: ${after.status} ${after.text.slice(0, 200)}`);
       await srv.stop({ keepData: true });

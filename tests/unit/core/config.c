@@ -112,7 +112,7 @@ static void test_defaults(void **state)
 		else
 			assert_true(o->min <= o->max);
 	}
-	assert_int_equal(n, 38); /* keep in step with config_options[] (docs/configuration.md) */
+	assert_int_equal(n, 39); /* keep in step with config_options[] (docs/configuration.md) */
 }
 
 static void test_find_spellings(void **state)
