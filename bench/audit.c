@@ -218,7 +218,7 @@ static double run_audit(const char *dir, const char *node, int nthreads,
 	 */
 	audit_stats(a, &st);
 	backlog = st.unapplied;
-	if (audit_settle(a, &c)) {
+	if (audit_settle(a, AUDIT_WAIT_MS, &c)) {
 		fprintf(stderr, "bench: %s\n", c.msg);
 		exit(1);
 	}

@@ -330,10 +330,16 @@ enum err audit_wait(struct audit *a, uint64_t ticket, struct ctx *c);
 /*
  * Block until every record queued before the call is in audit.db, where
  * readers (audit_query(), the views) find it: a record is durable once in
- * the journal, and inserted a moment later.  At most AUDIT_WAIT_MS:
+ * the journal, and inserted a moment later.  At most 'timeout_ms':
  * ERR_BUSY after that; ERR_IO when the log failed.
  */
-enum err audit_settle(struct audit *a, struct ctx *c);
+enum err audit_settle(struct audit *a, int timeout_ms, struct ctx *c);
+/*
+ * How long a request that reads the log waits for it (audit_settle()):
+ * an insert takes milliseconds; a log that cannot catch up within this is
+ * read as it is, rather than hold a server thread that serves others.
+ */
+#define AUDIT_SETTLE_READ_MS 250
 
 /*
  * audit_wait() for a caller that must not block (a request whose answer

@@ -105,8 +105,9 @@ enum err instant_parse_ms(const char *s, int64_t *ms);
 
 /* ---- the intake journal (journal.c) ---- */
 
-/* The largest payload of one entry. */
+/* The largest payload of one entry, and the header before each. */
 #define JOURNAL_ENTRY_MAX (2 * AUDIT_RECORD_MAX + 64)
+#define JOURNAL_HEADER 32
 
 struct journal {
 	uint64_t cap;         /* bytes of each file used (the files may be longer) */
@@ -115,6 +116,7 @@ struct journal {
 	uint64_t off;         /* where its next entry goes */
 	uint64_t last[2];     /* the last sequence number written in each this run; 0: none */
 	uint64_t next;        /* the next entry's sequence number */
+	uint64_t round;       /* random, new at each start and turn: every entry of a file's run has it */
 };
 
 /*
@@ -130,7 +132,10 @@ void journal_close(struct journal *j);
 size_t journal_entry_size(size_t n);
 
 /* Append an entry to 'b' (ERR_TOOBIG past JOURNAL_ENTRY_MAX or b's limit). */
-enum err journal_put(struct buf *b, uint64_t jseq, const void *payload, size_t n);
+enum err journal_put(struct buf *b, uint64_t round, uint64_t jseq, const void *payload, size_t n);
+
+/* Go on in the other file, from its start, in a new round (its entries must be in audit.db). */
+void journal_next_file(struct journal *j);
 
 typedef enum err (*journal_entry_fn)(void *arg, uint64_t jseq, const uint8_t *payload, size_t n,
 				     struct ctx *c);

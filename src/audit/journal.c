@@ -11,9 +11,12 @@
  * audit.db.  Overwriting blocks that already exist leaves the file's size
  * and allocation alone, so the fdatasync writes the data and nothing else.
  *
- * An entry is a 24-byte header (magic, payload length, journal sequence
- * number, checksum of the three and the payload) and the payload, padded
- * to 8 bytes.  Journal sequence numbers count entries from 1 across both
+ * An entry is a 32-byte header (magic, payload length, journal sequence
+ * number, round, checksum of the three and the payload) and the payload,
+ * padded to 8 bytes.  The round is a random number drawn at each start and
+ * each turn to a file: all entries of a file's run share it, so entries
+ * left from an earlier round behind the current one never pass for its
+ * continuation, even where a torn write left them intact.  Journal sequence numbers count entries from 1 across both
  * files and every run; audit.db keeps the last one it holds (meta row
  * "journal:NODE", in the same transaction as the records).  At open, the
  * entries after that one are inserted before anything else is written.
@@ -36,9 +39,10 @@
 #include <unistd.h>
 
 #include "core/mem.h"
+#include "core/rand.h"
 
-#define JOURNAL_MAGIC 0x314a4156u /* "VAJ1" little-endian */
-#define HEADER 24
+#define JOURNAL_MAGIC 0x324a4156u /* "VAJ2" little-endian */
+#define HEADER JOURNAL_HEADER
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
@@ -75,7 +79,7 @@ static uint64_t sum(const uint8_t *hdr, const uint8_t *p, size_t n)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
 
-	for (size_t i = 4; i < 16; i++)
+	for (size_t i = 4; i < 24; i++)
 		h = (h ^ hdr[i]) * 0x100000001b3ull;
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ p[i]) * 0x100000001b3ull;
@@ -92,7 +96,7 @@ size_t journal_entry_size(size_t payload)
 	return HEADER + padded(payload);
 }
 
-enum err journal_put(struct buf *b, uint64_t jseq, const void *payload, size_t n)
+enum err journal_put(struct buf *b, uint64_t round, uint64_t jseq, const void *payload, size_t n)
 {
 	static const uint8_t zero[8];
 	uint8_t h[HEADER];
@@ -102,7 +106,8 @@ enum err journal_put(struct buf *b, uint64_t jseq, const void *payload, size_t n
 	put_u32(h, JOURNAL_MAGIC);
 	put_u32(h + 4, (uint32_t)n);
 	put_u64(h + 8, jseq);
-	put_u64(h + 16, sum(h, payload, n));
+	put_u64(h + 16, round);
+	put_u64(h + 24, sum(h, payload, n));
 	buf_add(b, h, sizeof(h));
 	buf_add(b, payload, n);
 	buf_add(b, zero, padded(n) - n);
@@ -164,8 +169,12 @@ enum err journal_open(const char *data_dir, const char *node, uint64_t cap, stru
 	j->next = 1;
 	if ((size_t)snprintf(dir, sizeof(dir), "%s/audit-journal", data_dir) >= sizeof(dir))
 		return ctx_errorf(c, ERR_INVALID, "data directory path too long");
-	if (mkdir(dir, 0700) && errno != EEXIST)
+	if (mkdir(dir, 0700) == 0) {
+		if ((e = sync_dir(data_dir, c)))
+			return e;
+	} else if (errno != EEXIST) {
 		return ctx_errorf(c, ERR_IO, "cannot create '%s': %s", dir, strerror(errno));
+	}
 	for (int i = 0; i < 2 && !e; i++) {
 		snprintf(path, sizeof(path), "%s/%s.%d", dir, node, i);
 		j->fd[i] = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -213,6 +222,7 @@ struct run {
 size_t journal_parse(const uint8_t *d, size_t n, uint64_t *first, uint64_t *last)
 {
 	size_t at = 0;
+	uint64_t round = 0;
 
 	*first = *last = 0;
 	while (n - at >= HEADER) {
@@ -222,8 +232,9 @@ size_t journal_parse(const uint8_t *d, size_t n, uint64_t *first, uint64_t *last
 
 		if (get_u32(h) != JOURNAL_MAGIC || len > JOURNAL_ENTRY_MAX ||
 		    padded(len) > n - at - HEADER || jseq == 0 || (*last && jseq != *last + 1) ||
-		    get_u64(h + 16) != sum(h, h + HEADER, len))
+		    (*last && get_u64(h + 16) != round) || get_u64(h + 24) != sum(h, h + HEADER, len))
 			break;
+		round = get_u64(h + 16);
 		if (!*first)
 			*first = jseq;
 		*last = jseq;
@@ -309,15 +320,23 @@ enum err journal_replay(struct journal *j, uint64_t applied, journal_entry_fn fn
 		e = run_entries(x, last, fn, arg, &last, c);
 	}
 	*count = last - applied;
-	/* write on after everything there is, in the file that holds the oldest */
+	/* write on after everything there is (the caller has it in audit.db), from file 0 */
 	j->next = last + 1;
-	j->cur = 0;
-	j->off = 0;
+	j->cur = 1;
 	j->last[0] = j->last[1] = 0;
+	journal_next_file(j);
 out:
 	free(r[0].data);
 	free(r[1].data);
 	return e;
+}
+
+void journal_next_file(struct journal *j)
+{
+	j->cur = !j->cur;
+	j->off = 0;
+	j->last[j->cur] = 0;
+	j->round = rand_u64();
 }
 
 enum err journal_write(struct journal *j, const void *data, size_t n, struct ctx *c)

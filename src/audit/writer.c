@@ -1,35 +1,43 @@
 /*
  * writer.c - the audit writer: a bounded queue that any thread feeds
- * (audit_record) and one thread that drains it in group commits, appends
- * leaves to this node's Merkle tree, caches block roots, signs
- * checkpoints and applies retention.
+ * (audit_record), a journal thread that makes what is queued durable in
+ * group commits (journal.c), and a writer thread that moves journaled
+ * records into audit.db in batches, appends leaves to this node's Merkle
+ * tree, caches block roots, signs checkpoints and applies retention.
  *
- * Threads and ownership.  struct audit's queue, counters and failure
- * state are guarded by 'mu'; everything else (the connection, statements,
- * the compact range, tiers, prune progress) belongs to the writer thread
- * after audit_open() returns.  Producers serialize their record before
- * taking the lock, so the lock is held only to push a pointer.  The
- * writer takes up to BATCH_MAX records at a time: one transaction, one
- * fsync at COMMIT (WAL, synchronous=FULL), then wakes every waiter whose
- * ticket is now durable.  Records no one will wait for (recorded without
- * a ticket: a token issued, a sign-in) may wait LINGER_US for
+ * Threads and ownership.  struct audit's queue, the list of journaled
+ * records, counters and failure state are guarded by 'mu'; the journal
+ * (files, position, buffers) belongs to the journal thread, and the
+ * connection, statements, compact range, tiers and prune progress to the
+ * writer thread, after audit_open() returns.  Producers serialize their
+ * record before taking the lock, so the lock is held only to push a
+ * pointer.  The journal thread takes up to BATCH_MAX records (at most a
+ * quarter of a journal file), writes them with one write and one
+ * fdatasync, wakes every waiter whose ticket is now durable and passes
+ * the records on.  The writer takes every journaled record (up to
+ * BATCH_MAX) into one transaction with one fsync at COMMIT (WAL,
+ * synchronous=FULL), which also records the last journal entry in
+ * audit.db; while it commits, the journal goes on, so its batches grow
+ * with the load.  Records no one will wait for (recorded without a
+ * ticket: a token issued, a sign-in) may wait LINGER_US in the queue for
  * company, up to LINGER_RECORDS of them, so that a stream of such events
- * costs a commit and a flush per batch rather than one each; the first
+ * costs a write and a flush per batch rather than one each; the first
  * waiter ends the wait.
  *
- * Failure.  Any storage error stops the writer for good: queued records
- * are dropped, waiters get ERR_IO, audit_record() answers ERR_IO.  The
- * caller's response is 503 (fail closed); an operator looks at the disk
- * and the log (DESIGN.md: after an fsync error we do not trust a retry).
- * Except a full disk (SQLITE_FULL: a refused write, nothing synced, the
- * transaction rolled back): the writer puts its tree back as the database
- * has it and writes the same batch again every FULL_RETRY_MS until there
- * is room.  Meanwhile waiters give up after AUDIT_WAIT_MS and the queue
- * fills, so disclosures get 503 and resume without a restart.
- * A write lock held by another connection is not a failure: the writer
- * waits for it (begin()), waiters give up after AUDIT_WAIT_MS (ERR_BUSY)
- * and the full queue refuses the rest, so disclosures get 503 until the
- * lock goes and then resume.
+ * Failure.  Any storage error, in the journal or in audit.db, stops both
+ * threads for good: queued records are dropped, waiters get ERR_IO,
+ * audit_record() answers ERR_IO; what the journal holds is inserted at
+ * the next start.  The caller's response is 503 (fail closed); an
+ * operator looks at the disk and the log (DESIGN.md: after an fsync error
+ * we do not trust a retry).  Except a full disk for audit.db (SQLITE_FULL:
+ * a refused write, nothing synced, the transaction rolled back): the
+ * writer puts its tree back as the database has it and writes the same
+ * batch again every FULL_RETRY_MS until there is room.  A write lock held
+ * by another connection is not a failure either: the writer waits for it
+ * (begin()).  In both cases records go on into the journal until both its
+ * files are full; then the journal thread waits, waiters give up after
+ * AUDIT_WAIT_MS (ERR_BUSY) and the full queue refuses the rest, so
+ * disclosures get 503 until the writer can go on, and then resume.
  */
 #include "audit/audit.h"
 #include "audit/audit_int.h"
@@ -148,7 +156,6 @@ struct audit {
 	int64_t ready_since;      /* monotonic us when the list last became non-empty */
 	uint64_t applied;         /* last ticket in audit.db */
 	uint64_t applied_jseq;    /* last journal entry in audit.db */
-	uint64_t settle;          /* someone waits until this ticket is in audit.db */
 	bool journal_done;        /* the journal thread has ended */
 	uint64_t journal_us;      /* time the journal thread spent writing and syncing */
 	uint64_t rejected, rejected_unreported;
@@ -338,7 +345,7 @@ out:
 	return e;
 }
 
-enum err audit_settle(struct audit *a, struct ctx *c)
+enum err audit_settle(struct audit *a, int timeout_ms, struct ctx *c)
 {
 	struct timespec ts;
 	uint64_t target;
@@ -346,14 +353,12 @@ enum err audit_settle(struct audit *a, struct ctx *c)
 
 	if (!a)
 		return ctx_errorf(c, ERR_IO, "audit log is not open");
-	abs_deadline(&ts, clock_mono_us() + AUDIT_WAIT_MS * 1000LL);
+	abs_deadline(&ts, clock_mono_us() + timeout_ms * 1000LL);
 	pthread_mutex_lock(&a->mu);
 	target = a->enq;
 	if (a->applied < target && !a->failed) {
-		/* no lingering on the way: the journal writes now, the writer inserts now */
+		/* no lingering on the way: the journal writes now (the writer never lingers) */
 		want(a, target);
-		if (target > a->settle)
-			a->settle = target;
 		if (a->writer_idle)
 			pthread_cond_signal(&a->work_cv);
 	}
@@ -363,7 +368,7 @@ enum err audit_settle(struct audit *a, struct ctx *c)
 			e = ctx_errorf(c, ERR_BUSY,
 				       "audit records not in the log after %d ms (the audit log is"
 				       " locked or stalled)",
-				       AUDIT_WAIT_MS);
+				       timeout_ms);
 			break;
 		}
 	if (!e && a->applied < target)
@@ -1074,26 +1079,28 @@ static void fail(struct audit *a, enum err e, const struct ctx *c)
 /* ---- the journal thread ------------------------------------------------------ */
 
 /*
- * A queued record as a journal entry's payload: time, type, outcome and
- * the tail's length (this machine's byte order: the journal is read back
- * only where it was written), the tail and a NUL, then patient, agent,
+ * A queued record as a journal entry's payload: time, outcome and the
+ * tail's length (this machine's byte order: the journal is read back only
+ * where it was written), the tail and a NUL, then the type's name (not its
+ * number, which another version may give another type), patient, agent,
  * client, request id and trace id, each NUL-terminated ("" when absent).
  */
-#define PAYLOAD_FIXED 20
+#define PAYLOAD_FIXED 16
 
 static void payload_put(struct buf *b, const struct pending *p)
 {
 	int64_t t = p->time_ms;
-	uint32_t type = (uint32_t)p->type, tlen = (uint32_t)p->tail_len;
+	uint32_t tlen = (uint32_t)p->tail_len;
 	int32_t outcome = p->outcome;
 	const char *cols[] = {p->patient, p->agent, p->client, p->request, p->trace};
+	const char *type = audit_type_name(p->type);
 
 	buf_reset(b);
 	buf_add(b, &t, 8);
-	buf_add(b, &type, 4);
 	buf_add(b, &outcome, 4);
 	buf_add(b, &tlen, 4);
 	buf_add(b, p->mem, p->tail_len + 1);
+	buf_add(b, type, strlen(type) + 1);
 	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
 		buf_add(b, cols[i] ? cols[i] : "", cols[i] ? strlen(cols[i]) + 1 : 1);
 }
@@ -1113,33 +1120,39 @@ static bool payload_str(char **at, const char *end, const char **out)
 static enum err payload_get(const uint8_t *d, size_t n, struct pending **out, struct ctx *c)
 {
 	struct pending *p;
-	uint32_t type, tlen;
+	const char *type = NULL;
+	uint32_t tlen;
+	enum err e;
 	char *at, *end;
 	bool ok;
 
 	*out = NULL;
 	if (n < PAYLOAD_FIXED + 1)
 		return ctx_errorf(c, ERR_IO, "audit journal entry too short");
-	memcpy(&type, d + 8, 4);
-	memcpy(&tlen, d + 16, 4);
-	if (type >= AUDIT_TYPE_COUNT || tlen > AUDIT_RECORD_MAX || tlen >= n - PAYLOAD_FIXED ||
-	    d[PAYLOAD_FIXED + tlen] != '\0')
+	memcpy(&tlen, d + 12, 4);
+	if (tlen > AUDIT_RECORD_MAX || tlen >= n - PAYLOAD_FIXED || d[PAYLOAD_FIXED + tlen] != '\0')
 		return ctx_errorf(c, ERR_IO, "audit journal entry malformed");
 	p = xmalloc(sizeof(*p) + n - PAYLOAD_FIXED);
 	memset(p, 0, sizeof(*p));
 	memcpy(&p->time_ms, d, 8);
-	memcpy(&p->outcome, d + 12, 4);
-	p->type = (enum audit_type)type;
+	memcpy(&p->outcome, d + 8, 4);
 	p->tail_len = tlen;
 	memcpy(p->mem, d + PAYLOAD_FIXED, n - PAYLOAD_FIXED);
 	at = p->mem + tlen + 1;
 	end = p->mem + (n - PAYLOAD_FIXED);
-	ok = payload_str(&at, end, &p->patient) && payload_str(&at, end, &p->agent) &&
-	     payload_str(&at, end, &p->client) && payload_str(&at, end, &p->request) &&
-	     payload_str(&at, end, &p->trace) && at == end;
+	ok = payload_str(&at, end, &type) && payload_str(&at, end, &p->patient) &&
+	     payload_str(&at, end, &p->agent) && payload_str(&at, end, &p->client) &&
+	     payload_str(&at, end, &p->request) && payload_str(&at, end, &p->trace) && at == end;
 	if (!ok) {
 		free(p);
 		return ctx_errorf(c, ERR_IO, "audit journal entry malformed");
+	}
+	p->type = audit_type_parse(type);
+	if (p->type == AUDIT_TYPE_NONE) {
+		e = ctx_errorf(c, ERR_IO, "audit journal entry of an unknown type '%.64s'",
+			       type ? type : "");
+		free(p);
+		return e;
 	}
 	*out = p;
 	return ERR_OK;
@@ -1157,7 +1170,7 @@ enum err journal_payload_check(const uint8_t *d, size_t n, struct ctx *c)
 static size_t payload_size(const struct pending *p)
 {
 	const char *cols[] = {p->patient, p->agent, p->client, p->request, p->trace};
-	size_t n = PAYLOAD_FIXED + p->tail_len + 1;
+	size_t n = PAYLOAD_FIXED + p->tail_len + 1 + strlen(audit_type_name(p->type)) + 1;
 
 	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
 		n += cols[i] ? strlen(cols[i]) + 1 : 1;
@@ -1182,9 +1195,7 @@ static bool journal_turn(struct audit *a)
 	}
 	ok = !a->failed;
 	pthread_mutex_unlock(&a->mu);
-	a->jn.cur = other;
-	a->jn.off = 0;
-	a->jn.last[other] = 0;
+	journal_next_file(&a->jn);
 	return ok;
 }
 
@@ -1202,7 +1213,8 @@ static enum err journal_batch(struct audit *a, struct pending **batch, size_t n,
 	for (size_t i = 0; i < n && !e; i++) {
 		batch[i]->jseq = a->jn.next++;
 		payload_put(&a->jpay, batch[i]);
-		if (a->jpay.err || journal_put(&a->jbuf, batch[i]->jseq, a->jpay.data, a->jpay.len))
+		if (a->jpay.err ||
+		    journal_put(&a->jbuf, a->jn.round, batch[i]->jseq, a->jpay.data, a->jpay.len))
 			e = ctx_errorf(c, ERR_TOOBIG, "audit record too large for the journal");
 	}
 	if (!e)

@@ -1898,7 +1898,7 @@ static void handle_access(struct http_req *q, void *arg)
 	vq.limit = 25;
 	vq.app_name = app_name;
 	vq.arg = &names;
-	audit_settle(oauth_audit(ed->o), &c); /* what was just recorded, too */
+	audit_settle(oauth_audit(ed->o), AUDIT_SETTLE_READ_MS, &c); /* what was just recorded, too */
 	c = (struct ctx)CTX_INIT;
 	if (audit_reader_open(audit_dir, &rd, &c) ||
 	    audit_patient_view(rd, &vq, &lines, &next, &more, &c)) {

@@ -276,7 +276,7 @@ static void settle_audit(void)
 {
 	struct ctx ig = CTX_INIT;
 
-	audit_settle(rest_audit, &ig);
+	audit_settle(rest_audit, AUDIT_SETTLE_READ_MS, &ig);
 }
 
 void fhir_rest_set_audit(struct audit *a, const char *data_dir)

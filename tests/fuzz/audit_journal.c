@@ -44,9 +44,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		while (at < len) {
 			uint32_t plen = le32(copy + at + 4);
-			journal_payload_check(copy + at + 24, plen, &c);
+			journal_payload_check(copy + at + JOURNAL_HEADER, plen, &c);
 			ctx_clear(&c);
-			at += 24 + ((plen + 7) & ~7u);
+			at += JOURNAL_HEADER + ((plen + 7) & ~7u);
 			count++;
 		}
 		if (at != len || (count && count != last - first + 1))

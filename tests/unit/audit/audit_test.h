@@ -149,7 +149,7 @@ static inline void record_n(struct audit *a, int from, int n, bool sync)
 	if (!sync && audit_wait(a, ticket, &c) != ERR_OK)
 		fail_msg("audit_wait: %s", c.msg);
 	/* and in audit.db, where the tests look */
-	if (audit_settle(a, &c) != ERR_OK)
+	if (audit_settle(a, AUDIT_WAIT_MS, &c) != ERR_OK)
 		fail_msg("audit_settle: %s", c.msg);
 }
 
@@ -166,7 +166,7 @@ static inline void record_old(struct audit *a, int n, int days)
 		if (audit_record_sync(a, &ev, &c) != ERR_OK)
 			fail_msg("audit_record_sync: %s", c.msg);
 	}
-	if (audit_settle(a, &c) != ERR_OK)
+	if (audit_settle(a, AUDIT_WAIT_MS, &c) != ERR_OK)
 		fail_msg("audit_settle: %s", c.msg);
 }
 

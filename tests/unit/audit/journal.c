@@ -2,12 +2,13 @@
  * The audit log's intake journal: records durable in it survive a crash
  * before they reach audit.db, torn and damaged entries are not replayed,
  * a gap is refused, and a second writer is kept off the stream.  A crash
- * is a child process that records, waits for durability and exits without
- * closing, with audit.db locked so that nothing gets past the journal.
+ * is a child process that records, waits for durability and kills itself
+ * (SIGKILL), with audit.db locked so that nothing gets past the journal.
  */
 #include "audit_test.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,7 +20,7 @@
  * In a child: open the log, lock audit.db, record 'n' records from
  * 'from' and wait for each, then exit without closing anything.
  */
-static void crash_after(struct fx *f, int from, int n)
+static void crash_after_in(struct fx *f, int from, int n, size_t journal_bytes)
 {
 	pid_t pid = fork();
 	int status = 0;
@@ -27,7 +28,8 @@ static void crash_after(struct fx *f, int from, int n)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct ctx c = CTX_INIT;
-		struct audit_opts o = {.data_dir = f->dir, .key = f->key, .archive_dir = ""};
+		struct audit_opts o = {.data_dir = f->dir, .key = f->key, .archive_dir = "",
+				       .journal_bytes = journal_bytes};
 		struct audit *a = NULL;
 		sqlite3 *lock;
 		uint64_t t;
@@ -44,11 +46,14 @@ static void crash_after(struct fx *f, int from, int n)
 			if (audit_record(a, &ev, &t, &c) || audit_wait(a, t, &c))
 				_exit(4);
 		}
-		_exit(0);
+		raise(SIGKILL); /* a crash: nothing runs after this, not even exit handlers */
+		_exit(5);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	if (WIFEXITED(status))
+		fail_msg("the child failed before its crash (exit %d)", WEXITSTATUS(status));
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGKILL);
 }
 
 static void expect_ok(const struct fx *f, uint64_t n)
@@ -60,6 +65,42 @@ static void expect_ok(const struct fx *f, uint64_t n)
 		fail_msg("verify: %s", c.msg);
 	assert_true(r.ok);
 	assert_int_equal(r.records, n);
+}
+
+static void crash_after(struct fx *f, int from, int n)
+{
+	crash_after_in(f, from, n, 0);
+}
+
+/*
+ * The agents of the records in audit.db, in sequence order, must be those
+ * of sample events from..from+n-1 after the first 'skip': each record
+ * once, in the order it was recorded.
+ */
+static void expect_sequence(const struct fx *f, int skip, int from, int n)
+{
+	static const char *const users[] = {"alice", "bob", "drsmith", "carol"};
+	sqlite3 *db = raw_db(f);
+	sqlite3_stmt *st = NULL;
+	int i = 0;
+
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT agent, patient FROM record WHERE type LIKE 'fhir.%'"
+					    " ORDER BY id LIMIT -1 OFFSET ?",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_int(st, 1, skip);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		char p[16];
+		assert_true(i < n);
+		snprintf(p, sizeof(p), "p%d", (from + i) % 7);
+		assert_string_equal((const char *)sqlite3_column_text(st, 0), users[(from + i) % 4]);
+		assert_string_equal((const char *)sqlite3_column_text(st, 1), p);
+		i++;
+	}
+	assert_int_equal(i, n);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
 }
 
 static void journal_path(const struct fx *f, int k, char *out, size_t n)
@@ -99,6 +140,7 @@ static void test_crash_recovered(void **state)
 	fx_open(&f, NULL);
 	audit_stats(f.a, &st);
 	assert_int_equal(st.records, 25);
+	expect_sequence(&f, 0, 0, 25);
 	/* and the stream goes on from there */
 	record_n(f.a, 25, 5, false);
 	fx_close(&f);
@@ -134,12 +176,12 @@ static void test_torn_tail(void **state)
 	fd = open(path, O_RDWR);
 	assert_true(fd >= 0);
 	assert_int_equal(pread(fd, data, AUDIT_JOURNAL_DEFAULT, 0), (ssize_t)AUDIT_JOURNAL_DEFAULT);
-	/* walk to the last entry: 24-byte header, payload padded to 8 */
+	/* walk to the last entry: a header, the payload padded to 8 */
 	for (int i = 0; i < 10; i++) {
 		uint32_t len;
 		memcpy(&len, data + at + 4, 4);
 		last = at;
-		at += 24 + ((len + 7) & ~7u);
+		at += JOURNAL_HEADER + ((len + 7) & ~7u);
 	}
 	/* one byte of its payload changed, as a write cut short would leave it */
 	data[last + 40] ^= 0x5a;
@@ -151,6 +193,7 @@ static void test_torn_tail(void **state)
 	assert_int_equal(st.records, 9);
 	fx_close(&f);
 	expect_ok(&f, 9);
+	expect_sequence(&f, 0, 0, 9);
 	log_set_level(LOG_WARN);
 	fx_release(&f);
 }
@@ -194,6 +237,63 @@ static void test_gap_refused(void **state)
 	fx_open(&f, NULL);
 	fx_close(&f);
 	expect_ok(&f, 7);
+	log_set_level(LOG_WARN);
+	fx_release(&f);
+}
+
+/* A crash with entries in both files: inserted in order, file 0's before file 1's. */
+static void test_crash_across_files(void **state)
+{
+	struct fx f;
+	struct audit_stats st;
+	struct audit_opts o = {.journal_bytes = AUDIT_JOURNAL_MIN};
+
+	(void)state;
+	log_set_level(LOG_ERROR);
+	fx_init(&f, "journal-two");
+	/* the smallest files hold about a hundred records each */
+	crash_after_in(&f, 0, 150, AUDIT_JOURNAL_MIN);
+	assert_int_equal(records(&f), 0);
+	fx_open(&f, &o);
+	audit_stats(f.a, &st);
+	assert_int_equal(st.records, 150);
+	fx_close(&f);
+	expect_ok(&f, 150);
+	expect_sequence(&f, 0, 0, 150);
+	log_set_level(LOG_WARN);
+	fx_release(&f);
+}
+
+/*
+ * Entries of an earlier round behind the current one are not its
+ * continuation, even where a torn write left them whole and their numbers
+ * follow on: a crash tears the first of ten entries; the next run writes
+ * its own first entry over it and crashes in turn; only that one is
+ * inserted, not the nine behind it.
+ */
+static void test_old_round_not_replayed(void **state)
+{
+	struct fx f;
+	char path[512];
+	uint8_t b;
+	int fd;
+
+	(void)state;
+	log_set_level(LOG_ERROR);
+	fx_init(&f, "journal-round");
+	crash_after(&f, 0, 10);
+	journal_path(&f, 0, path, sizeof(path));
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, JOURNAL_HEADER + 4), 1);
+	b ^= 0x5a;
+	assert_int_equal(pwrite(fd, &b, 1, JOURNAL_HEADER + 4), 1);
+	close(fd);
+	crash_after(&f, 0, 1); /* the same record again: an entry of the same size */
+	fx_open(&f, NULL);
+	fx_close(&f);
+	expect_ok(&f, 1);
+	expect_sequence(&f, 0, 0, 1);
 	log_set_level(LOG_WARN);
 	fx_release(&f);
 }
@@ -264,6 +364,8 @@ int main(void)
 		cmocka_unit_test(test_crash_recovered),
 		cmocka_unit_test(test_torn_tail),
 		cmocka_unit_test(test_gap_refused),
+		cmocka_unit_test(test_crash_across_files),
+		cmocka_unit_test(test_old_round_not_replayed),
 		cmocka_unit_test(test_one_writer),
 		cmocka_unit_test(test_files_turn),
 	};
