@@ -1,7 +1,8 @@
 /*
  * The audit log's intake journal: records durable in it survive a crash
  * before they reach audit.db, torn and damaged entries are not replayed,
- * a gap is refused, and a second writer is kept off the stream.  A crash
+ * a gap is refused, a second writer is kept off the stream, every batch
+ * is synced, and a failed sync (EIO) fails closed for good.  A crash
  * is a child process that records, waits for durability and kills itself
  * (SIGKILL), with audit.db locked so that nothing gets past the journal.
  */
@@ -15,6 +16,42 @@
 
 #include "audit/audit_int.h"
 #include "core/log.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+
+/*
+ * fdatasync() as this test binary sees it (the executable's definition
+ * comes before libc's, for SQLite too): counts the syncs of journal files
+ * and, when armed, fails them with EIO as a dying disk would.
+ */
+static atomic_int journal_syncs, fail_journal_syncs;
+
+static bool is_journal(int fd)
+{
+	char link[64], path[512];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n <= 0)
+		return false;
+	path[n] = '\0';
+	return strstr(path, "/audit-journal/") != NULL;
+}
+
+int fdatasync(int fd)
+{
+	if (is_journal(fd)) {
+		atomic_fetch_add(&journal_syncs, 1);
+		if (atomic_load(&fail_journal_syncs)) {
+			errno = EIO;
+			return -1;
+		}
+	}
+	return (int)syscall(SYS_fdatasync, fd);
+}
 
 /*
  * In a child: open the log, lock audit.db, record 'n' records from
@@ -298,6 +335,68 @@ static void test_old_round_not_replayed(void **state)
 	fx_release(&f);
 }
 
+/* Every journal write is synced before its records count as durable. */
+static void test_every_batch_synced(void **state)
+{
+	struct fx f;
+	struct audit_stats st;
+	int before;
+
+	(void)state;
+	fx_init(&f, "journal-sync");
+	fx_open(&f, NULL);
+	before = atomic_load(&journal_syncs);
+	record_n(f.a, 0, 40, true); /* each waited for: 40 journal writes */
+	audit_stats(f.a, &st);
+	assert_int_equal(st.commits, 40);
+	assert_true(atomic_load(&journal_syncs) - before >= 40);
+	fx_close(&f);
+	expect_ok(&f, 40);
+	fx_release(&f);
+}
+
+/*
+ * A journal sync that fails (EIO) fails closed: the waiter gets ERR_IO,
+ * later records are refused, and the log is not trusted again in this
+ * run (a retry after an fsync error proves nothing).  What was durable
+ * before is in the log.
+ */
+static void test_sync_failure_fails_closed(void **state)
+{
+	struct fx f;
+	struct ctx c = CTX_INIT;
+	struct audit_stats st;
+	char p[16];
+	struct audit_entity en;
+	struct audit_event ev = sample_event(7, p, sizeof(p), &en);
+	uint64_t t;
+
+	(void)state;
+	log_set_level(LOG_OFF); /* the writer says why it stopped */
+	fx_init(&f, "journal-eio");
+	fx_open(&f, NULL);
+	record_n(f.a, 0, 3, true);
+	atomic_store(&fail_journal_syncs, 1);
+	assert_int_equal(audit_record(f.a, &ev, &t, &c), ERR_OK);
+	assert_int_equal(audit_wait(f.a, t, &c), ERR_IO);
+	assert_non_null(strstr(c.msg, "sync"));
+	atomic_store(&fail_journal_syncs, 0);
+	ctx_clear(&c);
+	assert_int_equal(audit_record(f.a, &ev, &t, &c), ERR_IO); /* not trusted again */
+	audit_stats(f.a, &st);
+	assert_true(st.failed);
+	ctx_clear(&c);
+	assert_int_equal(audit_close(f.a, &c), ERR_IO);
+	f.a = NULL;
+	/* the next run has the three records from before (and may have the fourth) */
+	fx_open(&f, NULL);
+	audit_stats(f.a, &st);
+	assert_true(st.records == 3 || st.records == 4);
+	fx_close(&f);
+	log_set_level(LOG_WARN);
+	fx_release(&f);
+}
+
 /* A second writer of the same stream, in this process or another: refused. */
 static void test_one_writer(void **state)
 {
@@ -365,6 +464,8 @@ int main(void)
 		cmocka_unit_test(test_torn_tail),
 		cmocka_unit_test(test_gap_refused),
 		cmocka_unit_test(test_crash_across_files),
+		cmocka_unit_test(test_every_batch_synced),
+		cmocka_unit_test(test_sync_failure_fails_closed),
 		cmocka_unit_test(test_old_round_not_replayed),
 		cmocka_unit_test(test_one_writer),
 		cmocka_unit_test(test_files_turn),
