@@ -5,7 +5,8 @@
 // introspection, revocation, FHIR reads and searches by name, birth date,
 // phone, identifier and address, $everything, writes that carry clinical text,
 // refusals and errors — then scans every line the server wrote (stderr and
-// stdout) and every record of `veranda audit export` for the seeded patients'
+// stdout), every record of `veranda audit export` and the text in the audit
+// journal's files for the seeded patients'
 // names, birth dates, addresses, phone numbers, e-mail addresses, record
 // numbers, lab values, note text and diagnoses (read first through the FHIR
 // API), for the clinical text the workload wrote, and for passwords and
@@ -13,6 +14,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary } from './lib/server.mjs';
 import { Browser, authorize, redeem, postForm, registerClient, signIn, keyPair, assertion, basic, JWT_BEARER, DEMO_PASSWORD } from './lib/oauth.mjs';
 
@@ -70,6 +73,7 @@ function sentences(text) {
 describe('no sensitive data in server logs or audit records', () => {
   let dir, srv, scanKey;
   let exportLines = [];
+  let journalLines = [];
   const needles = [];
   const written = [];      // clinical text this workload sent
   const secrets = [];      // tokens, codes, passwords
@@ -319,6 +323,12 @@ describe('no sensitive data in server logs or audit records', () => {
     const ex = await runCli(['audit', 'export', '--data', dir]);
     assert.equal(ex.code, 0, ex.stderr);
     exportLines = ex.stdout.split('\n').filter(Boolean);
+    // the audit journal's files as they are on disk: their text runs (records pass through them)
+    const jdir = path.join(dir, 'audit-journal');
+    for (const f of fs.readdirSync(jdir)) {
+      const text = fs.readFileSync(path.join(jdir, f)).toString('utf8');
+      journalLines.push(...text.split(/[\x00-\x1f\x7f\ufffd]+/).filter((x) => x.length >= 4));
+    }
     const types = new Set(exportLines.map((l) => JSON.parse(l)).filter((j) => j.record).map((j) => JSON.parse(j.record).type));
     for (const t of ['session.signin', 'session.signin-failed', 'oauth.authorize-granted', 'oauth.token-issued', 'oauth.token-refreshed',
       'oauth.token-introspected', 'oauth.token-revoked', 'fhir.read', 'fhir.search', 'fhir.everything', 'fhir.create', 'fhir.update',
@@ -336,7 +346,8 @@ describe('no sensitive data in server logs or audit records', () => {
       ...written.map((w) => needle('clinical text written', w, { boundary: /$^/ })),
     ];
     const hits = [];
-    for (const [where, lines] of [['server log', logLines], ['audit record', exportLines]]) {
+    assert.ok(journalLines.length > 100, `audit journal text to scan (${journalLines.length})`);
+    for (const [where, lines] of [['server log', logLines], ['audit record', exportLines], ['audit journal', journalLines]]) {
       for (const line of lines) {
         const hay = haystacks(line);
         for (const n of all) {
@@ -349,7 +360,7 @@ describe('no sensitive data in server logs or audit records', () => {
   });
 
   it('no log line or audit record holds a password, a password hash, a client secret, an assertion or a token', () => {
-    const lines = [...srv.logs, ...srv.stdout.split('\n'), ...exportLines].filter(Boolean);
+    const lines = [...srv.logs, ...srv.stdout.split('\n'), ...exportLines, ...journalLines].filter(Boolean);
     // an Argon2id hash of any account (PHC string), in any line
     assert.deepEqual(lines.filter((l) => /\$argon2(id|i|d)\$/.test(l)).slice(0, 5), [], 'no password hash');
     const values = [DEMO_PASSWORD, WRONG_PASSWORD, ...secrets.filter((s) => typeof s === 'string' && s.length >= 8)];
