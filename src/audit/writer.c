@@ -1622,9 +1622,8 @@ static enum err replay_entry(void *arg, uint64_t jseq, const uint8_t *d, size_t 
 }
 
 /*
- * Open and lock the journal, and insert what it holds beyond audit.db:
- * records a previous run made durable but did not insert (it crashed, or
- * its disk filled).
+ * Insert what the journal holds beyond audit.db: records a previous run
+ * made durable but did not insert (it crashed, or its disk filled).
  */
 static enum err recover(struct audit *a, struct ctx *c)
 {
@@ -1633,8 +1632,6 @@ static enum err recover(struct audit *a, struct ctx *c)
 	uint64_t mark = 0, count = 0;
 	enum err e;
 
-	if ((e = journal_open(a->dir, a->node, a->journal_bytes, &a->jn, c)))
-		return e;
 	mark_name(a, name, sizeof(name));
 	if ((e = query_u64(a->db, "SELECT coalesce((SELECT value FROM meta WHERE name = ?), 0)", name,
 			   &mark, c)))
@@ -1773,7 +1770,9 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	if (a->key && (e = make_header(a, c)))
 		goto out;
 	a->q = xcalloc(a->queue_max, sizeof(*a->q));
-	if ((e = adb_open(o->data_dir, true, &a->db, c)) || (e = adb_pepper(a->db, a->pepper, c)))
+	/* the journal's lock first: nothing of the stream is looked at while another process writes it */
+	if ((e = journal_open(a->dir, a->node, a->journal_bytes, &a->jn, c)) ||
+	    (e = adb_open(o->data_dir, true, &a->db, c)) || (e = adb_pepper(a->db, a->pepper, c)))
 		goto out;
 	if ((e = adb_prepare(a->db,
 			     "INSERT INTO record(" RECORD_COLS ") VALUES " RECORD_VALUES,

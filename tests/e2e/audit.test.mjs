@@ -1332,6 +1332,23 @@ describe('a replayed code, a reused refresh token and revocations are on record 
   });
 });
 
+describe('one writer per audit stream', () => {
+  it('a second server on the same data directory and node id is refused, saying why; the first goes on', async () => {
+    const srv = await startServer({ seed: true });
+    try {
+      await assert.rejects(startServer({ dataDir: srv.dataDir, auth: null }), /being written by another process/);
+      const r = await fetch(`${srv.fhirBase}/Patient/alice`, { headers: srv.authHeaders });
+      assert.equal(r.status, 200);
+      await srv.stop({ keepData: true });
+      const v = await runCli(['audit', 'verify', '--data', srv.dataDir]);
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+    } finally {
+      await srv.stop();
+      await removeDir(srv.dataDir);
+    }
+  });
+});
+
 describe('--audit off', () => {
   let dir;
   before(async () => {
