@@ -301,6 +301,9 @@ json_t *hashes_json(const uint8_t *h, size_t n);
 /* Write all of buf to fd (ERR_IO on failure). */
 enum err adb_write_all(int fd, const char *p, size_t n, struct ctx *c);
 
+/* Open 'path' with 'flags' (O_RDONLY | O_DIRECTORY for a directory) and fsync it. */
+enum err adb_fsync_path(const char *path, int flags, struct ctx *c);
+
 /*
  * Export the records of 'f' (plus optional seq bounds, used by the
  * archiver: [seq_lo, seq_hi) of f->node) to fd; shared by audit_export()

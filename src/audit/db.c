@@ -10,6 +10,7 @@
 #include "audit/audit_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -513,4 +514,17 @@ enum err adb_write_all(int fd, const char *p, size_t n, struct ctx *c)
 		n -= (size_t)w;
 	}
 	return ERR_OK;
+}
+
+enum err adb_fsync_path(const char *path, int flags, struct ctx *c)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	enum err e = ERR_OK;
+
+	if (fd < 0)
+		return ctx_errorf(c, ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+	if (fsync(fd) != 0)
+		e = ctx_errorf(c, ERR_IO, "cannot sync '%s': %s", path, strerror(errno));
+	close(fd);
+	return e;
 }

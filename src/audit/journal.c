@@ -114,18 +114,6 @@ enum err journal_put(struct buf *b, uint64_t round, uint64_t jseq, const void *p
 	return b->err ? ERR_TOOBIG : ERR_OK;
 }
 
-static enum err sync_dir(const char *path, struct ctx *c)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	enum err e = ERR_OK;
-
-	if (fd < 0 || fsync(fd))
-		e = ctx_errorf(c, ERR_IO, "cannot sync '%s': %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return e;
-}
-
 /* Grow the file to 'cap' bytes of written zeros (never shrinks or overwrites). */
 static enum err preallocate(int fd, uint64_t cap, const char *path, struct ctx *c)
 {
@@ -170,7 +158,7 @@ enum err journal_open(const char *data_dir, const char *node, uint64_t cap, stru
 	if ((size_t)snprintf(dir, sizeof(dir), "%s/audit-journal", data_dir) >= sizeof(dir))
 		return ctx_errorf(c, ERR_INVALID, "data directory path too long");
 	if (mkdir(dir, 0700) == 0) {
-		if ((e = sync_dir(data_dir, c)))
+		if ((e = adb_fsync_path(data_dir, O_RDONLY | O_DIRECTORY, c)))
 			return e;
 	} else if (errno != EEXIST) {
 		return ctx_errorf(c, ERR_IO, "cannot create '%s': %s", dir, strerror(errno));
@@ -196,7 +184,7 @@ enum err journal_open(const char *data_dir, const char *node, uint64_t cap, stru
 		e = preallocate(j->fd[i], cap, path, c);
 	}
 	if (!e)
-		e = sync_dir(dir, c);
+		e = adb_fsync_path(dir, O_RDONLY | O_DIRECTORY, c);
 	if (e)
 		journal_close(j);
 	return e;

@@ -81,6 +81,7 @@ struct pending {
 	int outcome;
 	const char *patient, *agent, *client, *request, *trace; /* into mem or NULL */
 	size_t tail_len;
+	size_t entry_size;        /* its journal entry's bytes */
 	char mem[]; /* the tail, NUL, then the column strings */
 };
 
@@ -91,7 +92,6 @@ struct audit {
 	int64_t no;               /* the stream's number (record keys) */
 	enum audit_durability durability;
 	size_t queue_max;
-	size_t journal_bytes;
 	uint32_t ckpt_records, ckpt_ms;
 	uint32_t retention_days;
 	uint32_t prune_interval_ms;
@@ -153,7 +153,6 @@ struct audit {
 	/* journaled records the writer has yet to insert, oldest first */
 	struct pending *ready, **ready_tail;
 	size_t ready_count;
-	int64_t ready_since;      /* monotonic us when the list last became non-empty */
 	uint64_t applied;         /* last ticket in audit.db */
 	uint64_t applied_jseq;    /* last journal entry in audit.db */
 	bool journal_done;        /* the journal thread has ended */
@@ -216,6 +215,19 @@ static size_t slen(const char *s)
 	return s && *s ? strlen(s) + 1 : 0;
 }
 
+/* The fixed part of a journal payload (see payload_put()). */
+#define PAYLOAD_FIXED 16
+
+static size_t payload_size(const struct pending *p)
+{
+	const char *cols[] = {p->patient, p->agent, p->client, p->request, p->trace};
+	size_t n = PAYLOAD_FIXED + p->tail_len + 1 + strlen(audit_type_name(p->type)) + 1;
+
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
+		n += cols[i] ? strlen(cols[i]) + 1 : 1;
+	return n;
+}
+
 static struct pending *pending_new(const struct audit_event *ev, int64_t time_ms,
 				   const struct buf *tail)
 {
@@ -238,6 +250,7 @@ static struct pending *pending_new(const struct audit_event *ev, int64_t time_ms
 	p->client = put(&w, ev->agent.client_id);
 	p->request = put(&w, ev->correlation.request_id);
 	p->trace = put(&w, ev->correlation.trace_id);
+	p->entry_size = journal_entry_size(payload_size(p));
 	return p;
 }
 
@@ -846,19 +859,6 @@ static enum err write_batch(struct audit *a, struct pending **batch, size_t n, u
 
 /* ---- retention ---------------------------------------------------------------- */
 
-static enum err fsync_path(const char *path, int flags, struct ctx *c)
-{
-	int fd = open(path, flags | O_CLOEXEC);
-	enum err e = ERR_OK;
-
-	if (fd < 0)
-		return ctx_errorf(c, ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-	if (fsync(fd) != 0)
-		e = ctx_errorf(c, ERR_IO, "cannot sync '%s': %s", path, strerror(errno));
-	close(fd);
-	return e;
-}
-
 /* Write records [lo, hi) to DATA/audit-archive/NODE-LO-HI.ndjson, synced. */
 static enum err archive(struct audit *a, uint64_t lo, uint64_t hi, struct ctx *c)
 {
@@ -889,7 +889,7 @@ static enum err archive(struct audit *a, uint64_t lo, uint64_t hi, struct ctx *c
 		e = ctx_errorf(c, ERR_IO, "cannot sync '%s': %s", path.data, strerror(errno));
 		goto out;
 	}
-	e = fsync_path(a->archive_dir, O_RDONLY | O_DIRECTORY, c);
+	e = adb_fsync_path(a->archive_dir, O_RDONLY | O_DIRECTORY, c);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -1085,8 +1085,6 @@ static void fail(struct audit *a, enum err e, const struct ctx *c)
  * number, which another version may give another type), patient, agent,
  * client, request id and trace id, each NUL-terminated ("" when absent).
  */
-#define PAYLOAD_FIXED 16
-
 static void payload_put(struct buf *b, const struct pending *p)
 {
 	int64_t t = p->time_ms;
@@ -1165,16 +1163,6 @@ enum err journal_payload_check(const uint8_t *d, size_t n, struct ctx *c)
 
 	free(p);
 	return e;
-}
-
-static size_t payload_size(const struct pending *p)
-{
-	const char *cols[] = {p->patient, p->agent, p->client, p->request, p->trace};
-	size_t n = PAYLOAD_FIXED + p->tail_len + 1 + strlen(audit_type_name(p->type)) + 1;
-
-	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
-		n += cols[i] ? strlen(cols[i]) + 1 : 1;
-	return n;
 }
 
 /*
@@ -1263,10 +1251,9 @@ static void *journal_main(void *arg)
 			break; /* failed, or closing with nothing left */
 		while (n < BATCH_MAX && a->qcount) {
 			struct pending *p = a->q[a->qhead];
-			size_t sz = journal_entry_size(payload_size(p));
-			if (n && bytes + sz > a->jn.cap / 4)
+			if (n && bytes + p->entry_size > a->jn.cap / 4)
 				break;
-			bytes += sz;
+			bytes += p->entry_size;
 			batch[n++] = p;
 			a->q[a->qhead] = NULL;
 			a->qhead = (a->qhead + 1) % a->queue_max;
@@ -1291,8 +1278,6 @@ static void *journal_main(void *arg)
 			*a->ready_tail = batch[i];
 			a->ready_tail = &batch[i]->next;
 		}
-		if (a->ready_count == 0)
-			a->ready_since = clock_mono_us();
 		a->ready_count += n;
 		a->durable += n;
 		a->commits++;
@@ -1689,6 +1674,14 @@ static void audit_free(struct audit *a)
 	free(a);
 }
 
+/* Each journal file's size for these options: the default, at least the minimum, whole words. */
+static uint64_t journal_size(const struct audit_opts *o)
+{
+	size_t n = o->journal_bytes ? o->journal_bytes : AUDIT_JOURNAL_DEFAULT;
+
+	return (n < AUDIT_JOURNAL_MIN ? AUDIT_JOURNAL_MIN : n) & ~(size_t)7;
+}
+
 static enum err make_header(struct audit *a, struct ctx *c)
 {
 	struct buf h = BUF_INIT(1024);
@@ -1745,11 +1738,6 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 	str_copy(a->node, o->node ? o->node : "node-1", sizeof(a->node));
 	a->durability = o->durability;
 	a->queue_max = o->queue_max ? o->queue_max : AUDIT_QUEUE_DEFAULT;
-	a->journal_bytes = o->journal_bytes ? o->journal_bytes : AUDIT_JOURNAL_DEFAULT;
-	if (a->journal_bytes < AUDIT_JOURNAL_MIN)
-		a->journal_bytes = AUDIT_JOURNAL_MIN;
-	a->journal_bytes &= ~(size_t)7;
-	buf_init(&a->jbuf, a->journal_bytes / 4 + JOURNAL_ENTRY_MAX + 64);
 	a->ckpt_records = o->checkpoint_records ? o->checkpoint_records
 						: AUDIT_CHECKPOINT_RECORDS_DEFAULT;
 	a->ckpt_ms = o->checkpoint_ms ? o->checkpoint_ms : AUDIT_CHECKPOINT_MS_DEFAULT;
@@ -1771,9 +1759,10 @@ enum err audit_open(const struct audit_opts *o, struct audit **out, struct ctx *
 		goto out;
 	a->q = xcalloc(a->queue_max, sizeof(*a->q));
 	/* the journal's lock first: nothing of the stream is looked at while another process writes it */
-	if ((e = journal_open(a->dir, a->node, a->journal_bytes, &a->jn, c)) ||
+	if ((e = journal_open(a->dir, a->node, journal_size(o), &a->jn, c)) ||
 	    (e = adb_open(o->data_dir, true, &a->db, c)) || (e = adb_pepper(a->db, a->pepper, c)))
 		goto out;
+	buf_init(&a->jbuf, a->jn.cap / 4 + JOURNAL_ENTRY_MAX + 64);
 	if ((e = adb_prepare(a->db,
 			     "INSERT INTO record(" RECORD_COLS ") VALUES " RECORD_VALUES,
 			     &a->ins_record, c)) ||
