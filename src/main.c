@@ -658,7 +658,7 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 	}
 	f = make_fhir(cfg, s);
 	r = http_router_new();
-	ops_routes_register(r, s);
+	ops_routes_register(r, s, au);
 	auth_routes_register(oa, r);
 	fhir_rest_register(f, r, cfg->fhir_auth ? oa : NULL);
 	fhir_rest_set_audit(au, au ? cfg->data : NULL);

@@ -94,4 +94,47 @@ describe('fsync fails with EIO', { skip: CC ? false : 'no C compiler to build th
       await srv.stop();
     }
   });
+
+  it('when only the audit journal fails: disclosures and writes get 503, /readyz says why, until a restart', async () => {
+    const trigger = path.join(work, 'fail-journal-syncs');
+    const env = {
+      LD_PRELOAD: shim,
+      VERANDA_EIO_TRIGGER: trigger,
+      VERANDA_EIO_MATCH: '/audit-journal/',
+      ASAN_OPTIONS: `${process.env.ASAN_OPTIONS ? process.env.ASAN_OPTIONS + ':' : ''}verify_asan_link_order=0`,
+    };
+    let srv = await startServer({ patients: 0, seed: true, env });
+    const dir = srv.dataDir;
+    try {
+      let r = await put(srv, 'jeio-before', 'before');
+      assert.equal(r.status, 201, r.text);
+      assert.equal((await srv.fetch('/readyz')).status, 200);
+
+      fs.writeFileSync(trigger, '');
+      r = await srv.fetch('/fhir/Patient/alice');
+      assert.equal(r.status, 503, 'a read is not answered when its audit record cannot be made durable');
+      assert.equal(r.json?.resourceType, 'OperationOutcome');
+      assert.doesNotMatch(r.text, /Alice|birthDate|journal|fdatasync/i, 'no data and no internals in the refusal');
+      fs.unlinkSync(trigger);
+      r = await put(srv, 'jeio-after', 'after');
+      assert.equal(r.status, 503, 'a write waits for its record too');
+      assert.equal((await srv.fetch('/fhir/Patient/alice')).status, 503, 'not trusted again in this run');
+      r = await srv.fetch('/readyz');
+      assert.equal(r.status, 503, 'not ready: the store answers, the audit log does not');
+      assert.match(r.json.reason, /audit log has failed/);
+      assert.equal(r.headers.get('retry-after'), '5');
+      assert.equal((await srv.fetch('/healthz')).status, 200, 'the process itself is alive');
+
+      await srv.kill();
+      srv = await startServer({ dataDir: dir, init: false });
+      assert.equal((await srv.fetch('/readyz')).status, 200, 'ready after a restart');
+      assert.equal((await srv.fetch('/fhir/Observation/jeio-before')).status, 200);
+      assert.equal((await srv.fetch('/fhir/Observation/jeio-after')).status, 404, 'refused before it was written');
+      await srv.stop();
+      const v = await runCli(['audit', 'verify', '--data', dir], { timeout: 120000 });
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+    } finally {
+      await srv.stop();
+    }
+  });
 });
