@@ -268,6 +268,8 @@ enum audit_durability {
 
 #define AUDIT_QUEUE_DEFAULT 65536
 #define AUDIT_JOURNAL_DEFAULT (2u << 20)
+#define AUDIT_WRITER_LINGER_MS_DEFAULT 20
+#define AUDIT_WRITER_BUSY_RECORDS_DEFAULT 16
 #define AUDIT_JOURNAL_MIN (64u << 10) /* holds the largest record with room to spare */
 #define AUDIT_WAIT_MS 5000 /* audit_wait() gives up after this long */
 #define AUDIT_CHECKPOINT_RECORDS_DEFAULT 1000
@@ -296,6 +298,15 @@ struct audit_opts {
 	const char *archive_dir;
 	/* Prune at start and every this many ms; 0: once a day. */
 	uint32_t prune_interval_ms;
+	/*
+	 * How long journaled records may gather before a busy writer inserts
+	 * them into audit.db (they are durable meanwhile; audit_settle() ends
+	 * the wait); 0: AUDIT_WRITER_LINGER_MS_DEFAULT.  The writer is busy
+	 * when its last transaction held at least writer_busy_records; 0:
+	 * AUDIT_WRITER_BUSY_RECORDS_DEFAULT.
+	 */
+	uint32_t writer_linger_ms;
+	uint32_t writer_busy_records;
 };
 
 /*
@@ -330,8 +341,9 @@ enum err audit_wait(struct audit *a, uint64_t ticket, struct ctx *c);
 /*
  * Block until every record queued before the call is in audit.db, where
  * readers (audit_query(), the views) find it: a record is durable once in
- * the journal, and inserted a moment later.  At most 'timeout_ms':
- * ERR_BUSY after that; ERR_IO when the log failed.
+ * the journal, and inserted up to writer_linger_ms later (a call ends
+ * that wait).  At most 'timeout_ms': ERR_BUSY after that; ERR_IO when the
+ * log failed.
  */
 enum err audit_settle(struct audit *a, int timeout_ms, struct ctx *c);
 /*

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "audit/audit_int.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -457,6 +458,100 @@ static void test_files_turn(void **state)
 	fx_release(&f);
 }
 
+/* Record n records from 'from' (each waited for if 'each') and leave audit.db as it is. */
+static uint64_t record_unsettled(struct audit *a, int from, int n, bool each)
+{
+	struct ctx c = CTX_INIT;
+	uint64_t ticket = 0;
+
+	for (int i = from; i < from + n; i++) {
+		char p[16];
+		struct audit_entity en;
+		struct audit_event ev = sample_event(i, p, sizeof(p), &en);
+		assert_int_equal(audit_record(a, &ev, &ticket, &c), ERR_OK);
+		if (each)
+			assert_int_equal(audit_wait(a, ticket, &c), ERR_OK);
+	}
+	assert_int_equal(audit_wait(a, ticket, &c), ERR_OK);
+	return ticket;
+}
+
+/* Wait up to 'ms' for every journaled record to be in audit.db, without asking for it. */
+static bool applied_within(struct audit *a, int ms)
+{
+	int64_t until = clock_mono_us() + ms * 1000LL;
+	struct audit_stats st;
+
+	for (;;) {
+		audit_stats(a, &st);
+		if (st.unapplied == 0 || clock_mono_us() >= until)
+			return st.unapplied == 0;
+		usleep(2000);
+	}
+}
+
+/*
+ * A busy writer lets journaled records (durable already) gather before it
+ * inserts them into audit.db: one transaction for many journal writes.
+ * Whoever needs them there (audit_settle()) ends that wait at once, and
+ * so do enough of them.  A quiet writer does not wait.
+ */
+static void test_writer_gathers(void **state)
+{
+	struct fx f;
+	struct ctx c = CTX_INIT;
+	struct audit_stats st;
+	struct audit_opts o = {.writer_linger_ms = 3000, .checkpoint_records = 100000};
+	uint64_t inserts;
+	int64_t t0, ms;
+
+	(void)state;
+	fx_init(&f, "journal-gather");
+	/* quiet (one record at a time): each is in audit.db soon after it is durable */
+	fx_open(&f, &o);
+	for (int i = 0; i < 5; i++) {
+		record_unsettled(f.a, i, 1, true);
+		assert_true(applied_within(f.a, 1000));
+	}
+	fx_close(&f);
+	/* busy (every transaction counts as big here) */
+	o.writer_busy_records = 1;
+	fx_open(&f, &o);
+	record_n(f.a, 5, 1, true); /* one transaction: busy from now on */
+	audit_stats(f.a, &st);
+	inserts = st.inserts;
+	t0 = clock_mono_us();
+	record_unsettled(f.a, 6, 40, true); /* 40 journal writes */
+	audit_stats(f.a, &st);
+	ms = (clock_mono_us() - t0) / 1000;
+	assert_true(st.commits >= 41);
+	/* at most one insert per linger (one per journal write without it) */
+	assert_true(st.inserts - inserts <= 1 + (uint64_t)(ms / 3000));
+	if (ms < 2500)
+		assert_int_equal(st.unapplied, 40);
+	t0 = clock_mono_us();
+	assert_int_equal(audit_settle(f.a, AUDIT_WAIT_MS, &c), ERR_OK);
+	ms = (clock_mono_us() - t0) / 1000;
+	assert_true(ms < 1500); /* not the 3 s linger */
+	audit_stats(f.a, &st);
+	assert_int_equal(st.unapplied, 0);
+	assert_int_equal(st.records, 46);
+	/* a batch's worth goes in without anyone asking */
+	record_unsettled(f.a, 46, 1200, false);
+	t0 = clock_mono_us();
+	do {
+		audit_stats(f.a, &st);
+		ms = (clock_mono_us() - t0) / 1000;
+		if (st.records >= 46 + 512)
+			break;
+		usleep(5000);
+	} while (ms < 2500);
+	assert_true(st.records >= 46 + 512);
+	fx_close(&f);
+	expect_ok(&f, 1246);
+	fx_release(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -469,6 +564,7 @@ int main(void)
 		cmocka_unit_test(test_old_round_not_replayed),
 		cmocka_unit_test(test_one_writer),
 		cmocka_unit_test(test_files_turn),
+		cmocka_unit_test(test_writer_gathers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
