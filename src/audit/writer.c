@@ -446,8 +446,9 @@ enum err audit_notify(struct audit *a, uint64_t ticket, struct audit_notice *n, 
 				a->notices = n;
 				/*
 				 * The notifier sleeps until the earliest deadline it
-				 * knows of, and the writer wakes it after each commit:
-				 * wake it only if this deadline comes first.  Deadlines
+				 * knows of (the journal thread answers what its writes
+				 * make durable): wake it only if this deadline comes
+				 * first.  Deadlines
 				 * are all AUDIT_WAIT_MS after their registration, so
 				 * that is rare; a wake-up on every registration was a
 				 * futex call and a thread switch on every audited read.
@@ -462,48 +463,65 @@ enum err audit_notify(struct audit *a, uint64_t ticket, struct audit_notice *n, 
 }
 
 /*
- * The notifier thread: answers audit_notify() registrations when the
- * writer makes their records durable, when it fails, when the log closes
- * and when AUDIT_WAIT_MS have passed -- the last even while the writer is
- * stuck in a commit, which is why this is not the writer's job.
+ * The notifier thread: answers audit_notify() registrations when the log
+ * fails, when it closes and when AUDIT_WAIT_MS have passed -- the last
+ * even while the journal is stuck in a sync, which is why this is not the
+ * journal's job.  Those a journal write makes durable, the journal thread
+ * answers right after the write.
  */
+/*
+ * Detach the notices that are settled now (under mu): their record is
+ * durable, the log failed or closes, or their deadline passed.  '*wake'
+ * becomes the earliest deadline of those left, if earlier.
+ */
+static struct audit_notice *notices_take(struct audit *a, int64_t now, int64_t *wake)
+{
+	struct audit_notice *done = NULL, **pp = &a->notices, *n;
+
+	while ((n = *pp)) {
+		if (n->ticket <= a->durable) {
+			n->result = ERR_OK;
+		} else if (a->failed || a->notify_stop) {
+			n->result = ERR_IO;
+		} else if (now >= n->deadline) {
+			n->result = ERR_BUSY;
+		} else {
+			if (n->deadline < *wake)
+				*wake = n->deadline;
+			pp = &n->next;
+			continue;
+		}
+		*pp = n->next;
+		n->next = done;
+		done = n;
+	}
+	return done;
+}
+
+/* Call the notices' functions (without mu: they may take other locks, and free n). */
+static void notices_answer(struct audit_notice *done)
+{
+	struct audit_notice *n, *next;
+
+	for (n = done; n; n = next) {
+		next = n->next;
+		n->fn(n, n->result);
+	}
+}
+
 static void *notifier_main(void *arg)
 {
 	struct audit *a = arg;
 
 	pthread_mutex_lock(&a->mu);
 	for (;;) {
-		struct audit_notice *done = NULL, **pp = &a->notices, *n, *next;
 		int64_t now = clock_mono_us(), wake = now + 1000000;
+		struct audit_notice *done = notices_take(a, now, &wake);
 		struct timespec ts;
 
-		while ((n = *pp)) {
-			bool settled = true;
-
-			if (n->ticket <= a->durable)
-				n->result = ERR_OK;
-			else if (a->failed || a->notify_stop)
-				n->result = ERR_IO;
-			else if (now >= n->deadline)
-				n->result = ERR_BUSY;
-			else
-				settled = false;
-			if (!settled) {
-				if (n->deadline < wake)
-					wake = n->deadline;
-				pp = &n->next;
-				continue;
-			}
-			*pp = n->next;
-			n->next = done;
-			done = n;
-		}
 		if (done) {
 			pthread_mutex_unlock(&a->mu);
-			for (n = done; n; n = next) {
-				next = n->next; /* fn may free n */
-				n->fn(n, n->result);
-			}
+			notices_answer(done);
 			pthread_mutex_lock(&a->mu);
 			continue;
 		}
@@ -1328,11 +1346,19 @@ static void *journal_main(void *arg)
 		a->durable += n;
 		a->commits++;
 		pthread_cond_broadcast(&a->done_cv[a->gen & 1]);
-		if (a->notices)
-			pthread_cond_signal(&a->notify_cv);
 		if (a->writer_idle &&
 		    (a->ready_count == n || a->ready_count >= WRITER_BATCH || a->hurry))
 			pthread_cond_signal(&a->work_cv);
+		/* held answers this write made safe go out from here: no thread switch on the way */
+		if (a->notices) {
+			int64_t wake = INT64_MAX;
+			struct audit_notice *done = notices_take(a, clock_mono_us(), &wake);
+			if (done) {
+				pthread_mutex_unlock(&a->mu);
+				notices_answer(done);
+				pthread_mutex_lock(&a->mu);
+			}
+		}
 	}
 	a->journal_done = true;
 	pthread_cond_signal(&a->work_cv);

@@ -653,6 +653,51 @@ static void test_notify(void **state)
 	fx_release(&f);
 }
 
+/*
+ * A held answer goes out from the journal thread, right after the write
+ * that made its record durable: promptly, and without waking the notifier
+ * (which only keeps deadlines and answers failure and close).
+ */
+static void test_notice_answered_by_journal(void **state)
+{
+	struct fx f;
+	struct ctx c = CTX_INIT;
+	struct audit_stats before, after;
+	char p[16];
+	struct audit_entity en;
+	struct audit_event ev = sample_event(3, p, sizeof(p), &en);
+	int64_t t0;
+	int held = 0;
+
+	(void)state;
+	fx_init(&f, "audit-notice-journal");
+	fx_open(&f, NULL);
+	audit_stats(f.a, &before);
+	t0 = clock_mono_us();
+	for (int i = 0; i < 20; i++) {
+		struct note w;
+		bool pending = false;
+		uint64_t t;
+
+		note_init(&w);
+		assert_int_equal(audit_record(f.a, &ev, &t, &c), ERR_OK);
+		assert_int_equal(audit_notify(f.a, t, &w.n, &pending, &c), ERR_OK);
+		if (!pending)
+			continue; /* durable already: nothing held */
+		held++;
+		/* well before the notifier's own wake-up, a second away */
+		assert_true(note_called(&w, 400));
+		assert_int_equal(atomic_load(&w.result), ERR_OK);
+	}
+	audit_stats(f.a, &after);
+	assert_true(held > 0);
+	assert_true(after.notifier_wakes - before.notifier_wakes <=
+		    (uint64_t)((clock_mono_us() - t0) / 1000000) + 1);
+	fx_close(&f);
+	expect_ok(&f, 20);
+	fx_release(&f);
+}
+
 static void test_storage_failure_fails_closed(void **state)
 {
 	struct fx f;
@@ -1179,6 +1224,7 @@ int main(void)
 		cmocka_unit_test(test_disk_full_waits),
 		cmocka_unit_test(test_prune_disk_full),
 		cmocka_unit_test(test_notify),
+		cmocka_unit_test(test_notice_answered_by_journal),
 		cmocka_unit_test(test_record_refuses_bad_events),
 		T(test_alter_body),
 		T(test_alter_body_and_leaf),
