@@ -31,6 +31,15 @@ after(async () => {
   await removeDir(work);
 });
 
+// The server's environment: syncs fail while 'trigger' exists (only of files whose path holds 'match').
+const shimEnv = (trigger, match) => ({
+  LD_PRELOAD: shim,
+  VERANDA_EIO_TRIGGER: trigger,
+  ...(match ? { VERANDA_EIO_MATCH: match } : {}),
+  // under AddressSanitizer (make e2e-san) the shim comes before its runtime
+  ASAN_OPTIONS: `${process.env.ASAN_OPTIONS ? process.env.ASAN_OPTIONS + ':' : ''}verify_asan_link_order=0`,
+});
+
 const put = (srv, id, text) => srv.fetch(`/fhir/Observation/${id}`, {
   method: 'PUT',
   headers: { 'content-type': FHIR_JSON },
@@ -40,12 +49,7 @@ const put = (srv, id, text) => srv.fetch(`/fhir/Observation/${id}`, {
 describe('fsync fails with EIO', { skip: CC ? false : 'no C compiler to build the LD_PRELOAD shim' }, () => {
   it('writes and disclosing reads get 503 until a restart; then all is well and nothing acknowledged is lost', async () => {
     const trigger = path.join(work, 'fail-syncs');
-    const env = {
-      LD_PRELOAD: shim,
-      VERANDA_EIO_TRIGGER: trigger,
-      // under AddressSanitizer (make e2e-san) the shim comes before its runtime
-      ASAN_OPTIONS: `${process.env.ASAN_OPTIONS ? process.env.ASAN_OPTIONS + ':' : ''}verify_asan_link_order=0`,
-    };
+    const env = shimEnv(trigger);
     let srv = await startServer({ patients: 0, seed: true, env });
     const dir = srv.dataDir;
     try {
@@ -97,12 +101,7 @@ describe('fsync fails with EIO', { skip: CC ? false : 'no C compiler to build th
 
   it('when only the audit journal fails: disclosures and writes get 503, /readyz says why, until a restart', async () => {
     const trigger = path.join(work, 'fail-journal-syncs');
-    const env = {
-      LD_PRELOAD: shim,
-      VERANDA_EIO_TRIGGER: trigger,
-      VERANDA_EIO_MATCH: '/audit-journal/',
-      ASAN_OPTIONS: `${process.env.ASAN_OPTIONS ? process.env.ASAN_OPTIONS + ':' : ''}verify_asan_link_order=0`,
-    };
+    const env = shimEnv(trigger, '/audit-journal/');
     let srv = await startServer({ patients: 0, seed: true, env });
     const dir = srv.dataDir;
     try {

@@ -132,7 +132,8 @@ static inline struct audit_event sample_event(int i, char *patient, size_t psize
 	return ev;
 }
 
-static inline void record_n(struct audit *a, int from, int n, bool sync)
+/* n durable records from 'from' (each waited for if 'sync'), perhaps not in audit.db yet. */
+static inline void record_durable(struct audit *a, int from, int n, bool sync)
 {
 	struct ctx c = CTX_INIT;
 	uint64_t ticket = 0;
@@ -148,7 +149,14 @@ static inline void record_n(struct audit *a, int from, int n, bool sync)
 	}
 	if (!sync && audit_wait(a, ticket, &c) != ERR_OK)
 		fail_msg("audit_wait: %s", c.msg);
-	/* and in audit.db, where the tests look */
+}
+
+/* n records from 'from', durable and in audit.db, where the tests look. */
+static inline void record_n(struct audit *a, int from, int n, bool sync)
+{
+	struct ctx c = CTX_INIT;
+
+	record_durable(a, from, n, sync);
 	if (audit_settle(a, AUDIT_WAIT_MS, &c) != ERR_OK)
 		fail_msg("audit_settle: %s", c.msg);
 }

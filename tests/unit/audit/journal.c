@@ -458,24 +458,6 @@ static void test_files_turn(void **state)
 	fx_release(&f);
 }
 
-/* Record n records from 'from' (each waited for if 'each') and leave audit.db as it is. */
-static uint64_t record_unsettled(struct audit *a, int from, int n, bool each)
-{
-	struct ctx c = CTX_INIT;
-	uint64_t ticket = 0;
-
-	for (int i = from; i < from + n; i++) {
-		char p[16];
-		struct audit_entity en;
-		struct audit_event ev = sample_event(i, p, sizeof(p), &en);
-		assert_int_equal(audit_record(a, &ev, &ticket, &c), ERR_OK);
-		if (each)
-			assert_int_equal(audit_wait(a, ticket, &c), ERR_OK);
-	}
-	assert_int_equal(audit_wait(a, ticket, &c), ERR_OK);
-	return ticket;
-}
-
 /* Wait up to 'ms' for every journaled record to be in audit.db, without asking for it. */
 static bool applied_within(struct audit *a, int ms)
 {
@@ -510,7 +492,7 @@ static void test_writer_gathers(void **state)
 	/* quiet (one record at a time): each is in audit.db soon after it is durable */
 	fx_open(&f, &o);
 	for (int i = 0; i < 5; i++) {
-		record_unsettled(f.a, i, 1, true);
+		record_durable(f.a, i, 1, true);
 		assert_true(applied_within(f.a, 1000));
 	}
 	fx_close(&f);
@@ -521,7 +503,7 @@ static void test_writer_gathers(void **state)
 	audit_stats(f.a, &st);
 	inserts = st.inserts;
 	t0 = clock_mono_us();
-	record_unsettled(f.a, 6, 40, true); /* 40 journal writes */
+	record_durable(f.a, 6, 40, true); /* 40 journal writes */
 	audit_stats(f.a, &st);
 	ms = (clock_mono_us() - t0) / 1000;
 	assert_true(st.commits >= 41);
@@ -537,7 +519,7 @@ static void test_writer_gathers(void **state)
 	assert_int_equal(st.unapplied, 0);
 	assert_int_equal(st.records, 46);
 	/* a batch's worth goes in without anyone asking */
-	record_unsettled(f.a, 46, 1200, false);
+	record_durable(f.a, 46, 1200, false);
 	t0 = clock_mono_us();
 	do {
 		audit_stats(f.a, &st);
