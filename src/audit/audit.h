@@ -373,10 +373,12 @@ struct audit_notice {
  * the writer has failed), return it as audit_wait() would, with *pending
  * false: nothing is registered and fn is not called.  Otherwise register
  * 'n', set *pending and return ERR_OK: n->fn(n, e) is then called exactly
- * once, on the audit's notifier thread, with what audit_wait() would have
- * returned: ERR_OK once durable, ERR_BUSY after AUDIT_WAIT_MS, ERR_IO when
- * the writer fails or the log closes first.  fn must be short (it runs
- * with no lock held, but other notices wait for it).  With 'n' NULL
+ * once, with what audit_wait() would have returned: ERR_OK once durable
+ * (on the journal thread, right after the write that made it so), ERR_BUSY
+ * after AUDIT_WAIT_MS, ERR_IO when the log fails or closes first (on the
+ * notifier thread).  fn runs with no lock held, but must be short and must
+ * not block: above all it must not wait on the audit log (audit_wait(),
+ * audit_settle()), which would stall the journal it runs on.  With 'n' NULL
  * nothing is registered: *pending only tells whether it would have been.
  */
 enum err audit_notify(struct audit *a, uint64_t ticket, struct audit_notice *n, bool *pending,

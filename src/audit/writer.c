@@ -17,10 +17,12 @@
  * a journal file), writes them with one write and one fdatasync, wakes
  * every waiter whose ticket is now durable and passes the records on.
  * Under load it waits a moment for company, as PostgreSQL's commit_delay
- * does: when the last write held at least COMMIT_SIBLINGS records, up to
- * COMMIT_DELAY_US for as many again, since the CPU a sync and its
- * wake-ups cost is paid per write, not per record; one request at a time
- * never waits.  Records no one will wait for (recorded without a ticket:
+ * does: when the last write held at least COMMIT_SIBLINGS waited-for
+ * records and the next record came while it ran (or within
+ * COMMIT_DELAY_US of its end), up to COMMIT_DELAY_US for as many again
+ * (at most half the queue), since the CPU a sync and its wake-ups cost is
+ * paid per write, not per record; one request at a time, or the first
+ * after a quiet spell, never waits.  Records no one will wait for (recorded without a ticket:
  * a token issued, a sign-in) may wait LINGER_US in the queue for company,
  * up to LINGER_RECORDS of them, so that a stream of such events costs a
  * write and a flush per batch rather than one each; the first waiter ends
@@ -1273,7 +1275,8 @@ static void *journal_main(void *arg)
 {
 	struct audit *a = arg;
 	struct pending **batch = xcalloc(BATCH_MAX, sizeof(*batch));
-	size_t last_n = 0;
+	size_t last_n = 0;     /* records in the last write, if someone waited for it */
+	int64_t last_done = 0; /* when it was durable (monotonic us) */
 
 	pthread_setname_np(pthread_self(), "audit-journal");
 	pthread_mutex_lock(&a->mu);
@@ -1291,11 +1294,19 @@ static void *journal_main(void *arg)
 			if (a->qcount) {
 				int64_t d = a->q_since + LINGER_US;
 				if (a->wanted > a->durable) {
-					/* someone waits: write now, or wait a moment for company */
+					/*
+					 * Someone waits: write now, or wait a moment for
+					 * company when the last write held enough waited-for
+					 * records and this one began while it ran (or just
+					 * after): under load, not after a quiet spell.  At
+					 * most half the queue, which must not fill meanwhile.
+					 */
 					int64_t dd = a->q_since + COMMIT_DELAY_US;
-					if (last_n < COMMIT_SIBLINGS || a->qcount >= last_n || now >= dd)
+					size_t target = last_n < a->queue_max / 2 ? last_n : a->queue_max / 2;
+					if (target < COMMIT_SIBLINGS || a->q_since > last_done + COMMIT_DELAY_US ||
+					    a->qcount >= target || now >= dd)
 						break;
-					a->delay_n = last_n;
+					a->delay_n = target;
 					d = dd;
 				} else if (a->qcount >= linger_max(a) || now >= d) {
 					break;
@@ -1320,7 +1331,7 @@ static void *journal_main(void *arg)
 			a->qcount--;
 		}
 		a->delay_n = 0;
-		last_n = n;
+		last_n = a->wanted > a->durable ? n : 0; /* not a batch of lingering records */
 		a->gen++;
 		a->inflight_end = a->durable + n;
 		pthread_mutex_unlock(&a->mu);
@@ -1344,6 +1355,7 @@ static void *journal_main(void *arg)
 		}
 		a->ready_count += n;
 		a->durable += n;
+		last_done = clock_mono_us();
 		a->commits++;
 		pthread_cond_broadcast(&a->done_cv[a->gen & 1]);
 		if (a->writer_idle &&

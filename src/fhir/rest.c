@@ -828,8 +828,9 @@ static bool audit_fhir(struct http_req *q, const struct access *acc, const struc
 
 /*
  * Holding an answer until its record is durable: the request's thread does
- * not wait (http_req_defer()); the audit log's notifier resumes the request
- * once the record is on disk, or with a 503 when it cannot be.
+ * not wait (http_req_defer()); the audit log resumes the request once the
+ * record is on disk (from its journal thread), or with a 503 when it cannot
+ * be (from its notifier).  hold_done() only resumes: it must not block.
  */
 struct audit_hold {
 	struct audit_notice n;
