@@ -1,5 +1,10 @@
 # Veranda build.  `make` builds build/veranda; see README.md for the rest.
 
+# Compile on every core unless the command line says how many jobs (-jN).
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
+
 CC        ?= gcc
 PKG_LIBS  := libmicrohttpd jansson sqlite3 libcrypto libargon2 liboath libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null)
