@@ -1,7 +1,8 @@
 # Veranda build.  `make` builds build/veranda; see README.md for the rest.
 
-# Compile on every core unless the command line says how many jobs (-jN).
-ifeq ($(filter -j%,$(MAKEFLAGS)),)
+# Compile on every core; a -jN on the command line wins, and sub-makes
+# share their parent's jobs.
+ifeq ($(MAKELEVEL),0)
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 endif
 
