@@ -22,11 +22,11 @@
  * COMMIT_DELAY_US of its end), up to COMMIT_DELAY_US for as many again
  * (at most half the queue), since the CPU a sync and its wake-ups cost is
  * paid per write, not per record; one request at a time, or the first
- * after a quiet spell, never waits.  Records no one will wait for (recorded without a ticket:
- * a token issued, a sign-in) may wait LINGER_US in the queue for company,
- * up to LINGER_RECORDS of them, so that a stream of such events costs a
- * write and a flush per batch rather than one each; the first waiter ends
- * the wait.
+ * after a quiet spell, never waits.  Records no one will wait for
+ * (recorded without a ticket: a token issued, a sign-in) may wait
+ * LINGER_US in the queue for company, up to LINGER_RECORDS of them, so
+ * that a stream of such events costs a write and a flush per batch rather
+ * than one each; the first waiter ends the wait.
  *
  * The writer takes every journaled record (up to BATCH_MAX) into one
  * transaction with one fsync at COMMIT (WAL, synchronous=FULL), which
@@ -85,11 +85,7 @@
 /* How long, and for how many, records no one waits for wait for more (see the top). */
 #define LINGER_US 10000
 #define LINGER_RECORDS 256
-/*
- * When someone waits and the last journal write held at least
- * COMMIT_SIBLINGS records, the journal waits up to COMMIT_DELAY_US after
- * the first queued record for as many as that write held (see the top).
- */
+/* The journal's wait for company under load (company_deadline()). */
 #define COMMIT_DELAY_US 200
 #define COMMIT_SIBLINGS 4
 /* How many journaled records the writer inserts without lingering (see the top). */
@@ -450,10 +446,10 @@ enum err audit_notify(struct audit *a, uint64_t ticket, struct audit_notice *n, 
 				 * The notifier sleeps until the earliest deadline it
 				 * knows of (the journal thread answers what its writes
 				 * make durable): wake it only if this deadline comes
-				 * first.  Deadlines
-				 * are all AUDIT_WAIT_MS after their registration, so
-				 * that is rare; a wake-up on every registration was a
-				 * futex call and a thread switch on every audited read.
+				 * first.  Deadlines are all AUDIT_WAIT_MS after their
+				 * registration, so that is rare; a wake-up on every
+				 * registration was a futex call and a thread switch on
+				 * every audited read.
 				 */
 				if (n->deadline < a->notify_wake)
 					pthread_cond_signal(&a->notify_cv);
@@ -465,16 +461,9 @@ enum err audit_notify(struct audit *a, uint64_t ticket, struct audit_notice *n, 
 }
 
 /*
- * The notifier thread: answers audit_notify() registrations when the log
- * fails, when it closes and when AUDIT_WAIT_MS have passed -- the last
- * even while the journal is stuck in a sync, which is why this is not the
- * journal's job.  Those a journal write makes durable, the journal thread
- * answers right after the write.
- */
-/*
  * Detach the notices that are settled now (under mu): their record is
  * durable, the log failed or closes, or their deadline passed.  '*wake'
- * becomes the earliest deadline of those left, if earlier.
+ * (may be NULL) becomes the earliest deadline of those left, if earlier.
  */
 static struct audit_notice *notices_take(struct audit *a, int64_t now, int64_t *wake)
 {
@@ -488,7 +477,7 @@ static struct audit_notice *notices_take(struct audit *a, int64_t now, int64_t *
 		} else if (now >= n->deadline) {
 			n->result = ERR_BUSY;
 		} else {
-			if (n->deadline < *wake)
+			if (wake && n->deadline < *wake)
 				*wake = n->deadline;
 			pp = &n->next;
 			continue;
@@ -511,6 +500,13 @@ static void notices_answer(struct audit_notice *done)
 	}
 }
 
+/*
+ * The notifier thread: answers audit_notify() registrations when the log
+ * fails, when it closes and when AUDIT_WAIT_MS have passed -- the last
+ * even while the journal is stuck in a sync, which is why this is not the
+ * journal's job.  Those a journal write makes durable, the journal thread
+ * answers right after the write.
+ */
 static void *notifier_main(void *arg)
 {
 	struct audit *a = arg;
@@ -1267,6 +1263,26 @@ static enum err journal_batch(struct audit *a, struct pending **batch, size_t n,
 }
 
 /*
+ * When the journal, which someone waits for, should write: 0 for now, or
+ * the moment up to which it waits for company (see the top), setting
+ * delay_n.  It waits when the last write held enough waited-for records
+ * ('last_n') and the first queued record came while that write ran or
+ * just after ('last_done'): under load, not after a quiet spell.  For at
+ * most half the queue, which must not fill meanwhile.  Under mu.
+ */
+static int64_t company_deadline(struct audit *a, size_t last_n, int64_t last_done, int64_t now)
+{
+	int64_t d = a->q_since + COMMIT_DELAY_US;
+	size_t target = last_n < a->queue_max / 2 ? last_n : a->queue_max / 2;
+
+	if (target < COMMIT_SIBLINGS || a->q_since > last_done + COMMIT_DELAY_US ||
+	    a->qcount >= target || now >= d)
+		return 0;
+	a->delay_n = target;
+	return d;
+}
+
+/*
  * The journal thread: takes what is queued (lingering while no one waits,
  * see the top), journals it, answers its waiters and passes the records
  * on to the writer thread.
@@ -1282,7 +1298,9 @@ static void *journal_main(void *arg)
 	pthread_mutex_lock(&a->mu);
 	for (;;) {
 		struct ctx c = CTX_INIT;
+		struct audit_notice *done;
 		size_t n = 0, bytes = 0;
+		bool was_empty;
 		enum err e;
 
 		for (;;) {
@@ -1294,20 +1312,9 @@ static void *journal_main(void *arg)
 			if (a->qcount) {
 				int64_t d = a->q_since + LINGER_US;
 				if (a->wanted > a->durable) {
-					/*
-					 * Someone waits: write now, or wait a moment for
-					 * company when the last write held enough waited-for
-					 * records and this one began while it ran (or just
-					 * after): under load, not after a quiet spell.  At
-					 * most half the queue, which must not fill meanwhile.
-					 */
-					int64_t dd = a->q_since + COMMIT_DELAY_US;
-					size_t target = last_n < a->queue_max / 2 ? last_n : a->queue_max / 2;
-					if (target < COMMIT_SIBLINGS || a->q_since > last_done + COMMIT_DELAY_US ||
-					    a->qcount >= target || now >= dd)
+					/* someone waits: write now, or wait a moment for company */
+					if (!(d = company_deadline(a, last_n, last_done, now)))
 						break;
-					a->delay_n = target;
-					d = dd;
 				} else if (a->qcount >= linger_max(a) || now >= d) {
 					break;
 				}
@@ -1346,7 +1353,8 @@ static void *journal_main(void *arg)
 				fail(a, e, &c);
 			break;
 		}
-		if (!a->ready)
+		was_empty = !a->ready;
+		if (was_empty)
 			a->ready_since = clock_mono_us(); /* the writer's deadline starts */
 		for (size_t i = 0; i < n; i++) {
 			batch[i]->next = NULL;
@@ -1358,18 +1366,13 @@ static void *journal_main(void *arg)
 		last_done = clock_mono_us();
 		a->commits++;
 		pthread_cond_broadcast(&a->done_cv[a->gen & 1]);
-		if (a->writer_idle &&
-		    (a->ready_count == n || a->ready_count >= WRITER_BATCH || a->hurry))
+		if (a->writer_idle && (was_empty || a->ready_count >= WRITER_BATCH || a->hurry))
 			pthread_cond_signal(&a->work_cv);
 		/* held answers this write made safe go out from here: no thread switch on the way */
-		if (a->notices) {
-			int64_t wake = INT64_MAX;
-			struct audit_notice *done = notices_take(a, clock_mono_us(), &wake);
-			if (done) {
-				pthread_mutex_unlock(&a->mu);
-				notices_answer(done);
-				pthread_mutex_lock(&a->mu);
-			}
+		if ((done = a->notices ? notices_take(a, clock_mono_us(), NULL) : NULL)) {
+			pthread_mutex_unlock(&a->mu);
+			notices_answer(done);
+			pthread_mutex_lock(&a->mu);
 		}
 	}
 	a->journal_done = true;
