@@ -224,10 +224,12 @@ enum err oauth_authz_begin(struct oauth *o, const char *const *names, const char
 		FAIL(400, "invalid_request", "code_challenge must be 43 base64url characters");
 	str_copy(out->challenge, chal, sizeof(out->challenge));
 	aud = param(names, values, n, "aud", NULL);
-	if (!aud)
-		aud = param(names, values, n, "resource", NULL);
-	if (!aud_ok(o, aud))
+	v = param(names, values, n, "resource", NULL);
+	if (!aud_ok(o, aud ? aud : v))
 		FAIL(400, "invalid_request", "aud must be this server's FHIR base URL");
+	/* RFC 8707 2: a resource this server cannot issue for, beside a good aud */
+	if (aud && v && !aud_ok(o, v))
+		FAIL(400, "invalid_target", "resource must be this server's FHIR base URL");
 	v = param(names, values, n, "nonce", NULL);
 	if (v && strlen(v) >= sizeof(out->nonce))
 		FAIL(400, "invalid_request", "nonce is too long");

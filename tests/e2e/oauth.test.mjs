@@ -412,6 +412,26 @@ describe('B. authorization endpoint', () => {
     assert.ok((await walk(alice, req.url, {})).redirect.searchParams.get('code'));
   });
 
+  it('B21-22 resource (RFC 8707) stands in for a missing aud: the FHIR base gets a code; another URL invalid_request with state and iss', async () => {
+    const ok = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE, extra: { aud: undefined, resource: srv.fhirBase } });
+    assert.equal(ok.params.get('aud'), null, 'no aud is sent');
+    const w = await walk(alice, ok.url, {});
+    assert.ok(w.redirect, `redirected to the app (${w.pages})`);
+    assert.equal(w.redirect.searchParams.get('error'), null, w.redirect.href);
+    assert.ok(w.redirect.searchParams.get('code'), `a code for resource=${srv.fhirBase}`);
+    assert.equal(w.redirect.searchParams.get('state'), ok.state);
+    const bad = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE,
+      extra: { aud: undefined, resource: 'https://inferno.healthit.gov/invalid_aud' } });
+    assertErrorRedirect(await alice.get(bad.url), 'invalid_request', bad.state);
+    // beside a good aud, a resource this server cannot issue for: invalid_target (RFC 8707 2)
+    const both = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE, extra: { resource: 'https://evil.example/fhir' } });
+    assert.equal(both.params.get('aud'), srv.fhirBase);
+    assertErrorRedirect(await alice.get(both.url), 'invalid_target', both.state);
+    const same = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE, extra: { resource: srv.fhirBase } });
+    const ws = await walk(alice, same.url, {});
+    assert.ok(ws.redirect?.searchParams.get('code'), `aud and the same resource: a code (${ws.redirect?.href})`);
+  });
+
   it('B23-25 Deny: access_denied with state and iss', async () => {
     const req = authzRequest(srv, { clientId: 'pub', redirectUri: CB, scope: SCOPE });
     const w = await walk(alice, req.url, { action: 'deny' });
@@ -1045,6 +1065,37 @@ describe('G. refresh tokens', () => {
     const { tokens } = await ocCodeFlow(confConfig, { redirectUri: CONF_CB });
     assertOAuthError(await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: 'conf' }),
       401, 'invalid_client');
+  });
+
+  it('G72 an asymmetric client refreshes only with a fresh assertion of its own: none, a replayed jti, another client\'s: refused, token kept', async () => {
+    const config = await oc.discovery(new URL(srv.baseUrl), 'rs-app', undefined,
+      oc.PrivateKeyJwt({ key: keys.rs.privateKey, kid: keys.rs.kid }, {
+        [oc.modifyAssertion]: (header, payload) => { payload.aud = tokenUrl; header.typ = 'JWT'; },
+      }), { execute: [oc.allowInsecureRequests] });
+    const { tokens } = await ocCodeFlow(config, { redirectUri: 'https://rs.example/cb' });
+    assert.ok(tokens.refresh_token, 'a refresh token');
+    const refreshAs = (refreshToken, extra) => postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: refreshToken, ...extra });
+    const signed = (jwt) => ({ client_assertion_type: JWT_BEARER, client_assertion: jwt });
+
+    // a valid refresh spends the assertion's jti (and rotates the token)
+    const used = await assertion(tokenUrl, 'rs-app', keys.rs);
+    let r = await refreshAs(tokens.refresh_token, signed(used));
+    assert.equal(r.status, 200, r.text);
+    const rt = r.json.refresh_token;
+    assert.ok(rt && rt !== tokens.refresh_token, 'rotated');
+
+    // (a) the client_id alone, as a public client would send it
+    assertOAuthError(await refreshAs(rt, { client_id: 'rs-app' }), 401, 'invalid_client');
+    // (b) an assertion whose jti was already used, with and without client_id
+    assertOAuthError(await refreshAs(rt, signed(used)), 401, 'invalid_client');
+    assertOAuthError(await refreshAs(rt, { client_id: 'rs-app', ...signed(used) }), 401, 'invalid_client');
+    // (c) the other asymmetric client, properly authenticated: not its token
+    assertOAuthError(await refreshAs(rt, signed(await assertion(tokenUrl, 'es-app', keys.es))), 400, 'invalid_grant');
+    // (d) none of that spent or revoked the token: a fresh assertion refreshes, and the new access token works
+    r = await refreshAs(rt, signed(await assertion(tokenUrl, 'rs-app', keys.rs)));
+    assert.equal(r.status, 200, r.text);
+    assert.ok(r.json.refresh_token && r.json.refresh_token !== rt, 'rotated again');
+    assert.equal((await fhirGet(srv, 'Patient/alice', r.json.access_token)).status, 200);
   });
 
   it('G45 no offline_access, no refresh token', async () => {

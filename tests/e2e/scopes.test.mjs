@@ -351,6 +351,90 @@ describe('D. scopes and launch context', () => {
     }
   });
 
+  it('D41 social-history, survey, sdoh and health-concern scopes each find exactly their records; a survey+sdoh Observation is in both', async () => {
+    // the seed has no record in these four categories: create some for alice, and remove them afterwards
+    const SDOH = 'http://hl7.org/fhir/us/core/CodeSystem/us-core-category|sdoh';
+    const HEALTH_CONCERN = 'http://hl7.org/fhir/us/core/CodeSystem/condition-category|health-concern';
+    const concept = (cat) => {
+      const [system, code] = cat.split('|');
+      return { coding: [{ system, code }] };
+    };
+    const specs = [
+      ['Observation', [`${OBS_CAT}|social-history`]],
+      ['Observation', [`${OBS_CAT}|survey`]],
+      ['Observation', [SDOH]],
+      ['Observation', [`${OBS_CAT}|survey`, SDOH]],   // US Core SDOH assessment: two categories
+      ['Condition', [HEALTH_CONCERN]],
+      // decoys: the right code under the wrong system matches no scope
+      ['Observation', [`${OBS_CAT}|sdoh`]],
+      ['Condition', [`${COND_CAT}|health-concern`]],
+    ];
+    const scopes = [
+      { type: 'Observation', cat: `${OBS_CAT}|social-history` },
+      { type: 'Observation', cat: `${OBS_CAT}|survey` },
+      { type: 'Observation', cat: SDOH },
+      { type: 'Condition', cat: HEALTH_CONCERN },
+    ];
+    for (const c of scopes) {
+      c.scope = `patient/${c.type}.rs?category=${c.cat}`;
+      assert.ok(CATEGORY_SCOPES.some((x) => x.scope === c.scope), `${c.scope} is one of the (g)(10) forms`);
+    }
+    const created = [];
+    try {
+      for (const [type, cats] of specs) {
+        const body = type === 'Observation'
+          ? { resourceType: 'Observation', status: 'final', category: cats.map(concept), code: { text: `D41 ${cats.join(' + ')}` },
+            subject: { reference: 'Patient/alice' } }
+          : { resourceType: 'Condition', category: cats.map(concept), code: { text: 'D41 health concern' },
+            subject: { reference: 'Patient/alice' } };
+        const r = await fhirSend('POST', type, sys, body);
+        assert.equal(r.status, 201, JSON.stringify(r.json));
+        assert.ok(r.json.id, `${type} created with an id`);
+        created.push({ type, id: r.json.id, cats });
+      }
+      const both = created[3];
+      // alice's records as the unrestricted token sees them, now with the new ones
+      const all = {
+        Observation: await search('Observation?patient=alice&_count=500', sys),
+        Condition: await search('Condition?patient=alice&_count=500', sys),
+      };
+      for (const x of created) assert.ok(idsOf(all[x.type]).includes(x.id), `${x.type}/${x.id} is alice's`);
+      const lab = all.Observation.find((r) => codings(r.category).includes(`${OBS_CAT}|laboratory`));
+      assert.ok(lab, 'alice has a laboratory Observation');
+
+      for (const c of scopes) {
+        const t = await tokens(`launch/patient ${c.scope}`);
+        assert.deepEqual(t.scope.split(' '), ['launch/patient', c.scope], 'granted as asked');
+        const want = all[c.type].filter((r) => codings(r.category).includes(c.cat)).map((r) => r.id).sort();
+        const mine = created.filter((x) => x.type === c.type && x.cats.includes(c.cat)).map((x) => x.id);
+        assert.ok(mine.length > 0 && mine.every((id) => want.includes(id)), `${c.scope}: the created records are expected`);
+        const got = await search(`${c.type}?patient=alice&_count=500`, t.access_token);
+        assert.deepEqual(idsOf(got), want, `${c.scope}: exactly the records in that category`);
+        for (const id of mine) {
+          assert.equal((await fhirGet(srv, `${c.type}/${id}`, t.access_token)).status, 200, `${c.scope}: read ${id}`);
+        }
+        // the other new records of the type (decoys included) answer as if they did not exist
+        for (const x of created.filter((y) => y.type === c.type && !y.cats.includes(c.cat))) {
+          assert.equal((await fhirGet(srv, `${c.type}/${x.id}`, t.access_token)).status, 404, `${c.scope}: read ${x.cats}`);
+        }
+        if (c.type === 'Observation') {
+          assert.equal((await fhirGet(srv, `Observation/${lab.id}`, t.access_token)).status, 404,
+            `${c.scope}: a laboratory Observation is out of reach`);
+        }
+        if (c.cat === `${OBS_CAT}|survey` || c.cat === SDOH) {
+          assert.ok(idsOf(got).includes(both.id), `${c.scope} alone finds the survey+sdoh Observation`);
+        }
+      }
+    } finally {
+      for (const x of created) await fhirSend('DELETE', `${x.type}/${x.id}`, sys);
+    }
+    // gone again: the other tests see the seed as it was
+    for (const x of created) {
+      const r = await fhirGet(srv, `${x.type}/${x.id}`, sys);
+      assert.ok([404, 410].includes(r.status), `${x.type}/${x.id} deleted: ${r.status}`);
+    }
+  });
+
   it('D42 launch/patient: a single patient is chosen automatically, a caregiver picks one; the token carries patient', async () => {
     // alice has one record: no picker
     const t = await tokens('launch/patient openid fhirUser patient/Patient.rs');

@@ -9,6 +9,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import http from 'node:http';
 import * as jose from 'jose';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, freePort } from './lib/server.mjs';
 import {
@@ -86,6 +87,35 @@ function assertOAuthError(r, status, error) {
 /* ================================================================ */
 
 describe('A. discovery: literal values', () => {
+  it('A2 smart-configuration is the same JSON with no Accept header at all, or Accept: application/fhir+xml', async () => {
+    // fetch() always adds "Accept: */*", so the request without one goes through node:http, which adds none
+    const get = (headers) => new Promise((resolve, reject) => {
+      const req = http.request(`${srv.fhirBase}/.well-known/smart-configuration`, { headers, agent: false }, (res) => {
+        const chunks = [];
+        res.on('data', (d) => chunks.push(d));
+        res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'] || '',
+          text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      assert.equal(req.getHeader('accept'), headers.accept, 'the Accept header sent is exactly the one asked for');
+      req.end();
+    });
+    const json = await get({ accept: 'application/json' });
+    assert.equal(json.status, 200, json.text);
+    assert.match(json.type, /^application\/json\b/);
+    const want = JSON.parse(json.text);
+    assert.equal(want.issuer, srv.baseUrl, 'the application/json answer is the discovery document');
+    for (const [what, headers] of [['no Accept', {}], ['Accept: application/fhir+xml', { accept: 'application/fhir+xml' }]]) {
+      const r = await get(headers);
+      assert.equal(r.status, 200, `${what}: ${r.text.slice(0, 200)}`);
+      assert.match(r.type, /^application\/json\b/, `${what}: Content-Type ${r.type}`);
+      let body;
+      assert.doesNotThrow(() => (body = JSON.parse(r.text)), `${what}: the body is JSON`);
+      assert.deepEqual(body, want, `${what}: the same document`);
+    }
+  });
+
   it('A3 every endpoint and the issuer in smart-configuration are absolute URLs on this server', async () => {
     const d = (await fetchJson(`${srv.fhirBase}/.well-known/smart-configuration`)).json;
     const urls = Object.entries(d).filter(([k]) => k === 'issuer' || k === 'jwks_uri' || k.endsWith('_endpoint'));
