@@ -310,14 +310,18 @@ static int open_audit(const struct config *cfg, const struct keys *keys, struct 
  * DATA/audit-cli.lock keeps two commands off that stream at once.  The
  * agent is the operating-system account that ran the command.  The change
  * is already made when this runs: a failure says so and fails the command.
+ * 'more' (may be NULL) adds to each record its patient and entities after
+ * the one named by 'etype' and ids[i].
  */
-static int audit_admin_many(const struct config *cfg, enum audit_type type, const char *actions,
-			    const char *etype, const char *const *ids, size_t n)
+static int audit_admin_more(const struct config *cfg, enum audit_type type, const char *actions,
+			    const char *etype, const char *const *ids, size_t n,
+			    const struct audit_event *more)
 {
 	struct config cc = *cfg;
 	struct passwd *pw = getpwuid(geteuid());
 	char lock[4096], agent[96];
-	struct audit_entity en = {.type = etype};
+	struct audit_entity en[4] = {{.type = etype}};
+	size_t ne = 1;
 	struct audit_event ev;
 	struct keys *keys = NULL;
 	struct audit *au = NULL;
@@ -347,15 +351,18 @@ static int audit_admin_many(const struct config *cfg, enum audit_type type, cons
 		snprintf(agent, sizeof(agent), "os:%s", pw->pw_name);
 	else
 		snprintf(agent, sizeof(agent), "os:uid-%u", (unsigned)geteuid());
+	for (size_t i = 0; more && i < more->n_entities && ne < sizeof(en) / sizeof(en[0]); i++)
+		en[ne++] = more->entities[i];
 	for (size_t i = 0; i < n && !rc; i++) {
 		memset(&ev, 0, sizeof(ev));
 		ev.type = type;
 		ev.action = actions[i];
 		ev.agent.user_id = agent;
 		ev.agent.role = "operator";
-		en.id = ids[i];
-		ev.entities = &en;
-		ev.n_entities = 1;
+		ev.patient = more ? more->patient : NULL;
+		en[0].id = ids[i];
+		ev.entities = en;
+		ev.n_entities = ne;
 		if (audit_record_sync(au, &ev, &c))
 			rc = fail("the change was made, but it could not be recorded in the audit log: %s",
 				  c.msg);
@@ -369,12 +376,18 @@ out:
 	return rc;
 }
 
+static int audit_admin_many(const struct config *cfg, enum audit_type type, const char *actions,
+			    const char *etype, const char *const *ids, size_t n)
+{
+	return audit_admin_more(cfg, type, actions, etype, ids, n, NULL);
+}
+
 static int audit_admin(const struct config *cfg, enum audit_type type, char action,
 		       const char *etype, const char *eid)
 {
 	char actions[2] = {action, '\0'};
 
-	return audit_admin_many(cfg, type, actions, etype, &eid, 1);
+	return audit_admin_more(cfg, type, actions, etype, &eid, 1, NULL);
 }
 
 /* The value of flag 'name' (--name V or --name=V) in argv[0..argc), or NULL. */
@@ -456,8 +469,8 @@ static const char *const opts_serve[] = {"data", "store", "log_level", "sqlite_b
 					 "audit_queue", "audit_journal_kib", "audit_checkpoint_records",
 					 "audit_checkpoint_seconds", "audit_retention_days", NULL};
 
-/* A system event in the audit log (start, stop), waited for. */
-static void system_event(struct audit *au, enum audit_type t)
+/* A system event in the audit log (start, stop), waited for; 'code' says why it failed. */
+static void system_event(struct audit *au, enum audit_type t, const char *code)
 {
 	struct audit_event ev;
 	struct ctx c = CTX_INIT;
@@ -467,6 +480,8 @@ static void system_event(struct audit *au, enum audit_type t)
 	memset(&ev, 0, sizeof(ev));
 	ev.type = t;
 	ev.agent.user_id = "veranda";
+	ev.outcome = code ? AUDIT_MAJOR : AUDIT_OK;
+	ev.outcome_code = code;
 	if (audit_record_sync(au, &ev, &c))
 		log_msg(LOG_ERROR, "audit log: %s", c.msg);
 }
@@ -672,19 +687,21 @@ static int cmd_serve(struct config *cfg, int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* on record before the first request can be */
+	system_event(au, AUDIT_SYSTEM_START, NULL);
+	config_event(cfg, au);
 	if (http_server_start(srv, &c)) {
 		rc = fail("%s", c.msg);
+		system_event(au, AUDIT_SYSTEM_STOP, "listen-failed");
 		goto out;
 	}
 	log_info("veranda %s listening on %s (%s), FHIR base %s/fhir", VERANDA_VERSION, cfg->listen,
 		 is_loopback(cfg->listen) ? "loopback only" : "remote allowed", cfg->base_url);
-	system_event(au, AUDIT_SYSTEM_START);
-	config_event(cfg, au);
 	while (!stop_signal)
 		pause();
 	log_info("received signal %d: finishing in-flight requests", (int)stop_signal);
 	http_server_stop(srv, 10000);
-	system_event(au, AUDIT_SYSTEM_STOP);
+	system_event(au, AUDIT_SYSTEM_STOP, NULL);
 	log_info("stopped");
 	rc = 0;
 out:
@@ -1214,8 +1231,16 @@ static int cmd_user(struct config *cfg, int argc, char **argv)
 		printf("password of user '%s' is correct\n", name);
 	}
 	rc = 0;
-	if (strcmp(sub, "list") && strcmp(sub, "check-password"))
+	if (!strcmp(sub, "link") || !strcmp(sub, "unlink")) {
+		/* caregiver access given or taken by an operator: in the patient's record */
+		struct audit_entity rp = {.type = "RelatedPerson", .id = related};
+		struct audit_event more = {.patient = patient, .entities = &rp, .n_entities = related ? 1 : 0};
+		const char *const ids[1] = {name};
+		rc = audit_admin_more(cfg, !strcmp(sub, "link") ? AUDIT_PROXY_APPROVED : AUDIT_PROXY_REVOKED,
+				      "U", "User", ids, 1, &more);
+	} else if (strcmp(sub, "list") && strcmp(sub, "check-password")) {
 		rc = audit_admin(cfg, AUDIT_ADMIN_USER, !strcmp(sub, "add") ? 'C' : 'U', "User", name);
+	}
 out:
 	mem_wipe(pw, sizeof(pw));
 	users_free(us);

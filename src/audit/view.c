@@ -113,6 +113,8 @@ static json_t *line_of(const struct audit_view_q *q, const json_t *rec, int64_t 
 		snprintf(who, sizeof(who), "Veranda %s staff (%s)", role, user ? user : "unknown");
 	else if (role && !strcmp(role, "system"))
 		snprintf(who, sizeof(who), "The service %s", client ? app : "unknown");
+	else if (role && !strcmp(role, "operator"))
+		str_copy(who, "A Veranda administrator", sizeof(who)); /* the command line */
 	else if (user)
 		snprintf(who, sizeof(who), "%s", user);
 	else
@@ -161,10 +163,16 @@ static json_t *line_of(const struct audit_view_q *q, const json_t *rec, int64_t 
 		snprintf(what, sizeof(what), "removed something from %s %s", pos, kind);
 	else if (!strcmp(type, "oauth.authorize-granted"))
 		snprintf(what, sizeof(what), "allowed the app %s to use %s record", app, pos);
+	else if (!strcmp(type, "proxy.approved") || !strcmp(type, "proxy.revoked"))
+		/* the account given or denied caregiver access is the first entity */
+		snprintf(what, sizeof(what), !strcmp(type, "proxy.approved")
+						     ? "gave the account %s caregiver access to %s record"
+						     : "ended the caregiver access of the account %s to %s record",
+			 jstr(ent, "id") ? jstr(ent, "id") : "unknown", pos);
 	else
 		snprintf(what, sizeof(what), "%s", type);
 
-	if (!strncmp(type, "oauth.", 6) || (role && !strcmp(role, "system")))
+	if (!strncmp(type, "oauth.", 6) || (role && (!strcmp(role, "system") || !strcmp(role, "operator"))))
 		through[0] = '\0'; /* the sentence names the app or service already */
 	else if (client && role && strcmp(role, "system"))
 		snprintf(through, sizeof(through), "through the app %s", app);

@@ -37,6 +37,7 @@
 #include "core/mustache.h"
 #include "core/str.h"
 #include "core/url.h"
+#include "fhir/model.h"
 #include "http/http.h"
 
 #define JSON_CT "application/json"
@@ -282,6 +283,7 @@ struct aud {
 	const char *session_id;    /* raw: hashed here */
 	const char *token_id;      /* an access token's jti, raw: hashed here */
 	const char *renewed_id;    /* the session's new id after a renewal, raw: hashed here */
+	const char *entity_type, *entity_id; /* what an administrative change touched */
 };
 
 /* The user and grant a token request or revocation touched (oauth_who). */
@@ -303,7 +305,7 @@ static void auth_event(struct http_req *q, struct auth_edge *ed, const struct au
 {
 	struct audit *au = oauth_audit(ed->o);
 	struct audit_event ev;
-	struct audit_entity renewed = {.type = "Session"};
+	struct audit_entity ents[2] = {{.type = "Session"}};
 	char sh[AUDIT_HASH_SIZE], th[AUDIT_HASH_SIZE], nh[AUDIT_HASH_SIZE];
 	struct ctx c = CTX_INIT;
 
@@ -331,10 +333,11 @@ static void auth_event(struct http_req *q, struct auth_edge *ed, const struct au
 	if (a->renewed_id && *a->renewed_id) {
 		/* links the session's records under its old id to those under its new one */
 		audit_hash_id(a->renewed_id, nh);
-		renewed.id = nh;
-		ev.entities = &renewed;
-		ev.n_entities = 1;
+		ents[ev.n_entities++].id = nh;
 	}
+	if (a->entity_type && a->entity_id)
+		ents[ev.n_entities++] = (struct audit_entity){.type = a->entity_type, .id = a->entity_id};
+	ev.entities = ev.n_entities ? ents : NULL;
 	ev.authority.scopes = a->scopes;
 	ev.authority.grant_id = a->grant;
 	ev.correlation.request_id = http_req_id(q);
@@ -603,6 +606,40 @@ static void authz_fail(struct http_req *q, struct auth_edge *ed, const char *red
  * for another user): on record as oauth.authorize-denied with 'code',
  * then the error to the app.
  */
+/*
+ * A signed-in user refused by a rule outside the FHIR API: on record as
+ * policy.denied with 'code'.  'patient' is the record asked for, kept only
+ * when it is a well-formed id (it comes from the request).
+ */
+static void session_denied(struct http_req *q, struct auth_edge *ed, const struct session *se,
+			   const char *client_id, const char *patient, const char *code)
+{
+	char sid[OAUTH_ID_SIZE] = "";
+	struct aud ae = {.type = AUDIT_POLICY_DENIED, .outcome = AUDIT_MINOR, .code = code,
+			 .username = se->username, .role = user_role_name(se->role),
+			 .fhir_user = se->fhir_user, .client_id = client_id,
+			 .patient = patient && fhir_id_valid(patient) ? patient : NULL,
+			 .session_id = sid};
+
+	cookie(q, ed->sid_name, sid, sizeof(sid));
+	auth_event(q, ed, &ae);
+	mem_wipe(sid, sizeof(sid));
+}
+
+/* The same for a request with a valid access token ('p'). */
+static void token_denied(struct http_req *q, struct auth_edge *ed, const struct principal *p,
+			 const char *code)
+{
+	struct aud ae = {.type = AUDIT_POLICY_DENIED, .outcome = AUDIT_MINOR, .code = code,
+			 .username = p->username[0] ? p->username : NULL,
+			 .role = p->uid ? user_role_name(p->role) : NULL,
+			 .fhir_user = p->fhir_user[0] ? p->fhir_user : NULL, .client_id = p->client_id,
+			 .patient = p->patient[0] ? p->patient : NULL, .scopes = p->scope,
+			 .grant = p->grant_id[0] ? p->grant_id : NULL, .token_id = p->jti};
+
+	auth_event(q, ed, &ae);
+}
+
 static void authz_refuse(struct http_req *q, struct auth_edge *ed, const struct session *se,
 			 const struct oauth_authz *a, const char *code, const struct oauth_err *err)
 {
@@ -617,6 +654,38 @@ static void authz_refuse(struct http_req *q, struct auth_edge *ed, const struct 
 	auth_event(q, ed, &ae);
 	mem_wipe(sid, sizeof(sid));
 	authz_fail(q, ed, a->redirect_uri, a->state, err);
+}
+
+/* A signed-in user's authorization granted, as asked or without a question (prompt=none). */
+static void authz_granted(struct http_req *q, struct auth_edge *ed, const struct session *se,
+			  const struct oauth_authz *a, const struct scope_set *granted)
+{
+	char sid[OAUTH_ID_SIZE] = "";
+	struct buf gs = BUF_INIT(8192);
+	struct ctx ig = CTX_INIT;
+	struct aud ae = {.type = AUDIT_AUTHZ_GRANTED, .username = se->username,
+			 .role = user_role_name(se->role), .fhir_user = se->fhir_user,
+			 .client_id = a->client.client_id, .patient = a->patient[0] ? a->patient : NULL,
+			 .session_id = sid};
+
+	cookie(q, ed->sid_name, sid, sizeof(sid));
+	scope_format(granted, &gs, &ig);
+	ae.scopes = gs.data;
+	auth_event(q, ed, &ae);
+	buf_release(&gs);
+	mem_wipe(sid, sizeof(sid));
+}
+
+/* prompt=none that cannot be answered without the signed-in user: on record, then the error. */
+static void silent_refuse(struct http_req *q, struct auth_edge *ed, const struct session *se,
+			  struct oauth_authz *a, const char *error, const char *why)
+{
+	struct oauth_err err = {.redirect = true, .status = 400};
+
+	oauth_seterr(&err, 400, error, "%s", why);
+	err.redirect = true;
+	authz_refuse(q, ed, se, a, error, &err);
+	oauth_authz_drop(ed->o, a->id);
 }
 
 static void handle_authorize(struct http_req *q, void *arg)
@@ -852,6 +921,7 @@ static void continue_request(struct http_req *q, struct auth_edge *ed, struct oa
 			scope_set_free(granted);
 			granted = NULL;
 		} else if (granted && !oauth_authz_approve(ed->o, a, &se, granted, dur, &url, &c)) {
+			authz_granted(q, ed, &se, a, granted);
 			scope_set_free(granted);
 			redirect(q, url);
 			free(url);
@@ -869,9 +939,7 @@ static void continue_request(struct http_req *q, struct auth_edge *ed, struct oa
 			/* one record only: no question to ask */
 			oauth_authz_set_patient(ed->o, a, links[0].patient_id, &c);
 		} else if (a->prompt_none) {
-			oauth_seterr(&err, 400, "interaction_required", "a patient must be chosen");
-			authz_fail(q, ed, a->redirect_uri, a->state, &err);
-			oauth_authz_drop(ed->o, a->id);
+			silent_refuse(q, ed, &se, a, "interaction_required", "a patient must be chosen");
 			return;
 		} else {
 			picker_page(q, ed, a, &se);
@@ -879,9 +947,7 @@ static void continue_request(struct http_req *q, struct auth_edge *ed, struct oa
 		}
 	}
 	if (a->prompt_none) {
-		oauth_seterr(&err, 400, "consent_required", "the user has not yet allowed this app");
-		authz_fail(q, ed, a->redirect_uri, a->state, &err);
-		oauth_authz_drop(ed->o, a->id);
+		silent_refuse(q, ed, &se, a, "consent_required", "the user has not yet allowed this app");
 		return;
 	}
 	consent_page(q, ed, a, &se);
@@ -1042,6 +1108,8 @@ static void handle_patient(struct http_req *q, void *arg)
 	if (!p || !*p)
 		p = http_req_form(q, "patient");
 	if (!p || !*p || strlen(p) >= OAUTH_REF_SIZE || !may_act_for(ed, &se, p)) {
+		if (p && *p)
+			session_denied(q, ed, &se, a.client.client_id, p, "not-linked");
 		picker_page(q, ed, &a, &se);
 		goto out;
 	}
@@ -1206,18 +1274,7 @@ static void handle_decide(struct http_req *q, void *arg)
 		duration = 86400;
 	if (oauth_authz_approve(ed->o, &a, &se, granted, duration, &url, &c))
 		goto fail;
-	{
-		struct buf gs = BUF_INIT(8192);
-		struct ctx ig = CTX_INIT;
-		struct aud ae = {.type = AUDIT_AUTHZ_GRANTED, .username = se.username,
-				 .role = user_role_name(se.role), .fhir_user = se.fhir_user,
-				 .client_id = a.client.client_id, .patient = a.patient[0] ? a.patient : NULL,
-				 .session_id = sid};
-		scope_format(granted, &gs, &ig);
-		ae.scopes = gs.data;
-		auth_event(q, ed, &ae);
-		buf_release(&gs);
-	}
+	authz_granted(q, ed, &se, &a, granted);
 	redirect(q, url);
 	free(url);
 	goto out;
@@ -1583,6 +1640,7 @@ static void handle_userinfo(struct http_req *q, void *arg)
 		return;
 	}
 	if (oauth_userinfo(ed->o, &p, &out, &c)) {
+		token_denied(q, ed, &p, "insufficient-scope");
 		no_store(q);
 		http_resp_header(q, "WWW-Authenticate", "Bearer error=\"insufficient_scope\", scope=\"openid\"");
 		static const char b403[] = "{\"error\":\"insufficient_scope\"}";
@@ -1795,6 +1853,7 @@ static void handle_launch(struct http_req *q, void *arg)
 		return;
 	}
 	if (se.role != USER_CLINICIAN && se.role != USER_ADMIN) {
+		session_denied(q, ed, &se, cid, pat, "launch-needs-clinician");
 		error_page(q, ed, 403, "Not allowed", "Only clinicians can open apps for a patient.", NULL);
 		return;
 	}
@@ -1876,6 +1935,8 @@ static void handle_access(struct http_req *q, void *arg)
 						      !strcmp(links[i].relationship, "self") ? "My record" : links[i].patient_id,
 						      "selected", sel));
 	}
+	if (!patient && want && *want)
+		session_denied(q, ed, &se, NULL, want, "not-linked");
 	if (!patient || !audit_dir) {
 		json_decref(list);
 		error_page(q, ed, patient ? 404 : 403, "Nothing to show",
@@ -1946,6 +2007,8 @@ static void handle_access_receipt(struct http_req *q, void *arg)
 		return;
 	}
 	if (!linked_to(ed, &se, patient) || !audit_dir) {
+		if (audit_dir)
+			session_denied(q, ed, &se, NULL, patient, "not-linked");
 		error_page(q, ed, 403, "Nothing to show", "You cannot see this record's access history.", NULL);
 		return;
 	}
@@ -2062,6 +2125,7 @@ static void handle_register(struct http_req *q, void *arg)
 	}
 	verified = true;
 	if (!p.uid || p.role != USER_ADMIN) {
+		token_denied(q, ed, &p, "register-needs-admin");
 		http_resp_header(q, "WWW-Authenticate", "Bearer error=\"insufficient_scope\"");
 		static const char body403[] = "{\"error\":\"insufficient_scope\",\"error_description\":"
 					      "\"registering apps needs an administrator's token\"}";
@@ -2112,7 +2176,9 @@ static void handle_register(struct http_req *q, void *arg)
 	log_msg(LOG_INFO, "registered app %s (%s) for %s", id, method, p.username);
 	{
 		struct aud ae = {.type = AUDIT_ADMIN_CLIENT, .action = 'C', .username = p.username,
-				 .role = user_role_name(p.role), .client_id = id};
+				 .role = user_role_name(p.role), .fhir_user = p.fhir_user,
+				 .client_id = p.client_id, .entity_type = "Client", .entity_id = id,
+				 .token_id = p.jti};
 		auth_event(q, ed, &ae);
 	}
 	out = json_deep_copy(md);
@@ -2370,10 +2436,14 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 			mfa_used(q, ed, &se, used ? ERR_OK : e, NULL);
 	} else if (e == ERR_UNAUTHORIZED || held || e == ERR_FORBIDDEN) {
 		/* the password asked before turning it on, refused */
+		char sid[OAUTH_ID_SIZE] = "";
 		struct aud ae = {.type = AUDIT_MFA_ENROL, .outcome = AUDIT_MINOR,
 				 .code = e == ERR_UNAUTHORIZED ? "wrong-password" : held ? "throttled" : "locked",
-				 .username = se.username, .role = user_role_name(se.role), .fhir_user = se.fhir_user};
+				 .username = se.username, .role = user_role_name(se.role), .fhir_user = se.fhir_user,
+				 .session_id = sid};
+		cookie(q, ed->sid_name, sid, sizeof(sid));
 		auth_event(q, ed, &ae);
+		mem_wipe(sid, sizeof(sid));
 	}
 	if (e) {
 		if (c.code == ERR_CONFLICT) {
@@ -2431,6 +2501,13 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 		struct aud ae = {.type = AUDIT_MFA_ENROL, .username = se.username,
 				 .role = user_role_name(se.role), .fhir_user = se.fhir_user,
 				 .session_id = old_sid, .renewed_id = fresh_sid};
+		auth_event(q, ed, &ae);
+	} else if (e == ERR_UNAUTHORIZED || e == ERR_NOTFOUND || e == ERR_INVALID) {
+		/* a wrong code, or none pending: two-step verification stays off */
+		struct aud ae = {.type = AUDIT_MFA_ENROL, .outcome = AUDIT_MINOR,
+				 .code = e == ERR_UNAUTHORIZED ? "wrong-code" : "not-started",
+				 .username = se.username, .role = user_role_name(se.role),
+				 .fhir_user = se.fhir_user, .session_id = old_sid};
 		auth_event(q, ed, &ae);
 	}
 	mem_wipe(old_sid, sizeof(old_sid));

@@ -446,7 +446,10 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 	if (a->d.ctx == SCOPE_USER && a->p.uid &&
 	    (a->p.role == USER_SUPPORT || a->p.role == USER_COMPLIANCE || a->p.role == USER_ADMIN) &&
 	    (!type || (confinable(type) && strcmp(type, "AuditEvent")))) {
-		audit_denied(q, NULL, a, type, NULL, "staff-role-needs-elevation");
+		/* the resource asked for, so that the refusal is in its patient's record */
+		const char *id = type ? http_req_param(q, "id") : NULL;
+		audit_denied(q, NULL, a, type, id && fhir_id_valid(id) ? id : NULL,
+			     "staff-role-needs-elevation");
 		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
 		     "your role does not open patient records without an elevation or break-the-glass");
 		access_done(a);
@@ -1046,12 +1049,13 @@ static void audit_denied(struct http_req *q, struct fhir *f, const struct access
 	fa.code = code;
 	fa.rtype = type;
 	fa.id = id;
-	if (f && rest_audit && type && id) {
+	if ((f || rest_store) && rest_audit && type && id) {
 		char patients[AUDIT_PATIENTS_MAX][STORE_PATIENT_ID_SIZE];
 		struct ctx ig = CTX_INIT;
 		size_t n = 0;
 
-		if (store_compartment_of(f->store, type, id, patients, AUDIT_PATIENTS_MAX, &n, &ig))
+		if (store_compartment_of(f ? f->store : rest_store, type, id, patients,
+					 AUDIT_PATIENTS_MAX, &n, &ig))
 			n = 0;
 		for (size_t i = 0; i < n; i++)
 			fa_patient(&fa, patients[i]);
@@ -2003,6 +2007,24 @@ static bool search_param_known(const char *type, const char *name)
 }
 
 /*
+ * A search's normalized query for its record (into 'qs').  One that cannot
+ * be normalized (longer than AUDIT_TEXT_MAX once normalized, or not UTF-8)
+ * is recorded as "Type?_query=too-long" or "Type?_query=invalid": the
+ * record still shows a search and why its query is not there.
+ */
+static const char *audit_query_of(const char *type, const struct audit_param *ap, size_t n,
+				  const char *patient, struct buf *qs)
+{
+	struct ctx c = CTX_INIT;
+
+	if (!audit_query_normalize(rest_audit, type, ap, n, patient, qs, &c))
+		return qs->data;
+	buf_reset(qs);
+	buf_addf(qs, "%s?_query=%s", type ? type : "", c.code == ERR_TOOBIG ? "too-long" : "invalid");
+	return qs->err ? NULL : qs->data;
+}
+
+/*
  * Record a search: the normalized query, and the patient it is about (the
  * confined or compartment patient, else one named by patient= or
  * subject=Patient/...).  Waited for (the response discloses data), or with
@@ -2015,7 +2037,6 @@ static bool audit_search(struct http_req *q, const struct access *acc, const cha
 	struct fhir_audit fa;
 	struct audit_param *ap;
 	struct buf qs = BUF_INIT(AUDIT_TEXT_MAX);
-	struct ctx c = CTX_INIT;
 	bool ok;
 
 	if (!rest_audit)
@@ -2047,8 +2068,7 @@ static bool audit_search(struct http_req *q, const struct access *acc, const cha
 		ap[i].value = kv[i].value;
 		ap[i].hash = !search_param_known(type, kv[i].name);
 	}
-	if (!audit_query_normalize(rest_audit, type, ap, n, fa.npatients ? fa.patients[0] : NULL, &qs, &c))
-		fa.query = qs.data;
+	fa.query = audit_query_of(type, ap, n, fa.npatients ? fa.patients[0] : NULL, &qs);
 	ok = audit_fhir_q(q, acc, &fa, ticket == NULL, ticket);
 	buf_release(&qs);
 	return ok;
@@ -3128,8 +3148,7 @@ static void handle_auditevent(struct http_req *q, void *arg)
 			ap[i].hash = !strcmp(ap[i].name, "agent") ||
 				     !search_param_known("AuditEvent", ap[i].name);
 		}
-		if (!audit_query_normalize(rest_audit, "AuditEvent", ap, n, flt.patient, &qs, &c))
-			fa.query = qs.data;
+		fa.query = audit_query_of("AuditEvent", ap, n, flt.patient, &qs);
 		ok = audit_fhir(q, &acc, &fa, true);
 		buf_release(&qs);
 		if (!ok) {

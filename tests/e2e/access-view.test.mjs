@@ -67,7 +67,7 @@ async function accessPage(b, query = '') {
   }));
   const older = r.text.match(/<a href="([^"]*)">Older<\/a>/);
   const h1 = (r.text.match(/<h1>([^<]*)<\/h1>/) || [])[1];
-  return { status: r.status, location: r.location, text: r.text, lines, h1,
+  return { status: r.status, location: r.location, text: r.text, lines, h1, rid: r.headers.get('x-request-id'),
     older: older ? decodeEntities(older[1]) : null };
 }
 
@@ -267,6 +267,35 @@ describe('who saw my record', () => {
     assert.equal(other.status, 403, 'alice\'s history is not bob\'s to see');
     assert.equal(other.lines.length, 0);
     assert.doesNotMatch(other.text, /drsmith|Pill Reminder/);
+    // the attempt is on record as a refusal in alice's record, by bob
+    let tried;
+    for (let i = 0; i < 40 && !tried; i++) {
+      if (i) await new Promise((r) => setTimeout(r, 50));
+      const q = await runCli(['audit', 'query', '--data', srv.dataDir, '--node', 'node-1', '--format', 'ndjson',
+        '--patient', 'alice', '--type', 'policy.denied']);
+      assert.equal(q.code, 0, q.stderr);
+      tried = q.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l))
+        .find((x) => x.correlation?.request === other.rid);
+    }
+    assert.ok(tried, 'bob\'s attempt is on record');
+    assert.deepEqual([tried.outcome, tried.outcomeCode, tried.agent.username, tried.agent.role], [4, 'not-linked', 'bob', 'caregiver']);
+    assert.ok(tried.source?.session, 'the session as a hash');
+  });
+
+  it('caregiver access given and ended by an administrator shows in the record it concerns', async () => {
+    const cli = (...args) => runCli(['user', ...args, '--data', srv.dataDir]);
+    let r = await cli('link', '--username', 'frank', '--patient', 'bob-child', '--related-person', 'bob-for-child');
+    assert.equal(r.code, 0, r.stderr);
+    r = await cli('unlink', '--username', 'frank', '--patient', 'bob-child');
+    assert.equal(r.code, 0, r.stderr);
+    const p = await accessPage(await signedIn('bob'), '?patient=bob-child');
+    assert.equal(p.status, 200);
+    const texts = p.lines.map((l) => l.text);
+    const gave = texts.findIndex((t) => /A Veranda administrator gave the account frank caregiver access to the record/.test(t));
+    const ended = texts.findIndex((t) => /A Veranda administrator ended the caregiver access of the account frank to the record/.test(t));
+    assert.ok(gave >= 0 && ended >= 0, texts.join('\n'));
+    assert.ok(ended < gave, 'newest first');
+    assert.ok(texts.every((t) => !/os:|proxy\./.test(t)), 'no operating-system account or record type on the page');
   });
 
   it('needs a session, and escapes what an app calls itself', async () => {

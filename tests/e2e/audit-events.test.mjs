@@ -15,7 +15,7 @@ import {
 } from './lib/server.mjs';
 import {
   Browser, authorize, redeem, postForm, registerClient, serveFixed, fetchJson, accountPage, signIn, basic,
-  DEMO_PASSWORD,
+  DEMO_PASSWORD, formFor,
 } from './lib/oauth.mjs';
 
 const CB = 'http://127.0.0.1:9999/cb';
@@ -202,6 +202,151 @@ describe('the audit event catalogue, path by path', () => {
     assert.equal((await search('date=lt2000-01-01')).length, 0);
   });
 
+  it('a silent authorization (prompt=none) is on record: granted without a page, or refused with its reason', async () => {
+    const b = new Browser(srv.baseUrl);
+    const scope = 'launch/patient patient/Observation.rs';
+    const first = await authorize(b, srv, { clientId: 'ev-app', redirectUri: CB, scope, user: 'alice' });
+    assert.ok(first.code, first.walk.pages.join(' → '));
+    const silent = await authorize(b, srv, { clientId: 'ev-app', redirectUri: CB, scope, extra: { prompt: 'none' } });
+    assert.ok(silent.code, 'a code without any page');
+    assert.deepEqual(silent.walk.pages, []);
+    const grantRid = silent.walk.response.headers.get('x-request-id');
+    // an app alice never allowed: consent_required, on record as a refusal
+    const never = await authorize(b, srv, { clientId: 'ev-launch', redirectUri: CB, scope, extra: { prompt: 'none' } });
+    assert.equal(never.error, 'consent_required');
+    const refuseRid = never.walk.response.headers.get('x-request-id');
+    for (let i = 0; i < 40; i++) {
+      log = await queryLog(dir);
+      if (byReq(grantRid).length && byReq(refuseRid).length) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const g = one(grantRid, 'oauth.authorize-granted');
+    assert.equal(g.outcome, 0);
+    assert.equal(g.patient, 'alice');
+    assert.equal(g.agent.username, 'alice');
+    assert.equal(g.agent.client, 'ev-app');
+    assert.match(g.authority.scopes, /patient\/Observation\.rs/);
+    assert.ok(g.source?.session, 'the session as a hash');
+    const d = one(refuseRid, 'oauth.authorize-denied');
+    assert.deepEqual([d.outcome, d.outcomeCode, d.agent.client, d.agent.username], [4, 'consent_required', 'ev-launch', 'alice']);
+    assert.ok(d.source?.session, 'the session as a hash');
+  });
+
+  it('a search whose query is too long to record is still on record, its query marked so', async () => {
+    const long = 'x'.repeat(1500); // each value within the search's limit, the two past the record's
+    const r = await fhir(srv, 'GET', `Observation?patient=alice&_tag=${long}&_tag=y${long}`, seen.alice.token);
+    assert.equal(r.status, 200, r.text.slice(0, 200));
+    for (let i = 0; i < 40; i++) {
+      log = await queryLog(dir);
+      if (byReq(r.rid).length) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const rec = one(r.rid, 'fhir.search');
+    assert.equal(rec.patient, 'alice');
+    assert.deepEqual(rec.entity, [{ type: 'Observation', query: 'Observation?_query=too-long' }]);
+    assert.ok(!log.text.includes(long), 'the value is not in the log');
+  });
+
+  it('refused bearer requests are policy.denied records with their reason; a staff refusal is in the patient\'s record', async () => {
+    const sam = await userToken('sam', 'openid fhirUser user/*.rs');
+    const staff = await fhir(srv, 'GET', 'Patient/alice', sam.token);
+    assert.equal(staff.status, 403, staff.text);
+    const inUrl = await fetch(`${srv.fhirBase}/Patient/alice?access_token=${encodeURIComponent(seen.alice.token)}`,
+      { headers: { accept: 'application/fhir+json' } });
+    assert.equal(inUrl.status, 400);
+    const forged = await fhir(srv, 'GET', 'Patient/alice', `${seen.alice.token.slice(0, -4)}AAAA`);
+    assert.equal(forged.status, 401);
+    const rids = { staff: staff.rid, inUrl: inUrl.headers.get('x-request-id'), forged: forged.rid };
+    for (let i = 0; i < 40; i++) {
+      log = await queryLog(dir);
+      if (Object.values(rids).every((rid) => byReq(rid).length)) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const s = one(rids.staff, 'policy.denied');
+    assert.deepEqual([s.outcome, s.outcomeCode, s.agent.username, s.agent.role, s.patient], [4, 'staff-role-needs-elevation', 'sam', 'support', 'alice']);
+    assert.deepEqual(s.entity, [{ type: 'Patient', id: 'alice' }]);
+    assert.equal(s.source?.token, hashId(sam.jti));
+    const u = one(rids.inUrl, 'policy.denied');
+    assert.deepEqual([u.outcomeCode, u.agent?.username, u.patient], ['token-in-url', undefined, undefined], 'nothing taken from a token sent the wrong way');
+    const f = one(rids.forged, 'policy.denied');
+    assert.deepEqual([f.outcomeCode, f.agent?.username, f.patient], ['invalid-token', undefined, undefined]);
+    assert.ok(!log.text.includes(seen.alice.token.slice(-40)), 'no part of the token in the log');
+  });
+
+  it('a caregiver\'s read names whom they act for, a patient\'s own does not; the trace id and the address are on every kind of record', async () => {
+    const trace = crypto.randomBytes(16).toString('hex');
+    const traceparent = `00-${trace}-${crypto.randomBytes(8).toString('hex')}-01`;
+    // bob (a caregiver) with his mother's record in context
+    const b = new Browser(srv.baseUrl);
+    const a = await authorize(b, srv, { clientId: 'ev-app', redirectUri: CB, scope: 'launch/patient openid fhirUser patient/*.rs', user: 'bob', patient: 'bob-mother' });
+    assert.ok(a.code, a.walk.pages.join(' → '));
+    const tok = await postForm(`${srv.baseUrl}/oauth/token`, { grant_type: 'authorization_code', code: a.code, code_verifier: a.verifier,
+      redirect_uri: CB, client_id: 'ev-app' }, { headers: { traceparent } });
+    assert.equal(tok.status, 200, tok.text);
+    secrets.push(a.code, a.verifier, tok.json.access_token, tok.json.id_token);
+    const bobRead = await fhir(srv, 'GET', 'Patient/bob-mother', tok.json.access_token, { headers: { traceparent } });
+    assert.equal(bobRead.status, 200);
+    const own = await fhir(srv, 'GET', 'Patient/alice', seen.alice.token, { headers: { traceparent } });
+    assert.equal(own.status, 200);
+    const sb = new Browser(srv.baseUrl);
+    const page = await sb.get('/signin');
+    const body = new URLSearchParams(formFor(page.text, '/oauth/login').fields);
+    body.set('username', 'erin');
+    body.set('password', DEMO_PASSWORD);
+    const si = await sb.post('/oauth/login', body, { traceparent });
+    assert.equal(si.status, 303);
+    const rids = { token: tok.headers.get('x-request-id'), bob: bobRead.rid, own: own.rid, signin: si.headers.get('x-request-id') };
+    for (let i = 0; i < 40; i++) {
+      log = await queryLog(dir);
+      if (Object.values(rids).every((rid) => byReq(rid).length)) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const r = one(rids.bob, 'fhir.read');
+    assert.deepEqual([r.agent.username, r.agent.role, r.agent.fhirUser, r.agent.onBehalfOf, r.patient],
+      ['bob', 'caregiver', 'Patient/bob-self', 'bob-mother', 'bob-mother']);
+    assert.equal(one(rids.own, 'fhir.read').agent.onBehalfOf, undefined, 'alice reads her own record');
+    for (const [what, rid, type] of [['token', rids.token, 'oauth.token-issued'], ['read', rids.bob, 'fhir.read'],
+      ['own read', rids.own, 'fhir.read'], ['sign-in', rids.signin, 'session.signin']]) {
+      const rec = one(rid, type);
+      assert.equal(rec.correlation.trace, trace, `${what}: the caller's trace id`);
+      assert.equal(rec.source?.addr, '127.0.0.1', `${what}: the client's address`);
+    }
+  });
+
+  it('refusals outside the FHIR API are policy.denied records: a launch by a patient, a record picked that is not the user\'s, userinfo without openid', async () => {
+    // alice (a patient) tries to open an app for bob's child
+    const ab = new Browser(srv.baseUrl);
+    assert.equal((await signIn(ab, 'alice')).status, 303);
+    const launch = await ab.post('/oauth/launch', { client_id: 'ev-launch', patient: 'bob-child', csrf: (await accountPage(ab)).csrf });
+    assert.equal(launch.status, 403);
+    // bob (a caregiver) picks alice's record on the patient picker: asked again
+    const bb = new Browser(srv.baseUrl);
+    const pick = await authorize(bb, srv, { clientId: 'ev-app', redirectUri: CB, scope: 'launch/patient patient/*.rs', user: 'bob', stopAt: 'picker' });
+    const form = new URLSearchParams(pick.walk.form.fields);
+    form.set('patient_id', 'alice');
+    const picked = await bb.post('/oauth/patient', form);
+    assert.equal(picked.status, 200);
+    assert.match(picked.text, /action="\/oauth\/patient"/, 'the picker again');
+    // a token without openid asks for userinfo
+    const t = await userToken('alice', 'launch/patient patient/Patient.rs');
+    const ui = await fetch(`${srv.baseUrl}/oauth/userinfo`, { headers: { authorization: `Bearer ${t.token}` } });
+    assert.equal(ui.status, 403);
+    const rids = [launch, picked].map((r) => r.headers.get('x-request-id')).concat(ui.headers.get('x-request-id'));
+    for (let i = 0; i < 40; i++) {
+      log = await queryLog(dir);
+      if (rids.every((rid) => byReq(rid).length)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const l = one(rids[0], 'policy.denied');
+    assert.deepEqual([l.outcome, l.outcomeCode, l.agent.username, l.agent.client, l.patient], [4, 'launch-needs-clinician', 'alice', 'ev-launch', 'bob-child']);
+    assert.ok(l.source?.session, 'the session as a hash');
+    const p = one(rids[1], 'policy.denied');
+    assert.deepEqual([p.outcome, p.outcomeCode, p.agent.username, p.agent.role, p.patient], [4, 'not-linked', 'bob', 'caregiver', 'alice']);
+    const u = one(rids[2], 'policy.denied');
+    assert.deepEqual([u.outcome, u.outcomeCode, u.agent.username, u.agent.client], [4, 'insufficient-scope', 'alice', 'ev-app']);
+    assert.equal(u.source?.token, hashId(t.jti), 'the token as a hash');
+  });
+
   it('each leaves the record it should, with the fields it should', async () => {
     await srv.stop({ keepData: true });
     log = await queryLog(dir);
@@ -302,6 +447,7 @@ describe('the audit event catalogue, path by path', () => {
     const v = await runCli(['audit', 'verify', '--data', dir]);
     assert.equal(v.code, 0, v.stdout + v.stderr);
   });
+
 });
 
 /*

@@ -1391,3 +1391,27 @@ describe('--audit off', () => {
     assert.equal((await queryLog(dir)).records.length, before);
   });
 });
+
+describe('a server that cannot listen', () => {
+  it('has its start on record before any request could be, then a failed stop, and exits non-zero', async () => {
+    const dir = await makeTempDir('veranda-listen-');
+    const blocker = http.createServer();
+    await new Promise((r) => blocker.listen(0, '127.0.0.1', r));
+    try {
+      await initDataDir(dir);
+      const r = await runCli(['serve', '--data', dir, '--listen', `127.0.0.1:${blocker.address().port}`], { timeout: 20000 });
+      assert.notEqual(r.code, 0, r.stderr);
+      assert.match(r.stderr, /listen|address|in use/i, r.stderr);
+      const q = await runCli(['audit', 'query', '--data', dir, '--node', 'node-1', '--format', 'ndjson']);
+      assert.equal(q.code, 0, q.stderr);
+      const recs = q.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).sort((a, b) => a.seq - b.seq);
+      assert.deepEqual([recs[0].type, recs[0].outcome], ['system.start', 0], JSON.stringify(recs));
+      assert.deepEqual([recs.at(-1).type, recs.at(-1).outcome, recs.at(-1).outcomeCode], ['system.stop', 12, 'listen-failed']);
+      const v = await runCli(['audit', 'verify', '--data', dir]);
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+    } finally {
+      blocker.close();
+      await removeDir(dir);
+    }
+  });
+});

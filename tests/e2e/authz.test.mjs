@@ -1377,9 +1377,11 @@ describe('vertical escalation: the audit log and app registration (security plan
       body: JSON.stringify({ client_name: name, redirect_uris: [`https://escalation.example/${name}/cb`], token_endpoint_auth_method: 'none' }),
     });
     const before = await clients();
+    const refusals = [];
     for (const [who, t] of Object.entries(tokens)) {
       const name = `escalation-${who.split(' ')[0]}`;
       const r = await register(t, name);
+      refusals.push([who.split(' ')[0], r.headers.get('x-request-id')]);
       // handle_register in src/auth/endpoints.c: a valid token without the admin role
       assert.equal(r.status, 403, `${who}: ${r.status} ${r.text}`);
       assert.match(r.headers.get('www-authenticate') || '', /error="insufficient_scope"/, who);
@@ -1396,8 +1398,50 @@ describe('vertical escalation: the audit log and app registration (security plan
     assert.equal(ok.status, 201, ok.text);
     const listed = await clients();
     assert.ok(listed.includes(ok.json.client_id) && listed.includes('https://escalation.example/escalation-admin/cb'), listed);
+    // on record: each refusal as policy.denied by its user; the registration as admin.client naming the new app
+    const rids = [...refusals.map(([, rid]) => rid), ok.headers.get('x-request-id')];
+    const recs = await recordsOf(rids);
+    for (const [user, rid] of refusals) {
+      const mine = recs.filter((r) => r.correlation?.request === rid);
+      assert.deepEqual(mine.map((r) => [r.type, r.outcome, r.outcomeCode, r.agent?.username]),
+        [['policy.denied', 4, 'register-needs-admin', user]], JSON.stringify(mine));
+      assert.ok(mine[0].source?.token, `${user}: the token as a hash`);
+    }
+    const reg = recs.filter((r) => r.correlation?.request === rids.at(-1));
+    assert.deepEqual(reg.map((r) => [r.type, r.action, r.agent?.username, r.entity]),
+      [['admin.client', 'C', 'admin', [{ type: 'Client', id: ok.json.client_id }]]], JSON.stringify(reg));
+  });
+
+  it('POST /oauth/register refuses an http: redirect URI other than loopback (checklist item 28)', async () => {
+    const admin = (await userToken('admin', 'openid fhirUser user/*.rs')).access_token;
+    const register = (uri) => fetchRaw(`${B}/oauth/register`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ client_name: 'plain-http', redirect_uris: [uri], token_endpoint_auth_method: 'none' }),
+    });
+    const before = (await runCli(['client', 'list', '--data', dir])).stdout;
+    const bad = await register('http://app.example/cb');
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(bad.json?.error, 'invalid_redirect_uri', bad.text);
+    assert.equal((await runCli(['client', 'list', '--data', dir])).stdout, before, 'nothing registered');
+    const loop = await register('http://127.0.0.1:8000/cb');
+    assert.equal(loop.status, 201, loop.text);
+    assert.ok((await runCli(['client', 'list', '--data', dir])).stdout.includes(loop.json.client_id));
   });
 });
+
+/* The server's audit records of these requests, once all are in (they are written after the answer). */
+async function recordsOf(rids) {
+  let recs = [];
+  for (let i = 0; i < 60; i++) {
+    const r = await runCli(['audit', 'query', '--data', dir, '--node', 'node-1', '--format', 'ndjson']);
+    assert.equal(r.code, 0, r.stderr);
+    recs = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    if (rids.every((rid) => recs.some((x) => x.correlation?.request === rid))) break;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  return recs;
+}
 
 /* ---- no other patient's data in errors ---- */
 

@@ -132,6 +132,13 @@ describe('two-step verification', () => {
     const again = await signIn(new Browser(srv.baseUrl), 'moe', PASSWORD);
     assert.equal(again.status, 303);
     assert.match(again.location, /\/account$/, 'still password only');
+    // on record as a failed enrolment, by moe's session
+    const { list } = await records('session.mfa-enrol', 'moe');
+    const rid = r.headers.get('x-request-id');
+    const rec = list.find((x) => x.correlation?.request === rid);
+    assert.ok(rec, `the refused confirmation ${rid} is on record: ${JSON.stringify(list)}`);
+    assert.deepEqual([rec.outcome, rec.outcomeCode], [4, 'wrong-code']);
+    assert.equal(rec.source?.session, hashId(b.cookie(cookieName(b))), 'the session as a hash');
   });
 
   it('after the password, nothing but the code step until the code is given', async () => {

@@ -185,9 +185,10 @@ describe('user link and unlink', () => {
 
   const user = (...args) => runCli(['user', ...args, '--data', dir]);
   const adminRecords = async () => {
-    const r = await runCli(['audit', 'query', '--data', dir, '--node', 'cli', '--format', 'ndjson', '--type', 'admin.user']);
+    const r = await runCli(['audit', 'query', '--data', dir, '--node', 'cli', '--format', 'ndjson']);
     assert.equal(r.code, 0, r.stderr);
-    return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l))
+      .filter((e) => e.type === 'admin.user' || e.type.startsWith('proxy.'));
   };
 
   it('links a caregiver to another patient through a RelatedPerson, once, and unlinks', async () => {
@@ -207,13 +208,16 @@ describe('user link and unlink', () => {
     // frank's other link (erin) is untouched
     r = await user('unlink', '--username', 'frank', '--patient', 'erin');
     assert.equal(r.code, 0, r.stderr);
-    // each change is an administrative record of the cli stream, naming the account only
+    // each change is a record of the cli stream in the patient's record: the account, and the
+    // RelatedPerson a link stands on
     const recs = (await adminRecords()).slice(before);
-    assert.equal(recs.length, 4, JSON.stringify(recs));
-    for (const e of recs) {
-      assert.equal(e.action, 'U');
-      assert.deepEqual(e.entity, [{ type: 'User', id: 'frank' }]);
-    }
+    const frank = { type: 'User', id: 'frank' }, rp = { type: 'RelatedPerson', id: 'bob-for-child' };
+    assert.deepEqual(recs.map((e) => [e.type, e.action, e.patient, e.entity, e.agent.role]), [
+      ['proxy.approved', 'U', 'bob-child', [frank, rp], 'operator'],
+      ['proxy.approved', 'U', 'bob-child', [frank, rp], 'operator'],
+      ['proxy.revoked', 'U', 'bob-child', [frank], 'operator'],
+      ['proxy.revoked', 'U', 'erin', [frank], 'operator'],
+    ], JSON.stringify(recs));
   });
 
   it('refuses links that make no sense, and changes nothing', async () => {
