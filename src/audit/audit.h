@@ -213,14 +213,27 @@ struct audit_event {
  */
 void audit_hash_id(const char *id, char out[AUDIT_HASH_SIZE]);
 
+/* A keyed hash of a value: "~" and 22 base64url characters, plus a NUL. */
+#define AUDIT_VALUE_HASH_SIZE 24
+
+struct audit;
+
+/*
+ * out = "~" and 22 base64url characters of HMAC-SHA-256 of 's' under the
+ * log's secret key, as audit_query_normalize() hashes a name searched for:
+ * for a guessable value that must not be readable in the log but should
+ * still compare equal (a username that names no account: perhaps a
+ * password typed in the wrong field).  ERR_INVALID when 'a' is NULL.
+ */
+enum err audit_hash_value(const struct audit *a, const char *s, char out[AUDIT_VALUE_HASH_SIZE],
+			  struct ctx *c);
+
 /* One search parameter as received: name (with modifiers) and raw value. */
 struct audit_param {
 	const char *name;
 	const char *value;
 	bool hash;       /* hash the value whatever the name (a parameter the search ignored) */
 };
-
-struct audit;
 
 /*
  * Append to 'out' the normalized form of a search on 'type' (NULL or ""

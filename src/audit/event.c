@@ -713,6 +713,36 @@ static int qpart_cmp(const void *a, const void *b)
 	return r ? r : strcmp(x->value, y->value);
 }
 
+/* out = "~" and 22 base64url characters of HMAC-SHA-256(pepper, s), truncated to 128 bits. */
+static void keyed_hash(const uint8_t *pepper, const char *s, char out[AUDIT_VALUE_HASH_SIZE])
+{
+	uint8_t mac[32];
+	unsigned int ml = 0;
+	char enc[44];
+
+	if (!HMAC(EVP_sha256(), pepper, AUDIT_PEPPER_LEN, (const uint8_t *)s, strlen(s), mac, &ml) ||
+	    ml != 32) {
+		fputs("fatal: HMAC-SHA-256 failed\n", stderr);
+		abort();
+	}
+	b64url_encode(mac, 16, enc);
+	out[0] = '~';
+	memcpy(out + 1, enc, 22);
+	out[23] = '\0';
+}
+
+enum err audit_hash_value(const struct audit *a, const char *s, char out[AUDIT_VALUE_HASH_SIZE],
+			  struct ctx *c)
+{
+	const uint8_t *pepper = a ? audit_pepper(a) : NULL;
+
+	out[0] = '\0';
+	if (!pepper)
+		return ctx_errorf(c, ERR_INVALID, "no audit log to hash a value for");
+	keyed_hash(pepper, s ? s : "", out);
+	return ERR_OK;
+}
+
 enum err audit_query_normalize(const struct audit *a, const char *type,
 			       const struct audit_param *params, size_t n, const char *patient,
 			       struct buf *out, struct ctx *c)
@@ -749,17 +779,8 @@ enum err audit_query_normalize(const struct audit *a, const char *type,
 		pct(&nb, name, true);
 		if (*value && (params[i].hash || identity_name(name) ||
 			       patient_ref_hidden(name, type, value, patient))) {
-			uint8_t mac[32];
-			unsigned int ml = 0;
-			char enc[44];
-			if (!HMAC(EVP_sha256(), pepper, AUDIT_PEPPER_LEN, (const uint8_t *)value,
-				  strlen(value), mac, &ml) ||
-			    ml != 32) {
-				fputs("fatal: HMAC-SHA-256 failed\n", stderr);
-				abort();
-			}
-			b64url_encode(mac, 16, enc);
-			buf_addch(&vb, '~');
+			char enc[AUDIT_VALUE_HASH_SIZE];
+			keyed_hash(pepper, value, enc);
 			buf_adds(&vb, enc);
 		} else {
 			for (const char *v = value; *v; v++) {

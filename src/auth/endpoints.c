@@ -1004,8 +1004,19 @@ static void handle_login(struct http_req *q, void *arg)
 				 .code = e == ERR_BUSY ? "throttled" : e == ERR_FORBIDDEN ? "account-locked-or-disabled"
 					 : e == ERR_UNAUTHORIZED ? "wrong-credentials" : "error",
 				 .client_id = app ? a.client.client_id : NULL};
-		if (user && !user_name_normalize(user, norm, &ig))
-			ae.username = norm;
+		char hashed[AUDIT_VALUE_HASH_SIZE];
+		struct user who;
+		if (user && !user_name_normalize(user, norm, &ig)) {
+			/*
+			 * A name that is no account's may be a password typed in the
+			 * wrong field: the record keeps a keyed hash of it, equal for
+			 * equal names, so that repeated tries still show
+			 */
+			if (!user_get_by_name(oauth_users(ed->o), norm, &who, &ig))
+				ae.username = norm;
+			else if (!audit_hash_value(oauth_audit(ed->o), norm, hashed, &ig))
+				ae.username = hashed;
+		}
 		auth_event(q, ed, &ae);
 	}
 	if (e == ERR_BUSY && retry > 0) {

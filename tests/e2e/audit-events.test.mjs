@@ -313,6 +313,34 @@ describe('the audit event catalogue, path by path', () => {
     }
   });
 
+  it('a failed sign-in names the account; a name that is no account\'s (a password in the wrong field) only as a keyed hash', async () => {
+    const tryOnce = async (username, password) => {
+      const b = new Browser(srv.baseUrl);
+      const page = await b.get('/signin');
+      const body = new URLSearchParams(formFor(page.text, '/oauth/login').fields);
+      body.set('username', username);
+      body.set('password', password);
+      const r = await b.post('/oauth/login', body);
+      assert.equal(r.status, 401, 'the sign-in page again, refused');
+      return r.headers.get('x-request-id');
+    };
+    const wrong = await tryOnce('Alice', 'not-her-password');
+    const typo1 = await tryOnce(DEMO_PASSWORD, 'x');
+    const typo2 = await tryOnce(DEMO_PASSWORD.toUpperCase(), 'x');
+    for (let i = 0; i < 40; i++) {
+      log = await queryLog(dir);
+      if ([wrong, typo1, typo2].every((rid) => byReq(rid).length)) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const w = one(wrong, 'session.signin-failed');
+    assert.deepEqual([w.outcome, w.outcomeCode, w.agent.username], [4, 'wrong-credentials', 'alice']);
+    const t1 = one(typo1, 'session.signin-failed'), t2 = one(typo2, 'session.signin-failed');
+    assert.match(t1.agent.username, /^~[A-Za-z0-9_-]{22}$/, 'a keyed hash, not the name typed');
+    assert.equal(t2.agent.username, t1.agent.username, 'the same name typed again: the same hash');
+    assert.equal(t1.outcomeCode, 'wrong-credentials');
+    assert.ok(!log.text.toLowerCase().includes(DEMO_PASSWORD.toLowerCase()), 'the password typed as a name is not in the log');
+  });
+
   it('refusals outside the FHIR API are policy.denied records: a launch by a patient, a record picked that is not the user\'s, userinfo without openid', async () => {
     // alice (a patient) tries to open an app for bob's child
     const ab = new Browser(srv.baseUrl);

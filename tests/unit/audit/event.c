@@ -305,6 +305,36 @@ static void test_query_normalize(void **state)
 	fx_release(&f);
 }
 
+/* audit_hash_value(): the hash a searched-for name gets, for one value alone. */
+static void test_hash_value(void **state)
+{
+	struct fx f;
+	struct ctx c = CTX_INIT;
+	struct buf b = BUF_INIT(AUDIT_TEXT_MAX);
+	char h1[AUDIT_VALUE_HASH_SIZE], h2[AUDIT_VALUE_HASH_SIZE], h3[AUDIT_VALUE_HASH_SIZE];
+	const struct audit_param p[] = {{"family", "veranda-demo", false}};
+
+	(void)state;
+	fx_init(&f, "audit-hash-value");
+	fx_open(&f, NULL);
+	assert_int_equal(audit_hash_value(f.a, "veranda-demo", h1, &c), ERR_OK);
+	assert_int_equal(audit_hash_value(f.a, "veranda-demo", h2, &c), ERR_OK);
+	assert_int_equal(audit_hash_value(f.a, "veranda-demp", h3, &c), ERR_OK);
+	assert_int_equal(strlen(h1), AUDIT_VALUE_HASH_SIZE - 1);
+	assert_int_equal(h1[0], '~');
+	assert_int_equal(strspn(h1 + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 22);
+	assert_string_equal(h1, h2);
+	assert_string_not_equal(h1, h3);
+	assert_null(strstr(h1, "veranda"));
+	/* the same as the normalized query's */
+	assert_int_equal(audit_query_normalize(f.a, "Patient", p, 1, NULL, &b, &c), ERR_OK);
+	assert_string_equal(b.data + strlen("Patient?family="), h1);
+	assert_int_equal(audit_hash_value(NULL, "x", h3, &c), ERR_INVALID);
+	assert_string_equal(h3, "");
+	buf_release(&b);
+	fx_release(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -314,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_validation),
 		cmocka_unit_test(test_hash_id),
 		cmocka_unit_test(test_query_normalize),
+		cmocka_unit_test(test_hash_value),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
