@@ -1205,6 +1205,21 @@ static void handle_read(struct http_req *q, void *arg)
 			goto out;
 		}
 	}
+	if (e) {
+		/*
+		 * nothing disclosed, but asked for: on record, so that probing for
+		 * ids shows (a deleted resource has left its compartment: no patient)
+		 */
+		struct fhir_audit fa;
+
+		memset(&fa, 0, sizeof(fa));
+		fa.type = vid ? AUDIT_FHIR_VREAD : AUDIT_FHIR_READ;
+		fa.outcome = AUDIT_MINOR;
+		fa.code = e == ERR_GONE ? "gone" : "not-found";
+		fa.rtype = type;
+		fa.id = id;
+		audit_fhir(q, &ra, &fa, false);
+	}
 	if (e == ERR_GONE) {
 		set_version_headers(q, r.version, r.last_updated);
 		send_error(q, &c);

@@ -313,6 +313,29 @@ describe('the audit event catalogue, path by path', () => {
     }
   });
 
+  it('a read of an id that does not exist, or no longer does, is on record: probing for ids shows', async () => {
+    const dr = await userToken('drsmith', 'openid fhirUser user/*.cruds');
+    const missing = await fhir(srv, 'GET', 'Observation/no-such-observation', dr.token);
+    assert.equal(missing.status, 404);
+    const made = await fhir(srv, 'POST', 'Observation', dr.token, { body: { resourceType: 'Observation', status: 'final',
+      code: { text: 'probe' }, subject: { reference: 'Patient/alice' } } });
+    assert.equal(made.status, 201, made.text);
+    assert.equal((await fhir(srv, 'DELETE', `Observation/${made.json.id}`, dr.token)).status, 204);
+    const gone = await fhir(srv, 'GET', `Observation/${made.json.id}`, dr.token);
+    assert.equal(gone.status, 410);
+    for (let i = 0; i < 40; i++) {
+      log = await queryLog(dir);
+      if (byReq(missing.rid).length && byReq(gone.rid).length) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const m = one(missing.rid, 'fhir.read');
+    assert.deepEqual([m.outcome, m.outcomeCode, m.agent.username, m.patient], [4, 'not-found', 'drsmith', undefined]);
+    assert.deepEqual(m.entity, [{ type: 'Observation', id: 'no-such-observation' }]);
+    const g = one(gone.rid, 'fhir.read');
+    assert.deepEqual([g.outcome, g.outcomeCode, g.agent.username], [4, 'gone', 'drsmith']);
+    assert.deepEqual(g.entity, [{ type: 'Observation', id: made.json.id }]);
+  });
+
   it('a failed sign-in names the account; a name that is no account\'s (a password in the wrong field) only as a keyed hash', async () => {
     const tryOnce = async (username, password) => {
       const b = new Browser(srv.baseUrl);
