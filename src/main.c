@@ -311,7 +311,7 @@ static int open_audit(const struct config *cfg, const struct keys *keys, struct 
  * agent is the operating-system account that ran the command.  The change
  * is already made when this runs: a failure says so and fails the command.
  * 'more' (may be NULL) adds to each record its patient and entities after
- * the one named by 'etype' and ids[i].
+ * the one named by 'etype' and ids[i] (none when 'etype' is NULL).
  */
 static int audit_admin_more(const struct config *cfg, enum audit_type type, const char *actions,
 			    const char *etype, const char *const *ids, size_t n,
@@ -321,7 +321,7 @@ static int audit_admin_more(const struct config *cfg, enum audit_type type, cons
 	struct passwd *pw = getpwuid(geteuid());
 	char lock[4096], agent[96];
 	struct audit_entity en[4] = {{.type = etype}};
-	size_t ne = 1;
+	size_t ne = etype ? 1 : 0;
 	struct audit_event ev;
 	struct keys *keys = NULL;
 	struct audit *au = NULL;
@@ -360,7 +360,8 @@ static int audit_admin_more(const struct config *cfg, enum audit_type type, cons
 		ev.agent.user_id = agent;
 		ev.agent.role = "operator";
 		ev.patient = more ? more->patient : NULL;
-		en[0].id = ids[i];
+		if (etype)
+			en[0].id = ids[i];
 		ev.entities = en;
 		ev.n_entities = ne;
 		if (audit_record_sync(au, &ev, &c))
@@ -960,6 +961,16 @@ static int cmd_import(struct config *cfg, int argc, char **argv)
 		printf("  %-24s %lld\n", st.per_type[k].type, (long long)st.per_type[k].n);
 	fhir_free(f);
 	store_close(s);
+	if (st.imported) {
+		/* written past the FHIR API: one record of the whole import, as for a Bundle */
+		char q[64];
+		struct audit_entity b = {.type = "Bundle", .query = q};
+		struct audit_event more = {.entities = &b, .n_entities = 1};
+		int arc;
+		snprintf(q, sizeof(q), "import=%lld", (long long)st.imported);
+		if ((arc = audit_admin_more(cfg, AUDIT_FHIR_UPDATE, "U", NULL, NULL, 1, &more)) && !rc)
+			rc = arc;
+	}
 	if (!rc && st.rejected)
 		rc = 3;
 	return rc;

@@ -241,6 +241,13 @@ describe('import of Bundles', () => {
     assert.equal(counts.Condition, 1);
     assert.equal(counts.Practitioner, 1);
     assert.equal(counts.Bundle, undefined, 'Bundles are containers, not stored resources');
+    // on record in the command line's stream: one change of the whole import, by the operator
+    const q = await runCli(['audit', 'query', '--data', dir, '--node', 'cli', '--format', 'ndjson', '--type', 'fhir.update']);
+    assert.equal(q.code, 0, q.stderr);
+    const recs = q.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    assert.deepEqual(recs.map((e) => [e.action, e.agent.role, e.entity]),
+      [['U', 'operator', [{ type: 'Bundle', query: `import=${Object.values(counts).reduce((a, b) => a + b, 0)}` }]]], q.stdout);
+    assert.match(recs[0].agent.user, /^os:/);
   });
 
   it('the Bundle entries read back as they were', async () => {
