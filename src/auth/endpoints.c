@@ -602,11 +602,6 @@ static void authz_fail(struct http_req *q, struct auth_edge *ed, const char *red
 }
 
 /*
- * A signed-in user's authorization refused by a rule (an EHR launch made
- * for another user): on record as oauth.authorize-denied with 'code',
- * then the error to the app.
- */
-/*
  * A signed-in user refused by a rule outside the FHIR API: on record as
  * policy.denied with 'code'.  'patient' is the record asked for, kept only
  * when it is a well-formed id (it comes from the request).
@@ -640,6 +635,11 @@ static void token_denied(struct http_req *q, struct auth_edge *ed, const struct 
 	auth_event(q, ed, &ae);
 }
 
+/*
+ * A signed-in user's authorization refused by a rule (an EHR launch made
+ * for another user, a prompt=none that would need a question): on record
+ * as oauth.authorize-denied with 'code', then the error to the app.
+ */
 static void authz_refuse(struct http_req *q, struct auth_edge *ed, const struct session *se,
 			 const struct oauth_authz *a, const char *code, const struct oauth_err *err)
 {
@@ -683,7 +683,6 @@ static void silent_refuse(struct http_req *q, struct auth_edge *ed, const struct
 	struct oauth_err err = {.redirect = true, .status = 400};
 
 	oauth_seterr(&err, 400, error, "%s", why);
-	err.redirect = true;
 	authz_refuse(q, ed, se, a, error, &err);
 	oauth_authz_drop(ed->o, a->id);
 }
