@@ -1490,6 +1490,8 @@ static void handle_token(struct http_req *q, void *arg)
 		struct aud ae = {.type = !strcmp(r.grant_type, "refresh_token") ? AUDIT_TOKEN_REFRESHED : AUDIT_TOKEN_ISSUED,
 				 .client_id = cl.client_id};
 		aud_who(&ae, &who);
+		if (!strcmp(r.grant_type, "client_credentials"))
+			ae.role = "system"; /* a backend service, as its FHIR records name it */
 		ae.patient = json_string_value(json_object_get(j, "patient"));
 		ae.scopes = json_string_value(json_object_get(j, "scope"));
 		auth_event(q, ed, &ae);
