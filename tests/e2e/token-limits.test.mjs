@@ -48,10 +48,18 @@ function assert429(r, what) {
   assert.equal(r.headers.get('cache-control'), 'no-store');
 }
 
+// The policy.denied records with 'code'.  They are queued, not waited for, and reach
+// audit.db a few milliseconds after the answer (up to 20 ms more while the writer is
+// busy): wait until there is one.
 async function policyDenials(code) {
-  const r = await runCli(['audit', 'query', '--data', dir, '--node', 'node-1', '--format', 'ndjson', '--type', 'policy.denied']);
-  assert.equal(r.code, 0, r.stderr);
-  return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.outcomeCode === code);
+  let recs = [];
+  for (let i = 0; i < 40 && !recs.length; i++) {
+    if (i) await new Promise((res) => setTimeout(res, 50));
+    const r = await runCli(['audit', 'query', '--data', dir, '--node', 'node-1', '--format', 'ndjson', '--type', 'policy.denied']);
+    assert.equal(r.code, 0, r.stderr);
+    recs = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.outcomeCode === code);
+  }
+  return recs;
 }
 
 /* A fresh code for the public app (alice signs in and allows). */
