@@ -320,7 +320,7 @@ static int audit_admin_more(const struct config *cfg, enum audit_type type, cons
 	struct config cc = *cfg;
 	struct passwd *pw = getpwuid(geteuid());
 	char lock[4096], agent[96];
-	struct audit_entity en[4] = {{.type = etype}};
+	struct audit_entity en[AUDIT_ENTITIES_MAX] = {{.type = etype}};
 	size_t ne = etype ? 1 : 0;
 	struct audit_event ev;
 	struct keys *keys = NULL;

@@ -219,14 +219,17 @@ void audit_hash_id(const char *id, char out[AUDIT_HASH_SIZE]);
 struct audit;
 
 /*
- * out = "~" and 22 base64url characters of HMAC-SHA-256 of 's' under the
- * log's secret key, as audit_query_normalize() hashes a name searched for:
- * for a guessable value that must not be readable in the log but should
- * still compare equal (a username that names no account: perhaps a
- * password typed in the wrong field).  ERR_INVALID when 'a' is NULL.
+ * out = "~" and 22 base64url characters of HMAC-SHA-256 of 'purpose', a
+ * NUL and 's' under the log's secret key: for a guessable value that must
+ * not be readable in the log but should still compare equal (a username
+ * that names no account: perhaps a password typed in the wrong field).
+ * The purpose keeps these hashes apart from those of search values
+ * (audit_query_normalize()), which anyone whose search is recorded can
+ * have made for a value of their choice.  ERR_INVALID when 'a' is NULL or
+ * the purpose empty.
  */
-enum err audit_hash_value(const struct audit *a, const char *s, char out[AUDIT_VALUE_HASH_SIZE],
-			  struct ctx *c);
+enum err audit_hash_value(const struct audit *a, const char *purpose, const char *s,
+			  char out[AUDIT_VALUE_HASH_SIZE], struct ctx *c);
 
 /* One search parameter as received: name (with modifiers) and raw value. */
 struct audit_param {

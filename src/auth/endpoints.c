@@ -603,34 +603,51 @@ static void authz_fail(struct http_req *q, struct auth_edge *ed, const char *red
 
 /*
  * A signed-in user refused by a rule outside the FHIR API: on record as
- * policy.denied with 'code'.  'patient' is the record asked for, kept only
- * when it is a well-formed id (it comes from the request).
+ * policy.denied with 'code'.  'asked' is the patient id the request named
+ * (kept only when well-formed): the record's patient when 'theirs' (it
+ * then shows in that patient's access history), else only an entity
+ * Patient/ for the compliance log, so that a request anyone can make over
+ * and over does not write lines into a stranger's history.  'client_id'
+ * is kept only when it names a registered app.  A request another site
+ * started (a link followed) is refused without a record in the user's
+ * name.
  */
 static void session_denied(struct http_req *q, struct auth_edge *ed, const struct session *se,
-			   const char *client_id, const char *patient, const char *code)
+			   const char *client_id, const char *asked, bool theirs, const char *code)
 {
 	char sid[OAUTH_ID_SIZE] = "";
+	const char *site = http_req_header(q, "Sec-Fetch-Site");
+	bool valid = asked && fhir_id_valid(asked);
+	struct client cl;
+	struct ctx ig = CTX_INIT;
 	struct aud ae = {.type = AUDIT_POLICY_DENIED, .outcome = AUDIT_MINOR, .code = code,
 			 .username = se->username, .role = user_role_name(se->role),
-			 .fhir_user = se->fhir_user, .client_id = client_id,
-			 .patient = patient && fhir_id_valid(patient) ? patient : NULL,
-			 .session_id = sid};
+			 .fhir_user = se->fhir_user, .patient = valid && theirs ? asked : NULL,
+			 .entity_type = valid && !theirs ? "Patient" : NULL,
+			 .entity_id = valid && !theirs ? asked : NULL, .session_id = sid};
 
+	if (site && strcmp(site, "same-origin") && strcmp(site, "none"))
+		return;
+	client_init(&cl);
+	if (client_id && !client_get(oauth_clients(ed->o), client_id, &cl, &ig))
+		ae.client_id = client_id;
 	cookie(q, ed->sid_name, sid, sizeof(sid));
 	auth_event(q, ed, &ae);
 	mem_wipe(sid, sizeof(sid));
+	client_release(&cl);
 }
 
-/* The same for a request with a valid access token ('p'). */
+/* A request with a valid access token ('p') refused by such a rule. */
 static void token_denied(struct http_req *q, struct auth_edge *ed, const struct principal *p,
 			 const char *code)
 {
+	/* no patient: nothing of a record was asked for */
 	struct aud ae = {.type = AUDIT_POLICY_DENIED, .outcome = AUDIT_MINOR, .code = code,
 			 .username = p->username[0] ? p->username : NULL,
-			 .role = p->uid ? user_role_name(p->role) : NULL,
+			 .role = p->uid ? user_role_name(p->role) : "system",
 			 .fhir_user = p->fhir_user[0] ? p->fhir_user : NULL, .client_id = p->client_id,
-			 .patient = p->patient[0] ? p->patient : NULL, .scopes = p->scope,
-			 .grant = p->grant_id[0] ? p->grant_id : NULL, .token_id = p->jti};
+			 .scopes = p->scope, .grant = p->grant_id[0] ? p->grant_id : NULL,
+			 .token_id = p->jti};
 
 	auth_event(q, ed, &ae);
 }
@@ -1013,7 +1030,7 @@ static void handle_login(struct http_req *q, void *arg)
 			 */
 			if (!user_get_by_name(oauth_users(ed->o), norm, &who, &ig))
 				ae.username = norm;
-			else if (!audit_hash_value(oauth_audit(ed->o), norm, hashed, &ig))
+			else if (!audit_hash_value(oauth_audit(ed->o), "signin-name", norm, hashed, &ig))
 				ae.username = hashed;
 		}
 		auth_event(q, ed, &ae);
@@ -1119,7 +1136,7 @@ static void handle_patient(struct http_req *q, void *arg)
 		p = http_req_form(q, "patient");
 	if (!p || !*p || strlen(p) >= OAUTH_REF_SIZE || !may_act_for(ed, &se, p)) {
 		if (p && *p)
-			session_denied(q, ed, &se, a.client.client_id, p, "not-linked");
+			session_denied(q, ed, &se, a.client.client_id, p, true, "not-linked");
 		picker_page(q, ed, &a, &se);
 		goto out;
 	}
@@ -1865,7 +1882,7 @@ static void handle_launch(struct http_req *q, void *arg)
 		return;
 	}
 	if (se.role != USER_CLINICIAN && se.role != USER_ADMIN) {
-		session_denied(q, ed, &se, cid, pat, "launch-needs-clinician");
+		session_denied(q, ed, &se, cid, pat, false, "launch-needs-clinician");
 		error_page(q, ed, 403, "Not allowed", "Only clinicians can open apps for a patient.", NULL);
 		return;
 	}
@@ -1948,7 +1965,7 @@ static void handle_access(struct http_req *q, void *arg)
 						      "selected", sel));
 	}
 	if (!patient && want && *want)
-		session_denied(q, ed, &se, NULL, want, "not-linked");
+		session_denied(q, ed, &se, NULL, want, false, "not-linked");
 	if (!patient || !audit_dir) {
 		json_decref(list);
 		error_page(q, ed, patient ? 404 : 403, "Nothing to show",
@@ -2020,7 +2037,7 @@ static void handle_access_receipt(struct http_req *q, void *arg)
 	}
 	if (!linked_to(ed, &se, patient) || !audit_dir) {
 		if (audit_dir)
-			session_denied(q, ed, &se, NULL, patient, "not-linked");
+			session_denied(q, ed, &se, NULL, patient, false, "not-linked");
 		error_page(q, ed, 403, "Nothing to show", "You cannot see this record's access history.", NULL);
 		return;
 	}
@@ -2515,9 +2532,11 @@ static void handle_mfa_confirm(struct http_req *q, void *arg)
 				 .session_id = old_sid, .renewed_id = fresh_sid};
 		auth_event(q, ed, &ae);
 	} else if (e == ERR_UNAUTHORIZED || e == ERR_NOTFOUND || e == ERR_INVALID) {
-		/* a wrong code, or none pending: two-step verification stays off */
-		struct aud ae = {.type = AUDIT_MFA_ENROL, .outcome = AUDIT_MINOR,
-				 .code = e == ERR_UNAUTHORIZED ? "wrong-code" : "not-started",
+		/* a wrong code, none pending, or a stored set-up unreadable: it stays off */
+		struct aud ae = {.type = AUDIT_MFA_ENROL,
+				 .outcome = e == ERR_INVALID ? AUDIT_SERIOUS : AUDIT_MINOR,
+				 .code = e == ERR_UNAUTHORIZED ? "wrong-code"
+					 : e == ERR_NOTFOUND ? "not-started" : "error",
 				 .username = se.username, .role = user_role_name(se.role),
 				 .fhir_user = se.fhir_user, .session_id = old_sid};
 		auth_event(q, ed, &ae);

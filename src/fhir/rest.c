@@ -446,8 +446,14 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 	if (a->d.ctx == SCOPE_USER && a->p.uid &&
 	    (a->p.role == USER_SUPPORT || a->p.role == USER_COMPLIANCE || a->p.role == USER_ADMIN) &&
 	    (!type || (confinable(type) && strcmp(type, "AuditEvent")))) {
-		/* the resource asked for, so that the refusal is in its patient's record */
-		const char *id = type ? http_req_param(q, "id") : NULL;
+		/*
+		 * the resource asked for, so that the refusal is in its patient's
+		 * record: a route's own {type}/{id}, or the patient of
+		 * Patient/{id}/... ($everything), not another type in its compartment
+		 */
+		const char *rt = http_req_param(q, "type"), *id = http_req_param(q, "id");
+		if (!type || strcmp(rt ? rt : "Patient", type))
+			id = NULL;
 		audit_denied(q, NULL, a, type, id && fhir_id_valid(id) ? id : NULL,
 			     "staff-role-needs-elevation");
 		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
@@ -1016,7 +1022,8 @@ static bool anon_denial_admit(int64_t *summary)
 
 /*
  * Record a refusal.  The record names the patients whose record type/id
- * is in (when 'f' is given and the resource exists): a refused attempt
+ * is in (when an id is given and the resource exists; through 'f', or the
+ * store the routes were registered with when it is NULL): a refused attempt
  * on a patient's data belongs in that patient's history, whoever made
  * it; else the patient of the requester's context.
  */

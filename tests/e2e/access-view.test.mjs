@@ -267,19 +267,30 @@ describe('who saw my record', () => {
     assert.equal(other.status, 403, 'alice\'s history is not bob\'s to see');
     assert.equal(other.lines.length, 0);
     assert.doesNotMatch(other.text, /drsmith|Pill Reminder/);
-    // the attempt is on record as a refusal in alice's record, by bob
+    // the same asked for from another site (a link followed): refused too
+    const planted = await b.get('/account/access?patient=alice', { 'sec-fetch-site': 'cross-site' });
+    assert.equal(planted.status, 403);
+    // bob's own attempt is on record for compliance, naming alice's record only as an entity (anyone
+    // signed in can ask over and over: that must not write lines into alice's history); the one
+    // another site started is not recorded in bob's name
+    const denials = async () => {
+      const q = await runCli(['audit', 'query', '--data', srv.dataDir, '--node', 'node-1', '--format', 'ndjson', '--type', 'policy.denied']);
+      assert.equal(q.code, 0, q.stderr);
+      return q.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    };
     let tried;
     for (let i = 0; i < 40 && !tried; i++) {
       if (i) await new Promise((r) => setTimeout(r, 50));
-      const q = await runCli(['audit', 'query', '--data', srv.dataDir, '--node', 'node-1', '--format', 'ndjson',
-        '--patient', 'alice', '--type', 'policy.denied']);
-      assert.equal(q.code, 0, q.stderr);
-      tried = q.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l))
-        .find((x) => x.correlation?.request === other.rid);
+      tried = (await denials()).find((x) => x.correlation?.request === other.rid);
     }
     assert.ok(tried, 'bob\'s attempt is on record');
-    assert.deepEqual([tried.outcome, tried.outcomeCode, tried.agent.username, tried.agent.role], [4, 'not-linked', 'bob', 'caregiver']);
+    assert.deepEqual([tried.outcome, tried.outcomeCode, tried.agent.username, tried.agent.role, tried.patient],
+      [4, 'not-linked', 'bob', 'caregiver', undefined]);
+    assert.deepEqual(tried.entity, [{ type: 'Patient', id: 'alice' }]);
     assert.ok(tried.source?.session, 'the session as a hash');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await denials()).filter((x) => x.correlation?.request === planted.headers.get('x-request-id')).length, 0,
+      'nothing in bob\'s name for a request another site started');
   });
 
   it('caregiver access given and ended by an administrator shows in the record it concerns', async () => {

@@ -256,7 +256,11 @@ describe('the audit event catalogue, path by path', () => {
     assert.equal(inUrl.status, 400);
     const forged = await fhir(srv, 'GET', 'Patient/alice', `${seen.alice.token.slice(0, -4)}AAAA`);
     assert.equal(forged.status, 401);
-    const rids = { staff: staff.rid, inUrl: inUrl.headers.get('x-request-id'), forged: forged.rid };
+    // through alice's compartment: the patient is the route's id, not an Observation's
+    const comp = await fhir(srv, 'GET', 'Patient/alice/Observation', sam.token);
+    const all = await fhir(srv, 'GET', 'Patient/alice/$everything', sam.token);
+    assert.deepEqual([comp.status, all.status], [403, 403]);
+    const rids = { staff: staff.rid, inUrl: inUrl.headers.get('x-request-id'), forged: forged.rid, comp: comp.rid, all: all.rid };
     for (let i = 0; i < 40; i++) {
       log = await queryLog(dir);
       if (Object.values(rids).every((rid) => byReq(rid).length)) break;
@@ -266,6 +270,10 @@ describe('the audit event catalogue, path by path', () => {
     assert.deepEqual([s.outcome, s.outcomeCode, s.agent.username, s.agent.role, s.patient], [4, 'staff-role-needs-elevation', 'sam', 'support', 'alice']);
     assert.deepEqual(s.entity, [{ type: 'Patient', id: 'alice' }]);
     assert.equal(s.source?.token, hashId(sam.jti));
+    const c = one(rids.comp, 'policy.denied');
+    assert.deepEqual([c.outcomeCode, c.entity], ['staff-role-needs-elevation', [{ type: 'Observation' }]], 'no Observation/alice');
+    const e = one(rids.all, 'policy.denied');
+    assert.deepEqual([e.outcomeCode, e.patient, e.entity], ['staff-role-needs-elevation', 'alice', [{ type: 'Patient', id: 'alice' }]]);
     const u = one(rids.inUrl, 'policy.denied');
     assert.deepEqual([u.outcomeCode, u.agent?.username, u.patient], ['token-in-url', undefined, undefined], 'nothing taken from a token sent the wrong way');
     const f = one(rids.forged, 'policy.denied');
@@ -382,19 +390,24 @@ describe('the audit event catalogue, path by path', () => {
     const t = await userToken('alice', 'launch/patient patient/Patient.rs');
     const ui = await fetch(`${srv.baseUrl}/oauth/userinfo`, { headers: { authorization: `Bearer ${t.token}` } });
     assert.equal(ui.status, 403);
-    const rids = [launch, picked].map((r) => r.headers.get('x-request-id')).concat(ui.headers.get('x-request-id'));
+    const fakeApp = await ab.post('/oauth/launch', { client_id: `Click here: evil.example ${'x'.repeat(40)}`, patient: 'bob-child', csrf: (await accountPage(ab)).csrf });
+    assert.equal(fakeApp.status, 403);
+    const rids = [launch, picked, ui, fakeApp].map((r) => r.headers.get('x-request-id'));
     for (let i = 0; i < 40; i++) {
       log = await queryLog(dir);
       if (rids.every((rid) => byReq(rid).length)) break;
       await new Promise((r) => setTimeout(r, 50));
     }
     const l = one(rids[0], 'policy.denied');
-    assert.deepEqual([l.outcome, l.outcomeCode, l.agent.username, l.agent.client, l.patient], [4, 'launch-needs-clinician', 'alice', 'ev-launch', 'bob-child']);
+    assert.deepEqual([l.outcome, l.outcomeCode, l.agent.username, l.agent.client, l.patient], [4, 'launch-needs-clinician', 'alice', 'ev-launch', undefined]);
+    assert.deepEqual(l.entity, [{ type: 'Patient', id: 'bob-child' }], 'the record asked for, not in its history');
     assert.ok(l.source?.session, 'the session as a hash');
+    const fake = one(rids[3], 'policy.denied');
+    assert.deepEqual([fake.outcomeCode, fake.agent.client], ['launch-needs-clinician', undefined], 'an app id that is no app is not kept');
     const p = one(rids[1], 'policy.denied');
     assert.deepEqual([p.outcome, p.outcomeCode, p.agent.username, p.agent.role, p.patient], [4, 'not-linked', 'bob', 'caregiver', 'alice']);
     const u = one(rids[2], 'policy.denied');
-    assert.deepEqual([u.outcome, u.outcomeCode, u.agent.username, u.agent.client], [4, 'insufficient-scope', 'alice', 'ev-app']);
+    assert.deepEqual([u.outcome, u.outcomeCode, u.agent.username, u.agent.client, u.patient], [4, 'insufficient-scope', 'alice', 'ev-app', undefined]);
     assert.equal(u.source?.token, hashId(t.jti), 'the token as a hash');
   });
 

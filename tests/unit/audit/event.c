@@ -305,7 +305,7 @@ static void test_query_normalize(void **state)
 	fx_release(&f);
 }
 
-/* audit_hash_value(): the hash a searched-for name gets, for one value alone. */
+/* audit_hash_value(): a keyed hash per purpose, apart from a searched-for value's. */
 static void test_hash_value(void **state)
 {
 	struct fx f;
@@ -317,20 +317,24 @@ static void test_hash_value(void **state)
 	(void)state;
 	fx_init(&f, "audit-hash-value");
 	fx_open(&f, NULL);
-	assert_int_equal(audit_hash_value(f.a, "veranda-demo", h1, &c), ERR_OK);
-	assert_int_equal(audit_hash_value(f.a, "veranda-demo", h2, &c), ERR_OK);
-	assert_int_equal(audit_hash_value(f.a, "veranda-demp", h3, &c), ERR_OK);
+	assert_int_equal(audit_hash_value(f.a, "signin-name", "veranda-demo", h1, &c), ERR_OK);
+	assert_int_equal(audit_hash_value(f.a, "signin-name", "veranda-demo", h2, &c), ERR_OK);
+	assert_int_equal(audit_hash_value(f.a, "signin-name", "veranda-demp", h3, &c), ERR_OK);
 	assert_int_equal(strlen(h1), AUDIT_VALUE_HASH_SIZE - 1);
 	assert_int_equal(h1[0], '~');
 	assert_int_equal(strspn(h1 + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 22);
 	assert_string_equal(h1, h2);
 	assert_string_not_equal(h1, h3);
 	assert_null(strstr(h1, "veranda"));
-	/* the same as the normalized query's */
+	/* not the hash a search for the same value records, nor another purpose's */
 	assert_int_equal(audit_query_normalize(f.a, "Patient", p, 1, NULL, &b, &c), ERR_OK);
-	assert_string_equal(b.data + strlen("Patient?family="), h1);
-	assert_int_equal(audit_hash_value(NULL, "x", h3, &c), ERR_INVALID);
+	assert_int_equal(strlen(b.data), strlen("Patient?family=") + AUDIT_VALUE_HASH_SIZE - 1);
+	assert_string_not_equal(b.data + strlen("Patient?family="), h1);
+	assert_int_equal(audit_hash_value(f.a, "other", "veranda-demo", h2, &c), ERR_OK);
+	assert_string_not_equal(h1, h2);
+	assert_int_equal(audit_hash_value(NULL, "signin-name", "x", h3, &c), ERR_INVALID);
 	assert_string_equal(h3, "");
+	assert_int_equal(audit_hash_value(f.a, "", "x", h3, &c), ERR_INVALID);
 	buf_release(&b);
 	fx_release(&f);
 }
