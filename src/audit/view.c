@@ -202,8 +202,8 @@ static json_t *line_of(const struct audit_view_q *q, const json_t *rec, int64_t 
 		str_copy(why, q->own ? "you allowed this app" : "this app was allowed", sizeof(why));
 	else
 		str_copy(why, "", sizeof(why));
-	if (!strncmp(type, "oauth.token-", 12))
-		why[0] = '\0'; /* the sentence says it */
+	if (!strncmp(type, "oauth.token-", 12) || refused)
+		why[0] = '\0'; /* the sentence says it; a refusal was allowed by nothing */
 	{
 		time_t secs = (time_t)(t / 1000);
 		struct tm tm;

@@ -105,6 +105,7 @@ describe('who saw my record', () => {
     assert.ok(search >= 0 && read >= 0 && issued >= 0, `alice's own use is shown:\n${texts.join('\n')}`);
     assert.ok(refused >= 0, `the refusal is shown:\n${texts.join('\n')}`);
     assert.ok(p.lines[refused].refused, 'a refusal is marked as one');
+    assert.doesNotMatch(p.lines[refused].text, /Why:/, 'nothing allowed a refusal: no reason line');
     assert.ok(dri < refused && refused < search && search < read && read < issued, `newest first:\n${texts.join('\n')}`);
     for (let i = 1; i < p.lines.length; i++) assert.ok(when(p.lines[i - 1]) >= when(p.lines[i]), 'times never go up');
     for (const t of texts) assert.match(t, /^\d{4}-\d\d-\d\d \d\d:\d\d UTC /);
