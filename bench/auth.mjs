@@ -59,10 +59,11 @@ import { fork, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { fmtMs, freePort, processes, tail, toMs } from './lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -92,91 +93,10 @@ const log = (msg) => console.log(`[${`${((Date.now() - T0) / 1000).toFixed(0)} s
 
 /* ---- processes: every child is tracked and stopped by PID ---- */
 
-const children = new Set();
 let tmp = null;
+const procs = processes({ log, tmpDir: () => tmp });
+const { track, runCapture, stop, cleanup } = procs;
 
-function track(name, proc) {
-	const child = { name, proc, pid: proc.pid, exited: false, code: null, signal: null };
-	child.done = new Promise((resolve) => {
-		proc.on('exit', (code, signal) => {
-			Object.assign(child, { exited: true, code, signal });
-			children.delete(child);
-			resolve();
-		});
-		proc.on('error', (e) => {
-			Object.assign(child, { exited: true, error: e });
-			children.delete(child);
-			resolve();
-		});
-	});
-	children.add(child);
-	return child;
-}
-
-function runCapture(name, cmd, args, env = process.env) {
-	const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-	const child = track(name, proc);
-	let out = '', err = '';
-	proc.stdout.on('data', (d) => { out += d; });
-	proc.stderr.on('data', (d) => { err += d; });
-	return child.done.then(() => ({ code: child.code, signal: child.signal, error: child.error, out, err }));
-}
-
-async function stop(child, graceMs = 10000) {
-	if (!child || child.exited)
-		return;
-	try {
-		process.kill(child.pid, 'SIGTERM');
-	} catch { /* already gone */ }
-	if (!(await Promise.race([child.done.then(() => true), sleep(graceMs).then(() => false)]))) {
-		log(`${child.name} (pid ${child.pid}) did not stop in ${graceMs} ms: SIGKILL`);
-		try {
-			process.kill(child.pid, 'SIGKILL');
-		} catch { /* already gone */ }
-		await child.done;
-	}
-}
-
-let cleaning = null, interrupted = false;
-function cleanup() {
-	cleaning ??= (async () => {
-		for (const c of [...children].reverse())
-			await stop(c, 5000);
-		if (tmp && !process.env.BENCH_KEEP_TMP)
-			fs.rmSync(tmp, { recursive: true, force: true });
-		else if (tmp)
-			console.log(`temporary directory kept: ${tmp}`);
-	})();
-	return cleaning;
-}
-
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-	process.on(sig, () => {
-		interrupted = true;
-		console.error(`\nbench: ${sig}: stopping`);
-		cleanup().finally(() => process.exit(128 + os.constants.signals[sig]));
-	});
-}
-
-function tail(file, n = 20) {
-	try {
-		return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join('\n');
-	} catch {
-		return '';
-	}
-}
-
-function freePort() {
-	return new Promise((resolve, reject) => {
-		const s = net.createServer();
-		s.unref();
-		s.on('error', reject);
-		s.listen(0, '127.0.0.1', () => {
-			const { port } = s.address();
-			s.close(() => resolve(port));
-		});
-	});
-}
 
 /* user + system CPU seconds of a process so far (null when /proc is unavailable) */
 function cpuSecs(pid) {
@@ -256,11 +176,6 @@ async function waitReady(child, port, p, timeoutMs = 15000) {
 
 /* ---- wrk ---- */
 
-function toMs(v, unit) {
-	const f = { us: 1e-3, ms: 1, s: 1e3, m: 6e4, h: 3.6e6 }[unit];
-	return f === undefined ? NaN : Number(v) * f;
-}
-
 function parseWrk(out) {
 	const num = (re) => {
 		const m = out.match(re);
@@ -339,17 +254,6 @@ async function wrk({ label, server, path: p, conns, secs = SECS, lua = null, hea
 
 /* ---- formatting ---- */
 
-function fmtMs(ms) {
-	if (ms == null || Number.isNaN(ms))
-		return '-';
-	if (ms < 1)
-		return `${ms.toFixed(3)} ms`;
-	if (ms < 10)
-		return `${ms.toFixed(2)} ms`;
-	if (ms < 100)
-		return `${ms.toFixed(1)} ms`;
-	return `${ms.toFixed(0)} ms`;
-}
 const fmtInt = (n) => Math.round(n).toLocaleString('en-US');
 function median(a) {
 	const v = [...a].sort((x, y) => x - y);
@@ -817,7 +721,7 @@ let status = 1;
 try {
 	status = await main();
 } catch (e) {
-	if (interrupted)
+	if (procs.interrupted)
 		await new Promise(() => {}); /* the signal handler exits */
 	console.error(`\nbench: FAILED: ${e.stack || e.message}`);
 	status = 1;

@@ -23,13 +23,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { generate, observation, observationId, patientId, postBody } from './gen-ndjson.mjs';
 import { describe, keepAliveCheck } from './keepalive.mjs';
+import { fmtMs, freePort, processes, tail, toMs } from './lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -51,99 +51,12 @@ const log = (msg) => console.log(`[${elapsed()}] ${msg}`);
 
 /* ---- processes: every child is tracked and stopped by PID ---- */
 
-const children = new Set();
 let tmp = null;
+const procs = processes({ log, tmpDir: () => tmp });
+const { track, start, runCapture, stop, cleanup } = procs;
 
-function track(name, proc) {
-	const child = { name, proc, pid: proc.pid, exited: false, code: null, signal: null, expected: false };
-	child.done = new Promise((resolve) => {
-		proc.on('exit', (code, signal) => {
-			child.exited = true;
-			child.code = code;
-			child.signal = signal;
-			children.delete(child);
-			resolve();
-		});
-		proc.on('error', (e) => {
-			child.exited = true;
-			child.error = e;
-			children.delete(child);
-			resolve();
-		});
-	});
-	children.add(child);
-	return child;
-}
-
-/* Start a long-running process with its output in logFile. */
-function start(name, cmd, args, logFile, env = process.env) {
-	const fd = fs.openSync(logFile, 'a');
-	const proc = spawn(cmd, args, { stdio: ['ignore', fd, fd], env });
-	fs.closeSync(fd);
-	return track(name, proc);
-}
-
-/* Run a process to completion, capturing its output. */
-function runCapture(name, cmd, args, env = process.env) {
-	const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-	const child = track(name, proc);
-	let out = '', err = '';
-	proc.stdout.on('data', (d) => { out += d; });
-	proc.stderr.on('data', (d) => { err += d; });
-	return child.done.then(() => ({ code: child.code, signal: child.signal, error: child.error, out, err }));
-}
-
-async function stop(child, graceMs = 10000) {
-	if (!child || child.exited)
-		return;
-	child.expected = true;
-	try {
-		process.kill(child.pid, 'SIGTERM');
-	} catch { /* already gone */ }
-	const exited = await Promise.race([child.done.then(() => true), sleep(graceMs).then(() => false)]);
-	if (!exited) {
-		log(`${child.name} (pid ${child.pid}) did not stop in ${graceMs} ms: SIGKILL`);
-		try {
-			process.kill(child.pid, 'SIGKILL');
-		} catch { /* already gone */ }
-		await child.done;
-	}
-}
-
-let cleaning = null, interrupted = false;
-function cleanup() {
-	cleaning ??= (async () => {
-		for (const c of [...children].reverse())
-			await stop(c, 5000);
-		if (tmp && !process.env.BENCH_KEEP_TMP)
-			fs.rmSync(tmp, { recursive: true, force: true });
-		else if (tmp)
-			console.log(`temporary directory kept: ${tmp}`);
-	})();
-	return cleaning;
-}
-
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-	process.on(sig, () => {
-		interrupted = true;
-		console.error(`\nbench: ${sig}: stopping`);
-		cleanup().finally(() => process.exit(128 + os.constants.signals[sig]));
-	});
-}
 
 /* ---- helpers ---- */
-
-function freePort() {
-	return new Promise((resolve, reject) => {
-		const s = net.createServer();
-		s.unref();
-		s.on('error', reject);
-		s.listen(0, '127.0.0.1', () => {
-			const { port } = s.address();
-			s.close(() => resolve(port));
-		});
-	});
-}
 
 function request(port, method, p, body = null, headers = {}) {
 	return new Promise((resolve, reject) => {
@@ -182,14 +95,6 @@ async function waitReady(child, port, p, timeoutMs = 15000) {
 	throw new Error(`${child.name} not ready on port ${port} after ${timeoutMs} ms (${last})`);
 }
 
-function tail(file, n = 20) {
-	try {
-		return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join('\n');
-	} catch {
-		return '';
-	}
-}
-
 /* TIME-WAIT sockets on a port: connections closed recently (null when ss is unavailable). */
 function timeWait(port) {
 	const r = spawnSync('ss', ['-Htan', 'state', 'time-wait', `( sport = :${port} or dport = :${port} )`],
@@ -197,11 +102,6 @@ function timeWait(port) {
 	if (r.status !== 0)
 		return null;
 	return r.stdout.split('\n').filter((l) => l.trim()).length;
-}
-
-function toMs(v, unit) {
-	const f = { us: 1e-3, ms: 1, s: 1e3, m: 6e4, h: 3.6e6 }[unit];
-	return f === undefined ? NaN : Number(v) * f;
 }
 
 function parseWrk(out) {
@@ -248,18 +148,6 @@ async function wrk({ label, server, port, path: p, conns, duration = DURATION, s
 	w.conns = conns;
 	w.raw = r.out;
 	return w;
-}
-
-function fmtMs(ms) {
-	if (ms == null || Number.isNaN(ms))
-		return '-';
-	if (ms < 1)
-		return `${ms.toFixed(3)} ms`;
-	if (ms < 10)
-		return `${ms.toFixed(2)} ms`;
-	if (ms < 100)
-		return `${ms.toFixed(1)} ms`;
-	return `${ms.toFixed(0)} ms`;
 }
 
 const fmtInt = (n) => Math.round(n).toLocaleString('en-US');
@@ -659,7 +547,7 @@ let status = 1;
 try {
 	status = await main();
 } catch (e) {
-	if (interrupted)
+	if (procs.interrupted)
 		await new Promise(() => {}); /* the signal handler exits */
 	console.error(`\nbench: FAILED: ${e.stack || e.message}`);
 	status = 1;
