@@ -17,29 +17,10 @@ import {
   Browser, authorize, redeem, postForm, registerClient, serveFixed, fetchJson, accountPage, signIn, basic,
   DEMO_PASSWORD, formFor,
 } from './lib/oauth.mjs';
+import { fhirAs as fhir, hashId, queryLog } from './lib/audit.mjs';
 
 const CB = 'http://127.0.0.1:9999/cb';
 const RS_SECRET = 'rs-secret-0123456789-abcdefghij';
-const hashId = (id) => `sha256:${crypto.createHash('sha256').update(id).digest('base64url')}`;
-
-/* `veranda audit query` of the server's stream as parsed records and the raw text. */
-async function queryLog(dir, ...filters) {
-  const node = filters.includes('--node') ? [] : ['--node', 'node-1'];
-  const r = await runCli(['audit', 'query', '--data', dir, '--format', 'ndjson', ...node, ...filters]);
-  assert.equal(r.code, 0, `audit query failed: ${r.stderr}`);
-  const lines = r.stdout.split('\n').filter(Boolean);
-  return { records: lines.map((l) => JSON.parse(l)), text: r.stdout };
-}
-
-/* A FHIR request with token 'token' ('' sends none): { status, headers, json, text, rid }. */
-async function fhir(srv, method, p, token, { body, headers = {} } = {}) {
-  const h = { accept: 'application/fhir+json', authorization: token ? `Bearer ${token}` : '', ...headers };
-  if (body && !h['content-type']) h['content-type'] = 'application/fhir+json';
-  const r = await fetchJson(`${srv.fhirBase}/${p.replace(/^\//, '')}`, {
-    method, headers: h, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  return { ...r, rid: r.headers.get('x-request-id') };
-}
 
 describe('the audit event catalogue, path by path', () => {
   let dir, srv, log;

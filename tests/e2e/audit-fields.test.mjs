@@ -15,26 +15,10 @@ import {
 import {
   Browser, authorize, redeem, postForm, registerClient, fetchJson, signIn, basic, keyPair, assertion, JWT_BEARER,
 } from './lib/oauth.mjs';
+import { fhirAs as fhir, hashId, queryLog } from './lib/audit.mjs';
 
 const CB = 'http://127.0.0.1:9999/cb';
 const RS_SECRET = 'af-rs-secret-0123456789-abcdefghij';
-const hashId = (id) => `sha256:${crypto.createHash('sha256').update(id).digest('base64url')}`;
-
-/* `veranda audit query` of a stream (node-1 unless --node is given) as parsed records and the raw text. */
-async function queryLog(dir, ...filters) {
-  const node = filters.includes('--node') ? [] : ['--node', 'node-1'];
-  const r = await runCli(['audit', 'query', '--data', dir, '--format', 'ndjson', ...node, ...filters]);
-  assert.equal(r.code, 0, `audit query failed: ${r.stderr}`);
-  const lines = r.stdout.split('\n').filter(Boolean);
-  return { records: lines.map((l) => JSON.parse(l)), text: r.stdout };
-}
-
-/* A FHIR request with token 'token' ('' sends none): { status, headers, json, text, rid }. */
-async function fhir(srv, method, p, token, { headers = {} } = {}) {
-  const h = { accept: 'application/fhir+json', authorization: token ? `Bearer ${token}` : '', ...headers };
-  const r = await fetchJson(`${srv.fhirBase}/${p.replace(/^\//, '')}`, { method, headers: h });
-  return { ...r, rid: r.headers.get('x-request-id') };
-}
 
 describe('audit record fields, exactly', () => {
   let dir, srv, tokenUrl;

@@ -24,6 +24,7 @@ import {
 import {
   Browser, authorize, redeem, postForm, registerClient, serveFixed, fetchJson, accountPage, field, DEMO_PASSWORD,
 } from './lib/oauth.mjs';
+import { hashId, queryLog } from './lib/audit.mjs';
 
 const SQLITE3 = spawnSync('sqlite3', ['-version']).status === 0 ? 'sqlite3' : null;
 const NO_SQLITE = SQLITE3 ? false : 'the sqlite3 command-line shell is not installed';
@@ -37,7 +38,6 @@ const sha256 = (...parts) => crypto.createHash('sha256').update(Buffer.concat(pa
 const b64u = (s) => Buffer.from(s, 'base64url');
 const leafHash = (record) => sha256(Buffer.from([0]), Buffer.from(record, 'utf8'));
 const nodeHash = (l, r) => sha256(Buffer.from([1]), l, r);
-const hashId = (id) => `sha256:${crypto.createHash('sha256').update(id).digest('base64url')}`;
 
 /* RFC 9162 2.1.3.2: the root an inclusion proof leads to. */
 function rootFromInclusion(index, size, leaf, proof) {
@@ -102,16 +102,6 @@ async function verifiedCheckpoint(srv, jws) {
   assert.equal(protectedHeader.typ, 'veranda-audit-checkpoint');
   assert.ok(jwks.keys.some((k) => k.kid === protectedHeader.kid), 'signed by a published key');
   return JSON.parse(Buffer.from(payload).toString('utf8'));
-}
-
-/* `veranda audit query` as parsed records (and the raw lines). */
-/* The server's stream (node-1) unless the filters name a node: the command line writes its own ("cli"). */
-async function queryLog(dir, ...filters) {
-  const node = filters.includes('--node') ? [] : ['--node', 'node-1'];
-  const r = await runCli(['audit', 'query', '--data', dir, '--format', 'ndjson', ...node, ...filters]);
-  assert.equal(r.code, 0, `audit query failed: ${r.stderr}`);
-  const lines = r.stdout.split('\n').filter(Boolean);
-  return { lines, records: lines.map((l) => JSON.parse(l)), text: r.stdout };
 }
 
 function sql(db, statements) {

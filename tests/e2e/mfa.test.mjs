@@ -7,10 +7,10 @@
 // as an authenticator app would.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { makeTempDir, removeDir, initDataDir, seedDataDir, startServer, runCli, requireBinary } from './lib/server.mjs';
 import { Browser, signIn, accountPage, parseForms, formFor, field, registerClient, authzRequest, redeem, decodeEntities } from './lib/oauth.mjs';
 import { base32, totp, nowStep } from './lib/totp.mjs';
+import { hashId } from './lib/audit.mjs';
 
 /* A form's fields (name, value pairs) with some set to other values. */
 const formWith = (fields, set) => {
@@ -87,8 +87,6 @@ async function halfSignIn(user) {
   assert.equal(page.status, 200);
   return { b, form: formFor(page.text, '/oauth/mfa'), cookie: b.cookie(cookieName(b)) };
 }
-
-const hashId = (id) => `sha256:${crypto.createHash('sha256').update(id).digest('base64url')}`;
 
 // The audit records of 'type' for 'user' (sign-in events are queued, not
 // waited for: give the writer a moment).
