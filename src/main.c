@@ -377,12 +377,6 @@ out:
 	return rc;
 }
 
-static int audit_admin_many(const struct config *cfg, enum audit_type type, const char *actions,
-			    const char *etype, const char *const *ids, size_t n)
-{
-	return audit_admin_more(cfg, type, actions, etype, ids, n, NULL);
-}
-
 static int audit_admin(const struct config *cfg, enum audit_type type, char action,
 		       const char *etype, const char *eid)
 {
@@ -812,7 +806,7 @@ static int seed_accounts(const struct config *cfg, struct store *s, const char *
 	printf("demo accounts: %d created, %d updated (alice, bob, erin, frank, drsmith, sam, carol, admin)\n",
 	       created, updated);
 	/* accounts with a known password: on record like any other account change */
-	return audit_admin_many(cfg, AUDIT_ADMIN_USER, actions, "User", names, N);
+	return audit_admin_more(cfg, AUDIT_ADMIN_USER, actions, "User", names, N, NULL);
 }
 
 static int cmd_seed(struct config *cfg, int argc, char **argv)

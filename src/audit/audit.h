@@ -226,7 +226,7 @@ struct audit;
  * The purpose keeps these hashes apart from those of search values
  * (audit_query_normalize()), which anyone whose search is recorded can
  * have made for a value of their choice.  ERR_INVALID when 'a' is NULL or
- * the purpose empty.
+ * the purpose empty, ERR_TOOBIG for a value past 4 * AUDIT_TEXT_MAX.
  */
 enum err audit_hash_value(const struct audit *a, const char *purpose, const char *s,
 			  char out[AUDIT_VALUE_HASH_SIZE], struct ctx *c);

@@ -713,26 +713,17 @@ static int qpart_cmp(const void *a, const void *b)
 	return r ? r : strcmp(x->value, y->value);
 }
 
-/*
- * out = "~" and 22 base64url characters of HMAC-SHA-256(pepper, s),
- * truncated to 128 bits; with 'purpose', of purpose, a NUL, then s.
- */
-static void keyed_hash(const uint8_t *pepper, const char *purpose, const char *s,
-		       char out[AUDIT_VALUE_HASH_SIZE])
+/* out = "~" and 22 base64url characters of HMAC-SHA-256(pepper, d[0..n)), truncated to 128 bits. */
+static void keyed_hash(const uint8_t *pepper, const void *d, size_t n, char out[AUDIT_VALUE_HASH_SIZE])
 {
-	size_t pn = purpose ? strlen(purpose) + 1 : 0, sn = strlen(s);
-	uint8_t mac[32], *in = xmalloc(pn + sn + 1);
+	uint8_t mac[32];
 	unsigned int ml = 0;
 	char enc[44];
 
-	if (pn)
-		memcpy(in, purpose, pn); /* with its NUL */
-	memcpy(in + pn, s, sn);
-	if (!HMAC(EVP_sha256(), pepper, AUDIT_PEPPER_LEN, in, pn + sn, mac, &ml) || ml != 32) {
+	if (!HMAC(EVP_sha256(), pepper, AUDIT_PEPPER_LEN, d, n, mac, &ml) || ml != 32) {
 		fputs("fatal: HMAC-SHA-256 failed\n", stderr);
 		abort();
 	}
-	free(in);
 	b64url_encode(mac, 16, enc);
 	out[0] = '~';
 	memcpy(out + 1, enc, 22);
@@ -743,13 +734,21 @@ enum err audit_hash_value(const struct audit *a, const char *purpose, const char
 			  char out[AUDIT_VALUE_HASH_SIZE], struct ctx *c)
 {
 	const uint8_t *pepper = a ? audit_pepper(a) : NULL;
+	struct buf in = BUF_INIT(AUDIT_TEXT_MAX * 4);
 
 	out[0] = '\0';
 	if (!pepper)
 		return ctx_errorf(c, ERR_INVALID, "no audit log to hash a value for");
 	if (!purpose || !*purpose)
 		return ctx_errorf(c, ERR_INVALID, "a hashed value needs a purpose");
-	keyed_hash(pepper, purpose, s ? s : "", out);
+	/* the purpose and its NUL first: these never equal a search value's hash */
+	buf_add(&in, purpose, strlen(purpose) + 1);
+	if (buf_adds(&in, s ? s : "")) {
+		buf_release(&in);
+		return ctx_errorf(c, ERR_TOOBIG, "value too long to hash");
+	}
+	keyed_hash(pepper, in.data, in.len, out);
+	buf_release(&in);
 	return ERR_OK;
 }
 
@@ -790,7 +789,7 @@ enum err audit_query_normalize(const struct audit *a, const char *type,
 		if (*value && (params[i].hash || identity_name(name) ||
 			       patient_ref_hidden(name, type, value, patient))) {
 			char enc[AUDIT_VALUE_HASH_SIZE];
-			keyed_hash(pepper, NULL, value, enc);
+			keyed_hash(pepper, value, strlen(value), enc);
 			buf_adds(&vb, enc);
 		} else {
 			for (const char *v = value; *v; v++) {

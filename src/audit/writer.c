@@ -1353,9 +1353,10 @@ static void *journal_main(void *arg)
 				fail(a, e, &c);
 			break;
 		}
+		last_done = clock_mono_us();
 		was_empty = !a->ready;
 		if (was_empty)
-			a->ready_since = clock_mono_us(); /* the writer's deadline starts */
+			a->ready_since = last_done; /* the writer's deadline starts */
 		for (size_t i = 0; i < n; i++) {
 			batch[i]->next = NULL;
 			*a->ready_tail = batch[i];
@@ -1363,13 +1364,12 @@ static void *journal_main(void *arg)
 		}
 		a->ready_count += n;
 		a->durable += n;
-		last_done = clock_mono_us();
 		a->commits++;
 		pthread_cond_broadcast(&a->done_cv[a->gen & 1]);
 		if (a->writer_idle && (was_empty || a->ready_count >= WRITER_BATCH || a->hurry))
 			pthread_cond_signal(&a->work_cv);
 		/* held answers this write made safe go out from here: no thread switch on the way */
-		if ((done = a->notices ? notices_take(a, clock_mono_us(), NULL) : NULL)) {
+		if ((done = a->notices ? notices_take(a, last_done, NULL) : NULL)) {
 			pthread_mutex_unlock(&a->mu);
 			notices_answer(done);
 			pthread_mutex_lock(&a->mu);

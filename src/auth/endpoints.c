@@ -281,6 +281,7 @@ struct aud {
 	const char *code;          /* why it failed */
 	const char *username, *role, *fhir_user, *client_id, *patient, *scopes, *grant;
 	const char *session_id;    /* raw: hashed here */
+	bool request_session;      /* or the session of the request's cookie */
 	const char *token_id;      /* an access token's jti, raw: hashed here */
 	const char *renewed_id;    /* the session's new id after a renewal, raw: hashed here */
 	const char *entity_type, *entity_id; /* what an administrative change touched */
@@ -306,7 +307,8 @@ static void auth_event(struct http_req *q, struct auth_edge *ed, const struct au
 	struct audit *au = oauth_audit(ed->o);
 	struct audit_event ev;
 	struct audit_entity ents[2] = {{.type = "Session"}};
-	char sh[AUDIT_HASH_SIZE], th[AUDIT_HASH_SIZE], nh[AUDIT_HASH_SIZE];
+	char sh[AUDIT_HASH_SIZE], th[AUDIT_HASH_SIZE], nh[AUDIT_HASH_SIZE], sid[OAUTH_ID_SIZE] = "";
+	const char *session_id = a->session_id;
 	struct ctx c = CTX_INIT;
 
 	if (!au)
@@ -322,10 +324,13 @@ static void auth_event(struct http_req *q, struct auth_edge *ed, const struct au
 	ev.agent.client_id = a->client_id;
 	ev.patient = a->patient;
 	ev.source.client_addr = http_req_client_addr(q);
-	if (a->session_id && *a->session_id) {
-		audit_hash_id(a->session_id, sh);
+	if (a->request_session && cookie(q, ed->sid_name, sid, sizeof(sid)))
+		session_id = sid;
+	if (session_id && *session_id) {
+		audit_hash_id(session_id, sh);
 		ev.source.session_hash = sh;
 	}
+	mem_wipe(sid, sizeof(sid));
 	if (a->token_id && *a->token_id) {
 		audit_hash_id(a->token_id, th);
 		ev.source.token_hash = th;
@@ -615,7 +620,6 @@ static void authz_fail(struct http_req *q, struct auth_edge *ed, const char *red
 static void session_denied(struct http_req *q, struct auth_edge *ed, const struct session *se,
 			   const char *client_id, const char *asked, bool theirs, const char *code)
 {
-	char sid[OAUTH_ID_SIZE] = "";
 	const char *site = http_req_header(q, "Sec-Fetch-Site");
 	bool valid = asked && fhir_id_valid(asked);
 	struct client cl;
@@ -624,16 +628,14 @@ static void session_denied(struct http_req *q, struct auth_edge *ed, const struc
 			 .username = se->username, .role = user_role_name(se->role),
 			 .fhir_user = se->fhir_user, .patient = valid && theirs ? asked : NULL,
 			 .entity_type = valid && !theirs ? "Patient" : NULL,
-			 .entity_id = valid && !theirs ? asked : NULL, .session_id = sid};
+			 .entity_id = valid && !theirs ? asked : NULL, .request_session = true};
 
 	if (site && strcmp(site, "same-origin") && strcmp(site, "none"))
 		return;
 	client_init(&cl);
 	if (client_id && !client_get(oauth_clients(ed->o), client_id, &cl, &ig))
 		ae.client_id = client_id;
-	cookie(q, ed->sid_name, sid, sizeof(sid));
 	auth_event(q, ed, &ae);
-	mem_wipe(sid, sizeof(sid));
 	client_release(&cl);
 }
 
@@ -660,16 +662,13 @@ static void token_denied(struct http_req *q, struct auth_edge *ed, const struct 
 static void authz_refuse(struct http_req *q, struct auth_edge *ed, const struct session *se,
 			 const struct oauth_authz *a, const char *code, const struct oauth_err *err)
 {
-	char sid[OAUTH_ID_SIZE] = "";
 	struct aud ae = {.type = AUDIT_AUTHZ_DENIED, .outcome = AUDIT_MINOR, .code = code,
 			 .username = se->username, .role = user_role_name(se->role),
 			 .fhir_user = se->fhir_user, .client_id = a->client.client_id,
 			 .patient = a->patient[0] ? a->patient : NULL, .scopes = a->scope,
-			 .session_id = sid};
+			 .request_session = true};
 
-	cookie(q, ed->sid_name, sid, sizeof(sid));
 	auth_event(q, ed, &ae);
-	mem_wipe(sid, sizeof(sid));
 	authz_fail(q, ed, a->redirect_uri, a->state, err);
 }
 
@@ -677,20 +676,17 @@ static void authz_refuse(struct http_req *q, struct auth_edge *ed, const struct 
 static void authz_granted(struct http_req *q, struct auth_edge *ed, const struct session *se,
 			  const struct oauth_authz *a, const struct scope_set *granted)
 {
-	char sid[OAUTH_ID_SIZE] = "";
 	struct buf gs = BUF_INIT(8192);
 	struct ctx ig = CTX_INIT;
 	struct aud ae = {.type = AUDIT_AUTHZ_GRANTED, .username = se->username,
 			 .role = user_role_name(se->role), .fhir_user = se->fhir_user,
 			 .client_id = a->client.client_id, .patient = a->patient[0] ? a->patient : NULL,
-			 .session_id = sid};
+			 .request_session = true};
 
-	cookie(q, ed->sid_name, sid, sizeof(sid));
 	scope_format(granted, &gs, &ig);
 	ae.scopes = gs.data;
 	auth_event(q, ed, &ae);
 	buf_release(&gs);
-	mem_wipe(sid, sizeof(sid));
 }
 
 /* prompt=none that cannot be answered without the signed-in user: on record, then the error. */
@@ -1222,12 +1218,11 @@ static void handle_decide(struct http_req *q, void *arg)
 	const char **catv = arena_zalloc(http_req_arena(q), (nf + 8) * sizeof(char *));
 	int64_t duration = 0;
 	unsigned drop = 0;
-	char *url = NULL, sid[OAUTH_ID_SIZE] = "";
+	char *url = NULL;
 	struct oauth_err err = {.redirect = true, .status = 400};
 
 	if (!form_request(q, ed, &a, &se))
 		return;
-	cookie(q, ed->sid_name, sid, sizeof(sid));
 	if (a.launch_uid && a.launch_uid != se.uid) {
 		oauth_seterr(&err, 400, "invalid_request", "the launch was made for another user");
 		authz_refuse(q, ed, &se, &a, "launch-other-user", &err);
@@ -1238,7 +1233,7 @@ static void handle_decide(struct http_req *q, void *arg)
 				 .username = se.username, .role = user_role_name(se.role),
 				 .fhir_user = se.fhir_user, .client_id = a.client.client_id,
 				 .patient = a.patient[0] ? a.patient : NULL, .scopes = a.scope,
-				 .session_id = sid};
+				 .request_session = true};
 		auth_event(q, ed, &ae);
 		oauth_seterr(&err, 400, "access_denied", "the user denied access");
 		oauth_authz_drop(ed->o, a.id);
@@ -2465,14 +2460,11 @@ static void handle_mfa_setup(struct http_req *q, void *arg)
 			mfa_used(q, ed, &se, used ? ERR_OK : e, NULL);
 	} else if (e == ERR_UNAUTHORIZED || held || e == ERR_FORBIDDEN) {
 		/* the password asked before turning it on, refused */
-		char sid[OAUTH_ID_SIZE] = "";
 		struct aud ae = {.type = AUDIT_MFA_ENROL, .outcome = AUDIT_MINOR,
 				 .code = e == ERR_UNAUTHORIZED ? "wrong-password" : held ? "throttled" : "locked",
 				 .username = se.username, .role = user_role_name(se.role), .fhir_user = se.fhir_user,
-				 .session_id = sid};
-		cookie(q, ed->sid_name, sid, sizeof(sid));
+				 .request_session = true};
 		auth_event(q, ed, &ae);
-		mem_wipe(sid, sizeof(sid));
 	}
 	if (e) {
 		if (c.code == ERR_CONFLICT) {

@@ -337,7 +337,7 @@ static void deny(struct http_req *q, int status, const char *www, const char *ms
 	send_outcome(q, status, msg, NULL);
 }
 
-static void audit_denied(struct http_req *q, struct fhir *f, const struct access *acc,
+static void audit_denied(struct http_req *q, const struct access *acc,
 			 const char *type, const char *id, const char *code);
 
 /*
@@ -345,10 +345,10 @@ static void audit_denied(struct http_req *q, struct fhir *f, const struct access
  * (policy.denied, outcome code 'code'; audit_denied() says whose record
  * it names).
  */
-static void refuse(struct http_req *q, struct fhir *f, const struct access *acc, const char *type,
+static void refuse(struct http_req *q, const struct access *acc, const char *type,
 		   const char *id, const char *code, const char *msg)
 {
-	audit_denied(q, f, acc, type, id, code);
+	audit_denied(q, acc, type, id, code);
 	deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", msg);
 }
 
@@ -388,13 +388,13 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 		 * RFC 6750 2.3 and 3.1: one method only, and never the URL (logs,
 		 * history, Referer); two Authorization headers are ambiguous
 		 */
-		audit_denied(q, NULL, NULL, type, NULL, in_url ? "token-in-url" : "two-tokens");
+		audit_denied(q, NULL, type, NULL, in_url ? "token-in-url" : "two-tokens");
 		deny(q, 400, "Bearer realm=\"veranda\", error=\"invalid_request\"",
 		     "send one access token, in one Authorization header, and none in the URL");
 		return false;
 	}
 	if (!(h = oauth_bearer(h, tb, sizeof(tb)))) {
-		audit_denied(q, NULL, NULL, type, NULL, "no-token");
+		audit_denied(q, NULL, type, NULL, "no-token");
 		deny(q, 401, "Bearer realm=\"veranda\"", "an access token is required (Authorization: Bearer)");
 		return false;
 	}
@@ -402,7 +402,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 		char www[400];
 		snprintf(www, sizeof(www), "Bearer realm=\"veranda\", error=\"invalid_token\", error_description=\"%s\"",
 			 c.msg);
-		audit_denied(q, NULL, NULL, type, NULL, "invalid-token");
+		audit_denied(q, NULL, type, NULL, "invalid-token");
 		deny(q, 401, www, c.msg);
 		return false;
 	}
@@ -412,7 +412,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 		if (!a->d.allowed) {
 			char msg[200];
 			snprintf(msg, sizeof(msg), "the access token's scopes do not allow this interaction on %s", type);
-			audit_denied(q, NULL, a, type, NULL, "insufficient-scope");
+			audit_denied(q, a, type, NULL, "insufficient-scope");
 			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"", msg);
 			access_done(a);
 			return false;
@@ -430,7 +430,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 	    (a->d.ctx == SCOPE_USER && (a->p.role == USER_PATIENT || a->p.role == USER_CAREGIVER))) {
 		a->patient = a->p.patient[0] ? a->p.patient : a->own[0] ? a->own : NULL;
 		if (!a->patient) {
-			audit_denied(q, NULL, a, type, NULL, "no-patient-context");
+			audit_denied(q, a, type, NULL, "no-patient-context");
 			deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
 			     "the access token has no patient in context");
 			access_done(a);
@@ -454,7 +454,7 @@ static bool guard(struct http_req *q, const char *type, enum scope_op op, struct
 		const char *rt = http_req_param(q, "type"), *id = http_req_param(q, "id");
 		if (!type || strcmp(rt ? rt : "Patient", type))
 			id = NULL;
-		audit_denied(q, NULL, a, type, id && fhir_id_valid(id) ? id : NULL,
+		audit_denied(q, a, type, id && fhir_id_valid(id) ? id : NULL,
 			     "staff-role-needs-elevation");
 		deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
 		     "your role does not open patient records without an elevation or break-the-glass");
@@ -1022,12 +1022,11 @@ static bool anon_denial_admit(int64_t *summary)
 
 /*
  * Record a refusal.  The record names the patients whose record type/id
- * is in (when an id is given and the resource exists; through 'f', or the
- * store the routes were registered with when it is NULL): a refused attempt
+ * is in (when an id is given and the resource exists): a refused attempt
  * on a patient's data belongs in that patient's history, whoever made
  * it; else the patient of the requester's context.
  */
-static void audit_denied(struct http_req *q, struct fhir *f, const struct access *acc,
+static void audit_denied(struct http_req *q, const struct access *acc,
 			 const char *type, const char *id, const char *code)
 {
 	struct fhir_audit fa;
@@ -1056,13 +1055,12 @@ static void audit_denied(struct http_req *q, struct fhir *f, const struct access
 	fa.code = code;
 	fa.rtype = type;
 	fa.id = id;
-	if ((f || rest_store) && rest_audit && type && id) {
+	if (rest_store && rest_audit && type && id) {
 		char patients[AUDIT_PATIENTS_MAX][STORE_PATIENT_ID_SIZE];
 		struct ctx ig = CTX_INIT;
 		size_t n = 0;
 
-		if (store_compartment_of(f ? f->store : rest_store, type, id, patients,
-					 AUDIT_PATIENTS_MAX, &n, &ig))
+		if (store_compartment_of(rest_store, type, id, patients, AUDIT_PATIENTS_MAX, &n, &ig))
 			n = 0;
 		for (size_t i = 0; i < n; i++)
 			fa_patient(&fa, patients[i]);
@@ -1203,7 +1201,7 @@ static void handle_read(struct http_req *q, void *arg)
 			 * which a version that does not exist also gets here (the
 			 * read tells that none is in the record)
 			 */
-			audit_denied(q, f, &ra, type, id, "not-visible");
+			audit_denied(q, &ra, type, id, "not-visible");
 			if (!http_resp_done(q)) {
 				char msg[200];
 				snprintf(msg, sizeof(msg), "%s/%s is not known", type, id);
@@ -1603,7 +1601,7 @@ static void handle_create(struct http_req *q, void *arg)
 	    !guard(q, http_req_param(q, "type"), SCOPE_OP_CREATE, &acc))
 		return;
 	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), NULL, body)) {
-		audit_denied(q, NULL, &acc, http_req_param(q, "type"), NULL, "outside-record");
+		audit_denied(q, &acc, http_req_param(q, "type"), NULL, "outside-record");
 		access_done(&acc);
 		return;
 	}
@@ -1642,7 +1640,7 @@ static void handle_update(struct http_req *q, void *arg)
 	    !guard(q, http_req_param(q, "type"), SCOPE_OP_UPDATE, &acc))
 		return;
 	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), body)) {
-		audit_denied(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), "outside-record");
+		audit_denied(q, &acc, http_req_param(q, "type"), http_req_param(q, "id"), "outside-record");
 		access_done(&acc);
 		return;
 	}
@@ -1701,7 +1699,7 @@ static void handle_delete(struct http_req *q, void *arg)
 	    !guard(q, http_req_param(q, "type"), SCOPE_OP_DELETE, &acc))
 		return;
 	if (!write_allowed(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), NULL)) {
-		audit_denied(q, f, &acc, http_req_param(q, "type"), http_req_param(q, "id"), "outside-record");
+		audit_denied(q, &acc, http_req_param(q, "type"), http_req_param(q, "id"), "outside-record");
 		access_done(&acc);
 		return;
 	}
@@ -1783,7 +1781,7 @@ static void handle_history(struct http_req *q, void *arg)
 			hq.keep_arg = &vj;
 		} else if (!now) {
 			/* the same answer as for a resource that does not exist, as a read's */
-			audit_denied(q, f, &acc, hq.type, hq.id, "not-visible");
+			audit_denied(q, &acc, hq.type, hq.id, "not-visible");
 			if (!http_resp_done(q)) {
 				char msg[200];
 				snprintf(msg, sizeof(msg), "%s/%s is not known", hq.type, hq.id);
@@ -1793,12 +1791,12 @@ static void handle_history(struct http_req *q, void *arg)
 		}
 	}
 	if (acc.on && !hq.id && ((acc.patient && (!hq.type || confinable(hq.type))) || acc.d.nfilters)) {
-		refuse(q, NULL, &acc, hq.type, NULL, "insufficient-scope",
+		refuse(q, &acc, hq.type, NULL, "insufficient-scope",
 		       "history across records is not available with patient-scoped or constrained access");
 		goto out;
 	}
 	if (acc.on && !hq.type && !all_types_allowed(&acc, SCOPE_OP_SEARCH)) {
-		refuse(q, NULL, &acc, NULL, NULL, "insufficient-scope",
+		refuse(q, &acc, NULL, NULL, "insufficient-scope",
 		       "the history of every type needs scopes that allow searching every type");
 		goto out;
 	}
@@ -1818,7 +1816,7 @@ static void handle_history(struct http_req *q, void *arg)
 	if (fhir_history(f, &hq, &out, &c)) {
 		if (hq.keep && c.code == ERR_NOTFOUND) {
 			/* as above: no version shows, as for a resource that does not exist */
-			audit_denied(q, f, &acc, hq.type, hq.id, "not-visible");
+			audit_denied(q, &acc, hq.type, hq.id, "not-visible");
 			send_outcome(q, 404, c.msg, NULL);
 			goto out;
 		}
@@ -2176,7 +2174,7 @@ static bool everything_types(struct http_req *q, const struct access *a, struct 
 	buf_release(&outside);
 	if (!b.len) {
 		buf_release(&b);
-		refuse(q, NULL, a, "Patient", NULL, "insufficient-scope",
+		refuse(q, a, "Patient", NULL, "insufficient-scope",
 		       "the access token's scopes allow none of the record's types");
 		return false;
 	}
@@ -2203,7 +2201,7 @@ static bool compliance_only(struct http_req *q, const struct access *acc)
 {
 	if (acc->on && acc->p.uid && acc->p.role == USER_COMPLIANCE)
 		return true;
-	audit_denied(q, NULL, acc, "AuditEvent", NULL, "not-compliance");
+	audit_denied(q, acc, "AuditEvent", NULL, "not-compliance");
 	deny(q, 403, "Bearer realm=\"veranda\", error=\"insufficient_scope\"",
 	     "only the compliance role may read the audit log");
 	return false;
@@ -2261,9 +2259,9 @@ static void run_search(struct http_req *q, struct fhir *f, const char *type, con
 			    sizeof(why))) {
 		/* another patient's record (it names that patient) or what the scopes do not allow */
 		if (patient && acc.patient && strcmp(patient, acc.patient))
-			refuse(q, f, &acc, "Patient", patient, "outside-record", why);
+			refuse(q, &acc, "Patient", patient, "outside-record", why);
 		else
-			refuse(q, NULL, &acc, everything ? "Patient" : type, NULL, "insufficient-scope", why);
+			refuse(q, &acc, everything ? "Patient" : type, NULL, "insufficient-scope", why);
 		goto out;
 	}
 	memset(&sr, 0, sizeof(sr));
@@ -2472,7 +2470,7 @@ static bool bundle_allowed(struct http_req *q, struct fhir *f, const struct acce
 		if (why[0] || http_resp_done(q)) {
 			/* the entry refused, with whose record it would have touched */
 			if (why[0])
-				audit_denied(q, f, a, type[0] ? type : NULL, id[0] ? id : NULL, code);
+				audit_denied(q, a, type[0] ? type : NULL, id[0] ? id : NULL, code);
 			ok = false;
 			break;
 		}
@@ -2516,7 +2514,7 @@ static enum err bundle_search(void *arg, struct fhir_search_req *sr, struct ctx 
 		return ERR_OK;
 	scope_decide(ea.p.scopes, sr->type, SCOPE_OP_SEARCH, &ea.d);
 	if (!ea.d.allowed) {
-		audit_denied(g->q, NULL, &ea, sr->type, NULL, "insufficient-scope");
+		audit_denied(g->q, &ea, sr->type, NULL, "insufficient-scope");
 		return ctx_errorf(c, ERR_FORBIDDEN, "the access token's scopes do not allow searching %s",
 				  sr->type ? sr->type : "");
 	}
@@ -2525,7 +2523,7 @@ static enum err bundle_search(void *arg, struct fhir_search_req *sr, struct ctx 
 		memcpy(kv, sr->params, k * sizeof(*kv));
 	if (!confine_search(g->q, &ea, sr->type, kv, &k, &sr->patient, &sr->include_patient, why,
 			    sizeof(why))) {
-		audit_denied(g->q, NULL, &ea, sr->type, NULL, "insufficient-scope");
+		audit_denied(g->q, &ea, sr->type, NULL, "insufficient-scope");
 		return ctx_errorf(c, ERR_FORBIDDEN, "%s", why);
 	}
 	sr->params = kv;
@@ -2555,7 +2553,7 @@ static enum err bundle_version(void *arg, const struct store_resource *r, struct
 	version_judge_init(&vj, g->q, g->f, &ea, r->type, r->id, visible(g->q, g->f, &ea, r->type, r->id));
 	if (version_ok(&vj, r))
 		return ERR_OK;
-	audit_denied(g->q, g->f, &ea, r->type, r->id, "not-visible");
+	audit_denied(g->q, &ea, r->type, r->id, "not-visible");
 	return ctx_errorf(c, ERR_NOTFOUND, "%s/%s has no version %lld", r->type, r->id, (long long)r->version);
 }
 

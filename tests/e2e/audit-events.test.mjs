@@ -41,6 +41,15 @@ describe('the audit event catalogue, path by path', () => {
   }
 
   const byReq = (rid, type) => log.records.filter((r) => r.correlation?.request === rid && (!type || r.type === type));
+  // Read the log into 'log' once each request id has a record there (up to 2 s: records not
+  // waited for reach audit.db a moment after the answer).
+  const logWith = async (...rids) => {
+    for (let i = 0; i < 40; i++) {
+      log = await queryLog(dir);
+      if (rids.every((rid) => byReq(rid).length)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
   const one = (rid, type) => {
     const hits = byReq(rid, type);
     assert.equal(hits.length, 1, `one ${type} record for request ${rid}: ${JSON.stringify(byReq(rid))}`);
@@ -196,11 +205,7 @@ describe('the audit event catalogue, path by path', () => {
     const never = await authorize(b, srv, { clientId: 'ev-launch', redirectUri: CB, scope, extra: { prompt: 'none' } });
     assert.equal(never.error, 'consent_required');
     const refuseRid = never.walk.response.headers.get('x-request-id');
-    for (let i = 0; i < 40; i++) {
-      log = await queryLog(dir);
-      if (byReq(grantRid).length && byReq(refuseRid).length) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await logWith(grantRid, refuseRid);
     const g = one(grantRid, 'oauth.authorize-granted');
     assert.equal(g.outcome, 0);
     assert.equal(g.patient, 'alice');
@@ -217,11 +222,7 @@ describe('the audit event catalogue, path by path', () => {
     const long = 'x'.repeat(1500); // each value within the search's limit, the two past the record's
     const r = await fhir(srv, 'GET', `Observation?patient=alice&_tag=${long}&_tag=y${long}`, seen.alice.token);
     assert.equal(r.status, 200, r.text.slice(0, 200));
-    for (let i = 0; i < 40; i++) {
-      log = await queryLog(dir);
-      if (byReq(r.rid).length) break;
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    await logWith(r.rid);
     const rec = one(r.rid, 'fhir.search');
     assert.equal(rec.patient, 'alice');
     assert.deepEqual(rec.entity, [{ type: 'Observation', query: 'Observation?_query=too-long' }]);
@@ -242,11 +243,7 @@ describe('the audit event catalogue, path by path', () => {
     const all = await fhir(srv, 'GET', 'Patient/alice/$everything', sam.token);
     assert.deepEqual([comp.status, all.status], [403, 403]);
     const rids = { staff: staff.rid, inUrl: inUrl.headers.get('x-request-id'), forged: forged.rid, comp: comp.rid, all: all.rid };
-    for (let i = 0; i < 40; i++) {
-      log = await queryLog(dir);
-      if (Object.values(rids).every((rid) => byReq(rid).length)) break;
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    await logWith(...Object.values(rids));
     const s = one(rids.staff, 'policy.denied');
     assert.deepEqual([s.outcome, s.outcomeCode, s.agent.username, s.agent.role, s.patient], [4, 'staff-role-needs-elevation', 'sam', 'support', 'alice']);
     assert.deepEqual(s.entity, [{ type: 'Patient', id: 'alice' }]);
@@ -285,11 +282,7 @@ describe('the audit event catalogue, path by path', () => {
     const si = await sb.post('/oauth/login', body, { traceparent });
     assert.equal(si.status, 303);
     const rids = { token: tok.headers.get('x-request-id'), bob: bobRead.rid, own: own.rid, signin: si.headers.get('x-request-id') };
-    for (let i = 0; i < 40; i++) {
-      log = await queryLog(dir);
-      if (Object.values(rids).every((rid) => byReq(rid).length)) break;
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    await logWith(...Object.values(rids));
     const r = one(rids.bob, 'fhir.read');
     assert.deepEqual([r.agent.username, r.agent.role, r.agent.fhirUser, r.agent.onBehalfOf, r.patient],
       ['bob', 'caregiver', 'Patient/bob-self', 'bob-mother', 'bob-mother']);
@@ -312,11 +305,7 @@ describe('the audit event catalogue, path by path', () => {
     assert.equal((await fhir(srv, 'DELETE', `Observation/${made.json.id}`, dr.token)).status, 204);
     const gone = await fhir(srv, 'GET', `Observation/${made.json.id}`, dr.token);
     assert.equal(gone.status, 410);
-    for (let i = 0; i < 40; i++) {
-      log = await queryLog(dir);
-      if (byReq(missing.rid).length && byReq(gone.rid).length) break;
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    await logWith(missing.rid, gone.rid);
     const m = one(missing.rid, 'fhir.read');
     assert.deepEqual([m.outcome, m.outcomeCode, m.agent.username, m.patient], [4, 'not-found', 'drsmith', undefined]);
     assert.deepEqual(m.entity, [{ type: 'Observation', id: 'no-such-observation' }]);
@@ -339,11 +328,7 @@ describe('the audit event catalogue, path by path', () => {
     const wrong = await tryOnce('Alice', 'not-her-password');
     const typo1 = await tryOnce(DEMO_PASSWORD, 'x');
     const typo2 = await tryOnce(DEMO_PASSWORD.toUpperCase(), 'x');
-    for (let i = 0; i < 40; i++) {
-      log = await queryLog(dir);
-      if ([wrong, typo1, typo2].every((rid) => byReq(rid).length)) break;
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    await logWith(wrong, typo1, typo2);
     const w = one(wrong, 'session.signin-failed');
     assert.deepEqual([w.outcome, w.outcomeCode, w.agent.username], [4, 'wrong-credentials', 'alice']);
     const t1 = one(typo1, 'session.signin-failed'), t2 = one(typo2, 'session.signin-failed');
@@ -374,11 +359,7 @@ describe('the audit event catalogue, path by path', () => {
     const fakeApp = await ab.post('/oauth/launch', { client_id: `Click here: evil.example ${'x'.repeat(40)}`, patient: 'bob-child', csrf: (await accountPage(ab)).csrf });
     assert.equal(fakeApp.status, 403);
     const rids = [launch, picked, ui, fakeApp].map((r) => r.headers.get('x-request-id'));
-    for (let i = 0; i < 40; i++) {
-      log = await queryLog(dir);
-      if (rids.every((rid) => byReq(rid).length)) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await logWith(...rids);
     const l = one(rids[0], 'policy.denied');
     assert.deepEqual([l.outcome, l.outcomeCode, l.agent.username, l.agent.client, l.patient], [4, 'launch-needs-clinician', 'alice', 'ev-launch', undefined]);
     assert.deepEqual(l.entity, [{ type: 'Patient', id: 'bob-child' }], 'the record asked for, not in its history');
