@@ -63,7 +63,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { fmtMs, freePort, processes, tail, toMs } from './lib.mjs';
+import { cpuSecs, fmtMs, freePort, processes, tail, toMs } from './lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -85,7 +85,6 @@ const SCOPE = OPENID ? 'launch/patient openid fhirUser offline_access patient/*.
 const PASSWORD = 'veranda-demo';
 const MINT_PARALLEL = 4;
 const LUA = path.join(HERE, 'auth.lua');
-const CLK_TCK = 100;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const T0 = Date.now();
@@ -99,16 +98,6 @@ const { track, runCapture, stop, cleanup } = procs;
 
 
 /* user + system CPU seconds of a process so far (null when /proc is unavailable) */
-function cpuSecs(pid) {
-	try {
-		const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-		const v = f.slice(f.lastIndexOf(')') + 2).split(' ');
-		return (Number(v[11]) + Number(v[12])) / CLK_TCK;
-	} catch {
-		return null;
-	}
-}
-
 /* The file system type of a directory ("ext4", "tmpfs"; "?" when df cannot tell). */
 function fsType(dir) {
 	const r = spawnSync('df', ['--output=fstype', dir], { encoding: 'utf8' });

@@ -1,7 +1,7 @@
 // bench/lib.mjs - what the Node benchmarks share: child processes tracked and
 // stopped by PID (also when the benchmark itself is interrupted), the
 // temporary directory removed at the end, a free loopback port, the tail of a
-// log file, and wrk's time units.
+// log file, a process's CPU time, and wrk's time units.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -115,6 +115,17 @@ export function freePort() {
 			s.close(() => resolve(port));
 		});
 	});
+}
+
+/* CPU seconds (user + system) a process has used so far; null when it cannot be read. */
+export function cpuSecs(pid) {
+	try {
+		const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+		const v = f.slice(f.lastIndexOf(')') + 2).split(' ');
+		return (Number(v[11]) + Number(v[12])) / 100; /* utime, stime in clock ticks (USER_HZ = 100) */
+	} catch {
+		return null;
+	}
 }
 
 /* A wrk duration ("812.34" "us") in milliseconds. */

@@ -27,6 +27,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { cpuSecs } from './lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -67,15 +68,6 @@ const fileSize = (f) => {
 	}
 };
 const dbSize = (dir) => ({ db: fileSize(path.join(dir, 'veranda.db')), wal: fileSize(path.join(dir, 'veranda.db-wal')) });
-/* CPU seconds (user + system) a process has used so far; null off Linux. */
-function cpuSecs(pid) {
-	try {
-		const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-		return (Number(f[11]) + Number(f[12])) / 100; /* utime, stime in clock ticks (USER_HZ = 100) */
-	} catch {
-		return null;
-	}
-}
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 function schemaOf(veranda) {
