@@ -112,7 +112,14 @@ unit: $(UNIT_BIN)
 # timeouts, a browser), so two run in about 60 % of the time of one by one.
 E2E_JOBS ?= 2
 
-e2e: build/veranda
+# tests/e2e/powercut.test.mjs preloads it into the server (see its source).
+POWERCUT_SO := build/tests/powercut.so
+
+$(POWERCUT_SO): tests/e2e/powercut/powercut.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -fPIC -shared -o $@ $< -ldl -lpthread
+
+e2e: build/veranda $(POWERCUT_SO)
 	node --test --test-concurrency=$(E2E_JOBS) tests/e2e/
 
 # The end-to-end suite against the server built with ASan + UBSan: a memory
@@ -120,7 +127,7 @@ e2e: build/veranda
 # The search differential runs a third of its generated queries here (its
 # fixed edge queries all): `make e2e` compares the full set with the oracle,
 # and under the sanitizers it was the longest test of the suite.
-e2e-san: build/veranda build/san/veranda
+e2e-san: build/veranda build/san/veranda $(POWERCUT_SO)
 	VERANDA_BIN=build/san/veranda ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		SEARCH_DIFF_QUERIES=270 SEARCH_DIFF_FOCUSED=220 \
 		node --test --test-concurrency=$(E2E_JOBS) tests/e2e/

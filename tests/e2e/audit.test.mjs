@@ -10,7 +10,7 @@
 // SQLite); the tests that need it are skipped, saying so, when it is missing.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -24,7 +24,7 @@ import {
 import {
   Browser, authorize, redeem, postForm, registerClient, serveFixed, fetchJson, accountPage, field, DEMO_PASSWORD,
 } from './lib/oauth.mjs';
-import { hashId, queryLog } from './lib/audit.mjs';
+import { hashId, holdDbLock, queryLog } from './lib/audit.mjs';
 
 const SQLITE3 = spawnSync('sqlite3', ['-version']).status === 0 ? 'sqlite3' : null;
 const NO_SQLITE = SQLITE3 ? false : 'the sqlite3 command-line shell is not installed';
@@ -702,33 +702,7 @@ describe('fail closed while the writer cannot commit', { skip: NO_SQLITE }, () =
   after(() => {
     for (const c of shells) c.kill('SIGKILL');
   });
-  async function lockLog(dir) {
-    // -bail: a BEGIN that fails ends the shell instead of printing 'locked'
-    const child = spawn(SQLITE3, ['-bail', path.join(dir, 'audit.db')], { stdio: ['pipe', 'pipe', 'pipe'] });
-    shells.add(child);
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    exited.then(() => shells.delete(child));
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    child.stdin.write('.timeout 20000\nBEGIN EXCLUSIVE;\nSELECT \'locked\';\n');
-    await Promise.race([
-      new Promise((resolve) => child.stdout.once('data', resolve)),
-      exited.then((code) => {
-        throw new Error(`sqlite3 could not lock the log (${code}): ${err}`);
-      }),
-    ]);
-    let released = null;
-    return {
-      release() {
-        if (!released) {
-          child.stdin.end('COMMIT;\n');
-          const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-          released = exited.then(() => clearTimeout(t));
-        }
-        return released;
-      },
-    };
-  }
+  const lockLog = (dir) => holdDbLock(path.join(dir, 'audit.db'), shells);
 
   const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
   function get(srv, p, timeout = 30000) {
