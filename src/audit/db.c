@@ -309,14 +309,18 @@ enum err adb_open(const char *data_dir, bool create, sqlite3 **out, struct ctx *
 			goto out;
 		}
 		/* the writer's connection: 32 MiB of cache keeps the index pages
-		 * it touches on every commit out of pread() */
+		 * it touches on every commit out of pread(); the statement journal
+		 * of each multi-row INSERT stays in memory instead of going to a
+		 * file in /var/tmp (a third of the writer's time went there) */
 		if ((e = adb_exec(db, "PRAGMA synchronous = FULL", c)) ||
+		    (e = adb_exec(db, "PRAGMA temp_store = MEMORY", c)) ||
 		    (e = adb_exec(db, "PRAGMA cache_size = -32768", c)) ||
 		    (e = adb_exec(db, "PRAGMA journal_size_limit = 67108864", c)) ||
 		    (e = migrate(db, path.data, c)))
 			goto out;
 	} else {
 		if ((e = adb_exec(db, "PRAGMA query_only = 1", c)) ||
+		    (e = adb_exec(db, "PRAGMA temp_store = MEMORY", c)) ||
 		    (e = pragma_int(db, "PRAGMA user_version", &version, c)))
 			goto out;
 		if (version == 0) {

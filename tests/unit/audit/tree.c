@@ -206,12 +206,48 @@ static void test_tiers_reload(void **state)
 	sqlite3_close(db);
 }
 
+static long long pragma(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	long long v = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/*
+ * The writer's connection syncs every commit (FULL = 2), and no connection
+ * puts temporary data (the statement journal of a multi-row INSERT, a
+ * sort) in a file outside the data directory (temp_store MEMORY = 2): such
+ * a file would add a disk write per page the writer touches, and a full
+ * /var/tmp would fail the log.
+ */
+static void test_connection_settings(void **state)
+{
+	struct fx *f = *state;
+	struct ctx c = CTX_INIT;
+	sqlite3 *w = NULL, *r = NULL;
+
+	assert_int_equal(adb_open(f->dir, true, &w, &c), ERR_OK);
+	assert_int_equal(adb_open(f->dir, false, &r, &c), ERR_OK);
+	assert_int_equal(pragma(w, "PRAGMA synchronous"), 2);
+	assert_int_equal(pragma(w, "PRAGMA temp_store"), 2);
+	assert_int_equal(pragma(r, "PRAGMA temp_store"), 2);
+	assert_int_equal(pragma(r, "PRAGMA query_only"), 1);
+	sqlite3_close(r);
+	sqlite3_close(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cached_levels),
 		cmocka_unit_test(test_proofs_and_ranges),
 		cmocka_unit_test(test_tiers_reload),
+		cmocka_unit_test(test_connection_settings),
 	};
 	if (getenv("AUDIT_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("AUDIT_TEST_FILTER"));
