@@ -34,7 +34,7 @@ UNIT_BIN  := $(patsubst tests/unit/%.c,build/unit/%,$(UNIT_SRC))
 FUZZ_SRC  := $(shell find tests/fuzz -maxdepth 1 -name '*.c' 2>/dev/null | sort)
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all check run bench fuzz deps unit e2e e2e-san lint clean format docs valgrind
+.PHONY: all check run bench fuzz deps unit e2e e2e-san powercut lint clean format docs valgrind
 all: build/veranda
 
 # the list of embedded files, rewritten only when it changes, so that a new
@@ -121,6 +121,11 @@ $(POWERCUT_SO): tests/e2e/powercut/powercut.c
 
 e2e: build/veranda $(POWERCUT_SO)
 	node --test --test-concurrency=$(E2E_JOBS) tests/e2e/
+
+# A long run of the power-cut test (security plan case 84): `make e2e` makes two cuts.
+POWERCUT_CYCLES ?= 1000
+powercut: build/veranda $(POWERCUT_SO)
+	POWERCUT_CYCLES=$(POWERCUT_CYCLES) node --test tests/e2e/powercut.test.mjs
 
 # The end-to-end suite against the server built with ASan + UBSan: a memory
 # error aborts the process, a leak makes it exit non-zero (the tests notice).

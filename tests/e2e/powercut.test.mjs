@@ -6,7 +6,7 @@
 // directory is what a machine that lost its power at that instant could
 // have left on disk, in the worst case.  The next cut comes after the
 // server has recovered from it and worked again (two cuts by default,
-// POWERCUT_CYCLES for more).  Then, on a normal start:
+// POWERCUT_CYCLES for more: `make powercut` makes 1,000).  Then, on a normal start:
 //   - every create that was answered 201 can be read back (the store syncs
 //     its write-ahead log before it answers a write);
 //   - every answered read and create has its audit record (a disclosure
@@ -29,7 +29,7 @@ import { fhirAs as fhir, holdDbLock, queryLog } from './lib/audit.mjs';
 import { POWERCUT_SO, undoUnsynced } from './lib/powercut.mjs';
 
 const CLIENTS = 8;
-/* cuts in a row, each on what the one before left (POWERCUT_CYCLES=1000 for a long run) */
+/* cuts in a row, each on what the one before left (`make powercut`: 1,000) */
 const CYCLES = Math.max(1, Number(process.env.POWERCUT_CYCLES || 2));
 const SQLITE3 = spawnSync('sqlite3', ['-version']).status === 0;
 
