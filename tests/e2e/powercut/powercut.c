@@ -57,10 +57,8 @@ static int64_t nrec; /* records in the log, under mu */
 
 static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
-static ssize_t (*real_pwrite64)(int, const void *, size_t, off_t);
 static ssize_t (*real_writev)(int, const struct iovec *, int);
 static int (*real_ftruncate)(int, off_t);
-static int (*real_ftruncate64)(int, off_t);
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
 
@@ -70,10 +68,8 @@ static void init(void)
 
 	real_write = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
 	real_pwrite = (ssize_t(*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite");
-	real_pwrite64 = (ssize_t(*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite64");
 	real_writev = (ssize_t(*)(int, const struct iovec *, int))dlsym(RTLD_NEXT, "writev");
 	real_ftruncate = (int (*)(int, off_t))dlsym(RTLD_NEXT, "ftruncate");
-	real_ftruncate64 = (int (*)(int, off_t))dlsym(RTLD_NEXT, "ftruncate64");
 	real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
 	real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
 	if (!d || !l || !realpath(d, dir))
@@ -181,17 +177,8 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 	return w;
 }
 
-ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
-{
-	ssize_t w;
-
-	pthread_once(&once, init);
-	pthread_mutex_lock(&mu);
-	logged(fd, off, n);
-	w = real_pwrite64(fd, buf, n, off);
-	pthread_mutex_unlock(&mu);
-	return w;
-}
+/* on a 64-bit system the two are one function, as in the C library */
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) __attribute__((alias("pwrite")));
 
 ssize_t write(int fd, const void *buf, size_t n)
 {
@@ -220,7 +207,7 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
 	return w;
 }
 
-static int do_truncate(int (*fn)(int, off_t), int fd, off_t len)
+static int do_truncate(int fd, off_t len)
 {
 	char path[4096];
 	struct stat sb;
@@ -236,7 +223,7 @@ static int do_truncate(int (*fn)(int, off_t), int fd, off_t len)
 		record('T', &sb, path, plen, len, old, cut);
 		free(old);
 	}
-	r = fn(fd, len);
+	r = real_ftruncate(fd, len);
 	pthread_mutex_unlock(&mu);
 	return r;
 }
@@ -244,14 +231,10 @@ static int do_truncate(int (*fn)(int, off_t), int fd, off_t len)
 int ftruncate(int fd, off_t len)
 {
 	pthread_once(&once, init);
-	return do_truncate(real_ftruncate, fd, len);
+	return do_truncate(fd, len);
 }
 
-int ftruncate64(int fd, off_t len)
-{
-	pthread_once(&once, init);
-	return do_truncate(real_ftruncate64, fd, len);
-}
+int ftruncate64(int fd, off_t len) __attribute__((alias("ftruncate")));
 
 /*
  * A sync covers what was written to the file before it began; writes that
