@@ -154,7 +154,10 @@ static int64_t write_at(int fd, const struct stat *sb)
 	return (fl >= 0 && (fl & O_APPEND)) ? sb->st_size : lseek(fd, 0, SEEK_CUR);
 }
 
-/* Under mu: log what n bytes written at 'off' (-1: where write() lands) will overwrite. */
+/*
+ * Under mu: log what n bytes written at 'off' (-1: where write() lands) will
+ * overwrite.  Called before the real function: tracked() loads them.
+ */
 static void logged(int fd, int64_t off, size_t n)
 {
 	char path[4096];
@@ -169,7 +172,6 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
 	ssize_t w;
 
-	pthread_once(&once, init);
 	pthread_mutex_lock(&mu);
 	logged(fd, off, n);
 	w = real_pwrite(fd, buf, n, off);
@@ -184,7 +186,6 @@ ssize_t write(int fd, const void *buf, size_t n)
 {
 	ssize_t w;
 
-	pthread_once(&once, init);
 	pthread_mutex_lock(&mu);
 	logged(fd, -1, n);
 	w = real_write(fd, buf, n);
@@ -199,7 +200,6 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
 
 	for (int i = 0; i < cnt; i++)
 		n += iov[i].iov_len;
-	pthread_once(&once, init);
 	pthread_mutex_lock(&mu);
 	logged(fd, -1, n);
 	w = real_writev(fd, iov, cnt);
@@ -207,7 +207,7 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
 	return w;
 }
 
-static int do_truncate(int fd, off_t len)
+int ftruncate(int fd, off_t len)
 {
 	char path[4096];
 	struct stat sb;
@@ -226,12 +226,6 @@ static int do_truncate(int fd, off_t len)
 	r = real_ftruncate(fd, len);
 	pthread_mutex_unlock(&mu);
 	return r;
-}
-
-int ftruncate(int fd, off_t len)
-{
-	pthread_once(&once, init);
-	return do_truncate(fd, len);
 }
 
 int ftruncate64(int fd, off_t len) __attribute__((alias("ftruncate")));
